@@ -1,0 +1,1 @@
+//! Announcements: render messages for a transition (pure), deliver them from the durable outbox.

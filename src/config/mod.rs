@@ -1,0 +1,261 @@
+//! The validated configuration: what the rest of Switchboard reads, already checked.
+//!
+//! Loading happens in two steps (see `raw`): serde structs that mirror the TOML exactly and
+//! reject unknown fields, then `validate`, which resolves defaults, parses URLs and
+//! conditions and collects *every* problem as a `file:line: message` diagnostic.
+
+pub mod raw;
+
+use crate::probe::condition::Condition;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use url::Url;
+
+/// A fully validated configuration. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The main file it was loaded from.
+    pub source: PathBuf,
+    /// Directory of service files, resolved against the main file's directory.
+    pub probes_dir: PathBuf,
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub email: EmailConfig,
+    pub audiences: Audiences,
+    pub status_page: StatusPageConfig,
+    pub defaults: Defaults,
+    pub services: Vec<ServiceSpec>,
+    /// SHA-256 (hex) of every file that went into this config, in load order.
+    pub version: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Base URL used in messages and printed links; defaults to `http://{listen}`.
+    pub public_url: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct StorageConfig {
+    /// SQLite file, resolved against the main file's directory.
+    pub path: PathBuf,
+}
+
+#[derive(Clone, Debug)]
+pub struct EmailConfig {
+    /// RFC 5322 mailbox, e.g. `Support Status <status@example.com>`.
+    pub from: String,
+    pub transport: EmailTransport,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum EmailTransport {
+    /// Write one `.eml` file per message into this directory.
+    File { dir: PathBuf },
+    /// `smtp://host:port` (STARTTLS if offered is not attempted in the skeleton) or `smtps://` (implicit TLS).
+    /// The password comes from `SWITCHBOARD_SMTP_PASSWORD`, never from the file.
+    Smtp { url: String },
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Audiences {
+    pub oncall: Vec<String>,
+    pub customers: Vec<String>,
+    pub drill: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct StatusPageConfig {
+    pub title: String,
+}
+
+/// Values every check inherits unless it sets its own.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Defaults {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub retry_interval: Duration,
+    pub failure_threshold: u32,
+    pub success_threshold: u32,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(10),
+            retry_interval: Duration::from_secs(5),
+            failure_threshold: 3,
+            success_threshold: 2,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ServiceSpec {
+    pub id: String,
+    pub name: String,
+    pub runbook: Option<String>,
+    pub failover_when: FailoverWhen,
+    pub failback: Failback,
+    pub recovery_hold: Duration,
+    pub checks: Vec<CheckSpec>,
+    pub routes: Vec<RouteSpec>,
+    /// The service file it came from.
+    pub source: PathBuf,
+}
+
+impl ServiceSpec {
+    pub fn primary_checks(&self) -> impl Iterator<Item = &CheckSpec> {
+        self.checks.iter().filter(|c| c.role == Role::Primary)
+    }
+    pub fn backup_checks(&self) -> impl Iterator<Item = &CheckSpec> {
+        self.checks.iter().filter(|c| c.role == Role::Backup)
+    }
+}
+
+/// When the service fails over, counted over its primary checks that are down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailoverWhen {
+    Any,
+    All,
+    /// `k of n`: at least `k` primary checks down (`n` is the number written, checked against the count).
+    AtLeast(u32),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failback {
+    Auto,
+    Manual,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Primary,
+    Backup,
+}
+
+#[derive(Clone, Debug)]
+pub struct CheckSpec {
+    /// Unique across the whole configuration.
+    pub name: String,
+    pub service: String,
+    pub role: Role,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub retry_interval: Duration,
+    pub failure_threshold: u32,
+    pub success_threshold: u32,
+    pub conditions: Vec<Condition>,
+    pub kind: CheckKind,
+}
+
+impl CheckSpec {
+    /// The `instance` label: the target as written (URL for http).
+    pub fn target(&self) -> String {
+        match &self.kind {
+            CheckKind::Http(h) => h.url.to_string(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum CheckKind {
+    Http(HttpCheck),
+}
+
+#[derive(Clone, Debug)]
+pub struct HttpCheck {
+    pub url: Url,
+    pub method: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<String>,
+    /// 0 = do not follow redirects.
+    pub max_redirects: u32,
+    /// Bytes of body read at most; the rest is never read.
+    pub max_body_bytes: usize,
+    /// Skip certificate verification (explicit opt-in only).
+    pub insecure: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct RouteSpec {
+    pub id: String,
+    pub service: String,
+    pub primary: String,
+    pub backup: String,
+}
+
+/// One problem found while loading: where, and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    /// 1-based; 0 when the problem has no single line (e.g. a missing file).
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line > 0 {
+            write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
+        } else {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        }
+    }
+}
+
+/// Every problem found in one load, in file order.
+#[derive(Clone, Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.diagnostics.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Loads and validates `path` and the service files under its `probes` directory.
+    /// Returns every problem found, not just the first.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        raw::load(path)
+    }
+
+    pub fn service(&self, id: &str) -> Option<&ServiceSpec> {
+        self.services.iter().find(|s| s.id == id)
+    }
+
+    pub fn checks(&self) -> impl Iterator<Item = &CheckSpec> {
+        self.services.iter().flat_map(|s| s.checks.iter())
+    }
+
+    pub fn check(&self, name: &str) -> Option<&CheckSpec> {
+        self.checks().find(|c| c.name == name)
+    }
+
+    /// One line for `switchboard check`: counts of services, checks and routes.
+    pub fn summary(&self) -> String {
+        let checks = self.checks().count();
+        let routes: usize = self.services.iter().map(|s| s.routes.len()).sum();
+        format!(
+            "{}: ok: {} services, {} checks, {} routes",
+            self.source.display(),
+            self.services.len(),
+            checks,
+            routes
+        )
+    }
+}

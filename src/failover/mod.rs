@@ -1,0 +1,136 @@
+//! The failover state machine of one service: pure, deterministic, no I/O, no clock reads.
+//!
+//! `step(&Service, &Policy, &Event, now) -> Vec<Action>` mutates the service's decision state
+//! and returns what the shell must do. The same events in give the same actions out.
+
+use crate::clock::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The service's failover state (design.md, "Failover states").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Operational,
+    Degraded,
+    FailedOver,
+    Recovering,
+    Outage,
+    Maintenance,
+    Drill,
+}
+
+impl State {
+    pub const ALL: [State; 7] = [
+        State::Operational,
+        State::Degraded,
+        State::FailedOver,
+        State::Recovering,
+        State::Outage,
+        State::Maintenance,
+        State::Drill,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Operational => "operational",
+            State::Degraded => "degraded",
+            State::FailedOver => "failed_over",
+            State::Recovering => "recovering",
+            State::Outage => "outage",
+            State::Maintenance => "maintenance",
+            State::Drill => "drill",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<State> {
+        State::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// The Statuspage v2 component status this state shows as.
+    pub fn component_status(self) -> &'static str {
+        match self {
+            State::Operational | State::Drill => "operational",
+            State::Degraded => "degraded_performance",
+            State::FailedOver | State::Recovering => "partial_outage",
+            State::Outage => "major_outage",
+            State::Maintenance => "under_maintenance",
+        }
+    }
+
+    /// Which side the routes point at in this state (drills and maintenance decided elsewhere).
+    pub fn routes_side(self) -> Side {
+        match self {
+            State::FailedOver | State::Recovering | State::Drill => Side::Backup,
+            _ => Side::Primary,
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which target of its routes a service sends customers to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    Primary,
+    Backup,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Primary => "primary",
+            Side::Backup => "backup",
+        }
+    }
+}
+
+/// Why a transition happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    /// Primary checks went down and the failover condition was met.
+    PrimaryDown,
+    /// Primary checks became healthy again.
+    PrimaryRecovered,
+    /// The recovery hold elapsed with the primary healthy throughout.
+    RecoveryHoldElapsed,
+    /// Backup checks went down (or came back) while relevant.
+    BackupDown,
+    BackupRecovered,
+    /// An operator command.
+    Operator,
+}
+
+impl Cause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::PrimaryDown => "primary_down",
+            Cause::PrimaryRecovered => "primary_recovered",
+            Cause::RecoveryHoldElapsed => "recovery_hold_elapsed",
+            Cause::BackupDown => "backup_down",
+            Cause::BackupRecovered => "backup_recovered",
+            Cause::Operator => "operator",
+        }
+    }
+}
+
+/// One change of state, as recorded and announced.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Transition {
+    pub service: String,
+    pub from: State,
+    pub to: State,
+    pub cause: Cause,
+    pub at: Timestamp,
+    /// `system` for automatic transitions, else the operator's token name.
+    pub actor: String,
+    pub reason: String,
+    /// The check health changes behind it: one line per check, e.g. `portal-form: down (connect: connection refused)`.
+    pub evidence: Vec<String>,
+}

@@ -1,0 +1,138 @@
+//! Probes: run one check once and describe what happened as an `Outcome`.
+//!
+//! Every probe kind has the same shape: a check spec and a deadline in, an `Outcome` out.
+//! A network error, timeout or TLS failure is a failed outcome whatever the conditions say.
+//! Probes hold no state between runs; thresholds and smoothing live in `health`.
+
+pub mod condition;
+pub mod http;
+
+use crate::clock::Timestamp;
+use crate::config::{CheckKind, CheckSpec};
+use serde::Serialize;
+use std::time::Duration;
+
+/// Why a probe failed, coarse enough to alert and group on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// Name resolution failed.
+    Dns,
+    /// TCP connect refused, reset or unreachable.
+    Connect,
+    /// TLS handshake or certificate verification failed.
+    Tls,
+    /// The check's timeout elapsed.
+    Timeout,
+    /// The peer spoke something that is not valid HTTP (or the protocol failed mid-way).
+    Protocol,
+    /// More redirects than allowed.
+    TooManyRedirects,
+    /// The probe ran, but one or more conditions did not hold.
+    Conditions,
+}
+
+impl ErrorClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Dns => "dns",
+            ErrorClass::Connect => "connect",
+            ErrorClass::Tls => "tls",
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::Protocol => "protocol",
+            ErrorClass::TooManyRedirects => "too_many_redirects",
+            ErrorClass::Conditions => "conditions",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ProbeError {
+    pub class: ErrorClass,
+    /// Short, human-readable, no secrets.
+    pub message: String,
+}
+
+/// Time spent in each phase, as blackbox_exporter splits it. Phases that did not happen are zero.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Phases {
+    #[serde(serialize_with = "secs")]
+    pub resolve: Duration,
+    #[serde(serialize_with = "secs")]
+    pub connect: Duration,
+    #[serde(serialize_with = "secs")]
+    pub tls: Duration,
+    /// From request sent to first response byte.
+    #[serde(serialize_with = "secs")]
+    pub processing: Duration,
+    /// From first response byte to the end of the body read.
+    #[serde(serialize_with = "secs")]
+    pub transfer: Duration,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// One evaluated condition: its text, whether it held, and the resolved form such as `[STATUS] (500) == 200`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ConditionResult {
+    pub condition: String,
+    pub success: bool,
+    pub resolved: String,
+}
+
+/// What TLS looked like, when TLS was used.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TlsInfo {
+    /// e.g. `TLS 1.3`.
+    pub version: String,
+    /// Earliest `notAfter` of the presented chain, Unix seconds.
+    pub earliest_cert_expiry: i64,
+}
+
+/// The result of running a check once.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Outcome {
+    pub check: String,
+    pub success: bool,
+    pub conditions: Vec<ConditionResult>,
+    /// HTTP status of the final response, if one arrived.
+    pub status: Option<u16>,
+    #[serde(rename = "duration_seconds", serialize_with = "secs")]
+    pub duration: Duration,
+    pub phases: Phases,
+    pub error: Option<ProbeError>,
+    /// When the probe started.
+    pub started_at: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsInfo>,
+    /// 1.0, 1.1, 2.0 when a response arrived.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_version: Option<f64>,
+    /// Body bytes read (capped).
+    pub content_length: u64,
+    pub redirects: u32,
+}
+
+impl Outcome {
+    /// One line for logs and evidence: `ok 200 in 0.012s` or `failed (connect): connection refused`.
+    pub fn summary(&self) -> String {
+        match (&self.error, self.success) {
+            (_, true) => format!(
+                "ok{} in {:.3}s",
+                self.status.map(|s| format!(" {s}")).unwrap_or_default(),
+                self.duration.as_secs_f64()
+            ),
+            (Some(e), false) => format!("failed ({}): {}", e.class.as_str(), e.message),
+            (None, false) => "failed".to_string(),
+        }
+    }
+}
+
+/// Runs `check` once. Never takes longer than the check's timeout (plus scheduling slack).
+pub async fn run(check: &CheckSpec) -> Outcome {
+    match &check.kind {
+        CheckKind::Http(http) => http::probe(check, http).await,
+    }
+}

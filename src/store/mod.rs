@@ -1,0 +1,1 @@
+//! Durable state: current state per service, every transition, and the announcement outbox (SQLite).
