@@ -138,7 +138,10 @@ mod tests {
 
     #[test]
     fn a_success_while_suspect_clears_the_suspicion() {
-        assert_eq!(trace("+--+--"), vec![Healthy, Suspect, Suspect, Healthy, Suspect, Suspect]);
+        assert_eq!(
+            trace("+--+--"),
+            vec![Healthy, Suspect, Suspect, Healthy, Suspect, Suspect]
+        );
     }
 
     #[test]
@@ -159,9 +162,15 @@ mod tests {
         h.observe(T, false, Timestamp(2));
         h.observe(T, false, Timestamp(3));
         assert_eq!(h.health, Down);
-        assert!(!h.wants_confirmation(), "down and still failing: normal interval");
+        assert!(
+            !h.wants_confirmation(),
+            "down and still failing: normal interval"
+        );
         h.observe(T, true, Timestamp(4));
-        assert!(h.wants_confirmation(), "first success after down: confirm quickly");
+        assert!(
+            h.wants_confirmation(),
+            "first success after down: confirm quickly"
+        );
     }
 
     #[test]
