@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: installs what the tests need when it is missing (idempotent,
+# non-interactive), checks formatting and lints, then runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+apt_updated=0
+apt_install() {
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "missing packages ($*) and no apt-get to install them" >&2
+        exit 1
+    fi
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    if [ "$apt_updated" -eq 0 ]; then
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        apt_updated=1
+    fi
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}
+
+# A real SMTP server for the e-mail tests: aiosmtpd, from PyPI into the python3 on PATH, or
+# from Debian when there is no pip.
+if ! command -v python3 >/dev/null 2>&1; then
+    log "installing python3 and aiosmtpd (Debian)"
+    apt_install python3 python3-aiosmtpd
+fi
+if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
+    log "installing aiosmtpd"
+    if python3 -m pip --version >/dev/null 2>&1; then
+        python3 -m pip install --quiet --disable-pip-version-check aiosmtpd \
+            || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages aiosmtpd
+    else
+        apt_install python3-aiosmtpd
+    fi
+fi
+python3 -c 'import aiosmtpd' || { echo "aiosmtpd still missing" >&2; exit 1; }
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+
+log "cargo test"
+cargo test --all-targets --locked
