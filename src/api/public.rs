@@ -49,7 +49,10 @@ pub async fn go(
     })?;
     Ok((
         StatusCode::TEMPORARY_REDIRECT,
-        [(header::LOCATION, location), (header::CACHE_CONTROL, NO_STORE)],
+        [
+            (header::LOCATION, location),
+            (header::CACHE_CONTROL, NO_STORE),
+        ],
     )
         .into_response())
 }

@@ -190,22 +190,21 @@ pub fn page(snapshot: &Snapshot) -> Page {
 /// The rollup over component statuses, with Statuspage's own wording for each level.
 pub fn overall<'a>(statuses: impl IntoIterator<Item = &'a str>) -> Status {
     let statuses: Vec<&str> = statuses.into_iter().collect();
-    let any = |s: &str| statuses.iter().any(|x| *x == s);
-    let (indicator, description) = if !statuses.is_empty()
-        && statuses.iter().all(|s| *s == "major_outage")
-    {
-        (Indicator::Critical, "Major System Outage")
-    } else if any("major_outage") {
-        (Indicator::Major, "Partial System Outage")
-    } else if any("partial_outage") {
-        (Indicator::Minor, "Minor Service Outage")
-    } else if any("degraded_performance") {
-        (Indicator::Minor, "Partially Degraded Service")
-    } else if any("under_maintenance") {
-        (Indicator::Maintenance, "Service Under Maintenance")
-    } else {
-        (Indicator::None, "All Systems Operational")
-    };
+    let any = |s: &str| statuses.contains(&s);
+    let (indicator, description) =
+        if !statuses.is_empty() && statuses.iter().all(|s| *s == "major_outage") {
+            (Indicator::Critical, "Major System Outage")
+        } else if any("major_outage") {
+            (Indicator::Major, "Partial System Outage")
+        } else if any("partial_outage") {
+            (Indicator::Minor, "Minor Service Outage")
+        } else if any("degraded_performance") {
+            (Indicator::Minor, "Partially Degraded Service")
+        } else if any("under_maintenance") {
+            (Indicator::Maintenance, "Service Under Maintenance")
+        } else {
+            (Indicator::None, "All Systems Operational")
+        };
     Status {
         indicator,
         description: description.to_string(),
@@ -251,7 +250,10 @@ fn component(service: &ServiceView, index: usize, page_id: &str) -> Component {
 /// A sentence naming the route customers are sent to now; the part a status reader acts on.
 pub fn route_description(service: &ServiceView) -> String {
     if service.routes.is_empty() {
-        return format!("{}: no contact route configured.", state_words(service.state));
+        return format!(
+            "{}: no contact route configured.",
+            state_words(service.state)
+        );
     }
     let targets: Vec<String> = service
         .routes
