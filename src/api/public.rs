@@ -31,7 +31,8 @@ fn public_json<T: Serialize>(body: T) -> Response {
     response
 }
 
-/// `GET /go/{route}`: 307 to the active target. 307 rather than 302 so a form POST stays a POST.
+/// `GET /go/{route}`: 307 to the active target. A temporary redirect, never 301/308, because
+/// browsers cache permanent ones and would keep customers on a route after it switches back.
 pub async fn go(
     State(state): State<ApiState>,
     route: Result<Path<String>, PathRejection>,
