@@ -1,1 +1,100 @@
 //! The HTTP server: metrics, status page, Statuspage v2 JSON, route redirects, control API.
+//!
+//! Handlers read the latest `Snapshot` from a watch channel the shell publishes into; nothing
+//! here changes a route or a state, so the decision core stays the only writer. Each endpoint
+//! family lives in its own file: `public` (customers, widgets), `ops` (metrics, probes of the
+//! daemon itself), `statuspage` and `page` (pure renderers), `error` (the one error shape).
+
+pub mod error;
+pub mod ops;
+pub mod page;
+pub mod public;
+pub mod statuspage;
+
+pub use error::ApiError;
+
+use crate::view::Snapshot;
+use axum::routing::get;
+use axum::Router;
+use std::future::Future;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Renders the Prometheus text exposition. A closure so this module need not know the registry.
+pub type MetricsFn = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// What every handler can see. Cheap to clone: axum clones it per request.
+#[derive(Clone)]
+pub struct ApiState {
+    snapshot: watch::Receiver<Arc<Snapshot>>,
+    metrics: MetricsFn,
+    ready: Arc<AtomicBool>,
+}
+
+impl ApiState {
+    /// `snapshot`: the shell keeps the `Sender` and publishes a new snapshot on every change.
+    /// `metrics`: called once per scrape. `ready`: flipped by the shell once state is loaded.
+    pub fn new(
+        snapshot: watch::Receiver<Arc<Snapshot>>,
+        metrics: impl Fn() -> String + Send + Sync + 'static,
+        ready: Arc<AtomicBool>,
+    ) -> Self {
+        ApiState {
+            snapshot,
+            metrics: Arc::new(metrics),
+            ready,
+        }
+    }
+
+    /// The latest published snapshot. The `Arc` is cloned out so the channel's read lock is
+    /// held for a pointer copy only, never across rendering.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.borrow().clone()
+    }
+}
+
+/// Every route the daemon serves. Unknown paths and wrong methods answer with `ApiError` JSON.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/go/{route}", get(public::go))
+        .route("/api/v1/routes", get(public::routes))
+        .route("/api/v2/summary.json", get(public::summary))
+        .route("/api/v2/status.json", get(public::status_json))
+        .route("/api/v2/components.json", get(public::components))
+        .route("/api/v2/incidents.json", get(public::incidents))
+        .route("/api/v2/incidents/unresolved.json", get(public::unresolved))
+        .route(
+            "/api/v2/scheduled-maintenances.json",
+            get(public::maintenances),
+        )
+        .route("/status", get(public::status_page))
+        .route("/metrics", get(ops::metrics))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no such path: {}", uri.path()))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// Serves `router(state)` on `listener` until `shutdown` completes, then lets requests in
+/// flight finish before returning. The caller binds the listener, so it decides the address
+/// (loopback by default) and tests can use port 0.
+pub async fn serve(
+    listener: TcpListener,
+    state: ApiState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,121 @@
+//! Unauthenticated read-only endpoints for customers and widgets: `/go/{route}`, `/api/v1/routes`, `/api/v2/*.json`, `/status`.
+//!
+//! Every handler reads one `Snapshot` (taken once, so a response never mixes two versions)
+//! and answers from it; none of them can change a route.
+
+use super::error::ApiError;
+use super::{page, statuspage, ApiState};
+use crate::clock::Timestamp;
+use crate::view::Snapshot;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+/// The redirect must be re-evaluated on every click: a cached redirect would keep sending
+/// customers to a broken form after failover.
+const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+
+/// JSON that pages on other origins (the support site's widgets) may read, never cached for
+/// long because it changes exactly when people look at it.
+fn public_json<T: Serialize>(body: T) -> Response {
+    let mut response = Json(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// `GET /go/{route}`: 307 to the active target. A temporary redirect, never 301/308, because
+/// browsers cache permanent ones and would keep customers on a route after it switches back.
+pub async fn go(
+    State(state): State<ApiState>,
+    route: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(route) = route?;
+    let snapshot = state.snapshot();
+    let route = snapshot
+        .route(&route)
+        .ok_or_else(|| ApiError::not_found(format!("no route named {route:?}")))?;
+    let location = HeaderValue::from_str(route.active_target()).map_err(|e| {
+        ApiError::Internal(format!(
+            "route {} target is not a valid header value: {e}",
+            route.id
+        ))
+    })?;
+    Ok((
+        StatusCode::TEMPORARY_REDIRECT,
+        [
+            (header::LOCATION, location),
+            (header::CACHE_CONTROL, NO_STORE),
+        ],
+    )
+        .into_response())
+}
+
+#[derive(Serialize)]
+struct RoutesDoc<'a> {
+    routes: Vec<RouteDoc<'a>>,
+}
+
+#[derive(Serialize)]
+struct RouteDoc<'a> {
+    id: &'a str,
+    service: &'a str,
+    primary: &'a str,
+    backup: &'a str,
+    active: &'static str,
+    active_target: &'a str,
+    go_url: String,
+}
+
+/// `GET /api/v1/routes`: every route with the target customers are sent to now.
+pub async fn routes(State(state): State<ApiState>) -> Response {
+    let snapshot = state.snapshot();
+    let base = snapshot.public_url.trim_end_matches('/');
+    let routes = snapshot
+        .routes()
+        .map(|r| RouteDoc {
+            id: &r.id,
+            service: &r.service,
+            primary: &r.primary,
+            backup: &r.backup,
+            active: r.active.as_str(),
+            active_target: r.active_target(),
+            go_url: format!("{base}/go/{}", r.id),
+        })
+        .collect();
+    public_json(RoutesDoc { routes })
+}
+
+/// Builds a Statuspage document handler from a pure `Snapshot -> document` function.
+macro_rules! statuspage_handler {
+    ($name:ident, $build:path) => {
+        pub async fn $name(State(state): State<ApiState>) -> Response {
+            let snapshot: std::sync::Arc<Snapshot> = state.snapshot();
+            public_json($build(&snapshot))
+        }
+    };
+}
+
+statuspage_handler!(summary, statuspage::summary);
+statuspage_handler!(status_json, statuspage::status_doc);
+statuspage_handler!(components, statuspage::components_doc);
+statuspage_handler!(incidents, statuspage::incidents_doc);
+statuspage_handler!(unresolved, statuspage::unresolved_doc);
+statuspage_handler!(maintenances, statuspage::maintenances_doc);
+
+/// `GET /status`: the human page.
+pub async fn status_page(State(state): State<ApiState>) -> Response {
+    let snapshot = state.snapshot();
+    let mut response = Html(page::render(&snapshot, Timestamp::now())).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
