@@ -47,10 +47,18 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        if *shutdown.borrow() {
+        if *shutdown.borrow_and_update() {
             return;
         }
-        let full_batch = match deliver_due(&store, &mailer, Timestamp::now(), BATCH).await {
+        // A pass against a relay that swallows packets can take BATCH x SMTP_TIMEOUT, so
+        // shutdown interrupts it. That is safe: an interrupted send leaves its row pending
+        // (sent again later with the same Message-ID), and a started store write runs to
+        // completion on the blocking pool.
+        let pass = tokio::select! {
+            r = deliver_due(&store, &mailer, Timestamp::now(), BATCH) => r,
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        let full_batch = match pass {
             Ok(done) => {
                 let full = done.len() == BATCH;
                 for d in done {
@@ -73,11 +81,8 @@ pub async fn run(
             // loop was sending still wakes it here.
             _ = wake.notified() => {}
             _ = tokio::time::sleep(POLL_INTERVAL) => {}
-            changed = shutdown.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-            }
+            // Returns on `true`, or when the sender is gone (nobody can stop us any more).
+            _ = shutdown.wait_for(|stop| *stop) => return,
         }
     }
 }
@@ -228,8 +233,12 @@ mod tests {
             .is_empty());
     }
 
-    #[tokio::test]
-    async fn run_stops_on_shutdown() {
+    /// Starts `run` on an empty store; returns the task and the shutdown sender.
+    fn spawn_run() -> (
+        tokio::task::JoinHandle<()>,
+        watch::Sender<bool>,
+        tempfile::TempDir,
+    ) {
         let store = Arc::new(Store::open_in_memory().unwrap());
         let dir = tempfile::tempdir().unwrap();
         let cfg = EmailConfig {
@@ -242,10 +251,29 @@ mod tests {
         let (tx, _rx) = mpsc::unbounded_channel();
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(run(store, mailer, Arc::new(Notify::new()), tx, stop_rx));
-        stop.send(true).unwrap();
+        (task, stop, dir)
+    }
+
+    async fn returns(task: tokio::task::JoinHandle<()>) {
         tokio::time::timeout(Duration::from_secs(5), task)
             .await
-            .expect("run returns after shutdown")
+            .expect("run returns")
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn run_stops_on_shutdown() {
+        let (task, stop, _dir) = spawn_run();
+        tokio::task::yield_now().await;
+        stop.send(true).unwrap();
+        returns(task).await;
+    }
+
+    #[tokio::test]
+    async fn run_stops_when_the_shutdown_sender_is_dropped() {
+        let (task, stop, _dir) = spawn_run();
+        tokio::task::yield_now().await;
+        drop(stop);
+        returns(task).await;
     }
 }
