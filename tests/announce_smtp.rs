@@ -312,3 +312,52 @@ async fn file_transport_writes_an_eml_with_the_right_headers() {
     let files: Vec<_> = std::fs::read_dir(&mail_dir).unwrap().collect();
     assert_eq!(files.len(), rows.len());
 }
+
+#[tokio::test]
+async fn a_crash_between_send_and_mark_resends_once_with_the_same_message_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = SmtpServer::start(&dir.path().join("maildir"));
+    let db = dir.path().join("switchboard.db");
+    let rows = {
+        let store = Store::open(&db).unwrap();
+        let rows = commit_failover(&store);
+        // The server accepts the first message, then the process "dies" before
+        // `mark_delivered`: the store is dropped without recording anything.
+        let reply = smtp_mailer(&server.url()).send(&rows[0]).await.unwrap();
+        assert!(reply.starts_with("250"), "{reply}");
+        rows
+    };
+
+    // Restart: the same file, a fresh outbox pass.
+    let store = Arc::new(Store::open(&db).unwrap());
+    let done = outbox::deliver_due(&store, &smtp_mailer(&server.url()), Timestamp::now(), 100)
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 2);
+    assert!(done.iter().all(|d| d.result.is_ok()), "{done:?}");
+    let again = outbox::deliver_due(
+        &store,
+        &smtp_mailer(&server.url()),
+        Timestamp(i64::MAX),
+        100,
+    )
+    .await
+    .unwrap();
+    assert!(again.is_empty(), "nothing is sent a third time");
+
+    // Three messages: the repeat carries the same Message-ID, so it is recognisable.
+    let ids: Vec<String> = server
+        .messages()
+        .iter()
+        .map(|f| parse_mail(f).header("Message-ID").unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    assert_eq!(
+        ids.iter().filter(|id| **id == rows[0].message_id).count(),
+        2
+    );
+    assert_eq!(
+        ids.iter().filter(|id| **id == rows[1].message_id).count(),
+        1
+    );
+}
