@@ -1,1 +1,183 @@
 //! Durable state: current state per service, every transition, and the announcement outbox (SQLite).
+//!
+//! The one rule this module exists for: a transition and the announcements it causes are
+//! written in ONE transaction (`Store::commit_transition`) before anything is sent. The
+//! outbox delivery loop (`announce::outbox`) then works from the stored rows, so a crash at
+//! any point loses nothing; at worst a message the server already accepted is sent once
+//! more, with the same stable Message-ID.
+//!
+//! `Store` is the SQLite implementation (`sqlite.rs`, numbered migrations in `migrations/`).
+//! Every call is short and synchronous; async callers wrap it in `spawn_blocking`.
+
+mod sqlite;
+
+pub use sqlite::Store;
+
+use crate::clock::Timestamp;
+use crate::failover::{State, Transition};
+
+/// The stored current state of one service.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServiceRecord {
+    pub id: String,
+    pub state: State,
+    /// When the current state was entered.
+    pub since: Timestamp,
+    /// Cause of the last transition (`Cause::as_str`), or `startup` before any.
+    pub cause: String,
+    /// When the service first appeared in this store.
+    pub created_at: Timestamp,
+}
+
+/// One stored transition, with the id that the audit trail and Message-IDs refer to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TransitionRecord {
+    pub id: i64,
+    pub transition: Transition,
+    /// Hash of the configuration in force when it was decided (`Config::version`).
+    pub config_version: String,
+}
+
+/// An announcement to enqueue together with its transition.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewAnnouncement {
+    /// `oncall`, `customers` or `drill` (`announce::Audience::as_str`).
+    pub audience: String,
+    /// Only `email` in the skeleton; the status page and webhooks follow (issue 5).
+    pub channel: String,
+    pub recipients: Vec<String>,
+    pub subject: String,
+    pub text: String,
+    pub html: Option<String>,
+}
+
+/// What `commit_transition` wrote.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CommittedTransition {
+    pub transition_id: i64,
+    /// Outbox row ids, in the order the announcements were given.
+    pub outbox_ids: Vec<i64>,
+}
+
+/// Delivery status of one outbox row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutboxStatus {
+    Pending,
+    Delivered,
+}
+
+impl OutboxStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxStatus::Pending => "pending",
+            OutboxStatus::Delivered => "delivered",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<OutboxStatus> {
+        match s {
+            "pending" => Some(OutboxStatus::Pending),
+            "delivered" => Some(OutboxStatus::Delivered),
+            _ => None,
+        }
+    }
+}
+
+/// One outbox row: a message to deliver, and how delivery went so far.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub transition_id: i64,
+    pub service: String,
+    pub audience: String,
+    pub channel: String,
+    /// Stable across retries and restarts, e.g. `<t42.customers.ticket-submission@switchboard>`,
+    /// so that receivers can recognise a repeat after a crash.
+    pub message_id: String,
+    pub recipients: Vec<String>,
+    pub subject: String,
+    pub text: String,
+    pub html: Option<String>,
+    pub status: OutboxStatus,
+    /// Delivery attempts so far, successful or not.
+    pub attempts: u32,
+    pub created_at: Timestamp,
+    pub next_attempt_at: Timestamp,
+    pub last_attempt_at: Option<Timestamp>,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<Timestamp>,
+    /// What the transport said on success: the `.eml` path or the SMTP server's reply.
+    pub detail: Option<String>,
+}
+
+/// A store failure. Every database or disk error surfaces as one of these: none is swallowed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the directory {path}: {source}")]
+    CreateDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("database {path}: {source}")]
+    Open {
+        path: std::path::PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("migration {version} failed: {source}")]
+    Migration {
+        version: u32,
+        source: rusqlite::Error,
+    },
+    #[error("the database schema is version {found}, newer than this build knows ({known}); refusing to use it")]
+    SchemaTooNew { found: u32, known: u32 },
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("corrupt stored value in {what}: {value:?}")]
+    Corrupt { what: &'static str, value: String },
+    #[error("stored JSON in {what} is invalid: {source}")]
+    Json {
+        what: &'static str,
+        source: serde_json::Error,
+    },
+    #[error("service {service} is stored as {stored}, but the transition starts from {from}")]
+    StateMismatch {
+        service: String,
+        stored: State,
+        from: State,
+    },
+    #[error("no outbox row with id {0}")]
+    NoSuchOutboxItem(i64),
+}
+
+/// The stable Message-ID of the announcement of transition `transition_id` to `audience`
+/// over `channel`. Derived only from stored identifiers, so a re-send after a crash carries
+/// the same id and a receiver (or a human) can tell it is a repeat.
+pub fn message_id(transition_id: i64, audience: &str, channel: &str, service: &str) -> String {
+    // Only dot-atom-safe characters may appear in a Message-ID; service ids are validated
+    // config ids, but this keeps the header valid whatever they contain.
+    let atom = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    if channel == "email" {
+        format!(
+            "<t{transition_id}.{}.{}@switchboard>",
+            atom(audience),
+            atom(service)
+        )
+    } else {
+        format!(
+            "<t{transition_id}.{}.{}.{}@switchboard>",
+            atom(audience),
+            atom(channel),
+            atom(service)
+        )
+    }
+}

@@ -1,0 +1,516 @@
+//! E-mail transport: turns an outbox row into a MIME message and hands it to lettre (file or SMTP).
+//!
+//! A thin shell on purpose: the content was rendered and stored before this runs, so all
+//! that happens here is building headers and talking to the transport. The SMTP password
+//! comes from `SWITCHBOARD_SMTP_PASSWORD` and is never formatted into a log line or error.
+
+use crate::config::{EmailConfig, EmailTransport};
+use crate::store::OutboxItem;
+use lettre::message::header::{Header, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::AsyncSmtpTransportBuilder;
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The environment variable holding the SMTP password (design.md: never in the config file).
+pub const PASSWORD_ENV: &str = "SWITCHBOARD_SMTP_PASSWORD";
+
+/// Connect and per-command timeout: long enough for a slow relay, short enough that one
+/// dead relay cannot stall the outbox for long.
+pub const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmailError {
+    #[error("invalid From address {address:?}: {reason}")]
+    InvalidFrom { address: String, reason: String },
+    #[error("invalid recipient address {address:?}: {reason}")]
+    InvalidRecipient { address: String, reason: String },
+    #[error("the message has no recipients")]
+    NoRecipients,
+    #[error("invalid smtp_url: {0}")]
+    InvalidUrl(String),
+    #[error("smtp_url must not contain a password; set {PASSWORD_ENV} instead")]
+    PasswordInUrl,
+    #[error("smtp_url names the user {user:?} but {PASSWORD_ENV} is not set")]
+    MissingPassword { user: String },
+    #[error("TLS setup for {host} failed: {message}")]
+    Tls { host: String, message: String },
+    #[error("cannot build the message: {0}")]
+    Build(String),
+    #[error("cannot create the mail directory {path}: {source}")]
+    MailDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("writing the message into {dir} failed: {message}")]
+    File { dir: PathBuf, message: String },
+    #[error("SMTP delivery via {endpoint} failed: {message}")]
+    Smtp {
+        endpoint: String,
+        message: String,
+        /// The server refused for good (5xx): retrying the same message will not help.
+        permanent: bool,
+    },
+}
+
+/// Sends messages through the configured transport. Cheap to share behind an `Arc`.
+pub struct Mailer {
+    from: Mailbox,
+    transport: Transport,
+}
+
+enum Transport {
+    File {
+        dir: PathBuf,
+        transport: AsyncFileTransport<Tokio1Executor>,
+    },
+    Smtp {
+        /// `scheme://host:port`, safe to print: never carries credentials.
+        endpoint: String,
+        /// A builder, not a built transport: lettre's connection pool spawns tokio tasks
+        /// when it is built and when it is dropped, so holding one would make `Mailer`
+        /// panic if created or dropped outside a runtime. Announcements are rare; one
+        /// connection per message costs nothing that matters and never reuses a stale one.
+        builder: AsyncSmtpTransportBuilder,
+    },
+}
+
+impl fmt::Debug for Mailer {
+    // Hand-written so that the SMTP credentials inside the transport can never be printed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mailer")
+            .field("from", &self.from.to_string())
+            .field("transport", &self.describe())
+            .finish()
+    }
+}
+
+impl Mailer {
+    /// Builds the mailer of `[email]`, reading the SMTP password from `SWITCHBOARD_SMTP_PASSWORD`.
+    pub fn from_config(cfg: &EmailConfig) -> Result<Mailer, EmailError> {
+        Mailer::with_password(cfg, std::env::var(PASSWORD_ENV).ok())
+    }
+
+    /// Like `from_config` with the password given explicitly (tests, `email test`).
+    pub fn with_password(
+        cfg: &EmailConfig,
+        password: Option<String>,
+    ) -> Result<Mailer, EmailError> {
+        let from: Mailbox = cfg.from.parse().map_err(|e| EmailError::InvalidFrom {
+            address: cfg.from.clone(),
+            reason: format!("{e}"),
+        })?;
+        let transport = match &cfg.transport {
+            EmailTransport::File { dir } => Transport::File {
+                dir: dir.clone(),
+                transport: AsyncFileTransport::new(dir),
+            },
+            EmailTransport::Smtp { url } => smtp_transport(url, password)?,
+        };
+        Ok(Mailer { from, transport })
+    }
+
+    /// Where messages go, for logs and the demo: the mail directory or `smtp://host:port`.
+    pub fn describe(&self) -> String {
+        match &self.transport {
+            Transport::File { dir, .. } => format!("file:{}", dir.display()),
+            Transport::Smtp { endpoint, .. } => endpoint.clone(),
+        }
+    }
+
+    /// Sends one outbox item. Returns what the transport said: the path of the written
+    /// `.eml` file, or the SMTP server's final reply (e.g. `250 OK queued as ...`).
+    pub async fn send(&self, item: &OutboxItem) -> Result<String, EmailError> {
+        let message = self.build(item)?;
+        match &self.transport {
+            Transport::File { dir, transport } => {
+                // Created on each send, not once at start-up, so that a directory removed
+                // while running (log rotation, an operator) does not turn into lost mail.
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .map_err(|source| EmailError::MailDir {
+                        path: dir.clone(),
+                        source,
+                    })?;
+                let id = transport
+                    .send(message)
+                    .await
+                    .map_err(|e| EmailError::File {
+                        dir: dir.clone(),
+                        message: e.to_string(),
+                    })?;
+                Ok(dir.join(format!("{id}.eml")).display().to_string())
+            }
+            Transport::Smtp { endpoint, builder } => {
+                let transport: AsyncSmtpTransport<Tokio1Executor> = builder.clone().build();
+                let sent = transport.send(message).await;
+                // Closes the connection now instead of leaving it to the pool's idle reaper.
+                transport.shutdown().await;
+                let response = sent.map_err(|e| EmailError::Smtp {
+                    endpoint: endpoint.clone(),
+                    message: e.to_string(),
+                    permanent: e.is_permanent(),
+                })?;
+                let text: Vec<&str> = response.message().collect();
+                Ok(format!("{} {}", response.code(), text.join(" ")))
+            }
+        }
+    }
+
+    /// The MIME message of `item`: its stored subject, bodies and stable Message-ID.
+    pub fn build(&self, item: &OutboxItem) -> Result<Message, EmailError> {
+        if item.recipients.is_empty() {
+            return Err(EmailError::NoRecipients);
+        }
+        let mut builder = Message::builder()
+            .from(self.from.clone())
+            .subject(item.subject.clone())
+            // The stored id, not a fresh one: a re-send after a crash must be recognisable
+            // as the same message.
+            .message_id(Some(item.message_id.clone()))
+            .date_now()
+            .header(AutoSubmitted);
+        for r in &item.recipients {
+            let to: Mailbox = r.parse().map_err(|e| EmailError::InvalidRecipient {
+                address: r.clone(),
+                reason: format!("{e}"),
+            })?;
+            builder = builder.to(to);
+        }
+        let built = match &item.html {
+            Some(html) => builder.multipart(MultiPart::alternative_plain_html(
+                item.text.clone(),
+                html.clone(),
+            )),
+            None => builder.singlepart(SinglePart::plain(item.text.clone())),
+        };
+        built.map_err(|e| EmailError::Build(e.to_string()))
+    }
+}
+
+/// `Auto-Submitted: auto-generated` (RFC 3834), so that vacation responders and ticket
+/// systems do not answer a failover notice, which during an outage could loop.
+#[derive(Clone)]
+struct AutoSubmitted;
+
+impl Header for AutoSubmitted {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("Auto-Submitted")
+    }
+
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(AutoSubmitted)
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "auto-generated".to_owned())
+    }
+}
+
+/// How the SMTP connection is secured, from the URL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Security {
+    /// `smtp://` without `tls`: plain text, for loopback relays and test servers.
+    None,
+    /// `smtp://...?tls=starttls` (or `required`): upgrade with STARTTLS or fail.
+    StartTls,
+    /// `smtp://...?tls=opportunistic`: STARTTLS if offered.
+    Opportunistic,
+    /// `smtps://`: TLS from the first byte.
+    Implicit,
+}
+
+/// The parts of `smtp_url` that matter, parsed without ever holding a password.
+#[derive(Debug, PartialEq, Eq)]
+struct SmtpUrl {
+    host: String,
+    port: u16,
+    security: Security,
+    user: Option<String>,
+}
+
+impl SmtpUrl {
+    fn endpoint(&self) -> String {
+        let scheme = if self.security == Security::Implicit {
+            "smtps"
+        } else {
+            "smtp"
+        };
+        format!("{scheme}://{}:{}", self.host, self.port)
+    }
+}
+
+fn parse_smtp_url(raw: &str) -> Result<SmtpUrl, EmailError> {
+    // Errors here never echo `raw`: it could hold a password the user put there by mistake.
+    let url = url::Url::parse(raw).map_err(|e| EmailError::InvalidUrl(e.to_string()))?;
+    if url.password().is_some() {
+        return Err(EmailError::PasswordInUrl);
+    }
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| EmailError::InvalidUrl("no host".into()))?
+        // IPv6 literals come back bracketed; the resolver wants them bare.
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let mut tls = None;
+    for (k, v) in url.query_pairs() {
+        match k.as_ref() {
+            "tls" => tls = Some(v.into_owned()),
+            other => {
+                return Err(EmailError::InvalidUrl(format!(
+                    "unknown parameter {other:?} (only \"tls\" is known)"
+                )))
+            }
+        }
+    }
+    let security = match (url.scheme(), tls.as_deref()) {
+        ("smtp", None | Some("none")) => Security::None,
+        ("smtp", Some("starttls" | "required")) => Security::StartTls,
+        ("smtp", Some("opportunistic")) => Security::Opportunistic,
+        ("smtps", None) => Security::Implicit,
+        ("smtp" | "smtps", Some(other)) => {
+            return Err(EmailError::InvalidUrl(format!(
+                "tls={other:?} is not one of none, starttls, opportunistic (smtps:// takes none)"
+            )))
+        }
+        (scheme, _) => {
+            return Err(EmailError::InvalidUrl(format!(
+                "scheme {scheme:?} is not smtp or smtps"
+            )))
+        }
+    };
+    let port = url.port().unwrap_or(match security {
+        Security::None => 25,
+        Security::StartTls | Security::Opportunistic => 587,
+        Security::Implicit => 465,
+    });
+    let user = match url.username() {
+        "" => None,
+        u => Some(percent_decode(u)?),
+    };
+    Ok(SmtpUrl {
+        host,
+        port,
+        security,
+        user,
+    })
+}
+
+fn percent_decode(s: &str) -> Result<String, EmailError> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| EmailError::InvalidUrl("bad %-escape in the user name".into()))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| EmailError::InvalidUrl("user name is not UTF-8".into()))
+}
+
+fn smtp_transport(raw: &str, password: Option<String>) -> Result<Transport, EmailError> {
+    let u = parse_smtp_url(raw)?;
+    let tls_params = || {
+        TlsParameters::new(u.host.clone()).map_err(|e| EmailError::Tls {
+            host: u.host.clone(),
+            message: e.to_string(),
+        })
+    };
+    let tls = match u.security {
+        Security::None => Tls::None,
+        Security::StartTls => Tls::Required(tls_params()?),
+        Security::Opportunistic => Tls::Opportunistic(tls_params()?),
+        Security::Implicit => Tls::Wrapper(tls_params()?),
+    };
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(u.host.clone())
+        .port(u.port)
+        .tls(tls)
+        .timeout(Some(SMTP_TIMEOUT));
+    if let Some(user) = &u.user {
+        let password =
+            password.ok_or_else(|| EmailError::MissingPassword { user: user.clone() })?;
+        builder = builder.credentials(Credentials::new(user.clone(), password));
+    }
+    Ok(Transport::Smtp {
+        endpoint: u.endpoint(),
+        builder,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Timestamp;
+    use crate::store::OutboxStatus;
+
+    fn cfg(transport: EmailTransport) -> EmailConfig {
+        EmailConfig {
+            from: "Support Status <status@example.com>".into(),
+            transport,
+        }
+    }
+
+    fn smtp(url: &str) -> EmailConfig {
+        cfg(EmailTransport::Smtp { url: url.into() })
+    }
+
+    fn item() -> OutboxItem {
+        OutboxItem {
+            id: 1,
+            transition_id: 7,
+            service: "ticket-submission".into(),
+            audience: "customers".into(),
+            channel: "email".into(),
+            message_id: "<t7.customers.ticket-submission@switchboard>".into(),
+            recipients: vec!["a@example.com".into(), "B <b@example.com>".into()],
+            subject: "[Switchboard] Ticket submission: switched to backup".into(),
+            text: "use the backup".into(),
+            html: Some("<p>use the backup</p>".into()),
+            status: OutboxStatus::Pending,
+            attempts: 0,
+            created_at: Timestamp(0),
+            next_attempt_at: Timestamp(0),
+            last_attempt_at: None,
+            last_error: None,
+            delivered_at: None,
+            detail: None,
+        }
+    }
+
+    #[test]
+    fn smtp_urls_parse_into_host_port_security_and_user() {
+        let p = |s: &str| parse_smtp_url(s).unwrap();
+        assert_eq!(
+            p("smtp://127.0.0.1:2525"),
+            SmtpUrl {
+                host: "127.0.0.1".into(),
+                port: 2525,
+                security: Security::None,
+                user: None
+            }
+        );
+        assert_eq!(
+            p("smtp://relay.example.com?tls=starttls").security,
+            Security::StartTls
+        );
+        assert_eq!(p("smtp://relay.example.com?tls=starttls").port, 587);
+        assert_eq!(p("smtps://relay.example.com").port, 465);
+        assert_eq!(
+            p("smtps://alerts%40example.com@relay.example.com:4650").user,
+            Some("alerts@example.com".into())
+        );
+        assert_eq!(p("smtp://[::1]:25").host, "::1");
+        assert_eq!(
+            p("smtps://relay.example.com").endpoint(),
+            "smtps://relay.example.com:465"
+        );
+    }
+
+    #[test]
+    fn bad_smtp_urls_are_refused_without_echoing_secrets() {
+        let err =
+            Mailer::with_password(&smtp("smtp://bob:hunter2@relay.example.com"), None).unwrap_err();
+        assert!(matches!(err, EmailError::PasswordInUrl));
+        assert!(!err.to_string().contains("hunter2"));
+        for bad in [
+            "http://relay.example.com",
+            "smtp://relay.example.com?tls=maybe",
+            "smtps://relay.example.com?tls=starttls",
+            "smtp://relay.example.com?verify=no",
+            "not a url",
+        ] {
+            assert!(
+                matches!(
+                    Mailer::with_password(&smtp(bad), None),
+                    Err(EmailError::InvalidUrl(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_user_without_a_password_is_an_error_and_the_password_never_shows() {
+        let err = Mailer::with_password(&smtp("smtp://alerts@127.0.0.1:2525"), None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "smtp_url names the user \"alerts\" but SWITCHBOARD_SMTP_PASSWORD is not set"
+        );
+        let m = Mailer::with_password(
+            &smtp("smtp://alerts@127.0.0.1:2525"),
+            Some("s3cret-pw".into()),
+        )
+        .unwrap();
+        assert!(!format!("{m:?}").contains("s3cret-pw"));
+        assert_eq!(m.describe(), "smtp://127.0.0.1:2525");
+    }
+
+    #[test]
+    fn smtp_mailer_can_be_built_and_dropped_outside_a_tokio_runtime() {
+        // Regression: holding a built lettre transport made this abort the process, because
+        // its connection pool spawns tasks on build and on drop.
+        let m = Mailer::with_password(&smtp("smtp://127.0.0.1:2525"), None).unwrap();
+        drop(m);
+    }
+
+    #[test]
+    fn an_invalid_from_address_is_refused_at_start() {
+        let mut c = smtp("smtp://127.0.0.1:2525");
+        c.from = "not an address".into();
+        assert!(matches!(
+            Mailer::with_password(&c, None),
+            Err(EmailError::InvalidFrom { .. })
+        ));
+    }
+
+    #[test]
+    fn built_message_carries_the_stored_headers_and_both_parts() {
+        let m = Mailer::with_password(&smtp("smtp://127.0.0.1:2525"), None).unwrap();
+        let raw = String::from_utf8(m.build(&item()).unwrap().formatted()).unwrap();
+        assert!(
+            raw.contains("Message-ID: <t7.customers.ticket-submission@switchboard>\r\n"),
+            "{raw}"
+        );
+        assert!(
+            raw.contains("From: \"Support Status\" <status@example.com>\r\n"),
+            "{raw}"
+        );
+        assert!(
+            raw.contains("To: a@example.com, B <b@example.com>\r\n"),
+            "{raw}"
+        );
+        assert!(raw.contains("Auto-Submitted: auto-generated\r\n"));
+        assert!(raw.contains("Date: "));
+        assert!(raw.contains("multipart/alternative"));
+        assert!(raw.contains("Content-Type: text/plain; charset=utf-8"));
+        assert!(raw.contains("Content-Type: text/html; charset=utf-8"));
+    }
+
+    #[test]
+    fn bad_recipients_and_empty_lists_fail_to_build() {
+        let m = Mailer::with_password(&smtp("smtp://127.0.0.1:2525"), None).unwrap();
+        let mut i = item();
+        i.recipients = vec!["nobody".into()];
+        assert!(matches!(
+            m.build(&i),
+            Err(EmailError::InvalidRecipient { .. })
+        ));
+        i.recipients.clear();
+        assert!(matches!(m.build(&i), Err(EmailError::NoRecipients)));
+    }
+}

@@ -1,0 +1,937 @@
+//! The SQLite store: one connection behind a mutex, WAL, synchronous=FULL, numbered migrations.
+//!
+//! Why these settings: WAL lets readers (the HTTP side, inspection) run beside the single
+//! writer, and `synchronous=FULL` makes a committed transition survive power loss, not just
+//! a process crash: a failover decision that was announced must still be on disk after reboot.
+
+use super::{
+    message_id, CommittedTransition, NewAnnouncement, OutboxItem, OutboxStatus, ServiceRecord,
+    StoreError, TransitionRecord,
+};
+use crate::clock::Timestamp;
+use crate::failover::{Cause, State, Transition};
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+/// Numbered migrations, applied in order; `PRAGMA user_version` records the last one applied.
+/// Append only: an applied migration is never edited, a change is a new file.
+const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
+
+/// How long a call waits for a lock held by another connection (e.g. an inspection tool)
+/// before failing loudly instead of hanging the caller.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The durable store. `Send + Sync`; every method takes the connection for one short call.
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`, its parent directory included,
+    /// and brings the schema up to date.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        // `journal_mode` answers with the mode actually in force; anything but WAL means the
+        // file system refused it, and the durability reasoning above would not hold.
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Corrupt {
+                what: "journal_mode (WAL refused by the file system)",
+                value: mode,
+            });
+        }
+        Store::setup(conn)
+    }
+
+    /// A private in-memory database, for tests and dry runs.
+    pub fn open_in_memory() -> Result<Store, StoreError> {
+        let conn = Connection::open_in_memory().map_err(|source| StoreError::Open {
+            path: ":memory:".into(),
+            source,
+        })?;
+        Store::setup(conn)
+    }
+
+    fn setup(mut conn: Connection) -> Result<Store, StoreError> {
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+        migrate(&mut conn)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// The connection. A panic while it was held cannot leave a half-written transaction
+    /// behind (a dropped `Transaction` rolls back), so a poisoned lock is safe to reuse.
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The schema version in force (the last migration applied).
+    pub fn schema_version(&self) -> Result<u32, StoreError> {
+        Ok(user_version(&self.conn())?)
+    }
+
+    /// Every stored service, ordered by id.
+    pub fn load_services(&self) -> Result<Vec<ServiceRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, state, since_ms, cause, created_at_ms FROM services ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], raw_service)?;
+        rows.map(|r| r?.into_record()).collect()
+    }
+
+    /// One stored service, if known.
+    pub fn service(&self, id: &str) -> Result<Option<ServiceRecord>, StoreError> {
+        let conn = self.conn();
+        conn.query_row(
+            "SELECT id, state, since_ms, cause, created_at_ms FROM services WHERE id = ?1",
+            [id],
+            raw_service,
+        )
+        .optional()?
+        .map(RawService::into_record)
+        .transpose()
+    }
+
+    /// Returns the stored service, first inserting it as `operational` since `now` (cause
+    /// `startup`) if this store has never seen it. A restart therefore resumes the stored
+    /// state instead of announcing anything again.
+    pub fn ensure_service(&self, id: &str, now: Timestamp) -> Result<ServiceRecord, StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO services (id, state, since_ms, cause, created_at_ms)
+             VALUES (?1, ?2, ?3, 'startup', ?3)
+             ON CONFLICT (id) DO NOTHING",
+            params![id, State::Operational.as_str(), now.as_millis()],
+        )?;
+        conn.query_row(
+            "SELECT id, state, since_ms, cause, created_at_ms FROM services WHERE id = ?1",
+            [id],
+            raw_service,
+        )?
+        .into_record()
+    }
+
+    /// Records `t` and everything it causes in ONE transaction: the transition row, the
+    /// service's new current state, and one pending outbox row per announcement. Either all
+    /// of it is on disk when this returns `Ok`, or none of it is.
+    ///
+    /// Fails with `StateMismatch` if the service is stored in a state other than `t.from`:
+    /// that means two deciders disagree (or a transition is being replayed), and recording
+    /// it would corrupt the history.
+    pub fn commit_transition(
+        &self,
+        t: &Transition,
+        config_version: &str,
+        announcements: &[NewAnnouncement],
+    ) -> Result<CommittedTransition, StoreError> {
+        let evidence = serde_json::to_string(&t.evidence).map_err(|source| StoreError::Json {
+            what: "transition evidence",
+            source,
+        })?;
+        let mut conn = self.conn();
+        // IMMEDIATE takes the write lock up front, so the state check below cannot race
+        // another writer between the read and the update.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+
+        let stored: Option<String> = tx
+            .query_row(
+                "SELECT state FROM services WHERE id = ?1",
+                [&t.service],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match stored {
+            Some(s) => {
+                let stored = parse_state(&s)?;
+                if stored != t.from {
+                    return Err(StoreError::StateMismatch {
+                        service: t.service.clone(),
+                        stored,
+                        from: t.from,
+                    });
+                }
+                tx.execute(
+                    "UPDATE services SET state = ?2, since_ms = ?3, cause = ?4 WHERE id = ?1",
+                    params![t.service, t.to.as_str(), t.at.as_millis(), t.cause.as_str()],
+                )?;
+            }
+            // A transition for a service never ensured is still recorded rather than lost.
+            None => {
+                tx.execute(
+                    "INSERT INTO services (id, state, since_ms, cause, created_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?3)",
+                    params![t.service, t.to.as_str(), t.at.as_millis(), t.cause.as_str()],
+                )?;
+            }
+        }
+
+        tx.execute(
+            "INSERT INTO transitions
+               (service, from_state, to_state, cause, actor, reason, at_ms, evidence, config_version)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                t.service,
+                t.from.as_str(),
+                t.to.as_str(),
+                t.cause.as_str(),
+                t.actor,
+                t.reason,
+                t.at.as_millis(),
+                evidence,
+                config_version
+            ],
+        )?;
+        let transition_id = tx.last_insert_rowid();
+
+        let mut outbox_ids = Vec::with_capacity(announcements.len());
+        for a in announcements {
+            let recipients =
+                serde_json::to_string(&a.recipients).map_err(|source| StoreError::Json {
+                    what: "announcement recipients",
+                    source,
+                })?;
+            // Due at once: the delivery loop is woken right after the commit.
+            tx.execute(
+                "INSERT INTO outbox
+                   (transition_id, audience, channel, message_id, recipients, subject,
+                    body_text, body_html, created_at_ms, next_attempt_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+                params![
+                    transition_id,
+                    a.audience,
+                    a.channel,
+                    message_id(transition_id, &a.audience, &a.channel, &t.service),
+                    recipients,
+                    a.subject,
+                    a.text,
+                    a.html,
+                    t.at.as_millis()
+                ],
+            )?;
+            outbox_ids.push(tx.last_insert_rowid());
+        }
+
+        tx.commit()?;
+        Ok(CommittedTransition {
+            transition_id,
+            outbox_ids,
+        })
+    }
+
+    /// The last `limit` transitions, of one service or of all, oldest first (newest last).
+    pub fn transitions(
+        &self,
+        service: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<TransitionRecord>, StoreError> {
+        let conn = self.conn();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = conn.prepare(
+            "SELECT id, service, from_state, to_state, cause, actor, reason, at_ms, evidence,
+                    config_version
+             FROM transitions
+             WHERE ?1 IS NULL OR service = ?1
+             ORDER BY id DESC
+             LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![service, limit], raw_transition)?;
+        let mut out = rows
+            .map(|r| r?.into_record())
+            .collect::<Result<Vec<_>, _>>()?;
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Pending outbox rows whose next attempt is due at `now`, oldest due first.
+    pub fn due_announcements(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        let conn = self.conn();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let sql = format!(
+            "{OUTBOX_SELECT} WHERE o.status = 'pending' AND o.next_attempt_at_ms <= ?1
+             ORDER BY o.next_attempt_at_ms, o.id LIMIT ?2"
+        );
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map(params![now.as_millis(), limit], raw_outbox)?;
+        rows.map(|r| r?.into_item()).collect()
+    }
+
+    /// Records a successful delivery. Idempotent: marking a delivered row again changes nothing.
+    pub fn mark_delivered(&self, id: i64, at: Timestamp, detail: &str) -> Result<(), StoreError> {
+        let conn = self.conn();
+        let n = conn.execute(
+            "UPDATE outbox
+             SET status = 'delivered', attempts = attempts + 1, delivered_at_ms = ?2,
+                 last_attempt_at_ms = ?2, detail = ?3
+             WHERE id = ?1 AND status = 'pending'",
+            params![id, at.as_millis(), detail],
+        )?;
+        if n == 0 {
+            ensure_outbox_row(&conn, id)?;
+        }
+        Ok(())
+    }
+
+    /// Records a failed attempt: `attempts` goes up by one and the row waits until
+    /// `next_attempt_at`. The row stays pending; nothing is ever dropped here.
+    pub fn mark_failed(
+        &self,
+        id: i64,
+        at: Timestamp,
+        error: &str,
+        next_attempt_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let conn = self.conn();
+        let n = conn.execute(
+            "UPDATE outbox
+             SET attempts = attempts + 1, last_attempt_at_ms = ?2, last_error = ?3,
+                 next_attempt_at_ms = ?4
+             WHERE id = ?1 AND status = 'pending'",
+            params![id, at.as_millis(), error, next_attempt_at.as_millis()],
+        )?;
+        if n == 0 {
+            ensure_outbox_row(&conn, id)?;
+        }
+        Ok(())
+    }
+
+    /// Pending outbox rows: how many, and when the oldest was created (for the backlog metrics).
+    pub fn outbox_backlog(&self) -> Result<(u64, Option<Timestamp>), StoreError> {
+        let conn = self.conn();
+        let (count, oldest): (i64, Option<i64>) = conn.query_row(
+            "SELECT COUNT(*), MIN(created_at_ms) FROM outbox WHERE status = 'pending'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok((
+            u64::try_from(count).unwrap_or(0),
+            oldest.map(Timestamp::from_millis),
+        ))
+    }
+
+    /// Every outbox row of one transition, in insertion order.
+    pub fn announcements(&self, transition_id: i64) -> Result<Vec<OutboxItem>, StoreError> {
+        let conn = self.conn();
+        let sql = format!("{OUTBOX_SELECT} WHERE o.transition_id = ?1 ORDER BY o.id");
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map([transition_id], raw_outbox)?;
+        rows.map(|r| r?.into_item()).collect()
+    }
+
+    /// One outbox row by id.
+    pub fn outbox_item(&self, id: i64) -> Result<Option<OutboxItem>, StoreError> {
+        let conn = self.conn();
+        let sql = format!("{OUTBOX_SELECT} WHERE o.id = ?1");
+        conn.query_row(&sql, [id], raw_outbox)
+            .optional()?
+            .map(RawOutbox::into_item)
+            .transpose()
+    }
+}
+
+fn user_version(conn: &Connection) -> Result<u32, rusqlite::Error> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+}
+
+/// Applies every migration newer than the stored `user_version`, each in its own
+/// transaction together with the version bump, so a crash mid-migration leaves the previous
+/// version intact and the next start retries it.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let known = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+    let current = user_version(conn)?;
+    if current > known {
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            known,
+        });
+    }
+    for &(version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        let apply = |conn: &mut Connection| -> Result<(), rusqlite::Error> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+            tx.execute_batch(sql)?;
+            // PRAGMA takes no bound parameters; `version` is a compile-time constant.
+            tx.execute_batch(&format!("PRAGMA user_version = {version}"))?;
+            tx.commit()
+        };
+        apply(conn).map_err(|source| StoreError::Migration { version, source })?;
+    }
+    Ok(())
+}
+
+fn ensure_outbox_row(conn: &Connection, id: i64) -> Result<(), StoreError> {
+    let exists: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM outbox WHERE id = ?1)",
+        [id],
+        |r| r.get(0),
+    )?;
+    if exists {
+        Ok(())
+    } else {
+        Err(StoreError::NoSuchOutboxItem(id))
+    }
+}
+
+fn parse_state(s: &str) -> Result<State, StoreError> {
+    State::parse(s).ok_or_else(|| StoreError::Corrupt {
+        what: "state",
+        value: s.to_owned(),
+    })
+}
+
+fn parse_cause(s: &str) -> Result<Cause, StoreError> {
+    // `Cause` serialises as its `as_str` form; going through serde keeps this in step with
+    // any cause added later without a second list to maintain.
+    serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| {
+        StoreError::Corrupt {
+            what: "cause",
+            value: s.to_owned(),
+        }
+    })
+}
+
+fn parse_json_strings(what: &'static str, s: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(s).map_err(|source| StoreError::Json { what, source })
+}
+
+fn u32_from(what: &'static str, v: i64) -> Result<u32, StoreError> {
+    u32::try_from(v).map_err(|_| StoreError::Corrupt {
+        what,
+        value: v.to_string(),
+    })
+}
+
+/// Raw column values, read inside rusqlite's row callback (which can only return
+/// `rusqlite::Error`) and converted to domain types afterwards with our own errors.
+struct RawService {
+    id: String,
+    state: String,
+    since_ms: i64,
+    cause: String,
+    created_at_ms: i64,
+}
+
+fn raw_service(r: &Row<'_>) -> rusqlite::Result<RawService> {
+    Ok(RawService {
+        id: r.get(0)?,
+        state: r.get(1)?,
+        since_ms: r.get(2)?,
+        cause: r.get(3)?,
+        created_at_ms: r.get(4)?,
+    })
+}
+
+impl RawService {
+    fn into_record(self) -> Result<ServiceRecord, StoreError> {
+        Ok(ServiceRecord {
+            state: parse_state(&self.state)?,
+            id: self.id,
+            since: Timestamp::from_millis(self.since_ms),
+            cause: self.cause,
+            created_at: Timestamp::from_millis(self.created_at_ms),
+        })
+    }
+}
+
+struct RawTransition {
+    id: i64,
+    service: String,
+    from: String,
+    to: String,
+    cause: String,
+    actor: String,
+    reason: String,
+    at_ms: i64,
+    evidence: String,
+    config_version: String,
+}
+
+fn raw_transition(r: &Row<'_>) -> rusqlite::Result<RawTransition> {
+    Ok(RawTransition {
+        id: r.get(0)?,
+        service: r.get(1)?,
+        from: r.get(2)?,
+        to: r.get(3)?,
+        cause: r.get(4)?,
+        actor: r.get(5)?,
+        reason: r.get(6)?,
+        at_ms: r.get(7)?,
+        evidence: r.get(8)?,
+        config_version: r.get(9)?,
+    })
+}
+
+impl RawTransition {
+    fn into_record(self) -> Result<TransitionRecord, StoreError> {
+        Ok(TransitionRecord {
+            id: self.id,
+            transition: Transition {
+                service: self.service,
+                from: parse_state(&self.from)?,
+                to: parse_state(&self.to)?,
+                cause: parse_cause(&self.cause)?,
+                at: Timestamp::from_millis(self.at_ms),
+                actor: self.actor,
+                reason: self.reason,
+                evidence: parse_json_strings("transition evidence", &self.evidence)?,
+            },
+            config_version: self.config_version,
+        })
+    }
+}
+
+const OUTBOX_SELECT: &str = "SELECT o.id, o.transition_id, t.service, o.audience, o.channel,
+        o.message_id, o.recipients, o.subject, o.body_text, o.body_html, o.status, o.attempts,
+        o.created_at_ms, o.next_attempt_at_ms, o.last_attempt_at_ms, o.last_error,
+        o.delivered_at_ms, o.detail
+     FROM outbox o JOIN transitions t ON t.id = o.transition_id";
+
+struct RawOutbox {
+    id: i64,
+    transition_id: i64,
+    service: String,
+    audience: String,
+    channel: String,
+    message_id: String,
+    recipients: String,
+    subject: String,
+    text: String,
+    html: Option<String>,
+    status: String,
+    attempts: i64,
+    created_at_ms: i64,
+    next_attempt_at_ms: i64,
+    last_attempt_at_ms: Option<i64>,
+    last_error: Option<String>,
+    delivered_at_ms: Option<i64>,
+    detail: Option<String>,
+}
+
+fn raw_outbox(r: &Row<'_>) -> rusqlite::Result<RawOutbox> {
+    Ok(RawOutbox {
+        id: r.get(0)?,
+        transition_id: r.get(1)?,
+        service: r.get(2)?,
+        audience: r.get(3)?,
+        channel: r.get(4)?,
+        message_id: r.get(5)?,
+        recipients: r.get(6)?,
+        subject: r.get(7)?,
+        text: r.get(8)?,
+        html: r.get(9)?,
+        status: r.get(10)?,
+        attempts: r.get(11)?,
+        created_at_ms: r.get(12)?,
+        next_attempt_at_ms: r.get(13)?,
+        last_attempt_at_ms: r.get(14)?,
+        last_error: r.get(15)?,
+        delivered_at_ms: r.get(16)?,
+        detail: r.get(17)?,
+    })
+}
+
+impl RawOutbox {
+    fn into_item(self) -> Result<OutboxItem, StoreError> {
+        Ok(OutboxItem {
+            status: OutboxStatus::parse(&self.status).ok_or_else(|| StoreError::Corrupt {
+                what: "outbox status",
+                value: self.status.clone(),
+            })?,
+            recipients: parse_json_strings("outbox recipients", &self.recipients)?,
+            attempts: u32_from("outbox attempts", self.attempts)?,
+            id: self.id,
+            transition_id: self.transition_id,
+            service: self.service,
+            audience: self.audience,
+            channel: self.channel,
+            message_id: self.message_id,
+            subject: self.subject,
+            text: self.text,
+            html: self.html,
+            created_at: Timestamp::from_millis(self.created_at_ms),
+            next_attempt_at: Timestamp::from_millis(self.next_attempt_at_ms),
+            last_attempt_at: self.last_attempt_at_ms.map(Timestamp::from_millis),
+            last_error: self.last_error,
+            delivered_at: self.delivered_at_ms.map(Timestamp::from_millis),
+            detail: self.detail,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: Timestamp = Timestamp(1_700_000_000_000);
+
+    fn transition(service: &str, from: State, to: State, at: Timestamp) -> Transition {
+        Transition {
+            service: service.to_owned(),
+            from,
+            to,
+            cause: if to == State::FailedOver {
+                Cause::PrimaryDown
+            } else {
+                Cause::RecoveryHoldElapsed
+            },
+            at,
+            actor: "system".to_owned(),
+            reason: "portal form failing".to_owned(),
+            evidence: vec!["portal-form: down (connect: connection refused)".to_owned()],
+        }
+    }
+
+    fn announcement(audience: &str) -> NewAnnouncement {
+        NewAnnouncement {
+            audience: audience.to_owned(),
+            channel: "email".to_owned(),
+            recipients: vec![format!("{audience}@example.com")],
+            subject: format!("subject for {audience}"),
+            text: "text".to_owned(),
+            html: Some("<p>html</p>".to_owned()),
+        }
+    }
+
+    fn failover(store: &Store, at: Timestamp) -> CommittedTransition {
+        let t = transition(
+            "ticket-submission",
+            State::Operational,
+            State::FailedOver,
+            at,
+        );
+        store
+            .commit_transition(
+                &t,
+                "cfg-v1",
+                &[announcement("oncall"), announcement("customers")],
+            )
+            .expect("commit")
+    }
+
+    #[test]
+    fn migrations_set_the_schema_version_and_are_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/dir/switchboard.db");
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), 1);
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), 1);
+    }
+
+    #[test]
+    fn refuses_a_schema_newer_than_this_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        drop(Store::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("PRAGMA user_version = 99").unwrap();
+        drop(conn);
+        let err = Store::open(&path).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::SchemaTooNew {
+                    found: 99,
+                    known: 1
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn ensure_service_inserts_operational_once_then_returns_the_stored_one() {
+        let store = Store::open_in_memory().unwrap();
+        let first = store.ensure_service("ticket-submission", T0).unwrap();
+        assert_eq!(
+            first,
+            ServiceRecord {
+                id: "ticket-submission".into(),
+                state: State::Operational,
+                since: T0,
+                cause: "startup".into(),
+                created_at: T0,
+            }
+        );
+        let later = Timestamp(T0.0 + 60_000);
+        assert_eq!(
+            store.ensure_service("ticket-submission", later).unwrap(),
+            first
+        );
+        assert_eq!(store.load_services().unwrap(), vec![first]);
+    }
+
+    #[test]
+    fn state_and_outbox_survive_reopening_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("switchboard.db");
+        let committed = {
+            let store = Store::open(&path).unwrap();
+            store.ensure_service("ticket-submission", T0).unwrap();
+            failover(&store, Timestamp(T0.0 + 5_000))
+        };
+
+        let store = Store::open(&path).unwrap();
+        let services = store.load_services().unwrap();
+        assert_eq!(services.len(), 1);
+        assert_eq!(services[0].state, State::FailedOver);
+        assert_eq!(services[0].since, Timestamp(T0.0 + 5_000));
+        assert_eq!(services[0].cause, "primary_down");
+        assert_eq!(services[0].created_at, T0);
+        // ensure_service after a restart keeps the stored state: nothing is re-announced.
+        assert_eq!(
+            store
+                .ensure_service("ticket-submission", Timestamp(T0.0 + 9_000))
+                .unwrap()
+                .state,
+            State::FailedOver
+        );
+
+        let history = store.transitions(Some("ticket-submission"), 10).unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].id, committed.transition_id);
+        assert_eq!(history[0].config_version, "cfg-v1");
+        assert_eq!(
+            history[0].transition,
+            transition(
+                "ticket-submission",
+                State::Operational,
+                State::FailedOver,
+                Timestamp(T0.0 + 5_000)
+            )
+        );
+        assert_eq!(
+            store.outbox_backlog().unwrap(),
+            (2, Some(Timestamp(T0.0 + 5_000)))
+        );
+    }
+
+    #[test]
+    fn a_failing_announcement_insert_rolls_back_the_whole_transition() {
+        let store = Store::open_in_memory().unwrap();
+        store.ensure_service("ticket-submission", T0).unwrap();
+        let t = transition(
+            "ticket-submission",
+            State::Operational,
+            State::FailedOver,
+            Timestamp(T0.0 + 1),
+        );
+        // Two announcements to the same audience and channel violate the outbox's
+        // uniqueness rule on the second insert, after the transition row was written.
+        let err = store
+            .commit_transition(
+                &t,
+                "cfg",
+                &[announcement("customers"), announcement("customers")],
+            )
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Sqlite(_)), "{err}");
+
+        assert!(store.transitions(None, 10).unwrap().is_empty());
+        assert_eq!(store.outbox_backlog().unwrap(), (0, None));
+        let svc = store.service("ticket-submission").unwrap().unwrap();
+        assert_eq!(svc.state, State::Operational);
+        assert_eq!(svc.cause, "startup");
+    }
+
+    #[test]
+    fn a_transition_from_a_state_the_service_is_not_in_is_refused() {
+        let store = Store::open_in_memory().unwrap();
+        store.ensure_service("ticket-submission", T0).unwrap();
+        let t = transition(
+            "ticket-submission",
+            State::FailedOver,
+            State::Operational,
+            Timestamp(T0.0 + 1),
+        );
+        let err = store.commit_transition(&t, "cfg", &[]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::StateMismatch {
+                    stored: State::Operational,
+                    from: State::FailedOver,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(store.transitions(None, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_transition_for_an_unknown_service_creates_it() {
+        let store = Store::open_in_memory().unwrap();
+        failover(&store, T0);
+        let svc = store.service("ticket-submission").unwrap().unwrap();
+        assert_eq!(svc.state, State::FailedOver);
+        assert_eq!(svc.created_at, T0);
+    }
+
+    #[test]
+    fn message_ids_are_stable_and_unique_per_transition_and_audience() {
+        let store = Store::open_in_memory().unwrap();
+        let first = failover(&store, T0);
+        let back = transition(
+            "ticket-submission",
+            State::FailedOver,
+            State::Operational,
+            Timestamp(T0.0 + 1_000),
+        );
+        let second = store
+            .commit_transition(&back, "cfg-v1", &[announcement("customers")])
+            .unwrap();
+
+        let a = store.announcements(first.transition_id).unwrap();
+        let b = store.announcements(second.transition_id).unwrap();
+        let tid = first.transition_id;
+        assert_eq!(
+            a.iter().map(|i| i.message_id.as_str()).collect::<Vec<_>>(),
+            vec![
+                format!("<t{tid}.oncall.ticket-submission@switchboard>"),
+                format!("<t{tid}.customers.ticket-submission@switchboard>"),
+            ]
+        );
+        assert_ne!(a[1].message_id, b[0].message_id);
+        // The id is a pure function of stored identifiers: recomputing it gives the same value.
+        assert_eq!(
+            a[1].message_id,
+            message_id(tid, "customers", "email", "ticket-submission")
+        );
+        assert_eq!(
+            message_id(7, "oncall", "webhook", "a b"),
+            "<t7.oncall.webhook.a_b@switchboard>"
+        );
+        assert_eq!(a.iter().map(|i| i.id).collect::<Vec<_>>(), first.outbox_ids);
+    }
+
+    #[test]
+    fn outbox_items_come_due_fail_with_backoff_and_deliver_once() {
+        let store = Store::open_in_memory().unwrap();
+        let c = failover(&store, T0);
+        let due = store.due_announcements(T0, 10).unwrap();
+        assert_eq!(due.len(), 2);
+        let item = &due[0];
+        assert_eq!(item.status, OutboxStatus::Pending);
+        assert_eq!(item.attempts, 0);
+        assert_eq!(item.service, "ticket-submission");
+        assert_eq!(item.recipients, vec!["oncall@example.com".to_string()]);
+        assert_eq!(item.html.as_deref(), Some("<p>html</p>"));
+        assert_eq!(
+            store.due_announcements(Timestamp(T0.0 - 1), 10).unwrap(),
+            vec![]
+        );
+        assert_eq!(store.due_announcements(T0, 1).unwrap().len(), 1);
+
+        let retry_at = Timestamp(T0.0 + 1_000);
+        store
+            .mark_failed(item.id, T0, "connection refused", retry_at)
+            .unwrap();
+        let failed = store.outbox_item(item.id).unwrap().unwrap();
+        assert_eq!(failed.attempts, 1);
+        assert_eq!(failed.status, OutboxStatus::Pending);
+        assert_eq!(failed.next_attempt_at, retry_at);
+        assert_eq!(failed.last_error.as_deref(), Some("connection refused"));
+        // Not due again until its retry time.
+        let due_ids = |now| -> Vec<i64> {
+            store
+                .due_announcements(now, 10)
+                .unwrap()
+                .iter()
+                .map(|i| i.id)
+                .collect()
+        };
+        assert_eq!(due_ids(T0), vec![c.outbox_ids[1]]);
+        assert_eq!(due_ids(retry_at), vec![c.outbox_ids[1], c.outbox_ids[0]]);
+
+        store.mark_delivered(item.id, retry_at, "250 OK").unwrap();
+        // Marking again is harmless and changes nothing.
+        store
+            .mark_delivered(item.id, Timestamp(retry_at.0 + 5), "again")
+            .unwrap();
+        let done = store.outbox_item(item.id).unwrap().unwrap();
+        assert_eq!(done.status, OutboxStatus::Delivered);
+        assert_eq!(done.attempts, 2);
+        assert_eq!(done.delivered_at, Some(retry_at));
+        assert_eq!(done.detail.as_deref(), Some("250 OK"));
+        assert_eq!(due_ids(Timestamp(i64::MAX)), vec![c.outbox_ids[1]]);
+        assert_eq!(store.outbox_backlog().unwrap(), (1, Some(T0)));
+
+        assert!(matches!(
+            store.mark_delivered(9_999, T0, "x"),
+            Err(StoreError::NoSuchOutboxItem(9_999))
+        ));
+        assert!(matches!(
+            store.mark_failed(9_999, T0, "x", T0),
+            Err(StoreError::NoSuchOutboxItem(9_999))
+        ));
+    }
+
+    #[test]
+    fn transitions_are_listed_newest_last_and_filtered_by_service() {
+        let store = Store::open_in_memory().unwrap();
+        for i in 0..3 {
+            let (from, to) = if i % 2 == 0 {
+                (State::Operational, State::FailedOver)
+            } else {
+                (State::FailedOver, State::Operational)
+            };
+            store
+                .commit_transition(&transition("a", from, to, Timestamp(i)), "v", &[])
+                .unwrap();
+        }
+        store
+            .commit_transition(
+                &transition("b", State::Operational, State::FailedOver, Timestamp(10)),
+                "v",
+                &[],
+            )
+            .unwrap();
+        let all = store.transitions(None, 10).unwrap();
+        assert_eq!(
+            all.iter()
+                .map(|r| r.transition.service.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "a", "a", "b"]
+        );
+        let last_two_of_a = store.transitions(Some("a"), 2).unwrap();
+        assert_eq!(
+            last_two_of_a
+                .iter()
+                .map(|r| r.transition.at)
+                .collect::<Vec<_>>(),
+            [Timestamp(1), Timestamp(2)]
+        );
+    }
+
+    #[test]
+    fn store_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Store>();
+    }
+}

@@ -1,0 +1,363 @@
+//! Announcements end to end against a real SMTP server (aiosmtpd) and the file transport.
+//!
+//! Each test commits a failover with its announcements into a SQLite file, runs the real
+//! outbox, and reads what arrived with an independent MIME parser. aiosmtpd must be
+//! installed: without it these tests fail with instructions, they never skip.
+
+#[path = "support/smtp.rs"]
+mod smtp;
+
+use smtp::{maildir_messages, parse_mail, require_aiosmtpd, SmtpServer};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard::announce::{self, outbox, Delivery, Mailer, MessageContext};
+use switchboard::clock::Timestamp;
+use switchboard::config::{Audiences, EmailConfig, EmailTransport};
+use switchboard::failover::{Cause, Side, State, Transition};
+use switchboard::store::{OutboxItem, OutboxStatus, Store};
+use switchboard::view::RouteView;
+use tokio::sync::{mpsc, watch, Notify};
+
+const BACKUP: &str = "https://forms.example.net/support";
+const SUBJECT: &str =
+    "[Switchboard] Ticket submission: switched to backup — use https://forms.example.net/support";
+
+fn audiences() -> Audiences {
+    Audiences {
+        oncall: vec!["support-oncall@example.com".into()],
+        customers: vec![
+            "support-announce@example.com".into(),
+            "Key Accounts <key-accounts@example.com>".into(),
+        ],
+        drill: vec!["support-ops@example.com".into()],
+    }
+}
+
+fn ctx() -> MessageContext {
+    MessageContext {
+        service_name: "Ticket submission".into(),
+        routes: vec![RouteView {
+            id: "submit-ticket".into(),
+            service: "ticket-submission".into(),
+            primary: "https://support.example.com/hc/en-us/requests/new".into(),
+            backup: BACKUP.into(),
+            active: Side::Backup,
+        }],
+        status_url: "http://127.0.0.1:9898/status".into(),
+        go_base_url: "http://127.0.0.1:9898/go/".into(),
+        runbook: Some("runbooks/ticket-submission.md".into()),
+    }
+}
+
+/// Commits a failover of `ticket-submission` with its planned announcements; returns the
+/// stored outbox rows (oncall first, then customers).
+fn commit_failover(store: &Store) -> Vec<OutboxItem> {
+    let now = Timestamp::now();
+    store.ensure_service("ticket-submission", now).unwrap();
+    let t = Transition {
+        service: "ticket-submission".into(),
+        from: State::Operational,
+        to: State::FailedOver,
+        cause: Cause::PrimaryDown,
+        at: now,
+        actor: "system".into(),
+        reason: "failover_when = any: 1 of 1 primary checks down".into(),
+        evidence: vec!["portal-form: down (HTTP 500)".into()],
+    };
+    let anns = announce::plan(&t, &ctx(), &audiences());
+    assert_eq!(anns.len(), 2, "oncall and customers");
+    let c = store.commit_transition(&t, "cfg-test", &anns).unwrap();
+    store.announcements(c.transition_id).unwrap()
+}
+
+fn smtp_mailer(url: &str) -> Mailer {
+    let cfg = EmailConfig {
+        from: "Support Status <status@example.com>".into(),
+        transport: EmailTransport::Smtp { url: url.into() },
+    };
+    Mailer::with_password(&cfg, None).unwrap()
+}
+
+/// The outbox loop running in the background, as the daemon runs it.
+struct Loop {
+    wake: Arc<Notify>,
+    events: mpsc::UnboundedReceiver<Delivery>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Loop {
+    fn start(store: &Arc<Store>, mailer: Mailer) -> Loop {
+        let wake = Arc::new(Notify::new());
+        let (tx, events) = mpsc::unbounded_channel();
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(outbox::run(
+            Arc::clone(store),
+            Arc::new(mailer),
+            Arc::clone(&wake),
+            tx,
+            stop_rx,
+        ));
+        Loop {
+            wake,
+            events,
+            stop,
+            task,
+        }
+    }
+
+    /// Waits for `n` successful deliveries; failures along the way are collected too.
+    async fn successes(&mut self, n: usize) -> (Vec<Delivery>, Vec<Delivery>) {
+        let (mut ok, mut failed) = (Vec::new(), Vec::new());
+        let wait = async {
+            while ok.len() < n {
+                let d = self.events.recv().await.expect("outbox loop alive");
+                if d.result.is_ok() {
+                    ok.push(d);
+                } else {
+                    failed.push(d);
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), wait)
+            .await
+            .expect("deliveries within 30 s");
+        (ok, failed)
+    }
+
+    async fn stop(self) {
+        self.stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(15), self.task)
+            .await
+            .expect("outbox loop stops on shutdown")
+            .unwrap();
+    }
+}
+
+/// Every message in `maildir`, checked against its stored outbox row: recipients, subject,
+/// stable Message-ID, both MIME parts, and the backup URL in the body.
+fn assert_arrived_once_each(maildir: &std::path::Path, rows: &[OutboxItem]) {
+    let files = maildir_messages(maildir);
+    assert_eq!(
+        files.len(),
+        rows.len(),
+        "one message per outbox row: {files:?}"
+    );
+    let mut seen = BTreeSet::new();
+    for f in &files {
+        let m = parse_mail(f);
+        let id = m.header("Message-ID").expect("Message-ID").to_owned();
+        assert!(seen.insert(id.clone()), "{id} arrived twice");
+        let row = rows
+            .iter()
+            .find(|r| r.message_id == id)
+            .unwrap_or_else(|| panic!("{id} matches no stored row"));
+        assert_eq!(m.header("Subject"), Some(SUBJECT));
+        assert_eq!(
+            m.header("From"),
+            Some("Support Status <status@example.com>")
+        );
+        assert_eq!(m.header("To"), Some(row.recipients.join(", ").as_str()));
+        let envelope: BTreeSet<&str> = m
+            .header("X-RcptTo")
+            .expect("aiosmtpd records the envelope")
+            .split(", ")
+            .collect();
+        let expected: BTreeSet<&str> = if row.audience == "oncall" {
+            ["support-oncall@example.com"].into()
+        } else {
+            ["support-announce@example.com", "key-accounts@example.com"].into()
+        };
+        assert_eq!(envelope, expected);
+        assert_eq!(m.content_type, "multipart/alternative");
+        let text = m.part("text/plain").expect("text part");
+        assert!(text.contains(BACKUP), "{text}");
+        assert!(text.contains("http://127.0.0.1:9898/go/submit-ticket"));
+        assert_eq!(text.contains("portal-form: down"), row.audience == "oncall");
+        assert!(m.part("text/html").expect("html part").contains(BACKUP));
+    }
+}
+
+#[tokio::test]
+async fn failover_mail_arrives_over_smtp_once_with_the_stored_message_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = SmtpServer::start(&dir.path().join("maildir"));
+    let store = Arc::new(Store::open(&dir.path().join("var/switchboard.db")).unwrap());
+    let rows = commit_failover(&store);
+
+    let mut lp = Loop::start(&store, smtp_mailer(&server.url()));
+    lp.wake.notify_one();
+    let (ok, failed) = lp.successes(2).await;
+    lp.stop().await;
+    assert!(failed.is_empty(), "{failed:?}");
+    for d in &ok {
+        let reply = d.result.as_ref().unwrap();
+        assert!(reply.starts_with("250"), "server reply: {reply}");
+    }
+
+    assert_arrived_once_each(&server.maildir, &rows);
+    for r in &rows {
+        let row = store.outbox_item(r.id).unwrap().unwrap();
+        assert_eq!(row.status, OutboxStatus::Delivered);
+        assert_eq!(row.attempts, 1);
+        assert!(row.detail.as_deref().unwrap_or("").starts_with("250"));
+    }
+    assert_eq!(store.outbox_backlog().unwrap(), (0, None));
+
+    // A second pass, even far in the future, sends nothing again.
+    let mailer = smtp_mailer(&server.url());
+    let again = outbox::deliver_due(&store, &mailer, Timestamp(i64::MAX), 100)
+        .await
+        .unwrap();
+    assert!(again.is_empty());
+    assert_eq!(server.messages().len(), 2);
+}
+
+#[tokio::test]
+async fn mail_queued_while_smtp_is_down_arrives_exactly_once_when_it_returns() {
+    require_aiosmtpd();
+    let dir = tempfile::tempdir().unwrap();
+    let port = smtp::free_port();
+    let url = format!("smtp://127.0.0.1:{port}");
+    let store = Arc::new(Store::open(&dir.path().join("switchboard.db")).unwrap());
+    let rows = commit_failover(&store);
+
+    // Nobody listens yet: every attempt fails, and every row stays pending for a retry.
+    let before = Timestamp::now();
+    let first = outbox::deliver_due(&store, &smtp_mailer(&url), Timestamp::now(), 100)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 2);
+    assert!(first.iter().all(|d| d.result.is_err()), "{first:?}");
+    for r in &rows {
+        let row = store.outbox_item(r.id).unwrap().unwrap();
+        assert_eq!(row.status, OutboxStatus::Pending);
+        assert_eq!(row.attempts, 1);
+        assert!(row.last_error.is_some());
+        assert!(
+            row.next_attempt_at >= before.plus(Duration::from_secs(1)),
+            "retry is scheduled later, not at once"
+        );
+        // Not due a moment before its retry time.
+        let just_before = Timestamp(row.next_attempt_at.as_millis() - 1);
+        assert!(store
+            .due_announcements(just_before, 100)
+            .unwrap()
+            .iter()
+            .all(|i| i.id != r.id));
+    }
+    assert_eq!(store.outbox_backlog().unwrap().0, 2);
+
+    // The relay comes back; the running loop retries on its own.
+    let server = SmtpServer::start_on(port, &dir.path().join("maildir"));
+    let mut lp = Loop::start(&store, smtp_mailer(&url));
+    lp.successes(2).await;
+    lp.stop().await;
+
+    assert_arrived_once_each(&server.maildir, &rows);
+    for r in &rows {
+        let row = store.outbox_item(r.id).unwrap().unwrap();
+        assert_eq!(row.status, OutboxStatus::Delivered);
+        assert_eq!(row.attempts, 2);
+    }
+    let again = outbox::deliver_due(&store, &smtp_mailer(&url), Timestamp(i64::MAX), 100)
+        .await
+        .unwrap();
+    assert!(again.is_empty());
+    assert_eq!(server.messages().len(), 2);
+}
+
+#[tokio::test]
+async fn file_transport_writes_an_eml_with_the_right_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    // A directory that does not exist yet: the mailer creates it.
+    let mail_dir = dir.path().join("var/mail");
+    let store = Arc::new(Store::open_in_memory().unwrap());
+    let rows = commit_failover(&store);
+    let cfg = EmailConfig {
+        from: "Support Status <status@example.com>".into(),
+        transport: EmailTransport::File {
+            dir: mail_dir.clone(),
+        },
+    };
+    let mailer = Mailer::with_password(&cfg, None).unwrap();
+
+    let done = outbox::deliver_due(&store, &mailer, Timestamp::now(), 100)
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 2);
+    for d in &done {
+        let path = std::path::PathBuf::from(d.result.as_ref().expect("written"));
+        assert_eq!(path.parent(), Some(mail_dir.as_path()));
+        assert_eq!(path.extension().and_then(|e| e.to_str()), Some("eml"));
+        let m = parse_mail(&path);
+        assert_eq!(m.header("Message-ID"), Some(d.item.message_id.as_str()));
+        assert_eq!(m.header("Subject"), Some(SUBJECT));
+        assert_eq!(
+            m.header("From"),
+            Some("Support Status <status@example.com>")
+        );
+        assert_eq!(m.header("To"), Some(d.item.recipients.join(", ").as_str()));
+        assert_eq!(m.header("Auto-Submitted"), Some("auto-generated"));
+        assert!(m.header("Date").is_some());
+        assert_eq!(m.content_type, "multipart/alternative");
+        assert!(m.part("text/plain").unwrap().contains(BACKUP));
+        assert!(m.part("text/html").unwrap().contains(BACKUP));
+
+        let row = store.outbox_item(d.item.id).unwrap().unwrap();
+        assert_eq!(row.status, OutboxStatus::Delivered);
+        assert_eq!(row.detail.as_deref(), Some(path.to_str().unwrap()));
+    }
+    let files: Vec<_> = std::fs::read_dir(&mail_dir).unwrap().collect();
+    assert_eq!(files.len(), rows.len());
+}
+
+#[tokio::test]
+async fn a_crash_between_send_and_mark_resends_once_with_the_same_message_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = SmtpServer::start(&dir.path().join("maildir"));
+    let db = dir.path().join("switchboard.db");
+    let rows = {
+        let store = Store::open(&db).unwrap();
+        let rows = commit_failover(&store);
+        // The server accepts the first message, then the process "dies" before
+        // `mark_delivered`: the store is dropped without recording anything.
+        let reply = smtp_mailer(&server.url()).send(&rows[0]).await.unwrap();
+        assert!(reply.starts_with("250"), "{reply}");
+        rows
+    };
+
+    // Restart: the same file, a fresh outbox pass.
+    let store = Arc::new(Store::open(&db).unwrap());
+    let done = outbox::deliver_due(&store, &smtp_mailer(&server.url()), Timestamp::now(), 100)
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 2);
+    assert!(done.iter().all(|d| d.result.is_ok()), "{done:?}");
+    let again = outbox::deliver_due(
+        &store,
+        &smtp_mailer(&server.url()),
+        Timestamp(i64::MAX),
+        100,
+    )
+    .await
+    .unwrap();
+    assert!(again.is_empty(), "nothing is sent a third time");
+
+    // Three messages: the repeat carries the same Message-ID, so it is recognisable.
+    let ids: Vec<String> = server
+        .messages()
+        .iter()
+        .map(|f| parse_mail(f).header("Message-ID").unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    assert_eq!(
+        ids.iter().filter(|id| **id == rows[0].message_id).count(),
+        2
+    );
+    assert_eq!(
+        ids.iter().filter(|id| **id == rows[1].message_id).count(),
+        1
+    );
+}

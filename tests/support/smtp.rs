@@ -1,0 +1,188 @@
+//! A real SMTP server for tests: aiosmtpd writing a Maildir, as a child process on a loopback port.
+//!
+//! The tests that use it must fail, not skip, when aiosmtpd is missing: a test suite that
+//! passes without an SMTP server proves nothing about e-mail delivery.
+
+#![allow(dead_code)] // Each test binary uses a different subset of these helpers.
+
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const MISSING: &str = "aiosmtpd is not installed, and these tests need a real SMTP server. \
+Run the project's test script (it installs what is missing), or install it by hand: \
+`apt-get install python3-aiosmtpd` or `pip install aiosmtpd`.";
+
+/// Panics with instructions unless `python3 -m aiosmtpd` can run here.
+pub fn require_aiosmtpd() {
+    let ok = Command::new("python3")
+        .args(["-c", "import aiosmtpd"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "{MISSING}");
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// A running aiosmtpd that stores every message it accepts in a Maildir. Killed on drop.
+pub struct SmtpServer {
+    child: Child,
+    pub port: u16,
+    pub maildir: PathBuf,
+    log: PathBuf,
+}
+
+impl SmtpServer {
+    pub fn start(maildir: &Path) -> SmtpServer {
+        SmtpServer::start_on(free_port(), maildir)
+    }
+
+    /// Starts on `port` and waits until it accepts connections.
+    pub fn start_on(port: u16, maildir: &Path) -> SmtpServer {
+        require_aiosmtpd();
+        let log = maildir.with_extension(format!("aiosmtpd-{port}.log"));
+        // Output goes to a file, not a pipe nobody drains, so the server can never block on it.
+        let out = File::create(&log).expect("create aiosmtpd log");
+        let err = out.try_clone().expect("clone log handle");
+        let child = Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(maildir)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start python3 -m aiosmtpd: {e}. {MISSING}"));
+        let mut server = SmtpServer {
+            child,
+            port,
+            maildir: maildir.to_path_buf(),
+            log,
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&mut self) {
+        let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                panic!("aiosmtpd exited early ({status}):\n{log}\n{MISSING}");
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "aiosmtpd did not accept connections on {addr} within 15 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// The messages delivered so far (Maildir `new/`), in file-name order.
+    pub fn messages(&self) -> Vec<PathBuf> {
+        maildir_messages(&self.maildir)
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn maildir_messages(maildir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(maildir.join("new")) {
+        Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
+        Err(_) => Vec::new(),
+    };
+    files.sort();
+    files
+}
+
+/// A message as an independent MIME parser (Python's `email` package) reads it: headers
+/// decoded (RFC 2047), and every leaf part decoded from its transfer encoding.
+#[derive(Debug)]
+pub struct ParsedMail {
+    pub headers: Vec<(String, String)>,
+    pub content_type: String,
+    /// (content type, decoded content) of every non-multipart part.
+    pub parts: Vec<(String, String)>,
+}
+
+impl ParsedMail {
+    /// The first header of that name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn part(&self, content_type: &str) -> Option<&str> {
+        self.parts
+            .iter()
+            .find(|(ct, _)| ct == content_type)
+            .map(|(_, c)| c.as_str())
+    }
+}
+
+const PARSE_PY: &str = r#"
+import email, json, sys
+from email import policy
+with open(sys.argv[1], 'rb') as f:
+    m = email.message_from_binary_file(f, policy=policy.default)
+parts = [[p.get_content_type(), p.get_content()] for p in m.walk() if not p.is_multipart()]
+print(json.dumps({"headers": [[k, str(v)] for k, v in m.items()],
+                  "content_type": m.get_content_type(), "parts": parts}))
+"#;
+
+pub fn parse_mail(path: &Path) -> ParsedMail {
+    let out = Command::new("python3")
+        .args(["-c", PARSE_PY])
+        .arg(path)
+        .output()
+        .expect("run python3 to parse the message");
+    assert!(
+        out.status.success(),
+        "python3 could not parse {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("parser output is JSON");
+    let pairs = |v: &serde_json::Value| -> Vec<(String, String)> {
+        v.as_array()
+            .expect("array")
+            .iter()
+            .map(|p| {
+                (
+                    p[0].as_str().expect("string").to_owned(),
+                    p[1].as_str().expect("string").to_owned(),
+                )
+            })
+            .collect()
+    };
+    ParsedMail {
+        headers: pairs(&v["headers"]),
+        content_type: v["content_type"].as_str().expect("string").to_owned(),
+        parts: pairs(&v["parts"]),
+    }
+}
