@@ -384,8 +384,8 @@ async fn connection_reset_mid_body_is_a_failure() {
             .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial")
             .await;
         tokio::time::sleep(Duration::from_millis(100)).await;
-        // Linger 0 makes close send RST instead of FIN.
-        let _ = s.set_linger(Some(Duration::ZERO));
+        // Zero linger makes close send RST instead of FIN.
+        let _ = s.set_zero_linger();
         drop(s);
     })
     .await;
