@@ -509,6 +509,87 @@ mod tls {
         parsed.validity().not_after.timestamp()
     }
 
+    /// An HTTPS server that offers only `h2` by ALPN and answers with HTTP/2: `/big` streams
+    /// 10 MiB, anything else echoes `METHOD path?query` as the body.
+    async fn h2_server() -> SocketAddr {
+        let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+            .expect("generate certificate");
+        let key =
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(generated.key_pair.serialize_der()));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![generated.cert.der().clone()], key)
+            .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let acceptor = TlsAcceptor::from(Arc::new(config));
+        serve(move |s| {
+            let acceptor = acceptor.clone();
+            async move {
+                let Ok(tls) = acceptor.accept(s).await else {
+                    return;
+                };
+                let Ok(mut conn) = h2::server::handshake(tls).await else {
+                    return;
+                };
+                while let Some(Ok((request, mut respond))) = conn.accept().await {
+                    let response = hyper::Response::builder().status(200).body(()).unwrap();
+                    let Ok(mut send) = respond.send_response(response, false) else {
+                        return;
+                    };
+                    let uri = request.uri();
+                    if uri.path() == "/big" {
+                        tokio::spawn(async move {
+                            let chunk = hyper::body::Bytes::from(vec![b'b'; 64 * 1024]);
+                            for _ in 0..160 {
+                                if send.send_data(chunk.clone(), false).is_err() {
+                                    return;
+                                }
+                                tokio::task::yield_now().await;
+                            }
+                            let _ = send.send_data(hyper::body::Bytes::new(), true);
+                        });
+                    } else {
+                        let echo = format!(
+                            "{} {}",
+                            request.method(),
+                            uri.path_and_query().map_or("", |p| p.as_str())
+                        );
+                        let _ = send.send_data(echo.into(), true);
+                    }
+                }
+            }
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn h2_is_used_when_alpn_negotiates_it() {
+        let addr = h2_server().await;
+        let url = format!("https://localhost:{}/h2?x=1", addr.port());
+        let o = probe(&spec(&url, |_, h| h.insecure = true)).await;
+        assert!(o.success, "{o:?}");
+        assert_eq!(o.http_version, Some(2.0));
+        assert_eq!(o.status, Some(200));
+        assert_eq!(o.content_length, "GET /h2?x=1".len() as u64);
+    }
+
+    #[tokio::test]
+    async fn h2_body_is_read_only_up_to_the_cap() {
+        let addr = h2_server().await;
+        let url = format!("https://localhost:{}/big", addr.port());
+        let o = probe(&spec(&url, |_, h| {
+            h.insecure = true;
+            h.max_body_bytes = 100_000;
+        }))
+        .await;
+        assert!(o.success, "{o:?}");
+        assert_eq!(o.content_length, 100_000);
+        assert!(o.body_truncated);
+    }
+
     #[tokio::test]
     async fn self_signed_certificate_fails_verification_by_default() {
         let server = tls_server(rustls::DEFAULT_VERSIONS).await;
