@@ -1,7 +1,871 @@
 //! Prometheus registry and named telemetry events: call sites say what happened, never format metric names.
+//!
+//! Probe metrics carry blackbox_exporter's names and meanings (so its dashboards and alert
+//! rules work unchanged), labelled `instance` (the target), `service` and `check`. Switchboard's
+//! own metrics are `switchboard_*`. Each method is one thing that happened; it updates every
+//! series that thing touches, so no caller can update half of them.
 
-use prometheus::Registry;
+use crate::config::CheckSpec;
+use crate::failover::{Cause, Side, State};
+use crate::probe::{ErrorClass, Outcome};
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+use std::collections::HashMap;
+use std::sync::Mutex;
 
+/// The five HTTP phases, always exported (zero when a phase did not happen), as blackbox does.
+const PHASES: [&str; 5] = ["resolve", "connect", "tls", "processing", "transfer"];
+/// Every check health value, one series each.
+const HEALTHS: [&str; 4] = ["unknown", "healthy", "suspect", "down"];
+/// TLS versions a probe can report; used to clear the previous version's series.
+const TLS_VERSIONS: [&str; 4] = ["TLS 1.0", "TLS 1.1", "TLS 1.2", "TLS 1.3"];
+
+/// Everything Switchboard exports, in its own registry (never the global one, so tests and
+/// several daemons in one process do not see each other's series).
 pub struct Metrics {
     pub registry: Registry,
+    probe: ProbeMetrics,
+    probes_total: IntCounterVec,
+    check_health: IntGaugeVec,
+    service_state: IntGaugeVec,
+    route_active_target: IntGaugeVec,
+    transitions_total: IntCounterVec,
+    detection_seconds: Histogram,
+    announcements_total: IntCounterVec,
+    outbox_backlog: IntGauge,
+    outbox_oldest_age_seconds: Gauge,
+    drills_total: IntCounterVec,
+    schedule_lag_seconds: Histogram,
+    config_reloads_total: IntCounterVec,
+    config_last_reload_successful: IntGauge,
+    build_info: IntGaugeVec,
+    /// Targets last exported per (service, route, side), so the other side's series can be
+    /// zeroed on a switch and a changed target's old series removed.
+    routes: Mutex<HashMap<(String, String, Side), String>>,
+}
+
+/// blackbox_exporter's per-probe gauges, labelled {instance, service, check}.
+struct ProbeMetrics {
+    success: GaugeVec,
+    duration_seconds: GaugeVec,
+    dns_lookup_time_seconds: GaugeVec,
+    http_status_code: GaugeVec,
+    /// Extra label `phase`.
+    http_duration_seconds: GaugeVec,
+    http_ssl: GaugeVec,
+    http_version: GaugeVec,
+    http_content_length: GaugeVec,
+    http_redirects: GaugeVec,
+    ssl_earliest_cert_expiry: GaugeVec,
+    /// Extra label `version`.
+    tls_version_info: GaugeVec,
+    failed_due_to_regex: GaugeVec,
+}
+
+const PROBE_LABELS: [&str; 3] = ["instance", "service", "check"];
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric, and sets `switchboard_build_info`.
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let r = &registry;
+        let probe_gauge = |name: &str, help: &str| gauge_vec(r, name, help, &PROBE_LABELS);
+        let probe = ProbeMetrics {
+            success: probe_gauge("probe_success", "Whether the probe was a success."),
+            duration_seconds: probe_gauge(
+                "probe_duration_seconds",
+                "How long the probe took to complete in seconds.",
+            ),
+            dns_lookup_time_seconds: probe_gauge(
+                "probe_dns_lookup_time_seconds",
+                "Returns the time taken for probe dns lookup in seconds.",
+            ),
+            http_status_code: probe_gauge(
+                "probe_http_status_code",
+                "Response HTTP status code (0 when no response arrived).",
+            ),
+            http_duration_seconds: gauge_vec(
+                r,
+                "probe_http_duration_seconds",
+                "Duration of http request by phase, summed over all redirects.",
+                &["instance", "service", "check", "phase"],
+            ),
+            http_ssl: probe_gauge(
+                "probe_http_ssl",
+                "Indicates if SSL was used for the final redirect.",
+            ),
+            http_version: probe_gauge(
+                "probe_http_version",
+                "Returns the version of HTTP of the probe response.",
+            ),
+            http_content_length: probe_gauge(
+                "probe_http_content_length",
+                "Length of the HTTP response body read, in bytes (capped at max_body_bytes).",
+            ),
+            http_redirects: probe_gauge("probe_http_redirects", "The number of redirects."),
+            ssl_earliest_cert_expiry: probe_gauge(
+                "probe_ssl_earliest_cert_expiry",
+                "Returns last SSL chain expiry in unixtime.",
+            ),
+            tls_version_info: gauge_vec(
+                r,
+                "probe_tls_version_info",
+                "Returns the TLS version used or NaN when unknown.",
+                &["instance", "service", "check", "version"],
+            ),
+            failed_due_to_regex: probe_gauge(
+                "probe_failed_due_to_regex",
+                "Indicates if probe failed due to a body condition.",
+            ),
+        };
+        let metrics = Metrics {
+            probe,
+            probes_total: counter_vec(
+                r,
+                "switchboard_probes_total",
+                "Probes run, by result (success or failure).",
+                &["service", "check", "result"],
+            ),
+            check_health: int_gauge_vec(
+                r,
+                "switchboard_check_health",
+                "Smoothed health of each check: 1 for its current health, 0 for the others.",
+                &["service", "check", "health"],
+            ),
+            service_state: int_gauge_vec(
+                r,
+                "switchboard_service_state",
+                "Failover state of each service: 1 for its current state, 0 for the others.",
+                &["service", "state"],
+            ),
+            route_active_target: int_gauge_vec(
+                r,
+                "switchboard_route_active_target",
+                "Which target each route sends customers to: 1 for the active side, 0 for the other.",
+                &["service", "route", "side", "target"],
+            ),
+            transitions_total: counter_vec(
+                r,
+                "switchboard_transitions_total",
+                "Failover state transitions, by cause.",
+                &["service", "from", "to", "cause"],
+            ),
+            detection_seconds: histogram(
+                r,
+                "switchboard_detection_seconds",
+                "Time from the first failing probe to the route switch, in seconds.",
+                vec![0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0],
+            ),
+            announcements_total: counter_vec(
+                r,
+                "switchboard_announcements_total",
+                "Announcements delivered or failed, by channel, audience and result.",
+                &["channel", "audience", "result"],
+            ),
+            outbox_backlog: int_gauge(
+                r,
+                "switchboard_outbox_backlog",
+                "Announcements waiting in the outbox.",
+            ),
+            outbox_oldest_age_seconds: gauge(
+                r,
+                "switchboard_outbox_oldest_age_seconds",
+                "Age of the oldest announcement waiting in the outbox, in seconds (0 when empty).",
+            ),
+            drills_total: counter_vec(
+                r,
+                "switchboard_drills_total",
+                "Drills finished, by result.",
+                &["result"],
+            ),
+            schedule_lag_seconds: histogram(
+                r,
+                "switchboard_probe_schedule_lag_seconds",
+                "How late probes started compared to their schedule, in seconds.",
+                vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
+            ),
+            config_reloads_total: counter_vec(
+                r,
+                "switchboard_config_reloads_total",
+                "Configuration loads and reloads, by result (success or failure).",
+                &["result"],
+            ),
+            config_last_reload_successful: int_gauge(
+                r,
+                "switchboard_config_last_reload_successful",
+                "Whether the last configuration reload succeeded.",
+            ),
+            build_info: int_gauge_vec(
+                r,
+                "switchboard_build_info",
+                "Always 1; labelled with the running version.",
+                &["version"],
+            ),
+            routes: Mutex::new(HashMap::new()),
+            registry,
+        };
+        metrics
+            .build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        metrics
+    }
+
+    /// A check ran once: sets blackbox's probe gauges and counts the probe.
+    pub fn probe_finished(&self, service: &str, check: &CheckSpec, outcome: &Outcome) {
+        let instance = check.target();
+        let labels = [instance.as_str(), service, check.name.as_str()];
+        let p = &self.probe;
+        p.success
+            .with_label_values(&labels)
+            .set(bool_f64(outcome.success));
+        p.duration_seconds
+            .with_label_values(&labels)
+            .set(outcome.duration.as_secs_f64());
+        p.dns_lookup_time_seconds
+            .with_label_values(&labels)
+            .set(outcome.phases.resolve.as_secs_f64());
+        p.http_status_code
+            .with_label_values(&labels)
+            .set(f64::from(outcome.status.unwrap_or(0)));
+        let ph = &outcome.phases;
+        let durations = [ph.resolve, ph.connect, ph.tls, ph.processing, ph.transfer];
+        for (phase, d) in PHASES.iter().zip(durations) {
+            p.http_duration_seconds
+                .with_label_values(&[labels[0], labels[1], labels[2], phase])
+                .set(d.as_secs_f64());
+        }
+        p.http_ssl
+            .with_label_values(&labels)
+            .set(bool_f64(outcome.tls.is_some()));
+        p.http_version
+            .with_label_values(&labels)
+            .set(outcome.http_version.unwrap_or(0.0));
+        p.http_content_length
+            .with_label_values(&labels)
+            .set(outcome.content_length as f64);
+        p.http_redirects
+            .with_label_values(&labels)
+            .set(f64::from(outcome.redirects));
+        for version in TLS_VERSIONS {
+            let keep = outcome.tls.as_ref().is_some_and(|t| t.version == version);
+            if !keep {
+                let _ = p
+                    .tls_version_info
+                    .remove_label_values(&[labels[0], labels[1], labels[2], version]);
+            }
+        }
+        match &outcome.tls {
+            Some(tls) => {
+                p.ssl_earliest_cert_expiry
+                    .with_label_values(&labels)
+                    .set(tls.earliest_cert_expiry as f64);
+                p.tls_version_info
+                    .with_label_values(&[labels[0], labels[1], labels[2], &tls.version])
+                    .set(1.0);
+            }
+            None => {
+                // Like blackbox, TLS series exist only for probes that used TLS; a target that
+                // moved to plain HTTP must not keep reporting its old certificate.
+                let _ = p.ssl_earliest_cert_expiry.remove_label_values(&labels);
+            }
+        }
+        p.failed_due_to_regex
+            .with_label_values(&labels)
+            .set(bool_f64(failed_due_to_body(outcome)));
+        let result = if outcome.success {
+            "success"
+        } else {
+            "failure"
+        };
+        self.probes_total
+            .with_label_values(&[service, check.name.as_str(), result])
+            .inc();
+    }
+
+    /// A check's smoothed health is now `health` (`unknown`, `healthy`, `suspect` or `down`).
+    pub fn check_health(&self, service: &str, check: &str, health: &str) {
+        for h in HEALTHS {
+            self.check_health
+                .with_label_values(&[service, check, h])
+                .set(i64::from(h == health));
+        }
+    }
+
+    /// A service is now in `state`: exactly one of its state series is 1.
+    pub fn service_state(&self, service: &str, state: State) {
+        for s in State::ALL {
+            self.service_state
+                .with_label_values(&[service, s.as_str()])
+                .set(i64::from(s == state));
+        }
+    }
+
+    /// A route now sends customers to `side`, whose target is `target`. The other side's last
+    /// known target is set to 0 (it appears once that side has been active or declared with
+    /// [`Metrics::route_targets`]).
+    pub fn route_active(&self, service: &str, route: &str, side: Side, target: &str) {
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        self.set_route_side(&mut routes, service, route, side, target, 1);
+        let other = match side {
+            Side::Primary => Side::Backup,
+            Side::Backup => Side::Primary,
+        };
+        if let Some(other_target) = routes
+            .get(&(service.to_string(), route.to_string(), other))
+            .cloned()
+        {
+            self.set_route_side(&mut routes, service, route, other, &other_target, 0);
+        }
+    }
+
+    /// A route's two targets and its active side, e.g. at start-up: both series appear at once.
+    pub fn route_targets(
+        &self,
+        service: &str,
+        route: &str,
+        primary: &str,
+        backup: &str,
+        active: Side,
+    ) {
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        let is = |s: Side| i64::from(s == active);
+        self.set_route_side(
+            &mut routes,
+            service,
+            route,
+            Side::Primary,
+            primary,
+            is(Side::Primary),
+        );
+        self.set_route_side(
+            &mut routes,
+            service,
+            route,
+            Side::Backup,
+            backup,
+            is(Side::Backup),
+        );
+    }
+
+    fn set_route_side(
+        &self,
+        routes: &mut HashMap<(String, String, Side), String>,
+        service: &str,
+        route: &str,
+        side: Side,
+        target: &str,
+        value: i64,
+    ) {
+        let key = (service.to_string(), route.to_string(), side);
+        if let Some(old) = routes.insert(key, target.to_string()) {
+            if old != target {
+                let _ = self.route_active_target.remove_label_values(&[
+                    service,
+                    route,
+                    side.as_str(),
+                    &old,
+                ]);
+            }
+        }
+        self.route_active_target
+            .with_label_values(&[service, route, side.as_str(), target])
+            .set(value);
+    }
+
+    /// A service changed state.
+    pub fn transition(&self, service: &str, from: State, to: State, cause: Cause) {
+        self.transitions_total
+            .with_label_values(&[service, from.as_str(), to.as_str(), cause.as_str()])
+            .inc();
+    }
+
+    /// An outage was detected and acted on `secs` after its first failing probe.
+    pub fn detection_seconds(&self, service: &str, secs: f64) {
+        // The histogram is not labelled by service: detection time is a property of the
+        // configuration (thresholds, retry interval), and per-service buckets would multiply
+        // series for little gain. The parameter keeps call sites explicit about what they time.
+        let _ = service;
+        self.detection_seconds.observe(secs);
+    }
+
+    /// An announcement attempt over `channel` to `audience` ended with `result` (e.g. `sent`, `failed`).
+    pub fn announcement(&self, channel: &str, audience: &str, result: &str) {
+        self.announcements_total
+            .with_label_values(&[channel, audience, result])
+            .inc();
+    }
+
+    /// The outbox now holds `backlog` announcements, the oldest waiting `oldest_age_secs`.
+    pub fn outbox(&self, backlog: u64, oldest_age_secs: f64) {
+        self.outbox_backlog
+            .set(i64::try_from(backlog).unwrap_or(i64::MAX));
+        self.outbox_oldest_age_seconds.set(oldest_age_secs);
+    }
+
+    /// A drill ended with `result` (e.g. `passed`, `failed`, `aborted`).
+    pub fn drill(&self, result: &str) {
+        self.drills_total.with_label_values(&[result]).inc();
+    }
+
+    /// A probe started `secs` after it was scheduled to.
+    pub fn schedule_lag(&self, secs: f64) {
+        self.schedule_lag_seconds.observe(secs.max(0.0));
+    }
+
+    /// A configuration (re)load finished.
+    pub fn config_reload(&self, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.config_reloads_total.with_label_values(&[result]).inc();
+        self.config_last_reload_successful.set(i64::from(ok));
+    }
+
+    /// A check is no longer configured (after a reload): drops all its series so dashboards do
+    /// not show a frozen last value forever.
+    pub fn remove_check(&self, service: &str, check: &CheckSpec) {
+        let instance = check.target();
+        let labels = [instance.as_str(), service, check.name.as_str()];
+        let p = &self.probe;
+        for vec in [
+            &p.success,
+            &p.duration_seconds,
+            &p.dns_lookup_time_seconds,
+            &p.http_status_code,
+            &p.http_ssl,
+            &p.http_version,
+            &p.http_content_length,
+            &p.http_redirects,
+            &p.ssl_earliest_cert_expiry,
+            &p.failed_due_to_regex,
+        ] {
+            let _ = vec.remove_label_values(&labels);
+        }
+        for phase in PHASES {
+            let _ = p
+                .http_duration_seconds
+                .remove_label_values(&[labels[0], labels[1], labels[2], phase]);
+        }
+        for version in TLS_VERSIONS {
+            let _ = p
+                .tls_version_info
+                .remove_label_values(&[labels[0], labels[1], labels[2], version]);
+        }
+        for result in ["success", "failure"] {
+            let _ = self
+                .probes_total
+                .remove_label_values(&[service, check.name.as_str(), result]);
+        }
+        for h in HEALTHS {
+            let _ = self
+                .check_health
+                .remove_label_values(&[service, check.name.as_str(), h]);
+        }
+    }
+
+    /// A service is no longer configured: drops its state and route series.
+    pub fn forget_service(&self, service: &str) {
+        for s in State::ALL {
+            let _ = self
+                .service_state
+                .remove_label_values(&[service, s.as_str()]);
+        }
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        routes.retain(|(svc, route, side), target| {
+            if svc != service {
+                return true;
+            }
+            let _ =
+                self.route_active_target
+                    .remove_label_values(&[svc, route, side.as_str(), target]);
+            false
+        });
+    }
+
+    /// The text exposition format 0.0.4, for `GET /metrics`.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding to a Vec only fails on metric families that violate the format, which the
+        // registry prevents; an empty or partial page is the worst case, never a panic.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// Best effort blackbox parity: a failed condition about `[BODY]` is the closest thing to
+/// blackbox's failed `fail_if_body_*_regexp`.
+fn failed_due_to_body(outcome: &Outcome) -> bool {
+    outcome
+        .error
+        .as_ref()
+        .is_some_and(|e| e.class == ErrorClass::Conditions)
+        && outcome
+            .conditions
+            .iter()
+            .any(|c| !c.success && c.condition.contains("[BODY]"))
+}
+
+fn bool_f64(b: bool) -> f64 {
+    if b {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+// Registration fails only on a duplicate or malformed name. The names below are constants and
+// the registry is fresh, so a failure is a bug caught by the first unit test: these helpers
+// panic with the metric's name on that stated invariant.
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let m = GaugeVec::new(Opts::new(name, help), labels).expect(name);
+    r.register(Box::new(m.clone())).expect(name);
+    m
+}
+
+fn int_gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let m = IntGaugeVec::new(Opts::new(name, help), labels).expect(name);
+    r.register(Box::new(m.clone())).expect(name);
+    m
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let m = IntCounterVec::new(Opts::new(name, help), labels).expect(name);
+    r.register(Box::new(m.clone())).expect(name);
+    m
+}
+
+fn int_gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let m = IntGauge::new(name, help).expect(name);
+    r.register(Box::new(m.clone())).expect(name);
+    m
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> Gauge {
+    let m = Gauge::new(name, help).expect(name);
+    r.register(Box::new(m.clone())).expect(name);
+    m
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let m = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect(name);
+    r.register(Box::new(m.clone())).expect(name);
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Timestamp;
+    use crate::config::{CheckKind, HttpCheck, Role};
+    use crate::probe::{ConditionResult, Phases, ProbeError, TlsInfo};
+    use std::time::Duration;
+
+    fn spec() -> CheckSpec {
+        CheckSpec {
+            name: "portal-form".to_string(),
+            service: "tickets".to_string(),
+            role: Role::Primary,
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(10),
+            retry_interval: Duration::from_secs(5),
+            failure_threshold: 3,
+            success_threshold: 2,
+            conditions: Vec::new(),
+            kind: CheckKind::Http(HttpCheck {
+                url: "https://support.example.com/new".parse().unwrap(),
+                method: "GET".to_string(),
+                headers: Vec::new(),
+                body: None,
+                max_redirects: 10,
+                max_body_bytes: 1 << 20,
+                insecure: false,
+            }),
+        }
+    }
+
+    fn outcome(tls: bool) -> Outcome {
+        Outcome {
+            check: "portal-form".to_string(),
+            success: true,
+            conditions: Vec::new(),
+            status: Some(200),
+            duration: Duration::from_millis(250),
+            phases: Phases {
+                resolve: Duration::from_millis(10),
+                connect: Duration::from_millis(20),
+                tls: if tls {
+                    Duration::from_millis(30)
+                } else {
+                    Duration::ZERO
+                },
+                processing: Duration::from_millis(40),
+                transfer: Duration::from_millis(50),
+            },
+            error: None,
+            started_at: Timestamp::from_millis(0),
+            tls: tls.then(|| TlsInfo {
+                version: "TLS 1.3".to_string(),
+                earliest_cert_expiry: 1_900_000_000,
+            }),
+            http_version: Some(1.1),
+            content_length: 1234,
+            body_truncated: false,
+            redirects: 1,
+        }
+    }
+
+    /// Sample lines (no comments) whose name and labels contain every fragment in `parts`.
+    fn lines<'a>(text: &'a str, parts: &[&str]) -> Vec<&'a str> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| parts.iter().all(|p| l.contains(p)))
+            .collect()
+    }
+
+    const LABELS: &str =
+        r#"{check="portal-form",instance="https://support.example.com/new",service="tickets"}"#;
+
+    #[test]
+    fn probe_finished_exports_blackbox_gauges_with_all_phases() {
+        let m = Metrics::new();
+        m.probe_finished("tickets", &spec(), &outcome(true));
+        let text = m.render();
+        for (name, value) in [
+            ("probe_success", "1"),
+            ("probe_duration_seconds", "0.25"),
+            ("probe_dns_lookup_time_seconds", "0.01"),
+            ("probe_http_status_code", "200"),
+            ("probe_http_ssl", "1"),
+            ("probe_http_version", "1.1"),
+            ("probe_http_content_length", "1234"),
+            ("probe_http_redirects", "1"),
+            ("probe_ssl_earliest_cert_expiry", "1900000000"),
+            ("probe_failed_due_to_regex", "0"),
+        ] {
+            let line = format!("{name}{LABELS} {value}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        for (phase, value) in PHASES.iter().zip(["0.01", "0.02", "0.03", "0.04", "0.05"]) {
+            let found = lines(
+                &text,
+                &[
+                    "probe_http_duration_seconds{",
+                    &format!("phase=\"{phase}\""),
+                ],
+            );
+            assert_eq!(found.len(), 1, "{phase}: {found:?}");
+            assert!(found[0].ends_with(&format!(" {value}")), "{found:?}");
+        }
+        assert_eq!(
+            lines(
+                &text,
+                &["probe_tls_version_info{", "version=\"TLS 1.3\"", "} 1"]
+            )
+            .len(),
+            1
+        );
+        assert_eq!(
+            lines(
+                &text,
+                &["switchboard_probes_total{", "result=\"success\"", "} 1"]
+            )
+            .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn plain_http_probe_has_all_phases_but_no_tls_series() {
+        let m = Metrics::new();
+        m.probe_finished("tickets", &spec(), &outcome(true));
+        m.probe_finished("tickets", &spec(), &outcome(false));
+        let text = m.render();
+        assert_eq!(lines(&text, &["probe_http_duration_seconds{"]).len(), 5);
+        assert!(
+            lines(
+                &text,
+                &["probe_http_duration_seconds{", "phase=\"tls\"", "} 0"]
+            )
+            .len()
+                == 1
+        );
+        assert!(
+            lines(&text, &["probe_ssl_earliest_cert_expiry"]).is_empty(),
+            "{text}"
+        );
+        assert!(
+            lines(&text, &["probe_tls_version_info"]).is_empty(),
+            "{text}"
+        );
+        assert_eq!(lines(&text, &["probe_http_ssl{", "} 0"]).len(), 1);
+    }
+
+    #[test]
+    fn failed_body_condition_sets_failed_due_to_regex() {
+        let m = Metrics::new();
+        let mut o = outcome(false);
+        o.success = false;
+        o.conditions = vec![ConditionResult {
+            condition: "[BODY] == pat(*request_subject*)".to_string(),
+            success: false,
+            resolved: "[BODY] (...) == pat(*request_subject*)".to_string(),
+        }];
+        o.error = Some(ProbeError {
+            class: ErrorClass::Conditions,
+            message: "condition failed".to_string(),
+        });
+        m.probe_finished("tickets", &spec(), &o);
+        let text = m.render();
+        assert_eq!(
+            lines(&text, &["probe_failed_due_to_regex{", "} 1"]).len(),
+            1,
+            "{text}"
+        );
+        assert_eq!(lines(&text, &["probe_success{", "} 0"]).len(), 1);
+        assert_eq!(
+            lines(
+                &text,
+                &["switchboard_probes_total{", "result=\"failure\"", "} 1"]
+            )
+            .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn exactly_one_service_state_is_current() {
+        let m = Metrics::new();
+        m.service_state("tickets", State::Operational);
+        m.service_state("tickets", State::FailedOver);
+        let text = m.render();
+        let all = lines(
+            &text,
+            &["switchboard_service_state{", "service=\"tickets\""],
+        );
+        assert_eq!(all.len(), State::ALL.len());
+        let current = lines(&text, &["switchboard_service_state{", "} 1"]);
+        assert_eq!(
+            current,
+            [r#"switchboard_service_state{service="tickets",state="failed_over"} 1"#]
+        );
+    }
+
+    #[test]
+    fn check_health_has_one_series_per_value() {
+        let m = Metrics::new();
+        m.check_health("tickets", "portal-form", "suspect");
+        let text = m.render();
+        assert_eq!(lines(&text, &["switchboard_check_health{"]).len(), 4);
+        assert_eq!(
+            lines(&text, &["switchboard_check_health{", "} 1"]),
+            [
+                r#"switchboard_check_health{check="portal-form",health="suspect",service="tickets"} 1"#
+            ]
+        );
+    }
+
+    #[test]
+    fn route_switch_keeps_two_series_with_one_active() {
+        let m = Metrics::new();
+        m.route_active("tickets", "submit", Side::Primary, "https://a.example.com/");
+        m.route_active("tickets", "submit", Side::Backup, "https://b.example.net/");
+        let text = m.render();
+        assert_eq!(
+            lines(&text, &["switchboard_route_active_target{"]),
+            [
+                r#"switchboard_route_active_target{route="submit",service="tickets",side="backup",target="https://b.example.net/"} 1"#,
+                r#"switchboard_route_active_target{route="submit",service="tickets",side="primary",target="https://a.example.com/"} 0"#,
+            ]
+        );
+        // A reload that changes the backup target replaces its series instead of adding a third.
+        m.route_targets(
+            "tickets",
+            "submit",
+            "https://a.example.com/",
+            "https://c.example.net/",
+            Side::Primary,
+        );
+        let text = m.render();
+        assert_eq!(
+            lines(&text, &["switchboard_route_active_target{"]).len(),
+            2,
+            "{text}"
+        );
+        assert_eq!(
+            lines(
+                &text,
+                &[
+                    "switchboard_route_active_target{",
+                    "side=\"primary\"",
+                    "} 1"
+                ]
+            )
+            .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn counters_histograms_and_info() {
+        let m = Metrics::new();
+        m.transition(
+            "tickets",
+            State::Operational,
+            State::FailedOver,
+            Cause::PrimaryDown,
+        );
+        m.detection_seconds("tickets", 3.2);
+        m.announcement("email", "oncall", "sent");
+        m.outbox(2, 4.5);
+        m.schedule_lag(0.003);
+        m.config_reload(true);
+        m.config_reload(false);
+        m.drill("passed");
+        let text = m.render();
+        for line in [
+            r#"switchboard_transitions_total{cause="primary_down",from="operational",service="tickets",to="failed_over"} 1"#,
+            "switchboard_detection_seconds_count 1",
+            r#"switchboard_detection_seconds_bucket{le="5"} 1"#,
+            r#"switchboard_announcements_total{audience="oncall",channel="email",result="sent"} 1"#,
+            "switchboard_outbox_backlog 2",
+            "switchboard_outbox_oldest_age_seconds 4.5",
+            "switchboard_probe_schedule_lag_seconds_count 1",
+            r#"switchboard_config_reloads_total{result="success"} 1"#,
+            r#"switchboard_config_reloads_total{result="failure"} 1"#,
+            "switchboard_config_last_reload_successful 0",
+            r#"switchboard_drills_total{result="passed"} 1"#,
+            &format!(
+                r#"switchboard_build_info{{version="{}"}} 1"#,
+                env!("CARGO_PKG_VERSION")
+            ),
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        assert!(text.contains("# TYPE switchboard_transitions_total counter"));
+        assert!(text.contains("# TYPE switchboard_detection_seconds histogram"));
+    }
+
+    #[test]
+    fn removed_check_leaves_no_series() {
+        let m = Metrics::new();
+        m.probe_finished("tickets", &spec(), &outcome(true));
+        m.check_health("tickets", "portal-form", "healthy");
+        m.remove_check("tickets", &spec());
+        let text = m.render();
+        assert!(!text.contains("portal-form"), "{text}");
+    }
 }

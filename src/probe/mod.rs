@@ -6,6 +6,8 @@
 
 pub mod condition;
 pub mod http;
+pub mod report;
+pub mod tls;
 
 use crate::clock::Timestamp;
 use crate::config::{CheckKind, CheckSpec};
@@ -112,6 +114,9 @@ pub struct Outcome {
     pub http_version: Option<f64>,
     /// Body bytes read (capped).
     pub content_length: u64,
+    /// The body was longer than `max_body_bytes`; only its first `content_length` bytes were read.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub body_truncated: bool,
     pub redirects: u32,
 }
 

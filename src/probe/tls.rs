@@ -1,0 +1,221 @@
+//! TLS client side shared by probes: cached rustls configs, a timed handshake, and what the peer presented.
+//!
+//! The `ClientConfig`s are built once per process because building one (root store, provider)
+//! costs far more than a handshake's bookkeeping, and probe CPU is a product goal. Session
+//! resumption is disabled so that every probe does a full handshake, as blackbox_exporter
+//! does: a probe that resumes a session would measure a cheaper path than customers take.
+
+use super::TlsInfo;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::Resumption;
+use rustls::crypto::{ring, CryptoProvider};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{
+    ClientConfig, DigitallySignedStruct, ProtocolVersion, RootCertStore, SignatureScheme,
+};
+use std::sync::{Arc, OnceLock};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+use url::Host;
+
+/// ALPN protocol id for HTTP/2.
+const ALPN_H2: &[u8] = b"h2";
+/// ALPN protocol id for HTTP/1.1.
+const ALPN_HTTP11: &[u8] = b"http/1.1";
+
+/// Why a TLS session could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The rustls configuration itself could not be built (should not happen with ring).
+    #[error("TLS setup failed: {0}")]
+    Config(String),
+    /// The host cannot be used as a TLS server name.
+    #[error("invalid TLS server name {0:?}")]
+    ServerName(String),
+    /// The handshake failed: certificate rejected, protocol mismatch, peer hung up.
+    #[error("TLS handshake failed: {0}")]
+    Handshake(#[source] std::io::Error),
+}
+
+/// A finished handshake: the stream to speak HTTP over and what the peer showed.
+pub struct Handshake<S> {
+    pub stream: TlsStream<S>,
+    pub info: TlsInfo,
+    /// The server chose HTTP/2 by ALPN.
+    pub h2: bool,
+}
+
+static VERIFYING: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
+static INSECURE: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
+
+/// The shared client config: verifying against webpki-roots, or (`insecure`) accepting any certificate.
+pub fn client_config(insecure: bool) -> Result<Arc<ClientConfig>, TlsError> {
+    let cell = if insecure { &INSECURE } else { &VERIFYING };
+    cell.get_or_init(|| build_config(insecure).map(Arc::new))
+        .clone()
+        .map_err(TlsError::Config)
+}
+
+fn build_config(insecure: bool) -> Result<ClientConfig, String> {
+    // The provider is named explicitly so that no process-wide default has to be installed
+    // (and no other crate's choice of provider can change what probes negotiate).
+    let provider = Arc::new(ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let mut config = if insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+            .with_no_client_auth()
+    } else {
+        let roots = RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()];
+    config.resumption = Resumption::disabled();
+    Ok(config)
+}
+
+/// Runs a TLS handshake over `stream` for `host`, and reports version, ALPN and chain expiry.
+pub async fn handshake<S>(
+    stream: S,
+    host: &Host<&str>,
+    insecure: bool,
+) -> Result<Handshake<S>, TlsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let config = client_config(insecure)?;
+    let name = server_name(host)?;
+    let stream = TlsConnector::from(config)
+        .connect(name, stream)
+        .await
+        .map_err(TlsError::Handshake)?;
+    let (_, conn) = stream.get_ref();
+    let info = TlsInfo {
+        version: version_name(conn.protocol_version()),
+        earliest_cert_expiry: conn
+            .peer_certificates()
+            .and_then(earliest_expiry)
+            // A chain none of whose certificates parse can only pass with `insecure`; report it
+            // as long expired so that expiry alerts fire rather than stay silent.
+            .unwrap_or(0),
+    };
+    let h2 = conn.alpn_protocol() == Some(ALPN_H2);
+    Ok(Handshake { stream, info, h2 })
+}
+
+fn server_name(host: &Host<&str>) -> Result<ServerName<'static>, TlsError> {
+    match host {
+        Host::Domain(d) => {
+            ServerName::try_from(d.to_string()).map_err(|_| TlsError::ServerName((*d).to_string()))
+        }
+        Host::Ipv4(ip) => Ok(ServerName::IpAddress((*ip).into())),
+        Host::Ipv6(ip) => Ok(ServerName::IpAddress((*ip).into())),
+    }
+}
+
+/// The names blackbox_exporter uses in `probe_tls_version_info{version}`.
+pub fn version_name(version: Option<ProtocolVersion>) -> String {
+    match version {
+        Some(ProtocolVersion::TLSv1_3) => "TLS 1.3".to_string(),
+        Some(ProtocolVersion::TLSv1_2) => "TLS 1.2".to_string(),
+        Some(ProtocolVersion::TLSv1_1) => "TLS 1.1".to_string(),
+        Some(ProtocolVersion::TLSv1_0) => "TLS 1.0".to_string(),
+        Some(other) => format!("{other:?}"),
+        None => "unknown".to_string(),
+    }
+}
+
+/// Earliest `notAfter` (Unix seconds) over the certificates that parse; `None` if none do.
+pub fn earliest_expiry(chain: &[CertificateDer<'_>]) -> Option<i64> {
+    chain
+        .iter()
+        .filter_map(|der| x509_parser::parse_x509_certificate(der).ok())
+        .map(|(_, cert)| cert.validity().not_after.timestamp())
+        .min()
+}
+
+/// Accepts any certificate chain: the explicit `insecure = true` opt-in.
+///
+/// Handshake signatures are still checked, so the peer must hold the key of the certificate it
+/// sent; only the question "do we trust this certificate" is skipped.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_configs_build_and_offer_h2_then_http11() {
+        for insecure in [false, true] {
+            let config = client_config(insecure).expect("config builds");
+            assert_eq!(
+                config.alpn_protocols,
+                vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+            );
+        }
+    }
+
+    #[test]
+    fn version_names_match_blackbox() {
+        assert_eq!(version_name(Some(ProtocolVersion::TLSv1_3)), "TLS 1.3");
+        assert_eq!(version_name(Some(ProtocolVersion::TLSv1_2)), "TLS 1.2");
+    }
+
+    #[test]
+    fn earliest_expiry_of_unparseable_chain_is_none() {
+        let junk = CertificateDer::from(vec![1u8, 2, 3]);
+        assert_eq!(earliest_expiry(&[junk]), None);
+    }
+}
