@@ -8,7 +8,9 @@ use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch (UTC).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Timestamp(pub i64);
 
@@ -69,6 +71,9 @@ mod tests {
     #[test]
     fn since_saturates_at_zero() {
         assert_eq!(Timestamp(10).since(Timestamp(20)), Duration::ZERO);
-        assert_eq!(Timestamp(20).since(Timestamp(10)), Duration::from_millis(10));
+        assert_eq!(
+            Timestamp(20).since(Timestamp(10)),
+            Duration::from_millis(10)
+        );
     }
 }

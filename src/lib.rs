@@ -4,11 +4,13 @@
 
 pub mod announce; // messages (pure rendering), outbox delivery, e-mail transport
 pub mod api; // HTTP server: /metrics, /status, /api/v2 (Statuspage), /go, /api/v1
+pub mod app; // the shell: schedules probes, feeds the core, executes actions, serves HTTP
 pub mod clock; // Timestamp; the one wall-clock read
 pub mod config; // raw TOML -> validated Config with file:line diagnostics
+pub mod demo;
 pub mod failover; // pure failover state machine per service
 pub mod health; // pure: outcomes -> check health
 pub mod metrics; // Prometheus registry and named telemetry events
 pub mod probe; // run one check once -> Outcome (http, conditions)
 pub mod store; // SQLite: service state, transitions, outbox
-pub mod view; // read-only snapshot the HTTP side serves
+pub mod view; // read-only snapshot the HTTP side serves // `switchboard demo`: simulated support site + scripted outage

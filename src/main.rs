@@ -1,2 +1,196 @@
-//! Switchboard binary.
-fn main() {}
+//! The `switchboard` binary: parses the command line, loads config, runs, maps errors to exit codes.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use switchboard::config::Config;
+use tokio::sync::watch;
+
+#[derive(Parser)]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Keeps customer-facing support channels reachable"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Run {
+        #[arg(long, default_value = "switchboard.toml")]
+        config: PathBuf,
+    },
+    /// Run the daemon against a simulated support site with a scripted outage (offline).
+    Demo,
+    /// Validate the configuration: exit 0 when valid, 1 with `file:line: message` lines when not.
+    Check {
+        #[arg(long, default_value = "switchboard.toml")]
+        config: PathBuf,
+    },
+    /// Run one check once: exit 0 on success, 1 on failure, 2 on a usage or config error.
+    Probe {
+        #[arg(long, default_value = "switchboard.toml")]
+        config: PathBuf,
+        /// The check's name.
+        check: String,
+        /// Print one JSON object instead of the human-readable report.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match Config::load(&config) {
+            Ok(c) => {
+                println!("{}", c.summary());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                eprintln!("{} problem(s) found", e.diagnostics.len());
+                ExitCode::from(1)
+            }
+        },
+        Command::Probe {
+            config,
+            check,
+            json,
+        } => probe(&config, &check, json),
+        Command::Run { config } => {
+            init_logging(false);
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(1);
+                }
+            };
+            daemon(|stop| async move {
+                switchboard::app::run(config, None, stop)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        }
+        Command::Demo => {
+            init_logging(true);
+            daemon(|stop| async move {
+                switchboard::demo::run(stop)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        }
+    }
+}
+
+fn probe(config: &std::path::Path, name: &str, json: bool) -> ExitCode {
+    let config = match Config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(check) = config.check(name) else {
+        let known: Vec<&str> = config.checks().map(|c| c.name.as_str()).collect();
+        eprintln!(
+            "no check named {name:?}; known checks: {}",
+            known.join(", ")
+        );
+        return ExitCode::from(2);
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let outcome = rt.block_on(switchboard::probe::run(check));
+    if json {
+        match serde_json::to_string_pretty(&outcome) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("cannot encode outcome: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        print!("{}", switchboard::probe::report::human(&outcome));
+    }
+    if outcome.success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("cannot start the runtime: {e}");
+            ExitCode::from(2)
+        })
+}
+
+/// Runs `body` on a runtime with a shutdown signal that turns true on Ctrl-C or SIGTERM.
+fn daemon<F, Fut>(body: F) -> ExitCode
+where
+    F: FnOnce(watch::Receiver<bool>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    rt.block_on(async move {
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            let _ = tx.send(true);
+        });
+        match body(rx).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("switchboard: {e}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn init_logging(demo: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("SWITCHBOARD_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,hyper=warn,lettre=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    if demo {
+        builder
+            .with_timer(tracing_subscriber::fmt::time::uptime())
+            .init();
+    } else {
+        builder.init();
+    }
+}

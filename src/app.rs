@@ -1,0 +1,553 @@
+//! The shell around the pure core: restores state, schedules probes, feeds outcomes to `health`
+//! and `failover`, executes their actions (record, switch, announce) and serves HTTP.
+//!
+//! One core task owns all decision state and handles messages one at a time, so decisions are
+//! serialised and the order of actions is the order the core returned them. Probe tasks only
+//! probe and report; the HTTP side only reads published snapshots.
+
+use crate::announce::email::Mailer;
+use crate::announce::outbox::{self, Delivery};
+use crate::announce::{self, MessageContext};
+use crate::api::{self, ApiState};
+use crate::clock::Timestamp;
+use crate::config::{CheckSpec, Config, ServiceSpec};
+use crate::failover::{self, Action, Event, Policy, Side, State, Transition};
+use crate::health::{CheckHealth, Health, Thresholds};
+use crate::metrics::Metrics;
+use crate::probe::{self, Outcome};
+use crate::store::{Store, StoreError};
+use crate::view::{CheckView, RouteView, ServiceView, Snapshot};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("storage {path}: {source}")]
+    Store {
+        path: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("e-mail transport: {0}")]
+    Email(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Runs the daemon until `shutdown` turns true. `listener` overrides `[server] listen`
+/// (the demo binds its own port).
+pub async fn run(
+    config: Config,
+    listener: Option<TcpListener>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), AppError> {
+    let config = Arc::new(config);
+    let store = Store::open(&config.storage.path).map_err(|source| AppError::Store {
+        path: config.storage.path.display().to_string(),
+        source,
+    })?;
+    let store = Arc::new(store);
+    let mailer =
+        Arc::new(Mailer::from_config(&config.email).map_err(|e| AppError::Email(e.to_string()))?);
+    let metrics = Arc::new(Metrics::new());
+
+    let listener = match listener {
+        Some(l) => l,
+        None => TcpListener::bind(config.server.listen)
+            .await
+            .map_err(|source| AppError::Listen {
+                addr: config.server.listen.to_string(),
+                source,
+            })?,
+    };
+
+    let now = Timestamp::now();
+    let mut services = Vec::new();
+    for spec in &config.services {
+        let rec = store
+            .ensure_service(&spec.id, now)
+            .map_err(|source| AppError::Store {
+                path: config.storage.path.display().to_string(),
+                source,
+            })?;
+        if rec.state != State::Operational {
+            info!(
+                "{}: restored state {} (since {}); routes stay on {}",
+                spec.name,
+                rec.state,
+                rec.since,
+                rec.state.routes_side().as_str()
+            );
+        }
+        services.push(ServiceRuntime {
+            policy: Policy::from_spec(spec),
+            machine: failover::Service::new(&spec.id, rec.state, rec.since),
+            side: rec.state.routes_side(),
+            cause: rec.cause.clone(),
+            created_at: rec.created_at,
+            checks: spec.checks.iter().map(|_| CheckRuntime::new(now)).collect(),
+            spec: spec.clone(),
+        });
+    }
+
+    let (msg_tx, msg_rx) = mpsc::channel::<Msg>(1024);
+    let outbox_wake = Arc::new(Notify::new());
+    let mut core = Core {
+        config: config.clone(),
+        store: store.clone(),
+        metrics: metrics.clone(),
+        services,
+        snapshot_tx: watch::Sender::new(Arc::new(empty_snapshot(&config))),
+        outbox_wake: outbox_wake.clone(),
+        msg_tx: msg_tx.clone(),
+    };
+    for s in &core.services {
+        metrics.service_state(&s.spec.id, s.machine.state);
+        for r in &s.spec.routes {
+            metrics.route_targets(&s.spec.id, &r.id, &r.primary, &r.backup, s.side);
+        }
+    }
+    core.publish();
+    let snapshot_rx = core.snapshot_tx.subscribe();
+
+    let mut tasks = JoinSet::new();
+
+    // Announcements: delivered from the durable outbox, so nothing recorded is lost.
+    let (delivery_tx, delivery_rx) = mpsc::unbounded_channel();
+    tasks.spawn(outbox::run(
+        store.clone(),
+        mailer,
+        outbox_wake.clone(),
+        delivery_tx,
+        shutdown.clone(),
+    ));
+    tasks.spawn(report_deliveries(
+        delivery_rx,
+        metrics.clone(),
+        store.clone(),
+    ));
+    // Deliver whatever a previous run recorded and did not send.
+    outbox_wake.notify_one();
+
+    // Probes.
+    for (si, s) in config.services.iter().enumerate() {
+        for (ci, c) in s.checks.iter().enumerate() {
+            tasks.spawn(probe_loop(
+                si,
+                ci,
+                c.clone(),
+                msg_tx.clone(),
+                metrics.clone(),
+                shutdown.clone(),
+            ));
+        }
+    }
+    drop(msg_tx);
+
+    // HTTP.
+    let ready = Arc::new(AtomicBool::new(false));
+    let m = metrics.clone();
+    let api_state = ApiState::new(snapshot_rx, move || m.render(), ready.clone());
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let mut http_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        let stop = async move {
+            let _ = http_shutdown.wait_for(|s| *s).await;
+        };
+        if let Err(e) = api::serve(listener, api_state, stop).await {
+            error!("HTTP server on {addr} failed: {e}");
+        }
+    });
+    ready.store(true, Ordering::SeqCst);
+    info!(
+        "switchboard {} watching {} services ({} checks); config {}",
+        env!("CARGO_PKG_VERSION"),
+        config.services.len(),
+        config.checks().count(),
+        &config.version[..12.min(config.version.len())]
+    );
+
+    core.run(msg_rx, shutdown.clone()).await;
+    let _ = shutdown.wait_for(|s| *s).await;
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Messages to the core task.
+enum Msg {
+    Outcome {
+        service: usize,
+        check: usize,
+        outcome: Box<Outcome>,
+        /// The core answers whether the check wants a confirmation re-probe.
+        reply: oneshot::Sender<bool>,
+    },
+    Tick {
+        service: usize,
+    },
+}
+
+struct CheckRuntime {
+    health: CheckHealth,
+    last: Option<Outcome>,
+}
+
+impl CheckRuntime {
+    fn new(now: Timestamp) -> Self {
+        CheckRuntime {
+            health: CheckHealth::new(now),
+            last: None,
+        }
+    }
+}
+
+struct ServiceRuntime {
+    spec: ServiceSpec,
+    policy: Policy,
+    machine: failover::Service,
+    side: Side,
+    cause: String,
+    created_at: Timestamp,
+    checks: Vec<CheckRuntime>,
+}
+
+struct Core {
+    config: Arc<Config>,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    services: Vec<ServiceRuntime>,
+    snapshot_tx: watch::Sender<Arc<Snapshot>>,
+    outbox_wake: Arc<Notify>,
+    msg_tx: mpsc::Sender<Msg>,
+}
+
+impl Core {
+    async fn run(&mut self, mut rx: mpsc::Receiver<Msg>, mut shutdown: watch::Receiver<bool>) {
+        // Outcomes change the page often; publish at most every 250 ms unless something switched.
+        let mut publish = tokio::time::interval(Duration::from_millis(250));
+        let mut dirty = false;
+        loop {
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(Msg::Outcome { service, check, outcome, reply }) => {
+                        let confirm = self.on_outcome(service, check, *outcome);
+                        let _ = reply.send(confirm);
+                        dirty = true;
+                    }
+                    Some(Msg::Tick { service }) => self.on_event(service, Event::Tick, Timestamp::now()),
+                    None => break,
+                },
+                _ = publish.tick() => if dirty { self.publish(); dirty = false; },
+                _ = shutdown.wait_for(|s| *s) => break,
+            }
+        }
+    }
+
+    fn on_outcome(&mut self, si: usize, ci: usize, outcome: Outcome) -> bool {
+        let now = Timestamp::now();
+        let svc = &mut self.services[si];
+        let spec = &svc.spec.checks[ci];
+        self.metrics.probe_finished(&svc.spec.id, spec, &outcome);
+        let t = Thresholds {
+            failure: spec.failure_threshold,
+            success: spec.success_threshold,
+        };
+        let rt = &mut svc.checks[ci];
+        let changed = rt.health.observe(t, outcome.success, now);
+        let confirm = rt.health.wants_confirmation();
+        let health = rt.health.health;
+        let summary = outcome.summary();
+        rt.last = Some(outcome);
+        if let Some(prev) = changed {
+            self.metrics
+                .check_health(&svc.spec.id, &spec.name, health.as_str());
+            let role = spec.role;
+            let name = spec.name.clone();
+            match health {
+                Health::Suspect => warn!(
+                    "{name} ({role:?} check of {}) is failing: {summary}; re-probing every {} to confirm",
+                    svc.spec.name,
+                    humantime::format_duration(spec.retry_interval)
+                ),
+                Health::Down => warn!(
+                    "{name} ({role:?} check of {}) is down after {} failed probes: {summary}",
+                    svc.spec.name, spec.failure_threshold
+                ),
+                Health::Healthy if prev != Health::Unknown => info!(
+                    "{name} ({role:?} check of {}) is healthy again: {summary}",
+                    svc.spec.name
+                ),
+                _ => {}
+            }
+            self.on_event(
+                si,
+                Event::Health {
+                    check: name,
+                    health,
+                    detail: summary,
+                },
+                now,
+            );
+        }
+        confirm
+    }
+
+    fn on_event(&mut self, si: usize, event: Event, now: Timestamp) {
+        let svc = &mut self.services[si];
+        let actions = failover::step(&mut svc.machine, &svc.policy, &event, now);
+        if actions.is_empty() {
+            return;
+        }
+        for action in actions {
+            match action {
+                Action::Record {
+                    transition,
+                    announce,
+                    detected_in,
+                } => self.record(si, transition, announce, detected_in),
+                Action::SwitchRoutes { to } => self.switch(si, to),
+                Action::WakeAt(at) => {
+                    let tx = self.msg_tx.clone();
+                    let delay = at.since(now);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        let _ = tx.send(Msg::Tick { service: si }).await;
+                    });
+                }
+            }
+        }
+        self.publish();
+    }
+
+    /// Writes the transition and its announcements in one transaction, before any switch.
+    fn record(&mut self, si: usize, t: Transition, announce: bool, detected_in: Option<Duration>) {
+        let svc = &mut self.services[si];
+        let side_after = t.to.routes_side();
+        let announcements = if announce {
+            let ctx = MessageContext {
+                service_name: svc.spec.name.clone(),
+                routes: route_views(&svc.spec, side_after),
+                status_url: format!("{}/status", self.config.server.public_url),
+                go_base_url: format!("{}/go/", self.config.server.public_url),
+                runbook: svc.spec.runbook.clone(),
+            };
+            announce::plan(&t, &ctx, &self.config.audiences)
+        } else {
+            Vec::new()
+        };
+        let store = self.store.clone();
+        let version = self.config.version.clone();
+        let res =
+            tokio::task::block_in_place(|| store.commit_transition(&t, &version, &announcements));
+        match res {
+            Ok(_) => {
+                if !announcements.is_empty() {
+                    self.outbox_wake.notify_one();
+                }
+            }
+            // The switch still happens (customers come first), but loudly: the record is missing.
+            Err(e) => error!(
+                "{}: could not record transition {} -> {}: {e}; announcements for it are NOT queued",
+                svc.spec.name, t.from, t.to
+            ),
+        }
+        self.metrics.transition(&t.service, t.from, t.to, t.cause);
+        self.metrics.service_state(&t.service, t.to);
+        if let Some(d) = detected_in {
+            self.metrics.detection_seconds(&t.service, d.as_secs_f64());
+        }
+        svc.cause = t.cause.as_str().to_string();
+        let detected = detected_in
+            .map(|d| format!(", {:.1}s after the first failing probe", d.as_secs_f64()))
+            .unwrap_or_default();
+        let by = if t.actor == "system" {
+            String::new()
+        } else {
+            format!(" by {}", t.actor)
+        };
+        info!(
+            "{}: {} -> {}{by}: {}{detected}",
+            svc.spec.name, t.from, t.to, t.reason
+        );
+    }
+
+    /// The only place routes change.
+    fn switch(&mut self, si: usize, to: Side) {
+        let svc = &mut self.services[si];
+        svc.side = to;
+        for r in &svc.spec.routes {
+            let target = side_target(r, to);
+            self.metrics.route_active(&svc.spec.id, &r.id, to, target);
+            info!(
+                "route {}: customers now go to the {} target {target} ({}/go/{})",
+                r.id,
+                to.as_str(),
+                self.config.server.public_url,
+                r.id
+            );
+        }
+    }
+
+    fn publish(&self) {
+        let services = self
+            .services
+            .iter()
+            .map(|s| ServiceView {
+                id: s.spec.id.clone(),
+                name: s.spec.name.clone(),
+                state: s.machine.state,
+                since: s.machine.since,
+                cause: s.cause.clone(),
+                created_at: s.created_at,
+                checks: s
+                    .spec
+                    .checks
+                    .iter()
+                    .zip(&s.checks)
+                    .map(|(c, rt)| CheckView {
+                        name: c.name.clone(),
+                        role: c.role,
+                        target: c.target(),
+                        health: rt.health.health,
+                        last_outcome: rt.last.as_ref().map(Outcome::summary),
+                        last_probe_at: rt.last.as_ref().map(|o| o.started_at),
+                    })
+                    .collect(),
+                routes: route_views(&s.spec, s.side),
+            })
+            .collect();
+        let snap = Snapshot {
+            services,
+            ..empty_snapshot(&self.config)
+        };
+        self.snapshot_tx.send_replace(Arc::new(snap));
+    }
+}
+
+fn empty_snapshot(config: &Config) -> Snapshot {
+    Snapshot {
+        title: config.status_page.title.clone(),
+        public_url: config.server.public_url.clone(),
+        updated_at: Timestamp::now(),
+        services: Vec::new(),
+    }
+}
+
+fn side_target(r: &crate::config::RouteSpec, side: Side) -> &str {
+    match side {
+        Side::Primary => &r.primary,
+        Side::Backup => &r.backup,
+    }
+}
+
+fn route_views(spec: &ServiceSpec, side: Side) -> Vec<RouteView> {
+    spec.routes
+        .iter()
+        .map(|r| RouteView {
+            id: r.id.clone(),
+            service: spec.id.clone(),
+            primary: r.primary.clone(),
+            backup: r.backup.clone(),
+            active: side,
+        })
+        .collect()
+}
+
+/// Spreads checks over their interval so that many checks do not fire together.
+fn first_delay(check: &CheckSpec) -> Duration {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    check.name.hash(&mut h);
+    let ms = check.interval.as_millis().max(1) as u64;
+    Duration::from_millis(h.finish() % ms)
+}
+
+/// Probes one check forever: at its interval, or at `retry_interval` while the core wants
+/// confirmation. Each probe is bounded by the check's timeout inside `probe::run`.
+async fn probe_loop(
+    si: usize,
+    ci: usize,
+    check: CheckSpec,
+    tx: mpsc::Sender<Msg>,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut due = tokio::time::Instant::now() + first_delay(&check);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(due) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let started = tokio::time::Instant::now();
+        metrics.schedule_lag(started.saturating_duration_since(due).as_secs_f64());
+        let outcome = tokio::select! {
+            o = probe::run(&check) => o,
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        let (reply, confirm) = oneshot::channel();
+        let msg = Msg::Outcome {
+            service: si,
+            check: ci,
+            outcome: Box::new(outcome),
+            reply,
+        };
+        if tx.send(msg).await.is_err() {
+            return;
+        }
+        let confirm = confirm.await.unwrap_or(false);
+        // Confirmation re-probes follow at `retry_interval`; otherwise keep the cadence from the
+        // planned start so checks stay spread, but never schedule in the past.
+        let now = tokio::time::Instant::now();
+        due = if confirm {
+            (started + check.retry_interval).max(now)
+        } else {
+            (due + check.interval).max(now)
+        };
+    }
+}
+
+/// Logs each delivery in a plain sentence and keeps the announcement metrics.
+async fn report_deliveries(
+    mut rx: mpsc::UnboundedReceiver<Delivery>,
+    metrics: Arc<Metrics>,
+    store: Arc<Store>,
+) {
+    while let Some(d) = rx.recv().await {
+        let to = d.item.recipients.join(", ");
+        match &d.result {
+            Ok(detail) => {
+                metrics.announcement(&d.item.channel, &d.item.audience, "sent");
+                info!(
+                    "e-mail to {} ({to}) \"{}\": {detail}",
+                    d.item.audience, d.item.subject
+                );
+            }
+            Err(e) => {
+                metrics.announcement(&d.item.channel, &d.item.audience, "failed");
+                warn!(
+                    "e-mail to {} ({to}) \"{}\" not delivered yet: {e}; will retry",
+                    d.item.audience, d.item.subject
+                );
+            }
+        }
+        if let Ok((backlog, oldest)) = store.outbox_backlog() {
+            let age = oldest
+                .map(|t| Timestamp::now().since(t).as_secs_f64())
+                .unwrap_or(0.0);
+            metrics.outbox(backlog, age);
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! `switchboard demo`: the real daemon against a simulated support site on loopback, with a
+//! scripted outage that repeats until Ctrl-C. Needs no network and no set-up.
+
+use crate::app;
+use crate::config::Config;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("demo set-up: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("demo config is invalid (a bug): {0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    App(#[from] app::AppError),
+}
+
+/// The simulated support site's one switch: is the ticket form answering?
+#[derive(Default)]
+struct Site {
+    ticket_form_down: AtomicBool,
+}
+
+const PAGE: &str =
+    "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head>\
+<body><main><h1>{title}</h1>{body}</main></body></html>";
+
+fn page(title: &str, body: &str) -> Html<String> {
+    Html(PAGE.replace("{title}", title).replace("{body}", body))
+}
+
+fn site_router(site: Arc<Site>) -> Router {
+    Router::new()
+        .route(
+            "/hc/en-us",
+            get(|| async { page("Example Support", "<p>How can we help?</p>") }),
+        )
+        .route("/hc/en-us/requests/new", get(ticket_form))
+        .route(
+            "/forms/support",
+            get(|| async {
+                page(
+                    "Contact support (backup form)",
+                    "<form method=\"post\"><input name=\"request_subject\"><textarea name=\"request_description\"></textarea><button>Send</button></form>",
+                )
+            }),
+        )
+        .route(
+            "/book",
+            get(|| async { page("Book a call with support", "<p>Pick a time.</p>") }),
+        )
+        .route(
+            "/book-backup",
+            get(|| async { page("Book a call (backup calendar)", "<p>Pick a time.</p>") }),
+        )
+        .with_state(site)
+}
+
+async fn ticket_form(State(site): State<Arc<Site>>) -> Response {
+    if site.ticket_form_down.load(Ordering::SeqCst) {
+        (StatusCode::SERVICE_UNAVAILABLE, "upstream connect error").into_response()
+    } else {
+        page(
+            "Submit a request",
+            "<form method=\"post\"><input name=\"request_subject\"><textarea name=\"request_description\"></textarea><button>Submit</button></form>",
+        )
+        .into_response()
+    }
+}
+
+fn write(path: &Path, text: &str) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(path, text)
+}
+
+/// Writes the demo's configuration: three services on the simulated site, fast timings.
+fn write_config(dir: &Path, site: &str, listen: &str) -> std::io::Result<PathBuf> {
+    let main = dir.join("switchboard.toml");
+    write(
+        &main,
+        &format!(
+            r#"# Written by `switchboard demo`.
+probes = "probes"
+
+[server]
+listen = "{listen}"
+
+[storage]
+path = "var/switchboard.db"
+
+[email]
+from = "Support Status <status@example.com>"
+transport = "file"
+dir = "var/mail"
+
+[audiences]
+oncall = ["support-oncall@example.com"]
+customers = ["support-announce@example.com"]
+drill = ["support-ops@example.com"]
+
+[status_page]
+title = "Example Support Status (demo)"
+
+[defaults]
+interval = "2s"
+timeout = "1s"
+retry_interval = "1s"
+failure_threshold = 3
+success_threshold = 2
+"#
+        ),
+    )?;
+    write(
+        &dir.join("probes/ticket-submission.toml"),
+        &format!(
+            r#"[service]
+id = "ticket-submission"
+name = "Ticket submission"
+failover_when = "any"
+failback = "auto"
+recovery_hold = "10s"
+
+[[check]]
+name = "ticket-form"
+url = "{site}/hc/en-us/requests/new"
+conditions = ["[STATUS] == 200", "[BODY] == pat(*request_subject*)", "[RESPONSE_TIME] < 800"]
+
+[[check]]
+name = "backup-form"
+role = "backup"
+url = "{site}/forms/support"
+conditions = ["[STATUS] == 200", "[BODY] == pat(*request_subject*)"]
+
+[[route]]
+id = "submit-ticket"
+primary = "{site}/hc/en-us/requests/new"
+backup = "{site}/forms/support"
+"#
+        ),
+    )?;
+    write(
+        &dir.join("probes/support-portal.toml"),
+        &format!(
+            r#"[service]
+id = "support-portal"
+name = "Support portal"
+
+[[check]]
+name = "portal-home"
+url = "{site}/hc/en-us"
+conditions = ["[STATUS] == 200"]
+
+[[route]]
+id = "help-center"
+primary = "{site}/hc/en-us"
+backup = "{site}/forms/support"
+"#
+        ),
+    )?;
+    write(
+        &dir.join("probes/scheduling.toml"),
+        &format!(
+            r#"[service]
+id = "scheduling"
+name = "Scheduling page"
+
+[[check]]
+name = "booking-page"
+url = "{site}/book"
+conditions = ["[STATUS] == 200"]
+
+[[check]]
+name = "backup-calendar"
+role = "backup"
+url = "{site}/book-backup"
+conditions = ["[STATUS] == 200"]
+
+[[route]]
+id = "book-a-call"
+primary = "{site}/book"
+backup = "{site}/book-backup"
+"#
+        ),
+    )?;
+    Ok(main)
+}
+
+fn say(text: &str) {
+    println!("\x1b[1;36m[demo]\x1b[0m {text}");
+}
+
+/// Runs the demo until `shutdown` turns true.
+pub async fn run(shutdown: watch::Receiver<bool>) -> Result<(), DemoError> {
+    let dir = std::env::temp_dir().join(format!("switchboard-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+
+    let site = Arc::new(Site::default());
+    let site_listener = TcpListener::bind("127.0.0.1:0").await?;
+    let site_url = format!("http://{}", site_listener.local_addr()?);
+    let router = site_router(site.clone());
+    let mut site_stop = shutdown.clone();
+    tokio::spawn(async move {
+        let stop = async move {
+            let _ = site_stop.wait_for(|s| *s).await;
+        };
+        let _ = axum::serve(site_listener, router)
+            .with_graceful_shutdown(stop)
+            .await;
+    });
+
+    // Port 9898 as in the docs when free; any free port otherwise.
+    let listener = match TcpListener::bind("127.0.0.1:9898").await {
+        Ok(l) => l,
+        Err(_) => TcpListener::bind("127.0.0.1:0").await?,
+    };
+    let listen = listener.local_addr()?.to_string();
+    let main = write_config(&dir, &site_url, &listen)?;
+    let config = Config::load(&main)?;
+    let base = config.server.public_url.clone();
+
+    say(&format!(
+        "A simulated support site runs at {site_url} (portal, ticket form, backup form, booking page)."
+    ));
+    say(&format!(
+        "Switchboard's config was written to {}",
+        main.display()
+    ));
+    say(&format!("Status page:      {base}/status"));
+    say(&format!(
+        "Ticket redirect:  {base}/go/submit-ticket   (customers' link; 307 to the active form)"
+    ));
+    say(&format!(
+        "Statuspage JSON:  {base}/api/v2/summary.json    Metrics: {base}/metrics"
+    ));
+    say(&format!(
+        "E-mails are written as .eml files to {}",
+        dir.join("var/mail").display()
+    ));
+    say("In 8 s the ticket form will break; watch Switchboard notice, confirm and switch. Ctrl-C to stop.");
+
+    let script_site = site.clone();
+    let mut script_stop = shutdown.clone();
+    tokio::spawn(async move {
+        let script = async {
+            loop {
+                tokio::time::sleep(Duration::from_secs(8)).await;
+                script_site.ticket_form_down.store(true, Ordering::SeqCst);
+                say("The ticket form now answers 503: customers cannot submit requests.");
+                tokio::time::sleep(Duration::from_secs(18)).await;
+                script_site.ticket_form_down.store(false, Ordering::SeqCst);
+                say("The ticket form is fixed. Switchboard switches back once it has been healthy for the 10 s recovery hold.");
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                say("Cycle complete. The outage repeats in 8 s (Ctrl-C to stop).");
+            }
+        };
+        tokio::select! {
+            _ = script => {}
+            _ = script_stop.wait_for(|s| *s) => {}
+        }
+    });
+
+    app::run(config, Some(listener), shutdown).await?;
+    say(&format!("Stopped. Files are kept in {}", dir.display()));
+    Ok(())
+}
