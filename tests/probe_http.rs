@@ -473,7 +473,7 @@ mod tls {
     /// (rcgen's defaults when `None`), with its PKCS#8 key.
     fn certificate(
         names: &[&str],
-        validity: Option<(time_ymd, time_ymd)>,
+        validity: Option<(Ymd, Ymd)>,
     ) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
         let mut params =
             rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
@@ -490,8 +490,8 @@ mod tls {
         (cert.der().clone(), key)
     }
 
-    #[allow(non_camel_case_types)]
-    type time_ymd = (i32, u8, u8);
+    /// (year, month, day).
+    type Ymd = (i32, u8, u8);
 
     /// An HTTPS server for `localhost` with a fresh self-signed certificate, speaking HTTP/1.1.
     async fn tls_server(versions: &[&'static rustls::SupportedProtocolVersion]) -> TlsServer {
