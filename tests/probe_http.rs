@@ -469,14 +469,40 @@ mod tls {
         not_after: i64,
     }
 
+    /// A fresh self-signed certificate for `names`, valid from `not_before` to `not_after`
+    /// (rcgen's defaults when `None`), with its PKCS#8 key.
+    fn certificate(
+        names: &[&str],
+        validity: Option<(Ymd, Ymd)>,
+    ) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .expect("certificate params");
+        if let Some(((y0, m0, d0), (y1, m1, d1))) = validity {
+            params.not_before = rcgen::date_time_ymd(y0, m0, d0);
+            params.not_after = rcgen::date_time_ymd(y1, m1, d1);
+        }
+        let key_pair = rcgen::KeyPair::generate().expect("key pair");
+        let cert = params
+            .self_signed(&key_pair)
+            .expect("self-signed certificate");
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pair.serialize_der()));
+        (cert.der().clone(), key)
+    }
+
+    /// (year, month, day).
+    type Ymd = (i32, u8, u8);
+
     /// An HTTPS server for `localhost` with a fresh self-signed certificate, speaking HTTP/1.1.
     async fn tls_server(versions: &[&'static rustls::SupportedProtocolVersion]) -> TlsServer {
-        let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
-            .expect("generate certificate");
-        let cert: CertificateDer<'static> = generated.cert.der().clone();
+        tls_server_with(certificate(&["localhost"], None), versions).await
+    }
+
+    async fn tls_server_with(
+        (cert, key): (CertificateDer<'static>, PrivateKeyDer<'static>),
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> TlsServer {
         let not_after = x509_not_after(&cert);
-        let key =
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(generated.key_pair.serialize_der()));
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(versions)
@@ -613,6 +639,50 @@ mod tls {
         assert_eq!(tls.version, "TLS 1.3");
         assert_eq!(tls.earliest_cert_expiry, server.not_after);
         assert!(o.phases.tls > Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn expired_certificate_fails_by_default_and_shows_its_expiry_when_insecure() {
+        let expired = certificate(&["localhost"], Some(((2020, 1, 1), (2021, 1, 1))));
+        let server = tls_server_with(expired, rustls::DEFAULT_VERSIONS).await;
+        let url = format!("https://localhost:{}/", server.addr.port());
+        let o = probe(&spec(&url, |_, _| {})).await;
+        assert_eq!(class(&o), Some(ErrorClass::Tls), "{o:?}");
+        // With verification off the probe succeeds, and the expiry in the past is what
+        // `[CERTIFICATE_EXPIRATION]` conditions and `probe_ssl_earliest_cert_expiry` alerts see.
+        let o = probe(&spec(&url, |_, h| h.insecure = true)).await;
+        assert!(o.success, "{o:?}");
+        let expiry = o.tls.expect("TLS info").earliest_cert_expiry;
+        assert_eq!(expiry, server.not_after);
+        assert!(expiry < o.started_at.as_millis() / 1000);
+    }
+
+    #[tokio::test]
+    async fn certificate_for_another_host_fails() {
+        let other = certificate(&["support.example.com"], None);
+        let server = tls_server_with(other, rustls::DEFAULT_VERSIONS).await;
+        let url = format!("https://localhost:{}/", server.addr.port());
+        let o = probe(&spec(&url, |_, _| {})).await;
+        assert_eq!(class(&o), Some(ErrorClass::Tls), "{o:?}");
+    }
+
+    #[tokio::test]
+    async fn tls_handshake_with_a_plain_http_server_is_a_tls_failure() {
+        // Like nginx on a plain port: read what arrives (a ClientHello), answer 400, close.
+        let addr = serve(|mut s| async move {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                .await;
+        })
+        .await;
+        let o = probe(&spec(
+            &format!("https://localhost:{}/", addr.port()),
+            |_, _| {},
+        ))
+        .await;
+        assert_eq!(class(&o), Some(ErrorClass::Tls), "{o:?}");
     }
 
     #[tokio::test]

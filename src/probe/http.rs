@@ -36,7 +36,7 @@ pub const USER_AGENT_VALUE: &str = concat!("Switchboard/", env!("CARGO_PKG_VERSI
 
 /// Largest response head (status line and headers) accepted over HTTP/1, and header list over
 /// HTTP/2. Bounds memory against a peer that streams headers forever.
-const MAX_HEAD_BYTES: usize = 64 * 1024;
+const MAX_HEAD_BYTES: usize = 256 * 1024;
 
 /// HTTP/2 flow-control window per stream. The peer cannot push more than this past the body
 /// cap before we stop reading, so it bounds memory per probe.
@@ -509,7 +509,7 @@ where
         drive(conn, work).await
     } else {
         let (mut sender, conn) = http1::Builder::new()
-            .max_buf_size(MAX_HEAD_BYTES.max(8192))
+            .max_buf_size(MAX_HEAD_BYTES)
             .handshake(io)
             .await?;
         let work = async move {
