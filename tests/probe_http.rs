@@ -695,11 +695,9 @@ mod tls {
     }
 }
 
-// ---- Tests with conditions. `Condition::evaluate` is written on the `condition` branch; in
-// ---- this branch it is `todo!()`. Remove the `ignore` after the merge.
+// ---- Tests with conditions.
 
 #[tokio::test]
-#[ignore = "needs Condition::evaluate from the condition branch; passes after merge"]
 async fn failing_condition_names_the_resolved_condition() {
     let addr = fixed("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello").await;
     let check = spec(&format!("http://{addr}/"), |c, _| {
@@ -719,7 +717,6 @@ async fn failing_condition_names_the_resolved_condition() {
 }
 
 #[tokio::test]
-#[ignore = "needs Condition::evaluate from the condition branch; passes after merge"]
 async fn network_error_fails_even_when_conditions_hold() {
     let addr = TcpListener::bind("127.0.0.1:0")
         .await

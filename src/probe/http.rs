@@ -142,6 +142,10 @@ struct Progress {
     /// The body was longer than the cap; `body` holds its first `max_body_bytes`.
     body_truncated: bool,
     redirects: u32,
+    /// Headers of the last response, for `[HEADER].Name` conditions.
+    headers: Option<hyper::HeaderMap>,
+    /// The address of the last connection, for `[IP]`.
+    ip: Option<String>,
 }
 
 impl Progress {
@@ -218,6 +222,8 @@ fn finish(
                     .saturating_sub(started_at.as_millis())
             }),
             dns_rcode: None,
+            headers: progress.headers.as_ref(),
+            ip: progress.ip.as_deref(),
         };
         check
             .conditions
@@ -367,6 +373,7 @@ async fn exchange_once(
     progress.begin(Phase::Connect);
     let stream = connect(&addrs).await?;
     progress.connected = true;
+    progress.ip = stream.peer_addr().ok().map(|a| a.ip().to_string());
     // Requests are small and written once; waiting for Nagle would only add latency to measure.
     let _ = stream.set_nodelay(true);
 
@@ -562,6 +569,7 @@ async fn read_response(
     progress.begin(Phase::Transfer);
     let status = response.status();
     progress.status = Some(status.as_u16());
+    progress.headers = Some(response.headers().clone());
     progress.http_version = Some(match response.version() {
         Version::HTTP_09 => 0.9,
         Version::HTTP_10 => 1.0,
