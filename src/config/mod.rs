@@ -25,6 +25,7 @@ pub struct Config {
     pub email: EmailConfig,
     pub audiences: Audiences,
     pub status_page: StatusPageConfig,
+    pub auth: AuthConfig,
     pub defaults: Defaults,
     pub services: Vec<ServiceSpec>,
     /// SHA-256 (hex) of every file that went into this config, in load order.
@@ -70,6 +71,14 @@ pub struct Audiences {
 #[derive(Clone, Debug)]
 pub struct StatusPageConfig {
     pub title: String,
+}
+
+/// Control-API authentication.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AuthConfig {
+    /// Token store (`[auth] tokens_file`), resolved against the main file's directory.
+    /// `None` when not configured.
+    pub tokens_file: Option<PathBuf>,
 }
 
 /// Values every check inherits unless it sets its own.

@@ -1,9 +1,1277 @@
 //! The TOML as written: serde structs with `deny_unknown_fields`, and the validation that turns them into `Config`.
+//!
+//! Loading never stops at the first problem. Each file is checked for TOML syntax as a whole,
+//! then split into regions, one per top-level table (`[server]`, each `[[check]]`, ...), and
+//! each region is deserialized on its own: serde stops at the first error it meets, so
+//! isolating regions lets an unknown field in one check leave the next check's problems
+//! visible. Every leaf that validation may complain about is `Spanned`, so each diagnostic
+//! carries the line it is about.
 
-use super::{Config, ConfigError};
-use std::path::Path;
+use super::{
+    Audiences, AuthConfig, CheckKind, CheckSpec, Config, ConfigError, Defaults, Diagnostic,
+    EmailConfig, EmailTransport, Failback, FailoverWhen, HttpCheck, Role, RouteSpec, ServerConfig,
+    ServiceSpec, StatusPageConfig, StorageConfig,
+};
+use crate::probe::condition::Condition;
+use serde::de::{DeserializeOwned, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+use url::Url;
+
+// ---------------------------------------------------------------------------------------
+// The main file, `switchboard.toml`
+// ---------------------------------------------------------------------------------------
+
+/// `switchboard.toml`. Every table is optional; absent values take the documented defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMain {
+    /// Directory of service files, relative to this file. Default `probes`.
+    pub probes: Option<Spanned<String>>,
+    pub server: Option<RawServer>,
+    pub storage: Option<RawStorage>,
+    pub email: Option<Spanned<RawEmail>>,
+    pub audiences: Option<RawAudiences>,
+    pub status_page: Option<RawStatusPage>,
+    pub auth: Option<RawAuth>,
+    pub defaults: Option<RawDefaults>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// `host:port` to listen on. Default `127.0.0.1:9898`.
+    pub listen: Option<Spanned<String>>,
+    /// Base URL for links in messages. Default `http://{listen}`.
+    pub public_url: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorage {
+    /// SQLite file, relative to this file. Default `var/switchboard.db`.
+    pub path: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmail {
+    /// Sender mailbox. Default `Switchboard <switchboard@localhost>`.
+    pub from: Option<Spanned<String>>,
+    /// `"file"` (default) or `"smtp"`.
+    pub transport: Option<Spanned<String>>,
+    /// Directory for `.eml` files; required when `transport = "file"`.
+    pub dir: Option<Spanned<String>>,
+    /// `smtp://host:port` or `smtps://host:port`; required when `transport = "smtp"`.
+    pub smtp_url: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudiences {
+    #[serde(default)]
+    pub oncall: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub customers: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub drill: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStatusPage {
+    pub title: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    /// Token store, relative to this file.
+    pub tokens_file: Option<String>,
+}
+
+/// Values every check inherits; each also settable per check.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefaults {
+    pub interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    /// Confirmation re-probes while a check is suspect.
+    pub retry_interval: Option<Spanned<String>>,
+    pub failure_threshold: Option<Spanned<i64>>,
+    pub success_threshold: Option<Spanned<i64>>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Service files, `probes/*.toml`
+// ---------------------------------------------------------------------------------------
+
+/// One service file: a `[service]`, its `[[check]]`s and its `[[route]]`s.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServiceFile {
+    pub service: Option<Spanned<RawService>>,
+    #[serde(default)]
+    pub check: Vec<Spanned<RawCheck>>,
+    #[serde(default)]
+    pub route: Vec<Spanned<RawRoute>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawService {
+    /// Unique across the configuration; letters, digits, `-`, `_`, `.`.
+    pub id: Spanned<String>,
+    /// Display name. Default: the id.
+    pub name: Option<String>,
+    pub runbook: Option<String>,
+    /// `"any"` (default), `"all"` or `"k of n"`, counted over primary checks that are down.
+    pub failover_when: Option<Spanned<String>>,
+    /// `"auto"` (default) or `"manual"`.
+    pub failback: Option<Spanned<String>>,
+    /// How long the primary must stay healthy before an automatic failback. Default `5m`.
+    pub recovery_hold: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheck {
+    /// Unique across the whole configuration.
+    pub name: Spanned<String>,
+    /// `"primary"` (default) or `"backup"`.
+    pub role: Option<Spanned<String>>,
+    /// Only `"http"` for now (default).
+    pub kind: Option<Spanned<String>>,
+    pub url: Spanned<String>,
+    /// Default `GET`.
+    pub method: Option<Spanned<String>>,
+    pub headers: Option<Spanned<BTreeMap<String, String>>>,
+    pub body: Option<String>,
+    /// Default `true`.
+    pub follow_redirects: Option<bool>,
+    /// Default 10.
+    pub max_redirects: Option<Spanned<i64>>,
+    /// Default 1 MiB; the rest of the body is never read.
+    pub max_body_bytes: Option<Spanned<i64>>,
+    /// Skip certificate verification. Default `false`.
+    pub insecure: Option<bool>,
+    pub interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub retry_interval: Option<Spanned<String>>,
+    pub failure_threshold: Option<Spanned<i64>>,
+    pub success_threshold: Option<Spanned<i64>>,
+    /// Without conditions, a 2xx or 3xx answer is a success.
+    #[serde(default)]
+    pub conditions: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Unique across the configuration; the `{route}` of `/go/{route}`.
+    pub id: Spanned<String>,
+    /// Absolute http(s) or mailto: URL.
+    pub primary: Spanned<String>,
+    pub backup: Spanned<String>,
+}
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:9898";
+const DEFAULT_FROM: &str = "Switchboard <switchboard@localhost>";
+const DEFAULT_RECOVERY_HOLD: Duration = Duration::from_secs(5 * 60);
+const DEFAULT_MAX_REDIRECTS: u32 = 10;
+const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+// ---------------------------------------------------------------------------------------
+// Loading
+// ---------------------------------------------------------------------------------------
 
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let _ = path;
-    todo!("config loader")
+    let mut loader = Loader::default();
+    let config = loader.load(path);
+    if loader.diagnostics.is_empty() {
+        // `load` only returns `None` after recording a diagnostic.
+        config.ok_or(ConfigError {
+            diagnostics: Vec::new(),
+        })
+    } else {
+        // Stable, so problems on one line keep the order they were found in.
+        loader
+            .diagnostics
+            .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+        Err(ConfigError {
+            diagnostics: loader.diagnostics,
+        })
+    }
+}
+
+/// A file being validated: its path (as it appears in diagnostics) and text (for line numbers).
+struct Source<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn line(&self, span: Range<usize>) -> usize {
+        let end = span.start.min(self.text.len());
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    fn at<T>(&self, spanned: &Spanned<T>) -> (PathBuf, usize) {
+        (self.path.to_path_buf(), self.line(spanned.span()))
+    }
+}
+
+/// Where something was first defined, for "duplicate" messages.
+#[derive(Clone)]
+struct Place(PathBuf, usize);
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.0.display(), self.1)
+    }
+}
+
+#[derive(Default)]
+struct Loader {
+    diagnostics: Vec<Diagnostic>,
+    hasher: Sha256,
+    service_ids: HashMap<String, Place>,
+    check_names: HashMap<String, Place>,
+    route_ids: HashMap<String, Place>,
+}
+
+impl Loader {
+    fn report(&mut self, file: &Path, line: usize, message: impl Into<String>) {
+        self.diagnostics.push(Diagnostic {
+            file: file.to_path_buf(),
+            line,
+            message: message.into(),
+        });
+    }
+
+    fn report_at<T>(
+        &mut self,
+        source: &Source<'_>,
+        spanned: &Spanned<T>,
+        message: impl Into<String>,
+    ) {
+        let (file, line) = source.at(spanned);
+        self.report(&file, line, message);
+    }
+
+    /// Reads one file and feeds it to the version hash.
+    fn read(&mut self, path: &Path) -> Option<String> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => {
+                self.report(path, 0, format!("cannot read: {e}"));
+                return None;
+            }
+        };
+        self.hasher.update(&bytes);
+        match String::from_utf8(bytes) {
+            Ok(text) => Some(text),
+            Err(e) => {
+                let line = e.as_bytes()[..e.utf8_error().valid_up_to()]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count()
+                    + 1;
+                self.report(path, line, "not valid UTF-8");
+                None
+            }
+        }
+    }
+
+    /// Parses `text` region by region into `T`, reporting every serde error with its line.
+    /// Returns the partial results in file order and whether any region failed.
+    fn parse_regions<T: DeserializeOwned>(
+        &mut self,
+        source: &Source<'_>,
+    ) -> Option<(Vec<T>, bool)> {
+        let regions = match regions(source.text) {
+            Ok(r) => r,
+            Err(e) => {
+                // A syntax error leaves nothing trustworthy in this file; other files go on.
+                let line = e.span().map_or(0, |s| source.line(s));
+                self.report(
+                    source.path,
+                    line,
+                    format!("invalid TOML: {}", toml_message(&e)),
+                );
+                return None;
+            }
+        };
+        let mut parts = Vec::new();
+        let mut failed = false;
+        for region in regions {
+            match toml::from_str::<T>(&isolate(source.text, region)) {
+                Ok(part) => parts.push(part),
+                Err(e) => {
+                    failed = true;
+                    let line = e.span().map_or(0, |s| source.line(s));
+                    let message = match e.span().and_then(|s| key_before(source.text, s.start)) {
+                        Some(key) => format!("{key}: {}", toml_message(&e)),
+                        None => toml_message(&e),
+                    };
+                    self.report(source.path, line, message);
+                }
+            }
+        }
+        Some((parts, failed))
+    }
+
+    fn load(&mut self, path: &Path) -> Option<Config> {
+        let text = self.read(path)?;
+        let source = Source { path, text: &text };
+        let (parts, _) = self.parse_regions::<RawMain>(&source)?;
+        let raw = merge_main(parts);
+        let base = path.parent().unwrap_or(Path::new(""));
+        let main = self.validate_main(&source, base, raw);
+
+        let services = self.load_services(&main.probes_dir, main.probes_line, path, &main.defaults);
+        let (main, services) = (main, services?);
+        Some(Config {
+            source: path.to_path_buf(),
+            probes_dir: main.probes_dir,
+            server: main.server?,
+            storage: main.storage,
+            email: main.email?,
+            audiences: main.audiences,
+            status_page: main.status_page,
+            auth: main.auth,
+            defaults: main.defaults,
+            services,
+            version: hex::encode(std::mem::take(&mut self.hasher).finalize()),
+        })
+    }
+
+    fn validate_main(&mut self, source: &Source<'_>, base: &Path, raw: RawMain) -> Main {
+        let probes_line = raw.probes.as_ref().map_or(0, |p| source.line(p.span()));
+        let probes_dir = base.join(
+            raw.probes
+                .map_or_else(|| "probes".to_string(), Spanned::into_inner),
+        );
+
+        let server = raw.server.unwrap_or_default();
+        let listen = match &server.listen {
+            None => DEFAULT_LISTEN.parse().ok(),
+            Some(l) => match l.get_ref().parse::<SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    self.report_at(
+                        source,
+                        l,
+                        format!(
+                            "listen: \"{}\" is not an address and port such as {DEFAULT_LISTEN}",
+                            l.get_ref()
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        let public_url = match &server.public_url {
+            None => listen.map(|l| format!("http://{l}")),
+            Some(u) => match Url::parse(u.get_ref()) {
+                // Trimmed so callers can append `/status` without doubling the slash.
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {
+                    Some(u.get_ref().trim_end_matches('/').to_string())
+                }
+                _ => {
+                    self.report_at(
+                        source,
+                        u,
+                        format!(
+                            "public_url: \"{}\" is not an absolute http(s) URL",
+                            u.get_ref()
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        let server = match (listen, public_url) {
+            (Some(listen), Some(public_url)) => Some(ServerConfig { listen, public_url }),
+            _ => None,
+        };
+
+        let storage = StorageConfig {
+            path: base.join(
+                raw.storage
+                    .and_then(|s| s.path)
+                    .map_or_else(|| "var/switchboard.db".to_string(), Spanned::into_inner),
+            ),
+        };
+
+        let email = self.validate_email(source, base, raw.email);
+
+        let audiences = raw.audiences.unwrap_or_default();
+        let mut addresses = |name: &str, list: Vec<Spanned<String>>| -> Vec<String> {
+            list.into_iter()
+                .filter(|a| {
+                    let ok = a.get_ref().parse::<lettre::message::Mailbox>().is_ok();
+                    if !ok {
+                        self.report_at(
+                            source,
+                            a,
+                            format!(
+                                "audiences.{name}: \"{}\" is not an e-mail address",
+                                a.get_ref()
+                            ),
+                        );
+                    }
+                    ok
+                })
+                .map(Spanned::into_inner)
+                .collect()
+        };
+        let audiences = Audiences {
+            oncall: addresses("oncall", audiences.oncall),
+            customers: addresses("customers", audiences.customers),
+            drill: addresses("drill", audiences.drill),
+        };
+
+        let status_page = StatusPageConfig {
+            title: raw
+                .status_page
+                .and_then(|s| s.title)
+                .unwrap_or_else(|| "Support status".to_string()),
+        };
+        let auth = AuthConfig {
+            tokens_file: raw.auth.and_then(|a| a.tokens_file).map(|f| base.join(f)),
+        };
+        let defaults = self.validate_defaults(source, raw.defaults.unwrap_or_default());
+
+        Main {
+            probes_dir,
+            probes_line,
+            server,
+            storage,
+            email,
+            audiences,
+            status_page,
+            auth,
+            defaults,
+        }
+    }
+
+    fn validate_email(
+        &mut self,
+        source: &Source<'_>,
+        base: &Path,
+        raw: Option<Spanned<RawEmail>>,
+    ) -> Option<EmailConfig> {
+        // Without an [email] table, messages go to files under var/mail: the demo and a first
+        // run work with no set-up, and nothing leaves the machine by surprise.
+        let Some(raw) = raw else {
+            return Some(EmailConfig {
+                from: DEFAULT_FROM.to_string(),
+                transport: EmailTransport::File {
+                    dir: base.join("var/mail"),
+                },
+            });
+        };
+        let table_line = source.line(raw.span());
+        let raw = raw.into_inner();
+        let from = match raw.from {
+            None => Some(DEFAULT_FROM.to_string()),
+            Some(f) if f.get_ref().parse::<lettre::message::Mailbox>().is_ok() => {
+                Some(f.into_inner())
+            }
+            Some(f) => {
+                self.report_at(
+                    source,
+                    &f,
+                    format!("email.from: \"{}\" is not an e-mail address", f.get_ref()),
+                );
+                None
+            }
+        };
+        let smtp_url_given = raw.smtp_url.is_some();
+        // smtp_url is checked even while transport = "file", so switching over later is not
+        // the moment a typo surfaces.
+        let smtp_url = raw.smtp_url.and_then(|u| match Url::parse(u.get_ref()) {
+            Ok(url) if matches!(url.scheme(), "smtp" | "smtps") && url.has_host() => {
+                Some(u.into_inner())
+            }
+            _ => {
+                self.report_at(
+                    source,
+                    &u,
+                    format!(
+                        "email.smtp_url: \"{}\" is not smtp://host:port or smtps://host:port",
+                        u.get_ref()
+                    ),
+                );
+                None
+            }
+        });
+        let transport = match raw.transport.as_ref().map(|t| t.get_ref().as_str()) {
+            None | Some("file") => match raw.dir {
+                Some(dir) => Some(EmailTransport::File {
+                    dir: base.join(dir.into_inner()),
+                }),
+                None => {
+                    self.report(
+                        source.path,
+                        table_line,
+                        "email.dir is required when transport = \"file\"",
+                    );
+                    None
+                }
+            },
+            Some("smtp") => match smtp_url {
+                Some(url) => Some(EmailTransport::Smtp { url }),
+                // An smtp_url that was given but is malformed has been reported already.
+                None => {
+                    if !smtp_url_given {
+                        self.report(
+                            source.path,
+                            table_line,
+                            "email.smtp_url is required when transport = \"smtp\"",
+                        );
+                    }
+                    None
+                }
+            },
+            Some(other) => {
+                let message =
+                    format!("email.transport must be \"file\" or \"smtp\", not \"{other}\"");
+                if let Some(t) = &raw.transport {
+                    self.report_at(source, t, message);
+                }
+                None
+            }
+        };
+        Some(EmailConfig {
+            from: from?,
+            transport: transport?,
+        })
+    }
+
+    fn validate_defaults(&mut self, source: &Source<'_>, raw: RawDefaults) -> Defaults {
+        let builtin = Defaults::default();
+        let interval = self.duration(source, "interval", raw.interval.as_ref(), false);
+        let timeout = self.duration(source, "timeout", raw.timeout.as_ref(), false);
+        let defaults = Defaults {
+            interval: interval.unwrap_or(builtin.interval),
+            timeout: timeout.unwrap_or(builtin.timeout),
+            retry_interval: self
+                .duration(source, "retry_interval", raw.retry_interval.as_ref(), false)
+                .unwrap_or(builtin.retry_interval),
+            failure_threshold: self
+                .threshold(source, "failure_threshold", raw.failure_threshold.as_ref())
+                .unwrap_or(builtin.failure_threshold),
+            success_threshold: self
+                .threshold(source, "success_threshold", raw.success_threshold.as_ref())
+                .unwrap_or(builtin.success_threshold),
+        };
+        if defaults.timeout > defaults.interval {
+            // Point at whichever of the two was written; timeout first, as it is the one to change.
+            if let Some(at) = raw.timeout.as_ref().or(raw.interval.as_ref()) {
+                let message = timeout_message(defaults.timeout, defaults.interval);
+                self.report_at(source, at, format!("defaults: {message}"));
+            }
+        }
+        defaults
+    }
+
+    /// A humantime duration; `None` (after reporting) when malformed or zero where zero is meaningless.
+    fn duration(
+        &mut self,
+        source: &Source<'_>,
+        field: &str,
+        raw: Option<&Spanned<String>>,
+        zero_ok: bool,
+    ) -> Option<Duration> {
+        let raw = raw?;
+        match humantime::parse_duration(raw.get_ref()) {
+            Ok(d) if d.is_zero() && !zero_ok => {
+                self.report_at(source, raw, format!("{field} must be longer than zero"));
+                None
+            }
+            Ok(d) => Some(d),
+            Err(e) => {
+                // humantime names a wrong unit well; its other messages are byte offsets.
+                let why = match e {
+                    humantime::DurationError::UnknownUnit { .. }
+                    | humantime::DurationError::NumberOverflow => e.to_string(),
+                    _ => "write a number and a unit, such as \"30s\", \"5m\" or \"7d\"".to_string(),
+                };
+                self.report_at(
+                    source,
+                    raw,
+                    format!("{field}: invalid duration \"{}\": {why}", raw.get_ref()),
+                );
+                None
+            }
+        }
+    }
+
+    fn threshold(
+        &mut self,
+        source: &Source<'_>,
+        field: &str,
+        raw: Option<&Spanned<i64>>,
+    ) -> Option<u32> {
+        let raw = raw?;
+        let value = *raw.get_ref();
+        let message = match u32::try_from(value) {
+            Ok(n) if n >= 1 => return Some(n),
+            _ if value < 1 => format!("{field} must be at least 1, not {value}"),
+            _ => format!("{field} is too large: {value}"),
+        };
+        self.report_at(source, raw, message);
+        None
+    }
+
+    /// Loads every `*.toml` under the probes directory, in file-name order.
+    fn load_services(
+        &mut self,
+        dir: &Path,
+        probes_line: usize,
+        main_path: &Path,
+        defaults: &Defaults,
+    ) -> Option<Vec<ServiceSpec>> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                self.report(
+                    main_path,
+                    probes_line,
+                    format!("probes directory \"{}\" cannot be read: {e}", dir.display()),
+                );
+                return None;
+            }
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+        // Paths in diagnostics read `probes/x.toml`, not the platform's directory listing form.
+        let files = files
+            .into_iter()
+            .filter_map(|p| p.file_name().map(|n| dir.join(n)));
+
+        let mut services = Vec::new();
+        for file in files {
+            if let Some(service) = self.load_service_file(&file, defaults) {
+                services.push(service);
+            }
+        }
+        Some(services)
+    }
+
+    fn load_service_file(&mut self, path: &Path, defaults: &Defaults) -> Option<ServiceSpec> {
+        let text = self.read(path)?;
+        let source = Source { path, text: &text };
+        let (parts, region_failed) = self.parse_regions::<RawServiceFile>(&source)?;
+        let mut service: Option<Spanned<RawService>> = None;
+        let mut raw_checks = Vec::new();
+        let mut raw_routes = Vec::new();
+        for part in parts {
+            service = service.or(part.service);
+            raw_checks.extend(part.check);
+            raw_routes.extend(part.route);
+        }
+        // A [service] that failed to deserialize is still there: do not also claim its checks
+        // belong to nothing.
+        let has_service_table = service.is_some() || mentions_service(&text);
+        if !has_service_table {
+            if raw_checks.is_empty() && raw_routes.is_empty() && !region_failed {
+                self.report(path, 0, "no [service] table");
+            }
+            for c in &raw_checks {
+                let message = format!(
+                    "check \"{}\" belongs to no service: this file has no [service] table",
+                    c.get_ref().name.get_ref()
+                );
+                self.report_at(&source, c, message);
+            }
+            for r in &raw_routes {
+                let message = format!(
+                    "route \"{}\" belongs to no service: this file has no [service] table",
+                    r.get_ref().id.get_ref()
+                );
+                self.report_at(&source, r, message);
+            }
+        }
+
+        let service_id = service
+            .as_ref()
+            .map_or_else(String::new, |s| s.get_ref().id.get_ref().clone());
+        let check_count = raw_checks.len();
+        let checks: Vec<CheckSpec> = raw_checks
+            .into_iter()
+            .filter_map(|c| self.validate_check(&source, c, &service_id, defaults))
+            .collect();
+        let routes: Vec<RouteSpec> = raw_routes
+            .into_iter()
+            .filter_map(|r| self.validate_route(&source, r, &service_id))
+            .collect();
+        // Counting primaries is only meaningful when every check made it through; otherwise
+        // the problem is already reported and a second, derived complaint would mislead.
+        let checks_complete = !region_failed && checks.len() == check_count;
+        self.validate_service(&source, service?, checks, routes, checks_complete)
+    }
+
+    fn validate_service(
+        &mut self,
+        source: &Source<'_>,
+        raw: Spanned<RawService>,
+        checks: Vec<CheckSpec>,
+        routes: Vec<RouteSpec>,
+        checks_complete: bool,
+    ) -> Option<ServiceSpec> {
+        let table_line = source.line(raw.span());
+        let raw = raw.into_inner();
+        let mut ok = self.identifier(source, "service id", &raw.id);
+        ok &= self.unique(source, Unique::Service, &raw.id);
+        let id = raw.id.into_inner();
+        let primaries = checks.iter().filter(|c| c.role == Role::Primary).count();
+        if checks_complete && primaries == 0 {
+            self.report(
+                source.path,
+                table_line,
+                format!("service \"{id}\" has no primary check"),
+            );
+            ok = false;
+        }
+
+        let failover_when = match &raw.failover_when {
+            None => Some(FailoverWhen::Any),
+            Some(f) => self.failover_when(source, f, primaries, checks_complete),
+        };
+        let failback = match raw.failback.as_ref().map(|f| f.get_ref().as_str()) {
+            None | Some("auto") => Some(Failback::Auto),
+            Some("manual") => Some(Failback::Manual),
+            Some(other) => {
+                let message = format!("failback must be \"auto\" or \"manual\", not \"{other}\"");
+                if let Some(f) = &raw.failback {
+                    self.report_at(source, f, message);
+                }
+                None
+            }
+        };
+        let recovery_hold = match &raw.recovery_hold {
+            None => Some(DEFAULT_RECOVERY_HOLD),
+            // Zero is a deliberate choice here: fail back as soon as the primary is healthy.
+            Some(r) => self.duration(source, "recovery_hold", Some(r), true),
+        };
+        if !ok {
+            return None;
+        }
+        Some(ServiceSpec {
+            name: raw.name.unwrap_or_else(|| id.clone()),
+            id,
+            runbook: raw.runbook,
+            failover_when: failover_when?,
+            failback: failback?,
+            recovery_hold: recovery_hold?,
+            checks,
+            routes,
+            source: source.path.to_path_buf(),
+        })
+    }
+
+    fn failover_when(
+        &mut self,
+        source: &Source<'_>,
+        raw: &Spanned<String>,
+        primaries: usize,
+        checks_complete: bool,
+    ) -> Option<FailoverWhen> {
+        let text = raw.get_ref().trim();
+        let parsed = match text {
+            "any" => return Some(FailoverWhen::Any),
+            "all" => return Some(FailoverWhen::All),
+            _ => text.split_once(" of ").and_then(|(k, n)| {
+                Some((k.trim().parse::<u32>().ok()?, n.trim().parse::<u32>().ok()?))
+            }),
+        };
+        let message = match parsed {
+            None => format!(
+                "failover_when must be \"any\", \"all\" or \"k of n\" (such as \"2 of 3\"), not \"{text}\""
+            ),
+            Some((0, _)) => format!("failover_when \"{text}\": k must be at least 1"),
+            Some((k, n)) if k > n => {
+                format!("failover_when \"{text}\": k ({k}) is larger than n ({n})")
+            }
+            Some((_, n)) if checks_complete && n as usize != primaries => format!(
+                "failover_when \"{text}\": n ({n}) must equal the number of primary checks ({primaries})"
+            ),
+            Some((k, _)) => return Some(FailoverWhen::AtLeast(k)),
+        };
+        self.report_at(source, raw, message);
+        None
+    }
+
+    fn validate_check(
+        &mut self,
+        source: &Source<'_>,
+        raw: Spanned<RawCheck>,
+        service: &str,
+        defaults: &Defaults,
+    ) -> Option<CheckSpec> {
+        let raw = raw.into_inner();
+        let mut ok = self.identifier(source, "check name", &raw.name);
+        ok &= self.unique(source, Unique::Check, &raw.name);
+
+        let role = match raw.role.as_ref().map(|r| r.get_ref().as_str()) {
+            None | Some("primary") => Some(Role::Primary),
+            Some("backup") => Some(Role::Backup),
+            Some(other) => {
+                let message = format!("role must be \"primary\" or \"backup\", not \"{other}\"");
+                if let Some(r) = &raw.role {
+                    self.report_at(source, r, message);
+                }
+                None
+            }
+        };
+        if let Some(kind) = &raw.kind {
+            if kind.get_ref() != "http" {
+                let message = format!(
+                    "kind \"{}\" is not supported; only \"http\" is, for now",
+                    kind.get_ref()
+                );
+                self.report_at(source, kind, message);
+                ok = false;
+            }
+        }
+        let url = match Url::parse(raw.url.get_ref()) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Some(url),
+            Ok(_) => {
+                let message = format!(
+                    "url: \"{}\" is not an http:// or https:// URL",
+                    raw.url.get_ref()
+                );
+                self.report_at(source, &raw.url, message);
+                None
+            }
+            Err(e) => {
+                let message = format!("url: \"{}\" is not a valid URL: {e}", raw.url.get_ref());
+                self.report_at(source, &raw.url, message);
+                None
+            }
+        };
+        let method = match &raw.method {
+            None => Some("GET".to_string()),
+            Some(m) => {
+                let upper = m.get_ref().to_ascii_uppercase();
+                if hyper::Method::from_bytes(upper.as_bytes()).is_ok() && !upper.is_empty() {
+                    Some(upper)
+                } else {
+                    self.report_at(
+                        source,
+                        m,
+                        format!("method: \"{}\" is not an HTTP method", m.get_ref()),
+                    );
+                    None
+                }
+            }
+        };
+        let mut headers = Vec::new();
+        if let Some(h) = &raw.headers {
+            for (name, value) in h.get_ref() {
+                if hyper::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                    self.report_at(
+                        source,
+                        h,
+                        format!("headers: \"{name}\" is not a valid header name"),
+                    );
+                    ok = false;
+                } else if hyper::header::HeaderValue::from_str(value).is_err() {
+                    self.report_at(
+                        source,
+                        h,
+                        format!("headers: the value of \"{name}\" is not a valid header value"),
+                    );
+                    ok = false;
+                } else {
+                    headers.push((name.clone(), value.clone()));
+                }
+            }
+        }
+        let max_redirects = match &raw.max_redirects {
+            None => Some(DEFAULT_MAX_REDIRECTS),
+            Some(m) => match u32::try_from(*m.get_ref()) {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    self.report_at(
+                        source,
+                        m,
+                        format!("max_redirects must be 0 or more, not {}", m.get_ref()),
+                    );
+                    None
+                }
+            },
+        };
+        let max_body_bytes = match &raw.max_body_bytes {
+            None => Some(DEFAULT_MAX_BODY_BYTES),
+            Some(m) => match usize::try_from(*m.get_ref()) {
+                Ok(n) if n >= 1 => Some(n),
+                _ => {
+                    self.report_at(
+                        source,
+                        m,
+                        format!("max_body_bytes must be at least 1, not {}", m.get_ref()),
+                    );
+                    None
+                }
+            },
+        };
+
+        let interval = self.duration(source, "interval", raw.interval.as_ref(), false);
+        let timeout = self.duration(source, "timeout", raw.timeout.as_ref(), false);
+        let retry_interval =
+            self.duration(source, "retry_interval", raw.retry_interval.as_ref(), false);
+        let failure_threshold =
+            self.threshold(source, "failure_threshold", raw.failure_threshold.as_ref());
+        let success_threshold =
+            self.threshold(source, "success_threshold", raw.success_threshold.as_ref());
+        ok &= raw.interval.is_none() || interval.is_some();
+        ok &= raw.timeout.is_none() || timeout.is_some();
+        ok &= raw.retry_interval.is_none() || retry_interval.is_some();
+        ok &= raw.failure_threshold.is_none() || failure_threshold.is_some();
+        ok &= raw.success_threshold.is_none() || success_threshold.is_some();
+        let interval = interval.unwrap_or(defaults.interval);
+        let timeout = timeout.unwrap_or(defaults.timeout);
+        if timeout > interval {
+            // When both come from [defaults] the problem was reported there, once.
+            if let Some(at) = raw.timeout.as_ref().or(raw.interval.as_ref()) {
+                self.report_at(source, at, timeout_message(timeout, interval));
+                ok = false;
+            }
+        }
+
+        let mut conditions = Vec::new();
+        for c in &raw.conditions {
+            match Condition::parse(c.get_ref()) {
+                Ok(condition) => conditions.push(condition),
+                Err(e) => {
+                    self.report_at(source, c, format!("condition \"{}\": {e}", c.get_ref()));
+                    ok = false;
+                }
+            }
+        }
+
+        if !ok {
+            return None;
+        }
+        let follow = raw.follow_redirects.unwrap_or(true);
+        Some(CheckSpec {
+            name: raw.name.into_inner(),
+            service: service.to_string(),
+            role: role?,
+            interval,
+            timeout,
+            retry_interval: retry_interval.unwrap_or(defaults.retry_interval),
+            failure_threshold: failure_threshold.unwrap_or(defaults.failure_threshold),
+            success_threshold: success_threshold.unwrap_or(defaults.success_threshold),
+            conditions,
+            kind: CheckKind::Http(HttpCheck {
+                url: url?,
+                method: method?,
+                headers,
+                body: raw.body,
+                max_redirects: if follow { max_redirects? } else { 0 },
+                max_body_bytes: max_body_bytes?,
+                insecure: raw.insecure.unwrap_or(false),
+            }),
+        })
+    }
+
+    fn validate_route(
+        &mut self,
+        source: &Source<'_>,
+        raw: Spanned<RawRoute>,
+        service: &str,
+    ) -> Option<RouteSpec> {
+        let raw = raw.into_inner();
+        let mut ok = self.identifier(source, "route id", &raw.id);
+        ok &= self.unique(source, Unique::Route, &raw.id);
+        for (field, target) in [("primary", &raw.primary), ("backup", &raw.backup)] {
+            if let Err(why) = route_target(target.get_ref()) {
+                self.report_at(
+                    source,
+                    target,
+                    format!("{field}: \"{}\" {why}", target.get_ref()),
+                );
+                ok = false;
+            }
+        }
+        ok.then(|| RouteSpec {
+            id: raw.id.into_inner(),
+            service: service.to_string(),
+            primary: raw.primary.into_inner(),
+            backup: raw.backup.into_inner(),
+        })
+    }
+
+    /// Ids and names appear in URL paths, metric labels and command lines, so they stay plain.
+    fn identifier(&mut self, source: &Source<'_>, what: &str, raw: &Spanned<String>) -> bool {
+        let id = raw.get_ref();
+        let plain = !id.is_empty()
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !plain {
+            self.report_at(
+                source,
+                raw,
+                format!("{what} \"{id}\" must be non-empty and use only letters, digits, '-', '_' and '.'"),
+            );
+        }
+        plain
+    }
+
+    /// Records the first place each id is defined and reports later ones against it.
+    fn unique(&mut self, source: &Source<'_>, kind: Unique, raw: &Spanned<String>) -> bool {
+        let (file, line) = source.at(raw);
+        let seen = match kind {
+            Unique::Service => &mut self.service_ids,
+            Unique::Check => &mut self.check_names,
+            Unique::Route => &mut self.route_ids,
+        };
+        match seen.get(raw.get_ref()) {
+            Some(first) => {
+                let message = format!(
+                    "duplicate {} \"{}\" (first defined at {first})",
+                    kind.noun(),
+                    raw.get_ref()
+                );
+                self.report(&file, line, message);
+                false
+            }
+            None => {
+                seen.insert(raw.get_ref().clone(), Place(file, line));
+                true
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Unique {
+    Service,
+    Check,
+    Route,
+}
+
+impl Unique {
+    fn noun(self) -> &'static str {
+        match self {
+            Unique::Service => "service id",
+            Unique::Check => "check name",
+            Unique::Route => "route id",
+        }
+    }
+}
+
+/// The main file's settings, each `None` when invalid (already reported).
+struct Main {
+    probes_dir: PathBuf,
+    probes_line: usize,
+    server: Option<ServerConfig>,
+    storage: StorageConfig,
+    email: Option<EmailConfig>,
+    audiences: Audiences,
+    status_page: StatusPageConfig,
+    auth: AuthConfig,
+    defaults: Defaults,
+}
+
+fn merge_main(parts: Vec<RawMain>) -> RawMain {
+    parts.into_iter().fold(RawMain::default(), |a, b| RawMain {
+        probes: a.probes.or(b.probes),
+        server: a.server.or(b.server),
+        storage: a.storage.or(b.storage),
+        email: a.email.or(b.email),
+        audiences: a.audiences.or(b.audiences),
+        status_page: a.status_page.or(b.status_page),
+        auth: a.auth.or(b.auth),
+        defaults: a.defaults.or(b.defaults),
+    })
+}
+
+fn timeout_message(timeout: Duration, interval: Duration) -> String {
+    format!(
+        "timeout ({}) is longer than interval ({})",
+        humantime::format_duration(timeout),
+        humantime::format_duration(interval)
+    )
+}
+
+/// A route target customers are sent to: an absolute web page or a mail address.
+fn route_target(target: &str) -> Result<(), &'static str> {
+    match Url::parse(target) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Ok(()),
+        Ok(url) if url.scheme() == "mailto" && url.path().contains('@') => Ok(()),
+        Ok(url) if url.scheme() == "mailto" => Err("is not a mailto: URL with an address"),
+        _ => Err("is not an absolute http(s) or mailto: URL"),
+    }
+}
+
+/// Whether a file that failed to deserialize its [service] still has one, so its checks are
+/// not reported as orphans on top of the real problem.
+fn mentions_service(text: &str) -> bool {
+    text.lines().any(|l| {
+        let l = l.trim_start();
+        l.starts_with("[service]") || l.starts_with("[ service ]") || l.starts_with("[service.")
+    })
+}
+
+/// The key whose value starts at `offset`, read back from the text: serde's type errors
+/// (`invalid type: integer `30`, expected a string`) do not name the field, and toml only
+/// names it in a banner we do not print.
+fn key_before(text: &str, offset: usize) -> Option<&str> {
+    let prefix = text.get(..offset)?;
+    let line = &prefix[prefix.rfind('\n').map_or(0, |i| i + 1)..];
+    let (before, after) = line.rsplit_once('=')?;
+    if !after.trim().is_empty() {
+        return None;
+    }
+    // Inside an inline table the key is the last one before `=`.
+    let key = before.rsplit([',', '{']).next()?.trim();
+    (!key.is_empty()).then_some(key)
+}
+
+/// toml's message, minus its own location banner (we print `file:line:` ourselves).
+fn toml_message(e: &toml::de::Error) -> String {
+    e.message().trim().replace('\n', " ")
+}
+
+// ---------------------------------------------------------------------------------------
+// Regions
+// ---------------------------------------------------------------------------------------
+
+/// Splits a TOML document into regions that each hold one top-level table (or one element
+/// of an array of tables) with its sub-tables; the first region holds the root key/values.
+/// Fails with the syntax error when the document is not TOML.
+fn regions(text: &str) -> Result<Vec<Range<usize>>, toml::de::Error> {
+    let items: BTreeMap<String, Spanned<ElementSpans>> = toml::from_str(text)?;
+    let header_at = |span: &Range<usize>| text.as_bytes().get(span.start) == Some(&b'[');
+    let mut starts: Vec<usize> = Vec::new();
+    for item in items.values() {
+        let elements = &item.get_ref().0;
+        if elements.is_empty() {
+            // A `[table]`: only headers start regions; an inline `key = { ... }` stays where it is.
+            if header_at(&item.span()) {
+                starts.push(item.span().start);
+            }
+        } else {
+            starts.extend(elements.iter().filter(|s| header_at(s)).map(|s| s.start));
+        }
+    }
+    starts.sort_unstable();
+    starts.dedup();
+    let mut bounds = vec![0];
+    bounds.extend(starts.into_iter().filter(|&s| s > 0));
+    bounds.push(text.len());
+    Ok(bounds.windows(2).map(|w| w[0]..w[1]).collect())
+}
+
+/// The document with everything outside `keep` blanked, newlines kept, so spans and line
+/// numbers inside it are those of the original file.
+fn isolate(text: &str, keep: Range<usize>) -> String {
+    let blanked: Vec<u8> = text
+        .bytes()
+        .enumerate()
+        .map(|(i, b)| {
+            if keep.contains(&i) || b == b'\n' {
+                b
+            } else {
+                b' '
+            }
+        })
+        .collect();
+    // Regions start at `[` (ASCII), so no character is ever cut in half.
+    String::from_utf8(blanked).unwrap_or_default()
+}
+
+/// Spans of the elements when a top-level value is an array; empty otherwise. Lets one pass
+/// over the document find every `[[check]]` header without knowing the schema.
+struct ElementSpans(Vec<Range<usize>>);
+
+impl<'de> Deserialize<'de> for ElementSpans {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ElementSpans;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any TOML value")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ElementSpans, A::Error> {
+                let mut spans = Vec::new();
+                while let Some(e) = seq.next_element::<Spanned<IgnoredAny>>()? {
+                    spans.push(e.span());
+                }
+                Ok(ElementSpans(spans))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ElementSpans, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(ElementSpans(Vec::new()))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<ElementSpans, E> {
+                Ok(ElementSpans(Vec::new()))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<ElementSpans, E> {
+                Ok(ElementSpans(Vec::new()))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<ElementSpans, E> {
+                Ok(ElementSpans(Vec::new()))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<ElementSpans, E> {
+                Ok(ElementSpans(Vec::new()))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<ElementSpans, E> {
+                Ok(ElementSpans(Vec::new()))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regions_split_at_top_level_headers_only() {
+        let text = "probes = \"p\"\n[server]\nlisten = \"x\"\n[[check]]\nname = \"a\"\n[check.headers]\nA = \"b\"\n[[check]]\nname = \"c\"\ninline = { a = 1 }\n";
+        let got: Vec<&str> = regions(text)
+            .expect("valid TOML")
+            .into_iter()
+            .map(|r| &text[r])
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "probes = \"p\"\n",
+                "[server]\nlisten = \"x\"\n",
+                "[[check]]\nname = \"a\"\n[check.headers]\nA = \"b\"\n",
+                "[[check]]\nname = \"c\"\ninline = { a = 1 }\n",
+            ]
+        );
+    }
+
+    #[test]
+    fn isolate_keeps_offsets_and_lines() {
+        let text = "a = 1\n[x]\nb = 2\n";
+        assert_eq!(isolate(text, 6..16), "     \n[x]\nb = 2\n");
+    }
 }

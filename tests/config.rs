@@ -1,0 +1,252 @@
+//! Configuration loading: every invalid fixture under `testdata/config/invalid/` against its
+//! exact expected diagnostics, and the shipped `switchboard.toml` + `probes/` loading cleanly.
+//!
+//! A fixture is a directory with a `switchboard.toml` (plus `probes/` when it needs service
+//! files) and an `expected.txt` holding the diagnostics, one per line, with paths relative to
+//! the fixture directory. To add a case, add a directory; nothing here changes.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use switchboard::config::{
+    CheckKind, Config, Diagnostic, EmailTransport, Failback, FailoverWhen, Role,
+};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Loads `fixture/switchboard.toml` and compares the diagnostics, relative to `fixture`, with `expect`.
+fn check(fixture: &Path, expect: &str) {
+    let got = match Config::load(&fixture.join("switchboard.toml")) {
+        Ok(config) => panic!(
+            "{}: expected diagnostics, but it loaded: {}",
+            fixture.display(),
+            config.summary()
+        ),
+        Err(e) => e
+            .diagnostics
+            .into_iter()
+            .map(|d| {
+                Diagnostic {
+                    file: d
+                        .file
+                        .strip_prefix(fixture)
+                        .unwrap_or(&d.file)
+                        .to_path_buf(),
+                    ..d
+                }
+                .to_string()
+                // Messages that point at another place ("first defined at ...") name it by
+                // the same path the loader was given; make those relative too.
+                .replace(&format!("{}/", fixture.display()), "")
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+    };
+    assert_eq!(
+        got,
+        expect.trim_end(),
+        "fixture {}\n--- got ---\n{got}\n",
+        fixture.display()
+    );
+}
+
+#[test]
+fn invalid_fixtures_report_every_problem_with_file_and_line() {
+    let root = repo().join("testdata/config/invalid");
+    let mut fixtures: Vec<PathBuf> = std::fs::read_dir(&root)
+        .expect("testdata/config/invalid exists")
+        .map(|e| e.expect("readable entry").path())
+        .filter(|p| p.is_dir())
+        .collect();
+    fixtures.sort();
+    assert!(
+        fixtures.len() >= 10,
+        "only {} fixtures found",
+        fixtures.len()
+    );
+    for fixture in fixtures {
+        let expect = std::fs::read_to_string(fixture.join("expected.txt"))
+            .unwrap_or_else(|e| panic!("{}/expected.txt: {e}", fixture.display()));
+        check(&fixture, &expect);
+    }
+}
+
+#[test]
+fn shipped_config_loads() {
+    let config = Config::load(&repo().join("switchboard.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let ids: Vec<&str> = config.services.iter().map(|s| s.id.as_str()).collect();
+    // Service files load in file-name order.
+    assert_eq!(
+        ids,
+        [
+            "scheduling",
+            "support-email-intake",
+            "support-portal",
+            "ticket-submission"
+        ]
+    );
+    for service in &config.services {
+        assert!(service.primary_checks().count() >= 1, "{}", service.id);
+        assert!(service.backup_checks().count() >= 1, "{}", service.id);
+        assert!(!service.routes.is_empty(), "{}", service.id);
+    }
+    assert_eq!(config.server.listen.to_string(), "127.0.0.1:9898");
+    assert_eq!(config.server.public_url, "http://127.0.0.1:9898");
+    assert_eq!(
+        config.email.transport,
+        EmailTransport::File {
+            dir: repo().join("var/mail")
+        }
+    );
+    assert_eq!(config.storage.path, repo().join("var/switchboard.db"));
+    assert_eq!(config.auth.tokens_file, Some(repo().join("tokens.toml")));
+    assert_eq!(config.audiences.oncall, ["support-oncall@example.com"]);
+    assert_eq!(config.status_page.title, "Example Support Status");
+
+    let ticket = config.service("ticket-submission").expect("shipped");
+    assert_eq!(ticket.failover_when, FailoverWhen::Any);
+    assert_eq!(ticket.failback, Failback::Auto);
+    assert_eq!(ticket.recovery_hold, Duration::from_secs(300));
+    let form = config.check("portal-form").expect("shipped");
+    assert_eq!(form.role, Role::Primary);
+    assert_eq!(form.service, "ticket-submission");
+    assert_eq!(form.interval, Duration::from_secs(30));
+    assert_eq!(form.failure_threshold, 3);
+    assert_eq!(form.conditions.len(), 4);
+    assert_eq!(
+        config.check("backup-form").expect("shipped").role,
+        Role::Backup
+    );
+    assert_eq!(
+        config.service("support-portal").expect("shipped").failback,
+        Failback::Manual
+    );
+    assert_eq!(
+        config.summary(),
+        format!(
+            "{}: ok: 4 services, 10 checks, 4 routes",
+            repo().join("switchboard.toml").display()
+        )
+    );
+    assert_eq!(config.version.len(), 64);
+}
+
+#[test]
+fn minimal_config_takes_defaults_and_checks_inherit_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("probes")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("switchboard.toml"),
+        "[defaults]\ninterval = \"20s\"\nsuccess_threshold = 4\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("probes/a.toml"),
+        r#"[service]
+id = "a"
+failover_when = "2 of 2"
+
+[[check]]
+name = "one"
+url = "http://127.0.0.1:1/"
+timeout = "3s"
+
+[[check]]
+name = "two"
+url = "http://127.0.0.1:2/"
+follow_redirects = false
+headers = { X-Probe = "switchboard" }
+method = "post"
+body = "hello"
+
+[[check]]
+name = "spare"
+role = "backup"
+url = "http://127.0.0.1:3/"
+retry_interval = "1s"
+max_body_bytes = 4096
+insecure = true
+conditions = ["[STATUS] == 200"]
+"#,
+    )
+    .expect("write");
+    let config =
+        Config::load(&dir.path().join("switchboard.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.server.listen.to_string(), "127.0.0.1:9898");
+    assert_eq!(config.probes_dir, dir.path().join("probes"));
+    assert_eq!(config.storage.path, dir.path().join("var/switchboard.db"));
+    assert_eq!(config.auth.tokens_file, None);
+    assert_eq!(
+        config.email.transport,
+        EmailTransport::File {
+            dir: dir.path().join("var/mail")
+        }
+    );
+
+    let a = config.service("a").expect("loaded");
+    assert_eq!(a.name, "a");
+    assert_eq!(a.failover_when, FailoverWhen::AtLeast(2));
+    assert_eq!(a.recovery_hold, Duration::from_secs(300));
+    assert_eq!(a.source, dir.path().join("probes/a.toml"));
+
+    let one = config.check("one").expect("loaded");
+    assert_eq!(
+        (one.interval, one.timeout, one.retry_interval),
+        (
+            Duration::from_secs(20),
+            Duration::from_secs(3),
+            Duration::from_secs(5)
+        )
+    );
+    assert_eq!((one.failure_threshold, one.success_threshold), (3, 4));
+    let CheckKind::Http(http) = &one.kind;
+    assert_eq!(
+        (
+            http.method.as_str(),
+            http.max_redirects,
+            http.max_body_bytes,
+            http.insecure
+        ),
+        ("GET", 10, 1024 * 1024, false)
+    );
+
+    let CheckKind::Http(two) = &config.check("two").expect("loaded").kind;
+    assert_eq!(two.method, "POST");
+    assert_eq!(two.max_redirects, 0, "follow_redirects = false");
+    assert_eq!(
+        two.headers,
+        [("X-Probe".to_string(), "switchboard".to_string())]
+    );
+    assert_eq!(two.body.as_deref(), Some("hello"));
+
+    let spare = config.check("spare").expect("loaded");
+    let CheckKind::Http(http) = &spare.kind;
+    assert_eq!(
+        (spare.retry_interval, http.max_body_bytes, http.insecure),
+        (Duration::from_secs(1), 4096, true)
+    );
+}
+
+#[test]
+fn version_hashes_every_file_and_changes_with_any_of_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("probes")).expect("mkdir");
+    let main = dir.path().join("switchboard.toml");
+    std::fs::write(&main, "").expect("write");
+    let service =
+        |url: &str| format!("[service]\nid = \"s\"\n[[check]]\nname = \"c\"\nurl = \"{url}\"\n");
+    std::fs::write(
+        dir.path().join("probes/s.toml"),
+        service("http://127.0.0.1/"),
+    )
+    .expect("write");
+    let first = Config::load(&main).expect("valid").version;
+    assert_eq!(first, Config::load(&main).expect("valid").version, "stable");
+    std::fs::write(
+        dir.path().join("probes/s.toml"),
+        service("http://127.0.0.1/x"),
+    )
+    .expect("write");
+    assert_ne!(first, Config::load(&main).expect("valid").version);
+}
