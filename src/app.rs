@@ -275,20 +275,20 @@ impl Core {
         if let Some(prev) = changed {
             self.metrics
                 .check_health(&svc.spec.id, &spec.name, health.as_str());
-            let role = spec.role;
+            let role = spec.role.as_str();
             let name = spec.name.clone();
             match health {
                 Health::Suspect => warn!(
-                    "{name} ({role:?} check of {}) is failing: {summary}; re-probing every {} to confirm",
+                    "{name} ({role} check of {}) is failing: {summary}; re-probing every {} to confirm",
                     svc.spec.name,
                     humantime::format_duration(spec.retry_interval)
                 ),
                 Health::Down => warn!(
-                    "{name} ({role:?} check of {}) is down after {} failed probes: {summary}",
+                    "{name} ({role} check of {}) is down after {} failed probes: {summary}",
                     svc.spec.name, spec.failure_threshold
                 ),
                 Health::Healthy if prev != Health::Unknown => info!(
-                    "{name} ({role:?} check of {}) is healthy again: {summary}",
+                    "{name} ({role} check of {}) is healthy again: {summary}",
                     svc.spec.name
                 ),
                 _ => {}

@@ -188,9 +188,18 @@ fn init_logging(demo: bool) {
         .with_target(false);
     if demo {
         builder
-            .with_timer(tracing_subscriber::fmt::time::uptime())
+            .with_timer(Elapsed(std::time::Instant::now()))
             .init();
     } else {
         builder.init();
+    }
+}
+
+/// Demo log times: seconds since start, to a tenth, easy to follow against the narration.
+struct Elapsed(std::time::Instant);
+
+impl tracing_subscriber::fmt::time::FormatTime for Elapsed {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        write!(w, "{:6.1}s", self.0.elapsed().as_secs_f64())
     }
 }

@@ -56,7 +56,7 @@ pub struct EmailConfig {
 pub enum EmailTransport {
     /// Write one `.eml` file per message into this directory.
     File { dir: PathBuf },
-    /// `smtp://host:port` (STARTTLS if offered is not attempted in the skeleton) or `smtps://` (implicit TLS).
+    /// `smtp://host:port` (plain; `?tls=starttls` to upgrade) or `smtps://` (implicit TLS).
     /// The password comes from `SWITCHBOARD_SMTP_PASSWORD`, never from the file.
     Smtp { url: String },
 }
@@ -146,6 +146,15 @@ pub enum Failback {
 pub enum Role {
     Primary,
     Backup,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Backup => "backup",
+        }
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -316,16 +316,34 @@ impl Loader {
         let mut parts = Vec::new();
         let mut failed = false;
         for region in regions {
-            match toml::from_str::<T>(&isolate(source.text, region)) {
-                Ok(part) => parts.push(part),
-                Err(e) => {
-                    failed = true;
-                    let line = e.span().map_or(0, |s| source.line(s));
-                    let message = match e.span().and_then(|s| key_before(source.text, s.start)) {
-                        Some(key) => format!("{key}: {}", toml_message(&e)),
-                        None => toml_message(&e),
-                    };
-                    self.report(source.path, line, message);
+            let mut text = isolate(source.text, region);
+            // An unknown key says nothing about its neighbours: blank its line and parse again,
+            // so one typo does not hide the next problem in the same table.
+            for _ in 0..64 {
+                match toml::from_str::<T>(&text) {
+                    Ok(part) => {
+                        parts.push(part);
+                        break;
+                    }
+                    Err(e) => {
+                        failed = true;
+                        let line = e.span().map_or(0, |s| source.line(s));
+                        let message = match e.span().and_then(|s| key_before(source.text, s.start))
+                        {
+                            Some(key) => format!("{key}: {}", toml_message(&e)),
+                            None => toml_message(&e),
+                        };
+                        self.report(source.path, line, message);
+                        match e.span() {
+                            Some(span) if e.message().starts_with("unknown field") => {
+                                match without_line(&text, span.start) {
+                                    Some(next) => text = next,
+                                    None => break,
+                                }
+                            }
+                            _ => break,
+                        }
+                    }
                 }
             }
         }
@@ -1201,6 +1219,22 @@ fn isolate(text: &str, keep: Range<usize>) -> String {
         .collect();
     // Regions start at `[` (ASCII), so no character is ever cut in half.
     String::from_utf8(blanked).unwrap_or_default()
+}
+
+/// `text` with the line holding `offset` blanked, if that line is a plain key and what remains
+/// is still TOML (a key whose value spans several lines cannot be removed this way).
+fn without_line(text: &str, offset: usize) -> Option<String> {
+    let start = text.get(..offset)?.rfind('\n').map_or(0, |i| i + 1);
+    let end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    if text[start..end].trim_start().starts_with('[') {
+        // A table header: without it, its keys would land in the table above.
+        return None;
+    }
+    let mut out = String::with_capacity(text.len());
+    out.push_str(&text[..start]);
+    out.extend(std::iter::repeat_n(' ', text[start..end].chars().count()));
+    out.push_str(&text[end..]);
+    out.parse::<toml::Table>().is_ok().then_some(out)
 }
 
 /// Spans of the elements when a top-level value is an array; empty otherwise. Lets one pass

@@ -13,7 +13,7 @@
 //! keeps nothing afterwards. The whole probe, redirects included, runs under the check's
 //! timeout; what was learned before a timeout (phases, status) is kept in the outcome.
 
-use super::condition::Observed;
+use super::condition::{Condition, Observed};
 use super::tls::{self, TlsError};
 use super::{ConditionResult, ErrorClass, Outcome, Phases, ProbeError, TlsInfo};
 use crate::clock::Timestamp;
@@ -225,11 +225,8 @@ fn finish(
             headers: progress.headers.as_ref(),
             ip: progress.ip.as_deref(),
         };
-        check
-            .conditions
-            .iter()
-            .map(|c| c.evaluate(&observed))
-            .collect()
+        // One pass, so a JSON body is parsed once for all conditions.
+        Condition::evaluate_all(&check.conditions, &observed)
     };
     if error.is_none() {
         if let Some(failed) = conditions.iter().find(|c| !c.success) {
