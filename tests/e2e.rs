@@ -10,6 +10,11 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+#[path = "support/smtp.rs"]
+mod smtp;
+
+use smtp::{free_port, parse_mail, SmtpServer};
+
 /// A loopback HTTP server with a ticket form that can be broken and a backup form.
 struct Target {
     addr: SocketAddr,
@@ -56,61 +61,6 @@ impl Target {
 
     fn set_down(&self, down: bool) {
         self.form_down.store(down, Ordering::SeqCst);
-    }
-}
-
-/// aiosmtpd writing every accepted message into a Maildir; killed on drop.
-struct Smtp {
-    child: Child,
-    port: u16,
-    maildir: PathBuf,
-}
-
-impl Smtp {
-    fn start(dir: &Path) -> Smtp {
-        let port = free_port();
-        let maildir = dir.join("maildir");
-        let child = Command::new("python3")
-            .args(["-m", "aiosmtpd", "-n", "-l"])
-            .arg(format!("127.0.0.1:{port}"))
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(&maildir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("python3 is required for the SMTP tests: run ./scripts/test.sh to install it");
-        let mut smtp = Smtp {
-            child,
-            port,
-            maildir,
-        };
-        wait_until(
-            "aiosmtpd accepts connections",
-            Duration::from_secs(20),
-            || {
-                if let Ok(Some(status)) = smtp.child.try_wait() {
-                    let mut err = String::new();
-                    if let Some(mut e) = smtp.child.stderr.take() {
-                        let _ = e.read_to_string(&mut err);
-                    }
-                    panic!("aiosmtpd exited ({status}): {err}\nrun ./scripts/test.sh to install aiosmtpd");
-                }
-                TcpStream::connect(("127.0.0.1", port)).is_ok()
-            },
-        );
-        smtp
-    }
-
-    /// Raw messages accepted so far.
-    fn messages(&self) -> Vec<String> {
-        read_dir_texts(&self.maildir.join("new"))
-    }
-}
-
-impl Drop for Smtp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -216,13 +166,6 @@ fn get(url: &str) -> std::io::Result<Response> {
     })
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 /// Polls `cond` until it holds; panics naming `what` after `limit` (generous: never a speed test).
 fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -321,28 +264,15 @@ fn component_status(d: &Daemon) -> String {
         .to_string()
 }
 
-fn header_of(msg: &str, name: &str) -> Option<String> {
-    msg.lines()
-        .take_while(|l| !l.is_empty() && *l != "\r")
-        .find(|l| {
-            l.to_ascii_lowercase()
-                .starts_with(&format!("{}:", name.to_ascii_lowercase()))
-        })
-        .map(|l| l[name.len() + 1..].trim().to_string())
-}
-
 #[test]
 fn failover_and_failback_end_to_end_over_real_smtp() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let smtp = Smtp::start(dir.path());
+    let smtp = SmtpServer::start(&dir.path().join("maildir"));
     let target = Target::start();
     let (config, port) = write_config(
         dir.path(),
         &target,
-        &format!(
-            "transport = \"smtp\"\nsmtp_url = \"smtp://127.0.0.1:{}\"",
-            smtp.port
-        ),
+        &format!("transport = \"smtp\"\nsmtp_url = \"{}\"", smtp.url()),
     );
     let d = Daemon::start(&config, port);
     let (primary, backup) = (target.url("/form"), target.url("/backup"));
@@ -370,23 +300,28 @@ fn failover_and_failback_end_to_end_over_real_smtp() {
         Duration::from_secs(30),
         || smtp.messages().len() >= 2,
     );
-    let msgs = smtp.messages();
+    let msgs: Vec<_> = smtp.messages().iter().map(|p| parse_mail(p)).collect();
     assert_eq!(msgs.len(), 2, "one message per audience: {msgs:#?}");
-    let mut to: Vec<String> = msgs.iter().filter_map(|m| header_of(m, "To")).collect();
+    let mut to: Vec<&str> = msgs.iter().filter_map(|m| m.header("To")).collect();
     to.sort();
     assert_eq!(
         to,
         ["support-announce@example.com", "support-oncall@example.com"]
     );
     for m in &msgs {
-        let subject = header_of(m, "Subject").expect("Subject");
+        let subject = m.header("Subject").expect("Subject");
         assert!(
             subject.contains("Ticket submission"),
             "subject names the service: {subject}"
         );
         assert!(
-            m.contains(&backup),
-            "the message tells where to go now: {m}"
+            subject.contains(&backup),
+            "subject names the route now in use: {subject}"
+        );
+        let text = m.part("text/plain").expect("a plain-text part");
+        assert!(
+            text.contains(&backup),
+            "the message tells where to go now: {text}"
         );
     }
 
@@ -407,15 +342,17 @@ fn failover_and_failback_end_to_end_over_real_smtp() {
         Duration::from_secs(30),
         || smtp.messages().len() >= 4,
     );
-    let msgs = smtp.messages();
+    let msgs: Vec<_> = smtp.messages().iter().map(|p| parse_mail(p)).collect();
     assert_eq!(msgs.len(), 4, "failover + failback, two audiences each");
-    let mut ids: Vec<String> = msgs
-        .iter()
-        .filter_map(|m| header_of(m, "Message-ID"))
-        .collect();
+    let mut ids: Vec<&str> = msgs.iter().filter_map(|m| m.header("Message-ID")).collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 4, "each message has its own Message-ID");
+    let failback = msgs
+        .iter()
+        .filter(|m| m.header("Subject").is_some_and(|s| s.contains(&primary)))
+        .count();
+    assert_eq!(failback, 2, "both audiences are told the primary is back");
 
     let metrics = get(&d.url("/metrics")).expect("metrics").body;
     assert!(
