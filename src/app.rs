@@ -114,6 +114,8 @@ pub async fn run(
     };
     for s in &core.services {
         metrics.service_state(&s.spec.id, s.machine.state);
+        metrics.state_since(&s.spec.id, s.machine.since);
+        metrics.flapping(&s.spec.id, false);
         for r in &s.spec.routes {
             metrics.route_targets(&s.spec.id, &r.id, &r.primary, &r.backup, s.side);
         }
@@ -320,6 +322,26 @@ impl Core {
                     detected_in,
                 } => self.record(si, transition, announce, detected_in),
                 Action::SwitchRoutes { to } => self.switch(si, to),
+                Action::Flapping { on } => {
+                    let svc = &self.services[si];
+                    self.metrics.flapping(&svc.spec.id, on);
+                    if on {
+                        warn!(
+                            "{}: failed over {} times within {}; holding the backup instead of switching back (flapping)",
+                            svc.spec.name,
+                            svc.policy.max_failovers,
+                            humantime::format_duration(svc.policy.flap_window)
+                        );
+                    } else {
+                        info!("{}: no longer flapping", svc.spec.name);
+                    }
+                }
+                Action::Rejected { reason } => {
+                    warn!(
+                        "{}: command rejected: {reason}",
+                        self.services[si].spec.name
+                    );
+                }
                 Action::WakeAt(at) => {
                     let tx = self.msg_tx.clone();
                     let delay = at.since(now);
@@ -367,6 +389,7 @@ impl Core {
         }
         self.metrics.transition(&t.service, t.from, t.to, t.cause);
         self.metrics.service_state(&t.service, t.to);
+        self.metrics.state_since(&t.service, t.at);
         if let Some(d) = detected_in {
             self.metrics.detection_seconds(&t.service, d.as_secs_f64());
         }

@@ -30,6 +30,8 @@ pub struct Metrics {
     probes_total: IntCounterVec,
     check_health: IntGaugeVec,
     service_state: IntGaugeVec,
+    service_state_since: GaugeVec,
+    service_flapping: IntGaugeVec,
     route_active_target: IntGaugeVec,
     transitions_total: IntCounterVec,
     detection_seconds: Histogram,
@@ -145,6 +147,18 @@ impl Metrics {
                 "switchboard_service_state",
                 "Failover state of each service: 1 for its current state, 0 for the others.",
                 &["service", "state"],
+            ),
+            service_state_since: gauge_vec(
+                r,
+                "switchboard_service_state_since_timestamp_seconds",
+                "When each service entered its current state (Unix time); time in state is time() minus this.",
+                &["service"],
+            ),
+            service_flapping: int_gauge_vec(
+                r,
+                "switchboard_service_flapping",
+                "1 while a service holds its backup because it failed over too often within its flap window.",
+                &["service"],
             ),
             route_active_target: int_gauge_vec(
                 r,
@@ -470,8 +484,24 @@ impl Metrics {
         }
     }
 
+    /// When the service entered its current state.
+    pub fn state_since(&self, service: &str, since: crate::clock::Timestamp) {
+        self.service_state_since
+            .with_label_values(&[service])
+            .set(since.as_secs_f64());
+    }
+
+    /// The flapping signal of a service turned on or off.
+    pub fn flapping(&self, service: &str, on: bool) {
+        self.service_flapping
+            .with_label_values(&[service])
+            .set(i64::from(on));
+    }
+
     /// A service is no longer configured: drops its state and route series.
     pub fn forget_service(&self, service: &str) {
+        let _ = self.service_state_since.remove_label_values(&[service]);
+        let _ = self.service_flapping.remove_label_values(&[service]);
         for s in State::ALL {
             let _ = self
                 .service_state

@@ -3,6 +3,7 @@
 
 use proptest::prelude::*;
 use std::time::Duration;
+use switchboard::announce::{Audience, Kind};
 use switchboard::clock::Timestamp;
 use switchboard::config::{Failback, FailoverWhen};
 use switchboard::failover::{step, Action, Cause, Command, Event, Policy, Service, Side, State};
@@ -21,20 +22,45 @@ fn health() -> impl Strategy<Value = Health> {
     ]
 }
 
-fn event() -> impl Strategy<Value = Event> {
+fn side() -> impl Strategy<Value = Side> {
+    prop_oneof![Just(Side::Primary), Just(Side::Backup)]
+}
+
+/// A deadline somewhere in the next ten minutes, or none.
+fn until() -> impl Strategy<Value = Option<u64>> {
+    prop_oneof![Just(None), (1u64..600).prop_map(Some)]
+}
+
+/// Commands carry deadlines relative to the script's clock; `run` makes them absolute.
+#[derive(Clone, Debug)]
+enum Input {
+    Event(Event),
+    Pin(Side, Option<u64>, bool),
+    Maintenance(Option<u64>),
+    Drill(bool, u64),
+}
+
+fn input() -> impl Strategy<Value = Input> {
     let check = prop::sample::select(vec!["p1", "p2", "b1"]);
+    let op = || ("op".to_string(), "r".to_string());
     prop_oneof![
-        6 => (check, health()).prop_map(|(c, h)| Event::Health { check: c.into(), health: h, detail: String::new() }),
-        2 => Just(Event::Tick),
-        1 => any::<bool>().prop_map(|force| Event::Command(Command::Failover { actor: "op".into(), reason: "r".into(), force })),
-        1 => Just(Event::Command(Command::Failback { actor: "op".into(), reason: "r".into() })),
+        12 => (check, health()).prop_map(|(c, h)| Input::Event(Event::Health { check: c.into(), health: h, detail: String::new() })),
+        4 => Just(Input::Event(Event::Tick)),
+        1 => any::<bool>().prop_map(move |force| { let (actor, reason) = op(); Input::Event(Event::Command(Command::Failover { actor, reason, force })) }),
+        1 => Just(Input::Event(Event::Command(Command::Failback { actor: "op".into(), reason: "r".into() }))),
+        1 => (side(), until(), any::<bool>()).prop_map(|(s, u, f)| Input::Pin(s, u, f)),
+        1 => Just(Input::Event(Event::Command(Command::Unpin { actor: "op".into(), reason: "r".into() }))),
+        1 => until().prop_map(Input::Maintenance),
+        1 => Just(Input::Event(Event::Command(Command::MaintenanceStop { actor: "op".into(), reason: "r".into() }))),
+        1 => (any::<bool>(), 1u64..600).prop_map(|(live, u)| Input::Drill(live, u)),
+        1 => Just(Input::Event(Event::Command(Command::DrillAbort { actor: "op".into(), reason: "r".into() }))),
     ]
 }
 
 /// (seconds since the previous event, event)
-fn script() -> impl Strategy<Value = Vec<(u64, Event)>> {
+fn script() -> impl Strategy<Value = Vec<(u64, Input)>> {
     prop::collection::vec(
-        (prop_oneof![Just(0u64), 0u64..30, 0u64..700], event()),
+        (prop_oneof![Just(0u64), 0u64..30, 0u64..700], input()),
         1..120,
     )
 }
@@ -55,35 +81,72 @@ fn policy() -> impl Strategy<Value = Policy> {
             recovery_hold: HOLD,
             primary: PRIMARY.iter().map(|s| s.to_string()).collect(),
             backup: BACKUP.iter().map(|s| s.to_string()).collect(),
+            max_failovers: 3,
+            flap_window: Duration::from_secs(3600),
+            maintenance_side: Side::Backup,
         })
 }
 
-/// Everything `run` saw, step by step: (now, event, actions, health after, state after).
+/// Everything `run` saw, step by step.
 struct Step {
     now: Timestamp,
+    event: Event,
     actions: Vec<Action>,
     state_before: State,
     state_after: State,
+    /// Health of every check after the step.
+    health: Vec<(String, Health)>,
 }
 
-fn run(p: &Policy, script: &[(u64, Event)]) -> (Vec<Step>, Vec<Vec<(String, Health)>>) {
+fn run(p: &Policy, script: &[(u64, Input)]) -> Vec<Step> {
     let mut svc = Service::new("s", State::Operational, Timestamp(0));
     let mut now = Timestamp(0);
     let mut steps = Vec::new();
-    let mut healths = Vec::new();
-    for (dt, e) in script {
+    for (dt, input) in script {
         now = now.plus(Duration::from_secs(*dt));
+        let at = |secs: u64| now.plus(Duration::from_secs(secs));
+        let (actor, reason) = ("op".to_string(), "r".to_string());
+        let e = match input {
+            Input::Event(e) => e.clone(),
+            Input::Pin(side, until, force) => Event::Command(Command::Pin {
+                side: *side,
+                until: until.map(at),
+                actor,
+                reason,
+                force: *force,
+            }),
+            Input::Maintenance(until) => Event::Command(Command::MaintenanceStart {
+                until: until.map(at),
+                actor,
+                reason,
+            }),
+            Input::Drill(live, until) => Event::Command(Command::DrillStart {
+                id: "d".into(),
+                live: *live,
+                until: at(*until),
+                actor,
+                reason,
+            }),
+        };
         let before = svc.state;
-        let actions = step(&mut svc, p, e, now);
+        let actions = step(&mut svc, p, &e, now);
         steps.push(Step {
             now,
+            event: e,
             actions,
             state_before: before,
             state_after: svc.state,
+            health: svc.health.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         });
-        healths.push(svc.health.iter().map(|(k, v)| (k.clone(), *v)).collect());
     }
-    (steps, healths)
+    steps
+}
+
+fn records(st: &Step) -> impl Iterator<Item = &switchboard::failover::Transition> {
+    st.actions.iter().filter_map(|a| match a {
+        Action::Record { transition, .. } => Some(transition),
+        _ => None,
+    })
 }
 
 proptest! {
@@ -91,80 +154,108 @@ proptest! {
 
     #[test]
     fn same_events_in_same_actions_out(p in policy(), s in script()) {
-        let (a, _) = run(&p, &s);
-        let (b, _) = run(&p, &s);
-        let a: Vec<_> = a.into_iter().map(|x| x.actions).collect();
-        let b: Vec<_> = b.into_iter().map(|x| x.actions).collect();
+        let a: Vec<_> = run(&p, &s).into_iter().map(|x| x.actions).collect();
+        let b: Vec<_> = run(&p, &s).into_iter().map(|x| x.actions).collect();
         prop_assert_eq!(a, b);
     }
 
     #[test]
     fn never_switches_automatically_to_a_backup_that_is_down(p in policy(), s in script()) {
-        let (steps, healths) = run(&p, &s);
-        for (st, h) in steps.iter().zip(&healths) {
-            let automatic = st.actions.iter().any(|a| matches!(a, Action::Record { transition, .. } if transition.actor == "system"));
+        for st in run(&p, &s) {
+            let automatic = records(&st).any(|t| t.actor == "system");
             let to_backup = st.actions.iter().any(|a| matches!(a, Action::SwitchRoutes { to: Side::Backup }));
             if automatic && to_backup {
-                let backup_down = h.iter().any(|(c, hh)| c == "b1" && *hh == Health::Down);
+                let backup_down = st.health.iter().any(|(c, h)| c == "b1" && *h == Health::Down);
                 prop_assert!(!backup_down, "switched to a down backup at {:?}", st.now);
             }
         }
     }
 
     #[test]
-    fn each_state_change_has_exactly_one_record(p in policy(), s in script()) {
-        let (steps, _) = run(&p, &s);
-        for st in &steps {
-            let records: Vec<_> = st.actions.iter().filter_map(|a| match a {
-                Action::Record { transition, .. } => Some(transition),
-                _ => None,
-            }).collect();
+    fn each_state_change_has_exactly_one_record_and_each_switch_follows_one(p in policy(), s in script()) {
+        for st in run(&p, &s) {
             // Records chain from the state before to the state after, one per change.
             let mut cur = st.state_before;
-            for t in &records {
+            for t in records(&st) {
                 prop_assert_eq!(t.from, cur);
-                prop_assert_ne!(t.from, t.to);
                 cur = t.to;
             }
             prop_assert_eq!(cur, st.state_after);
-            // The routes follow the state: each switch matches a record whose sides differ.
-            let switches = st.actions.iter().filter(|a| matches!(a, Action::SwitchRoutes { .. })).count();
-            let side_changes = records.iter().filter(|t| t.from.routes_side() != t.to.routes_side()).count();
-            prop_assert_eq!(switches, side_changes);
-        }
-    }
-
-    #[test]
-    fn automatic_failback_never_before_recovery_hold(p in policy(), s in script()) {
-        let (steps, healths) = run(&p, &s);
-        // Since when have both primary checks been continuously healthy (as of each step)?
-        let mut healthy_since: Option<Timestamp> = None;
-        for (st, h) in steps.iter().zip(&healths) {
-            let all_healthy = PRIMARY.iter().all(|c| h.iter().any(|(k, v)| k == c && *v == Health::Healthy));
-            healthy_since = match (all_healthy, healthy_since) {
-                (true, Some(t)) => Some(t),
-                (true, None) => Some(st.now),
-                (false, _) => None,
-            };
-            for a in &st.actions {
-                if let Action::Record { transition, .. } = a {
-                    if transition.cause == Cause::RecoveryHoldElapsed {
-                        prop_assert_eq!(p.failback, Failback::Auto);
-                        let since = healthy_since.expect("failback with the primary not healthy");
-                        prop_assert!(st.now.since(since) >= HOLD, "failback after {:?}", st.now.since(since));
-                    }
+            for (i, a) in st.actions.iter().enumerate() {
+                if matches!(a, Action::SwitchRoutes { .. }) {
+                    prop_assert!(i > 0 && matches!(st.actions[i - 1], Action::Record { .. }),
+                        "a switch without its record: {:?}", st.actions);
                 }
             }
         }
     }
 
     #[test]
-    fn at_most_one_announcement_per_transition_and_only_when_customers_are_affected(p in policy(), s in script()) {
-        let (steps, _) = run(&p, &s);
-        for st in &steps {
+    fn automatic_failback_never_before_recovery_hold(p in policy(), s in script()) {
+        // Since when have both primary checks been continuously healthy (as of each step)?
+        let mut healthy_since: Option<Timestamp> = None;
+        for st in run(&p, &s) {
+            let all_healthy = PRIMARY.iter().all(|c| st.health.iter().any(|(k, v)| k == c && *v == Health::Healthy));
+            healthy_since = match (all_healthy, healthy_since) {
+                (true, Some(t)) => Some(t),
+                (true, None) => Some(st.now),
+                (false, _) => None,
+            };
+            for t in records(&st) {
+                if t.cause == Cause::RecoveryHoldElapsed {
+                    prop_assert_eq!(p.failback, Failback::Auto);
+                    let since = healthy_since.expect("failback with the primary not healthy");
+                    prop_assert!(st.now.since(since) >= HOLD, "failback after {:?}", st.now.since(since));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn no_more_than_max_failovers_automatic_failovers_per_flap_window(p in policy(), s in script()) {
+        let mut failovers: Vec<Timestamp> = Vec::new();
+        for st in run(&p, &s) {
+            let automatic = records(&st).any(|t| t.actor == "system");
+            if automatic && st.actions.iter().any(|a| matches!(a, Action::SwitchRoutes { to: Side::Backup })) {
+                failovers.push(st.now);
+                let in_window = failovers.iter().filter(|t| st.now.since(**t) < p.flap_window).count();
+                prop_assert!(in_window as u32 <= p.max_failovers, "{} failovers within the window at {:?}", in_window, st.now);
+            }
+        }
+    }
+
+    #[test]
+    fn a_drill_always_ends_by_its_deadline_and_never_reaches_customers(p in policy(), s in script()) {
+        let mut deadline: Option<Timestamp> = None;
+        for st in run(&p, &s) {
+            if let Event::Command(Command::DrillStart { until, .. }) = &st.event {
+                if st.state_after == State::Drill && st.state_before != State::Drill {
+                    deadline = Some(*until);
+                }
+            }
+            if st.state_after != State::Drill {
+                deadline = None;
+            }
+            if let (Some(d), Event::Tick) = (deadline, &st.event) {
+                prop_assert!(st.now < d, "still in a drill at {:?}, deadline {:?}", st.now, d);
+            }
+            for t in records(&st) {
+                if t.from == State::Drill || t.to == State::Drill {
+                    let audiences = Kind::of(t).audiences();
+                    prop_assert!(!audiences.contains(&Audience::Customers), "{:?} -> {:?} reaches customers", t.from, t.to);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn customers_hear_of_every_switch_and_of_nothing_else_routine(p in policy(), s in script()) {
+        for st in run(&p, &s) {
+            let switched = st.actions.iter().any(|a| matches!(a, Action::SwitchRoutes { .. }));
             for a in &st.actions {
                 if let Action::Record { transition: t, announce, .. } = a {
-                    let expected = t.from.routes_side() != t.to.routes_side() || t.to == State::Outage || t.from == State::Outage;
+                    let involves = |x: State| t.from == x || t.to == x;
+                    let expected = switched || involves(State::Outage) || involves(State::Maintenance) || involves(State::Drill);
                     prop_assert_eq!(*announce, expected, "{:?} -> {:?}", t.from, t.to);
                 }
             }

@@ -7,7 +7,7 @@
 use std::time::Duration;
 use switchboard::clock::Timestamp;
 use switchboard::config::{Failback, FailoverWhen};
-use switchboard::failover::{step, Action, Command, Event, Policy, Service, State};
+use switchboard::failover::{step, Action, Command, Event, Policy, Service, Side, State};
 use switchboard::health::Health;
 
 fn policy(when: FailoverWhen, failback: Failback, primary: &[&str], backup: &[&str]) -> Policy {
@@ -17,6 +17,9 @@ fn policy(when: FailoverWhen, failback: Failback, primary: &[&str], backup: &[&s
         recovery_hold: Duration::from_secs(300),
         primary: primary.iter().map(|s| s.to_string()).collect(),
         backup: backup.iter().map(|s| s.to_string()).collect(),
+        max_failovers: 3,
+        flap_window: Duration::from_secs(3600),
+        maintenance_side: Side::Backup,
     }
 }
 
@@ -43,16 +46,59 @@ fn run(svc: &mut Service, p: &Policy, script: &str) -> Vec<String> {
         let words: Vec<&str> = line.split_whitespace().collect();
         let secs: i64 = words[0].parse().expect("seconds");
         let now = Timestamp(secs * 1000);
+        let actor = || "alice".to_string();
+        let reason = || "ops".to_string();
+        // `until N` anywhere on the line gives a deadline in seconds.
+        let until = words
+            .iter()
+            .position(|w| *w == "until")
+            .map(|i| Timestamp(words[i + 1].parse::<i64>().expect("until secs") * 1000));
+        let side = |w: &str| match w {
+            "backup" => Side::Backup,
+            "primary" => Side::Primary,
+            other => panic!("bad side {other}"),
+        };
         let event = match words[1] {
             "tick" => Event::Tick,
             "failover" => Event::Command(Command::Failover {
-                actor: "alice".into(),
+                actor: actor(),
                 reason: "drill".into(),
                 force: words.get(2) == Some(&"force"),
             }),
             "failback" => Event::Command(Command::Failback {
-                actor: "alice".into(),
+                actor: actor(),
                 reason: "primary verified".into(),
+            }),
+            "pin" => Event::Command(Command::Pin {
+                side: side(words[2]),
+                until,
+                actor: actor(),
+                reason: reason(),
+                force: words.contains(&"force"),
+            }),
+            "unpin" => Event::Command(Command::Unpin {
+                actor: actor(),
+                reason: reason(),
+            }),
+            "maint" => Event::Command(Command::MaintenanceStart {
+                until,
+                actor: actor(),
+                reason: reason(),
+            }),
+            "maint-stop" => Event::Command(Command::MaintenanceStop {
+                actor: actor(),
+                reason: reason(),
+            }),
+            "drill" => Event::Command(Command::DrillStart {
+                id: "d1".into(),
+                live: words[2] == "live",
+                until: until.expect("drill needs until"),
+                actor: actor(),
+                reason: reason(),
+            }),
+            "drill-abort" => Event::Command(Command::DrillAbort {
+                actor: actor(),
+                reason: reason(),
             }),
             check => Event::Health {
                 check: check.to_string(),
@@ -84,6 +130,10 @@ fn run(svc: &mut Service, p: &Policy, script: &str) -> Vec<String> {
                 }
                 Action::SwitchRoutes { to } => format!("{secs}s switch {}", to.as_str()),
                 Action::WakeAt(at) => format!("{secs}s wake {}s", at.as_millis() / 1000),
+                Action::Flapping { on } => {
+                    format!("{secs}s flapping {}", if on { "on" } else { "off" })
+                }
+                Action::Rejected { reason } => format!("{secs}s rejected: {reason}"),
             });
         }
     }
@@ -311,6 +361,7 @@ fn operator_failover_refuses_a_down_backup_unless_forced() {
          10 failover
          20 failover force",
         &[
+            "10s rejected: the backup's checks are down; force (admin) to switch anyway",
             "20s operational -> failed_over operator announce",
             "20s switch backup",
         ],
@@ -351,4 +402,224 @@ fn restored_failed_over_service_stays_on_backup_until_primary_proves_healthy() {
     let trace = run(&mut svc, &p, "1000 backup healthy\n1001 tick");
     assert!(trace.is_empty(), "{trace:?}");
     assert_eq!(svc.state, State::FailedOver);
+}
+
+#[test]
+fn flapping_holds_the_backup_after_max_failovers_in_the_window() {
+    // Three automatic failovers within the hour; the third recovery holds the backup until
+    // the first failover leaves the window, then fails back.
+    check(
+        &any(),
+        "0 backup healthy
+         0 form down
+         10 form healthy
+         310 tick
+         400 form down
+         410 form healthy
+         710 tick
+         800 form down
+         810 form healthy
+         1110 tick
+         3601 tick",
+        &[
+            "0s operational -> failed_over primary_down announce in 0s",
+            "0s switch backup",
+            "10s failed_over -> recovering primary_recovered",
+            "10s wake 310s",
+            "310s recovering -> operational recovery_hold_elapsed announce",
+            "310s switch primary",
+            "400s operational -> failed_over primary_down announce in 0s",
+            "400s switch backup",
+            "410s failed_over -> recovering primary_recovered",
+            "410s wake 710s",
+            "710s recovering -> operational recovery_hold_elapsed announce",
+            "710s switch primary",
+            "800s operational -> failed_over primary_down announce in 0s",
+            "800s switch backup",
+            "810s failed_over -> recovering primary_recovered",
+            "810s wake 1110s",
+            "1110s flapping on",
+            "1110s wake 3600s",
+            "3601s recovering -> operational recovery_hold_elapsed announce",
+            "3601s switch primary",
+            "3601s flapping off",
+        ],
+    );
+}
+
+#[test]
+fn pin_holds_the_routes_whatever_the_checks_say_until_it_expires() {
+    check(
+        &any(),
+        "0 backup healthy
+         0 form healthy
+         10 pin primary until 100
+         20 form down
+         100 tick",
+        &[
+            "10s wake 100s",
+            "100s operational -> failed_over operator announce",
+            "100s switch backup",
+        ],
+    );
+}
+
+#[test]
+fn pin_to_a_down_backup_needs_force() {
+    check(
+        &any(),
+        "0 backup down
+         0 form healthy
+         10 pin backup
+         20 pin backup force
+         30 form down
+         40 unpin",
+        &[
+            "10s rejected: the backup's checks are down; force (admin) to pin it anyway",
+            "20s operational -> failed_over operator announce",
+            "20s switch backup",
+            "40s failed_over -> outage operator announce",
+            "40s switch primary",
+        ],
+    );
+}
+
+#[test]
+fn maintenance_sends_customers_to_the_backup_and_pauses_the_rules_until_it_ends() {
+    check(
+        &any(),
+        "0 backup healthy
+         0 form healthy
+         10 maint until 100
+         20 form down
+         30 form healthy
+         100 tick",
+        &[
+            "10s operational -> maintenance operator announce",
+            "10s switch backup",
+            "10s wake 100s",
+            "100s maintenance -> operational maintenance_ended announce",
+            "100s switch primary",
+        ],
+    );
+}
+
+#[test]
+fn maintenance_stopped_while_the_primary_is_down_settles_on_the_backup() {
+    check(
+        &any(),
+        "0 backup healthy
+         0 form healthy
+         10 maint
+         20 form down
+         30 maint-stop",
+        &[
+            "10s operational -> maintenance operator announce",
+            "10s switch backup",
+            "30s maintenance -> failed_over operator announce",
+        ],
+    );
+}
+
+#[test]
+fn live_drill_switches_to_backup_and_reverts_at_its_deadline() {
+    check(
+        &any(),
+        "0 backup healthy
+         0 form healthy
+         10 drill live until 70
+         20 drill live until 90
+         70 tick",
+        &[
+            "10s operational -> drill operator announce",
+            "10s switch backup",
+            "10s wake 70s",
+            "20s rejected: a drill is already running for this service",
+            "70s drill -> operational drill_deadline announce",
+            "70s switch primary",
+        ],
+    );
+}
+
+#[test]
+fn dry_run_drill_keeps_customers_on_the_primary_and_can_be_aborted() {
+    check(
+        &any(),
+        "0 backup healthy
+         0 form healthy
+         10 drill dry until 600
+         20 drill-abort
+         30 drill-abort",
+        &[
+            "10s operational -> drill operator announce",
+            "10s wake 600s",
+            "20s drill -> operational operator announce",
+            "30s rejected: no drill is running",
+        ],
+    );
+}
+
+#[test]
+fn no_drill_while_really_failed_over_and_no_live_drill_to_an_unverified_backup() {
+    check(
+        &any(),
+        "0 form healthy
+         5 drill live until 100
+         6 backup healthy
+         10 form down
+         20 drill live until 100",
+        &[
+            "5s rejected: the backup is not verified healthy; a live drill would send customers to it",
+            "10s operational -> failed_over primary_down announce in 0s",
+            "10s switch backup",
+            "20s rejected: the service is really failed_over; no drill now",
+        ],
+    );
+}
+
+#[test]
+fn a_live_drill_ends_at_once_when_the_backup_goes_down() {
+    check(
+        &any(),
+        "0 backup healthy
+         0 form healthy
+         10 drill live until 600
+         20 backup down",
+        &[
+            "10s operational -> drill operator announce",
+            "10s switch backup",
+            "10s wake 600s",
+            "20s drill -> operational backup_down announce in 0s",
+            "20s switch primary",
+        ],
+    );
+}
+
+#[test]
+fn a_drill_restored_after_a_restart_ends_at_the_first_event() {
+    let p = any();
+    let mut svc = Service::new("svc", State::Drill, Timestamp(0));
+    let trace = run(&mut svc, &p, "5 backup healthy");
+    assert_eq!(
+        trace,
+        [
+            "5s drill -> operational drill_deadline announce",
+            "5s switch primary"
+        ]
+    );
+}
+
+#[test]
+fn failback_is_refused_while_the_primary_is_down() {
+    check(
+        &any(),
+        "0 backup healthy
+         0 form down
+         10 failback",
+        &[
+            "0s operational -> failed_over primary_down announce in 0s",
+            "0s switch backup",
+            "10s rejected: the primary's checks are down; pin to the primary to override",
+        ],
+    );
 }

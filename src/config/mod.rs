@@ -111,6 +111,11 @@ pub struct ServiceSpec {
     pub failover_when: FailoverWhen,
     pub failback: Failback,
     pub recovery_hold: Duration,
+    /// Automatic failovers allowed per `flap_window` before the backup is held (0: no limit).
+    pub max_failovers: u32,
+    pub flap_window: Duration,
+    /// Where customers go during maintenance.
+    pub maintenance_side: crate::failover::Side,
     pub checks: Vec<CheckSpec>,
     pub routes: Vec<RouteSpec>,
     /// The service file it came from.

@@ -12,6 +12,7 @@ use super::{
     EmailConfig, EmailTransport, Failback, FailoverWhen, HttpCheck, Role, RouteSpec, ServerConfig,
     ServiceSpec, StatusPageConfig, StorageConfig,
 };
+use crate::failover::Side;
 use crate::probe::condition::Condition;
 use serde::de::{DeserializeOwned, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -138,6 +139,13 @@ pub struct RawService {
     pub failback: Option<Spanned<String>>,
     /// How long the primary must stay healthy before an automatic failback. Default `5m`.
     pub recovery_hold: Option<Spanned<String>>,
+    /// Automatic failovers allowed per `flap_window` before the backup is held. Default 3;
+    /// 0 turns flap damping off.
+    pub max_failovers: Option<Spanned<i64>>,
+    /// Default `1h`.
+    pub flap_window: Option<Spanned<String>>,
+    /// Where customers go during maintenance: `"backup"` (default) or `"primary"`.
+    pub maintenance_route: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,6 +193,8 @@ pub struct RawRoute {
 const DEFAULT_LISTEN: &str = "127.0.0.1:9898";
 const DEFAULT_FROM: &str = "Switchboard <switchboard@localhost>";
 const DEFAULT_RECOVERY_HOLD: Duration = Duration::from_secs(5 * 60);
+const DEFAULT_MAX_FAILOVERS: u32 = 3;
+const DEFAULT_FLAP_WINDOW: Duration = Duration::from_secs(60 * 60);
 const DEFAULT_MAX_REDIRECTS: u32 = 10;
 const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
@@ -790,10 +800,44 @@ impl Loader {
             // Zero is a deliberate choice here: fail back as soon as the primary is healthy.
             Some(r) => self.duration(source, "recovery_hold", Some(r), true),
         };
+        let max_failovers = match &raw.max_failovers {
+            None => Some(DEFAULT_MAX_FAILOVERS),
+            Some(m) => match u32::try_from(*m.get_ref()) {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    let v = *m.get_ref();
+                    self.report_at(
+                        source,
+                        m,
+                        format!("max_failovers must be 0 or more, not {v}"),
+                    );
+                    None
+                }
+            },
+        };
+        let flap_window = match &raw.flap_window {
+            None => Some(DEFAULT_FLAP_WINDOW),
+            Some(r) => self.duration(source, "flap_window", Some(r), false),
+        };
+        let maintenance_side = match raw.maintenance_route.as_ref().map(|f| f.get_ref().as_str()) {
+            None | Some("backup") => Some(Side::Backup),
+            Some("primary") => Some(Side::Primary),
+            Some(other) => {
+                let message =
+                    format!("maintenance_route must be \"backup\" or \"primary\", not \"{other}\"");
+                if let Some(f) = &raw.maintenance_route {
+                    self.report_at(source, f, message);
+                }
+                None
+            }
+        };
         if !ok {
             return None;
         }
         Some(ServiceSpec {
+            max_failovers: max_failovers?,
+            flap_window: flap_window?,
+            maintenance_side: maintenance_side?,
             name: raw.name.unwrap_or_else(|| id.clone()),
             id,
             runbook: raw.runbook,

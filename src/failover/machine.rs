@@ -1,0 +1,783 @@
+//! The failover rules: check health, operator commands and time in; transitions, route switches and wake-ups out.
+//!
+//! Rules (design.md, each a property test in `tests/failover_properties.rs`):
+//! - never switch automatically to a backup whose checks are down;
+//! - each state change yields exactly one transition record;
+//! - at most `max_failovers` automatic failovers per `flap_window`, then hold the backup and
+//!   raise the flapping signal instead of oscillating;
+//! - automatic failback only after the primary has been healthy for `recovery_hold`;
+//! - a drill always ends (deadline or abort).
+
+use super::{Cause, Side, State, Transition};
+use crate::clock::Timestamp;
+use crate::config::{Failback, FailoverWhen};
+use crate::health::Health;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// What a service's configuration says about failing over. Built from `ServiceSpec`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    pub failover_when: FailoverWhen,
+    pub failback: Failback,
+    pub recovery_hold: Duration,
+    /// Names of the primary checks.
+    pub primary: Vec<String>,
+    /// Names of the backup checks. With none, the backup is taken as usable (nothing to verify).
+    pub backup: Vec<String>,
+    /// Automatic failovers allowed per `flap_window` before the backup is held; 0 = no limit.
+    pub max_failovers: u32,
+    pub flap_window: Duration,
+    /// Where customers go during maintenance.
+    pub maintenance_side: Side,
+}
+
+impl Policy {
+    pub fn from_spec(spec: &crate::config::ServiceSpec) -> Policy {
+        Policy {
+            failover_when: spec.failover_when,
+            failback: spec.failback,
+            recovery_hold: spec.recovery_hold,
+            primary: spec.primary_checks().map(|c| c.name.clone()).collect(),
+            backup: spec.backup_checks().map(|c| c.name.clone()).collect(),
+            max_failovers: spec.max_failovers,
+            flap_window: spec.flap_window,
+            maintenance_side: spec.maintenance_side,
+        }
+    }
+}
+
+/// Something that happened to a service.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// A check's health changed (from `health`). `detail` is the last outcome's summary.
+    Health {
+        check: String,
+        health: Health,
+        detail: String,
+    },
+    /// Time passed; the shell sends this at the instants asked for by `Action::WakeAt`.
+    Tick,
+    Command(Command),
+}
+
+/// An operator's instruction. Authorisation happened before; the core only decides, and
+/// answers `Action::Rejected` when the instruction does not fit the current state.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// Switch to the backup now. Without `force` the backup's checks must not be down.
+    /// The automatic rules apply afterwards (use `Pin` to hold the backup).
+    Failover {
+        actor: String,
+        reason: String,
+        force: bool,
+    },
+    /// Switch back to the primary now (ends `recovering` under `failback = "manual"`).
+    Failback {
+        actor: String,
+        reason: String,
+    },
+    /// Hold the routes on `side` until `until` (or an `Unpin`), whatever the checks say.
+    Pin {
+        side: Side,
+        until: Option<Timestamp>,
+        actor: String,
+        reason: String,
+        force: bool,
+    },
+    Unpin {
+        actor: String,
+        reason: String,
+    },
+    /// Enter maintenance until `until` (or a `MaintenanceStop`): automatic rules pause.
+    MaintenanceStart {
+        until: Option<Timestamp>,
+        actor: String,
+        reason: String,
+    },
+    MaintenanceStop {
+        actor: String,
+        reason: String,
+    },
+    /// Start a drill that ends by itself at `until`. Live drills switch to the backup.
+    DrillStart {
+        id: String,
+        live: bool,
+        until: Timestamp,
+        actor: String,
+        reason: String,
+    },
+    DrillAbort {
+        actor: String,
+        reason: String,
+    },
+}
+
+/// What the shell must do, in order. `Record` comes before the route switch it causes,
+/// so the store holds the transition (and its announcements) before anything is executed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    Record {
+        transition: Transition,
+        /// Whether this transition is announced (one message per audience it concerns).
+        announce: bool,
+        /// From the first failing probe of the checks that caused it to this decision.
+        detected_in: Option<Duration>,
+    },
+    SwitchRoutes {
+        to: Side,
+    },
+    /// Send an `Event::Tick` at (or after) this instant.
+    WakeAt(Timestamp),
+    /// The flapping signal turned on (backup held) or off.
+    Flapping {
+        on: bool,
+    },
+    /// A command that does not fit the current state; nothing changed.
+    Rejected {
+        reason: String,
+    },
+}
+
+/// An operator's hold on one side.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Pin {
+    pub side: Side,
+    pub until: Option<Timestamp>,
+    pub actor: String,
+    pub reason: String,
+}
+
+/// The drill in progress.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DrillRun {
+    pub id: String,
+    pub live: bool,
+    pub until: Timestamp,
+}
+
+/// The decision state of one service.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Service {
+    pub id: String,
+    pub state: State,
+    pub since: Timestamp,
+    /// Which target of its routes customers are sent to.
+    pub side: Side,
+    /// Last known health per check; checks never reported are `Unknown`.
+    pub health: BTreeMap<String, Health>,
+    /// Last outcome summary per check, for evidence.
+    pub detail: BTreeMap<String, String>,
+    /// When each currently failing check first failed (its streak's start).
+    pub failing_since: BTreeMap<String, Timestamp>,
+    /// Since when every primary check has been healthy, while recovering.
+    pub primary_healthy_since: Option<Timestamp>,
+    /// Automatic failovers within the last `flap_window`.
+    pub auto_failovers: Vec<Timestamp>,
+    /// The backup is held because of too many failovers.
+    pub flapping: bool,
+    pub pin: Option<Pin>,
+    /// End of the maintenance in progress (`None` inside: until stopped).
+    pub maintenance_until: Option<Timestamp>,
+    pub drill: Option<DrillRun>,
+}
+
+/// Where the backup stands for a decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Backup {
+    Up,
+    Down,
+    Unknown,
+}
+
+impl Service {
+    /// A service starting fresh (operational, on primary) or restored from the store. A
+    /// restored drill has lost its deadline, so it ends at the first event.
+    pub fn new(id: &str, state: State, since: Timestamp) -> Service {
+        Service {
+            id: id.to_string(),
+            state,
+            since,
+            side: state.routes_side(),
+            health: BTreeMap::new(),
+            detail: BTreeMap::new(),
+            failing_since: BTreeMap::new(),
+            primary_healthy_since: None,
+            auto_failovers: Vec::new(),
+            flapping: false,
+            pin: None,
+            maintenance_until: None,
+            drill: None,
+        }
+    }
+
+    fn health_of(&self, check: &str) -> Health {
+        self.health.get(check).copied().unwrap_or(Health::Unknown)
+    }
+
+    fn primary_down(&self, p: &Policy) -> usize {
+        p.primary
+            .iter()
+            .filter(|c| self.health_of(c) == Health::Down)
+            .count()
+    }
+
+    fn primary_all_healthy(&self, p: &Policy) -> bool {
+        !p.primary.is_empty()
+            && p.primary
+                .iter()
+                .all(|c| self.health_of(c) == Health::Healthy)
+    }
+
+    fn failover_condition(&self, p: &Policy) -> bool {
+        let down = self.primary_down(p);
+        match p.failover_when {
+            FailoverWhen::Any => down >= 1,
+            FailoverWhen::All => !p.primary.is_empty() && down == p.primary.len(),
+            FailoverWhen::AtLeast(k) => down >= (k.max(1) as usize),
+        }
+    }
+
+    fn backup(&self, p: &Policy) -> Backup {
+        if p.backup.iter().any(|c| self.health_of(c) == Health::Down) {
+            Backup::Down
+        } else if p.backup.iter().all(|c| self.health_of(c).is_up()) {
+            Backup::Up
+        } else {
+            Backup::Unknown
+        }
+    }
+
+    /// Evidence lines: every check that is not healthy, with its last outcome.
+    fn evidence(&self, p: &Policy) -> Vec<String> {
+        p.primary
+            .iter()
+            .chain(p.backup.iter())
+            .filter_map(|c| {
+                let h = self.health_of(c);
+                (h != Health::Healthy).then(|| match self.detail.get(c) {
+                    Some(d) => format!("{c}: {} ({d})", h.as_str()),
+                    None => format!("{c}: {}", h.as_str()),
+                })
+            })
+            .collect()
+    }
+
+    /// How long ago the earliest of the given checks started failing.
+    fn detection(&self, checks: &[String], now: Timestamp) -> Option<Duration> {
+        checks
+            .iter()
+            .filter_map(|c| self.failing_since.get(c))
+            .min()
+            .map(|first| now.since(*first))
+    }
+
+    /// The side customers go to in `state`, honouring a pin, maintenance and drill mode.
+    fn side_for(&self, p: &Policy, state: State) -> Side {
+        if let Some(pin) = &self.pin {
+            return pin.side;
+        }
+        match state {
+            State::Maintenance => p.maintenance_side,
+            State::Drill => match &self.drill {
+                Some(d) if d.live => Side::Backup,
+                _ => Side::Primary,
+            },
+            s => s.routes_side(),
+        }
+    }
+
+    /// The state the checks call for when no hold applies (end of maintenance, drill, pin).
+    fn settled(&self, p: &Policy) -> State {
+        if self.failover_condition(p) {
+            match self.backup(p) {
+                Backup::Up => State::FailedOver,
+                Backup::Down => State::Outage,
+                Backup::Unknown => State::Degraded,
+            }
+        } else if self.primary_down(p) > 0 {
+            State::Degraded
+        } else {
+            State::Operational
+        }
+    }
+}
+
+/// Feeds one event at `now`; updates `svc` and returns the actions for the shell.
+pub fn step(svc: &mut Service, p: &Policy, event: &Event, now: Timestamp) -> Vec<Action> {
+    let mut out = Vec::new();
+    match event {
+        Event::Health {
+            check,
+            health,
+            detail,
+        } => {
+            svc.health.insert(check.clone(), *health);
+            svc.detail.insert(check.clone(), detail.clone());
+            match health {
+                Health::Suspect | Health::Down => {
+                    svc.failing_since.entry(check.clone()).or_insert(now);
+                }
+                Health::Healthy | Health::Unknown => {
+                    svc.failing_since.remove(check);
+                }
+            }
+            evaluate(svc, p, now, &mut out);
+        }
+        Event::Tick => evaluate(svc, p, now, &mut out),
+        Event::Command(cmd) => command(svc, p, cmd, now, &mut out),
+    }
+    out
+}
+
+fn reject(out: &mut Vec<Action>, reason: impl Into<String>) {
+    out.push(Action::Rejected {
+        reason: reason.into(),
+    });
+}
+
+fn command(svc: &mut Service, p: &Policy, cmd: &Command, now: Timestamp, out: &mut Vec<Action>) {
+    let busy = matches!(svc.state, State::Maintenance | State::Drill);
+    match cmd {
+        Command::Failover {
+            actor,
+            reason,
+            force,
+        } => {
+            if busy {
+                reject(
+                    out,
+                    format!("the service is in {}; end it first", svc.state),
+                );
+            } else if svc.side == Side::Backup {
+                reject(out, "already on the backup");
+            } else if svc.backup(p) == Backup::Down && !force {
+                reject(
+                    out,
+                    "the backup's checks are down; force (admin) to switch anyway",
+                );
+            } else {
+                let to = State::FailedOver;
+                transition(svc, p, to, Cause::Operator, actor, reason, now, out);
+            }
+        }
+        Command::Failback { actor, reason } => {
+            if busy {
+                reject(
+                    out,
+                    format!("the service is in {}; end it first", svc.state),
+                );
+            } else if svc.side == Side::Primary {
+                reject(out, "already on the primary");
+            } else if svc.pin.is_some() {
+                reject(out, "the routes are pinned; unpin first");
+            } else if svc.failover_condition(p) {
+                reject(
+                    out,
+                    "the primary's checks are down; pin to the primary to override",
+                );
+            } else {
+                svc.primary_healthy_since = None;
+                let to = State::Operational;
+                transition(svc, p, to, Cause::Operator, actor, reason, now, out);
+            }
+        }
+        Command::Pin {
+            side,
+            until,
+            actor,
+            reason,
+            force,
+        } => {
+            if busy {
+                reject(
+                    out,
+                    format!("the service is in {}; end it first", svc.state),
+                );
+            } else if *side == Side::Backup && svc.backup(p) == Backup::Down && !force {
+                reject(
+                    out,
+                    "the backup's checks are down; force (admin) to pin it anyway",
+                );
+            } else {
+                svc.pin = Some(Pin {
+                    side: *side,
+                    until: *until,
+                    actor: actor.clone(),
+                    reason: reason.clone(),
+                });
+                let to = match side {
+                    Side::Backup => State::FailedOver,
+                    Side::Primary if svc.primary_down(p) > 0 => State::Degraded,
+                    Side::Primary => State::Operational,
+                };
+                if to != svc.state || svc.side != *side {
+                    transition(svc, p, to, Cause::Operator, actor, reason, now, out);
+                }
+                if let Some(t) = until {
+                    out.push(Action::WakeAt(*t));
+                }
+            }
+        }
+        Command::Unpin { actor, reason } => {
+            if svc.pin.take().is_none() {
+                reject(out, "the routes are not pinned");
+            } else {
+                settle(svc, p, Cause::Operator, actor, reason, now, out);
+            }
+        }
+        Command::MaintenanceStart {
+            until,
+            actor,
+            reason,
+        } => {
+            if svc.state == State::Drill {
+                reject(out, "a drill is running; abort it first");
+            } else {
+                svc.maintenance_until = *until;
+                if svc.state != State::Maintenance {
+                    let to = State::Maintenance;
+                    transition(svc, p, to, Cause::Operator, actor, reason, now, out);
+                }
+                if let Some(t) = until {
+                    out.push(Action::WakeAt(*t));
+                }
+            }
+        }
+        Command::MaintenanceStop { actor, reason } => {
+            if svc.state != State::Maintenance {
+                reject(out, "the service is not in maintenance");
+            } else {
+                svc.maintenance_until = None;
+                settle(svc, p, Cause::Operator, actor, reason, now, out);
+            }
+        }
+        Command::DrillStart {
+            id,
+            live,
+            until,
+            actor,
+            reason,
+        } => {
+            if svc.state == State::Drill {
+                reject(out, "a drill is already running for this service");
+            } else if svc.state == State::Maintenance {
+                reject(out, "the service is in maintenance");
+            } else if svc.side == Side::Backup || svc.state == State::Outage {
+                reject(
+                    out,
+                    format!("the service is really {}; no drill now", svc.state),
+                );
+            } else if svc.pin.is_some() {
+                reject(out, "the routes are pinned; unpin first");
+            } else if *live && svc.backup(p) != Backup::Up {
+                reject(
+                    out,
+                    "the backup is not verified healthy; a live drill would send customers to it",
+                );
+            } else {
+                svc.drill = Some(DrillRun {
+                    id: id.clone(),
+                    live: *live,
+                    until: *until,
+                });
+                transition(
+                    svc,
+                    p,
+                    State::Drill,
+                    Cause::Operator,
+                    actor,
+                    reason,
+                    now,
+                    out,
+                );
+                out.push(Action::WakeAt(*until));
+            }
+        }
+        Command::DrillAbort { actor, reason } => {
+            if svc.state != State::Drill {
+                reject(out, "no drill is running");
+            } else {
+                svc.drill = None;
+                settle(svc, p, Cause::Operator, actor, reason, now, out);
+            }
+        }
+    }
+}
+
+/// Leaves a hold (maintenance, drill, pin) for the state the checks call for.
+fn settle(
+    svc: &mut Service,
+    p: &Policy,
+    cause: Cause,
+    actor: &str,
+    reason: &str,
+    now: Timestamp,
+    out: &mut Vec<Action>,
+) {
+    svc.primary_healthy_since = None;
+    let to = svc.settled(p);
+    if to != svc.state || svc.side_for(p, to) != svc.side {
+        transition(svc, p, to, cause, actor, reason, now, out);
+    }
+}
+
+/// Applies the automatic rules to the current health picture.
+fn evaluate(svc: &mut Service, p: &Policy, now: Timestamp, out: &mut Vec<Action>) {
+    let sys = "system";
+    // Holds that end with time.
+    if svc
+        .pin
+        .as_ref()
+        .and_then(|x| x.until)
+        .is_some_and(|t| now >= t)
+    {
+        svc.pin = None;
+        settle(svc, p, Cause::Operator, sys, "pin expired", now, out);
+    }
+    match svc.state {
+        State::Drill => {
+            let (ended, cause, reason) = match &svc.drill {
+                None => (true, Cause::DrillDeadline, "drill lost on restart; ended"),
+                Some(d) if now >= d.until => (true, Cause::DrillDeadline, "drill deadline reached"),
+                Some(d) if d.live && svc.backup(p) == Backup::Down => (
+                    true,
+                    Cause::BackupDown,
+                    "backup down during a live drill; drill ended",
+                ),
+                Some(_) => (false, Cause::DrillDeadline, ""),
+            };
+            if ended {
+                svc.drill = None;
+                settle(svc, p, cause, sys, reason, now, out);
+            }
+            return;
+        }
+        State::Maintenance => {
+            if svc.maintenance_until.is_some_and(|t| now >= t) {
+                svc.maintenance_until = None;
+                let reason = "maintenance window ended";
+                settle(svc, p, Cause::MaintenanceEnded, sys, reason, now, out);
+            }
+            return;
+        }
+        _ => {}
+    }
+    if svc.pin.is_some() {
+        // The operator holds the routes; the checks still feed metrics and evidence.
+        return;
+    }
+    match svc.state {
+        State::Operational | State::Degraded => {
+            if svc.failover_condition(p) {
+                match svc.backup(p) {
+                    Backup::Up if flap_guard(svc, p, now, out) => {
+                        // Failed over too often lately: stay put rather than oscillate.
+                        if svc.state == State::Operational {
+                            let reason = "primary down; failover held back: flapping";
+                            let c = Cause::PrimaryDown;
+                            transition(svc, p, State::Degraded, c, sys, reason, now, out)
+                        }
+                    }
+                    Backup::Up => {
+                        let reason = "primary down; backup healthy";
+                        let c = Cause::PrimaryDown;
+                        transition(svc, p, State::FailedOver, c, sys, reason, now, out)
+                    }
+                    Backup::Down => {
+                        let reason = "primary down and backup down: nothing healthy to switch to";
+                        let c = Cause::PrimaryDown;
+                        transition(svc, p, State::Outage, c, sys, reason, now, out)
+                    }
+                    // Backup not probed yet: wait for its verdict rather than switch blind.
+                    Backup::Unknown if svc.state == State::Operational => {
+                        let reason = "primary down; backup not verified yet";
+                        let c = Cause::PrimaryDown;
+                        transition(svc, p, State::Degraded, c, sys, reason, now, out)
+                    }
+                    Backup::Unknown => {}
+                }
+            } else if svc.primary_down(p) > 0 {
+                if svc.state == State::Operational {
+                    let reason = "some primary checks down; failover condition not met";
+                    let c = Cause::PrimaryDown;
+                    transition(svc, p, State::Degraded, c, sys, reason, now, out);
+                }
+            } else if svc.state == State::Degraded {
+                let reason = "primary checks back up";
+                let c = Cause::PrimaryRecovered;
+                transition(svc, p, State::Operational, c, sys, reason, now, out);
+            }
+        }
+        State::FailedOver => {
+            if svc.backup(p) == Backup::Down {
+                // While flapping, the routes stay on the backup (see `transition`).
+                flap_guard(svc, p, now, out);
+                let reason = "backup down while in use: nothing healthy to switch to";
+                let c = Cause::BackupDown;
+                transition(svc, p, State::Outage, c, sys, reason, now, out);
+            } else if svc.primary_all_healthy(p) {
+                svc.primary_healthy_since = Some(now);
+                let reason = match p.failback {
+                    Failback::Auto => format!(
+                        "primary healthy; switching back after {} of health",
+                        humantime::format_duration(p.recovery_hold)
+                    ),
+                    Failback::Manual => {
+                        "primary healthy; waiting for an operator to fail back".into()
+                    }
+                };
+                let c = Cause::PrimaryRecovered;
+                transition(svc, p, State::Recovering, c, sys, &reason, now, out);
+                if p.failback == Failback::Auto {
+                    out.push(Action::WakeAt(now.plus(p.recovery_hold)));
+                }
+            }
+        }
+        State::Recovering => {
+            if svc.primary_down(p) > 0 {
+                svc.primary_healthy_since = None;
+                let reason = "primary down again during recovery hold";
+                let c = Cause::PrimaryDown;
+                transition(svc, p, State::FailedOver, c, sys, reason, now, out);
+            } else if !svc.primary_all_healthy(p) {
+                // A suspect primary check is not proof of health: the hold starts over.
+                svc.primary_healthy_since = None;
+            } else if svc.backup(p) == Backup::Down {
+                svc.primary_healthy_since = None;
+                let reason = "backup down while recovering; primary healthy";
+                let c = Cause::BackupDown;
+                transition(svc, p, State::Operational, c, sys, reason, now, out);
+            } else {
+                let since = *svc.primary_healthy_since.get_or_insert(now);
+                let due = since.plus(p.recovery_hold);
+                if p.failback == Failback::Auto {
+                    if now < due {
+                        if since == now {
+                            out.push(Action::WakeAt(due));
+                        }
+                    } else if flap_guard(svc, p, now, out) {
+                        // Too many failovers lately: hold the backup until the window clears.
+                    } else {
+                        svc.primary_healthy_since = None;
+                        let reason = format!(
+                            "primary healthy for {}",
+                            humantime::format_duration(p.recovery_hold)
+                        );
+                        let c = Cause::RecoveryHoldElapsed;
+                        transition(svc, p, State::Operational, c, sys, &reason, now, out);
+                    }
+                }
+            }
+        }
+        State::Outage => {
+            if !svc.failover_condition(p) && svc.primary_down(p) == 0 {
+                let reason = "primary checks back up";
+                let c = Cause::PrimaryRecovered;
+                transition(svc, p, State::Operational, c, sys, reason, now, out);
+            } else if svc.failover_condition(p)
+                && svc.backup(p) == Backup::Up
+                && (svc.side == Side::Backup || !flap_guard(svc, p, now, out))
+            {
+                let reason = "backup healthy again; primary still down";
+                let c = Cause::BackupRecovered;
+                transition(svc, p, State::FailedOver, c, sys, reason, now, out);
+            }
+        }
+        State::Maintenance | State::Drill => {}
+    }
+    if svc.flapping && flap_hold(svc, p, now).is_none() {
+        svc.flapping = false;
+        out.push(Action::Flapping { on: false });
+    }
+}
+
+/// True while the service has failed over `max_failovers` times within `flap_window`;
+/// raises the flapping signal (once) and asks to be woken when the window clears.
+fn flap_guard(svc: &mut Service, p: &Policy, now: Timestamp, out: &mut Vec<Action>) -> bool {
+    match flap_hold(svc, p, now) {
+        Some(clear_at) => {
+            if !svc.flapping {
+                svc.flapping = true;
+                out.push(Action::Flapping { on: true });
+                out.push(Action::WakeAt(clear_at));
+            }
+            true
+        }
+        None => false,
+    }
+}
+
+/// While more than `max_failovers` automatic failovers fall in the window ending now,
+/// returns when the oldest of them leaves it.
+fn flap_hold(svc: &mut Service, p: &Policy, now: Timestamp) -> Option<Timestamp> {
+    let window_start = Timestamp(now.as_millis() - p.flap_window.as_millis() as i64);
+    svc.auto_failovers.retain(|t| *t > window_start);
+    if p.max_failovers == 0 || (svc.auto_failovers.len() as u32) < p.max_failovers {
+        return None;
+    }
+    svc.auto_failovers
+        .first()
+        .map(|oldest| oldest.plus(p.flap_window).plus(Duration::from_millis(1)))
+}
+
+/// Records one transition and the route switch it implies.
+#[allow(clippy::too_many_arguments)]
+fn transition(
+    svc: &mut Service,
+    p: &Policy,
+    to: State,
+    cause: Cause,
+    actor: &str,
+    reason: &str,
+    now: Timestamp,
+    out: &mut Vec<Action>,
+) {
+    let from = svc.state;
+    let side_before = svc.side;
+    // A flapping service in outage keeps its routes on the backup: switching to a primary
+    // that is down too would only add one more oscillation.
+    let held = svc.flapping && to == State::Outage && side_before == Side::Backup;
+    let side_after = if held {
+        Side::Backup
+    } else {
+        svc.side_for(p, to)
+    };
+    if from == to && side_before == side_after {
+        return;
+    }
+    let detected_in = match cause {
+        Cause::PrimaryDown => svc.detection(&p.primary, now),
+        Cause::BackupDown => svc.detection(&p.backup, now),
+        _ => None,
+    };
+    let involves = |s: State| from == s || to == s;
+    let announce = side_before != side_after
+        || involves(State::Outage)
+        || involves(State::Maintenance)
+        || involves(State::Drill);
+    out.push(Action::Record {
+        transition: Transition {
+            service: svc.id.clone(),
+            from,
+            to,
+            cause,
+            at: now,
+            actor: actor.to_string(),
+            reason: reason.to_string(),
+            evidence: svc.evidence(p),
+        },
+        announce,
+        detected_in,
+    });
+    if side_before != side_after {
+        out.push(Action::SwitchRoutes { to: side_after });
+        if side_after == Side::Backup && actor == "system" && to == State::FailedOver {
+            svc.auto_failovers.push(now);
+        }
+    }
+    svc.state = to;
+    svc.since = now;
+    svc.side = side_after;
+}
