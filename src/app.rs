@@ -264,10 +264,7 @@ impl Core {
         let svc = &mut self.services[si];
         let spec = &svc.spec.checks[ci];
         self.metrics.probe_finished(&svc.spec.id, spec, &outcome);
-        let t = Thresholds {
-            failure: spec.failure_threshold,
-            success: spec.success_threshold,
-        };
+        let t = Thresholds::new(spec.failure_threshold, spec.success_threshold);
         let rt = &mut svc.checks[ci];
         let changed = rt.health.observe(t, outcome.success, now);
         let confirm = rt.health.wants_confirmation();
@@ -286,8 +283,8 @@ impl Core {
                     humantime::format_duration(spec.retry_interval)
                 ),
                 Health::Down => warn!(
-                    "{name} ({role} check of {}) is down after {} failed probes: {summary}",
-                    svc.spec.name, spec.failure_threshold
+                    "{name} ({role} check of {}) is down after {} failed probes in a row: {summary}",
+                    svc.spec.name, rt.health.consecutive_failures
                 ),
                 Health::Healthy if prev != Health::Unknown => info!(
                     "{name} ({role} check of {}) is healthy again: {summary}",

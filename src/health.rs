@@ -5,6 +5,13 @@
 //! `Suspect`; `failure_threshold` consecutive failures make it `Down`. While a check is
 //! `Suspect` (or `Down` with successes accumulating) the scheduler re-probes it at
 //! `retry_interval` instead of its interval, so confirmation is fast.
+//!
+//! Noise-aware confirmation: a target that fails a few percent of probes at random would
+//! string `failure_threshold` failures together every few weeks and cause a false failover.
+//! So each check also keeps the failure rate of its scheduled probes while healthy (the last
+//! 128) and, once it has seen enough of them, asks for as many consecutive failures as it
+//! takes to make a false `Down` rarer than once in a hundred months (at most three more than
+//! `failure_threshold`). A clean target keeps `failure_threshold` exactly.
 
 use crate::clock::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -40,6 +47,40 @@ impl Health {
 pub struct Thresholds {
     pub failure: u32,
     pub success: u32,
+    /// Raise the failure threshold on noisy targets (see the module docs).
+    pub adaptive: bool,
+}
+
+impl Thresholds {
+    pub fn new(failure: u32, success: u32) -> Thresholds {
+        Thresholds {
+            failure,
+            success,
+            adaptive: true,
+        }
+    }
+}
+
+/// Scheduled probes seen while healthy before the noise estimate is trusted.
+const NOISE_MIN_SAMPLES: u32 = 32;
+/// At most this many failures are added to `failure_threshold` on a noisy target.
+const NOISE_MAX_EXTRA: u32 = 3;
+/// Scheduled probes in a month at a 30 s interval, and the false `Down`s tolerated in it.
+const PROBES_PER_MONTH: f64 = 86_400.0;
+const FALSE_DOWNS_PER_MONTH: f64 = 0.01;
+
+/// Consecutive failures needed before `Down` for a target that fails `noise` of its probes
+/// at random: the smallest `k >= base` with `PROBES_PER_MONTH * noise^k < FALSE_DOWNS_PER_MONTH`,
+/// capped at `base + NOISE_MAX_EXTRA`.
+pub fn required_failures(base: u32, noise: f64) -> u32 {
+    let base = base.max(1);
+    let mut k = base;
+    while k < base + NOISE_MAX_EXTRA
+        && PROBES_PER_MONTH * noise.powi(k as i32) >= FALSE_DOWNS_PER_MONTH
+    {
+        k += 1;
+    }
+    k
 }
 
 /// A check's smoothed state.
@@ -50,6 +91,10 @@ pub struct CheckHealth {
     pub consecutive_successes: u32,
     /// When `health` last changed.
     pub since: Timestamp,
+    /// Outcomes of the last scheduled probes taken while healthy (bit set = failed), newest
+    /// in bit 0, and how many of the 128 slots are filled.
+    noise_window: u128,
+    noise_samples: u32,
 }
 
 impl CheckHealth {
@@ -59,11 +104,35 @@ impl CheckHealth {
             consecutive_failures: 0,
             consecutive_successes: 0,
             since: now,
+            noise_window: 0,
+            noise_samples: 0,
+        }
+    }
+
+    /// The share of scheduled probes that failed at random while the check was healthy, once
+    /// enough were seen; `None` before.
+    pub fn noise(&self) -> Option<f64> {
+        (self.noise_samples >= NOISE_MIN_SAMPLES)
+            .then(|| self.noise_window.count_ones() as f64 / self.noise_samples as f64)
+    }
+
+    /// The consecutive failures this check needs to be `Down` now.
+    pub fn failure_threshold(&self, t: Thresholds) -> u32 {
+        match (t.adaptive, self.noise()) {
+            (true, Some(noise)) => required_failures(t.failure, noise),
+            _ => t.failure.max(1),
         }
     }
 
     /// Feeds one outcome. Returns the previous health if it changed.
     pub fn observe(&mut self, t: Thresholds, success: bool, at: Timestamp) -> Option<Health> {
+        // Only probes taken at the normal interval while healthy measure the noise: the
+        // confirmation re-probes of a suspect check and an outage's failures would not.
+        if self.health == Health::Healthy {
+            self.noise_window = (self.noise_window << 1) | u128::from(!success);
+            self.noise_samples = (self.noise_samples + 1).min(128);
+        }
+        let failure_threshold = self.failure_threshold(t);
         if success {
             self.consecutive_successes = self.consecutive_successes.saturating_add(1);
             self.consecutive_failures = 0;
@@ -78,9 +147,14 @@ impl CheckHealth {
             }
             (Health::Down, true) => Health::Down,
             (Health::Down, false) => Health::Down,
-            (_, false) if self.consecutive_failures >= t.failure.max(1) => Health::Down,
+            (_, false) if self.consecutive_failures >= failure_threshold => Health::Down,
             (_, false) => Health::Suspect,
         };
+        if next == Health::Down && self.health != Health::Down {
+            // The streak was an outage, not noise: its first failure (the newest sample, as
+            // confirmation re-probes are not sampled) leaves the noise estimate.
+            self.noise_window &= !1;
+        }
         if next != self.health {
             let prev = self.health;
             self.health = next;
@@ -109,6 +183,7 @@ mod tests {
     const T: Thresholds = Thresholds {
         failure: 3,
         success: 2,
+        adaptive: true,
     };
 
     /// Feeds a script of outcomes ('+' success, '-' failure) and returns the health after each.
@@ -170,6 +245,63 @@ mod tests {
         assert!(
             h.wants_confirmation(),
             "first success after down: confirm quickly"
+        );
+    }
+
+    #[test]
+    fn required_failures_grow_with_noise_and_are_capped() {
+        assert_eq!(required_failures(3, 0.0), 3);
+        assert_eq!(required_failures(3, 0.001), 3);
+        assert_eq!(required_failures(3, 0.01), 4);
+        assert_eq!(required_failures(3, 0.03), 5);
+        assert_eq!(required_failures(3, 0.5), 6, "capped at three more");
+    }
+
+    #[test]
+    fn a_noisy_target_needs_more_consecutive_failures_a_clean_one_does_not() {
+        // 100 scheduled probes while healthy, of which every 25th fails (4 %); each failure is
+        // followed by a confirmation re-probe that succeeds and does not count as a sample.
+        let mut h = CheckHealth::new(Timestamp(0));
+        let mut t = 0;
+        let mut probe = |h: &mut CheckHealth, ok: bool| {
+            t += 1;
+            h.observe(T, ok, Timestamp(t));
+        };
+        probe(&mut h, true);
+        for i in 0..100 {
+            probe(&mut h, i % 25 != 0);
+            if i % 25 == 0 {
+                probe(&mut h, true);
+            }
+        }
+        assert_eq!(h.noise(), Some(4.0 / 100.0));
+        assert_eq!(h.failure_threshold(T), 5);
+        // The outage's first failure is a scheduled probe too: 5 in 101 now, so six are needed.
+        probe(&mut h, false);
+        assert_eq!(h.failure_threshold(T), 6);
+        for _ in 0..4 {
+            probe(&mut h, false);
+        }
+        assert_eq!(
+            h.health, Suspect,
+            "five failures are not enough on a 5 % noisy target"
+        );
+        probe(&mut h, false);
+        assert_eq!(h.health, Down);
+
+        let mut clean = CheckHealth::new(Timestamp(0));
+        for _ in 0..100 {
+            probe(&mut clean, true);
+        }
+        assert_eq!(clean.failure_threshold(T), 3);
+        let fixed = Thresholds {
+            adaptive: false,
+            ..T
+        };
+        assert_eq!(
+            h.failure_threshold(fixed),
+            3,
+            "adaptation can be turned off"
         );
     }
 

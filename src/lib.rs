@@ -12,5 +12,6 @@ pub mod failover; // pure failover state machine per service
 pub mod health; // pure: outcomes -> check health
 pub mod metrics; // Prometheus registry and named telemetry events
 pub mod probe; // run one check once -> Outcome (http, conditions)
+pub mod sim; // `switchboard simulate`: the core over a simulated month, against a plain policy
 pub mod store; // SQLite: service state, transitions, outbox
 pub mod view; // read-only snapshot the HTTP side serves // `switchboard demo`: simulated support site + scripted outage

@@ -31,6 +31,19 @@ enum Command {
         #[arg(long, default_value = "switchboard.toml")]
         config: PathBuf,
     },
+    /// Drive the real decision core over simulated months and compare it with a plain
+    /// "N consecutive failures" policy on the same probe data.
+    Simulate {
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        #[arg(long, default_value_t = 4)]
+        services: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Share of probes failing at random, in percent.
+        #[arg(long, default_value_t = 3.0)]
+        noise_percent: f64,
+    },
     /// Run one check once: exit 0 on success, 1 on failure, 2 on a usage or config error.
     Probe {
         #[arg(long, default_value = "switchboard.toml")]
@@ -62,6 +75,23 @@ fn main() -> ExitCode {
             check,
             json,
         } => probe(&config, &check, json),
+        Command::Simulate {
+            days,
+            services,
+            seed,
+            noise_percent,
+        } => {
+            let p = switchboard::sim::Params {
+                days,
+                services,
+                seed,
+                noise: noise_percent / 100.0,
+                ..Default::default()
+            };
+            let rows = switchboard::sim::simulate(&p);
+            print!("{}", switchboard::sim::report(&p, &rows));
+            ExitCode::SUCCESS
+        }
         Command::Run { config } => {
             init_logging(false);
             let config = match Config::load(&config) {
