@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
@@ -143,6 +143,7 @@ pub async fn run(
     outbox_wake.notify_one();
 
     // Probes.
+    let permits = Arc::new(Semaphore::new(config.server.max_concurrent_probes as usize));
     for (si, s) in config.services.iter().enumerate() {
         for (ci, c) in s.checks.iter().enumerate() {
             tasks.spawn(probe_loop(
@@ -151,6 +152,7 @@ pub async fn run(
                 c.clone(),
                 msg_tx.clone(),
                 metrics.clone(),
+                permits.clone(),
                 shutdown.clone(),
             ));
         }
@@ -242,6 +244,12 @@ impl Core {
         // Outcomes change the page often; publish at most every 250 ms unless something switched.
         let mut publish = tokio::time::interval(Duration::from_millis(250));
         let mut dirty = false;
+        // A first look at every service: schedules planned windows and ends a drill whose
+        // deadline was lost in a restart.
+        let now = Timestamp::now();
+        for si in 0..self.services.len() {
+            self.on_event(si, Event::Tick, now);
+        }
         loop {
             tokio::select! {
                 msg = rx.recv() => match msg {
@@ -503,6 +511,7 @@ async fn probe_loop(
     check: CheckSpec,
     tx: mpsc::Sender<Msg>,
     metrics: Arc<Metrics>,
+    permits: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut due = tokio::time::Instant::now() + first_delay(&check);
@@ -511,12 +520,18 @@ async fn probe_loop(
             _ = tokio::time::sleep_until(due) => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
+        // Waiting for a permit counts as schedule lag: that is what the limit costs.
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p,
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
         let started = tokio::time::Instant::now();
         metrics.schedule_lag(started.saturating_duration_since(due).as_secs_f64());
         let outcome = tokio::select! {
             o = probe::run(&check) => o,
             _ = shutdown.wait_for(|s| *s) => return,
         };
+        drop(permit);
         let (reply, confirm) = oneshot::channel();
         let msg = Msg::Outcome {
             service: si,

@@ -183,6 +183,7 @@ fn run_switchboard(p: &Params, w: &World, adaptive: bool) -> Tally {
         max_failovers: 3,
         flap_window: Duration::from_secs(3600),
         maintenance_side: Side::Backup,
+        windows: Vec::new(),
     };
     let t = Thresholds {
         failure: p.failure_threshold,

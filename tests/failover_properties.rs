@@ -84,6 +84,7 @@ fn policy() -> impl Strategy<Value = Policy> {
             max_failovers: 3,
             flap_window: Duration::from_secs(3600),
             maintenance_side: Side::Backup,
+            windows: Vec::new(),
         })
 }
 

@@ -20,6 +20,7 @@ fn policy(when: FailoverWhen, failback: Failback, primary: &[&str], backup: &[&s
         max_failovers: 3,
         flap_window: Duration::from_secs(3600),
         maintenance_side: Side::Backup,
+        windows: Vec::new(),
     }
 }
 
@@ -620,6 +621,60 @@ fn failback_is_refused_while_the_primary_is_down() {
             "0s operational -> failed_over primary_down announce in 0s",
             "0s switch backup",
             "10s rejected: the primary's checks are down; pin to the primary to override",
+        ],
+    );
+}
+
+fn with_window(start_secs: i64, secs: u64) -> Policy {
+    use switchboard::failover::window::{Schedule, Window};
+    Policy {
+        windows: vec![Window {
+            schedule: Schedule::Once(Timestamp(start_secs * 1000)),
+            duration: Duration::from_secs(secs),
+            reason: "portal upgrade".into(),
+        }],
+        ..any()
+    }
+}
+
+#[test]
+fn a_planned_window_starts_and_ends_maintenance_by_itself() {
+    check(
+        &with_window(100, 50),
+        "0 backup healthy
+         0 form healthy
+         100 tick
+         120 form down
+         150 form healthy
+         150 tick",
+        &[
+            "0s wake 100s",
+            "100s operational -> maintenance maintenance_scheduled announce",
+            "100s switch backup",
+            "100s wake 150s",
+            "150s maintenance -> operational maintenance_ended announce",
+            "150s switch primary",
+        ],
+    );
+}
+
+#[test]
+fn an_operator_can_end_a_planned_window_early_and_it_does_not_come_back() {
+    check(
+        &with_window(100, 50),
+        "0 backup healthy
+         0 form healthy
+         100 tick
+         110 maint-stop
+         120 tick
+         150 tick",
+        &[
+            "0s wake 100s",
+            "100s operational -> maintenance maintenance_scheduled announce",
+            "100s switch backup",
+            "100s wake 150s",
+            "110s maintenance -> operational operator announce",
+            "110s switch primary",
         ],
     );
 }

@@ -37,6 +37,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Base URL used in messages and printed links; defaults to `http://{listen}`.
     pub public_url: String,
+    /// Probes in flight at once across all checks: protects the machine (and the targets)
+    /// when thousands of checks are due together.
+    pub max_concurrent_probes: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -116,6 +119,8 @@ pub struct ServiceSpec {
     pub flap_window: Duration,
     /// Where customers go during maintenance.
     pub maintenance_side: crate::failover::Side,
+    /// Planned maintenance windows (`[[maintenance]]`).
+    pub maintenance: Vec<crate::failover::window::Window>,
     pub checks: Vec<CheckSpec>,
     pub routes: Vec<RouteSpec>,
     /// The service file it came from.

@@ -12,6 +12,8 @@ use super::{
     EmailConfig, EmailTransport, Failback, FailoverWhen, HttpCheck, Role, RouteSpec, ServerConfig,
     ServiceSpec, StatusPageConfig, StorageConfig,
 };
+use crate::clock::Timestamp;
+use crate::failover::window::{Cron, Schedule, Window};
 use crate::failover::Side;
 use crate::probe::condition::Condition;
 use serde::de::{DeserializeOwned, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -52,6 +54,8 @@ pub struct RawServer {
     pub listen: Option<Spanned<String>>,
     /// Base URL for links in messages. Default `http://{listen}`.
     pub public_url: Option<Spanned<String>>,
+    /// Probes running at once, across all checks. Default 512.
+    pub max_concurrent_probes: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -123,6 +127,20 @@ pub struct RawServiceFile {
     pub check: Vec<Spanned<RawCheck>>,
     #[serde(default)]
     pub route: Vec<Spanned<RawRoute>>,
+    #[serde(default)]
+    pub maintenance: Vec<Spanned<RawMaintenance>>,
+}
+
+/// A planned maintenance window: `start` (RFC 3339) for a one-off, or `cron` (5 fields, UTC)
+/// for a recurring one, each with a `duration`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMaintenance {
+    pub start: Option<Spanned<String>>,
+    pub cron: Option<Spanned<String>>,
+    pub duration: Spanned<String>,
+    /// Shown on the status page and in messages. Default "planned maintenance".
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -194,6 +212,7 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:9898";
 const DEFAULT_FROM: &str = "Switchboard <switchboard@localhost>";
 const DEFAULT_RECOVERY_HOLD: Duration = Duration::from_secs(5 * 60);
 const DEFAULT_MAX_FAILOVERS: u32 = 3;
+const DEFAULT_MAX_CONCURRENT_PROBES: u32 = 512;
 const DEFAULT_FLAP_WINDOW: Duration = Duration::from_secs(60 * 60);
 const DEFAULT_MAX_REDIRECTS: u32 = 10;
 const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -430,8 +449,16 @@ impl Loader {
                 }
             },
         };
-        let server = match (listen, public_url) {
-            (Some(listen), Some(public_url)) => Some(ServerConfig { listen, public_url }),
+        let max_concurrent_probes = match &server.max_concurrent_probes {
+            None => Some(DEFAULT_MAX_CONCURRENT_PROBES),
+            Some(m) => self.threshold(source, "max_concurrent_probes", Some(m)),
+        };
+        let server = match (listen, public_url, max_concurrent_probes) {
+            (Some(listen), Some(public_url), Some(max_concurrent_probes)) => Some(ServerConfig {
+                listen,
+                public_url,
+                max_concurrent_probes,
+            }),
             _ => None,
         };
 
@@ -711,10 +738,12 @@ impl Loader {
         let mut service: Option<Spanned<RawService>> = None;
         let mut raw_checks = Vec::new();
         let mut raw_routes = Vec::new();
+        let mut raw_windows = Vec::new();
         for part in parts {
             service = service.or(part.service);
             raw_checks.extend(part.check);
             raw_routes.extend(part.route);
+            raw_windows.extend(part.maintenance);
         }
         // A [service] that failed to deserialize is still there: do not also claim its checks
         // belong to nothing.
@@ -754,7 +783,67 @@ impl Loader {
         // Counting primaries is only meaningful when every check made it through; otherwise
         // the problem is already reported and a second, derived complaint would mislead.
         let checks_complete = !region_failed && checks.len() == check_count;
-        self.validate_service(&source, service?, checks, routes, checks_complete)
+        let window_count = raw_windows.len();
+        let windows: Vec<Window> = raw_windows
+            .into_iter()
+            .filter_map(|w| self.validate_window(&source, w))
+            .collect();
+        let mut spec = self.validate_service(&source, service?, checks, routes, checks_complete)?;
+        if windows.len() != window_count {
+            return None;
+        }
+        spec.maintenance = windows;
+        Some(spec)
+    }
+
+    fn validate_window(
+        &mut self,
+        source: &Source<'_>,
+        raw: Spanned<RawMaintenance>,
+    ) -> Option<Window> {
+        let line = source.line(raw.span());
+        let raw = raw.into_inner();
+        let duration = self.duration(source, "duration", Some(&raw.duration), false);
+        let schedule = match (&raw.start, &raw.cron) {
+            (Some(start), None) => match humantime::parse_rfc3339_weak(start.get_ref()) {
+                Ok(t) => {
+                    let ms = t
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as i64);
+                    Some(Schedule::Once(Timestamp(ms)))
+                }
+                Err(_) => {
+                    let message = format!(
+                        "maintenance start: \"{}\" is not a time such as 2026-12-05T02:00:00Z",
+                        start.get_ref()
+                    );
+                    self.report_at(source, start, message);
+                    None
+                }
+            },
+            (None, Some(cron)) => match Cron::parse(cron.get_ref()) {
+                Ok(c) => Some(Schedule::Cron(c)),
+                Err(e) => {
+                    self.report_at(source, cron, format!("maintenance cron: {e}"));
+                    None
+                }
+            },
+            _ => {
+                self.report(
+                    source.path,
+                    line,
+                    "a [[maintenance]] window needs exactly one of `start` (one-off) or `cron` (recurring)",
+                );
+                None
+            }
+        };
+        Some(Window {
+            schedule: schedule?,
+            duration: duration?,
+            reason: raw
+                .reason
+                .unwrap_or_else(|| "planned maintenance".to_string()),
+        })
     }
 
     fn validate_service(
@@ -838,6 +927,7 @@ impl Loader {
             max_failovers: max_failovers?,
             flap_window: flap_window?,
             maintenance_side: maintenance_side?,
+            maintenance: Vec::new(),
             name: raw.name.unwrap_or_else(|| id.clone()),
             id,
             runbook: raw.runbook,

@@ -8,6 +8,7 @@
 //! - automatic failback only after the primary has been healthy for `recovery_hold`;
 //! - a drill always ends (deadline or abort).
 
+use super::window::Window;
 use super::{Cause, Side, State, Transition};
 use crate::clock::Timestamp;
 use crate::config::{Failback, FailoverWhen};
@@ -31,6 +32,8 @@ pub struct Policy {
     pub flap_window: Duration,
     /// Where customers go during maintenance.
     pub maintenance_side: Side,
+    /// Planned maintenance windows.
+    pub windows: Vec<Window>,
 }
 
 impl Policy {
@@ -44,6 +47,7 @@ impl Policy {
             max_failovers: spec.max_failovers,
             flap_window: spec.flap_window,
             maintenance_side: spec.maintenance_side,
+            windows: spec.maintenance.clone(),
         }
     }
 }
@@ -181,6 +185,10 @@ pub struct Service {
     /// End of the maintenance in progress (`None` inside: until stopped).
     pub maintenance_until: Option<Timestamp>,
     pub drill: Option<DrillRun>,
+    /// An operator ended the planned window that ends then: do not re-enter it.
+    pub window_skipped_until: Option<Timestamp>,
+    /// The next window start a wake-up was asked for.
+    pub next_window_wake: Option<Timestamp>,
 }
 
 /// Where the backup stands for a decision.
@@ -209,6 +217,8 @@ impl Service {
             pin: None,
             maintenance_until: None,
             drill: None,
+            window_skipped_until: None,
+            next_window_wake: None,
         }
     }
 
@@ -450,6 +460,7 @@ fn command(svc: &mut Service, p: &Policy, cmd: &Command, now: Timestamp, out: &m
                 reject(out, "the service is not in maintenance");
             } else {
                 svc.maintenance_until = None;
+                svc.window_skipped_until = active_window(p, now).map(|(end, _)| end);
                 settle(svc, p, Cause::Operator, actor, reason, now, out);
             }
         }
@@ -517,14 +528,40 @@ fn settle(
     out: &mut Vec<Action>,
 ) {
     svc.primary_healthy_since = None;
-    let to = svc.settled(p);
+    let mut to = svc.settled(p);
+    let automatic_failover = actor == "system"
+        && to == State::FailedOver
+        && svc.side == Side::Primary
+        && svc.side_for(p, to) == Side::Backup;
+    if automatic_failover && flap_guard(svc, p, now, out) {
+        to = State::Degraded;
+    }
     if to != svc.state || svc.side_for(p, to) != svc.side {
         transition(svc, p, to, cause, actor, reason, now, out);
     }
 }
 
-/// Applies the automatic rules to the current health picture.
+/// The planned window under way at `now`: its end and reason.
+fn active_window(p: &Policy, now: Timestamp) -> Option<(Timestamp, &str)> {
+    p.windows
+        .iter()
+        .find_map(|w| w.active_until(now).map(|end| (end, w.reason.as_str())))
+}
+
+/// Applies the rules, then asks to be woken at the next planned window's start.
 fn evaluate(svc: &mut Service, p: &Policy, now: Timestamp, out: &mut Vec<Action>) {
+    apply_rules(svc, p, now, out);
+    let next = p.windows.iter().filter_map(|w| w.next_start(now)).min();
+    if next != svc.next_window_wake {
+        svc.next_window_wake = next;
+        if let Some(t) = next {
+            out.push(Action::WakeAt(t));
+        }
+    }
+}
+
+/// Applies the automatic rules to the current health picture.
+fn apply_rules(svc: &mut Service, p: &Policy, now: Timestamp, out: &mut Vec<Action>) {
     let sys = "system";
     // Holds that end with time.
     if svc
@@ -567,6 +604,17 @@ fn evaluate(svc: &mut Service, p: &Policy, now: Timestamp, out: &mut Vec<Action>
     if svc.pin.is_some() {
         // The operator holds the routes; the checks still feed metrics and evidence.
         return;
+    }
+    if let Some((end, reason)) = active_window(p, now) {
+        if svc.window_skipped_until.is_none_or(|skip| skip < end) {
+            svc.window_skipped_until = None;
+            svc.maintenance_until = Some(end);
+            let reason = reason.to_string();
+            let c = Cause::MaintenanceScheduled;
+            transition(svc, p, State::Maintenance, c, sys, &reason, now, out);
+            out.push(Action::WakeAt(end));
+            return;
+        }
     }
     match svc.state {
         State::Operational | State::Degraded => {

@@ -5,6 +5,7 @@
 //! This file holds the vocabulary; `machine.rs` holds the rules.
 
 mod machine;
+pub mod window;
 
 pub use machine::{step, Action, Command, DrillRun, Event, Pin, Policy, Service};
 
@@ -114,6 +115,8 @@ pub enum Cause {
     DrillDeadline,
     /// A maintenance window ended.
     MaintenanceEnded,
+    /// A maintenance window from the configuration began.
+    MaintenanceScheduled,
 }
 
 impl Cause {
@@ -127,6 +130,7 @@ impl Cause {
             Cause::Operator => "operator",
             Cause::DrillDeadline => "drill_deadline",
             Cause::MaintenanceEnded => "maintenance_ended",
+            Cause::MaintenanceScheduled => "maintenance_scheduled",
         }
     }
 }
