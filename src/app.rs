@@ -10,6 +10,7 @@ use crate::announce::outbox::{self, Delivery};
 use crate::announce::{self, MessageContext};
 use crate::api::{self, ApiState};
 use crate::clock::Timestamp;
+use crate::cluster::{Coordinator, SingleNode};
 use crate::config::{CheckSpec, Config, ServiceSpec};
 use crate::failover::{self, Action, Event, Policy, Side, State, Transition};
 use crate::health::{CheckHealth, Health, Thresholds};
@@ -105,6 +106,7 @@ pub async fn run(
     let outbox_wake = Arc::new(Notify::new());
     let mut core = Core {
         config: config.clone(),
+        coordinator: Arc::new(SingleNode::from_host()),
         store: store.clone(),
         metrics: metrics.clone(),
         services,
@@ -231,6 +233,7 @@ struct ServiceRuntime {
 
 struct Core {
     config: Arc<Config>,
+    coordinator: Arc<dyn Coordinator>,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
     services: Vec<ServiceRuntime>,
@@ -317,6 +320,10 @@ impl Core {
         let svc = &mut self.services[si];
         let actions = failover::step(&mut svc.machine, &svc.policy, &event, now);
         if actions.is_empty() {
+            return;
+        }
+        if !self.coordinator.is_leader() {
+            // Followers keep deciding so they can take over with a warm state, but act on nothing.
             return;
         }
         for action in actions {

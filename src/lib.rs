@@ -6,6 +6,7 @@ pub mod announce; // messages (pure rendering), outbox delivery, e-mail transpor
 pub mod api; // HTTP server: /metrics, /status, /api/v2 (Statuspage), /go, /api/v1
 pub mod app; // the shell: schedules probes, feeds the core, executes actions, serves HTTP
 pub mod clock; // Timestamp; the one wall-clock read
+pub mod cluster; // the coordinator seam: single node always leads
 pub mod config; // raw TOML -> validated Config with file:line diagnostics
 pub mod demo;
 pub mod failover; // pure failover state machine per service
