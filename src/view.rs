@@ -61,6 +61,65 @@ impl RouteView {
             Side::Backup => &self.backup,
         }
     }
+
+    pub fn active_kind(&self) -> TargetKind {
+        TargetKind::of(self.active_target())
+    }
+
+    /// The active target as a person reads it: the URL, address, number or instructions.
+    pub fn active_display(&self) -> &str {
+        target_display(self.active_target())
+    }
+}
+
+/// What a route target is. Config writes them as `https://…`, `mailto:…` (or a bare
+/// address), `tel:…` and `text:…`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetKind {
+    /// A page: `/go/{route}` redirects to it.
+    Url,
+    /// An e-mail address: `/go/{route}` redirects to `mailto:`.
+    Email,
+    /// A phone number: `/go/{route}` redirects to `tel:`.
+    Phone,
+    /// Instructions in words: `/go/{route}` shows them.
+    Text,
+}
+
+impl TargetKind {
+    pub fn of(target: &str) -> TargetKind {
+        let lower = target.get(..7).unwrap_or(target).to_ascii_lowercase();
+        if lower.starts_with("mailto:") {
+            TargetKind::Email
+        } else if lower.starts_with("tel:") {
+            TargetKind::Phone
+        } else if lower.starts_with("text:") {
+            TargetKind::Text
+        } else {
+            TargetKind::Url
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Url => "url",
+            TargetKind::Email => "email",
+            TargetKind::Phone => "phone",
+            TargetKind::Text => "text",
+        }
+    }
+}
+
+/// `target` without its `mailto:`, `tel:` or `text:` prefix.
+pub fn target_display(target: &str) -> &str {
+    let prefix = match TargetKind::of(target) {
+        TargetKind::Url => 0,
+        TargetKind::Email => "mailto:".len(),
+        TargetKind::Phone => "tel:".len(),
+        TargetKind::Text => "text:".len(),
+    };
+    target[prefix..].trim()
 }
 
 impl Snapshot {
@@ -73,5 +132,45 @@ impl Snapshot {
 
     pub fn routes(&self) -> impl Iterator<Item = &RouteView> {
         self.services.iter().flat_map(|s| s.routes.iter())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_kinds_and_what_people_read() {
+        let cases = [
+            (
+                "https://forms.example.net/support",
+                TargetKind::Url,
+                "https://forms.example.net/support",
+            ),
+            (
+                "mailto:help@example.net",
+                TargetKind::Email,
+                "help@example.net",
+            ),
+            (
+                "tel:+44 20 7946 0000",
+                TargetKind::Phone,
+                "+44 20 7946 0000",
+            ),
+            (
+                "text: Call the front desk",
+                TargetKind::Text,
+                "Call the front desk",
+            ),
+            (
+                "TEXT:Ask at reception",
+                TargetKind::Text,
+                "Ask at reception",
+            ),
+        ];
+        for (target, kind, display) in cases {
+            assert_eq!(TargetKind::of(target), kind, "{target}");
+            assert_eq!(target_display(target), display, "{target}");
+        }
     }
 }

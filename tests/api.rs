@@ -279,6 +279,8 @@ async fn routes_lists_every_route_with_its_active_target() {
                 "backup": "https://forms.example.net/support",
                 "active": "primary",
                 "active_target": "https://support.example.com/hc/en-us/requests/new",
+                "active_kind": "url",
+                "active_display": "https://support.example.com/hc/en-us/requests/new",
                 "go_url": "http://127.0.0.1:9898/go/submit-ticket"
             },
             {
@@ -288,6 +290,8 @@ async fn routes_lists_every_route_with_its_active_target() {
                 "backup": "mailto:help@example.net",
                 "active": "backup",
                 "active_target": "mailto:help@example.net",
+                "active_kind": "email",
+                "active_display": "help@example.net",
                 "go_url": "http://127.0.0.1:9898/go/email-support"
             }
         ]})
@@ -482,5 +486,46 @@ async fn head_on_go_redirects_without_a_body() {
     assert_eq!(reply.status, 307);
     assert_eq!(reply.header(LOCATION), "mailto:help@example.net");
     assert!(reply.body.is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn text_routes_show_their_instructions_and_phone_routes_redirect_to_tel() {
+    let server = start(fixture()).await;
+    server.publish.send_modify(|snapshot| {
+        let s = Arc::make_mut(snapshot);
+        s.services[0].routes[0].backup = "text:Call <reception> on +44 20 7946 0000".into();
+        s.services[0].routes[0].active = Side::Backup;
+        s.services[1].routes[0].backup = "tel:+44 20 7946 0000".into();
+    });
+    let reply = server.get("/go/submit-ticket").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header(CACHE_CONTROL), "no-store");
+    assert!(
+        reply
+            .body
+            .contains("Call &lt;reception&gt; on +44 20 7946 0000"),
+        "{}",
+        reply.body
+    );
+    let reply = server.get("/go/email-support").await;
+    assert_eq!(reply.status, 307);
+    assert_eq!(reply.header(LOCATION), "tel:+44 20 7946 0000");
+    let routes = server.get("/api/v1/routes").await.json();
+    assert_eq!(routes["routes"][0]["active_kind"], "text");
+    assert_eq!(
+        routes["routes"][0]["active_display"],
+        "Call <reception> on +44 20 7946 0000"
+    );
+    assert_eq!(routes["routes"][1]["active_kind"], "phone");
+    let page = server.get("/status").await.body;
+    assert!(
+        page.contains("Call &lt;reception&gt; on +44 20 7946 0000"),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"<a href="tel:+44 20 7946 0000">+44 20 7946 0000</a>"#),
+        "{page}"
+    );
     server.stop().await;
 }

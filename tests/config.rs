@@ -250,3 +250,34 @@ fn version_hashes_every_file_and_changes_with_any_of_them() {
     .expect("write");
     assert_ne!(first, Config::load(&main).expect("valid").version);
 }
+
+#[test]
+fn route_targets_are_written_in_one_form() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("probes")).expect("mkdir");
+    std::fs::write(dir.path().join("switchboard.toml"), "probes = \"probes\"\n").expect("write");
+    std::fs::write(
+        dir.path().join("probes/intake.toml"),
+        r#"[service]
+id = "intake"
+[[check]]
+name = "form"
+url = "https://support.example.com/contact"
+[[route]]
+id = "write-to-us"
+primary = "https://support.example.com/contact"
+backup = "help@example.net"
+[[route]]
+id = "call-us"
+primary = "tel:+44 20 7946 0000"
+backup = "text:Ask at the front desk"
+"#,
+    )
+    .expect("write");
+    let config = switchboard::config::Config::load(&dir.path().join("switchboard.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let routes = &config.services[0].routes;
+    assert_eq!(routes[0].backup, "mailto:help@example.net");
+    assert_eq!(routes[1].primary, "tel:+44 20 7946 0000");
+    assert_eq!(routes[1].backup, "text:Ask at the front desk");
+}

@@ -117,7 +117,7 @@ pub fn render(t: &Transition, audience: Audience, ctx: &MessageContext) -> Messa
         .iter()
         .map(|r| RouteLine {
             id: r.id.clone(),
-            target: r.active_target().to_owned(),
+            target: r.active_display().to_owned(),
             side: r.active,
             go: go_link(&ctx.go_base_url, &r.id),
         })
@@ -154,7 +154,7 @@ fn subject(kind: Kind, t: &Transition, ctx: &MessageContext) -> String {
             1 => " (+1 more route)".to_owned(),
             n => format!(" (+{n} more routes)"),
         };
-        format!("{}{more}", r.active_target())
+        format!("{}{more}", r.active_display())
     });
     let (what, use_word) = match kind {
         Kind::Failover => ("switched to backup".to_owned(), "use"),

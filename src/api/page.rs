@@ -8,7 +8,7 @@
 use super::statuspage::{self, Indicator};
 use crate::clock::Timestamp;
 use crate::failover::{Side, State};
-use crate::view::{RouteView, ServiceView, Snapshot};
+use crate::view::{target_display, RouteView, ServiceView, Snapshot, TargetKind};
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -122,7 +122,10 @@ fn render_route(html: &mut String, snapshot: &Snapshot, route: &RouteView) {
     let _ = writeln!(
         html,
         r#"<li>Contact us via the {side}: {target} <span class="muted">(stable link: <a href="{go}">{go_text}</a>)</span></li>"#,
-        target = link(route.active_target()),
+        target = match route.active_kind() {
+            TargetKind::Text => escape(route.active_display()),
+            _ => link(route.active_target()),
+        },
         go = escape(&go),
         go_text = escape(&go),
     );
@@ -135,7 +138,7 @@ fn link(target: &str) -> String {
     let safe = ["https://", "http://", "mailto:", "tel:"]
         .iter()
         .any(|p| lower.starts_with(p));
-    let text = escape(target.strip_prefix("mailto:").unwrap_or(target));
+    let text = escape(target_display(target));
     if safe {
         format!(r#"<a href="{}">{text}</a>"#, escape(target))
     } else {

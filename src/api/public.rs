@@ -6,12 +6,13 @@
 use super::error::ApiError;
 use super::{page, statuspage, ApiState};
 use crate::clock::Timestamp;
-use crate::view::Snapshot;
+use crate::view::{Snapshot, TargetKind};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
+use page::escape;
 use serde::Serialize;
 
 /// The redirect must be re-evaluated on every click: a cached redirect would keep sending
@@ -42,6 +43,25 @@ pub async fn go(
     let route = snapshot
         .route(&route)
         .ok_or_else(|| ApiError::not_found(format!("no route named {route:?}")))?;
+    if route.active_kind() == TargetKind::Text {
+        // Instructions in words have nowhere to redirect to: show them.
+        let text = escape(route.active_display());
+        let body = format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>How to reach support now</title></head><body><main><h1>How to reach support now</h1><p>{text}</p></main></body></html>"
+        );
+        return Ok((
+            StatusCode::OK,
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=utf-8"),
+                ),
+                (header::CACHE_CONTROL, NO_STORE),
+            ],
+            body,
+        )
+            .into_response());
+    }
     let location = HeaderValue::from_str(route.active_target()).map_err(|e| {
         ApiError::Internal(format!(
             "route {} target is not a valid header value: {e}",
@@ -71,6 +91,10 @@ struct RouteDoc<'a> {
     backup: &'a str,
     active: &'static str,
     active_target: &'a str,
+    /// `url`, `email`, `phone` or `text`.
+    active_kind: &'static str,
+    /// What a person reads: the URL, address, number or instructions.
+    active_display: &'a str,
     go_url: String,
 }
 
@@ -87,6 +111,8 @@ pub async fn routes(State(state): State<ApiState>) -> Response {
             backup: &r.backup,
             active: r.active.as_str(),
             active_target: r.active_target(),
+            active_kind: r.active_kind().as_str(),
+            active_display: r.active_display(),
             go_url: format!("{base}/go/{}", r.id),
         })
         .collect();
