@@ -38,6 +38,12 @@ if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
 fi
 python3 -c 'import aiosmtpd' || { echo "aiosmtpd still missing" >&2; exit 1; }
 
+# Prometheus's promtool judges /metrics and the shipped scrape config.
+if ! command -v promtool >/dev/null 2>&1; then
+    log "installing prometheus (for promtool)"
+    apt_install prometheus
+fi
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 

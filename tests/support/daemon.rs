@@ -1,0 +1,269 @@
+//! Shared by the end-to-end tests: a breakable loopback target, the real daemon as a child
+//! process, a minimal HTTP client and a config writer with fast timings.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A loopback port free right now (the daemon binds it a moment later).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A loopback HTTP server with a ticket form that can be broken and a backup form.
+pub struct Target {
+    pub addr: SocketAddr,
+    pub form_down: Arc<AtomicBool>,
+}
+
+impl Target {
+    pub fn start() -> Target {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind target");
+        let addr = listener.local_addr().expect("addr");
+        let form_down = Arc::new(AtomicBool::new(false));
+        let down = form_down.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { continue };
+                let down = down.clone();
+                thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    let n = s.read(&mut buf).unwrap_or(0);
+                    let req = String::from_utf8_lossy(&buf[..n]);
+                    let path = req.split_whitespace().nth(1).unwrap_or("/").to_string();
+                    let (status, body) = match path.as_str() {
+                        "/form" if down.load(Ordering::SeqCst) => {
+                            ("503 Service Unavailable", "down")
+                        }
+                        "/form" => ("200 OK", "<form><input name=request_subject></form>"),
+                        "/backup" => ("200 OK", "<form><input name=request_subject></form>"),
+                        _ => ("404 Not Found", "no"),
+                    };
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                });
+            }
+        });
+        Target { addr, form_down }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.form_down.store(down, Ordering::SeqCst);
+    }
+}
+
+/// The daemon under test; killed on drop.
+pub struct Daemon {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Daemon {
+    pub fn start(config: &Path, port: u16) -> Daemon {
+        let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("SWITCHBOARD_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start switchboard");
+        let d = Daemon {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        wait_until("switchboard /readyz", Duration::from_secs(30), || {
+            get(&d.url("/readyz"))
+                .map(|r| r.status == 200)
+                .unwrap_or(false)
+        });
+        d
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn location(&self, route: &str) -> String {
+        let r = get(&self.url(&format!("/go/{route}"))).expect("GET /go");
+        assert_eq!(r.status, 307, "/go/{route} answers 307: {r:?}");
+        r.header("location").expect("Location header")
+    }
+
+    pub fn kill9(&mut self) {
+        // Child::kill sends SIGKILL on Unix: no chance to flush or say goodbye.
+        self.child.kill().expect("SIGKILL");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    }
+}
+
+/// A minimal HTTP/1.1 GET over a fresh loopback connection.
+pub fn get(url: &str) -> std::io::Result<Response> {
+    let rest = url.strip_prefix("http://").expect("http url");
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let mut s = TcpStream::connect(host)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Ok(Response {
+        status,
+        headers,
+        body: body.to_string(),
+    })
+}
+
+/// Polls `cond` until it holds; panics naming `what` after `limit` (generous: never a speed test).
+pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "timed out waiting for: {what}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn read_dir_texts(dir: &Path) -> Vec<String> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .collect()
+}
+
+/// Writes a config with fast timings for `target` into `dir`; returns (main file, API port).
+pub fn write_config(dir: &Path, target: &Target, email: &str) -> (PathBuf, u16) {
+    let port = free_port();
+    std::fs::create_dir_all(dir.join("probes")).expect("mkdir");
+    let main = dir.join("switchboard.toml");
+    std::fs::write(
+        &main,
+        format!(
+            r#"probes = "probes"
+[server]
+listen = "127.0.0.1:{port}"
+[storage]
+path = "var/switchboard.db"
+[email]
+from = "Support Status <status@example.com>"
+{email}
+[audiences]
+oncall = ["support-oncall@example.com"]
+customers = ["support-announce@example.com"]
+drill = ["support-ops@example.com"]
+[status_page]
+title = "E2E Support Status"
+[defaults]
+interval = "1s"
+timeout = "1s"
+retry_interval = "200ms"
+failure_threshold = 2
+success_threshold = 2
+"#
+        ),
+    )
+    .expect("write main config");
+    std::fs::write(
+        dir.join("probes/ticket-submission.toml"),
+        format!(
+            r#"[service]
+id = "ticket-submission"
+name = "Ticket submission"
+failover_when = "any"
+failback = "auto"
+recovery_hold = "2s"
+
+[[check]]
+name = "ticket-form"
+url = "{form}"
+conditions = ["[STATUS] == 200", "[BODY] == pat(*request_subject*)"]
+
+[[check]]
+name = "backup-form"
+role = "backup"
+url = "{backup}"
+conditions = ["[STATUS] == 200"]
+
+[[route]]
+id = "submit-ticket"
+primary = "{form}"
+backup = "{backup}"
+"#,
+            form = target.url("/form"),
+            backup = target.url("/backup"),
+        ),
+    )
+    .expect("write service config");
+    (main, port)
+}
+
+pub fn component_status(d: &Daemon) -> String {
+    let r = get(&d.url("/api/v2/summary.json")).expect("summary.json");
+    assert_eq!(r.status, 200);
+    let v: serde_json::Value = serde_json::from_str(&r.body).expect("summary.json is JSON");
+    v["components"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "Ticket submission"))
+        .and_then(|c| c["status"].as_str())
+        .expect("a component for the service")
+        .to_string()
+}
