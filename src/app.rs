@@ -118,6 +118,9 @@ pub async fn run(
         metrics.service_state(&s.spec.id, s.machine.state);
         metrics.state_since(&s.spec.id, s.machine.since);
         metrics.flapping(&s.spec.id, false);
+        for c in &s.spec.checks {
+            metrics.check_configured(&s.spec.id, c);
+        }
         for r in &s.spec.routes {
             metrics.route_targets(&s.spec.id, &r.id, &r.primary, &r.backup, s.side);
         }

@@ -9,30 +9,24 @@ use crate::config::CheckSpec;
 use crate::failover::{Cause, Side, State};
 use crate::probe::{ErrorClass, Outcome};
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
-use std::collections::HashMap;
-use std::sync::Mutex;
 
-/// The five HTTP phases, always exported (zero when a phase did not happen), as blackbox does.
-const PHASES: [&str; 5] = ["resolve", "connect", "tls", "processing", "transfer"];
-/// Every check health value, one series each.
-const HEALTHS: [&str; 4] = ["unknown", "healthy", "suspect", "down"];
-/// TLS versions a probe can report; used to clear the previous version's series.
-const TLS_VERSIONS: [&str; 4] = ["TLS 1.0", "TLS 1.1", "TLS 1.2", "TLS 1.3"];
+mod table;
+
+#[cfg(test)]
+use table::PHASES;
+use table::{CheckTable, ProbeValues, ServiceTable, HEALTHS};
 
 /// Everything Switchboard exports, in its own registry (never the global one, so tests and
 /// several daemons in one process do not see each other's series).
 pub struct Metrics {
     pub registry: Registry,
-    probe: ProbeMetrics,
-    probes_total: IntCounterVec,
-    check_health: IntGaugeVec,
-    service_state: IntGaugeVec,
-    service_state_since: GaugeVec,
-    service_flapping: IntGaugeVec,
-    route_active_target: IntGaugeVec,
+    /// Per-check probe series (blackbox names), health and probe counts.
+    checks: CheckTable,
+    /// Per-service state, time in state, flapping and route targets.
+    services: ServiceTable,
     transitions_total: IntCounterVec,
     detection_seconds: Histogram,
     announcements_total: IntCounterVec,
@@ -43,30 +37,7 @@ pub struct Metrics {
     config_reloads_total: IntCounterVec,
     config_last_reload_successful: IntGauge,
     build_info: IntGaugeVec,
-    /// Targets last exported per (service, route, side), so the other side's series can be
-    /// zeroed on a switch and a changed target's old series removed.
-    routes: Mutex<HashMap<(String, String, Side), String>>,
 }
-
-/// blackbox_exporter's per-probe gauges, labelled {instance, service, check}.
-struct ProbeMetrics {
-    success: GaugeVec,
-    duration_seconds: GaugeVec,
-    dns_lookup_time_seconds: GaugeVec,
-    http_status_code: GaugeVec,
-    /// Extra label `phase`.
-    http_duration_seconds: GaugeVec,
-    http_ssl: GaugeVec,
-    http_version: GaugeVec,
-    http_content_length: GaugeVec,
-    http_redirects: GaugeVec,
-    ssl_earliest_cert_expiry: GaugeVec,
-    /// Extra label `version`.
-    tls_version_info: GaugeVec,
-    failed_due_to_regex: GaugeVec,
-}
-
-const PROBE_LABELS: [&str; 3] = ["instance", "service", "check"];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -79,93 +50,9 @@ impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let r = &registry;
-        let probe_gauge = |name: &str, help: &str| gauge_vec(r, name, help, &PROBE_LABELS);
-        let probe = ProbeMetrics {
-            success: probe_gauge("probe_success", "Whether the probe was a success."),
-            duration_seconds: probe_gauge(
-                "probe_duration_seconds",
-                "How long the probe took to complete in seconds.",
-            ),
-            dns_lookup_time_seconds: probe_gauge(
-                "probe_dns_lookup_time_seconds",
-                "Returns the time taken for probe dns lookup in seconds.",
-            ),
-            http_status_code: probe_gauge(
-                "probe_http_status_code",
-                "Response HTTP status code (0 when no response arrived).",
-            ),
-            http_duration_seconds: gauge_vec(
-                r,
-                "probe_http_duration_seconds",
-                "Duration of http request by phase, summed over all redirects.",
-                &["instance", "service", "check", "phase"],
-            ),
-            http_ssl: probe_gauge(
-                "probe_http_ssl",
-                "Indicates if SSL was used for the final redirect.",
-            ),
-            http_version: probe_gauge(
-                "probe_http_version",
-                "Returns the version of HTTP of the probe response.",
-            ),
-            http_content_length: probe_gauge(
-                "probe_http_content_length",
-                "Length of the HTTP response body read, in bytes (capped at max_body_bytes).",
-            ),
-            http_redirects: probe_gauge("probe_http_redirects", "The number of redirects."),
-            ssl_earliest_cert_expiry: probe_gauge(
-                "probe_ssl_earliest_cert_expiry",
-                "Returns last SSL chain expiry in unixtime.",
-            ),
-            tls_version_info: gauge_vec(
-                r,
-                "probe_tls_version_info",
-                "Returns the TLS version used or NaN when unknown.",
-                &["instance", "service", "check", "version"],
-            ),
-            failed_due_to_regex: probe_gauge(
-                "probe_failed_due_to_regex",
-                "Indicates if probe failed due to a body condition.",
-            ),
-        };
         let metrics = Metrics {
-            probe,
-            probes_total: counter_vec(
-                r,
-                "switchboard_probes_total",
-                "Probes run, by result (success or failure).",
-                &["service", "check", "result"],
-            ),
-            check_health: int_gauge_vec(
-                r,
-                "switchboard_check_health",
-                "Smoothed health of each check: 1 for its current health, 0 for the others.",
-                &["service", "check", "health"],
-            ),
-            service_state: int_gauge_vec(
-                r,
-                "switchboard_service_state",
-                "Failover state of each service: 1 for its current state, 0 for the others.",
-                &["service", "state"],
-            ),
-            service_state_since: gauge_vec(
-                r,
-                "switchboard_service_state_since_timestamp_seconds",
-                "When each service entered its current state (Unix time); time in state is time() minus this.",
-                &["service"],
-            ),
-            service_flapping: int_gauge_vec(
-                r,
-                "switchboard_service_flapping",
-                "1 while a service holds its backup because it failed over too often within its flap window.",
-                &["service"],
-            ),
-            route_active_target: int_gauge_vec(
-                r,
-                "switchboard_route_active_target",
-                "Which target each route sends customers to: 1 for the active side, 0 for the other.",
-                &["service", "route", "side", "target"],
-            ),
+            checks: CheckTable::default(),
+            services: ServiceTable::default(),
             transitions_total: counter_vec(
                 r,
                 "switchboard_transitions_total",
@@ -176,7 +63,9 @@ impl Metrics {
                 r,
                 "switchboard_detection_seconds",
                 "Time from the first failing probe to the route switch, in seconds.",
-                vec![0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0],
+                vec![
+                    0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+                ],
             ),
             announcements_total: counter_vec(
                 r,
@@ -204,7 +93,9 @@ impl Metrics {
                 r,
                 "switchboard_probe_schedule_lag_seconds",
                 "How late probes started compared to their schedule, in seconds.",
-                vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
+                vec![
+                    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ],
             ),
             config_reloads_total: counter_vec(
                 r,
@@ -223,7 +114,6 @@ impl Metrics {
                 "Always 1; labelled with the running version.",
                 &["version"],
             ),
-            routes: Mutex::new(HashMap::new()),
             registry,
         };
         metrics
@@ -235,110 +125,54 @@ impl Metrics {
 
     /// A check ran once: sets blackbox's probe gauges and counts the probe.
     pub fn probe_finished(&self, service: &str, check: &CheckSpec, outcome: &Outcome) {
-        let instance = check.target();
-        let labels = [instance.as_str(), service, check.name.as_str()];
-        let p = &self.probe;
-        p.success
-            .with_label_values(&labels)
-            .set(bool_f64(outcome.success));
-        p.duration_seconds
-            .with_label_values(&labels)
-            .set(outcome.duration.as_secs_f64());
-        p.dns_lookup_time_seconds
-            .with_label_values(&labels)
-            .set(outcome.phases.resolve.as_secs_f64());
-        p.http_status_code
-            .with_label_values(&labels)
-            .set(f64::from(outcome.status.unwrap_or(0)));
         let ph = &outcome.phases;
-        let durations = [ph.resolve, ph.connect, ph.tls, ph.processing, ph.transfer];
-        for (phase, d) in PHASES.iter().zip(durations) {
-            p.http_duration_seconds
-                .with_label_values(&[labels[0], labels[1], labels[2], phase])
-                .set(d.as_secs_f64());
-        }
-        p.http_ssl
-            .with_label_values(&labels)
-            .set(bool_f64(outcome.tls.is_some()));
-        p.http_version
-            .with_label_values(&labels)
-            .set(outcome.http_version.unwrap_or(0.0));
-        p.http_content_length
-            .with_label_values(&labels)
-            .set(outcome.content_length as f64);
-        p.http_redirects
-            .with_label_values(&labels)
-            .set(f64::from(outcome.redirects));
-        for version in TLS_VERSIONS {
-            let keep = outcome.tls.as_ref().is_some_and(|t| t.version == version);
-            if !keep {
-                let _ = p
-                    .tls_version_info
-                    .remove_label_values(&[labels[0], labels[1], labels[2], version]);
-            }
-        }
-        match &outcome.tls {
-            Some(tls) => {
-                p.ssl_earliest_cert_expiry
-                    .with_label_values(&labels)
-                    .set(tls.earliest_cert_expiry as f64);
-                p.tls_version_info
-                    .with_label_values(&[labels[0], labels[1], labels[2], &tls.version])
-                    .set(1.0);
-            }
-            None => {
-                // Like blackbox, TLS series exist only for probes that used TLS; a target that
-                // moved to plain HTTP must not keep reporting its old certificate.
-                let _ = p.ssl_earliest_cert_expiry.remove_label_values(&labels);
-            }
-        }
-        p.failed_due_to_regex
-            .with_label_values(&labels)
-            .set(bool_f64(failed_due_to_body(outcome)));
-        let result = if outcome.success {
-            "success"
-        } else {
-            "failure"
+        let v = ProbeValues {
+            success: outcome.success,
+            duration: outcome.duration.as_secs_f64(),
+            dns_lookup: ph.resolve.as_secs_f64(),
+            status: f64::from(outcome.status.unwrap_or(0)),
+            phases: [ph.resolve, ph.connect, ph.tls, ph.processing, ph.transfer]
+                .map(|d| d.as_secs_f64()),
+            ssl: outcome.tls.is_some(),
+            http_version: outcome.http_version.unwrap_or(0.0),
+            content_length: outcome.content_length as f64,
+            redirects: f64::from(outcome.redirects),
+            // Like blackbox, TLS series exist only for probes that used TLS; a target that
+            // moved to plain HTTP must not keep reporting its old certificate.
+            cert_expiry: outcome.tls.as_ref().map(|t| t.earliest_cert_expiry as f64),
+            tls_version: outcome.tls.as_ref().map(|t| t.version.clone()),
+            failed_due_to_regex: failed_due_to_body(outcome),
         };
-        self.probes_total
-            .with_label_values(&[service, check.name.as_str(), result])
-            .inc();
+        self.checks.probed(service, &check.name, &check.target(), v);
+    }
+
+    /// A check is configured: its health series appear (as `unknown`) before its first probe.
+    pub fn check_configured(&self, service: &str, check: &CheckSpec) {
+        self.checks
+            .configured(service, &check.name, &check.target());
     }
 
     /// A check's smoothed health is now `health` (`unknown`, `healthy`, `suspect` or `down`).
     pub fn check_health(&self, service: &str, check: &str, health: &str) {
-        for h in HEALTHS {
-            self.check_health
-                .with_label_values(&[service, check, h])
-                .set(i64::from(h == health));
+        if let Some(h) = HEALTHS.iter().find(|h| **h == health) {
+            let _ = service;
+            self.checks.health(check, h);
         }
     }
 
     /// A service is now in `state`: exactly one of its state series is 1.
     pub fn service_state(&self, service: &str, state: State) {
-        for s in State::ALL {
-            self.service_state
-                .with_label_values(&[service, s.as_str()])
-                .set(i64::from(s == state));
-        }
+        self.services.state(service, state);
     }
 
-    /// A route now sends customers to `side`, whose target is `target`. The other side's last
-    /// known target is set to 0 (it appears once that side has been active or declared with
-    /// [`Metrics::route_targets`]).
+    /// A route now sends customers to `side`, whose target is `target`; the other side's
+    /// series (once declared with [`Metrics::route_targets`]) drops to 0.
     pub fn route_active(&self, service: &str, route: &str, side: Side, target: &str) {
-        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
-        self.set_route_side(&mut routes, service, route, side, target, 1);
-        let other = match side {
-            Side::Primary => Side::Backup,
-            Side::Backup => Side::Primary,
+        let (primary, backup) = match side {
+            Side::Primary => (Some(target), None),
+            Side::Backup => (None, Some(target)),
         };
-        if let Some(other_target) = routes
-            .get(&(service.to_string(), route.to_string(), other))
-            .cloned()
-        {
-            self.set_route_side(&mut routes, service, route, other, &other_target, 0);
-        }
+        self.services.route(service, route, primary, backup, side);
     }
 
     /// A route's two targets and its active side, e.g. at start-up: both series appear at once.
@@ -350,49 +184,8 @@ impl Metrics {
         backup: &str,
         active: Side,
     ) {
-        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
-        let is = |s: Side| i64::from(s == active);
-        self.set_route_side(
-            &mut routes,
-            service,
-            route,
-            Side::Primary,
-            primary,
-            is(Side::Primary),
-        );
-        self.set_route_side(
-            &mut routes,
-            service,
-            route,
-            Side::Backup,
-            backup,
-            is(Side::Backup),
-        );
-    }
-
-    fn set_route_side(
-        &self,
-        routes: &mut HashMap<(String, String, Side), String>,
-        service: &str,
-        route: &str,
-        side: Side,
-        target: &str,
-        value: i64,
-    ) {
-        let key = (service.to_string(), route.to_string(), side);
-        if let Some(old) = routes.insert(key, target.to_string()) {
-            if old != target {
-                let _ = self.route_active_target.remove_label_values(&[
-                    service,
-                    route,
-                    side.as_str(),
-                    &old,
-                ]);
-            }
-        }
-        self.route_active_target
-            .with_label_values(&[service, route, side.as_str(), target])
-            .set(value);
+        self.services
+            .route(service, route, Some(primary), Some(backup), active);
     }
 
     /// A service changed state.
@@ -444,84 +237,31 @@ impl Metrics {
 
     /// A check is no longer configured (after a reload): drops all its series so dashboards do
     /// not show a frozen last value forever.
-    pub fn remove_check(&self, service: &str, check: &CheckSpec) {
-        let instance = check.target();
-        let labels = [instance.as_str(), service, check.name.as_str()];
-        let p = &self.probe;
-        for vec in [
-            &p.success,
-            &p.duration_seconds,
-            &p.dns_lookup_time_seconds,
-            &p.http_status_code,
-            &p.http_ssl,
-            &p.http_version,
-            &p.http_content_length,
-            &p.http_redirects,
-            &p.ssl_earliest_cert_expiry,
-            &p.failed_due_to_regex,
-        ] {
-            let _ = vec.remove_label_values(&labels);
-        }
-        for phase in PHASES {
-            let _ = p
-                .http_duration_seconds
-                .remove_label_values(&[labels[0], labels[1], labels[2], phase]);
-        }
-        for version in TLS_VERSIONS {
-            let _ = p
-                .tls_version_info
-                .remove_label_values(&[labels[0], labels[1], labels[2], version]);
-        }
-        for result in ["success", "failure"] {
-            let _ = self
-                .probes_total
-                .remove_label_values(&[service, check.name.as_str(), result]);
-        }
-        for h in HEALTHS {
-            let _ = self
-                .check_health
-                .remove_label_values(&[service, check.name.as_str(), h]);
-        }
+    pub fn remove_check(&self, _service: &str, check: &CheckSpec) {
+        self.checks.remove(&check.name);
     }
 
     /// When the service entered its current state.
     pub fn state_since(&self, service: &str, since: crate::clock::Timestamp) {
-        self.service_state_since
-            .with_label_values(&[service])
-            .set(since.as_secs_f64());
+        self.services.since(service, since.as_secs_f64());
     }
 
     /// The flapping signal of a service turned on or off.
     pub fn flapping(&self, service: &str, on: bool) {
-        self.service_flapping
-            .with_label_values(&[service])
-            .set(i64::from(on));
+        self.services.flapping(service, on);
     }
 
     /// A service is no longer configured: drops its state and route series.
     pub fn forget_service(&self, service: &str) {
-        let _ = self.service_state_since.remove_label_values(&[service]);
-        let _ = self.service_flapping.remove_label_values(&[service]);
-        for s in State::ALL {
-            let _ = self
-                .service_state
-                .remove_label_values(&[service, s.as_str()]);
-        }
-        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
-        routes.retain(|(svc, route, side), target| {
-            if svc != service {
-                return true;
-            }
-            let _ =
-                self.route_active_target
-                    .remove_label_values(&[svc, route, side.as_str(), target]);
-            false
-        });
+        self.services.remove(service);
     }
 
     /// The text exposition format 0.0.4, for `GET /metrics`.
     pub fn render(&self) -> String {
-        let mut buf = Vec::new();
+        let mut out = String::with_capacity(1 << 16);
+        self.checks.render(&mut out);
+        self.services.render(&mut out);
+        let mut buf = out.into_bytes();
         // Encoding to a Vec only fails on metric families that violate the format, which the
         // registry prevents; an empty or partial page is the worst case, never a panic.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
@@ -542,23 +282,9 @@ fn failed_due_to_body(outcome: &Outcome) -> bool {
             .any(|c| !c.success && c.condition.contains("[BODY]"))
 }
 
-fn bool_f64(b: bool) -> f64 {
-    if b {
-        1.0
-    } else {
-        0.0
-    }
-}
-
 // Registration fails only on a duplicate or malformed name. The names below are constants and
 // the registry is fresh, so a failure is a bug caught by the first unit test: these helpers
 // panic with the metric's name on that stated invariant.
-
-fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
-    let m = GaugeVec::new(Opts::new(name, help), labels).expect(name);
-    r.register(Box::new(m.clone())).expect(name);
-    m
-}
 
 fn int_gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let m = IntGaugeVec::new(Opts::new(name, help), labels).expect(name);
@@ -794,6 +520,7 @@ mod tests {
     #[test]
     fn check_health_has_one_series_per_value() {
         let m = Metrics::new();
+        m.check_configured("tickets", &spec());
         m.check_health("tickets", "portal-form", "suspect");
         let text = m.render();
         assert_eq!(lines(&text, &["switchboard_check_health{"]).len(), 4);

@@ -1,0 +1,501 @@
+//! Per-check and per-service series kept in flat tables with their labels rendered once, and
+//! written straight to the text format.
+//!
+//! At 10,000 checks the probe metrics are some 200,000 series. Kept as prometheus-crate label
+//! vectors they cost hundreds of MiB and a second to encode; here a check is one small struct
+//! with a pre-escaped label string, and a scrape is a few passes of string appends.
+
+use crate::failover::{Side, State};
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, RwLock};
+
+/// Escapes a label value for the text format.
+pub fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The last probe of one check, as blackbox exports it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProbeValues {
+    pub success: bool,
+    pub duration: f64,
+    pub dns_lookup: f64,
+    pub status: f64,
+    /// resolve, connect, tls, processing, transfer.
+    pub phases: [f64; 5],
+    pub ssl: bool,
+    pub http_version: f64,
+    pub content_length: f64,
+    pub redirects: f64,
+    /// Present only when the probe used TLS.
+    pub cert_expiry: Option<f64>,
+    pub tls_version: Option<String>,
+    pub failed_due_to_regex: bool,
+}
+
+#[derive(Default)]
+struct CheckValues {
+    probe: Option<ProbeValues>,
+    health: Option<&'static str>,
+    successes: u64,
+    failures: u64,
+}
+
+/// Labels are written sorted by name, as Prometheus clients write them.
+struct CheckRow {
+    name: String,
+    /// `check="…",instance="…"`.
+    check_instance: String,
+    /// `check="…"`.
+    check: String,
+    /// `service="…"`.
+    service: String,
+    values: Mutex<CheckValues>,
+}
+
+/// Rows in declaration order, and each check name's index among them.
+type Rows = (Vec<Arc<CheckRow>>, HashMap<String, usize>);
+
+/// One consistent copy of a row's values, taken for a scrape.
+struct Copied {
+    row: Arc<CheckRow>,
+    probe: Option<ProbeValues>,
+    health: Option<&'static str>,
+    successes: u64,
+    failures: u64,
+}
+
+/// Every check's probe series.
+#[derive(Default)]
+pub struct CheckTable {
+    rows: RwLock<Rows>,
+}
+
+impl CheckTable {
+    fn row(&self, service: &str, check: &str, instance: &str) -> Arc<CheckRow> {
+        if let Some(row) = {
+            let rows = self.rows.read().unwrap_or_else(|e| e.into_inner());
+            rows.1.get(check).map(|i| rows.0[*i].clone())
+        } {
+            return row;
+        }
+        let mut rows = self.rows.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = rows.1.get(check) {
+            return rows.0[*i].clone();
+        }
+        let c = escape(check);
+        let row = Arc::new(CheckRow {
+            name: check.to_string(),
+            check_instance: format!("check=\"{c}\",instance=\"{}\"", escape(instance)),
+            check: format!("check=\"{c}\""),
+            service: format!("service=\"{}\"", escape(service)),
+            values: Mutex::new(CheckValues::default()),
+        });
+        let index = rows.0.len();
+        rows.0.push(row.clone());
+        rows.1.insert(check.to_string(), index);
+        row
+    }
+
+    pub fn probed(&self, service: &str, check: &str, instance: &str, v: ProbeValues) {
+        let row = self.row(service, check, instance);
+        let mut values = row.values.lock().unwrap_or_else(|e| e.into_inner());
+        if v.success {
+            values.successes += 1;
+        } else {
+            values.failures += 1;
+        }
+        values.probe = Some(v);
+    }
+
+    /// Declares a check (at start-up), so its health shows as `unknown` before its first probe.
+    pub fn configured(&self, service: &str, check: &str, instance: &str) {
+        let row = self.row(service, check, instance);
+        let mut v = row.values.lock().unwrap_or_else(|e| e.into_inner());
+        v.health.get_or_insert("unknown");
+    }
+
+    /// Sets a check's health; an undeclared check has no row and gets no health series.
+    pub fn health(&self, check: &str, health: &'static str) {
+        let row = {
+            let rows = self.rows.read().unwrap_or_else(|e| e.into_inner());
+            rows.1.get(check).map(|i| rows.0[*i].clone())
+        };
+        if let Some(row) = row {
+            row.values.lock().unwrap_or_else(|e| e.into_inner()).health = Some(health);
+        }
+    }
+
+    pub fn remove(&self, check: &str) {
+        let mut rows = self.rows.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = rows.1.remove(check) {
+            rows.0.swap_remove(i);
+            // The last row took the removed one's place.
+            if let Some(name) = rows.0.get(i).map(|r| r.name.clone()) {
+                rows.1.insert(name, i);
+            }
+        }
+    }
+
+    /// Appends every probe family to `out`.
+    pub fn render(&self, out: &mut String) {
+        let rows: Vec<Arc<CheckRow>> = {
+            let rows = self.rows.read().unwrap_or_else(|e| e.into_inner());
+            rows.0.clone()
+        };
+        // One consistent copy per check, so a scrape never mixes two probes of one check.
+        let values: Vec<Copied> = rows
+            .into_iter()
+            .map(|row| {
+                let v = row.values.lock().unwrap_or_else(|e| e.into_inner());
+                let (probe, health, successes, failures) =
+                    (v.probe.clone(), v.health, v.successes, v.failures);
+                drop(v);
+                Copied {
+                    row,
+                    probe,
+                    health,
+                    successes,
+                    failures,
+                }
+            })
+            .collect();
+        let probes = || {
+            values
+                .iter()
+                .filter_map(|c| c.probe.as_ref().map(|p| (&c.row, p)))
+        };
+        let gauge =
+            |out: &mut String, name: &str, help: &str, f: &dyn Fn(&ProbeValues) -> Option<f64>| {
+                header(out, name, help, "gauge");
+                for (r, p) in probes() {
+                    if let Some(v) = f(p) {
+                        let _ = writeln!(out, "{name}{{{},{}}} {v}", r.check_instance, r.service);
+                    }
+                }
+            };
+        let b = |x: bool| if x { 1.0 } else { 0.0 };
+        gauge(
+            out,
+            "probe_success",
+            "Whether the probe was a success.",
+            &|p| Some(b(p.success)),
+        );
+        gauge(
+            out,
+            "probe_duration_seconds",
+            "How long the probe took to complete in seconds.",
+            &|p| Some(p.duration),
+        );
+        gauge(
+            out,
+            "probe_dns_lookup_time_seconds",
+            "Returns the time taken for probe dns lookup in seconds.",
+            &|p| Some(p.dns_lookup),
+        );
+        gauge(
+            out,
+            "probe_http_status_code",
+            "Response HTTP status code (0 when no response arrived).",
+            &|p| Some(p.status),
+        );
+        header(
+            out,
+            "probe_http_duration_seconds",
+            "Duration of http request by phase, summed over all redirects.",
+            "gauge",
+        );
+        for (r, p) in probes() {
+            for (phase, v) in PHASES.iter().zip(p.phases) {
+                let _ = writeln!(
+                    out,
+                    "probe_http_duration_seconds{{{},phase=\"{phase}\",{}}} {v}",
+                    r.check_instance, r.service
+                );
+            }
+        }
+        gauge(
+            out,
+            "probe_http_ssl",
+            "Indicates if SSL was used for the final redirect.",
+            &|p| Some(b(p.ssl)),
+        );
+        gauge(
+            out,
+            "probe_http_version",
+            "Returns the version of HTTP of the probe response.",
+            &|p| Some(p.http_version),
+        );
+        gauge(
+            out,
+            "probe_http_content_length",
+            "Length of the HTTP response body read, in bytes (capped at max_body_bytes).",
+            &|p| Some(p.content_length),
+        );
+        gauge(
+            out,
+            "probe_http_redirects",
+            "The number of redirects.",
+            &|p| Some(p.redirects),
+        );
+        gauge(
+            out,
+            "probe_ssl_earliest_cert_expiry",
+            "Returns last SSL chain expiry in unixtime.",
+            &|p| p.cert_expiry,
+        );
+        header(
+            out,
+            "probe_tls_version_info",
+            "Returns the TLS version used or NaN when unknown.",
+            "gauge",
+        );
+        for (r, p) in probes() {
+            if let Some(version) = &p.tls_version {
+                let _ = writeln!(
+                    out,
+                    "probe_tls_version_info{{{},{},version=\"{}\"}} 1",
+                    r.check_instance,
+                    r.service,
+                    escape(version)
+                );
+            }
+        }
+        gauge(
+            out,
+            "probe_failed_due_to_regex",
+            "Indicates if probe failed due to a body condition.",
+            &|p| Some(b(p.failed_due_to_regex)),
+        );
+        header(
+            out,
+            "switchboard_probes_total",
+            "Probes run, by result (success or failure).",
+            "counter",
+        );
+        for Copied {
+            row: r,
+            probe,
+            successes: ok,
+            failures: failed,
+            ..
+        } in &values
+        {
+            if probe.is_some() {
+                let _ = writeln!(
+                    out,
+                    "switchboard_probes_total{{{},result=\"failure\",{}}} {failed}",
+                    r.check, r.service
+                );
+                let _ = writeln!(
+                    out,
+                    "switchboard_probes_total{{{},result=\"success\",{}}} {ok}",
+                    r.check, r.service
+                );
+            }
+        }
+        header(
+            out,
+            "switchboard_check_health",
+            "Smoothed health of each check: 1 for its current health, 0 for the others.",
+            "gauge",
+        );
+        for Copied { row: r, health, .. } in &values {
+            if let Some(current) = health {
+                for h in HEALTHS {
+                    let _ = writeln!(
+                        out,
+                        "switchboard_check_health{{{},health=\"{h}\",{}}} {}",
+                        r.check,
+                        r.service,
+                        u8::from(*current == h)
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The five HTTP phases, always exported (zero when a phase did not happen), as blackbox does.
+pub const PHASES: [&str; 5] = ["resolve", "connect", "tls", "processing", "transfer"];
+/// Every check health value, one series each.
+pub const HEALTHS: [&str; 4] = ["unknown", "healthy", "suspect", "down"];
+
+fn header(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+#[derive(Clone)]
+struct RouteRow {
+    /// `route="…",service="…"`, without the side and target.
+    id: String,
+    primary: String,
+    backup: String,
+    active: Side,
+}
+
+#[derive(Clone)]
+struct ServiceValues {
+    state: State,
+    since: f64,
+    flapping: bool,
+    routes: Vec<RouteRow>,
+}
+
+/// Every service's state, time in state, flapping signal and routes.
+#[derive(Default)]
+pub struct ServiceTable {
+    rows: Mutex<Vec<(String, String, ServiceValues)>>,
+}
+
+impl ServiceTable {
+    fn with(&self, service: &str, f: impl FnOnce(&mut ServiceValues)) {
+        let mut rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, _, v)) = rows.iter_mut().find(|(id, ..)| id == service) {
+            f(v);
+            return;
+        }
+        let mut v = ServiceValues {
+            state: State::Operational,
+            since: 0.0,
+            flapping: false,
+            routes: Vec::new(),
+        };
+        f(&mut v);
+        rows.push((
+            service.to_string(),
+            format!("service=\"{}\"", escape(service)),
+            v,
+        ));
+    }
+
+    pub fn state(&self, service: &str, state: State) {
+        self.with(service, |v| v.state = state);
+    }
+
+    pub fn since(&self, service: &str, since: f64) {
+        self.with(service, |v| v.since = since);
+    }
+
+    pub fn flapping(&self, service: &str, on: bool) {
+        self.with(service, |v| v.flapping = on);
+    }
+
+    /// A route's targets and active side; `primary`/`backup` `None` keep what is known.
+    pub fn route(
+        &self,
+        service: &str,
+        route: &str,
+        primary: Option<&str>,
+        backup: Option<&str>,
+        active: Side,
+    ) {
+        let id = format!(
+            "route=\"{}\",service=\"{}\"",
+            escape(route),
+            escape(service)
+        );
+        self.with(service, |v| {
+            match v.routes.iter_mut().find(|r| r.id == id) {
+                Some(r) => {
+                    if let Some(p) = primary {
+                        r.primary = p.to_string();
+                    }
+                    if let Some(b) = backup {
+                        r.backup = b.to_string();
+                    }
+                    r.active = active;
+                }
+                None => v.routes.push(RouteRow {
+                    id,
+                    primary: primary.unwrap_or_default().to_string(),
+                    backup: backup.unwrap_or_default().to_string(),
+                    active,
+                }),
+            }
+        });
+    }
+
+    pub fn remove(&self, service: &str) {
+        let mut rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());
+        rows.retain(|(id, ..)| id != service);
+    }
+
+    pub fn render(&self, out: &mut String) {
+        let rows = self.rows.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        header(
+            out,
+            "switchboard_service_state",
+            "Failover state of each service: 1 for its current state, 0 for the others.",
+            "gauge",
+        );
+        for (_, labels, v) in &rows {
+            for s in State::ALL {
+                let _ = writeln!(
+                    out,
+                    "switchboard_service_state{{{labels},state=\"{}\"}} {}",
+                    s.as_str(),
+                    u8::from(s == v.state)
+                );
+            }
+        }
+        header(out, "switchboard_service_state_since_timestamp_seconds", "When each service entered its current state (Unix time); time in state is time() minus this.", "gauge");
+        for (_, labels, v) in &rows {
+            let _ = writeln!(
+                out,
+                "switchboard_service_state_since_timestamp_seconds{{{labels}}} {}",
+                v.since
+            );
+        }
+        header(out, "switchboard_service_flapping", "1 while a service holds its backup because it failed over too often within its flap window.", "gauge");
+        for (_, labels, v) in &rows {
+            let _ = writeln!(
+                out,
+                "switchboard_service_flapping{{{labels}}} {}",
+                u8::from(v.flapping)
+            );
+        }
+        header(
+            out,
+            "switchboard_route_active_target",
+            "Which target each route sends customers to: 1 for the active side, 0 for the other.",
+            "gauge",
+        );
+        for (_, _, v) in &rows {
+            for r in &v.routes {
+                // Sides in name order, as label sets sort.
+                for (side, target) in [(Side::Backup, &r.backup), (Side::Primary, &r.primary)] {
+                    if target.is_empty() {
+                        continue;
+                    }
+                    let _ = writeln!(
+                        out,
+                        "switchboard_route_active_target{{{},side=\"{}\",target=\"{}\"}} {}",
+                        r.id,
+                        side.as_str(),
+                        escape(target),
+                        u8::from(side == r.active)
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl Clone for ServiceTable {
+    fn clone(&self) -> Self {
+        ServiceTable {
+            rows: Mutex::new(self.rows.lock().unwrap_or_else(|e| e.into_inner()).clone()),
+        }
+    }
+}
