@@ -150,11 +150,11 @@ pub async fn run(
     // Probes.
     let permits = Arc::new(Semaphore::new(config.server.max_concurrent_probes as usize));
     for (si, s) in config.services.iter().enumerate() {
-        for (ci, c) in s.checks.iter().enumerate() {
+        for ci in 0..s.checks.len() {
             tasks.spawn(probe_loop(
                 si,
                 ci,
-                c.clone(),
+                config.clone(),
                 msg_tx.clone(),
                 metrics.clone(),
                 permits.clone(),
@@ -212,7 +212,9 @@ enum Msg {
 
 struct CheckRuntime {
     health: CheckHealth,
-    last: Option<Outcome>,
+    /// The last outcome's one-line summary and start, for the status page; the outcome itself
+    /// is not kept (at 10,000 checks it would be the daemon's largest memory cost).
+    last: Option<(String, Timestamp)>,
 }
 
 impl CheckRuntime {
@@ -284,7 +286,7 @@ impl Core {
         let confirm = rt.health.wants_confirmation();
         let health = rt.health.health;
         let summary = outcome.summary();
-        rt.last = Some(outcome);
+        rt.last = Some((summary.clone(), outcome.started_at));
         if let Some(prev) = changed {
             self.metrics
                 .check_health(&svc.spec.id, &spec.name, health.as_str());
@@ -461,8 +463,8 @@ impl Core {
                         role: c.role,
                         target: c.target(),
                         health: rt.health.health,
-                        last_outcome: rt.last.as_ref().map(Outcome::summary),
-                        last_probe_at: rt.last.as_ref().map(|o| o.started_at),
+                        last_outcome: rt.last.as_ref().map(|(s, _)| s.clone()),
+                        last_probe_at: rt.last.as_ref().map(|(_, t)| *t),
                     })
                     .collect(),
                 routes: route_views(&s.spec, s.side),
@@ -518,13 +520,15 @@ fn first_delay(check: &CheckSpec) -> Duration {
 async fn probe_loop(
     si: usize,
     ci: usize,
-    check: CheckSpec,
+    config: Arc<Config>,
     tx: mpsc::Sender<Msg>,
     metrics: Arc<Metrics>,
     permits: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut due = tokio::time::Instant::now() + first_delay(&check);
+    // Shared, not cloned: ten thousand checks would otherwise hold ten thousand copies.
+    let check = &config.services[si].checks[ci];
+    let mut due = tokio::time::Instant::now() + first_delay(check);
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(due) => {}
@@ -538,7 +542,7 @@ async fn probe_loop(
         let started = tokio::time::Instant::now();
         metrics.schedule_lag(started.saturating_duration_since(due).as_secs_f64());
         let outcome = tokio::select! {
-            o = probe::run(&check) => o,
+            o = probe::run(check) => o,
             _ = shutdown.wait_for(|s| *s) => return,
         };
         drop(permit);
