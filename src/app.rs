@@ -227,7 +227,7 @@ impl CheckRuntime {
 }
 
 struct ServiceRuntime {
-    spec: ServiceSpec,
+    spec: Arc<ServiceSpec>,
     policy: Policy,
     machine: failover::Service,
     side: Side,

@@ -27,7 +27,8 @@ pub struct Config {
     pub status_page: StatusPageConfig,
     pub auth: AuthConfig,
     pub defaults: Defaults,
-    pub services: Vec<ServiceSpec>,
+    /// Shared, so the daemon's per-service state can point at its spec without a copy.
+    pub services: Vec<std::sync::Arc<ServiceSpec>>,
     /// SHA-256 (hex) of every file that went into this config, in load order.
     pub version: String,
 }
@@ -263,7 +264,7 @@ impl Config {
     }
 
     pub fn service(&self, id: &str) -> Option<&ServiceSpec> {
-        self.services.iter().find(|s| s.id == id)
+        self.services.iter().find(|s| s.id == id).map(|s| &**s)
     }
 
     pub fn checks(&self) -> impl Iterator<Item = &CheckSpec> {

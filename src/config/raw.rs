@@ -400,7 +400,7 @@ impl Loader {
             status_page: main.status_page,
             auth: main.auth,
             defaults: main.defaults,
-            services,
+            services: services.into_iter().map(std::sync::Arc::new).collect(),
             version: hex::encode(std::mem::take(&mut self.hasher).finalize()),
         })
     }
