@@ -11,6 +11,7 @@ pub mod config; // raw TOML -> validated Config with file:line diagnostics
 pub mod demo;
 pub mod failover; // pure failover state machine per service
 pub mod health; // pure: outcomes -> check health
+pub mod html; // HTML escaping for the status page and e-mail
 pub mod metrics; // Prometheus registry and named telemetry events
 pub mod probe; // run one check once -> Outcome (http, conditions)
 pub mod sim; // `switchboard simulate`: the core over a simulated month, against a plain policy

@@ -15,21 +15,7 @@ use std::time::Duration;
 /// Seconds between automatic reloads; short enough to follow a failover, long enough to be cheap.
 const REFRESH_SECONDS: u32 = 30;
 
-/// Escapes text for use in HTML element content and double- or single-quoted attributes.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
+pub use crate::html::escape;
 
 /// Renders the whole page. `now` is only used for "5 minutes ago"; the shell passes the wall clock.
 pub fn render(snapshot: &Snapshot, now: Timestamp) -> String {
