@@ -6,7 +6,8 @@
 //! probe and report; the HTTP side only reads published snapshots.
 
 use crate::announce::email::Mailer;
-use crate::announce::outbox::{self, Delivery};
+use crate::announce::outbox::{self, Delivery, Transports};
+use crate::announce::webhook::{self, Webhooks};
 use crate::announce::{self, MessageContext};
 use crate::api::{self, ApiState};
 use crate::clock::Timestamp;
@@ -59,8 +60,11 @@ pub async fn run(
         source,
     })?;
     let store = Arc::new(store);
-    let mailer =
-        Arc::new(Mailer::from_config(&config.email).map_err(|e| AppError::Email(e.to_string()))?);
+    let mailer = Mailer::from_config(&config.email).map_err(|e| AppError::Email(e.to_string()))?;
+    let transports = Arc::new(Transports {
+        mailer,
+        webhooks: Webhooks::new(config.services.iter().flat_map(|s| s.on_switch.iter())),
+    });
     let metrics = Arc::new(Metrics::new());
 
     let listener = match listener {
@@ -134,7 +138,7 @@ pub async fn run(
     let (delivery_tx, delivery_rx) = mpsc::unbounded_channel();
     tasks.spawn(outbox::run(
         store.clone(),
-        mailer,
+        transports,
         outbox_wake.clone(),
         delivery_tx,
         shutdown.clone(),
@@ -331,13 +335,20 @@ impl Core {
             // Followers keep deciding so they can take over with a warm state, but act on nothing.
             return;
         }
-        for action in actions {
+        // The side after each record: the switch that follows it, if any.
+        let sides: Vec<Side> = (0..actions.len())
+            .map(|i| match actions.get(i + 1) {
+                Some(Action::SwitchRoutes { to }) => *to,
+                _ => self.services[si].side,
+            })
+            .collect();
+        for (action, side_after) in actions.into_iter().zip(sides) {
             match action {
                 Action::Record {
                     transition,
                     announce,
                     detected_in,
-                } => self.record(si, transition, announce, detected_in),
+                } => self.record(si, transition, announce, detected_in, side_after),
                 Action::SwitchRoutes { to } => self.switch(si, to),
                 Action::Flapping { on } => {
                     let svc = &self.services[si];
@@ -373,13 +384,20 @@ impl Core {
     }
 
     /// Writes the transition and its announcements in one transaction, before any switch.
-    fn record(&mut self, si: usize, t: Transition, announce: bool, detected_in: Option<Duration>) {
+    fn record(
+        &mut self,
+        si: usize,
+        t: Transition,
+        announce: bool,
+        detected_in: Option<Duration>,
+        side_after: Side,
+    ) {
         let svc = &mut self.services[si];
-        let side_after = t.to.routes_side();
-        let announcements = if announce {
+        let routes_after = route_views(&svc.spec, side_after);
+        let mut announcements = if announce {
             let ctx = MessageContext {
                 service_name: svc.spec.name.clone(),
-                routes: route_views(&svc.spec, side_after),
+                routes: routes_after.clone(),
                 status_url: format!("{}/status", self.config.server.public_url),
                 go_base_url: format!("{}/go/", self.config.server.public_url),
                 runbook: svc.spec.runbook.clone(),
@@ -388,6 +406,11 @@ impl Core {
         } else {
             Vec::new()
         };
+        if side_after != svc.side {
+            // The webhooks follow the switch, and are written in the same transaction.
+            let name = &svc.spec.name;
+            announcements.extend(webhook::plan(&svc.spec.on_switch, &t, name, &routes_after));
+        }
         let store = self.store.clone();
         let version = self.config.version.clone();
         let res =
@@ -575,21 +598,27 @@ async fn report_deliveries(
     store: Arc<Store>,
 ) {
     while let Some(d) = rx.recv().await {
-        let to = d.item.recipients.join(", ");
+        let what = match d.item.channel.as_str() {
+            "webhook" => format!(
+                "webhook {} ({})",
+                d.item.recipients.join(", "),
+                d.item.subject
+            ),
+            _ => format!(
+                "e-mail to {} ({}) \"{}\"",
+                d.item.audience,
+                d.item.recipients.join(", "),
+                d.item.subject
+            ),
+        };
         match &d.result {
             Ok(detail) => {
                 metrics.announcement(&d.item.channel, &d.item.audience, "sent");
-                info!(
-                    "e-mail to {} ({to}) \"{}\": {detail}",
-                    d.item.audience, d.item.subject
-                );
+                info!("{what}: {detail}");
             }
             Err(e) => {
                 metrics.announcement(&d.item.channel, &d.item.audience, "failed");
-                warn!(
-                    "e-mail to {} ({to}) \"{}\" not delivered yet: {e}; will retry",
-                    d.item.audience, d.item.subject
-                );
+                warn!("{what} not delivered yet: {e}; will retry");
             }
         }
         if let Ok((backlog, oldest)) = store.outbox_backlog() {

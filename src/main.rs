@@ -213,8 +213,10 @@ fn init_logging(demo: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("SWITCHBOARD_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,hyper=warn,lettre=warn"));
+    // Logs go to stderr, as a daemon's should; stdout stays for command output.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_writer(std::io::stderr)
         .with_target(false);
     if demo {
         builder

@@ -12,6 +12,7 @@
 pub mod email;
 pub mod outbox;
 pub mod render;
+pub mod webhook;
 
 pub use email::{EmailError, Mailer};
 pub use outbox::Delivery;

@@ -5,9 +5,11 @@
 //! more on restart, with the same stored Message-ID; a crash before sending just sends it
 //! later. Nothing is ever lost, and a repeat is at most one and recognisable.
 
+use super::webhook::Webhooks;
 use super::Mailer;
 use crate::clock::Timestamp;
 use crate::store::{OutboxItem, Store, StoreError};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify};
@@ -31,6 +33,34 @@ pub struct Delivery {
     pub at: Timestamp,
 }
 
+/// A transport the outbox can hand a row to: e-mail, webhooks, or both by channel.
+pub trait Deliver: Send + Sync {
+    /// Sends one row; `Ok` carries what the receiver said, `Err` why it did not take it
+    /// (never a secret).
+    fn deliver(&self, item: &OutboxItem) -> impl Future<Output = Result<String, String>> + Send;
+}
+
+impl Deliver for Mailer {
+    async fn deliver(&self, item: &OutboxItem) -> Result<String, String> {
+        self.send(item).await.map_err(|e| e.to_string())
+    }
+}
+
+/// Every transport of a running daemon, chosen by the row's channel.
+pub struct Transports {
+    pub mailer: Mailer,
+    pub webhooks: Webhooks,
+}
+
+impl Deliver for Transports {
+    async fn deliver(&self, item: &OutboxItem) -> Result<String, String> {
+        match item.channel.as_str() {
+            "webhook" => self.webhooks.send(item).await.map_err(|e| e.to_string()),
+            _ => self.mailer.send(item).await.map_err(|e| e.to_string()),
+        }
+    }
+}
+
 /// The wait before the next attempt after `attempts` failed ones (1 -> 1s, 2 -> 2s, ... capped).
 pub fn backoff(attempts: u32) -> Duration {
     let exp = attempts.saturating_sub(1).min(20);
@@ -39,9 +69,9 @@ pub fn backoff(attempts: u32) -> Duration {
 
 /// Runs until `shutdown` turns true (or its sender is dropped): on `wake` (after a commit)
 /// or every `POLL_INTERVAL`, delivers every due row.
-pub async fn run(
+pub async fn run<D: Deliver + 'static>(
     store: Arc<Store>,
-    mailer: Arc<Mailer>,
+    mailer: Arc<D>,
     wake: Arc<Notify>,
     events: mpsc::UnboundedSender<Delivery>,
     mut shutdown: watch::Receiver<bool>,
@@ -55,7 +85,7 @@ pub async fn run(
         // (sent again later with the same Message-ID), and a started store write runs to
         // completion on the blocking pool.
         let pass = tokio::select! {
-            r = deliver_due(&store, &mailer, Timestamp::now(), BATCH) => r,
+            r = deliver_due(&store, mailer.as_ref(), Timestamp::now(), BATCH) => r,
             _ = shutdown.wait_for(|stop| *stop) => return,
         };
         let full_batch = match pass {
@@ -89,9 +119,9 @@ pub async fn run(
 
 /// One pass: sends every row due at `now` (up to `limit`) and records each result.
 /// Returns what happened to each, in order. Store reads happen off the async threads.
-pub async fn deliver_due(
+pub async fn deliver_due<D: Deliver>(
     store: &Arc<Store>,
-    mailer: &Mailer,
+    mailer: &D,
     now: Timestamp,
     limit: usize,
 ) -> Result<Vec<Delivery>, StoreError> {
@@ -103,8 +133,8 @@ pub async fn deliver_due(
     Ok(out)
 }
 
-async fn deliver_one(store: &Arc<Store>, mailer: &Mailer, item: OutboxItem) -> Delivery {
-    let sent = mailer.send(&item).await;
+async fn deliver_one<D: Deliver>(store: &Arc<Store>, mailer: &D, item: OutboxItem) -> Delivery {
+    let sent = mailer.deliver(&item).await;
     let at = Timestamp::now();
     let id = item.id;
     let result = match sent {
@@ -117,8 +147,7 @@ async fn deliver_one(store: &Arc<Store>, mailer: &Mailer, item: OutboxItem) -> D
             }
             Ok(detail)
         }
-        Err(e) => {
-            let error = e.to_string();
+        Err(error) => {
             let next = at.plus(backoff(item.attempts.saturating_add(1)));
             let msg = error.clone();
             if let Err(se) = blocking(store, move |s| s.mark_failed(id, at, &msg, next)).await {

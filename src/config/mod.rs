@@ -122,6 +122,8 @@ pub struct ServiceSpec {
     pub maintenance_side: crate::failover::Side,
     /// Planned maintenance windows (`[[maintenance]]`).
     pub maintenance: Vec<crate::failover::window::Window>,
+    /// Webhooks called when the service's routes switch (`[[on_switch]]`).
+    pub on_switch: Vec<WebhookSpec>,
     pub checks: Vec<CheckSpec>,
     pub routes: Vec<RouteSpec>,
     /// The service file it came from.
@@ -209,6 +211,20 @@ pub struct HttpCheck {
     pub max_body_bytes: usize,
     /// Skip certificate verification (explicit opt-in only).
     pub insecure: bool,
+}
+
+/// A webhook called on every route switch of its service.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WebhookSpec {
+    /// Unique across the configuration.
+    pub id: String,
+    pub url: Url,
+    pub method: String,
+    /// Values may name environment variables as `${NAME}`, resolved at send time.
+    pub headers: Vec<(String, String)>,
+    /// A JSON template with `{{placeholders}}`; `None` sends every field.
+    pub body: Option<String>,
+    pub timeout: Duration,
 }
 
 #[derive(Clone, Debug)]

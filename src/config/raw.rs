@@ -10,8 +10,9 @@
 use super::{
     Audiences, AuthConfig, CheckKind, CheckSpec, Config, ConfigError, Defaults, Diagnostic,
     EmailConfig, EmailTransport, Failback, FailoverWhen, HttpCheck, Role, RouteSpec, ServerConfig,
-    ServiceSpec, StatusPageConfig, StorageConfig,
+    ServiceSpec, StatusPageConfig, StorageConfig, WebhookSpec,
 };
+use crate::announce::webhook;
 use crate::clock::Timestamp;
 use crate::failover::window::{Cron, Schedule, Window};
 use crate::failover::Side;
@@ -129,6 +130,26 @@ pub struct RawServiceFile {
     pub route: Vec<Spanned<RawRoute>>,
     #[serde(default)]
     pub maintenance: Vec<Spanned<RawMaintenance>>,
+    #[serde(default)]
+    pub on_switch: Vec<Spanned<RawWebhook>>,
+}
+
+/// A webhook called when the service's routes switch.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    /// Unique across the configuration; default `{service}-{n}`.
+    pub id: Option<Spanned<String>>,
+    pub url: Spanned<String>,
+    /// Default `POST`.
+    pub method: Option<Spanned<String>>,
+    /// Values may name environment variables as `${NAME}` (secrets stay out of the file).
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<String>>,
+    /// JSON template with `{{service}}`, `{{to}}`, `{{side}}`, `{{routes}}`, ...
+    pub body: Option<Spanned<String>>,
+    /// Default `10s`.
+    pub timeout: Option<Spanned<String>>,
 }
 
 /// A planned maintenance window: `start` (RFC 3339) for a one-off, or `cron` (5 fields, UTC)
@@ -279,6 +300,7 @@ struct Loader {
     service_ids: HashMap<String, Place>,
     check_names: HashMap<String, Place>,
     route_ids: HashMap<String, Place>,
+    webhook_ids: HashMap<String, Place>,
 }
 
 impl Loader {
@@ -740,7 +762,9 @@ impl Loader {
         let mut raw_checks = Vec::new();
         let mut raw_routes = Vec::new();
         let mut raw_windows = Vec::new();
+        let mut raw_hooks = Vec::new();
         for part in parts {
+            raw_hooks.extend(part.on_switch);
             service = service.or(part.service);
             raw_checks.extend(part.check);
             raw_routes.extend(part.route);
@@ -789,12 +813,107 @@ impl Loader {
             .into_iter()
             .filter_map(|w| self.validate_window(&source, w))
             .collect();
+        let hook_count = raw_hooks.len();
+        let hooks: Vec<WebhookSpec> = raw_hooks
+            .into_iter()
+            .enumerate()
+            .filter_map(|(n, h)| self.validate_webhook(&source, h, &service_id, n + 1))
+            .collect();
         let mut spec = self.validate_service(&source, service?, checks, routes, checks_complete)?;
-        if windows.len() != window_count {
+        if windows.len() != window_count || hooks.len() != hook_count {
             return None;
         }
         spec.maintenance = windows;
+        spec.on_switch = hooks;
         Some(spec)
+    }
+
+    fn validate_webhook(
+        &mut self,
+        source: &Source<'_>,
+        raw: Spanned<RawWebhook>,
+        service: &str,
+        n: usize,
+    ) -> Option<WebhookSpec> {
+        let line = source.line(raw.span());
+        let raw = raw.into_inner();
+        let mut ok = true;
+        let id = match &raw.id {
+            Some(id) => {
+                ok &= self.identifier(source, "webhook id", id);
+                ok &= self.unique(source, Unique::Webhook, id);
+                id.get_ref().clone()
+            }
+            None => format!("{service}-{n}"),
+        };
+        let url = match Url::parse(raw.url.get_ref()) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => Some(u),
+            _ => {
+                let message = format!(
+                    "on_switch url: \"{}\" is not an absolute http(s) URL",
+                    raw.url.get_ref()
+                );
+                self.report_at(source, &raw.url, message);
+                None
+            }
+        };
+        let method = raw
+            .method
+            .as_ref()
+            .map_or_else(|| "POST".to_string(), |m| m.get_ref().to_ascii_uppercase());
+        if hyper::Method::from_bytes(method.as_bytes()).is_err() {
+            self.report(
+                source.path,
+                line,
+                format!("on_switch method: \"{method}\" is not an HTTP method"),
+            );
+            ok = false;
+        }
+        let mut headers = Vec::new();
+        for (name, value) in raw.headers {
+            if hyper::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                self.report_at(
+                    source,
+                    &value,
+                    format!("on_switch headers: \"{name}\" is not a valid header name"),
+                );
+                ok = false;
+            }
+            for var in webhook::env_refs(value.get_ref()) {
+                if std::env::var(var).is_err() {
+                    // Checked at load so a missing secret shows up in `switchboard check`, not
+                    // in the middle of an outage; its value is never read into the config.
+                    let message = format!("on_switch headers: {name} needs environment variable {var}, which is not set");
+                    self.report_at(source, &value, message);
+                    ok = false;
+                }
+            }
+            headers.push((name, value.into_inner()));
+        }
+        if let Some(body) = &raw.body {
+            let unknown = webhook::unknown_placeholders(body.get_ref());
+            if !unknown.is_empty() {
+                let message = format!(
+                    "on_switch body: unknown placeholder(s) {}; known: {}",
+                    unknown.join(", "),
+                    webhook::PLACEHOLDERS.join(", ")
+                );
+                self.report_at(source, body, message);
+                ok = false;
+            }
+        }
+        let timeout = match &raw.timeout {
+            None => Some(Duration::from_secs(10)),
+            Some(t) => self.duration(source, "timeout", Some(t), false),
+        };
+        (ok && url.is_some() && timeout.is_some()).then(|| WebhookSpec {
+            id,
+            url: url.expect("checked"),
+            method,
+            headers,
+            body: raw.body.map(Spanned::into_inner),
+            timeout: timeout.expect("checked"),
+        })
     }
 
     fn validate_window(
@@ -929,6 +1048,7 @@ impl Loader {
             flap_window: flap_window?,
             maintenance_side: maintenance_side?,
             maintenance: Vec::new(),
+            on_switch: Vec::new(),
             name: raw.name.unwrap_or_else(|| id.clone()),
             id,
             runbook: raw.runbook,
@@ -1206,6 +1326,7 @@ impl Loader {
             Unique::Service => &mut self.service_ids,
             Unique::Check => &mut self.check_names,
             Unique::Route => &mut self.route_ids,
+            Unique::Webhook => &mut self.webhook_ids,
         };
         match seen.get(raw.get_ref()) {
             Some(first) => {
@@ -1230,6 +1351,7 @@ enum Unique {
     Service,
     Check,
     Route,
+    Webhook,
 }
 
 impl Unique {
@@ -1238,6 +1360,7 @@ impl Unique {
             Unique::Service => "service id",
             Unique::Check => "check name",
             Unique::Route => "route id",
+            Unique::Webhook => "webhook id",
         }
     }
 }

@@ -76,12 +76,27 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(config: &Path, port: u16) -> Daemon {
+        Daemon::start_with(config, port, &[], None)
+    }
+
+    /// Starts with extra environment variables, logging to `log` when given.
+    pub fn start_with(
+        config: &Path,
+        port: u16,
+        env: &[(&str, &str)],
+        log: Option<&Path>,
+    ) -> Daemon {
+        let stderr = match log {
+            Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
+            None => Stdio::null(),
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
             .args(["run", "--config"])
             .arg(config)
             .env("SWITCHBOARD_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("start switchboard");
         let d = Daemon {
