@@ -678,3 +678,53 @@ fn an_operator_can_end_a_planned_window_early_and_it_does_not_come_back() {
         ],
     );
 }
+
+#[test]
+fn holds_survive_a_restart_a_pin_keeps_the_routes_and_a_drill_keeps_its_deadline() {
+    let p = any();
+    let mut before = Service::new("svc", State::Operational, Timestamp(0));
+    run(
+        &mut before,
+        &p,
+        "0 backup healthy\n0 form healthy\n10 pin backup until 500",
+    );
+    assert_eq!(before.state, State::FailedOver);
+    // A restart: the store gives back the state and the holds; health starts unknown.
+    let mut after = Service::new("svc", before.state, before.since);
+    after.restore(&p, before.holds());
+    let trace = run(
+        &mut after,
+        &p,
+        "20 backup healthy\n20 form healthy\n100 tick\n500 tick",
+    );
+    assert_eq!(
+        trace,
+        [
+            "500s failed_over -> operational operator announce",
+            "500s switch primary"
+        ],
+        "the pin held until its expiry instead of recovering at once"
+    );
+
+    let mut drilling = Service::new("svc", State::Operational, Timestamp(0));
+    run(
+        &mut drilling,
+        &p,
+        "0 backup healthy\n0 form healthy\n10 drill live until 300",
+    );
+    let mut restarted = Service::new("svc", drilling.state, drilling.since);
+    restarted.restore(&p, drilling.holds());
+    assert_eq!(
+        restarted.side,
+        Side::Backup,
+        "a live drill stays on the backup"
+    );
+    let trace = run(&mut restarted, &p, "20 backup healthy\n100 tick\n300 tick");
+    assert_eq!(
+        trace,
+        [
+            "300s drill -> operational drill_deadline announce",
+            "300s switch primary"
+        ]
+    );
+}

@@ -191,6 +191,25 @@ pub struct Service {
     pub next_window_wake: Option<Timestamp>,
 }
 
+/// What a service holds beyond its state: pins, maintenance, a drill, flap history. Stored
+/// with the state so that a restart does not silently drop an operator's hold or a drill's
+/// deadline.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Holds {
+    #[serde(default)]
+    pub pin: Option<Pin>,
+    #[serde(default)]
+    pub maintenance_until: Option<Timestamp>,
+    #[serde(default)]
+    pub drill: Option<DrillRun>,
+    #[serde(default)]
+    pub auto_failovers: Vec<Timestamp>,
+    #[serde(default)]
+    pub flapping: bool,
+    #[serde(default)]
+    pub window_skipped_until: Option<Timestamp>,
+}
+
 /// Where the backup stands for a decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Backup {
@@ -220,6 +239,29 @@ impl Service {
             window_skipped_until: None,
             next_window_wake: None,
         }
+    }
+
+    /// What must survive a restart besides the state.
+    pub fn holds(&self) -> Holds {
+        Holds {
+            pin: self.pin.clone(),
+            maintenance_until: self.maintenance_until,
+            drill: self.drill.clone(),
+            auto_failovers: self.auto_failovers.clone(),
+            flapping: self.flapping,
+            window_skipped_until: self.window_skipped_until,
+        }
+    }
+
+    /// Puts back what `holds` saved; the routes side follows the restored pin or drill.
+    pub fn restore(&mut self, p: &Policy, holds: Holds) {
+        self.pin = holds.pin;
+        self.maintenance_until = holds.maintenance_until;
+        self.drill = holds.drill;
+        self.auto_failovers = holds.auto_failovers;
+        self.flapping = holds.flapping;
+        self.window_skipped_until = holds.window_skipped_until;
+        self.side = self.side_for(p, self.state);
     }
 
     fn health_of(&self, check: &str) -> Health {

@@ -7,7 +7,7 @@
 mod machine;
 pub mod window;
 
-pub use machine::{step, Action, Command, DrillRun, Event, Pin, Policy, Service};
+pub use machine::{step, Action, Command, DrillRun, Event, Holds, Pin, Policy, Service};
 
 use crate::clock::Timestamp;
 use serde::{Deserialize, Serialize};
