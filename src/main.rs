@@ -217,7 +217,7 @@ fn audit(command: AuditCommand) -> ExitCode {
     let store = match Store::open_read_only(&path) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("switchboard audit: {}: {e}", path.display());
+            eprintln!("switchboard audit: {e}");
             return ExitCode::from(2);
         }
     };

@@ -156,6 +156,8 @@ pub enum StoreError {
         path: std::path::PathBuf,
         why: String,
     },
+    #[error("no database at {path} (has the daemon run with this configuration?)")]
+    NoDatabase { path: std::path::PathBuf },
     #[error("the database schema is version {found}, which predates the audit log (version 2); run the daemon once to migrate it")]
     NoAuditLog { found: u32 },
 }

@@ -117,9 +117,8 @@ impl Store {
     /// which must never change the file it examines (and can run beside the daemon).
     pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
         if !path.exists() {
-            return Err(StoreError::Open {
+            return Err(StoreError::NoDatabase {
                 path: path.to_path_buf(),
-                source: rusqlite::Error::InvalidPath(path.to_path_buf()),
             });
         }
         let conn = Connection::open_with_flags(
