@@ -550,6 +550,26 @@ impl World {
     }
 }
 
+impl World {
+    /// `switchboard audit export --format jsonl`, parsed.
+    fn audit_records(&self) -> Vec<serde_json::Value> {
+        let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["audit", "export", "--format", "jsonl", "--config"])
+            .arg(&self.config)
+            .output()
+            .expect("run audit export");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect()
+    }
+}
+
 /// Every Message-ID stored exactly once.
 fn assert_each_once(stored: &BTreeMap<String, usize>) {
     let repeated: Vec<_> = stored.iter().filter(|(_, n)| **n != 1).collect();
@@ -711,6 +731,51 @@ fn sigkill_during_the_recovery_hold_still_fails_back_once_and_announces_it_once(
         Some("operational"),
         "{t:?}"
     );
+    assert!(
+        d.metric("switchboard_audit_records_total{kind=\"transition\"}")
+            .is_some_and(|n| n >= 1.0),
+        "the failback's audit record is counted: {}",
+        d.metrics()
+    );
+    // What the real daemon wrote into the ledger: who, why, evidence, routes on both sides.
+    let recs = w.audit_records();
+    assert_eq!(
+        recs.len(),
+        t.len(),
+        "one audit record per transition: {recs:#?}"
+    );
+    let failover = &recs[0];
+    assert_eq!(failover["kind"], "transition");
+    assert_eq!(failover["actor"], "system");
+    assert_eq!(failover["to"], "failed_over");
+    assert_eq!(failover["cause"], "primary_down");
+    assert_eq!(
+        failover["routes_before"]["submit-ticket"],
+        w.primary().as_str()
+    );
+    assert_eq!(
+        failover["routes_after"]["submit-ticket"],
+        w.backup().as_str()
+    );
+    assert!(
+        failover["evidence"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|l| l
+                .as_str()
+                .is_some_and(|l| l.contains("ticket-form") && l.contains("503")))),
+        "evidence names the failing check and its error: {failover}"
+    );
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    assert_eq!(failover["node"], hostname.trim());
+    assert_eq!(
+        failover["config_version"].as_str().map(str::len),
+        Some(64),
+        "{failover}"
+    );
+    let last = recs.last().expect("records");
+    assert_eq!(last["to"], "operational");
+    assert_eq!(last["routes_before"]["submit-ticket"], w.backup().as_str());
+    assert_eq!(last["routes_after"]["submit-ticket"], w.primary().as_str());
     // Restarting once more changes nothing: no repeat of anything already said.
     d.kill9();
     let d = w.start();
