@@ -11,72 +11,22 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+#[path = "support/daemon.rs"]
+mod daemon;
 #[path = "support/smtp.rs"]
 mod smtp;
 
+use daemon::{get, wait_until, Target};
 use smtp::{free_port, maildir_messages, require_aiosmtpd};
 
 /// Generous: these are correctness tests, never speed tests.
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// A loopback HTTP server with a ticket form that can be broken and a backup form.
-struct Target {
-    addr: SocketAddr,
-    form_down: Arc<AtomicBool>,
-}
-
-impl Target {
-    fn start() -> Target {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind target");
-        let addr = listener.local_addr().expect("addr");
-        let form_down = Arc::new(AtomicBool::new(false));
-        let down = form_down.clone();
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut s) = stream else { continue };
-                let down = down.clone();
-                thread::spawn(move || {
-                    let mut buf = [0u8; 4096];
-                    let n = s.read(&mut buf).unwrap_or(0);
-                    let req = String::from_utf8_lossy(&buf[..n]);
-                    let path = req.split_whitespace().nth(1).unwrap_or("/").to_string();
-                    let (status, body) = match path.as_str() {
-                        "/form" if down.load(Ordering::SeqCst) => {
-                            ("503 Service Unavailable", "down")
-                        }
-                        "/form" | "/backup" => {
-                            ("200 OK", "<form><input name=request_subject></form>")
-                        }
-                        _ => ("404 Not Found", "no"),
-                    };
-                    let _ = write!(
-                        s,
-                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                });
-            }
-        });
-        Target { addr, form_down }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn set_down(&self, down: bool) {
-        self.form_down.store(down, Ordering::SeqCst);
-    }
-}
 
 /// When the slow SMTP server pauses relative to storing a message.
 #[derive(Clone, Copy)]
@@ -283,65 +233,6 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-#[derive(Debug)]
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    }
-}
-
-/// A minimal HTTP/1.1 GET over a fresh loopback connection.
-fn get(url: &str) -> std::io::Result<Response> {
-    let rest = url.strip_prefix("http://").expect("http url");
-    let (host, path) = rest
-        .split_once('/')
-        .map(|(h, p)| (h, format!("/{p}")))
-        .unwrap_or((rest, "/".into()));
-    let mut s = TcpStream::connect(host)?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    Ok(Response {
-        status,
-        headers,
-        body: body.to_string(),
-    })
-}
-
-/// Polls `cond` until it holds; panics naming `what` after `limit`.
-fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < limit, "timed out waiting for: {what}");
-        thread::sleep(Duration::from_millis(50));
     }
 }
 
