@@ -76,6 +76,7 @@ enum AuditCommand {
     Export {
         #[arg(long, default_value = "switchboard.toml")]
         config: PathBuf,
+        /// Read this database file instead of `[storage] path` (e.g. a copy handed to an auditor).
         #[arg(long)]
         db: Option<PathBuf>,
         #[arg(long, value_enum)]
