@@ -412,20 +412,37 @@ impl Core {
             announcements.extend(webhook::plan(&svc.spec.on_switch, &t, name, &routes_after));
         }
         let store = self.store.clone();
-        let version = self.config.version.clone();
+        // The audit record also says where customers were sent before and after, and who decided.
+        let routes_on = |side: Side| {
+            svc.spec
+                .routes
+                .iter()
+                .map(|r| (r.id.clone(), side_target(r, side).to_owned()))
+                .collect()
+        };
+        let audit = crate::audit::AuditContext {
+            config_version: self.config.version.clone(),
+            node: crate::audit::node_name().to_owned(),
+            routes_before: routes_on(svc.side),
+            routes_after: routes_on(side_after),
+        };
         let res =
-            tokio::task::block_in_place(|| store.commit_transition(&t, &version, &announcements));
+            tokio::task::block_in_place(|| store.commit_transition(&t, audit, &announcements));
         match res {
             Ok(_) => {
+                self.metrics.audit_recorded(crate::audit::KIND_TRANSITION);
                 if !announcements.is_empty() {
                     self.outbox_wake.notify_one();
                 }
             }
             // The switch still happens (customers come first), but loudly: the record is missing.
-            Err(e) => error!(
-                "{}: could not record transition {} -> {}: {e}; announcements for it are NOT queued",
-                svc.spec.name, t.from, t.to
-            ),
+            Err(e) => {
+                self.metrics.store_error("commit_transition");
+                error!(
+                    "{}: could not record transition {} -> {}: {e}; announcements for it are NOT queued",
+                    svc.spec.name, t.from, t.to
+                )
+            }
         }
         self.metrics.transition(&t.service, t.from, t.to, t.cause);
         self.metrics.service_state(&t.service, t.to);

@@ -5,6 +5,7 @@
 pub mod announce; // messages (pure rendering), outbox delivery, e-mail transport
 pub mod api; // HTTP server: /metrics, /status, /api/v2 (Statuspage), /go, /api/v1
 pub mod app; // the shell: schedules probes, feeds the core, executes actions, serves HTTP
+pub mod audit; // tamper-evident audit log: record shape, hash chain, verify, export
 pub mod clock; // Timestamp; the one wall-clock read
 pub mod cluster; // the coordinator seam: single node always leads
 pub mod config; // raw TOML -> validated Config with file:line diagnostics

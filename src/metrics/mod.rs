@@ -36,6 +36,8 @@ pub struct Metrics {
     schedule_lag_seconds: Histogram,
     config_reloads_total: IntCounterVec,
     config_last_reload_successful: IntGauge,
+    audit_records_total: IntCounterVec,
+    store_errors_total: IntCounterVec,
     build_info: IntGaugeVec,
 }
 
@@ -107,6 +109,18 @@ impl Metrics {
                 r,
                 "switchboard_config_last_reload_successful",
                 "Whether the last configuration reload succeeded.",
+            ),
+            audit_records_total: counter_vec(
+                r,
+                "switchboard_audit_records_total",
+                "Records appended to the hash-chained audit log, by kind.",
+                &["kind"],
+            ),
+            store_errors_total: counter_vec(
+                r,
+                "switchboard_store_errors_total",
+                "Database or disk errors, by the store operation that failed. Any increase needs a human.",
+                &["operation"],
             ),
             build_info: int_gauge_vec(
                 r,
@@ -216,6 +230,18 @@ impl Metrics {
         self.outbox_backlog
             .set(i64::try_from(backlog).unwrap_or(i64::MAX));
         self.outbox_oldest_age_seconds.set(oldest_age_secs);
+    }
+
+    /// A record of `kind` was appended to the audit chain.
+    pub fn audit_recorded(&self, kind: &str) {
+        self.audit_records_total.with_label_values(&[kind]).inc();
+    }
+
+    /// The store failed during `operation` (e.g. `commit_transition`); the caller logs the error.
+    pub fn store_error(&self, operation: &str) {
+        self.store_errors_total
+            .with_label_values(&[operation])
+            .inc();
     }
 
     /// A drill ended with `result` (e.g. `passed`, `failed`, `aborted`).

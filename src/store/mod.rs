@@ -6,9 +6,13 @@
 //! any point loses nothing; at worst a message the server already accepted is sent once
 //! more, with the same stable Message-ID.
 //!
+//! The same transaction appends the transition's hash-chained audit record (`audit_log.rs`;
+//! the record and the chain are described in `crate::audit`).
+//!
 //! `Store` is the SQLite implementation (`sqlite.rs`, numbered migrations in `migrations/`).
 //! Every call is short and synchronous; async callers wrap it in `spawn_blocking`.
 
+mod audit_log;
 mod sqlite;
 
 pub use sqlite::Store;
@@ -147,6 +151,15 @@ pub enum StoreError {
     },
     #[error("no outbox row with id {0}")]
     NoSuchOutboxItem(i64),
+    #[error("the database file {path} {why} since it was opened; refusing to write where nobody will read it")]
+    FileGone {
+        path: std::path::PathBuf,
+        why: String,
+    },
+    #[error("no database at {path} (has the daemon run with this configuration?)")]
+    NoDatabase { path: std::path::PathBuf },
+    #[error("the database schema is version {found}, which predates the audit log (version 2); run the daemon once to migrate it")]
+    NoAuditLog { found: u32 },
 }
 
 /// The stable Message-ID of the announcement of transition `transition_id` to `audience`

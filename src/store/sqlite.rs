@@ -4,20 +4,29 @@
 //! writer, and `synchronous=FULL` makes a committed transition survive power loss, not just
 //! a process crash: a failover decision that was announced must still be on disk after reboot.
 
+use super::audit_log;
 use super::{
     message_id, CommittedTransition, NewAnnouncement, OutboxItem, OutboxStatus, ServiceRecord,
     StoreError, TransitionRecord,
 };
+use crate::audit::{self, AuditContext, AuditRecord, AuditRow, NewAuditRecord, Verdict};
 use crate::clock::Timestamp;
 use crate::failover::{Cause, State, Transition};
-use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
-use std::path::Path;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 /// Numbered migrations, applied in order; `PRAGMA user_version` records the last one applied.
 /// Append only: an applied migration is never edited, a change is a new file.
-const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: &[(u32, &str)] = &[
+    (1, include_str!("migrations/0001_init.sql")),
+    (2, include_str!("migrations/0002_audit.sql")),
+];
+
+/// The first schema version with the audit log; `audit verify` refuses older files.
+const AUDIT_SCHEMA: u32 = 2;
 
 /// How long a call waits for a lock held by another connection (e.g. an inspection tool)
 /// before failing loudly instead of hanging the caller.
@@ -26,6 +35,46 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The durable store. `Send + Sync`; every method takes the connection for one short call.
 pub struct Store {
     conn: Mutex<Connection>,
+    /// The file this store opened, to notice it being deleted or replaced underneath us.
+    file: Option<FileIdentity>,
+}
+
+/// Which file a path named when the store opened it (device and inode).
+///
+/// Why: SQLite keeps writing through its open descriptor after the database file or its
+/// directory is removed, and every later "committed" transition goes into a file nobody
+/// will ever open again: a silent loss. Comparing the path's identity before each write that
+/// records history turns that into a loud `StoreError::FileGone`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct FileIdentity {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl FileIdentity {
+    fn of(path: &Path) -> std::io::Result<FileIdentity> {
+        let m = std::fs::metadata(path)?;
+        Ok(FileIdentity {
+            path: path.to_path_buf(),
+            dev: m.dev(),
+            ino: m.ino(),
+        })
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        match FileIdentity::of(&self.path) {
+            Ok(now) if now == *self => Ok(()),
+            Ok(_) => Err(StoreError::FileGone {
+                path: self.path.clone(),
+                why: "was replaced by another file".to_owned(),
+            }),
+            Err(e) => Err(StoreError::FileGone {
+                path: self.path.clone(),
+                why: format!("is gone ({e})"),
+            }),
+        }
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -57,7 +106,42 @@ impl Store {
                 value: mode,
             });
         }
-        Store::setup(conn)
+        let file = FileIdentity::of(path).map_err(|source| StoreError::CreateDir {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Store::setup(conn, Some(file))
+    }
+
+    /// Opens an existing database read-only, without migrating it: for `switchboard audit`,
+    /// which must never change the file it examines (and can run beside the daemon).
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::NoDatabase {
+                path: path.to_path_buf(),
+            });
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let found = user_version(&conn)?;
+        let known = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+        if found > known {
+            return Err(StoreError::SchemaTooNew { found, known });
+        }
+        if found < AUDIT_SCHEMA {
+            return Err(StoreError::NoAuditLog { found });
+        }
+        Ok(Store {
+            conn: Mutex::new(conn),
+            file: None,
+        })
     }
 
     /// A private in-memory database, for tests and dry runs.
@@ -66,16 +150,23 @@ impl Store {
             path: ":memory:".into(),
             source,
         })?;
-        Store::setup(conn)
+        Store::setup(conn, None)
     }
 
-    fn setup(mut conn: Connection) -> Result<Store, StoreError> {
+    fn setup(mut conn: Connection, file: Option<FileIdentity>) -> Result<Store, StoreError> {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
         migrate(&mut conn)?;
         Ok(Store {
             conn: Mutex::new(conn),
+            file,
         })
+    }
+
+    /// Fails loudly when the database file this store writes to is no longer the one at its
+    /// path (see `FileIdentity`).
+    fn check_file(&self) -> Result<(), StoreError> {
+        self.file.as_ref().map_or(Ok(()), FileIdentity::check)
     }
 
     /// The connection. A panic while it was held cannot leave a half-written transaction
@@ -133,19 +224,27 @@ impl Store {
         .into_record()
     }
 
-    /// Records `t` and everything it causes in ONE transaction: the transition row, the
-    /// service's new current state, and one pending outbox row per announcement. Either all
-    /// of it is on disk when this returns `Ok`, or none of it is.
+    /// Records `t` and everything it causes in ONE transaction: the transition row, its
+    /// hash-chained audit record, the service's new current state, and one pending outbox row
+    /// per announcement. Either all of it is on disk when this returns `Ok`, or none of it is.
+    ///
+    /// `audit` is what the shell knows beyond the transition (config version, node, routes
+    /// before and after). A bare config version (`&str`) is accepted too, for callers that
+    /// predate the audit log; their records carry no node and no routes.
     ///
     /// Fails with `StateMismatch` if the service is stored in a state other than `t.from`:
     /// that means two deciders disagree (or a transition is being replayed), and recording
-    /// it would corrupt the history.
+    /// it would corrupt the history. Fails with `FileGone` if the database file was removed
+    /// or replaced since it was opened: writing on would lose the transition silently.
     pub fn commit_transition(
         &self,
         t: &Transition,
-        config_version: &str,
+        audit: impl Into<AuditContext>,
         announcements: &[NewAnnouncement],
     ) -> Result<CommittedTransition, StoreError> {
+        let audit: AuditContext = audit.into();
+        let config_version = audit.config_version.as_str();
+        self.check_file()?;
         let evidence = serde_json::to_string(&t.evidence).map_err(|source| StoreError::Json {
             what: "transition evidence",
             source,
@@ -205,6 +304,30 @@ impl Store {
         )?;
         let transition_id = tx.last_insert_rowid();
 
+        audit_log::append(
+            &tx,
+            &AuditRecord {
+                id: 0,
+                kind: audit::KIND_TRANSITION.to_owned(),
+                at: t.at,
+                node: audit.node.clone(),
+                actor: t.actor.clone(),
+                service: Some(t.service.clone()),
+                from: Some(t.from.as_str().to_owned()),
+                to: Some(t.to.as_str().to_owned()),
+                cause: Some(t.cause.as_str().to_owned()),
+                reason: t.reason.clone(),
+                evidence: t.evidence.clone(),
+                routes_before: audit.routes_before.clone(),
+                routes_after: audit.routes_after.clone(),
+                config_version: config_version.to_owned(),
+                transition_id: Some(transition_id),
+                detail: serde_json::json!({}),
+                prev_hash: String::new(),
+                hash: String::new(),
+            },
+        )?;
+
         let mut outbox_ids = Vec::with_capacity(announcements.len());
         for a in announcements {
             let recipients =
@@ -238,6 +361,56 @@ impl Store {
             transition_id,
             outbox_ids,
         })
+    }
+
+    /// Appends a record that is not a transition (an operator action, issue 6) to the audit
+    /// chain, in its own transaction. Returns the record as stored, hash included.
+    pub fn append_audit(&self, r: &NewAuditRecord) -> Result<AuditRecord, StoreError> {
+        self.check_file()?;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let rec = audit_log::append(
+            &tx,
+            &AuditRecord {
+                id: 0,
+                kind: r.kind.clone(),
+                at: r.at,
+                node: r.node.clone(),
+                actor: r.actor.clone(),
+                service: r.service.clone(),
+                from: None,
+                to: None,
+                cause: None,
+                reason: r.reason.clone(),
+                evidence: Vec::new(),
+                routes_before: Default::default(),
+                routes_after: Default::default(),
+                config_version: r.config_version.clone(),
+                transition_id: None,
+                detail: r.detail.clone(),
+                prev_hash: String::new(),
+                hash: String::new(),
+            },
+        )?;
+        tx.commit()?;
+        Ok(rec)
+    }
+
+    /// Audit records at or after `since` (all when `None`), in id order; rows that cannot be
+    /// read back (tampered JSON) come back as `Err` entries, not as a failed call.
+    pub fn audit_rows(&self, since: Option<Timestamp>) -> Result<Vec<AuditRow>, StoreError> {
+        audit_log::read(&self.conn(), since)
+    }
+
+    /// Walks the whole audit chain and cross-checks the transitions table against it, in one
+    /// read transaction so a concurrent commit cannot make a consistent log look broken.
+    pub fn verify_audit(&self) -> Result<Verdict, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let rows = audit_log::read(&tx, None)?;
+        let issued = audit_log::highest_id_issued(&tx)?;
+        let mismatch = audit_log::cross_check(&tx)?;
+        Ok(audit::verify(&rows, issued, mismatch))
     }
 
     /// The last `limit` transitions, of one service or of all, oldest first (newest last).
@@ -371,14 +544,22 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         });
     }
     for &(version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
-        let apply = |conn: &mut Connection| -> Result<(), rusqlite::Error> {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
-            tx.execute_batch(sql)?;
+        let apply = |conn: &mut Connection| -> Result<(), StoreError> {
+            let sqlite = |source| StoreError::Migration { version, source };
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Exclusive)
+                .map_err(sqlite)?;
+            tx.execute_batch(sql).map_err(sqlite)?;
+            // Steps SQL cannot do (hashing) run in the same transaction as the schema change.
+            if version == AUDIT_SCHEMA {
+                audit_log::backfill(&tx)?;
+            }
             // PRAGMA takes no bound parameters; `version` is a compile-time constant.
-            tx.execute_batch(&format!("PRAGMA user_version = {version}"))?;
-            tx.commit()
+            tx.execute_batch(&format!("PRAGMA user_version = {version}"))
+                .map_err(sqlite)?;
+            tx.commit().map_err(sqlite)
         };
-        apply(conn).map_err(|source| StoreError::Migration { version, source })?;
+        apply(conn)?;
     }
     Ok(())
 }
@@ -585,6 +766,7 @@ impl RawOutbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     const T0: Timestamp = Timestamp(1_700_000_000_000);
 
@@ -637,10 +819,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nested/dir/switchboard.db");
         let store = Store::open(&path).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 1);
+        assert_eq!(store.schema_version().unwrap(), 2);
         drop(store);
         let store = Store::open(&path).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 1);
+        assert_eq!(store.schema_version().unwrap(), 2);
     }
 
     #[test]
@@ -657,7 +839,7 @@ mod tests {
                 err,
                 StoreError::SchemaTooNew {
                     found: 99,
-                    known: 1
+                    known: 2
                 }
             ),
             "{err}"
@@ -927,6 +1109,194 @@ mod tests {
                 .collect::<Vec<_>>(),
             [Timestamp(1), Timestamp(2)]
         );
+    }
+
+    fn audit_ctx() -> AuditContext {
+        AuditContext {
+            config_version: "cfg-v2".into(),
+            node: "node-a".into(),
+            routes_before: [("submit-ticket".to_owned(), "https://p".to_owned())].into(),
+            routes_after: [("submit-ticket".to_owned(), "https://b".to_owned())].into(),
+        }
+    }
+
+    fn records(store: &Store) -> Vec<AuditRecord> {
+        store
+            .audit_rows(None)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_transition_writes_one_chained_audit_record_with_its_context() {
+        let store = Store::open_in_memory().unwrap();
+        let t = transition(
+            "ticket-submission",
+            State::Operational,
+            State::FailedOver,
+            T0,
+        );
+        let c = store
+            .commit_transition(&t, audit_ctx(), &[announcement("oncall")])
+            .unwrap();
+        let back = transition(
+            "ticket-submission",
+            State::FailedOver,
+            State::Operational,
+            T0.plus(Duration::from_secs(60)),
+        );
+        store.commit_transition(&back, "cfg-v2", &[]).unwrap();
+
+        let recs = records(&store);
+        assert_eq!(recs.len(), 2);
+        let r = &recs[0];
+        assert_eq!(
+            (r.id, r.kind.as_str(), r.transition_id, r.at),
+            (1, "transition", Some(c.transition_id), T0)
+        );
+        assert_eq!(r.node, "node-a");
+        assert_eq!(r.actor, "system");
+        assert_eq!(r.service.as_deref(), Some("ticket-submission"));
+        assert_eq!(
+            (r.from.as_deref(), r.to.as_deref()),
+            (Some("operational"), Some("failed_over"))
+        );
+        assert_eq!(r.cause.as_deref(), Some("primary_down"));
+        assert_eq!(r.evidence, t.evidence);
+        assert_eq!(r.routes_before, audit_ctx().routes_before);
+        assert_eq!(r.routes_after, audit_ctx().routes_after);
+        assert_eq!(r.config_version, "cfg-v2");
+        assert_eq!(r.prev_hash, audit::GENESIS_HASH);
+        assert_eq!(r.hash, r.compute_hash());
+        assert_eq!(recs[1].prev_hash, r.hash);
+        assert!(
+            recs[1].routes_after.is_empty(),
+            "a bare config version records no routes"
+        );
+        assert!(matches!(
+            store.verify_audit().unwrap(),
+            Verdict::Intact { records: 2, last_hash: Some(ref h) } if *h == recs[1].hash
+        ));
+    }
+
+    #[test]
+    fn a_rolled_back_transition_leaves_no_audit_record() {
+        let store = Store::open_in_memory().unwrap();
+        let t = transition(
+            "ticket-submission",
+            State::Operational,
+            State::FailedOver,
+            T0,
+        );
+        store
+            .commit_transition(
+                &t,
+                audit_ctx(),
+                &[announcement("customers"), announcement("customers")],
+            )
+            .unwrap_err();
+        assert!(records(&store).is_empty());
+        // The id of the rolled-back record is not "issued": the next one is still 1.
+        store.commit_transition(&t, audit_ctx(), &[]).unwrap();
+        assert_eq!(records(&store)[0].id, 1);
+        assert!(matches!(
+            store.verify_audit().unwrap(),
+            Verdict::Intact { records: 1, .. }
+        ));
+    }
+
+    #[test]
+    fn operator_actions_join_the_same_chain() {
+        let store = Store::open_in_memory().unwrap();
+        failover(&store, T0);
+        let rec = store
+            .append_audit(&NewAuditRecord {
+                kind: audit::KIND_OPERATOR_ACTION.into(),
+                at: T0.plus(Duration::from_secs(1)),
+                actor: "alice".into(),
+                service: Some("ticket-submission".into()),
+                reason: "pin to backup during vendor maintenance".into(),
+                config_version: "cfg-v1".into(),
+                node: "node-a".into(),
+                detail: serde_json::json!({"command": "pin", "side": "backup"}),
+            })
+            .unwrap();
+        assert_eq!(rec.id, 2);
+        assert_eq!(rec.prev_hash, records(&store)[0].hash);
+        assert_eq!(records(&store)[1], rec);
+        assert!(matches!(
+            store.verify_audit().unwrap(),
+            Verdict::Intact { records: 2, .. }
+        ));
+    }
+
+    #[test]
+    fn audit_rows_cannot_be_updated_or_deleted_through_sql_by_accident() {
+        let store = Store::open_in_memory().unwrap();
+        failover(&store, T0);
+        let conn = store.conn();
+        for sql in ["UPDATE audit SET reason = 'x'", "DELETE FROM audit"] {
+            let err = conn.execute(sql, []).unwrap_err();
+            assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+        }
+    }
+
+    #[test]
+    fn migrating_a_version_1_database_backfills_the_audit_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        {
+            // A database as the previous release left it: schema 1 with one transition.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0].1).unwrap();
+            conn.execute_batch("PRAGMA user_version = 1").unwrap();
+            conn.execute(
+                "INSERT INTO transitions (service, from_state, to_state, cause, actor, reason, at_ms, evidence, config_version)
+                 VALUES ('s', 'operational', 'failed_over', 'primary_down', 'system', 'r', 5, '[\"e\"]', 'v1')",
+                [],
+            )
+            .unwrap();
+        }
+        assert!(matches!(
+            Store::open_read_only(&path).unwrap_err(),
+            StoreError::NoAuditLog { found: 1 }
+        ));
+        let store = Store::open(&path).unwrap();
+        let recs = records(&store);
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].transition_id, Some(1));
+        assert_eq!(recs[0].evidence, vec!["e".to_string()]);
+        assert_eq!(recs[0].detail, serde_json::json!({"backfilled": true}));
+        assert!(matches!(
+            store.verify_audit().unwrap(),
+            Verdict::Intact { records: 1, .. }
+        ));
+        drop(store);
+        let ro = Store::open_read_only(&path).unwrap();
+        assert!(matches!(
+            ro.verify_audit().unwrap(),
+            Verdict::Intact { records: 1, .. }
+        ));
+    }
+
+    #[test]
+    fn a_removed_database_file_fails_the_commit_instead_of_writing_into_the_void() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("var/switchboard.db");
+        let store = Store::open(&path).unwrap();
+        store.ensure_service("ticket-submission", T0).unwrap();
+        std::fs::remove_dir_all(dir.path().join("var")).unwrap();
+        let t = transition(
+            "ticket-submission",
+            State::Operational,
+            State::FailedOver,
+            T0,
+        );
+        let err = store.commit_transition(&t, audit_ctx(), &[]).unwrap_err();
+        assert!(matches!(err, StoreError::FileGone { .. }), "{err}");
+        assert!(err.to_string().contains("is gone"), "{err}");
     }
 
     #[test]
