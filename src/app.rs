@@ -13,7 +13,7 @@ use crate::api::{self, ApiState};
 use crate::clock::Timestamp;
 use crate::cluster::{Coordinator, SingleNode};
 use crate::config::{CheckSpec, Config, ServiceSpec};
-use crate::failover::{self, Action, Event, Policy, Side, State, Transition};
+use crate::failover::{self, Action, Event, Holds, Policy, Side, State, Transition};
 use crate::health::{CheckHealth, Health, Thresholds};
 use crate::metrics::Metrics;
 use crate::probe::{self, Outcome};
@@ -95,10 +95,24 @@ pub async fn run(
                 rec.state.routes_side().as_str()
             );
         }
+        let policy = Policy::from_spec(spec);
+        let mut machine = failover::Service::new(&spec.id, rec.state, rec.since);
+        let stored_holds = store.holds(&spec.id).map_err(|source| AppError::Store {
+            path: config.storage.path.display().to_string(),
+            source,
+        })?;
+        if let Some(json) = stored_holds {
+            match serde_json::from_str::<Holds>(&json) {
+                Ok(holds) => machine.restore(&policy, holds),
+                // Unreadable holds are dropped loudly rather than stopping the daemon.
+                Err(e) => error!("{}: stored holds are unreadable and dropped: {e}", spec.name),
+            }
+        }
         services.push(ServiceRuntime {
-            policy: Policy::from_spec(spec),
-            machine: failover::Service::new(&spec.id, rec.state, rec.since),
-            side: rec.state.routes_side(),
+            saved_holds: machine.holds(),
+            side: machine.side,
+            policy,
+            machine,
             cause: rec.cause.clone(),
             created_at: rec.created_at,
             checks: spec.checks.iter().map(|_| CheckRuntime::new(now)).collect(),
@@ -232,6 +246,8 @@ impl CheckRuntime {
 
 struct ServiceRuntime {
     spec: Arc<ServiceSpec>,
+    /// The holds last written to the store, to write only changes.
+    saved_holds: Holds,
     policy: Policy,
     machine: failover::Service,
     side: Side,
@@ -328,6 +344,24 @@ impl Core {
     fn on_event(&mut self, si: usize, event: Event, now: Timestamp) {
         let svc = &mut self.services[si];
         let actions = failover::step(&mut svc.machine, &svc.policy, &event, now);
+        let holds = svc.machine.holds();
+        if holds != svc.saved_holds {
+            let store = self.store.clone();
+            let id = svc.spec.id.clone();
+            let saved = serde_json::to_string(&holds)
+                .map_err(|e| e.to_string())
+                .and_then(|json| {
+                    tokio::task::block_in_place(|| store.set_holds(&id, &json, now))
+                        .map_err(|e| e.to_string())
+                });
+            match saved {
+                Ok(()) => svc.saved_holds = holds,
+                Err(e) => error!(
+                    "{}: could not save its holds (pin, maintenance, drill): {e}; a restart would lose them",
+                    svc.spec.name
+                ),
+            }
+        }
         if actions.is_empty() {
             return;
         }
@@ -422,7 +456,7 @@ impl Core {
         };
         let audit = crate::audit::AuditContext {
             config_version: self.config.version.clone(),
-            node: crate::audit::node_name().to_owned(),
+            node: self.coordinator.node().to_owned(),
             routes_before: routes_on(svc.side),
             routes_after: routes_on(side_after),
         };

@@ -35,7 +35,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 /// The `prev_hash` of the first record.
@@ -52,7 +51,7 @@ pub const KIND_OPERATOR_ACTION: &str = "operator_action";
 pub struct AuditContext {
     /// Hash of the configuration in force (`Config::version`).
     pub config_version: String,
-    /// Which node decided it (`node_name()`).
+    /// Which node decided it (`cluster::Coordinator::node`).
     pub node: String,
     /// Route id -> the target customers were sent to before the transition.
     pub routes_before: BTreeMap<String, String>,
@@ -571,20 +570,6 @@ pub fn parse_since(value: &str, now: Timestamp) -> Result<Timestamp, SinceError>
     Ok(Timestamp(now.0.saturating_sub(ms)))
 }
 
-/// This node's name for audit records: the kernel's hostname, read once. No extra
-/// dependency: Linux exposes it in /proc; elsewhere `HOSTNAME`, else `unknown`.
-pub fn node_name() -> &'static str {
-    static NODE: OnceLock<String> = OnceLock::new();
-    NODE.get_or_init(|| {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .ok()
-            .or_else(|| std::env::var("HOSTNAME").ok())
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "unknown".to_owned())
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -822,10 +807,5 @@ mod tests {
             Timestamp(now.0 - 7 * 86_400_000)
         );
         assert!(parse_since("yesterday-ish", now).is_err());
-    }
-
-    #[test]
-    fn node_name_is_never_empty() {
-        assert!(!node_name().is_empty());
     }
 }

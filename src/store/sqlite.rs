@@ -23,6 +23,7 @@ use std::time::Duration;
 const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_audit.sql")),
+    (3, include_str!("migrations/0003_holds.sql")),
 ];
 
 /// The first schema version with the audit log; `audit verify` refuses older files.
@@ -203,6 +204,29 @@ impl Store {
         .optional()?
         .map(RawService::into_record)
         .transpose()
+    }
+
+    /// The service's saved holds (JSON of `failover::Holds`), if any were saved.
+    pub fn holds(&self, service: &str) -> Result<Option<String>, StoreError> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT holds FROM service_holds WHERE service = ?1",
+                [service],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Saves the service's holds, replacing the previous ones.
+    pub fn set_holds(&self, service: &str, holds: &str, at: Timestamp) -> Result<(), StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO service_holds (service, holds, updated_at_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT (service) DO UPDATE SET holds = excluded.holds, updated_at_ms = excluded.updated_at_ms",
+            rusqlite::params![service, holds, at.as_millis()],
+        )?;
+        Ok(())
     }
 
     /// Returns the stored service, first inserting it as `operational` since `now` (cause
@@ -819,10 +843,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nested/dir/switchboard.db");
         let store = Store::open(&path).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 2);
+        assert_eq!(store.schema_version().unwrap(), 3);
         drop(store);
         let store = Store::open(&path).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 2);
+        assert_eq!(store.schema_version().unwrap(), 3);
     }
 
     #[test]
@@ -839,7 +863,7 @@ mod tests {
                 err,
                 StoreError::SchemaTooNew {
                     found: 99,
-                    known: 2
+                    known: 3
                 }
             ),
             "{err}"
@@ -866,6 +890,27 @@ mod tests {
             first
         );
         assert_eq!(store.load_services().unwrap(), vec![first]);
+    }
+
+    #[test]
+    fn holds_are_saved_replaced_and_survive_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        {
+            let store = Store::open(&path).expect("open");
+            assert_eq!(store.holds("tickets").expect("read"), None);
+            store
+                .set_holds("tickets", "{\"flapping\":false}", T0)
+                .expect("save");
+            store
+                .set_holds("tickets", "{\"flapping\":true}", T0)
+                .expect("replace");
+        }
+        let store = Store::open(&path).expect("reopen");
+        assert_eq!(
+            store.holds("tickets").expect("read").as_deref(),
+            Some("{\"flapping\":true}")
+        );
     }
 
     #[test]
