@@ -105,7 +105,10 @@ pub async fn run(
             match serde_json::from_str::<Holds>(&json) {
                 Ok(holds) => machine.restore(&policy, holds),
                 // Unreadable holds are dropped loudly rather than stopping the daemon.
-                Err(e) => error!("{}: stored holds are unreadable and dropped: {e}", spec.name),
+                Err(e) => error!(
+                    "{}: stored holds are unreadable and dropped: {e}",
+                    spec.name
+                ),
             }
         }
         services.push(ServiceRuntime {
