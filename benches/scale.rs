@@ -13,8 +13,14 @@ use std::time::{Duration, Instant};
 
 const CHECKS: usize = 10_000;
 const ADDRESSES: usize = 50;
-const WARMUP: Duration = Duration::from_secs(25);
-const MEASURE: Duration = Duration::from_secs(60);
+
+/// How big and how long: the real run under `cargo bench`, a smoke run of the harness itself
+/// under `cargo test --all-targets` (which runs benches without `--bench`).
+struct Plan {
+    checks: usize,
+    warmup: Duration,
+    measure: Duration,
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -22,12 +28,25 @@ fn main() {
         serve_target(args[2].parse().expect("port"));
         return;
     }
-    // `cargo bench` passes `--bench`; anything else is ignored.
+    let bench = args.iter().any(|a| a == "--bench");
     let checks = std::env::var("SCALE_CHECKS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(CHECKS);
-    run(checks);
+        .unwrap_or(if bench { CHECKS } else { 100 });
+    let plan = if bench {
+        Plan {
+            checks,
+            warmup: Duration::from_secs(25),
+            measure: Duration::from_secs(60),
+        }
+    } else {
+        Plan {
+            checks,
+            warmup: Duration::from_secs(3),
+            measure: Duration::from_secs(3),
+        }
+    };
+    run(plan);
 }
 
 /// A tiny HTTP/1.1 server on 127.0.0.1-50:port answering 200 with a short body, one thread
@@ -207,7 +226,8 @@ fn proc_stat(pid: u32) -> (f64, u64, u64) {
     (ticks / 100.0, kb("VmRSS:"), kb("VmHWM:"))
 }
 
-fn run(checks: usize) {
+fn run(plan: Plan) {
+    let checks = plan.checks;
     let dir = tempfile::tempdir().expect("tempdir");
     let target_port = free_port();
     let api_port = free_port();
@@ -248,13 +268,13 @@ fn run(checks: usize) {
     println!(
         "started and listening in {:.2} s; warming up {} s, measuring {} s",
         startup.as_secs_f64(),
-        WARMUP.as_secs(),
-        MEASURE.as_secs()
+        plan.warmup.as_secs(),
+        plan.measure.as_secs()
     );
-    std::thread::sleep(WARMUP);
+    std::thread::sleep(plan.warmup);
     let (_, m0) = get(api_port, "/metrics");
     let (cpu0, _, _) = proc_stat(pid);
-    std::thread::sleep(MEASURE);
+    std::thread::sleep(plan.measure);
     let (cpu1, rss, hwm) = proc_stat(pid);
     let mut scrapes = Vec::new();
     let mut body = String::new();
@@ -273,6 +293,16 @@ fn run(checks: usize) {
         .filter(|l| l.starts_with("probe_success{") && l.ends_with(" 1"))
         .count();
     let series = body.lines().filter(|l| !l.starts_with('#')).count();
+    let failed = body
+        .lines()
+        .filter(|l| l.starts_with("probe_success{") && l.ends_with(" 0"))
+        .count();
+    // A benchmark of failing probes measures nothing: stop loudly.
+    assert_eq!(
+        failed, 0,
+        "{failed} checks failed against the loopback targets"
+    );
+    assert!(n > 0.0, "no probe ran in the measured window");
     let mib = |kb: u64| kb as f64 / 1024.0;
     println!();
     println!("{:<34} {:>14} {:>12}", "figure", "measured", "goal");
@@ -280,7 +310,7 @@ fn run(checks: usize) {
         "{:<34} {:>14} {:>12}",
         "probes run in the window",
         format!("{n:.0}"),
-        format!("~{}", checks * MEASURE.as_secs() as usize / 10)
+        format!("~{}", checks * plan.measure.as_secs() as usize / 10)
     );
     println!(
         "{:<34} {:>14} {:>12}",
@@ -309,7 +339,7 @@ fn run(checks: usize) {
     println!(
         "{:<34} {:>14} {:>12}",
         "CPU (cores busy)",
-        format!("{:.2}", (cpu1 - cpu0) / MEASURE.as_secs_f64()),
+        format!("{:.2}", (cpu1 - cpu0) / plan.measure.as_secs_f64()),
         ""
     );
     println!(
