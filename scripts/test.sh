@@ -44,6 +44,12 @@ if ! command -v promtool >/dev/null 2>&1; then
     apt_install prometheus
 fi
 
+# Headless Chromium renders the status page as a person would see it.
+if ! command -v chromium >/dev/null 2>&1; then
+    log "installing chromium (headless status page test)"
+    apt_install chromium
+fi
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 
