@@ -22,7 +22,7 @@ mod daemon;
 #[path = "support/smtp.rs"]
 mod smtp;
 
-use daemon::{get, wait_until, Target};
+use daemon::{get, wait_until, write_config_with, Target};
 use smtp::{free_port, maildir_messages, require_aiosmtpd};
 
 /// Generous: these are correctness tests, never speed tests.
@@ -236,78 +236,6 @@ impl Drop for Daemon {
     }
 }
 
-/// Writes a config with fast timings into `dir`; returns (main file, API port).
-fn write_config(
-    dir: &Path,
-    target: &Target,
-    email: &str,
-    storage: &str,
-    hold: &str,
-) -> (PathBuf, u16) {
-    let port = free_port();
-    std::fs::create_dir_all(dir.join("probes")).expect("mkdir");
-    let main = dir.join("switchboard.toml");
-    std::fs::write(
-        &main,
-        format!(
-            r#"probes = "probes"
-[server]
-listen = "127.0.0.1:{port}"
-[storage]
-path = "{storage}"
-[email]
-from = "Support Status <status@example.com>"
-{email}
-[audiences]
-oncall = ["support-oncall@example.com"]
-customers = ["support-announce@example.com"]
-drill = ["support-ops@example.com"]
-[status_page]
-title = "Crash Support Status"
-[defaults]
-interval = "1s"
-timeout = "1s"
-retry_interval = "200ms"
-failure_threshold = 2
-success_threshold = 2
-"#
-        ),
-    )
-    .expect("write main config");
-    std::fs::write(
-        dir.join("probes/ticket-submission.toml"),
-        format!(
-            r#"[service]
-id = "ticket-submission"
-name = "Ticket submission"
-failover_when = "any"
-failback = "auto"
-recovery_hold = "{hold}"
-
-[[check]]
-name = "ticket-form"
-url = "{form}"
-conditions = ["[STATUS] == 200", "[BODY] == pat(*request_subject*)"]
-
-[[check]]
-name = "backup-form"
-role = "backup"
-url = "{backup}"
-conditions = ["[STATUS] == 200"]
-
-[[route]]
-id = "submit-ticket"
-primary = "{form}"
-backup = "{backup}"
-"#,
-            form = target.url("/form"),
-            backup = target.url("/backup"),
-        ),
-    )
-    .expect("write service config");
-    (main, port)
-}
-
 /// One scenario's world: target, slow SMTP server, config; the daemon is started by the test.
 struct World {
     dir: tempfile::TempDir,
@@ -322,7 +250,7 @@ impl World {
         let dir = tempfile::tempdir().expect("tempdir");
         let target = Target::start();
         let smtp = SlowSmtp::start(dir.path(), slowness, delay);
-        let (config, port) = write_config(
+        let (config, port) = write_config_with(
             dir.path(),
             &target,
             &format!("transport = \"smtp\"\nsmtp_url = \"{}\"", smtp.url()),
@@ -683,7 +611,7 @@ fn an_unwritable_storage_path_stops_the_daemon_with_a_clear_error() {
     // A regular file where the database's directory should be: no directory can be made
     // there, whatever the user's privileges (the tests may run as root).
     std::fs::write(dir.path().join("blocker"), "not a directory").expect("write blocker");
-    let (config, _) = write_config(
+    let (config, _) = write_config_with(
         dir.path(),
         &target,
         "transport = \"file\"\ndir = \"var/mail\"",
@@ -709,7 +637,7 @@ fn an_unwritable_storage_path_stops_the_daemon_with_a_clear_error() {
 fn a_database_removed_under_the_running_daemon_is_reported_loudly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let target = Target::start();
-    let (config, port) = write_config(
+    let (config, port) = write_config_with(
         dir.path(),
         &target,
         "transport = \"file\"\ndir = \"var/mail\"",

@@ -207,6 +207,17 @@ pub fn read_dir_texts(dir: &Path) -> Vec<String> {
 
 /// Writes a config with fast timings for `target` into `dir`; returns (main file, API port).
 pub fn write_config(dir: &Path, target: &Target, email: &str) -> (PathBuf, u16) {
+    write_config_with(dir, target, email, "var/switchboard.db", "2s")
+}
+
+/// `write_config` with the SQLite path and the recovery hold chosen by the caller.
+pub fn write_config_with(
+    dir: &Path,
+    target: &Target,
+    email: &str,
+    storage: &str,
+    hold: &str,
+) -> (PathBuf, u16) {
     let port = free_port();
     std::fs::create_dir_all(dir.join("probes")).expect("mkdir");
     let main = dir.join("switchboard.toml");
@@ -217,7 +228,7 @@ pub fn write_config(dir: &Path, target: &Target, email: &str) -> (PathBuf, u16) 
 [server]
 listen = "127.0.0.1:{port}"
 [storage]
-path = "var/switchboard.db"
+path = "{storage}"
 [email]
 from = "Support Status <status@example.com>"
 {email}
@@ -245,7 +256,7 @@ id = "ticket-submission"
 name = "Ticket submission"
 failover_when = "any"
 failback = "auto"
-recovery_hold = "2s"
+recovery_hold = "{hold}"
 
 [[check]]
 name = "ticket-form"
