@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# CPU per HTTP probe, Switchboard against a real prometheus-blackbox-exporter, in one run.
+# Installs the exporter from Debian when it is missing (idempotent, non-interactive), builds
+# the bench in release mode and runs it. Extra arguments go to the bench binary, e.g.
+#   scripts/bench.sh --probes 5000 --concurrency 1,16,64 --no-https
+# See docs/benchmarks.md for what is measured and how.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+apt_updated=0
+apt_install() {
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "missing packages ($*) and no apt-get to install them" >&2
+        exit 1
+    fi
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    if [ "$apt_updated" -eq 0 ]; then
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        apt_updated=1
+    fi
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}
+
+# The real exporter, from Debian. Installing it may enable its systemd unit; the bench starts
+# its own instance on a free loopback port with its own config, so a running service does not
+# matter (its idle CPU is not counted: the bench reads its own child's /proc/<pid>/stat).
+if [ -z "${BLACKBOX_EXPORTER:-}" ]; then
+    if ! command -v prometheus-blackbox-exporter >/dev/null 2>&1 \
+        && ! command -v blackbox_exporter >/dev/null 2>&1; then
+        log "installing prometheus-blackbox-exporter (Debian)"
+        apt_install prometheus-blackbox-exporter
+    fi
+    BLACKBOX_EXPORTER="$(command -v prometheus-blackbox-exporter || command -v blackbox_exporter)"
+    export BLACKBOX_EXPORTER
+fi
+
+log "cargo bench --bench probe_cpu (release build)"
+exec cargo bench --locked --bench probe_cpu -- "$@"
