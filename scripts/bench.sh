@@ -7,22 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
-
-apt_updated=0
-apt_install() {
-    if ! command -v apt-get >/dev/null 2>&1; then
-        echo "missing packages ($*) and no apt-get to install them" >&2
-        exit 1
-    fi
-    local sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    if [ "$apt_updated" -eq 0 ]; then
-        $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        apt_updated=1
-    fi
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
-}
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 # The real exporter, from Debian. Installing it may enable its systemd unit; the bench starts
 # its own instance on a free loopback port with its own config, so a running service does not
