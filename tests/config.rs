@@ -125,7 +125,7 @@ fn shipped_config_loads() {
     assert_eq!(
         config.summary(),
         format!(
-            "{}: ok: 4 services, 10 checks, 4 routes",
+            "{}: ok: 4 services, 11 checks, 4 routes",
             repo().join("switchboard.toml").display()
         )
     );
@@ -200,7 +200,9 @@ conditions = ["[STATUS] == 200"]
         )
     );
     assert_eq!((one.failure_threshold, one.success_threshold), (3, 4));
-    let CheckKind::Http(http) = &one.kind;
+    let CheckKind::Http(http) = &one.kind else {
+        panic!("an HTTP check")
+    };
     assert_eq!(
         (
             http.method.as_str(),
@@ -211,7 +213,9 @@ conditions = ["[STATUS] == 200"]
         ("GET", 10, 1024 * 1024, false)
     );
 
-    let CheckKind::Http(two) = &config.check("two").expect("loaded").kind;
+    let CheckKind::Http(two) = &config.check("two").expect("loaded").kind else {
+        panic!("an HTTP check")
+    };
     assert_eq!(two.method, "POST");
     assert_eq!(two.max_redirects, 0, "follow_redirects = false");
     assert_eq!(
@@ -221,7 +225,9 @@ conditions = ["[STATUS] == 200"]
     assert_eq!(two.body.as_deref(), Some("hello"));
 
     let spare = config.check("spare").expect("loaded");
-    let CheckKind::Http(http) = &spare.kind;
+    let CheckKind::Http(http) = &spare.kind else {
+        panic!("an HTTP check")
+    };
     assert_eq!(
         (spare.retry_interval, http.max_body_bytes, http.insecure),
         (Duration::from_secs(1), 4096, true)

@@ -51,7 +51,9 @@ fn spec(url: &str, edit: impl FnOnce(&mut CheckSpec, &mut HttpCheck)) -> CheckSp
 
 /// Runs the probe, guarded so a probe that ignores its timeout fails the test instead of hanging it.
 async fn probe(check: &CheckSpec) -> Outcome {
-    let CheckKind::Http(http) = &check.kind;
+    let CheckKind::Http(http) = &check.kind else {
+        unreachable!("built as an HTTP check above")
+    };
     tokio::time::timeout(check.timeout + SLACK, http::probe(check, http))
         .await
         .expect("probe outlived its timeout plus slack")

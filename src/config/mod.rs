@@ -190,13 +190,53 @@ impl CheckSpec {
     pub fn target(&self) -> String {
         match &self.kind {
             CheckKind::Http(h) => h.url.to_string(),
+            CheckKind::Tcp(t) => format!("{}:{}", host_port(&t.host), t.port),
+            CheckKind::Smtp(m) => format!("smtp://{}:{}", host_port(&m.host), m.port),
         }
+    }
+}
+
+/// IPv6 literals are bracketed next to a port.
+fn host_port(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
     }
 }
 
 #[derive(Clone, Debug)]
 pub enum CheckKind {
     Http(HttpCheck),
+    /// `kind = "tcp"`, or `kind = "tls"` (a TCP check with `tls = true`).
+    Tcp(TcpCheck),
+    Smtp(SmtpCheck),
+}
+
+/// Connect (and optionally TLS, send, expect) to `host:port`.
+#[derive(Clone, Debug)]
+pub struct TcpCheck {
+    pub host: String,
+    pub port: u16,
+    pub send: Option<String>,
+    /// Text the reply must contain.
+    pub expect: Option<String>,
+    pub tls: bool,
+    pub insecure: bool,
+}
+
+/// The mail intake: banner, EHLO, STARTTLS (or implicit TLS).
+#[derive(Clone, Debug)]
+pub struct SmtpCheck {
+    pub host: String,
+    pub port: u16,
+    /// Require STARTTLS to be offered and negotiate it. Default true.
+    pub starttls: bool,
+    /// Implicit TLS (port 465). Default false.
+    pub tls: bool,
+    pub insecure: bool,
+    /// The name sent with EHLO.
+    pub ehlo: String,
 }
 
 #[derive(Clone, Debug)]

@@ -10,7 +10,7 @@
 use super::{
     Audiences, AuthConfig, CheckKind, CheckSpec, Config, ConfigError, Defaults, Diagnostic,
     EmailConfig, EmailTransport, Failback, FailoverWhen, HttpCheck, Role, RouteSpec, ServerConfig,
-    ServiceSpec, StatusPageConfig, StorageConfig, WebhookSpec,
+    ServiceSpec, SmtpCheck, StatusPageConfig, StorageConfig, TcpCheck, WebhookSpec,
 };
 use crate::announce::webhook;
 use crate::clock::Timestamp;
@@ -194,9 +194,22 @@ pub struct RawCheck {
     pub name: Spanned<String>,
     /// `"primary"` (default) or `"backup"`.
     pub role: Option<Spanned<String>>,
-    /// Only `"http"` for now (default).
+    /// `"http"` (default), `"tcp"`, `"tls"` or `"smtp"`.
     pub kind: Option<Spanned<String>>,
-    pub url: Spanned<String>,
+    /// The page probed (`http`).
+    pub url: Option<Spanned<String>>,
+    /// `host:port` (`tcp`, `tls`, `smtp`).
+    pub target: Option<Spanned<String>>,
+    /// Sent after connecting (`tcp`).
+    pub send: Option<String>,
+    /// Text the reply must contain (`tcp`).
+    pub expect: Option<String>,
+    /// TLS on connect (`tcp`; `smtp` implicit TLS). `kind = "tls"` implies it.
+    pub tls: Option<bool>,
+    /// Require and negotiate STARTTLS (`smtp`). Default true.
+    pub starttls: Option<bool>,
+    /// Name sent with EHLO (`smtp`). Default `switchboard.invalid`.
+    pub ehlo: Option<String>,
     /// Default `GET`.
     pub method: Option<Spanned<String>>,
     pub headers: Option<Spanned<BTreeMap<String, String>>>,
@@ -1115,31 +1128,95 @@ impl Loader {
                 None
             }
         };
-        if let Some(kind) = &raw.kind {
-            if kind.get_ref() != "http" {
-                let message = format!(
-                    "kind \"{}\" is not supported; only \"http\" is, for now",
-                    kind.get_ref()
-                );
-                self.report_at(source, kind, message);
-                ok = false;
+        let kind = raw.kind.as_ref().map_or("http", |k| k.get_ref().as_str());
+        if !matches!(kind, "http" | "tcp" | "tls" | "smtp") {
+            if let Some(k) = &raw.kind {
+                let message =
+                    format!("kind \"{kind}\" is not one of \"http\", \"tcp\", \"tls\", \"smtp\"");
+                self.report_at(source, k, message);
             }
+            ok = false;
         }
-        let url = match Url::parse(raw.url.get_ref()) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Some(url),
-            Ok(_) => {
+        let http_kind = kind == "http";
+        // Fields that belong to another kind are mistakes, not options to ignore.
+        let misplaced: Vec<&str> = if http_kind {
+            [
+                ("target", raw.target.is_some()),
+                ("send", raw.send.is_some()),
+                ("expect", raw.expect.is_some()),
+                ("tls", raw.tls.is_some()),
+                ("starttls", raw.starttls.is_some()),
+                ("ehlo", raw.ehlo.is_some()),
+            ]
+            .iter()
+            .filter_map(|(f, set)| set.then_some(*f))
+            .collect()
+        } else {
+            [
+                ("url", raw.url.is_some()),
+                ("method", raw.method.is_some()),
+                ("headers", raw.headers.is_some()),
+                ("body", raw.body.is_some()),
+                ("follow_redirects", raw.follow_redirects.is_some()),
+                ("max_redirects", raw.max_redirects.is_some()),
+                ("max_body_bytes", raw.max_body_bytes.is_some()),
+            ]
+            .iter()
+            .filter_map(|(f, set)| set.then_some(*f))
+            .collect()
+        };
+        if !misplaced.is_empty() {
+            let message = format!(
+                "check \"{}\" of kind \"{kind}\" cannot have {}",
+                raw.name.get_ref(),
+                misplaced.join(", ")
+            );
+            self.report_at(source, &raw.name, message);
+            ok = false;
+        }
+        let url = match (&raw.url, http_kind) {
+            (Some(u), true) => match Url::parse(u.get_ref()) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Some(url),
+                Ok(_) => {
+                    let message =
+                        format!("url: \"{}\" is not an http:// or https:// URL", u.get_ref());
+                    self.report_at(source, u, message);
+                    None
+                }
+                Err(e) => {
+                    let message = format!("url: \"{}\" is not a valid URL: {e}", u.get_ref());
+                    self.report_at(source, u, message);
+                    None
+                }
+            },
+            (None, true) => {
+                let message = format!("check \"{}\" needs a url", raw.name.get_ref());
+                self.report_at(source, &raw.name, message);
+                None
+            }
+            (_, false) => None,
+        };
+        let target = match (&raw.target, http_kind) {
+            (Some(t), false) => match split_host_port(t.get_ref()) {
+                Some(hp) => Some(hp),
+                None => {
+                    let message = format!(
+                        "target: \"{}\" is not host:port, such as mail.example.com:25",
+                        t.get_ref()
+                    );
+                    self.report_at(source, t, message);
+                    None
+                }
+            },
+            (None, false) => {
                 let message = format!(
-                    "url: \"{}\" is not an http:// or https:// URL",
-                    raw.url.get_ref()
+                    "check \"{}\" of kind \"{kind}\" needs a target (host:port)",
+                    raw.name.get_ref()
                 );
-                self.report_at(source, &raw.url, message);
+                self.report_at(source, &raw.name, message);
                 None
             }
-            Err(e) => {
-                let message = format!("url: \"{}\" is not a valid URL: {e}", raw.url.get_ref());
-                self.report_at(source, &raw.url, message);
-                None
-            }
+            (_, true) => None,
         };
         let method = match &raw.method {
             None => Some("GET".to_string()),
@@ -1256,15 +1333,41 @@ impl Loader {
             failure_threshold: failure_threshold.unwrap_or(defaults.failure_threshold),
             success_threshold: success_threshold.unwrap_or(defaults.success_threshold),
             conditions,
-            kind: CheckKind::Http(HttpCheck {
-                url: url?,
-                method: method?,
-                headers,
-                body: raw.body,
-                max_redirects: if follow { max_redirects? } else { 0 },
-                max_body_bytes: max_body_bytes?,
-                insecure: raw.insecure.unwrap_or(false),
-            }),
+            kind: match kind {
+                "http" => CheckKind::Http(HttpCheck {
+                    url: url?,
+                    method: method?,
+                    headers,
+                    body: raw.body,
+                    max_redirects: if follow { max_redirects? } else { 0 },
+                    max_body_bytes: max_body_bytes?,
+                    insecure: raw.insecure.unwrap_or(false),
+                }),
+                "smtp" => {
+                    let (host, port) = target?;
+                    CheckKind::Smtp(SmtpCheck {
+                        host,
+                        port,
+                        starttls: raw.starttls.unwrap_or(true),
+                        tls: raw.tls.unwrap_or(false),
+                        insecure: raw.insecure.unwrap_or(false),
+                        ehlo: raw
+                            .ehlo
+                            .unwrap_or_else(|| "switchboard.invalid".to_string()),
+                    })
+                }
+                _ => {
+                    let (host, port) = target?;
+                    CheckKind::Tcp(TcpCheck {
+                        host,
+                        port,
+                        send: raw.send,
+                        expect: raw.expect,
+                        tls: kind == "tls" || raw.tls.unwrap_or(false),
+                        insecure: raw.insecure.unwrap_or(false),
+                    })
+                }
+            },
         })
     }
 
@@ -1438,6 +1541,14 @@ fn route_target(target: &str) -> Result<String, &'static str> {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Ok(t.to_string()),
         _ => Err("is not an http(s) URL, an e-mail address, tel: or text:"),
     }
+}
+
+/// `host:port` (IPv6 in brackets) split into its parts, if it is one.
+fn split_host_port(text: &str) -> Option<(String, u16)> {
+    let (host, port) = text.trim().rsplit_once(':')?;
+    let port = port.parse::<u16>().ok().filter(|p| *p > 0)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty() && !host.contains(['/', ' '])).then(|| (host.to_string(), port))
 }
 
 /// Whether a file that failed to deserialize its [service] still has one, so its checks are

@@ -141,6 +141,7 @@ impl Metrics {
     pub fn probe_finished(&self, service: &str, check: &CheckSpec, outcome: &Outcome) {
         let ph = &outcome.phases;
         let v = ProbeValues {
+            http: matches!(check.kind, crate::config::CheckKind::Http(_)),
             success: outcome.success,
             duration: outcome.duration.as_secs_f64(),
             dns_lookup: ph.resolve.as_secs_f64(),

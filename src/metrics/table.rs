@@ -58,6 +58,8 @@ pub fn escape(value: &str) -> String {
 /// The last probe of one check, as blackbox exports it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ProbeValues {
+    /// An HTTP check: only these get the `probe_http_*` series, as in blackbox.
+    pub http: bool,
     pub success: bool,
     pub duration: f64,
     pub dns_lookup: f64,
@@ -238,7 +240,7 @@ impl CheckTable {
             out,
             "probe_http_status_code",
             "Response HTTP status code (0 when no response arrived).",
-            &|p| Some(p.status),
+            &|p| p.http.then_some(p.status),
         );
         header(
             out,
@@ -246,7 +248,7 @@ impl CheckTable {
             "Duration of http request by phase, summed over all redirects.",
             "gauge",
         );
-        for (r, p) in probes() {
+        for (r, p) in probes().filter(|(_, p)| p.http) {
             for (phase, v) in PHASE_LABELS.iter().zip(p.phases) {
                 let labels = [r.check_instance.as_str(), phase, &r.service];
                 sample(out, "probe_http_duration_seconds", &labels, v);
@@ -256,25 +258,25 @@ impl CheckTable {
             out,
             "probe_http_ssl",
             "Indicates if SSL was used for the final redirect.",
-            &|p| Some(b(p.ssl)),
+            &|p| p.http.then_some(b(p.ssl)),
         );
         gauge(
             out,
             "probe_http_version",
             "Returns the version of HTTP of the probe response.",
-            &|p| Some(p.http_version),
+            &|p| p.http.then_some(p.http_version),
         );
         gauge(
             out,
             "probe_http_content_length",
             "Length of the HTTP response body read, in bytes (capped at max_body_bytes).",
-            &|p| Some(p.content_length),
+            &|p| p.http.then_some(p.content_length),
         );
         gauge(
             out,
             "probe_http_redirects",
             "The number of redirects.",
-            &|p| Some(p.redirects),
+            &|p| p.http.then_some(p.redirects),
         );
         gauge(
             out,
@@ -303,7 +305,7 @@ impl CheckTable {
             out,
             "probe_failed_due_to_regex",
             "Indicates if probe failed due to a body condition.",
-            &|p| Some(b(p.failed_due_to_regex)),
+            &|p| p.http.then_some(b(p.failed_due_to_regex)),
         );
         header(
             out,

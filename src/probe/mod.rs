@@ -7,6 +7,8 @@
 pub mod condition;
 pub mod http;
 pub mod report;
+pub mod smtp;
+pub mod tcp;
 pub mod tls;
 
 use crate::clock::Timestamp;
@@ -139,5 +141,7 @@ impl Outcome {
 pub async fn run(check: &CheckSpec) -> Outcome {
     match &check.kind {
         CheckKind::Http(http) => http::probe(check, http).await,
+        CheckKind::Tcp(tcp) => tcp::probe(check, tcp).await,
+        CheckKind::Smtp(smtp) => smtp::probe(check, smtp).await,
     }
 }

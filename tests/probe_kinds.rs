@@ -1,0 +1,204 @@
+//! TCP, TLS and SMTP probes against real peers on loopback: a banner server, a closed port, a
+//! silent server, a self-signed TLS server, aiosmtpd (without STARTTLS) and a hostile SMTP peer.
+
+#[path = "support/smtp.rs"]
+mod smtp;
+
+use smtp::SmtpServer;
+use std::time::Duration;
+use switchboard::config::{CheckKind, CheckSpec, Role, SmtpCheck, TcpCheck};
+use switchboard::probe::{self, ErrorClass, Outcome};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+fn check(kind: CheckKind) -> CheckSpec {
+    CheckSpec {
+        name: "intake".into(),
+        service: "mail".into(),
+        role: Role::Primary,
+        interval: Duration::from_secs(30),
+        timeout: Duration::from_secs(2),
+        retry_interval: Duration::from_secs(5),
+        failure_threshold: 3,
+        success_threshold: 2,
+        conditions: Vec::new(),
+        kind,
+    }
+}
+
+fn tcp(port: u16) -> TcpCheck {
+    TcpCheck {
+        host: "127.0.0.1".into(),
+        port,
+        send: None,
+        expect: None,
+        tls: false,
+        insecure: false,
+    }
+}
+
+fn smtp_check(port: u16, starttls: bool) -> SmtpCheck {
+    SmtpCheck {
+        host: "127.0.0.1".into(),
+        port,
+        starttls,
+        tls: false,
+        insecure: true,
+        ehlo: "probe.switchboard.test".into(),
+    }
+}
+
+/// A server that answers each connection with `reply` after reading one chunk (or at once).
+async fn serve(reply: &'static [u8], read_first: bool) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                if read_first {
+                    let mut buf = [0u8; 256];
+                    let _ = s.read(&mut buf).await;
+                }
+                let _ = s.write_all(reply).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            });
+        }
+    });
+    port
+}
+
+fn class(o: &Outcome) -> Option<ErrorClass> {
+    o.error.as_ref().map(|e| e.class)
+}
+
+#[tokio::test]
+async fn tcp_connects_sends_and_finds_the_expected_reply() {
+    let port = serve(b"+OK support intake ready\r\n", true).await;
+    let mut t = tcp(port);
+    t.send = Some("HELLO\r\n".into());
+    t.expect = Some("intake ready".into());
+    let o = probe::run(&check(CheckKind::Tcp(t))).await;
+    assert!(o.success, "{o:?}");
+    assert!(o.phases.connect > Duration::ZERO);
+}
+
+#[tokio::test]
+async fn tcp_expect_mismatch_refused_port_and_silence_fail_with_their_class() {
+    let port = serve(b"-ERR go away\r\n", false).await;
+    let mut t = tcp(port);
+    t.expect = Some("ready".into());
+    let o = probe::run(&check(CheckKind::Tcp(t))).await;
+    assert_eq!(class(&o), Some(ErrorClass::Protocol), "{o:?}");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let o = probe::run(&check(CheckKind::Tcp(tcp(closed)))).await;
+    assert_eq!(class(&o), Some(ErrorClass::Connect), "{o:?}");
+
+    let silent = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let mut t = tcp(port);
+    t.expect = Some("anything".into());
+    let started = std::time::Instant::now();
+    let o = probe::run(&check(CheckKind::Tcp(t))).await;
+    assert_eq!(class(&o), Some(ErrorClass::Timeout), "{o:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "bounded by the 2 s timeout"
+    );
+}
+
+#[tokio::test]
+async fn tls_kind_verifies_certificates_and_reports_expiry_when_insecure() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+    let der = cert.cert.der().clone();
+    let key =
+        rustls::pki_types::PrivateKeyDer::try_from(cert.key_pair.serialize_der()).expect("key");
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![der], key)
+    .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if let Ok(mut tls) = acceptor.accept(s).await {
+                    let _ = tls.write_all(b"hello over tls\n").await;
+                    let _ = tls.shutdown().await;
+                }
+            });
+        }
+    });
+    let mut t = tcp(port);
+    t.tls = true;
+    let o = probe::run(&check(CheckKind::Tcp(t.clone()))).await;
+    assert_eq!(
+        class(&o),
+        Some(ErrorClass::Tls),
+        "self-signed fails verification: {o:?}"
+    );
+    t.insecure = true;
+    t.expect = Some("hello over tls".into());
+    let o = probe::run(&check(CheckKind::Tcp(t))).await;
+    assert!(o.success, "{o:?}");
+    let tls = o.tls.expect("TLS info");
+    assert!(tls.version.starts_with("TLS 1."), "{}", tls.version);
+    assert!(tls.earliest_cert_expiry > 1_700_000_000, "expiry captured");
+}
+
+#[tokio::test]
+async fn smtp_reads_the_banner_and_ehlo_of_a_real_server_and_requires_starttls_when_asked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = SmtpServer::start(&dir.path().join("maildir"));
+    let port: u16 = server
+        .url()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let o = probe::run(&check(CheckKind::Smtp(smtp_check(port, false)))).await;
+    assert!(o.success, "banner + EHLO against aiosmtpd: {o:?}");
+    assert_eq!(o.status, Some(220));
+    let o = probe::run(&check(CheckKind::Smtp(smtp_check(port, true)))).await;
+    assert_eq!(class(&o), Some(ErrorClass::Tls), "{o:?}");
+    assert!(
+        o.error
+            .as_ref()
+            .is_some_and(|e| e.message.contains("does not offer STARTTLS")),
+        "{o:?}"
+    );
+}
+
+#[tokio::test]
+async fn smtp_refusing_banner_and_garbage_fail_as_protocol_errors() {
+    let port = serve(b"554 5.3.2 intake closed for maintenance\r\n", false).await;
+    let o = probe::run(&check(CheckKind::Smtp(smtp_check(port, false)))).await;
+    assert_eq!(class(&o), Some(ErrorClass::Protocol), "{o:?}");
+    assert_eq!(o.status, Some(554));
+    assert!(
+        o.error
+            .as_ref()
+            .is_some_and(|e| e.message.contains("intake closed")),
+        "{o:?}"
+    );
+
+    let port = serve(b"\x00\x01garbage that is not smtp\r\n", false).await;
+    let o = probe::run(&check(CheckKind::Smtp(smtp_check(port, false)))).await;
+    assert_eq!(class(&o), Some(ErrorClass::Protocol), "{o:?}");
+}
