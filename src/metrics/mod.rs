@@ -170,6 +170,8 @@ impl Metrics {
     /// A check's smoothed health is now `health` (`unknown`, `healthy`, `suspect` or `down`).
     pub fn check_health(&self, service: &str, check: &str, health: &str) {
         if let Some(h) = HEALTHS.iter().find(|h| **h == health) {
+            // Check names are unique across the configuration: the row already knows its
+            // service, which keeps call sites explicit about what they report.
             let _ = service;
             self.checks.health(check, h);
         }
