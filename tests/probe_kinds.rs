@@ -202,3 +202,99 @@ async fn smtp_refusing_banner_and_garbage_fail_as_protocol_errors() {
     let o = probe::run(&check(CheckKind::Smtp(smtp_check(port, false)))).await;
     assert_eq!(class(&o), Some(ErrorClass::Protocol), "{o:?}");
 }
+
+/// aiosmtpd with a self-signed certificate: STARTTLS on one port, implicit TLS on another.
+struct TlsSmtp {
+    children: Vec<std::process::Child>,
+    starttls_port: u16,
+    smtps_port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsSmtp {
+    fn start() -> TlsSmtp {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+        let (crt, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&crt, cert.cert.pem()).expect("write cert");
+        std::fs::write(&key, cert.key_pair.serialize_pem()).expect("write key");
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .expect("free port")
+        };
+        let (starttls_port, smtps_port) = (free(), free());
+        let spawn = |port: u16, tls_args: [&str; 2]| {
+            std::process::Command::new("python3")
+                .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+                .args(["-c", "aiosmtpd.handlers.Sink", "--no-requiretls"])
+                .arg(tls_args[0])
+                .arg(&crt)
+                .arg(tls_args[1])
+                .arg(&key)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("python3 with aiosmtpd is required: run ./scripts/test.sh")
+        };
+        let children = vec![
+            spawn(starttls_port, ["--tlscert", "--tlskey"]),
+            spawn(smtps_port, ["--smtpscert", "--smtpskey"]),
+        ];
+        let started = std::time::Instant::now();
+        for port in [starttls_port, smtps_port] {
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(
+                    started.elapsed() < Duration::from_secs(20),
+                    "aiosmtpd did not start"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        TlsSmtp {
+            children,
+            starttls_port,
+            smtps_port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for TlsSmtp {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[tokio::test]
+async fn smtp_negotiates_starttls_and_implicit_tls_with_a_real_server() {
+    let server = TlsSmtp::start();
+    let o = probe::run(&check(CheckKind::Smtp(smtp_check(
+        server.starttls_port,
+        true,
+    ))))
+    .await;
+    assert!(o.success, "STARTTLS negotiated: {o:?}");
+    let tls = o.tls.as_ref().expect("TLS info after STARTTLS");
+    assert!(tls.version.starts_with("TLS 1."), "{}", tls.version);
+    assert!(o.phases.tls > Duration::ZERO);
+
+    let mut verified = smtp_check(server.starttls_port, true);
+    verified.insecure = false;
+    let o = probe::run(&check(CheckKind::Smtp(verified))).await;
+    assert_eq!(
+        class(&o),
+        Some(ErrorClass::Tls),
+        "a self-signed certificate fails verification: {o:?}"
+    );
+
+    let mut implicit = smtp_check(server.smtps_port, false);
+    implicit.tls = true;
+    let o = probe::run(&check(CheckKind::Smtp(implicit))).await;
+    assert!(o.success, "implicit TLS (SMTPS): {o:?}");
+    assert!(o.tls.is_some());
+}
