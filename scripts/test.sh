@@ -30,6 +30,12 @@ if ! command -v promtool >/dev/null 2>&1; then
     apt_install prometheus
 fi
 
+# A real DNS server for the dns probe tests.
+if ! command -v dnsmasq >/dev/null 2>&1 && [ ! -x /usr/sbin/dnsmasq ]; then
+    log "installing dnsmasq-base (dns probe tests)"
+    apt_install dnsmasq-base
+fi
+
 # Headless Chromium renders the status page as a person would see it.
 if ! command -v chromium >/dev/null 2>&1; then
     log "installing chromium (headless status page test)"

@@ -298,3 +298,134 @@ async fn smtp_negotiates_starttls_and_implicit_tls_with_a_real_server() {
     assert!(o.success, "implicit TLS (SMTPS): {o:?}");
     assert!(o.tls.is_some());
 }
+
+/// A real DNS server: dnsmasq on loopback, answering support.example.com with 127.0.0.7 and
+/// NXDOMAIN for anything under example.net; killed on drop.
+struct Dnsmasq {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Dnsmasq {
+    fn start() -> Dnsmasq {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let child = std::process::Command::new("dnsmasq")
+            .args([
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--no-poll",
+                "--conf-file=/dev/null",
+                "--listen-address=127.0.0.1",
+                "--bind-interfaces",
+                "--address=/support.example.com/127.0.0.7",
+                "--address=/example.net/",
+                "--pid-file=",
+            ])
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("dnsmasq is required: run ./scripts/test.sh to install Debian's dnsmasq-base");
+        // Ready once it answers over TCP (dnsmasq serves both).
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "dnsmasq did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Dnsmasq { child, port }
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn dns(port: u16, name: &str, rcode: &str, answers: &[&str]) -> CheckKind {
+    CheckKind::Dns(switchboard::config::DnsCheck {
+        server: "127.0.0.1".parse().expect("ip"),
+        port,
+        name: name.into(),
+        qtype: 1,
+        expect_rcode: rcode.into(),
+        expect_answers: answers.iter().map(|a| a.to_string()).collect(),
+    })
+}
+
+#[tokio::test]
+async fn dns_checks_rcode_and_answers_against_a_real_server() {
+    let server = Dnsmasq::start();
+    let o = probe::run(&check(dns(
+        server.port,
+        "support.example.com",
+        "NOERROR",
+        &["127.0.0.7"],
+    )))
+    .await;
+    assert!(o.success, "{o:?}");
+    assert!(o.phases.resolve > Duration::ZERO, "lookup time measured");
+
+    let o = probe::run(&check(dns(
+        server.port,
+        "support.example.com",
+        "NOERROR",
+        &["10.9.9.9"],
+    )))
+    .await;
+    assert_eq!(class(&o), Some(ErrorClass::Dns), "{o:?}");
+    assert!(
+        o.error
+            .as_ref()
+            .is_some_and(|e| e.message.contains("answer 10.9.9.9 missing")),
+        "{o:?}"
+    );
+
+    let o = probe::run(&check(dns(server.port, "nope.example.net", "NOERROR", &[]))).await;
+    assert_eq!(class(&o), Some(ErrorClass::Dns), "{o:?}");
+    assert!(
+        o.error
+            .as_ref()
+            .is_some_and(|e| e.message.contains("rcode NXDOMAIN")),
+        "{o:?}"
+    );
+
+    let o = probe::run(&check(dns(
+        server.port,
+        "nope.example.net",
+        "NXDOMAIN",
+        &[],
+    )))
+    .await;
+    assert!(o.success, "NXDOMAIN expected and seen: {o:?}");
+
+    let mut with_condition = check(dns(server.port, "support.example.com", "NOERROR", &[]));
+    with_condition.conditions =
+        vec![
+            switchboard::probe::condition::Condition::parse("[DNS_RCODE] == NOERROR")
+                .expect("condition"),
+        ];
+    let o = probe::run(&with_condition).await;
+    assert!(o.success, "{o:?}");
+    assert_eq!(o.conditions[0].resolved, "[DNS_RCODE] (NOERROR) == NOERROR");
+}
+
+#[tokio::test]
+async fn dns_to_a_silent_server_times_out_within_the_timeout() {
+    // A bound UDP socket that never answers.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    let started = std::time::Instant::now();
+    let o = probe::run(&check(dns(port, "support.example.com", "NOERROR", &[]))).await;
+    assert_eq!(class(&o), Some(ErrorClass::Timeout), "{o:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    drop(silent);
+}

@@ -192,6 +192,12 @@ impl CheckSpec {
             CheckKind::Http(h) => h.url.to_string(),
             CheckKind::Tcp(t) => format!("{}:{}", host_port(&t.host), t.port),
             CheckKind::Smtp(m) => format!("smtp://{}:{}", host_port(&m.host), m.port),
+            CheckKind::Dns(d) => format!(
+                "dns://{}:{}/{}",
+                host_port(&d.server.to_string()),
+                d.port,
+                d.name
+            ),
         }
     }
 }
@@ -211,6 +217,21 @@ pub enum CheckKind {
     /// `kind = "tcp"`, or `kind = "tls"` (a TCP check with `tls = true`).
     Tcp(TcpCheck),
     Smtp(SmtpCheck),
+    Dns(DnsCheck),
+}
+
+/// One DNS query to a given server.
+#[derive(Clone, Debug)]
+pub struct DnsCheck {
+    pub server: std::net::IpAddr,
+    pub port: u16,
+    pub name: String,
+    /// Record type number (A = 1, AAAA = 28, ...).
+    pub qtype: u16,
+    /// Default `NOERROR`.
+    pub expect_rcode: String,
+    /// Each must be among the answers.
+    pub expect_answers: Vec<String>,
 }
 
 /// Connect (and optionally TLS, send, expect) to `host:port`.

@@ -9,8 +9,8 @@
 
 use super::{
     Audiences, AuthConfig, CheckKind, CheckSpec, Config, ConfigError, Defaults, Diagnostic,
-    EmailConfig, EmailTransport, Failback, FailoverWhen, HttpCheck, Role, RouteSpec, ServerConfig,
-    ServiceSpec, SmtpCheck, StatusPageConfig, StorageConfig, TcpCheck, WebhookSpec,
+    DnsCheck, EmailConfig, EmailTransport, Failback, FailoverWhen, HttpCheck, Role, RouteSpec,
+    ServerConfig, ServiceSpec, SmtpCheck, StatusPageConfig, StorageConfig, TcpCheck, WebhookSpec,
 };
 use crate::announce::webhook;
 use crate::clock::Timestamp;
@@ -210,6 +210,14 @@ pub struct RawCheck {
     pub starttls: Option<bool>,
     /// Name sent with EHLO (`smtp`). Default `switchboard.invalid`.
     pub ehlo: Option<String>,
+    /// The name asked for (`dns`; `target` is the DNS server's ip:port).
+    pub query_name: Option<String>,
+    /// `A` (default), `AAAA`, `CNAME`, `MX`, `NS`, `SOA`, `TXT` (`dns`).
+    pub query_type: Option<Spanned<String>>,
+    /// `NOERROR` (default), `NXDOMAIN`, ... (`dns`).
+    pub expect_rcode: Option<Spanned<String>>,
+    /// Answers that must all be present (`dns`).
+    pub expect_answers: Option<Vec<String>>,
     /// Default `GET`.
     pub method: Option<Spanned<String>>,
     pub headers: Option<Spanned<BTreeMap<String, String>>>,
@@ -1147,6 +1155,10 @@ impl Loader {
                 ("tls", raw.tls.is_some()),
                 ("starttls", raw.starttls.is_some()),
                 ("ehlo", raw.ehlo.is_some()),
+                ("query_name", raw.query_name.is_some()),
+                ("query_type", raw.query_type.is_some()),
+                ("expect_rcode", raw.expect_rcode.is_some()),
+                ("expect_answers", raw.expect_answers.is_some()),
             ]
             .iter()
             .filter_map(|(f, set)| set.then_some(*f))
@@ -1308,6 +1320,66 @@ impl Loader {
             }
         }
 
+        let dns_server = match (&target, kind) {
+            (Some((host, _)), "dns") => match host.parse::<std::net::IpAddr>() {
+                Ok(ip) => Some(ip),
+                Err(_) => {
+                    // The server is given by address: resolving it would need DNS itself.
+                    let message =
+                        format!("target: the DNS server must be an IP address, not \"{host}\"");
+                    self.report_at(source, &raw.name, message);
+                    ok = false;
+                    None
+                }
+            },
+            _ => None,
+        };
+        let dns_type = match &raw.query_type {
+            None => Some(1),
+            Some(t) => match crate::probe::dns::type_number(t.get_ref()) {
+                Some(n) => Some(n),
+                None => {
+                    let names: Vec<&str> =
+                        crate::probe::dns::TYPES.iter().map(|(n, _)| *n).collect();
+                    let message = format!(
+                        "query_type \"{}\" is not one of {}",
+                        t.get_ref(),
+                        names.join(", ")
+                    );
+                    self.report_at(source, t, message);
+                    ok = false;
+                    None
+                }
+            },
+        };
+        let dns_rcode = match &raw.expect_rcode {
+            None => Some("NOERROR".to_string()),
+            Some(r)
+                if crate::probe::dns::RCODES
+                    .contains(&r.get_ref().to_ascii_uppercase().as_str()) =>
+            {
+                Some(r.get_ref().to_ascii_uppercase())
+            }
+            Some(r) => {
+                let message = format!(
+                    "expect_rcode \"{}\" is not one of {}",
+                    r.get_ref(),
+                    crate::probe::dns::RCODES.join(", ")
+                );
+                self.report_at(source, r, message);
+                ok = false;
+                None
+            }
+        };
+        if kind == "dns" && raw.query_name.as_deref().is_none_or(str::is_empty) {
+            let message = format!(
+                "check \"{}\" of kind \"dns\" needs a query_name",
+                raw.name.get_ref()
+            );
+            self.report_at(source, &raw.name, message);
+            ok = false;
+        }
+
         let mut conditions = Vec::new();
         for c in &raw.conditions {
             match Condition::parse(c.get_ref()) {
@@ -1343,6 +1415,17 @@ impl Loader {
                     max_body_bytes: max_body_bytes?,
                     insecure: raw.insecure.unwrap_or(false),
                 }),
+                "dns" => {
+                    let (_, port) = target?;
+                    CheckKind::Dns(DnsCheck {
+                        server: dns_server?,
+                        port,
+                        name: raw.query_name.filter(|n| !n.is_empty())?,
+                        qtype: dns_type?,
+                        expect_rcode: dns_rcode?,
+                        expect_answers: raw.expect_answers.unwrap_or_default(),
+                    })
+                }
                 "smtp" => {
                     let (host, port) = target?;
                     CheckKind::Smtp(SmtpCheck {

@@ -5,6 +5,7 @@
 //! Probes hold no state between runs; thresholds and smoothing live in `health`.
 
 pub mod condition;
+pub mod dns;
 pub mod http;
 pub mod report;
 pub mod smtp;
@@ -143,5 +144,6 @@ pub async fn run(check: &CheckSpec) -> Outcome {
         CheckKind::Http(http) => http::probe(check, http).await,
         CheckKind::Tcp(tcp) => tcp::probe(check, tcp).await,
         CheckKind::Smtp(smtp) => smtp::probe(check, smtp).await,
+        CheckKind::Dns(dns) => dns::probe(check, dns).await,
     }
 }
