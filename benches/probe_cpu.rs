@@ -5,8 +5,9 @@
 //! - **target**: a child process (this binary re-executed with `--serve-target`) serving a
 //!   ~2 KiB HTML page with 200 on `127.0.0.1:0`, plain HTTP and HTTPS (self-signed). Its CPU
 //!   is never counted. It exits when its stdin closes, i.e. when this process goes away.
-//! - **Switchboard**: `switchboard::probe::run` on a multi-thread tokio runtime in *this*
-//!   process; the figure is this process's user+sys CPU (`/proc/self/stat`) over the probes.
+//! - **Switchboard**: `switchboard::probe::run` plus the per-probe metrics update
+//!   (`Metrics::probe_finished`) on a multi-thread tokio runtime in *this* process; the figure
+//!   is this process's user+sys CPU (`/proc/self/stat`) over the probes.
 //! - **blackbox_exporter**: a child process on a free loopback port with a generated config,
 //!   driven with `GET /probe?module=...&target=...` over keep-alive connections from this
 //!   process (as Prometheus would); the figure is the exporter's user+sys CPU
@@ -15,9 +16,13 @@
 //! Every Switchboard outcome must be a success and every exporter answer must contain
 //! `probe_success 1`; anything else aborts the run (a benchmark of failing probes is worthless).
 //!
-//! Usage: `probe_cpu [--probes N] [--concurrency 1,16] [--warmup N] [--no-https] [--switchboard-only]`
-//! (also `SWITCHBOARD_BENCH_PROBES`, `SWITCHBOARD_BENCH_CONCURRENCY`, `BLACKBOX_EXPORTER`).
-//! `scripts/bench.sh` installs the exporter and runs this in release mode.
+//! Usage: `probe_cpu [--probes N] [--rounds R] [--concurrency 1,16] [--warmup N] [--no-https]
+//! [--switchboard-only]` (also `SWITCHBOARD_BENCH_PROBES`, `SWITCHBOARD_BENCH_ROUNDS`,
+//! `SWITCHBOARD_BENCH_CONCURRENCY`, `BLACKBOX_EXPORTER`). Each row is measured `R` times
+//! (default 3), alternating sides, with `N` probes (default 2,000) each time.
+//! `scripts/bench.sh` installs the exporter and runs this in release mode (`cargo bench`, which
+//! passes `--bench`). Without `--bench`, as under `cargo test --all-targets`, it is a smoke run:
+//! the Switchboard side only, 50 probes, concurrency 1, unless options say otherwise.
 
 use anyhow::{anyhow, bail, Context, Result};
 use http_body_util::{BodyExt, Empty, Full};
@@ -32,6 +37,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard::config::{CheckKind, CheckSpec, HttpCheck, Role};
+use switchboard::metrics::Metrics;
 use tokio::net::{TcpListener, TcpStream};
 
 /// The goal from design.md: Switchboard's CPU per probe at most this fraction of blackbox_exporter's.
@@ -59,6 +65,8 @@ fn main() {
 struct Options {
     probes: usize,
     warmup: usize,
+    /// Each round measures every row once more, alternating the sides.
+    rounds: usize,
     concurrency: Vec<usize>,
     https: bool,
     /// Only the Switchboard side (for profiling with `perf record`; no ratio is printed).
@@ -76,6 +84,7 @@ impl Options {
         let mut opts = Options {
             probes: env_usize("SWITCHBOARD_BENCH_PROBES")?.unwrap_or(2000),
             warmup: 200,
+            rounds: env_usize("SWITCHBOARD_BENCH_ROUNDS")?.unwrap_or(3),
             concurrency: match std::env::var("SWITCHBOARD_BENCH_CONCURRENCY") {
                 Ok(v) => parse_list(&v)?,
                 Err(_) => vec![1, 16],
@@ -83,6 +92,16 @@ impl Options {
             https: true,
             switchboard_only: false,
         };
+        if !args.iter().any(|a| a == "--bench") {
+            // `cargo test --all-targets` runs benches without `--bench`: a quick smoke run of the
+            // Switchboard side only, so the test suite needs no blackbox_exporter. Options given
+            // explicitly still apply (e.g. `probe_cpu --probes 4000` under `perf record`).
+            opts.probes = 50;
+            opts.warmup = 5;
+            opts.rounds = 1;
+            opts.concurrency = vec![1];
+            opts.switchboard_only = true;
+        }
         let mut it = args.iter();
         while let Some(arg) = it.next() {
             let mut value = || {
@@ -93,6 +112,7 @@ impl Options {
             match arg.as_str() {
                 "--probes" => opts.probes = value()?.parse().context("--probes")?,
                 "--warmup" => opts.warmup = value()?.parse().context("--warmup")?,
+                "--rounds" => opts.rounds = value()?.parse().context("--rounds")?,
                 "--concurrency" => opts.concurrency = parse_list(&value()?)?,
                 "--no-https" => opts.https = false,
                 "--switchboard-only" => opts.switchboard_only = true,
@@ -100,16 +120,8 @@ impl Options {
                 _ => {}
             }
         }
-        if !args.iter().any(|a| a == "--bench") {
-            // `cargo test --all-targets` runs benches without `--bench`: a quick smoke run of the
-            // Switchboard side only, so the test suite needs no blackbox_exporter.
-            opts.probes = 50;
-            opts.warmup = 5;
-            opts.concurrency = vec![1];
-            opts.switchboard_only = true;
-        }
-        if opts.probes == 0 || opts.concurrency.contains(&0) {
-            bail!("--probes and every --concurrency level must be at least 1");
+        if opts.probes == 0 || opts.rounds == 0 || opts.concurrency.contains(&0) {
+            bail!("--probes, --rounds and every --concurrency level must be at least 1");
         }
         Ok(opts)
     }
@@ -169,6 +181,38 @@ impl Measurement {
     }
     fn probes_per_sec(&self) -> f64 {
         self.probes as f64 / self.wall.as_secs_f64()
+    }
+    fn add(&mut self, other: &Measurement) {
+        self.probes += other.probes;
+        self.cpu += other.cpu;
+        self.wall += other.wall;
+    }
+}
+
+/// One table row: both sides at one scheme and concurrency, summed over rounds.
+struct Row {
+    sb: Measurement,
+    bx: Option<Measurement>,
+    /// The per-round ratios, to show how much they moved.
+    ratios: Vec<f64>,
+}
+
+impl Row {
+    fn add(&mut self, sb: Measurement, bx: Option<Measurement>) {
+        self.sb.add(&sb);
+        if let (Some(total), Some(bx)) = (&mut self.bx, &bx) {
+            total.add(bx);
+        }
+        if let Some(bx) = &bx {
+            self.ratios
+                .push(sb.cpu_us_per_probe() / bx.cpu_us_per_probe());
+        }
+    }
+    fn record_ratio(&mut self) {
+        if let Some(bx) = &self.bx {
+            self.ratios
+                .push(self.sb.cpu_us_per_probe() / bx.cpu_us_per_probe());
+        }
     }
 }
 
@@ -345,14 +389,23 @@ fn check_spec(url: &str) -> Result<CheckSpec> {
 }
 
 /// Runs `probes` probes with `concurrency` in flight; fails on the first unsuccessful outcome.
-async fn run_switchboard(check: &Arc<CheckSpec>, probes: usize, concurrency: usize) -> Result<()> {
+/// Each probe also updates the blackbox-named probe metrics, as the daemon does after every
+/// probe (blackbox_exporter's figure includes building its metrics per probe too; rendering
+/// `/metrics` is per scrape in Switchboard, not per probe, so it is not part of this figure).
+async fn run_switchboard(
+    check: &Arc<CheckSpec>,
+    metrics: &Arc<Metrics>,
+    probes: usize,
+    concurrency: usize,
+) -> Result<()> {
     let next = Arc::new(AtomicUsize::new(0));
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..concurrency.min(probes) {
-        let (check, next) = (check.clone(), next.clone());
+        let (check, metrics, next) = (check.clone(), metrics.clone(), next.clone());
         workers.spawn(async move {
             while next.fetch_add(1, Ordering::Relaxed) < probes {
                 let outcome = switchboard::probe::run(&check).await;
+                metrics.probe_finished(&check.service, &check, &outcome);
                 if !outcome.success {
                     bail!("Switchboard probe failed: {}", outcome.summary());
                 }
@@ -378,10 +431,11 @@ fn measure_switchboard(
     tick: Duration,
 ) -> Result<Measurement> {
     let check = Arc::new(check_spec(url)?);
-    rt.block_on(run_switchboard(&check, opts.warmup, concurrency))?;
+    let metrics = Arc::new(Metrics::new());
+    rt.block_on(run_switchboard(&check, &metrics, opts.warmup, concurrency))?;
     let stat = Path::new("/proc/self/stat");
     let (cpu0, t0) = (cpu_ticks(stat)?, Instant::now());
-    rt.block_on(run_switchboard(&check, opts.probes, concurrency))?;
+    rt.block_on(run_switchboard(&check, &metrics, opts.probes, concurrency))?;
     let (cpu1, wall) = (cpu_ticks(stat)?, t0.elapsed());
     Ok(Measurement {
         side: "switchboard",
@@ -641,7 +695,8 @@ fn bench(opts: Options) -> Result<()> {
     }
     println!("  machine: {}", machine());
     println!(
-        "  {} probes per row after {} warm-up probes; CPU = user+sys from /proc/<pid>/stat, {} ms resolution",
+        "  {} rounds x {} probes per row, each after {} warm-up probes; CPU = user+sys from /proc/<pid>/stat, {} ms resolution",
+        opts.rounds,
         opts.probes,
         opts.warmup,
         tick.as_millis()
@@ -679,20 +734,40 @@ fn bench(opts: Options) -> Result<()> {
         ));
     }
 
-    let mut rows = Vec::new();
-    for (scheme, url, module) in &schemes {
-        for &c in &opts.concurrency {
-            eprintln!("measuring {scheme} concurrency {c} ...");
-            let sb = measure_switchboard(&rt, scheme, url, &opts, c, tick)?;
-            let bx = match &bb {
-                Some(bb) => Some(measure_blackbox(
-                    &rt, bb, scheme, module, url, &opts, c, tick,
-                )?),
-                None => None,
-            };
-            rows.push((sb, bx));
+    // Rounds interleave the two sides so that a change in machine load during the run (other
+    // work on a shared box) hits both; the table sums the rounds, the ratio range shows spread.
+    let mut rows: Vec<Row> = Vec::new();
+    for round in 1..=opts.rounds {
+        let mut i = 0;
+        for (scheme, url, module) in &schemes {
+            for &c in &opts.concurrency {
+                eprintln!(
+                    "round {round}/{}: {scheme} concurrency {c} ...",
+                    opts.rounds
+                );
+                let sb = measure_switchboard(&rt, scheme, url, &opts, c, tick)?;
+                let bx = match &bb {
+                    Some(bb) => Some(measure_blackbox(
+                        &rt, bb, scheme, module, url, &opts, c, tick,
+                    )?),
+                    None => None,
+                };
+                if round == 1 {
+                    rows.push(Row {
+                        sb,
+                        bx,
+                        ratios: Vec::new(),
+                    });
+                    rows[i].record_ratio();
+                } else {
+                    rows[i].add(sb, bx);
+                }
+                i += 1;
+            }
         }
     }
+    let rows: Vec<(Measurement, Option<Measurement>, Vec<f64>)> =
+        rows.into_iter().map(|r| (r.sb, r.bx, r.ratios)).collect();
 
     println!(
         "{:<18} {:<6} {:>5} {:>7} {:>10} {:>12} {:>10}",
@@ -700,7 +775,7 @@ fn bench(opts: Options) -> Result<()> {
     );
     for m in rows
         .iter()
-        .flat_map(|(sb, bx)| std::iter::once(sb).chain(bx))
+        .flat_map(|(sb, bx, _)| std::iter::once(sb).chain(bx))
     {
         println!(
             "{:<18} {:<6} {:>5} {:>7} {:>10.3} {:>12.1} {:>10.0}",
@@ -719,14 +794,18 @@ fn bench(opts: Options) -> Result<()> {
             "ratio = Switchboard CPU per probe / blackbox_exporter CPU per probe (goal ≤ {GOAL_RATIO})"
         );
     }
-    for (sb, bx) in &rows {
+    for (sb, bx, ratios) in &rows {
         if let Some(bx) = bx {
             let ratio = sb.cpu_us_per_probe() / bx.cpu_us_per_probe();
+            let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = ratios.iter().copied().fold(0.0, f64::max);
             println!(
-                "  {:<6} concurrency {:>3}: {:.3}  {}",
+                "  {:<6} concurrency {:>3}: {:.3}  (rounds {:.3}..{:.3})  {}",
                 sb.scheme,
                 sb.concurrency,
                 ratio,
+                lo,
+                hi,
                 if ratio <= GOAL_RATIO {
                     "meets goal"
                 } else {
@@ -737,7 +816,7 @@ fn bench(opts: Options) -> Result<()> {
     }
     for m in rows
         .iter()
-        .flat_map(|(sb, bx)| std::iter::once(sb).chain(bx))
+        .flat_map(|(sb, bx, _)| std::iter::once(sb).chain(bx))
     {
         if m.cpu < tick * 20 {
             println!(
