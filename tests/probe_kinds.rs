@@ -323,8 +323,12 @@ impl Dnsmasq {
                 "--bind-interfaces",
                 "--address=/support.example.com/127.0.0.7",
                 "--address=/example.net/",
+                "--mx-host=example.org,mail.example.org,10",
                 "--pid-file=",
             ])
+            // More than 512 bytes of TXT: over UDP without EDNS the reply is truncated, and
+            // the probe must ask again over TCP.
+            .arg(format!("--txt-record=big.example.org,{}", big_txt_args()))
             .arg(format!("--port={port}"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -348,6 +352,14 @@ impl Drop for Dnsmasq {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Four 200-byte character-strings, comma-separated as dnsmasq's `--txt-record` takes them.
+fn big_txt_args() -> String {
+    (b'a'..=b'd')
+        .map(|c| (c as char).to_string().repeat(200))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn dns(port: u16, name: &str, rcode: &str, answers: &[&str]) -> CheckKind {
@@ -428,4 +440,98 @@ async fn dns_to_a_silent_server_times_out_within_the_timeout() {
     assert_eq!(class(&o), Some(ErrorClass::Timeout), "{o:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
     drop(silent);
+}
+
+fn dns_type(port: u16, name: &str, qtype: &str, answers: &[String]) -> CheckKind {
+    let CheckKind::Dns(mut d) = dns(port, name, "NOERROR", &[]) else {
+        unreachable!("dns() builds a dns check")
+    };
+    d.qtype = switchboard::probe::dns::type_number(qtype).expect("known type");
+    d.expect_answers = answers.to_vec();
+    CheckKind::Dns(d)
+}
+
+#[tokio::test]
+async fn dns_truncated_reply_is_asked_again_over_tcp_and_mx_reads_like_dig() {
+    let server = Dnsmasq::start();
+    // First make sure this really exercises the fallback: over UDP the reply is truncated.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    udp.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut query = vec![0xAB, 0xCD, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in ["big", "example", "org"] {
+        query.push(label.len() as u8);
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.extend_from_slice(&[0, 0, 16, 0, 1]);
+    udp.send_to(&query, ("127.0.0.1", server.port))
+        .expect("send");
+    let mut buf = [0u8; 4096];
+    let n = udp.recv(&mut buf).expect("dnsmasq answers over UDP");
+    assert!(n >= 4 && buf[2] & 0x02 != 0, "TC set over UDP");
+
+    let whole: String = (b'a'..=b'd')
+        .map(|c| (c as char).to_string().repeat(200))
+        .collect();
+    let o = probe::run(&check(dns_type(
+        server.port,
+        "big.example.org",
+        "TXT",
+        std::slice::from_ref(&whole),
+    )))
+    .await;
+    assert!(o.success, "the whole 800-byte TXT arrives over TCP: {o:?}");
+    assert_eq!(o.content_length, 800);
+
+    let o = probe::run(&check(dns_type(
+        server.port,
+        "example.org",
+        "MX",
+        &["10 mail.example.org".to_string()],
+    )))
+    .await;
+    assert!(o.success, "{o:?}");
+}
+
+/// A UDP "server" that answers every datagram with what `reply` makes of it.
+fn udp_responder(reply: fn(&[u8]) -> Vec<Vec<u8>>) -> u16 {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let port = sock.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            for datagram in reply(&buf[..n]) {
+                let _ = sock.send_to(&datagram, from);
+            }
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn dns_garbage_is_a_protocol_error_and_stray_replies_are_not_believed() {
+    // Our id, then bytes that are not a DNS message.
+    let port = udp_responder(|q| vec![[&q[..2], b"\x81\x80garbage".as_slice()].concat()]);
+    let o = probe::run(&check(dns(port, "support.example.com", "NOERROR", &[]))).await;
+    assert_eq!(class(&o), Some(ErrorClass::Protocol), "{o:?}");
+
+    // A well-formed NOERROR reply, but with another id, and one for another name: neither
+    // is the answer, so the probe keeps waiting and times out instead of passing.
+    let port = udp_responder(|q| {
+        let mut other_id = q.to_vec();
+        other_id[0] ^= 0xFF;
+        other_id[2] |= 0x80;
+        let mut other_name = q.to_vec();
+        other_name[2] |= 0x80;
+        other_name[13] = b'x';
+        vec![other_id, other_name]
+    });
+    let o = probe::run(&check(dns(port, "support.example.com", "NOERROR", &[]))).await;
+    assert_eq!(class(&o), Some(ErrorClass::Timeout), "{o:?}");
+    assert!(
+        o.error
+            .as_ref()
+            .is_some_and(|e| e.message.contains("waiting for a DNS reply")),
+        "{o:?}"
+    );
 }
