@@ -1,5 +1,6 @@
-//! TCP, TLS and SMTP probes against real peers on loopback: a banner server, a closed port, a
-//! silent server, a self-signed TLS server, aiosmtpd (without STARTTLS) and a hostile SMTP peer.
+//! TCP, TLS, SMTP and DNS probes against real peers on loopback: a banner server, a closed port, a
+//! silent server, a flood, self-signed / expired / wrong-host TLS servers, aiosmtpd (plain,
+//! STARTTLS, implicit TLS), hostile SMTP and DNS peers, and dnsmasq.
 
 #[path = "support/smtp.rs"]
 mod smtp;
@@ -46,6 +47,10 @@ fn smtp_check(port: u16, starttls: bool) -> SmtpCheck {
         insecure: true,
         ehlo: "probe.switchboard.test".into(),
     }
+}
+
+fn condition(text: &str) -> switchboard::probe::condition::Condition {
+    switchboard::probe::condition::Condition::parse(text).expect("condition parses")
 }
 
 /// A server that answers each connection with `reply` after reading one chunk (or at once).
@@ -114,6 +119,17 @@ async fn tcp_expect_mismatch_refused_port_and_silence_fail_with_their_class() {
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "bounded by the 2 s timeout"
+    );
+    assert!(
+        o.error
+            .as_ref()
+            .is_some_and(|e| e.message.ends_with("during processing")),
+        "the timeout names the phase it hit: {o:?}"
+    );
+    assert!(
+        o.phases.processing >= Duration::from_secs(1),
+        "the wait is charged to processing: {:?}",
+        o.phases
     );
 }
 
@@ -323,8 +339,12 @@ impl Dnsmasq {
                 "--bind-interfaces",
                 "--address=/support.example.com/127.0.0.7",
                 "--address=/example.net/",
+                "--mx-host=example.org,mail.example.org,10",
                 "--pid-file=",
             ])
+            // More than 512 bytes of TXT: over UDP without EDNS the reply is truncated, and
+            // the probe must ask again over TCP.
+            .arg(format!("--txt-record=big.example.org,{}", big_txt_args()))
             .arg(format!("--port={port}"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -348,6 +368,14 @@ impl Drop for Dnsmasq {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Four 200-byte character-strings, comma-separated as dnsmasq's `--txt-record` takes them.
+fn big_txt_args() -> String {
+    (b'a'..=b'd')
+        .map(|c| (c as char).to_string().repeat(200))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn dns(port: u16, name: &str, rcode: &str, answers: &[&str]) -> CheckKind {
@@ -428,4 +456,325 @@ async fn dns_to_a_silent_server_times_out_within_the_timeout() {
     assert_eq!(class(&o), Some(ErrorClass::Timeout), "{o:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
     drop(silent);
+}
+
+fn dns_type(port: u16, name: &str, qtype: &str, answers: &[String]) -> CheckKind {
+    let CheckKind::Dns(mut d) = dns(port, name, "NOERROR", &[]) else {
+        unreachable!("dns() builds a dns check")
+    };
+    d.qtype = switchboard::probe::dns::type_number(qtype).expect("known type");
+    d.expect_answers = answers.to_vec();
+    CheckKind::Dns(d)
+}
+
+#[tokio::test]
+async fn dns_truncated_reply_is_asked_again_over_tcp_and_mx_reads_like_dig() {
+    let server = Dnsmasq::start();
+    // First make sure this really exercises the fallback: over UDP the reply is truncated.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    udp.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut query = vec![0xAB, 0xCD, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in ["big", "example", "org"] {
+        query.push(label.len() as u8);
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.extend_from_slice(&[0, 0, 16, 0, 1]);
+    udp.send_to(&query, ("127.0.0.1", server.port))
+        .expect("send");
+    let mut buf = [0u8; 4096];
+    let n = udp.recv(&mut buf).expect("dnsmasq answers over UDP");
+    assert!(n >= 4 && buf[2] & 0x02 != 0, "TC set over UDP");
+
+    let whole: String = (b'a'..=b'd')
+        .map(|c| (c as char).to_string().repeat(200))
+        .collect();
+    let o = probe::run(&check(dns_type(
+        server.port,
+        "big.example.org",
+        "TXT",
+        std::slice::from_ref(&whole),
+    )))
+    .await;
+    assert!(o.success, "the whole 800-byte TXT arrives over TCP: {o:?}");
+    assert_eq!(o.content_length, 800);
+
+    let o = probe::run(&check(dns_type(
+        server.port,
+        "example.org",
+        "MX",
+        &["10 mail.example.org".to_string()],
+    )))
+    .await;
+    assert!(o.success, "{o:?}");
+}
+
+/// A UDP "server" that answers every datagram with what `reply` makes of it.
+fn udp_responder(reply: fn(&[u8]) -> Vec<Vec<u8>>) -> u16 {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let port = sock.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            for datagram in reply(&buf[..n]) {
+                let _ = sock.send_to(&datagram, from);
+            }
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn dns_garbage_is_a_protocol_error_and_stray_replies_are_not_believed() {
+    // Our id, then bytes that are not a DNS message.
+    let port = udp_responder(|q| vec![[&q[..2], b"\x81\x80garbage".as_slice()].concat()]);
+    let o = probe::run(&check(dns(port, "support.example.com", "NOERROR", &[]))).await;
+    assert_eq!(class(&o), Some(ErrorClass::Protocol), "{o:?}");
+
+    // A well-formed NOERROR reply, but with another id, and one for another name: neither
+    // is the answer, so the probe keeps waiting and times out instead of passing.
+    let port = udp_responder(|q| {
+        let mut other_id = q.to_vec();
+        other_id[0] ^= 0xFF;
+        other_id[2] |= 0x80;
+        let mut other_name = q.to_vec();
+        other_name[2] |= 0x80;
+        other_name[13] = b'x';
+        vec![other_id, other_name]
+    });
+    let o = probe::run(&check(dns(port, "support.example.com", "NOERROR", &[]))).await;
+    assert_eq!(class(&o), Some(ErrorClass::Timeout), "{o:?}");
+    assert!(
+        o.error
+            .as_ref()
+            .is_some_and(|e| e.message.contains("waiting for a DNS reply")),
+        "{o:?}"
+    );
+}
+
+#[tokio::test]
+async fn tcp_connected_and_ip_conditions_see_the_connection() {
+    let port = serve(b"", false).await;
+    let mut c = check(CheckKind::Tcp(tcp(port)));
+    c.conditions = vec![
+        condition("[CONNECTED] == true"),
+        condition("[IP] == 127.0.0.1"),
+    ];
+    let o = probe::run(&c).await;
+    assert!(o.success, "{o:?}");
+    assert_eq!(o.conditions[0].resolved, "[CONNECTED] (true) == true");
+    assert_eq!(
+        o.phases.resolve,
+        Duration::ZERO,
+        "an IP literal is not looked up"
+    );
+}
+
+/// A server that writes `x` forever to every connection, as fast as the probe reads.
+async fn flood() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let chunk = vec![b'x'; 64 * 1024];
+                while s.write_all(&chunk).await.is_ok() {}
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn tcp_endless_reply_without_the_expected_text_stops_at_the_cap() {
+    let port = flood().await;
+    let mut t = tcp(port);
+    t.expect = Some("ready".into());
+    let o = probe::run(&check(CheckKind::Tcp(t))).await;
+    assert_eq!(class(&o), Some(ErrorClass::Protocol), "{o:?}");
+    assert!(
+        o.content_length <= 64 * 1024,
+        "read at most the cap: {}",
+        o.content_length
+    );
+}
+
+/// A TLS server with a self-signed certificate for `names`, valid in the given years.
+async fn tls_server(names: &[&str], valid: (i32, i32)) -> u16 {
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .expect("params");
+    params.not_before = rcgen::date_time_ymd(valid.0, 1, 1);
+    params.not_after = rcgen::date_time_ymd(valid.1, 1, 1);
+    let key_pair = rcgen::KeyPair::generate().expect("key pair");
+    let cert = params.self_signed(&key_pair).expect("certificate");
+    let key = rustls::pki_types::PrivateKeyDer::try_from(key_pair.serialize_der()).expect("key");
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.der().clone()], key)
+    .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if let Ok(mut tls) = acceptor.accept(s).await {
+                    let _ = tls.shutdown().await;
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn tls_kind_expired_certificate_fails_verification_and_its_expiry_condition() {
+    let port = tls_server(&["localhost", "127.0.0.1"], (2020, 2021)).await;
+    let mut t = tcp(port);
+    t.tls = true;
+    let o = probe::run(&check(CheckKind::Tcp(t.clone()))).await;
+    assert_eq!(class(&o), Some(ErrorClass::Tls), "{o:?}");
+    assert!(o.tls.is_none(), "no TLS info without a handshake");
+
+    // With verification off the handshake completes, and the expiry tells the truth.
+    t.insecure = true;
+    let mut c = check(CheckKind::Tcp(t));
+    c.conditions = vec![condition("[CERTIFICATE_EXPIRATION] > 168h")];
+    let o = probe::run(&c).await;
+    assert_eq!(class(&o), Some(ErrorClass::Conditions), "{o:?}");
+    let tls = o.tls.as_ref().expect("TLS info");
+    assert!(
+        tls.earliest_cert_expiry < 1_700_000_000,
+        "expired in 2021: {}",
+        tls.earliest_cert_expiry
+    );
+    assert!(o.phases.tls > Duration::ZERO);
+}
+
+#[tokio::test]
+async fn tls_kind_wrong_host_certificate_fails_as_tls() {
+    let port = tls_server(&["other.example.net"], (2020, 2100)).await;
+    let mut t = tcp(port);
+    t.tls = true;
+    t.host = "localhost".into();
+    let o = probe::run(&check(CheckKind::Tcp(t))).await;
+    assert_eq!(class(&o), Some(ErrorClass::Tls), "{o:?}");
+}
+
+/// A hand-written SMTP peer: sends `banner`, then answers each line it reads with the next
+/// entry of `replies` (and closes after the last one).
+async fn smtp_peer(banner: &'static [u8], replies: &'static [&'static [u8]]) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let (r, mut w) = s.into_split();
+                let mut r = tokio::io::BufReader::new(r);
+                if w.write_all(banner).await.is_err() {
+                    return;
+                }
+                for reply in replies {
+                    let mut line = String::new();
+                    use tokio::io::AsyncBufReadExt;
+                    if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if w.write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn smtp_multi_line_banner_and_ehlo_are_read_whole() {
+    let port = smtp_peer(
+        b"220-mx.example.com ESMTP\r\n220-Support intake, be nice\r\n220 ready\r\n",
+        &[
+            b"250-mx.example.com\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 8BITMIME\r\n",
+            b"221 bye\r\n",
+        ],
+    )
+    .await;
+    let mut c = check(CheckKind::Smtp(smtp_check(port, false)));
+    c.conditions = vec![condition("[STATUS] == 220")];
+    let o = probe::run(&c).await;
+    assert!(o.success, "{o:?}");
+
+    // The same server asked for STARTTLS, which its EHLO does not list.
+    let o = probe::run(&check(CheckKind::Smtp(smtp_check(port, true)))).await;
+    assert_eq!(class(&o), Some(ErrorClass::Tls), "{o:?}");
+}
+
+#[tokio::test]
+async fn smtp_hostile_replies_fail_as_protocol_errors() {
+    // Each of these would pass a lenient reader, because the peer then accepts EHLO and QUIT.
+    let long: &'static [u8] = Box::leak(
+        [b"220 ".as_slice(), &[b'x'; 100_000]]
+            .concat()
+            .into_boxed_slice(),
+    );
+    for (what, banner) in [
+        ("line longer than the cap", long),
+        (
+            "code changes mid-reply",
+            b"554-closed\r\n220 ok\r\n".as_slice(),
+        ),
+        ("no separator after the code", b"220hello\r\n".as_slice()),
+        ("sign before the code", b"+22 hello\r\n".as_slice()),
+    ] {
+        let port = smtp_peer(banner, &[b"250 ok\r\n", b"221 bye\r\n"]).await;
+        let o = probe::run(&check(CheckKind::Smtp(smtp_check(port, false)))).await;
+        assert_eq!(class(&o), Some(ErrorClass::Protocol), "{what}: {o:?}");
+    }
+
+    // An endless multi-line banner is cut at the line limit, not read forever.
+    let endless: &'static [u8] = Box::leak(b"220-more\r\n".repeat(10_000).into_boxed_slice());
+    let port = smtp_peer(endless, &[]).await;
+    let o = probe::run(&check(CheckKind::Smtp(smtp_check(port, false)))).await;
+    assert_eq!(class(&o), Some(ErrorClass::Protocol), "{o:?}");
+    assert!(
+        o.error
+            .as_ref()
+            .is_some_and(|e| e.message.contains("lines")),
+        "{o:?}"
+    );
+
+    // EHLO refused.
+    let port = smtp_peer(b"220 hi\r\n", &[b"502 5.5.1 not here\r\n"]).await;
+    let o = probe::run(&check(CheckKind::Smtp(smtp_check(port, false)))).await;
+    assert_eq!(class(&o), Some(ErrorClass::Protocol), "{o:?}");
+}
+
+#[tokio::test]
+async fn smtp_server_that_never_greets_times_out_during_processing() {
+    let silent = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let started = std::time::Instant::now();
+    let o = probe::run(&check(CheckKind::Smtp(smtp_check(port, true)))).await;
+    assert_eq!(class(&o), Some(ErrorClass::Timeout), "{o:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        o.error
+            .as_ref()
+            .is_some_and(|e| e.message.ends_with("during processing")),
+        "{o:?}"
+    );
 }

@@ -654,4 +654,90 @@ mod tests {
         let text = m.render();
         assert!(!text.contains("portal-form"), "{text}");
     }
+    /// A check of another kind than http, with the same name as `spec()`.
+    fn spec_of(kind: CheckKind) -> CheckSpec {
+        CheckSpec { kind, ..spec() }
+    }
+
+    #[test]
+    fn smtp_with_starttls_exports_common_and_tls_series_but_no_http_series() {
+        let m = Metrics::new();
+        let smtp = spec_of(CheckKind::Smtp(crate::config::SmtpCheck {
+            host: "mx.example.com".to_string(),
+            port: 25,
+            starttls: true,
+            tls: false,
+            insecure: false,
+            ehlo: "probe.example.com".to_string(),
+        }));
+        let mut o = outcome(true);
+        o.status = Some(220);
+        o.http_version = None;
+        m.probe_finished("tickets", &smtp, &o);
+        let text = m.render();
+        let labels =
+            r#"{check="portal-form",instance="smtp://mx.example.com:25",service="tickets"}"#;
+        for (name, value) in [
+            ("probe_success", "1"),
+            ("probe_duration_seconds", "0.25"),
+            ("probe_dns_lookup_time_seconds", "0.01"),
+            ("probe_ssl_earliest_cert_expiry", "1900000000"),
+        ] {
+            let line = format!("{name}{labels} {value}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        assert_eq!(
+            lines(
+                &text,
+                &["probe_tls_version_info{", "version=\"TLS 1.3\"", "} 1"]
+            )
+            .len(),
+            1,
+            "{text}"
+        );
+        assert!(lines(&text, &["probe_http_"]).is_empty(), "{text}");
+        assert!(
+            lines(&text, &["probe_failed_due_to_regex"]).is_empty(),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn dns_exports_no_http_and_no_tls_series() {
+        let m = Metrics::new();
+        let dns = spec_of(CheckKind::Dns(crate::config::DnsCheck {
+            server: "127.0.0.1".parse().unwrap(),
+            port: 53,
+            name: "support.example.com".to_string(),
+            qtype: 1,
+            expect_rcode: "NOERROR".to_string(),
+            expect_answers: Vec::new(),
+        }));
+        let mut o = outcome(false);
+        o.status = None;
+        o.http_version = None;
+        o.success = false;
+        m.probe_finished("tickets", &dns, &o);
+        let text = m.render();
+        assert_eq!(lines(&text, &["probe_success{", "} 0"]).len(), 1, "{text}");
+        assert_eq!(
+            lines(
+                &text,
+                &[
+                    "probe_dns_lookup_time_seconds{",
+                    "instance=\"dns://127.0.0.1:53/support.example.com\"",
+                    "} 0.01"
+                ]
+            )
+            .len(),
+            1,
+            "{text}"
+        );
+        assert!(lines(&text, &["probe_http_"]).is_empty(), "{text}");
+        assert!(lines(&text, &["probe_ssl_"]).is_empty(), "{text}");
+        assert!(lines(&text, &["probe_tls_"]).is_empty(), "{text}");
+    }
 }

@@ -2,7 +2,7 @@
 //! negotiated (or implicit TLS), certificate expiry and version, then QUIT. Every read is
 //! capped, so a hostile peer cannot make it hang past the timeout or hold much memory.
 
-use super::tcp::{self, Seen};
+use super::tcp::{self, Phase, Seen};
 use super::{ErrorClass, Outcome, ProbeError};
 use crate::clock::Timestamp;
 use crate::config::{CheckSpec, SmtpCheck};
@@ -22,10 +22,15 @@ fn protocol(message: String) -> ProbeError {
 }
 
 /// Reads one reply: its code and its lines (multi-line replies use `250-` before the last).
+///
+/// Strict where a lenient reader would be fooled: a line must end within `MAX_LINE` bytes and
+/// start with three digits followed by a space, a hyphen or the end, and every line of one
+/// reply must carry the same code (RFC 5321 4.2.1).
 async fn reply<S: AsyncRead + Unpin>(
     r: &mut BufReader<S>,
 ) -> Result<(u16, Vec<String>), ProbeError> {
     let mut lines = Vec::new();
+    let mut code = None;
     loop {
         let mut raw = Vec::new();
         let n = (&mut *r)
@@ -36,15 +41,33 @@ async fn reply<S: AsyncRead + Unpin>(
         if n == 0 {
             return Err(protocol("connection closed before a complete reply".into()));
         }
+        if raw.last() != Some(&b'\n') {
+            // Either the cap was hit or the peer closed mid-line: not a reply either way.
+            let line = String::from_utf8_lossy(&raw);
+            return Err(protocol(format!(
+                "reply line longer than {MAX_LINE} bytes or cut short: {:?}",
+                shorten(&line)
+            )));
+        }
         let line = String::from_utf8_lossy(&raw).trim_end().to_string();
-        let code = line
+        let bytes = line.as_bytes();
+        let this = bytes
             .get(..3)
+            .filter(|c| c.iter().all(u8::is_ascii_digit))
+            .filter(|_| matches!(bytes.get(3), None | Some(b' ' | b'-')))
+            .and_then(|c| std::str::from_utf8(c).ok())
             .and_then(|c| c.parse::<u16>().ok())
             .ok_or_else(|| protocol(format!("not an SMTP reply: {:?}", shorten(&line))))?;
-        let last = line.as_bytes().get(3) != Some(&b'-');
+        if *code.get_or_insert(this) != this {
+            return Err(protocol(format!(
+                "reply changes its code mid-way: {:?}",
+                shorten(&line)
+            )));
+        }
+        let last = bytes.get(3) != Some(&b'-');
         lines.push(line);
         if last {
-            return Ok((code, lines));
+            return Ok((this, lines));
         }
         if lines.len() >= MAX_LINES {
             return Err(protocol(format!("reply longer than {MAX_LINES} lines")));
@@ -67,14 +90,14 @@ async fn command<S: AsyncRead + AsyncWrite + Unpin>(
     reply(r).await
 }
 
-/// Banner, EHLO, and (optionally) STARTTLS on `stream`. Returns whether STARTTLS should
-/// follow, with the reader to continue on.
+/// Reads the banner (which must be 220) and sends EHLO (which must be accepted); returns the
+/// EHLO reply's lines, where the extensions (STARTTLS among them) are listed.
 async fn greet<S: AsyncRead + AsyncWrite + Unpin>(
     r: &mut BufReader<S>,
     smtp: &SmtpCheck,
     seen: &mut Seen,
 ) -> Result<Vec<String>, ProbeError> {
-    let start = Instant::now();
+    seen.begin(Phase::Processing);
     let (code, banner) = reply(r).await?;
     seen.reply.extend_from_slice(banner.join("\n").as_bytes());
     if code != 220 {
@@ -87,7 +110,7 @@ async fn greet<S: AsyncRead + AsyncWrite + Unpin>(
     if code != 250 {
         return Err(protocol(format!("EHLO refused: {}", shorten(&ehlo[0]))));
     }
-    seen.phases.processing += start.elapsed();
+    seen.end();
     Ok(ehlo)
 }
 
@@ -122,7 +145,9 @@ async fn run(smtp: &SmtpCheck, seen: &mut Seen) -> Result<(), ProbeError> {
             message: "the server does not offer STARTTLS".into(),
         });
     }
+    seen.begin(Phase::Processing);
     let (code, lines) = command(&mut r, "STARTTLS").await?;
+    seen.end();
     if code != 220 {
         return Err(ProbeError {
             class: ErrorClass::Tls,
@@ -137,7 +162,10 @@ async fn run(smtp: &SmtpCheck, seen: &mut Seen) -> Result<(), ProbeError> {
     }
     let stream = tcp::handshake(r.into_inner(), &smtp.host, smtp.insecure, seen).await?;
     let mut r = BufReader::new(stream);
+    // The server's work after the upgrade (the second EHLO) is processing time too.
+    seen.begin(Phase::Processing);
     let (code, lines) = command(&mut r, &format!("EHLO {}", smtp.ehlo)).await?;
+    seen.end();
     if code != 250 {
         return Err(protocol(format!(
             "EHLO after STARTTLS refused: {}",
@@ -156,7 +184,7 @@ pub async fn probe(check: &CheckSpec, smtp: &SmtpCheck) -> Outcome {
     let error = match tokio::time::timeout(check.timeout, run(smtp, &mut seen)).await {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(e),
-        Err(_) => Some(tcp::timed_out(check.timeout)),
+        Err(_) => Some(seen.timed_out(check.timeout)),
     };
     let status = seen
         .reply

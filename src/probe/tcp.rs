@@ -14,13 +14,71 @@ use tokio::net::TcpStream;
 /// Bytes of reply read at most while looking for `expect`.
 const MAX_REPLY: usize = 64 * 1024;
 
-/// What a connection-level probe saw so far, so a timeout still reports what happened.
+/// What a connection-level probe saw so far. It lives outside the future the timeout cancels,
+/// so a timed-out probe still reports its phases, and the wait is charged to the phase it hit.
 #[derive(Default)]
 pub(crate) struct Seen {
     pub phases: Phases,
     pub connected: bool,
+    /// The address connected to, for `[IP]`.
+    pub ip: Option<String>,
     pub tls: Option<TlsInfo>,
     pub reply: Vec<u8>,
+    /// The phase running now and since when.
+    current: Option<(Phase, Instant)>,
+}
+
+/// The phases a connection-level probe goes through (blackbox's names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Resolve,
+    Connect,
+    Tls,
+    /// Waiting for and reading the peer's reply or banner.
+    Processing,
+}
+
+impl Phase {
+    fn as_str(self) -> &'static str {
+        match self {
+            Phase::Resolve => "resolve",
+            Phase::Connect => "connect",
+            Phase::Tls => "tls",
+            Phase::Processing => "processing",
+        }
+    }
+}
+
+impl Seen {
+    /// Ends the running phase (if any) and starts `phase`.
+    pub fn begin(&mut self, phase: Phase) {
+        self.end();
+        self.current = Some((phase, Instant::now()));
+    }
+
+    /// Ends the running phase, adding its time to that phase's total.
+    pub fn end(&mut self) {
+        if let Some((phase, since)) = self.current.take() {
+            let slot = match phase {
+                Phase::Resolve => &mut self.phases.resolve,
+                Phase::Connect => &mut self.phases.connect,
+                Phase::Tls => &mut self.phases.tls,
+                Phase::Processing => &mut self.phases.processing,
+            };
+            *slot += since.elapsed();
+        }
+    }
+
+    /// The error for a probe whose timeout elapsed, naming the phase it was stuck in.
+    pub fn timed_out(&mut self, timeout: Duration) -> ProbeError {
+        let mut e = timed_out(timeout);
+        if let Some((phase, _)) = self.current {
+            e.message.push_str(" during ");
+            e.message.push_str(phase.as_str());
+        }
+        self.end();
+        e
+    }
 }
 
 /// Resolves `host:port`, timing the lookup into `seen.phases.resolve`.
@@ -29,7 +87,11 @@ pub(crate) async fn resolve(
     port: u16,
     seen: &mut Seen,
 ) -> Result<Vec<SocketAddr>, ProbeError> {
-    let start = Instant::now();
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        // An IP literal needs no lookup; its resolve phase stays exactly zero, as in blackbox.
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    seen.begin(Phase::Resolve);
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
         .map_err(|e| ProbeError {
@@ -37,7 +99,7 @@ pub(crate) async fn resolve(
             message: format!("cannot resolve {host}: {e}"),
         })?
         .collect();
-    seen.phases.resolve = start.elapsed();
+    seen.end();
     if addrs.is_empty() {
         return Err(ProbeError {
             class: ErrorClass::Dns,
@@ -52,19 +114,21 @@ pub(crate) async fn connect(
     addrs: &[SocketAddr],
     seen: &mut Seen,
 ) -> Result<TcpStream, ProbeError> {
-    let start = Instant::now();
+    seen.begin(Phase::Connect);
     let mut last = None;
     for addr in addrs {
         match TcpStream::connect(addr).await {
             Ok(s) => {
-                seen.phases.connect = start.elapsed();
+                seen.end();
                 seen.connected = true;
+                seen.ip = Some(addr.ip().to_string());
                 let _ = s.set_nodelay(true);
                 return Ok(s);
             }
             Err(e) => last = Some(format!("{addr}: {e}")),
         }
     }
+    seen.end();
     Err(ProbeError {
         class: ErrorClass::Connect,
         message: last.unwrap_or_else(|| "no address to connect to".into()),
@@ -81,7 +145,6 @@ pub(crate) async fn handshake<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let start = Instant::now();
     let host = url::Host::parse(host).map_err(|e| ProbeError {
         class: ErrorClass::Tls,
         message: format!("bad host name {host:?}: {e}"),
@@ -91,13 +154,14 @@ where
         url::Host::Ipv4(a) => url::Host::Ipv4(*a),
         url::Host::Ipv6(a) => url::Host::Ipv6(*a),
     };
+    seen.begin(Phase::Tls);
     let done = tls::handshake(stream, &host_ref, insecure)
         .await
         .map_err(|e| ProbeError {
             class: ErrorClass::Tls,
             message: e.to_string(),
         })?;
-    seen.phases.tls = start.elapsed();
+    seen.end();
     seen.tls = Some(done.info);
     Ok(done.stream)
 }
@@ -107,7 +171,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     tcp: &TcpCheck,
     seen: &mut Seen,
 ) -> Result<(), ProbeError> {
-    let start = Instant::now();
+    seen.begin(Phase::Processing);
     if let Some(send) = &tcp.send {
         stream
             .write_all(send.as_bytes())
@@ -118,11 +182,17 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
             })?;
     }
     if let Some(expect) = &tcp.expect {
+        let needle = expect.as_bytes();
         let mut buf = [0u8; 4096];
+        // Bytes before this offset were searched already (minus an overlap for a match that
+        // straddles two reads), so a long trickled reply costs linear, not quadratic, work.
+        let mut searched: usize = 0;
         loop {
-            if String::from_utf8_lossy(&seen.reply).contains(expect.as_str()) {
+            let from = searched.saturating_sub(needle.len().saturating_sub(1));
+            if contains(&seen.reply[from..], needle) {
                 break;
             }
+            searched = seen.reply.len();
             if seen.reply.len() >= MAX_REPLY {
                 return Err(ProbeError {
                     class: ErrorClass::Protocol,
@@ -136,16 +206,29 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
             if n == 0 {
                 return Err(ProbeError {
                     class: ErrorClass::Protocol,
-                    message: format!("connection closed before {expect:?} was seen"),
+                    message: format!(
+                        "connection closed before {expect:?} was seen (got {:?})",
+                        shorten(&seen.reply)
+                    ),
                 });
             }
             let room = MAX_REPLY - seen.reply.len();
             seen.reply.extend_from_slice(&buf[..n.min(room)]);
         }
     }
-    seen.phases.processing = start.elapsed();
+    seen.end();
     let _ = stream.shutdown().await;
     Ok(())
+}
+
+/// Whether `needle` occurs in `haystack` (an empty needle always does).
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The start of a reply, for an error message.
+fn shorten(reply: &[u8]) -> String {
+    String::from_utf8_lossy(&reply[..reply.len().min(80)]).into_owned()
 }
 
 async fn run(tcp: &TcpCheck, seen: &mut Seen) -> Result<(), ProbeError> {
@@ -167,7 +250,7 @@ pub async fn probe(check: &CheckSpec, tcp: &TcpCheck) -> Outcome {
     let error = match tokio::time::timeout(check.timeout, run(tcp, &mut seen)).await {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(e),
-        Err(_) => Some(timed_out(check.timeout)),
+        Err(_) => Some(seen.timed_out(check.timeout)),
     };
     finish(check, started_at, start.elapsed(), seen, error, None)
 }
@@ -194,6 +277,7 @@ pub(crate) fn finish(
         body: Some(seen.reply.as_slice()),
         response_time_ms: Some(duration.as_millis() as u64),
         connected: Some(seen.connected),
+        ip: seen.ip.as_deref(),
         certificate_expiration_ms: seen.tls.as_ref().map(|t| {
             t.earliest_cert_expiry
                 .saturating_mul(1000)
