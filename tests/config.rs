@@ -287,3 +287,53 @@ backup = "text:Ask at the front desk"
     assert_eq!(routes[1].primary, "tel:+44 20 7946 0000");
     assert_eq!(routes[1].backup, "text:Ask at the front desk");
 }
+
+#[test]
+fn every_check_kind_loads_from_toml() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("probes")).expect("mkdir");
+    std::fs::write(dir.path().join("switchboard.toml"), "probes = \"probes\"\n").expect("write");
+    std::fs::write(
+        dir.path().join("probes/mail.toml"),
+        r#"[service]
+id = "mail"
+[[check]]
+name = "mx"
+kind = "smtp"
+target = "mx.example.com:25"
+[[check]]
+name = "port"
+kind = "tcp"
+target = "mx.example.com:587"
+expect = "220"
+[[check]]
+name = "cert"
+kind = "tls"
+target = "mx.example.com:465"
+[[check]]
+name = "mx-record"
+kind = "dns"
+target = "127.0.0.1:53"
+query_name = "example.com"
+query_type = "MX"
+"#,
+    )
+    .expect("write");
+    let config = switchboard::config::Config::load(&dir.path().join("switchboard.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    use switchboard::config::CheckKind;
+    let kinds: Vec<&str> = config
+        .checks()
+        .map(|c| match &c.kind {
+            CheckKind::Http(_) => "http",
+            CheckKind::Smtp(_) => "smtp",
+            CheckKind::Tcp(t) if t.tls => "tls",
+            CheckKind::Tcp(_) => "tcp",
+            CheckKind::Dns(d) => {
+                assert_eq!((d.qtype, d.name.as_str()), (15, "example.com"));
+                "dns"
+            }
+        })
+        .collect();
+    assert_eq!(kinds, ["smtp", "tcp", "tls", "dns"]);
+}

@@ -194,7 +194,7 @@ pub struct RawCheck {
     pub name: Spanned<String>,
     /// `"primary"` (default) or `"backup"`.
     pub role: Option<Spanned<String>>,
-    /// `"http"` (default), `"tcp"`, `"tls"` or `"smtp"`.
+    /// `"http"` (default), `"tcp"`, `"tls"`, `"smtp"` or `"dns"`.
     pub kind: Option<Spanned<String>>,
     /// The page probed (`http`).
     pub url: Option<Spanned<String>>,
@@ -1137,10 +1137,11 @@ impl Loader {
             }
         };
         let kind = raw.kind.as_ref().map_or("http", |k| k.get_ref().as_str());
-        if !matches!(kind, "http" | "tcp" | "tls" | "smtp") {
+        if !matches!(kind, "http" | "tcp" | "tls" | "smtp" | "dns") {
             if let Some(k) = &raw.kind {
-                let message =
-                    format!("kind \"{kind}\" is not one of \"http\", \"tcp\", \"tls\", \"smtp\"");
+                let message = format!(
+                    "kind \"{kind}\" is not one of \"http\", \"tcp\", \"tls\", \"smtp\", \"dns\""
+                );
                 self.report_at(source, k, message);
             }
             ok = false;
