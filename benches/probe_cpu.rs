@@ -384,6 +384,7 @@ fn check_spec(url: &str) -> Result<CheckSpec> {
             max_redirects: 10,
             max_body_bytes: 1 << 20,
             insecure: true,
+            net: Default::default(),
         }),
     })
 }

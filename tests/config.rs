@@ -316,6 +316,18 @@ kind = "dns"
 target = "127.0.0.1:53"
 query_name = "example.com"
 query_type = "MX"
+[[check]]
+name = "form-flow"
+[[check.step]]
+name = "load"
+url = "https://support.example.com/new"
+extract = { csrf = 'regex:name="csrf" value="([^"]+)"' }
+[[check.step]]
+name = "submit"
+method = "post"
+url = "https://support.example.com/submit"
+body = "csrf=${csrf|url}"
+conditions = ["[STATUS] == any(201, 302)"]
 "#,
     )
     .expect("write");
@@ -326,6 +338,12 @@ query_type = "MX"
         .checks()
         .map(|c| match &c.kind {
             CheckKind::Http(_) => "http",
+            CheckKind::Steps(s) => {
+                let names: Vec<&str> = s.steps.iter().map(|s| s.name.as_str()).collect();
+                assert_eq!(names, ["load", "submit"]);
+                assert_eq!(s.steps[1].method, "POST");
+                "steps"
+            }
             CheckKind::Smtp(_) => "smtp",
             CheckKind::Tcp(t) if t.tls => "tls",
             CheckKind::Tcp(_) => "tcp",
@@ -335,5 +353,5 @@ query_type = "MX"
             }
         })
         .collect();
-    assert_eq!(kinds, ["smtp", "tcp", "tls", "dns"]);
+    assert_eq!(kinds, ["smtp", "tcp", "tls", "dns", "steps"]);
 }

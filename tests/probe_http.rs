@@ -31,6 +31,7 @@ fn spec(url: &str, edit: impl FnOnce(&mut CheckSpec, &mut HttpCheck)) -> CheckSp
         max_redirects: 10,
         max_body_bytes: 1 << 20,
         insecure: false,
+        net: Default::default(),
     };
     let mut check = CheckSpec {
         name: "test-check".to_string(),

@@ -33,8 +33,10 @@ fn tcp(port: u16) -> TcpCheck {
         port,
         send: None,
         expect: None,
+        expect_regex: None,
         tls: false,
         insecure: false,
+        net: Default::default(),
     }
 }
 
@@ -46,6 +48,7 @@ fn smtp_check(port: u16, starttls: bool) -> SmtpCheck {
         tls: false,
         insecure: true,
         ehlo: "probe.switchboard.test".into(),
+        net: Default::default(),
     }
 }
 

@@ -213,6 +213,7 @@ impl Webhooks {
                 max_redirects: 0,
                 max_body_bytes: 64 * 1024,
                 insecure: false,
+                net: Default::default(),
             }),
         };
         let outcome = crate::probe::run(&check).await;

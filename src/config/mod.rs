@@ -190,6 +190,11 @@ impl CheckSpec {
     pub fn target(&self) -> String {
         match &self.kind {
             CheckKind::Http(h) => h.url.to_string(),
+            // The first step's URL as written: the page the sequence starts from.
+            CheckKind::Steps(s) => s
+                .steps
+                .first()
+                .map_or_else(String::new, |step| step.url.text().to_string()),
             CheckKind::Tcp(t) => format!("{}:{}", host_port(&t.host), t.port),
             CheckKind::Smtp(m) => format!("smtp://{}:{}", host_port(&m.host), m.port),
             CheckKind::Dns(d) => format!(
@@ -214,6 +219,8 @@ fn host_port(host: &str) -> String {
 #[derive(Clone, Debug)]
 pub enum CheckKind {
     Http(HttpCheck),
+    /// A sequence of HTTP requests sharing a cookie jar (`[[check.step]]`).
+    Steps(StepsCheck),
     /// `kind = "tcp"`, or `kind = "tls"` (a TCP check with `tls = true`).
     Tcp(TcpCheck),
     Smtp(SmtpCheck),
@@ -242,8 +249,82 @@ pub struct TcpCheck {
     pub send: Option<String>,
     /// Text the reply must contain.
     pub expect: Option<String>,
+    /// A regular expression the reply must match (`expect_regex`).
+    /// Matched against the raw bytes (`(?-u)` is not needed for ASCII protocols).
+    pub expect_regex: Option<regex::bytes::Regex>,
     pub tls: bool,
     pub insecure: bool,
+    pub net: NetOptions,
+}
+
+/// Which address family a probe connects over when a name has both.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IpVersion {
+    /// Every address, in the resolver's order (which honours gai.conf). The default.
+    #[default]
+    Any,
+    /// IPv4 addresses only (`ip_version = "4"`).
+    V4,
+    /// IPv6 addresses only (`ip_version = "6"`).
+    V6,
+}
+
+impl IpVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IpVersion::Any => "any",
+            IpVersion::V4 => "4",
+            IpVersion::V6 => "6",
+        }
+    }
+}
+
+/// Connection settings of the kinds that connect to a host: http, steps, tcp/tls, smtp.
+#[derive(Clone, Debug, Default)]
+pub struct NetOptions {
+    pub ip_version: IpVersion,
+    /// The TLS server name (SNI and certificate verification) instead of the host's.
+    pub server_name: Option<String>,
+    /// Trust exactly these CAs (`ca_file`) instead of the webpki roots.
+    pub ca: Option<CaBundle>,
+}
+
+/// CA certificates read from a PEM `ca_file` at load time.
+#[derive(Clone, Debug)]
+pub struct CaBundle {
+    /// The file, resolved against the directory of the file that names it.
+    pub path: PathBuf,
+    /// DER certificates, shared by every clone of the config.
+    pub certs: std::sync::Arc<Vec<Vec<u8>>>,
+}
+
+/// A multi-step HTTP check: requests in order, one cookie jar, values carried from one step to
+/// the next in variables. Succeeds when every step does.
+#[derive(Clone, Debug)]
+pub struct StepsCheck {
+    pub steps: Vec<HttpStep>,
+    /// Body bytes read at most, per step.
+    pub max_body_bytes: usize,
+    pub insecure: bool,
+    pub net: NetOptions,
+}
+
+/// One request of a multi-step check. URL, header values and body may use `${var}`.
+#[derive(Clone, Debug)]
+pub struct HttpStep {
+    /// Unique within its check.
+    pub name: String,
+    pub url: crate::probe::steps::Template,
+    pub method: String,
+    pub headers: Vec<(String, crate::probe::steps::Template)>,
+    pub body: Option<crate::probe::steps::Template>,
+    /// 0 = do not follow redirects.
+    pub max_redirects: u32,
+    /// This step's own limit; the check's timeout bounds the whole sequence regardless.
+    pub timeout: Option<Duration>,
+    pub conditions: Vec<Condition>,
+    /// Values taken from this step's response, in the order written.
+    pub extract: Vec<crate::probe::steps::Extraction>,
 }
 
 /// The mail intake: banner, EHLO, STARTTLS (or implicit TLS).
@@ -258,6 +339,7 @@ pub struct SmtpCheck {
     pub insecure: bool,
     /// The name sent with EHLO.
     pub ehlo: String,
+    pub net: NetOptions,
 }
 
 #[derive(Clone, Debug)]
@@ -272,6 +354,7 @@ pub struct HttpCheck {
     pub max_body_bytes: usize,
     /// Skip certificate verification (explicit opt-in only).
     pub insecure: bool,
+    pub net: NetOptions,
 }
 
 /// A webhook called on every route switch of its service.

@@ -9,14 +9,16 @@
 
 use super::{
     Audiences, AuthConfig, CheckKind, CheckSpec, Config, ConfigError, Defaults, Diagnostic,
-    DnsCheck, EmailConfig, EmailTransport, Failback, FailoverWhen, HttpCheck, Role, RouteSpec,
-    ServerConfig, ServiceSpec, SmtpCheck, StatusPageConfig, StorageConfig, TcpCheck, WebhookSpec,
+    DnsCheck, EmailConfig, EmailTransport, Failback, FailoverWhen, HttpCheck, HttpStep, IpVersion,
+    NetOptions, Role, RouteSpec, ServerConfig, ServiceSpec, SmtpCheck, StatusPageConfig,
+    StepsCheck, StorageConfig, TcpCheck, WebhookSpec,
 };
 use crate::announce::webhook;
 use crate::clock::Timestamp;
 use crate::failover::window::{Cron, Schedule, Window};
 use crate::failover::Side;
 use crate::probe::condition::Condition;
+use crate::probe::steps::{Extraction, Template};
 use serde::de::{DeserializeOwned, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
@@ -194,8 +196,11 @@ pub struct RawCheck {
     pub name: Spanned<String>,
     /// `"primary"` (default) or `"backup"`.
     pub role: Option<Spanned<String>>,
-    /// `"http"` (default), `"tcp"`, `"tls"`, `"smtp"` or `"dns"`.
+    /// `"http"` (default), `"steps"`, `"tcp"`, `"tls"`, `"smtp"` or `"dns"`.
     pub kind: Option<Spanned<String>>,
+    /// The requests of a multi-step HTTP check (`[[check.step]]`), in order.
+    #[serde(default)]
+    pub step: Vec<Spanned<RawStep>>,
     /// The page probed (`http`).
     pub url: Option<Spanned<String>>,
     /// `host:port` (`tcp`, `tls`, `smtp`).
@@ -204,6 +209,14 @@ pub struct RawCheck {
     pub send: Option<String>,
     /// Text the reply must contain (`tcp`).
     pub expect: Option<String>,
+    /// A regular expression the reply must match (`tcp`, `tls`).
+    pub expect_regex: Option<Spanned<String>>,
+    /// PEM file of the CAs to trust instead of the webpki roots, relative to this file.
+    pub ca_file: Option<Spanned<String>>,
+    /// TLS server name (SNI and verification) instead of the host's.
+    pub server_name: Option<Spanned<String>>,
+    /// `"any"` (default), `"4"` or `"6"`: the address family to connect over.
+    pub ip_version: Option<Spanned<String>>,
     /// TLS on connect (`tcp`; `smtp` implicit TLS). `kind = "tls"` implies it.
     pub tls: Option<bool>,
     /// Require and negotiate STARTTLS (`smtp`). Default true.
@@ -238,6 +251,33 @@ pub struct RawCheck {
     /// Without conditions, a 2xx or 3xx answer is a success.
     #[serde(default)]
     pub conditions: Vec<Spanned<String>>,
+}
+
+/// One request of a multi-step check. `url`, header values and `body` may use `${var}` for a
+/// value an earlier step extracted (`${var|url}` percent-encodes it; in a URL it always is).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStep {
+    /// Unique within the check; named in the outcome when this step fails.
+    pub name: Spanned<String>,
+    pub url: Spanned<String>,
+    /// Default `GET`.
+    pub method: Option<Spanned<String>>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<String>>,
+    pub body: Option<Spanned<String>>,
+    /// Default `true`.
+    pub follow_redirects: Option<bool>,
+    /// Default 10.
+    pub max_redirects: Option<Spanned<i64>>,
+    /// This step's limit, at most the check's timeout (which bounds the whole sequence).
+    pub timeout: Option<Spanned<String>>,
+    /// Without conditions, a 2xx or 3xx answer is a success.
+    #[serde(default)]
+    pub conditions: Vec<Spanned<String>>,
+    /// `name = "regex:…"`, `"json:$.a.b"`, `"[BODY].a.b"` or `"header:Name"`.
+    #[serde(default)]
+    pub extract: BTreeMap<String, Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1137,16 +1177,50 @@ impl Loader {
             }
         };
         let kind = raw.kind.as_ref().map_or("http", |k| k.get_ref().as_str());
-        if !matches!(kind, "http" | "tcp" | "tls" | "smtp" | "dns") {
+        if !matches!(kind, "http" | "steps" | "tcp" | "tls" | "smtp" | "dns") {
             if let Some(k) = &raw.kind {
                 let message = format!(
-                    "kind \"{kind}\" is not one of \"http\", \"tcp\", \"tls\", \"smtp\", \"dns\""
+                    "kind \"{kind}\" is not one of \"http\", \"steps\", \"tcp\", \"tls\", \"smtp\", \"dns\""
                 );
                 self.report_at(source, k, message);
             }
             ok = false;
         }
-        let http_kind = kind == "http";
+        let http_kind = matches!(kind, "http" | "steps");
+        // A check with [[check.step]] is a multi-step HTTP check, whether or not it says
+        // kind = "steps"; its requests live in the steps, not on the check.
+        let multi = http_kind && (kind == "steps" || !raw.step.is_empty());
+        if multi && raw.step.is_empty() {
+            let message = format!(
+                "check \"{}\" of kind \"steps\" needs at least one [[check.step]]",
+                raw.name.get_ref()
+            );
+            self.report_at(source, &raw.name, message);
+            ok = false;
+        }
+        if multi {
+            let on_check: Vec<&str> = [
+                ("url", raw.url.is_some()),
+                ("method", raw.method.is_some()),
+                ("headers", raw.headers.is_some()),
+                ("body", raw.body.is_some()),
+                ("follow_redirects", raw.follow_redirects.is_some()),
+                ("max_redirects", raw.max_redirects.is_some()),
+                ("conditions", !raw.conditions.is_empty()),
+            ]
+            .iter()
+            .filter_map(|(f, set)| set.then_some(*f))
+            .collect();
+            if !on_check.is_empty() {
+                let message = format!(
+                    "check \"{}\" has steps: {} belong on each [[check.step]]",
+                    raw.name.get_ref(),
+                    on_check.join(", ")
+                );
+                self.report_at(source, &raw.name, message);
+                ok = false;
+            }
+        }
         // Fields that belong to another kind are mistakes, not options to ignore.
         let misplaced: Vec<&str> = if http_kind {
             [
@@ -1160,11 +1234,13 @@ impl Loader {
                 ("query_type", raw.query_type.is_some()),
                 ("expect_rcode", raw.expect_rcode.is_some()),
                 ("expect_answers", raw.expect_answers.is_some()),
+                ("expect_regex", raw.expect_regex.is_some()),
             ]
             .iter()
             .filter_map(|(f, set)| set.then_some(*f))
             .collect()
         } else {
+            let dns = kind == "dns";
             [
                 ("url", raw.url.is_some()),
                 ("method", raw.method.is_some()),
@@ -1173,6 +1249,14 @@ impl Loader {
                 ("follow_redirects", raw.follow_redirects.is_some()),
                 ("max_redirects", raw.max_redirects.is_some()),
                 ("max_body_bytes", raw.max_body_bytes.is_some()),
+                ("step", !raw.step.is_empty()),
+                (
+                    "expect_regex",
+                    raw.expect_regex.is_some() && matches!(kind, "smtp" | "dns"),
+                ),
+                ("ca_file", dns && raw.ca_file.is_some()),
+                ("server_name", dns && raw.server_name.is_some()),
+                ("ip_version", dns && raw.ip_version.is_some()),
             ]
             .iter()
             .filter_map(|(f, set)| set.then_some(*f))
@@ -1202,6 +1286,7 @@ impl Loader {
                     None
                 }
             },
+            (None, true) if multi => None,
             (None, true) => {
                 let message = format!("check \"{}\" needs a url", raw.name.get_ref());
                 self.report_at(source, &raw.name, message);
@@ -1392,9 +1477,42 @@ impl Loader {
             }
         }
 
+        let net = self.validate_net(source, &raw);
+        ok &= net.is_some();
+        let expect_regex = match &raw.expect_regex {
+            None => None,
+            Some(r) => match regex::bytes::Regex::new(r.get_ref()) {
+                Ok(re) => Some(re),
+                Err(e) => {
+                    let why = match &e {
+                        regex::Error::Syntax(s) => s
+                            .lines()
+                            .last()
+                            .unwrap_or(s)
+                            .trim()
+                            .trim_start_matches("error: ")
+                            .to_string(),
+                        other => other.to_string(),
+                    };
+                    let message = format!("expect_regex: bad regex `{}`: {why}", r.get_ref());
+                    self.report_at(source, r, message);
+                    ok = false;
+                    None
+                }
+            },
+        };
+        let steps = if multi {
+            let steps = self.validate_steps(source, &raw.step, timeout);
+            ok &= steps.is_some();
+            steps
+        } else {
+            None
+        };
+
         if !ok {
             return None;
         }
+        let net = net.unwrap_or_default();
         let follow = raw.follow_redirects.unwrap_or(true);
         Some(CheckSpec {
             name: raw.name.into_inner(),
@@ -1407,6 +1525,12 @@ impl Loader {
             success_threshold: success_threshold.unwrap_or(defaults.success_threshold),
             conditions,
             kind: match kind {
+                "http" | "steps" if multi => CheckKind::Steps(StepsCheck {
+                    steps: steps?,
+                    max_body_bytes: max_body_bytes?,
+                    insecure: raw.insecure.unwrap_or(false),
+                    net,
+                }),
                 "http" => CheckKind::Http(HttpCheck {
                     url: url?,
                     method: method?,
@@ -1415,6 +1539,7 @@ impl Loader {
                     max_redirects: if follow { max_redirects? } else { 0 },
                     max_body_bytes: max_body_bytes?,
                     insecure: raw.insecure.unwrap_or(false),
+                    net,
                 }),
                 "dns" => {
                     let (_, port) = target?;
@@ -1438,6 +1563,7 @@ impl Loader {
                         ehlo: raw
                             .ehlo
                             .unwrap_or_else(|| "switchboard.invalid".to_string()),
+                        net,
                     })
                 }
                 _ => {
@@ -1447,12 +1573,299 @@ impl Loader {
                         port,
                         send: raw.send,
                         expect: raw.expect,
+                        expect_regex,
                         tls: kind == "tls" || raw.tls.unwrap_or(false),
                         insecure: raw.insecure.unwrap_or(false),
+                        net,
                     })
                 }
             },
         })
+    }
+
+    /// `ip_version`, `server_name` and `ca_file` (read and parsed now, so a missing or broken
+    /// bundle is a config error rather than a failing probe). `None` after reporting.
+    fn validate_net(&mut self, source: &Source<'_>, raw: &RawCheck) -> Option<NetOptions> {
+        let mut ok = true;
+        let ip_version = match raw.ip_version.as_ref().map(|v| v.get_ref().as_str()) {
+            None | Some("any") => IpVersion::Any,
+            Some("4" | "ip4") => IpVersion::V4,
+            Some("6" | "ip6") => IpVersion::V6,
+            Some(other) => {
+                let message =
+                    format!("ip_version must be \"any\", \"4\" or \"6\", not \"{other}\"");
+                if let Some(v) = &raw.ip_version {
+                    self.report_at(source, v, message);
+                }
+                ok = false;
+                IpVersion::Any
+            }
+        };
+        let server_name = match &raw.server_name {
+            None => None,
+            Some(n) => {
+                if rustls::pki_types::ServerName::try_from(n.get_ref().as_str()).is_err() {
+                    let message = format!(
+                        "server_name: \"{}\" is not a DNS name or an IP address",
+                        n.get_ref()
+                    );
+                    self.report_at(source, n, message);
+                    ok = false;
+                }
+                Some(n.get_ref().clone())
+            }
+        };
+        let ca = match &raw.ca_file {
+            None => None,
+            Some(f) => {
+                let base = source.path.parent().unwrap_or(Path::new(""));
+                let path = base.join(f.get_ref());
+                match self.ca_bundle(&path) {
+                    Ok(certs) => Some(super::CaBundle {
+                        path,
+                        certs: std::sync::Arc::new(certs),
+                    }),
+                    Err(why) => {
+                        self.report_at(source, f, format!("ca_file: \"{}\" {why}", f.get_ref()));
+                        ok = false;
+                        None
+                    }
+                }
+            }
+        };
+        ok.then_some(NetOptions {
+            ip_version,
+            server_name,
+            ca,
+        })
+    }
+
+    /// The DER certificates of a PEM file, each checked to be usable as a trust anchor.
+    fn ca_bundle(&mut self, path: &Path) -> Result<Vec<Vec<u8>>, String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("cannot be read: {e}"))?;
+        self.hasher.update(&bytes);
+        let mut certs = Vec::new();
+        for (n, cert) in rustls_pemfile::certs(&mut bytes.as_slice()).enumerate() {
+            let cert = cert.map_err(|e| format!("is not valid PEM: {e}"))?;
+            rustls::RootCertStore::empty()
+                .add(cert.clone())
+                .map_err(|e| format!("certificate {} is not a usable CA: {e}", n + 1))?;
+            certs.push(cert.as_ref().to_vec());
+        }
+        if certs.is_empty() {
+            return Err("holds no PEM certificate".to_string());
+        }
+        Ok(certs)
+    }
+
+    /// The steps of a multi-step check, in order. A variable must be extracted by an earlier
+    /// step before a URL, header or body uses it. `None` after reporting.
+    fn validate_steps(
+        &mut self,
+        source: &Source<'_>,
+        raw: &[Spanned<RawStep>],
+        check_timeout: Duration,
+    ) -> Option<Vec<HttpStep>> {
+        let mut ok = true;
+        let mut steps = Vec::with_capacity(raw.len());
+        let mut names: HashMap<String, usize> = HashMap::new();
+        // Variables set by the steps so far, and by which step.
+        let mut defined: HashMap<String, String> = HashMap::new();
+        for step in raw {
+            let step = step.get_ref();
+            let name = step.name.get_ref().clone();
+            ok &= self.identifier(source, "step name", &step.name);
+            let line = source.line(step.name.span());
+            if let Some(first) = names.insert(name.clone(), line) {
+                self.report_at(
+                    source,
+                    &step.name,
+                    format!(
+                        "duplicate step name \"{name}\" (first defined at {}:{first})",
+                        source.path.display()
+                    ),
+                );
+                ok = false;
+            }
+            let prefix = format!("step \"{name}\"");
+            // Templates are checked for their variables here, and for their shape by filling
+            // every variable with a stand-in value.
+            let template = |this: &mut Self, field: &str, raw: &Spanned<String>| {
+                match Template::parse(raw.get_ref()) {
+                    Ok(t) => {
+                        for var in t.vars() {
+                            if !defined.contains_key(var) {
+                                let later = if step.extract.contains_key(var) {
+                                    " (this step extracts it only after its request)"
+                                } else {
+                                    ""
+                                };
+                                let message = format!(
+                                    "{prefix}: {field} uses ${{{var}}}, which no earlier step extracts{later}"
+                                );
+                                this.report_at(source, raw, message);
+                                return None;
+                            }
+                        }
+                        Some(t)
+                    }
+                    Err(e) => {
+                        this.report_at(source, raw, format!("{prefix}: {field}: {e}"));
+                        None
+                    }
+                }
+            };
+            let stand_in: HashMap<String, String> = defined
+                .keys()
+                .map(|k| (k.clone(), "1".to_string()))
+                .collect();
+            let url = template(self, "url", &step.url).and_then(|t| {
+                let filled = t
+                    .render(&stand_in, crate::probe::steps::Context::Url)
+                    .unwrap_or_default();
+                match Url::parse(&filled) {
+                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => Some(t),
+                    _ => {
+                        let message = format!(
+                            "{prefix}: url: \"{}\" is not an http:// or https:// URL",
+                            step.url.get_ref()
+                        );
+                        self.report_at(source, &step.url, message);
+                        None
+                    }
+                }
+            });
+            let mut headers = Vec::new();
+            let mut headers_ok = true;
+            for (hname, value) in &step.headers {
+                if hyper::header::HeaderName::from_bytes(hname.as_bytes()).is_err() {
+                    let message =
+                        format!("{prefix}: headers: \"{hname}\" is not a valid header name");
+                    self.report_at(source, value, message);
+                    headers_ok = false;
+                    continue;
+                }
+                let field = format!("header {hname}");
+                match template(self, &field, value) {
+                    Some(t) => {
+                        let filled = t
+                            .render(&stand_in, crate::probe::steps::Context::Text)
+                            .unwrap_or_default();
+                        if hyper::header::HeaderValue::from_str(&filled).is_err() {
+                            let message = format!(
+                                "{prefix}: headers: the value of \"{hname}\" is not a valid header value"
+                            );
+                            self.report_at(source, value, message);
+                            headers_ok = false;
+                        }
+                        headers.push((hname.clone(), t));
+                    }
+                    None => headers_ok = false,
+                }
+            }
+            let body = match &step.body {
+                None => Some(None),
+                Some(b) => template(self, "body", b).map(Some),
+            };
+            let method = match &step.method {
+                None => Some("GET".to_string()),
+                Some(m) => {
+                    let upper = m.get_ref().to_ascii_uppercase();
+                    if hyper::Method::from_bytes(upper.as_bytes()).is_ok() && !upper.is_empty() {
+                        Some(upper)
+                    } else {
+                        let message = format!(
+                            "{prefix}: method: \"{}\" is not an HTTP method",
+                            m.get_ref()
+                        );
+                        self.report_at(source, m, message);
+                        None
+                    }
+                }
+            };
+            let max_redirects = match &step.max_redirects {
+                None => Some(DEFAULT_MAX_REDIRECTS),
+                Some(m) => match u32::try_from(*m.get_ref()) {
+                    Ok(n) => Some(n),
+                    Err(_) => {
+                        let message = format!(
+                            "{prefix}: max_redirects must be 0 or more, not {}",
+                            m.get_ref()
+                        );
+                        self.report_at(source, m, message);
+                        None
+                    }
+                },
+            };
+            let timeout = match &step.timeout {
+                None => Some(None),
+                Some(t) => {
+                    match self.duration(source, &format!("{prefix}: timeout"), Some(t), false) {
+                        Some(d) if d > check_timeout => {
+                            let message = format!(
+                                "{prefix}: timeout ({}) is longer than the check's timeout ({})",
+                                humantime::format_duration(d),
+                                humantime::format_duration(check_timeout)
+                            );
+                            self.report_at(source, t, message);
+                            None
+                        }
+                        Some(d) => Some(Some(d)),
+                        None => None,
+                    }
+                }
+            };
+            let mut conditions = Vec::new();
+            let mut conditions_ok = true;
+            for c in &step.conditions {
+                match Condition::parse(c.get_ref()) {
+                    Ok(condition) => conditions.push(condition),
+                    Err(e) => {
+                        let message = format!("{prefix}: condition \"{}\": {e}", c.get_ref());
+                        self.report_at(source, c, message);
+                        conditions_ok = false;
+                    }
+                }
+            }
+            let mut extract = Vec::new();
+            let mut extract_ok = true;
+            for (var, text) in &step.extract {
+                match Extraction::parse(var, text.get_ref()) {
+                    Ok(x) => extract.push(x),
+                    Err(e) => {
+                        self.report_at(source, text, format!("{prefix}: extract {var}: {e}"));
+                        extract_ok = false;
+                    }
+                }
+                defined.insert(var.clone(), name.clone());
+            }
+            // Extractions run in the order written; BTreeMap sorted them by name, so put
+            // them back in file order.
+            extract.sort_by_key(|x| step.extract.get(&x.var).map_or(0, |s| s.span().start));
+            match (url, body, method, max_redirects, timeout) {
+                (Some(url), Some(body), Some(method), Some(max_redirects), Some(timeout))
+                    if headers_ok && conditions_ok && extract_ok =>
+                {
+                    steps.push(HttpStep {
+                        name,
+                        url,
+                        method,
+                        headers,
+                        body,
+                        max_redirects: if step.follow_redirects.unwrap_or(true) {
+                            max_redirects
+                        } else {
+                            0
+                        },
+                        timeout,
+                        conditions,
+                        extract,
+                    });
+                }
+                _ => ok = false,
+            }
+        }
+        ok.then_some(steps)
     }
 
     fn validate_route(

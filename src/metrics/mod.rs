@@ -139,9 +139,20 @@ impl Metrics {
 
     /// A check ran once: sets blackbox's probe gauges and counts the probe.
     pub fn probe_finished(&self, service: &str, check: &CheckSpec, outcome: &Outcome) {
+        use crate::config::CheckKind;
         let ph = &outcome.phases;
         let v = ProbeValues {
-            http: matches!(check.kind, crate::config::CheckKind::Http(_)),
+            // A multi-step check is HTTP: its series describe the whole sequence (see
+            // probe::steps), so blackbox's HTTP dashboards read it like any HTTP check.
+            http: matches!(check.kind, CheckKind::Http(_) | CheckKind::Steps(_)),
+            regex: matches!(
+                check.kind,
+                CheckKind::Http(_) | CheckKind::Steps(_) | CheckKind::Tcp(_)
+            ),
+            dns: matches!(check.kind, CheckKind::Dns(_)).then(|| {
+                let d = outcome.dns.unwrap_or_default();
+                [d.answer_rrs, d.authority_rrs, d.additional_rrs].map(f64::from)
+            }),
             success: outcome.success,
             duration: outcome.duration.as_secs_f64(),
             dns_lookup: ph.resolve.as_secs_f64(),
@@ -156,7 +167,7 @@ impl Metrics {
             // moved to plain HTTP must not keep reporting its old certificate.
             cert_expiry: outcome.tls.as_ref().map(|t| t.earliest_cert_expiry as f64),
             tls_version: outcome.tls.as_ref().map(|t| t.version.clone()),
-            failed_due_to_regex: failed_due_to_body(outcome),
+            failed_due_to_regex: outcome.failed_due_to_regex || failed_due_to_body(outcome),
         };
         self.checks.probed(service, &check.name, &check.target(), v);
     }
@@ -372,6 +383,7 @@ mod tests {
                 max_redirects: 10,
                 max_body_bytes: 1 << 20,
                 insecure: false,
+                net: Default::default(),
             }),
         }
     }
@@ -404,6 +416,9 @@ mod tests {
             content_length: 1234,
             body_truncated: false,
             redirects: 1,
+            failed_due_to_regex: false,
+            dns: None,
+            steps: Vec::new(),
         }
     }
 
@@ -669,6 +684,7 @@ mod tests {
             tls: false,
             insecure: false,
             ehlo: "probe.example.com".to_string(),
+            net: Default::default(),
         }));
         let mut o = outcome(true);
         o.status = Some(220);

@@ -60,6 +60,10 @@ pub fn escape(value: &str) -> String {
 pub struct ProbeValues {
     /// An HTTP check: only these get the `probe_http_*` series, as in blackbox.
     pub http: bool,
+    /// A kind that exports `probe_failed_due_to_regex` (http and tcp, as in blackbox).
+    pub regex: bool,
+    /// A DNS check: answer, authority and additional record counts (0 without a reply).
+    pub dns: Option<[f64; 3]>,
     pub success: bool,
     pub duration: f64,
     pub dns_lookup: f64,
@@ -305,8 +309,45 @@ impl CheckTable {
             out,
             "probe_failed_due_to_regex",
             "Indicates if probe failed due to a body condition.",
-            &|p| p.http.then_some(b(p.failed_due_to_regex)),
+            &|p| p.regex.then_some(b(p.failed_due_to_regex)),
         );
+        for (i, (name, help)) in [
+            (
+                "probe_dns_answer_rrs",
+                "Returns number of entries in the answer resource record list.",
+            ),
+            (
+                "probe_dns_authority_rrs",
+                "Returns number of entries in the authority resource record list.",
+            ),
+            (
+                "probe_dns_additional_rrs",
+                "Returns number of entries in the additional resource record list.",
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            gauge(out, name, help, &|p| p.dns.map(|counts| counts[i]));
+        }
+        header(
+            out,
+            "probe_dns_duration_seconds",
+            "Duration of DNS request by phase.",
+            "gauge",
+        );
+        for (r, p) in probes().filter(|(_, p)| p.dns.is_some()) {
+            // blackbox's phases: resolving the target, setting up the socket, the exchange.
+            let phases = [
+                ("phase=\"resolve\"", p.phases[0]),
+                ("phase=\"connect\"", p.phases[1]),
+                ("phase=\"request\"", p.phases[3]),
+            ];
+            for (phase, v) in phases {
+                let labels = [r.check_instance.as_str(), phase, &r.service];
+                sample(out, "probe_dns_duration_seconds", &labels, v);
+            }
+        }
         header(
             out,
             "switchboard_probes_total",

@@ -537,6 +537,26 @@ fn parse_placeholder(text: &str) -> Result<Placeholder, ConditionError> {
     })
 }
 
+/// A JSON path as written after `[BODY]` (`.form.id`, `.items[0]`), for other parts of the
+/// probe that read JSON the way conditions do (multi-step extraction).
+#[derive(Clone, Debug, PartialEq)]
+pub struct JsonPath(Vec<PathStep>);
+
+impl JsonPath {
+    /// Parses the part after `[BODY]`; empty means the whole document.
+    pub fn parse(path: &str) -> Result<JsonPath, ConditionError> {
+        parse_json_path(path).map(JsonPath)
+    }
+
+    /// The value at this path, if every key and index exists.
+    pub fn get<'v>(&self, value: &'v serde_json::Value) -> Option<&'v serde_json::Value> {
+        self.0.iter().try_fold(value, |v, step| match step {
+            PathStep::Key(k) => v.get(k.as_str()),
+            PathStep::Index(i) => v.get(*i),
+        })
+    }
+}
+
 /// `.data.items[0].id` → steps. Keys run to the next `.` or `[`.
 fn parse_json_path(mut rest: &str) -> Result<Vec<PathStep>, ConditionError> {
     let mut steps = Vec::new();

@@ -6,7 +6,8 @@
 //! which is ~200 lines with no new dependency tree to build and audit.
 
 use super::condition::{Condition, Observed};
-use super::{ErrorClass, Outcome, Phases, ProbeError};
+use super::tcp::{Phase, Seen};
+use super::{DnsInfo, ErrorClass, Outcome, ProbeError};
 use crate::clock::Timestamp;
 use crate::config::{CheckSpec, DnsCheck};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -133,6 +134,8 @@ struct Reply {
     answers: Vec<String>,
     /// TC: the server had more to say than fits in a datagram; ask again over TCP.
     truncated: bool,
+    /// Record counts from the header (ANCOUNT, NSCOUNT, ARCOUNT).
+    counts: DnsInfo,
 }
 
 /// The query a reply must match.
@@ -156,6 +159,11 @@ fn decode(m: &[u8], q: &Query<'_>) -> Result<Reply, DecodeError> {
     let rcode = rcode_name((flags & 0x0F) as u8);
     let qd = u16_at(m, 4).ok_or(Malformed)?;
     let an = u16_at(m, 6).ok_or(Malformed)?;
+    let counts = DnsInfo {
+        answer_rrs: an,
+        authority_rrs: u16_at(m, 8).ok_or(Malformed)?,
+        additional_rrs: u16_at(m, 10).ok_or(Malformed)?,
+    };
     let mut pos = 12;
     for i in 0..qd {
         let (name, after) = read_name(m, pos).ok_or(Malformed)?;
@@ -176,6 +184,7 @@ fn decode(m: &[u8], q: &Query<'_>) -> Result<Reply, DecodeError> {
                     rcode,
                     answers,
                     truncated,
+                    counts,
                 })
             } else {
                 Err(Malformed)
@@ -192,6 +201,7 @@ fn decode(m: &[u8], q: &Query<'_>) -> Result<Reply, DecodeError> {
         rcode,
         answers,
         truncated,
+        counts,
     })
 }
 
@@ -246,8 +256,14 @@ fn connect_error(message: String) -> ProbeError {
     }
 }
 
-/// Asks over UDP; on a truncated reply asks again over TCP, as stub resolvers do.
-async fn query(dns: &DnsCheck, transport: &mut &'static str) -> Result<Reply, ProbeError> {
+/// Asks over UDP; on a truncated reply asks again over TCP, as stub resolvers do. Socket set-up
+/// is the `connect` phase and the exchange the `request` phase (`processing` in `seen`), as
+/// blackbox's `probe_dns_duration_seconds` splits them.
+async fn query(
+    dns: &DnsCheck,
+    transport: &mut &'static str,
+    seen: &mut Seen,
+) -> Result<Reply, ProbeError> {
     let server = SocketAddr::new(dns.server, dns.port);
     let q = Query {
         id: rand::random::<u16>(),
@@ -255,15 +271,21 @@ async fn query(dns: &DnsCheck, transport: &mut &'static str) -> Result<Reply, Pr
         qtype: dns.qtype,
     };
     let msg = encode(q.id, &dns.name, dns.qtype).map_err(protocol)?;
-    let reply = query_udp(server, &msg, &q).await?;
+    let reply = query_udp(server, &msg, &q, seen).await?;
     if !reply.truncated {
         return Ok(reply);
     }
     *transport = "TCP";
-    query_tcp(server, &msg, &q).await
+    query_tcp(server, &msg, &q, seen).await
 }
 
-async fn query_udp(server: SocketAddr, msg: &[u8], q: &Query<'_>) -> Result<Reply, ProbeError> {
+async fn query_udp(
+    server: SocketAddr,
+    msg: &[u8],
+    q: &Query<'_>,
+    seen: &mut Seen,
+) -> Result<Reply, ProbeError> {
+    seen.begin(Phase::Connect);
     let bind = if server.is_ipv4() {
         SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
     } else {
@@ -276,6 +298,7 @@ async fn query_udp(server: SocketAddr, msg: &[u8], q: &Query<'_>) -> Result<Repl
     sock.connect(server)
         .await
         .map_err(|e| connect_error(format!("{server}: {e}")))?;
+    seen.begin(Phase::Processing);
     sock.send(msg)
         .await
         .map_err(|e| connect_error(format!("send to {server}: {e}")))?;
@@ -288,19 +311,29 @@ async fn query_udp(server: SocketAddr, msg: &[u8], q: &Query<'_>) -> Result<Repl
             .map_err(|e| connect_error(format!("{server}: {e}")))?;
         match decode(&buf[..n], q) {
             Err(DecodeError::Stray(_)) => continue,
-            other => return other.map_err(|e| protocol(format!("{e} from {server}"))),
+            other => {
+                seen.end();
+                return other.map_err(|e| protocol(format!("{e} from {server}")));
+            }
         }
     }
 }
 
 /// DNS over TCP (RFC 1035 4.2.2): each message is preceded by its length in two bytes, so a
 /// reply is at most 65535 bytes and memory stays bounded whatever the server sends.
-async fn query_tcp(server: SocketAddr, msg: &[u8], q: &Query<'_>) -> Result<Reply, ProbeError> {
+async fn query_tcp(
+    server: SocketAddr,
+    msg: &[u8],
+    q: &Query<'_>,
+    seen: &mut Seen,
+) -> Result<Reply, ProbeError> {
+    seen.begin(Phase::Connect);
     let mut stream = TcpStream::connect(server).await.map_err(|e| {
         connect_error(format!(
             "reply truncated over UDP, and TCP to {server} failed: {e}"
         ))
     })?;
+    seen.begin(Phase::Processing);
     let len = u16::try_from(msg.len()).map_err(|_| protocol("query too long".into()))?;
     let mut framed = Vec::with_capacity(msg.len() + 2);
     framed.extend_from_slice(&len.to_be_bytes());
@@ -310,30 +343,35 @@ async fn query_tcp(server: SocketAddr, msg: &[u8], q: &Query<'_>) -> Result<Repl
     let len = stream.read_u16().await.map_err(io)?;
     let mut reply = vec![0u8; usize::from(len)];
     stream.read_exact(&mut reply).await.map_err(io)?;
+    seen.end();
     // Over TCP nobody else can inject a message, so a mismatch is the server's fault.
     decode(&reply, q).map_err(|e| protocol(format!("{e} from {server} over TCP")))
 }
 
 /// Runs one DNS check once, bounded by its timeout.
 ///
-/// The whole lookup (UDP, and TCP after a truncated reply) is the `resolve` phase, and so
-/// `probe_dns_lookup_time_seconds`; the answers, one per line, are `[BODY]` for conditions.
+/// The server is an IP address, so the `resolve` phase (blackbox's
+/// `probe_dns_lookup_time_seconds`, the time to resolve the *target*) is zero; socket set-up is
+/// `connect` and the exchange (UDP, and TCP after a truncated reply) is `processing`, exported
+/// as `probe_dns_duration_seconds{phase="request"}`. The answers, one per line, are `[BODY]`.
 pub async fn probe(check: &CheckSpec, dns: &DnsCheck) -> Outcome {
     let started_at = Timestamp::now();
     let start = Instant::now();
     let mut transport = "UDP";
-    let result = tokio::time::timeout(check.timeout, query(dns, &mut transport)).await;
+    let mut seen = Seen::default();
+    let result = tokio::time::timeout(check.timeout, query(dns, &mut transport, &mut seen)).await;
+    seen.end();
     let duration = start.elapsed();
-    let (mut error, rcode, answers) = match result {
-        Ok(Ok(reply)) => (None, Some(reply.rcode), reply.answers),
-        Ok(Err(e)) => (Some(e), None, Vec::new()),
+    let (mut error, rcode, answers, counts) = match result {
+        Ok(Ok(reply)) => (None, Some(reply.rcode), reply.answers, Some(reply.counts)),
+        Ok(Err(e)) => (Some(e), None, Vec::new(), None),
         Err(_) => {
             let mut e = super::tcp::timed_out(check.timeout);
             e.message.push_str(&format!(
                 " waiting for a DNS reply from {} over {transport}",
                 SocketAddr::new(dns.server, dns.port)
             ));
-            (Some(e), None, Vec::new())
+            (Some(e), None, Vec::new(), None)
         }
     };
     if error.is_none() {
@@ -372,10 +410,7 @@ pub async fn probe(check: &CheckSpec, dns: &DnsCheck) -> Outcome {
         conditions,
         status: None,
         duration,
-        phases: Phases {
-            resolve: duration,
-            ..Phases::default()
-        },
+        phases: seen.phases,
         error,
         started_at,
         tls: None,
@@ -383,6 +418,9 @@ pub async fn probe(check: &CheckSpec, dns: &DnsCheck) -> Outcome {
         content_length: body.len() as u64,
         body_truncated: false,
         redirects: 0,
+        failed_due_to_regex: false,
+        dns: counts,
+        steps: Vec::new(),
     }
 }
 
@@ -427,6 +465,11 @@ mod tests {
                 rcode: "NOERROR".to_string(),
                 answers: vec!["127.0.0.7".to_string()],
                 truncated: false,
+                counts: DnsInfo {
+                    answer_rrs: 1,
+                    authority_rrs: 0,
+                    additional_rrs: 0,
+                },
             })
         );
         let other = Query { id: 0x9999, ..Q };

@@ -17,11 +17,12 @@ use super::condition::{Condition, Observed};
 use super::tls::{self, TlsError};
 use super::{ConditionResult, ErrorClass, Outcome, Phases, ProbeError, TlsInfo};
 use crate::clock::Timestamp;
-use crate::config::{CheckSpec, HttpCheck};
+use crate::config::{CheckSpec, HttpCheck, IpVersion};
+use cookie_store::CookieStore;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Bytes, Incoming};
 use hyper::client::conn::{http1, http2};
-use hyper::header::{HeaderName, HeaderValue, CONNECTION, HOST, USER_AGENT};
+use hyper::header::{HeaderName, HeaderValue, CONNECTION, COOKIE, HOST, SET_COOKIE, USER_AGENT};
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::future::Future;
@@ -55,6 +56,8 @@ enum HttpError {
     },
     #[error("DNS lookup of {0} returned no addresses")]
     NoAddress(String),
+    #[error("{host} has no IPv{version} address (ip_version = \"{version}\")")]
+    NoAddressOfVersion { host: String, version: &'static str },
     #[error("connect to {addr} failed: {source}")]
     Connect {
         addr: SocketAddr,
@@ -76,7 +79,9 @@ enum HttpError {
 impl HttpError {
     fn class(&self) -> ErrorClass {
         match self {
-            HttpError::Dns { .. } | HttpError::NoAddress(_) => ErrorClass::Dns,
+            HttpError::Dns { .. }
+            | HttpError::NoAddress(_)
+            | HttpError::NoAddressOfVersion { .. } => ErrorClass::Dns,
             HttpError::Connect { .. } => ErrorClass::Connect,
             HttpError::Tls(_) => ErrorClass::Tls,
             HttpError::TooManyRedirects(_) => ErrorClass::TooManyRedirects,
@@ -146,6 +151,8 @@ struct Progress {
     headers: Option<hyper::HeaderMap>,
     /// The address of the last connection, for `[IP]`.
     ip: Option<String>,
+    /// Cookies kept across hops and steps (multi-step checks only; single checks keep none).
+    jar: Option<CookieStore>,
 }
 
 impl Progress {
@@ -173,10 +180,37 @@ impl Progress {
 /// Runs one HTTP check once. Never takes (much) longer than `check.timeout`, never panics on
 /// what a peer sends, and reads at most `max_body_bytes` of body.
 pub async fn probe(check: &CheckSpec, http: &HttpCheck) -> Outcome {
+    exchange_step(&check.name, &check.conditions, check.timeout, http, None)
+        .await
+        .outcome
+}
+
+/// One HTTP exchange (redirects included) as a multi-step check's step sees it: the outcome,
+/// and the final response's body and headers to extract values from.
+pub(crate) struct StepExchange {
+    pub outcome: Outcome,
+    pub body: Vec<u8>,
+    pub headers: Option<hyper::HeaderMap>,
+    /// The cookie jar handed in, with this exchange's `Set-Cookie`s added.
+    pub jar: Option<CookieStore>,
+}
+
+/// Runs one HTTP exchange under `timeout` and evaluates `conditions` on it. With a `jar`,
+/// cookies it holds are sent and cookies set by every response (redirects too) are kept.
+pub(crate) async fn exchange_step(
+    name: &str,
+    conditions: &[Condition],
+    timeout: Duration,
+    http: &HttpCheck,
+    jar: Option<CookieStore>,
+) -> StepExchange {
     let started_at = Timestamp::now();
     let start = Instant::now();
-    let mut progress = Progress::default();
-    let result = tokio::time::timeout(check.timeout, run(http, &mut progress)).await;
+    let mut progress = Progress {
+        jar,
+        ..Progress::default()
+    };
+    let result = tokio::time::timeout(timeout, run(http, &mut progress)).await;
     let error = match result {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(ProbeError {
@@ -187,7 +221,7 @@ pub async fn probe(check: &CheckSpec, http: &HttpCheck) -> Outcome {
             class: ErrorClass::Timeout,
             message: format!(
                 "timed out after {}{}",
-                humantime::format_duration(check.timeout),
+                humantime::format_duration(timeout),
                 progress
                     .current
                     .map(|(p, _)| format!(" during {}", p.as_str()))
@@ -197,18 +231,25 @@ pub async fn probe(check: &CheckSpec, http: &HttpCheck) -> Outcome {
     };
     progress.end();
     let duration = start.elapsed();
-    finish(check, started_at, duration, progress, error)
+    let outcome = finish(name, conditions, started_at, duration, &mut progress, error);
+    StepExchange {
+        outcome,
+        body: std::mem::take(&mut progress.body),
+        headers: progress.headers.take(),
+        jar: progress.jar.take(),
+    }
 }
 
 /// Evaluates conditions and assembles the outcome.
 fn finish(
-    check: &CheckSpec,
+    name: &str,
+    check_conditions: &[Condition],
     started_at: Timestamp,
     duration: Duration,
-    progress: Progress,
+    progress: &mut Progress,
     mut error: Option<ProbeError>,
 ) -> Outcome {
-    let conditions: Vec<ConditionResult> = if check.conditions.is_empty() {
+    let conditions: Vec<ConditionResult> = if check_conditions.is_empty() {
         Vec::new()
     } else {
         let observed = Observed {
@@ -226,7 +267,7 @@ fn finish(
             ip: progress.ip.as_deref(),
         };
         // One pass, so a JSON body is parsed once for all conditions.
-        Condition::evaluate_all(&check.conditions, &observed)
+        Condition::evaluate_all(check_conditions, &observed)
     };
     if error.is_none() {
         if let Some(failed) = conditions.iter().find(|c| !c.success) {
@@ -248,7 +289,7 @@ fn finish(
         }
     }
     Outcome {
-        check: check.name.clone(),
+        check: name.to_string(),
         success: error.is_none(),
         conditions,
         status: progress.status,
@@ -256,11 +297,14 @@ fn finish(
         phases: progress.phases,
         error,
         started_at,
-        tls: progress.tls,
+        tls: progress.tls.take(),
         http_version: progress.http_version,
         content_length: progress.body.len() as u64,
         body_truncated: progress.body_truncated,
         redirects: progress.redirects,
+        failed_due_to_regex: false,
+        dns: None,
+        steps: Vec::new(),
     }
 }
 
@@ -306,7 +350,17 @@ async fn run(http: &HttpCheck, progress: &mut Progress) -> Result<(), HttpError>
     };
     loop {
         let follow = http.max_redirects > 0;
-        match exchange_once(&hop, http, follow, progress).await? {
+        let cookie = progress
+            .jar
+            .as_ref()
+            .and_then(|jar| cookie_header(jar, &hop));
+        let next = exchange_once(&hop, cookie, http, follow, progress).await?;
+        if let (Some(jar), Some(headers)) = (progress.jar.as_mut(), progress.headers.as_ref()) {
+            // Cookies set on a redirect count, as in a browser: a login answered with a 302 and
+            // a session cookie is the usual shape of a form flow.
+            keep_cookies(jar, headers, &hop.url);
+        }
+        match next {
             Next::Done => return Ok(()),
             Next::Redirect(location) => {
                 if progress.redirects >= http.max_redirects {
@@ -339,9 +393,40 @@ async fn run(http: &HttpCheck, progress: &mut Progress) -> Result<(), HttpError>
     }
 }
 
+/// The `Cookie` header for `hop` from `jar`, merged with a configured `Cookie` header (one
+/// header, as RFC 6265 asks), or `None` when there is nothing to add.
+fn cookie_header(jar: &CookieStore, hop: &Hop) -> Option<HeaderValue> {
+    let mut pairs: Vec<String> = hop
+        .headers
+        .iter()
+        .filter(|(name, _)| *name == COOKIE)
+        .filter_map(|(_, v)| v.to_str().ok().map(str::to_string))
+        .collect();
+    let from_jar = pairs.len();
+    pairs.extend(
+        jar.get_request_values(&hop.url)
+            .map(|(name, value)| format!("{name}={value}")),
+    );
+    if pairs.len() == from_jar {
+        return None;
+    }
+    HeaderValue::from_str(&pairs.join("; ")).ok()
+}
+
+/// Stores every `Set-Cookie` of a response to `url` in `jar`; malformed ones are ignored, as
+/// browsers ignore them.
+fn keep_cookies(jar: &mut CookieStore, headers: &hyper::HeaderMap, url: &Url) {
+    for value in headers.get_all(SET_COOKIE) {
+        if let Ok(text) = value.to_str() {
+            let _ = jar.parse(text, url);
+        }
+    }
+}
+
 /// One request on one fresh connection: resolve, connect, TLS, exchange.
 async fn exchange_once(
     hop: &Hop,
+    cookie: Option<HeaderValue>,
     http: &HttpCheck,
     follow_redirects: bool,
     progress: &mut Progress,
@@ -365,21 +450,28 @@ async fn exchange_once(
         // An IP literal needs no lookup; its resolve phase stays exactly zero, as in blackbox.
         progress.begin(Phase::Resolve);
     }
-    let addrs = resolve(&host, port).await?;
+    let addrs = resolve(&host, port, http.net.ip_version).await?;
 
     progress.begin(Phase::Connect);
-    let stream = connect(&addrs).await?;
+    // The address comes back from `connect`: asking the socket (getpeername) would cost a
+    // system call per probe for what we already know.
+    let (stream, addr) = connect(&addrs).await?;
     progress.connected = true;
-    progress.ip = stream.peer_addr().ok().map(|a| a.ip().to_string());
+    progress.ip = Some(addr.ip().to_string());
     // Requests are small and written once; waiting for Nagle would only add latency to measure.
     let _ = stream.set_nodelay(true);
 
     if https {
         progress.begin(Phase::Tls);
-        let done = tls::handshake(stream, &host, http.insecure).await?;
+        let settings = tls::Settings {
+            insecure: http.insecure,
+            ca: http.net.ca.as_ref(),
+            server_name: http.net.server_name.as_deref(),
+        };
+        let done = tls::handshake(stream, &host, &settings).await?;
         progress.tls = Some(done.info);
         progress.begin(Phase::Processing);
-        let request = build_request(hop, done.h2)?;
+        let request = build_request(hop, cookie, done.h2)?;
         exchange(
             done.stream,
             done.h2,
@@ -391,7 +483,7 @@ async fn exchange_once(
         .await
     } else {
         progress.begin(Phase::Processing);
-        let request = build_request(hop, false)?;
+        let request = build_request(hop, cookie, false)?;
         exchange(
             stream,
             false,
@@ -404,10 +496,14 @@ async fn exchange_once(
     }
 }
 
-async fn resolve(host: &Host<&str>, port: u16) -> Result<Vec<SocketAddr>, HttpError> {
-    match host {
-        Host::Ipv4(ip) => Ok(vec![SocketAddr::new((*ip).into(), port)]),
-        Host::Ipv6(ip) => Ok(vec![SocketAddr::new((*ip).into(), port)]),
+async fn resolve(
+    host: &Host<&str>,
+    port: u16,
+    version: IpVersion,
+) -> Result<Vec<SocketAddr>, HttpError> {
+    let (addrs, name) = match host {
+        Host::Ipv4(ip) => (vec![SocketAddr::new((*ip).into(), port)], ip.to_string()),
+        Host::Ipv6(ip) => (vec![SocketAddr::new((*ip).into(), port)], ip.to_string()),
         Host::Domain(name) => {
             let addrs: Vec<SocketAddr> = tokio::net::lookup_host((*name, port))
                 .await
@@ -419,18 +515,26 @@ async fn resolve(host: &Host<&str>, port: u16) -> Result<Vec<SocketAddr>, HttpEr
             if addrs.is_empty() {
                 return Err(HttpError::NoAddress((*name).to_string()));
             }
-            Ok(addrs)
+            (addrs, (*name).to_string())
         }
+    };
+    let addrs = super::tcp::of_version(addrs, version);
+    if addrs.is_empty() {
+        return Err(HttpError::NoAddressOfVersion {
+            host: name,
+            version: version.as_str(),
+        });
     }
+    Ok(addrs)
 }
 
 /// Connects to the first address that accepts, in resolver order (which honours the system's
 /// address preference, e.g. gai.conf); the last error is reported when none does.
-async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, HttpError> {
+async fn connect(addrs: &[SocketAddr]) -> Result<(TcpStream, SocketAddr), HttpError> {
     let mut last = None;
     for &addr in addrs {
         match TcpStream::connect(addr).await {
-            Ok(stream) => return Ok(stream),
+            Ok(stream) => return Ok((stream, addr)),
             Err(source) => last = Some(HttpError::Connect { addr, source }),
         }
     }
@@ -438,7 +542,11 @@ async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, HttpError> {
     Err(last.unwrap_or_else(|| HttpError::NoAddress("(no addresses)".to_string())))
 }
 
-fn build_request(hop: &Hop, h2: bool) -> Result<Request<Full<Bytes>>, HttpError> {
+fn build_request(
+    hop: &Hop,
+    cookie: Option<HeaderValue>,
+    h2: bool,
+) -> Result<Request<Full<Bytes>>, HttpError> {
     let url = &hop.url;
     // HTTP/1 sends origin-form (`/path?query`) with a Host header; HTTP/2 needs the absolute
     // URI because hyper derives `:scheme` and `:authority` from it. Fragments are never sent.
@@ -482,6 +590,10 @@ fn build_request(hop: &Hop, h2: bool) -> Result<Request<Full<Bytes>>, HttpError>
             headers.insert(name.clone(), value.clone());
             overridden.push(name);
         }
+    }
+    if let Some(cookie) = cookie {
+        // Already merged with any configured Cookie header, which it replaces.
+        headers.insert(COOKIE, cookie);
     }
     Ok(request)
 }
@@ -564,10 +676,12 @@ async fn read_response(
     progress: &mut Progress,
 ) -> Result<Next, HttpError> {
     progress.begin(Phase::Transfer);
-    let status = response.status();
+    // Taken apart rather than cloned: the headers move into the progress for conditions,
+    // cookies and extraction, with no copy per probe.
+    let (parts, body) = response.into_parts();
+    let status = parts.status;
     progress.status = Some(status.as_u16());
-    progress.headers = Some(response.headers().clone());
-    progress.http_version = Some(match response.version() {
+    progress.http_version = Some(match parts.version {
         Version::HTTP_09 => 0.9,
         Version::HTTP_10 => 1.0,
         Version::HTTP_2 => 2.0,
@@ -576,8 +690,13 @@ async fn read_response(
     });
     progress.body.clear();
     progress.body_truncated = false;
+    progress.headers = Some(parts.headers);
     if follow_redirects && is_redirect(status) {
-        if let Some(location) = response.headers().get(hyper::header::LOCATION) {
+        if let Some(location) = progress
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(hyper::header::LOCATION))
+        {
             let location = location
                 .to_str()
                 .map_err(|_| {
@@ -591,7 +710,7 @@ async fn read_response(
             return Ok(Next::Redirect(location));
         }
     }
-    let mut body = response.into_body();
+    let mut body = body;
     // Reserve for what the server announces, but never more than the cap: a lying or huge
     // Content-Length must not make us allocate.
     let hint = body.size_hint().exact().unwrap_or(0);
@@ -649,7 +768,8 @@ mod tests {
 
     #[test]
     fn http1_request_uses_origin_form_and_host_with_port() {
-        let r = build_request(&hop("http://127.0.0.1:8080/a/b?c=d#frag", &[]), false).unwrap();
+        let r =
+            build_request(&hop("http://127.0.0.1:8080/a/b?c=d#frag", &[]), None, false).unwrap();
         assert_eq!(r.uri().to_string(), "/a/b?c=d");
         assert_eq!(r.headers()[HOST], "127.0.0.1:8080");
         assert_eq!(r.headers()[USER_AGENT], USER_AGENT_VALUE);
@@ -659,6 +779,7 @@ mod tests {
     fn h2_request_uses_absolute_uri_without_host_header() {
         let r = build_request(
             &hop("https://example.com/x?y#z", &[("Host", "other")]),
+            None,
             true,
         )
         .unwrap();
@@ -673,6 +794,7 @@ mod tests {
                 "http://example.com/",
                 &[("User-Agent", "custom"), ("X-A", "1"), ("X-A", "2")],
             ),
+            None,
             false,
         )
         .unwrap();

@@ -9,6 +9,7 @@ pub mod dns;
 pub mod http;
 pub mod report;
 pub mod smtp;
+pub mod steps;
 pub mod tcp;
 pub mod tls;
 
@@ -121,6 +122,39 @@ pub struct Outcome {
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub body_truncated: bool,
     pub redirects: u32,
+    /// The reply did not match `expect_regex` (tcp): blackbox's `probe_failed_due_to_regex`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub failed_due_to_regex: bool,
+    /// What a DNS reply held (dns checks only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsInfo>,
+    /// Each executed step of a multi-step check, in order (empty for other checks).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepResult>,
+}
+
+/// Record counts of a DNS reply, as blackbox exports them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DnsInfo {
+    pub answer_rrs: u16,
+    pub authority_rrs: u16,
+    pub additional_rrs: u16,
+}
+
+/// One step of a multi-step check: its own conditions, status, timings and error.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StepResult {
+    pub name: String,
+    pub success: bool,
+    pub conditions: Vec<ConditionResult>,
+    pub status: Option<u16>,
+    #[serde(rename = "duration_seconds", serialize_with = "secs")]
+    pub duration: Duration,
+    pub phases: Phases,
+    pub error: Option<ProbeError>,
+    /// Names of the variables this step set. Their values are never shown: they are often
+    /// session or CSRF tokens.
+    pub extracted: Vec<String>,
 }
 
 impl Outcome {
@@ -142,6 +176,7 @@ impl Outcome {
 pub async fn run(check: &CheckSpec) -> Outcome {
     match &check.kind {
         CheckKind::Http(http) => http::probe(check, http).await,
+        CheckKind::Steps(steps) => steps::probe(check, steps).await,
         CheckKind::Tcp(tcp) => tcp::probe(check, tcp).await,
         CheckKind::Smtp(smtp) => smtp::probe(check, smtp).await,
         CheckKind::Dns(dns) => dns::probe(check, dns).await,

@@ -3,7 +3,7 @@
 //! Pure: the text depends only on the outcome (relative times are measured from the probe's own
 //! start), so it is tested by comparing strings.
 
-use super::Outcome;
+use super::{Outcome, Phases};
 use crate::clock::Timestamp;
 use std::fmt::Write;
 
@@ -33,20 +33,40 @@ pub fn human(outcome: &Outcome) -> String {
         outcome.check,
         outcome.duration.as_secs_f64()
     );
-    for c in &outcome.conditions {
-        let mark = if c.success { "✓" } else { "✗" };
-        let _ = writeln!(out, "  {mark} {}", c.resolved);
+    if outcome.steps.is_empty() {
+        for c in &outcome.conditions {
+            let mark = if c.success { "✓" } else { "✗" };
+            let _ = writeln!(out, "  {mark} {}", c.resolved);
+        }
     }
-    let p = &outcome.phases;
-    let _ = writeln!(
-        out,
-        "  phases  resolve {:.3}s  connect {:.3}s  tls {:.3}s  processing {:.3}s  transfer {:.3}s",
-        p.resolve.as_secs_f64(),
-        p.connect.as_secs_f64(),
-        p.tls.as_secs_f64(),
-        p.processing.as_secs_f64(),
-        p.transfer.as_secs_f64()
-    );
+    // A multi-step check shows each step with its own conditions, timings and error; the
+    // check's conditions are the same ones again, so they are not repeated.
+    for step in &outcome.steps {
+        let mark = if step.success { "✓" } else { "✗" };
+        let status = step
+            .status
+            .map_or_else(|| "-".to_string(), |s| s.to_string());
+        let extracted = if step.extracted.is_empty() {
+            String::new()
+        } else {
+            format!("  extracted {}", step.extracted.join(", "))
+        };
+        let _ = writeln!(
+            out,
+            "  step {mark} {}  status {status}  {:.3}s{extracted}",
+            step.name,
+            step.duration.as_secs_f64()
+        );
+        for c in &step.conditions {
+            let mark = if c.success { "✓" } else { "✗" };
+            let _ = writeln!(out, "    {mark} {}", c.resolved);
+        }
+        phases_line(&mut out, "    ", &step.phases);
+        if let Some(e) = &step.error {
+            let _ = writeln!(out, "    error   {}: {}", e.class.as_str(), e.message);
+        }
+    }
+    phases_line(&mut out, "  ", &outcome.phases);
     if let Some(version) = outcome.http_version {
         let version = if version == 2.0 {
             "HTTP/2".to_string()
@@ -79,6 +99,18 @@ pub fn human(outcome: &Outcome) -> String {
         let _ = writeln!(out, "  error   {}: {}", e.class.as_str(), e.message);
     }
     out
+}
+
+fn phases_line(out: &mut String, indent: &str, p: &Phases) {
+    let _ = writeln!(
+        out,
+        "{indent}phases  resolve {:.3}s  connect {:.3}s  tls {:.3}s  processing {:.3}s  transfer {:.3}s",
+        p.resolve.as_secs_f64(),
+        p.connect.as_secs_f64(),
+        p.tls.as_secs_f64(),
+        p.processing.as_secs_f64(),
+        p.transfer.as_secs_f64()
+    );
 }
 
 /// `in 3 days`, `in 5 hours`, `expired 2 days ago`: the precision on-call needs at a glance.
@@ -126,6 +158,9 @@ mod tests {
             content_length: 5120,
             body_truncated: false,
             redirects: 0,
+            failed_due_to_regex: false,
+            dns: None,
+            steps: Vec::new(),
         }
     }
 
@@ -200,6 +235,73 @@ mod tests {
         assert!(text.ends_with(
             "  error   connect: connect to 127.0.0.1:1 failed: Connection refused (os error 111)\n"
         ));
+    }
+
+    #[test]
+    fn steps_show_each_with_conditions_timings_and_error() {
+        use crate::probe::StepResult;
+        let mut o = outcome();
+        o.check = "ticket-form-canary".to_string();
+        o.success = false;
+        o.status = Some(403);
+        let ok = ConditionResult {
+            condition: "[STATUS] == 200".to_string(),
+            success: true,
+            resolved: "[STATUS] (200) == 200".to_string(),
+        };
+        let bad = ConditionResult {
+            condition: "[STATUS] == any(201, 302)".to_string(),
+            success: false,
+            resolved: "[STATUS] (403) == any(201, 302)".to_string(),
+        };
+        let error = ProbeError {
+            class: ErrorClass::Conditions,
+            message: "condition failed: [STATUS] (403) == any(201, 302)".to_string(),
+        };
+        o.conditions = vec![ok.clone(), bad.clone()];
+        o.steps = vec![
+            StepResult {
+                name: "load-form".to_string(),
+                success: true,
+                conditions: vec![ok],
+                status: Some(200),
+                duration: Duration::from_millis(5),
+                phases: Phases::default(),
+                error: None,
+                extracted: vec!["csrf".to_string(), "form_id".to_string()],
+            },
+            StepResult {
+                name: "submit".to_string(),
+                success: false,
+                conditions: vec![bad],
+                status: Some(403),
+                duration: Duration::from_millis(7),
+                phases: Phases::default(),
+                error: Some(error.clone()),
+                extracted: Vec::new(),
+            },
+        ];
+        o.error = Some(ProbeError {
+            message: format!("step \"submit\": {}", error.message),
+            ..error
+        });
+        let zero = "phases  resolve 0.000s  connect 0.000s  tls 0.000s  processing 0.000s  transfer 0.000s";
+        check(
+            &o,
+            &format!(
+                "✗ ticket-form-canary  failure  status 403  0.012s\n\
+                 \x20 step ✓ load-form  status 200  0.005s  extracted csrf, form_id\n\
+                 \x20   ✓ [STATUS] (200) == 200\n\
+                 \x20   {zero}\n\
+                 \x20 step ✗ submit  status 403  0.007s\n\
+                 \x20   ✗ [STATUS] (403) == any(201, 302)\n\
+                 \x20   {zero}\n\
+                 \x20   error   conditions: condition failed: [STATUS] (403) == any(201, 302)\n\
+                 \x20 phases  resolve 0.001s  connect 0.002s  tls 0.004s  processing 0.003s  transfer 0.002s\n\
+                 \x20 http    HTTP/1.1, 5120 bytes, 0 redirects\n\
+                 \x20 error   conditions: step \"submit\": condition failed: [STATUS] (403) == any(201, 302)\n"
+            ),
+        );
     }
 
     #[test]

@@ -119,10 +119,10 @@ async fn quit<S: AsyncRead + AsyncWrite + Unpin>(r: &mut BufReader<S>) {
 }
 
 async fn run(smtp: &SmtpCheck, seen: &mut Seen) -> Result<(), ProbeError> {
-    let addrs = tcp::resolve(&smtp.host, smtp.port, seen).await?;
+    let addrs = tcp::resolve(&smtp.host, smtp.port, smtp.net.ip_version, seen).await?;
     let stream = tcp::connect(&addrs, seen).await?;
     if smtp.tls {
-        let stream = tcp::handshake(stream, &smtp.host, smtp.insecure, seen).await?;
+        let stream = tcp::handshake(stream, &smtp.host, smtp.insecure, &smtp.net, seen).await?;
         let mut r = BufReader::new(stream);
         greet(&mut r, smtp, seen).await?;
         quit(&mut r).await;
@@ -160,7 +160,7 @@ async fn run(smtp: &SmtpCheck, seen: &mut Seen) -> Result<(), ProbeError> {
             "data after the STARTTLS reply (possible injection)".into(),
         ));
     }
-    let stream = tcp::handshake(r.into_inner(), &smtp.host, smtp.insecure, seen).await?;
+    let stream = tcp::handshake(r.into_inner(), &smtp.host, smtp.insecure, &smtp.net, seen).await?;
     let mut r = BufReader::new(stream);
     // The server's work after the upgrade (the second EHLO) is processing time too.
     seen.begin(Phase::Processing);

@@ -5,7 +5,7 @@ use super::condition::{Condition, Observed};
 use super::tls;
 use super::{ErrorClass, Outcome, Phases, ProbeError, TlsInfo};
 use crate::clock::Timestamp;
-use crate::config::{CheckSpec, TcpCheck};
+use crate::config::{CheckSpec, IpVersion, NetOptions, TcpCheck};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -24,6 +24,8 @@ pub(crate) struct Seen {
     pub ip: Option<String>,
     pub tls: Option<TlsInfo>,
     pub reply: Vec<u8>,
+    /// The reply ended (or hit its cap) without matching `expect_regex`.
+    pub failed_due_to_regex: bool,
     /// The phase running now and since when.
     current: Option<(Phase, Instant)>,
 }
@@ -81,29 +83,53 @@ impl Seen {
     }
 }
 
-/// Resolves `host:port`, timing the lookup into `seen.phases.resolve`.
+/// The addresses of the family `version` asks for, in their order.
+pub(crate) fn of_version(mut addrs: Vec<SocketAddr>, version: IpVersion) -> Vec<SocketAddr> {
+    match version {
+        IpVersion::Any => {}
+        IpVersion::V4 => addrs.retain(SocketAddr::is_ipv4),
+        IpVersion::V6 => addrs.retain(SocketAddr::is_ipv6),
+    }
+    addrs
+}
+
+/// Resolves `host:port`, timing the lookup into `seen.phases.resolve`, and keeps the
+/// addresses of the family `version` asks for.
 pub(crate) async fn resolve(
     host: &str,
     port: u16,
+    version: IpVersion,
     seen: &mut Seen,
 ) -> Result<Vec<SocketAddr>, ProbeError> {
-    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+    let addrs = if let Ok(ip) = host.parse::<std::net::IpAddr>() {
         // An IP literal needs no lookup; its resolve phase stays exactly zero, as in blackbox.
-        return Ok(vec![SocketAddr::new(ip, port)]);
-    }
-    seen.begin(Phase::Resolve);
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| ProbeError {
-            class: ErrorClass::Dns,
-            message: format!("cannot resolve {host}: {e}"),
-        })?
-        .collect();
-    seen.end();
+        vec![SocketAddr::new(ip, port)]
+    } else {
+        seen.begin(Phase::Resolve);
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| ProbeError {
+                class: ErrorClass::Dns,
+                message: format!("cannot resolve {host}: {e}"),
+            })?
+            .collect();
+        seen.end();
+        if addrs.is_empty() {
+            return Err(ProbeError {
+                class: ErrorClass::Dns,
+                message: format!("{host} has no addresses"),
+            });
+        }
+        addrs
+    };
+    let addrs = of_version(addrs, version);
     if addrs.is_empty() {
         return Err(ProbeError {
             class: ErrorClass::Dns,
-            message: format!("{host} has no addresses"),
+            message: format!(
+                "{host} has no IPv{0} address (ip_version = \"{0}\")",
+                version.as_str()
+            ),
         });
     }
     Ok(addrs)
@@ -140,6 +166,7 @@ pub(crate) async fn handshake<S>(
     stream: S,
     host: &str,
     insecure: bool,
+    net: &NetOptions,
     seen: &mut Seen,
 ) -> Result<tokio_rustls::client::TlsStream<S>, ProbeError>
 where
@@ -155,7 +182,12 @@ where
         url::Host::Ipv6(a) => url::Host::Ipv6(*a),
     };
     seen.begin(Phase::Tls);
-    let done = tls::handshake(stream, &host_ref, insecure)
+    let settings = tls::Settings {
+        insecure,
+        ca: net.ca.as_ref(),
+        server_name: net.server_name.as_deref(),
+    };
+    let done = tls::handshake(stream, &host_ref, &settings)
         .await
         .map_err(|e| ProbeError {
             class: ErrorClass::Tls,
@@ -216,9 +248,56 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
             seen.reply.extend_from_slice(&buf[..n.min(room)]);
         }
     }
+    if let Some(re) = &tcp.expect_regex {
+        read_until_match(&mut stream, re, seen).await?;
+    }
     seen.end();
     let _ = stream.shutdown().await;
     Ok(())
+}
+
+/// Reads the reply until `re` matches it, as blackbox's `expect` does; the connection closing
+/// or the cap being reached first is a failure due to the regex.
+async fn read_until_match<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    re: &regex::bytes::Regex,
+    seen: &mut Seen,
+) -> Result<(), ProbeError> {
+    let mut buf = [0u8; 4096];
+    loop {
+        // Matched over the whole reply so far (a match may span reads); the reply is capped,
+        // so a peer trickling bytes costs at most MAX_REPLY per read, within the timeout.
+        if re.is_match(&seen.reply) {
+            return Ok(());
+        }
+        if seen.reply.len() >= MAX_REPLY {
+            seen.failed_due_to_regex = true;
+            return Err(ProbeError {
+                class: ErrorClass::Protocol,
+                message: format!(
+                    "expect_regex {:?} did not match the first {MAX_REPLY} bytes of the reply",
+                    re.as_str()
+                ),
+            });
+        }
+        let n = stream.read(&mut buf).await.map_err(|e| ProbeError {
+            class: ErrorClass::Connect,
+            message: format!("read failed: {e}"),
+        })?;
+        if n == 0 {
+            seen.failed_due_to_regex = true;
+            return Err(ProbeError {
+                class: ErrorClass::Protocol,
+                message: format!(
+                    "expect_regex {:?} did not match the reply {:?}",
+                    re.as_str(),
+                    shorten(&seen.reply)
+                ),
+            });
+        }
+        let room = MAX_REPLY - seen.reply.len();
+        seen.reply.extend_from_slice(&buf[..n.min(room)]);
+    }
 }
 
 /// Whether `needle` occurs in `haystack` (an empty needle always does).
@@ -232,10 +311,10 @@ fn shorten(reply: &[u8]) -> String {
 }
 
 async fn run(tcp: &TcpCheck, seen: &mut Seen) -> Result<(), ProbeError> {
-    let addrs = resolve(&tcp.host, tcp.port, seen).await?;
+    let addrs = resolve(&tcp.host, tcp.port, tcp.net.ip_version, seen).await?;
     let stream = connect(&addrs, seen).await?;
     if tcp.tls {
-        let stream = handshake(stream, &tcp.host, tcp.insecure, seen).await?;
+        let stream = handshake(stream, &tcp.host, tcp.insecure, &tcp.net, seen).await?;
         exchange(stream, tcp, seen).await
     } else {
         exchange(stream, tcp, seen).await
@@ -308,5 +387,8 @@ pub(crate) fn finish(
         content_length: seen.reply.len() as u64,
         body_truncated: false,
         redirects: 0,
+        failed_due_to_regex: seen.failed_due_to_regex,
+        dns: None,
+        steps: Vec::new(),
     }
 }

@@ -6,6 +6,7 @@
 //! does: a probe that resumes a session would measure a cheaper path than customers take.
 
 use super::TlsInfo;
+use crate::config::CaBundle;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::Resumption;
 use rustls::crypto::{ring, CryptoProvider};
@@ -13,7 +14,8 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
     ClientConfig, DigitallySignedStruct, ProtocolVersion, RootCertStore, SignatureScheme,
 };
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
@@ -38,6 +40,17 @@ pub enum TlsError {
     Handshake(#[source] std::io::Error),
 }
 
+/// How to verify the peer: what a check's `insecure`, `ca_file` and `server_name` say.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Settings<'a> {
+    /// Accept any certificate (explicit opt-in).
+    pub insecure: bool,
+    /// Trust exactly these CAs instead of the webpki roots.
+    pub ca: Option<&'a CaBundle>,
+    /// Send and verify this name instead of the host's.
+    pub server_name: Option<&'a str>,
+}
+
 /// A finished handshake: the stream to speak HTTP over and what the peer showed.
 pub struct Handshake<S> {
     pub stream: TlsStream<S>,
@@ -57,7 +70,53 @@ pub fn client_config(insecure: bool) -> Result<Arc<ClientConfig>, TlsError> {
         .map_err(TlsError::Config)
 }
 
+/// Client configs for checks with their own `ca_file`, by the SHA-256 of the certificates:
+/// built once per bundle like the shared ones, and kept across config reloads that do not
+/// change the file.
+static BY_CA: OnceLock<Mutex<HashMap<[u8; 32], Arc<ClientConfig>>>> = OnceLock::new();
+
+/// Bundles kept at most; past that the cache starts over (a reload storm must not grow it).
+const MAX_CA_CONFIGS: usize = 256;
+
+/// The client config for `settings`: the shared ones, or one that trusts the check's CA bundle.
+pub fn config_for(settings: &Settings<'_>) -> Result<Arc<ClientConfig>, TlsError> {
+    let Some(ca) = settings.ca.filter(|_| !settings.insecure) else {
+        return client_config(settings.insecure);
+    };
+    let key: [u8; 32] = {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        for der in ca.certs.iter() {
+            h.update((der.len() as u64).to_be_bytes());
+            h.update(der);
+        }
+        h.finalize().into()
+    };
+    let cache = BY_CA.get_or_init(Mutex::default);
+    if let Some(config) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(config.clone());
+    }
+    let mut roots = RootCertStore::empty();
+    for der in ca.certs.iter() {
+        roots
+            .add(CertificateDer::from(der.clone()))
+            .map_err(|e| TlsError::Config(format!("{}: {e}", ca.path.display())))?;
+    }
+    let config = Arc::new(build_config_with(false, Some(roots)).map_err(TlsError::Config)?);
+    let mut map = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if map.len() >= MAX_CA_CONFIGS {
+        map.clear();
+    }
+    map.insert(key, config.clone());
+    Ok(config)
+}
+
 fn build_config(insecure: bool) -> Result<ClientConfig, String> {
+    build_config_with(insecure, None)
+}
+
+/// `roots`: the trust anchors when verifying; `None` means the webpki roots.
+fn build_config_with(insecure: bool, roots: Option<RootCertStore>) -> Result<ClientConfig, String> {
     // The provider is named explicitly so that no process-wide default has to be installed
     // (and no other crate's choice of provider can change what probes negotiate).
     let provider = Arc::new(ring::default_provider());
@@ -70,9 +129,9 @@ fn build_config(insecure: bool) -> Result<ClientConfig, String> {
             .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
             .with_no_client_auth()
     } else {
-        let roots = RootCertStore {
+        let roots = roots.unwrap_or_else(|| RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
+        });
         builder.with_root_certificates(roots).with_no_client_auth()
     };
     config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()];
@@ -84,13 +143,17 @@ fn build_config(insecure: bool) -> Result<ClientConfig, String> {
 pub async fn handshake<S>(
     stream: S,
     host: &Host<&str>,
-    insecure: bool,
+    settings: &Settings<'_>,
 ) -> Result<Handshake<S>, TlsError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let config = client_config(insecure)?;
-    let name = server_name(host)?;
+    let config = config_for(settings)?;
+    let name = match settings.server_name {
+        Some(name) => ServerName::try_from(name.to_string())
+            .map_err(|_| TlsError::ServerName(name.to_string()))?,
+        None => server_name(host)?,
+    };
     let stream = TlsConnector::from(config)
         .connect(name, stream)
         .await
