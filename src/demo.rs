@@ -6,7 +6,7 @@ use crate::config::Config;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,11 +25,17 @@ pub enum DemoError {
     App(#[from] app::AppError),
 }
 
-/// The simulated support site's one switch: is the ticket form answering?
+/// The simulated support site's one switch: is the ticket form answering? It also keeps the
+/// CSRF token of each form session, so the canary check's submit step is really verified.
 #[derive(Default)]
 struct Site {
     ticket_form_down: AtomicBool,
+    sessions: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    next_session: std::sync::atomic::AtomicU64,
 }
+
+/// The id the simulated help centre gives its ticket form.
+const FORM_ID: &str = "360001";
 
 const PAGE: &str =
     "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head>\
@@ -46,6 +52,13 @@ fn site_router(site: Arc<Site>) -> Router {
             get(|| async { page("Example Support", "<p>How can we help?</p>") }),
         )
         .route("/hc/en-us/requests/new", get(ticket_form))
+        .route(
+            "/api/v2/ticket_forms/default.json",
+            get(|| async {
+                axum::Json(serde_json::json!({"ticket_form": {"id": FORM_ID.parse::<u64>().unwrap_or(0)}}))
+            }),
+        )
+        .route("/sandbox/forms/{id}/submit", post(sandbox_submit))
         .route(
             "/forms/support",
             get(|| async {
@@ -68,13 +81,66 @@ fn site_router(site: Arc<Site>) -> Router {
 
 async fn ticket_form(State(site): State<Arc<Site>>) -> Response {
     if site.ticket_form_down.load(Ordering::SeqCst) {
-        (StatusCode::SERVICE_UNAVAILABLE, "upstream connect error").into_response()
-    } else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "upstream connect error").into_response();
+    }
+    // A new session per visit, with its own CSRF token, as a help centre hands them out.
+    let n = site.next_session.fetch_add(1, Ordering::SeqCst);
+    let session = format!("demo-{n}");
+    let token = format!("{:016x}", rand::random::<u64>());
+    if let Ok(mut sessions) = site.sessions.lock() {
+        // Bounded: the demo runs for as long as someone watches it.
+        if sessions.len() > 1000 {
+            sessions.clear();
+        }
+        sessions.insert(session.clone(), token.clone());
+    }
+    (
+        [(
+            axum::http::header::SET_COOKIE,
+            format!("_help_session={session}; Path=/; HttpOnly"),
+        )],
         page(
             "Submit a request",
-            "<form method=\"post\"><input name=\"request_subject\"><textarea name=\"request_description\"></textarea><button>Submit</button></form>",
-        )
+            &format!("<form method=\"post\"><input type=\"hidden\" name=\"authenticity_token\" value=\"{token}\"><input name=\"request_subject\"><textarea name=\"request_description\"></textarea><button>Submit</button></form>"),
+        ),
+    )
         .into_response()
+}
+
+/// The sandbox submit endpoint: 201 only with the session cookie, its CSRF token and the
+/// right form id, as the real form would accept a request; 503 while the form is down.
+async fn sandbox_submit(
+    State(site): State<Arc<Site>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> StatusCode {
+    if site.ticket_form_down.load(Ordering::SeqCst) {
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    let session = headers
+        .get(axum::http::header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|c| {
+            c.split(';')
+                .filter_map(|p| p.trim().split_once('='))
+                .find(|(k, _)| *k == "_help_session")
+                .map(|(_, v)| v.to_string())
+        });
+    let Some(session) = session else {
+        return StatusCode::UNAUTHORIZED;
+    };
+    let expected = site
+        .sessions
+        .lock()
+        .ok()
+        .and_then(|s| s.get(&session).cloned());
+    let sent = url::form_urlencoded::parse(body.as_bytes())
+        .find(|(k, _)| k == "authenticity_token")
+        .map(|(_, v)| v.into_owned());
+    match (expected, sent) {
+        (Some(e), Some(s)) if e == s && id == FORM_ID => StatusCode::CREATED,
+        _ => StatusCode::FORBIDDEN,
     }
 }
 
@@ -136,6 +202,29 @@ recovery_hold = "10s"
 name = "ticket-form"
 url = "{site}/hc/en-us/requests/new"
 conditions = ["[STATUS] == 200", "[BODY] == pat(*request_subject*)", "[RESPONSE_TIME] < 800"]
+
+# The form as a customer uses it: load, take the CSRF token and form id, submit a canary.
+[[check]]
+name = "ticket-form-canary"
+
+[[check.step]]
+name = "load-form"
+url = "{site}/hc/en-us/requests/new"
+conditions = ["[STATUS] == 200"]
+extract = {{ csrf = 'regex:name="authenticity_token" value="([^"]+)"' }}
+
+[[check.step]]
+name = "form-config"
+url = "{site}/api/v2/ticket_forms/default.json"
+extract = {{ form_id = "json:$.ticket_form.id" }}
+
+[[check.step]]
+name = "submit-canary"
+method = "POST"
+url = "{site}/sandbox/forms/${{form_id}}/submit"
+headers = {{ Content-Type = "application/x-www-form-urlencoded" }}
+body = "authenticity_token=${{csrf|url}}&request_subject=Switchboard+canary"
+conditions = ["[STATUS] == any(201, 302)"]
 
 [[check]]
 name = "backup-form"
@@ -274,4 +363,43 @@ pub async fn run(shutdown: watch::Receiver<bool>) -> Result<(), DemoError> {
     app::run(config, Some(listener), shutdown).await?;
     say(&format!("Stopped. Files are kept in {}", dir.display()));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The demo's own config against its own simulated site: the canary flow passes while the
+    /// form works and fails at its first step while the form is down.
+    #[tokio::test]
+    async fn the_demo_canary_submits_the_simulated_form() {
+        let site = Arc::new(Site::default());
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let router = site_router(site.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        let dir = tempfile::tempdir().expect("tempdir");
+        let main = write_config(dir.path(), &url, "127.0.0.1:0").expect("config written");
+        let config = Config::load(&main).expect("demo config is valid");
+        let check = config
+            .check("ticket-form-canary")
+            .expect("demo has the canary");
+
+        let o = crate::probe::run(check).await;
+        assert!(o.success, "{o:#?}");
+        assert_eq!(o.status, Some(201));
+        assert_eq!(o.steps.len(), 3);
+
+        site.ticket_form_down.store(true, Ordering::SeqCst);
+        let o = crate::probe::run(check).await;
+        assert!(!o.success);
+        let e = o.error.expect("error");
+        assert!(
+            e.message.starts_with("step \"load-form\": "),
+            "{}",
+            e.message
+        );
+    }
 }

@@ -177,3 +177,81 @@ fn probe_exits_2_for_an_unknown_check_or_a_bad_config() {
     let out = switchboard(&["probe", "--config", "/nonexistent/switchboard.toml", "good"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// A service file with a two-step check whose second step goes to `second`.
+fn write_steps_config(dir: &Path, base: &str, second: &str) -> String {
+    let main = write_config(dir, base);
+    let svc = dir.join("probes/svc.toml");
+    let text = std::fs::read_to_string(&svc).expect("read").replace(
+        "[[route]]",
+        &format!(
+            r#"[[check]]
+name = "flow"
+timeout = "3s"
+
+[[check.step]]
+name = "first"
+url = "{base}/ok"
+conditions = ["[STATUS] == 200"]
+extract = {{ field = 'regex:(request_\w+)' }}
+
+[[check.step]]
+name = "second"
+url = "{base}{second}"
+headers = {{ X-Field = "${{field}}" }}
+conditions = ["[STATUS] == 200"]
+
+[[route]]"#
+        ),
+    );
+    std::fs::write(&svc, text).expect("write");
+    main
+}
+
+#[test]
+fn probe_shows_each_step_of_a_multi_step_check() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let main = write_steps_config(dir.path(), &target(), "/ok");
+    let out = switchboard(&["probe", "--config", &main, "flow"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.starts_with("✓ flow  success  status 200"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  step ✓ first  status 200") && stdout.contains("extracted field"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("  step ✓ second  status 200"), "{stdout}");
+    assert!(stdout.contains("    ✓ [STATUS] (200) == 200"), "{stdout}");
+}
+
+#[test]
+fn probe_json_of_a_failing_step_names_it_and_lists_the_steps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let main = write_steps_config(dir.path(), &target(), "/broken/${field}");
+    let out = switchboard(&["probe", "--config", &main, "flow", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["check"], "flow");
+    assert_eq!(v["success"], false);
+    assert_eq!(v["status"], 500);
+    assert_eq!(v["error"]["class"], "conditions");
+    let message = v["error"]["message"].as_str().expect("message");
+    assert!(message.starts_with("step \"second\": "), "{message}");
+    let steps = v["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 2);
+    assert_eq!(steps[0]["name"], "first");
+    assert_eq!(steps[0]["success"], true);
+    assert_eq!(steps[1]["name"], "second");
+    assert_eq!(steps[1]["success"], false);
+    assert_eq!(
+        steps[1]["conditions"][0]["resolved"],
+        "[STATUS] (500) == 200"
+    );
+    for phase in ["resolve", "connect", "tls", "processing", "transfer"] {
+        assert!(steps[1]["phases"][phase].as_f64().is_some(), "{v}");
+        assert!(v["phases"][phase].as_f64().is_some(), "{v}");
+    }
+}

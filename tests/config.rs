@@ -118,6 +118,13 @@ fn shipped_config_loads() {
         config.check("backup-form").expect("shipped").role,
         Role::Backup
     );
+    let canary = config.check("ticket-form-canary").expect("shipped");
+    let CheckKind::Steps(steps) = &canary.kind else {
+        panic!("the canary is a multi-step check: {:?}", canary.kind)
+    };
+    let names: Vec<&str> = steps.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["load-form", "form-config", "submit-canary"]);
+    assert_eq!(steps.steps[2].method, "POST");
     assert_eq!(
         config.service("support-portal").expect("shipped").failback,
         Failback::Manual
@@ -125,7 +132,7 @@ fn shipped_config_loads() {
     assert_eq!(
         config.summary(),
         format!(
-            "{}: ok: 4 services, 11 checks, 4 routes",
+            "{}: ok: 4 services, 12 checks, 4 routes",
             repo().join("switchboard.toml").display()
         )
     );

@@ -75,3 +75,96 @@ fn the_shipped_scrape_config_is_valid_and_honours_labels() {
     let text = std::fs::read_to_string(path).expect("read");
     assert!(text.contains("honor_labels: true"));
 }
+
+/// The series only dns, tcp and multi-step checks export, from real probes of each kind against
+/// loopback peers, also pass promtool: record counts, DNS phases, `probe_failed_due_to_regex`.
+#[test]
+fn promtool_accepts_dns_tcp_and_steps_series_from_real_probes() {
+    use switchboard::config::Config;
+    use switchboard::metrics::Metrics;
+    let target = Target::start();
+    // A UDP "DNS server" that answers every query with one A record, so the dns check has a
+    // reply to count without needing dnsmasq here.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+    let dns_port = udp.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, peer)) = udp.recv_from(&mut buf) {
+            let mut reply = buf[..n].to_vec();
+            reply[2] = 0x81;
+            reply[3] = 0x80;
+            reply[7] = 1;
+            reply.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 7]);
+            let _ = udp.send_to(&reply, peer);
+        }
+    });
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind tcp");
+    let tcp_port = tcp.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for s in tcp.incoming() {
+            let Ok(mut s) = s else { continue };
+            let _ = s.write_all(b"220 mail ready\r\n");
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("probes")).expect("mkdir");
+    std::fs::write(dir.path().join("switchboard.toml"), "probes = \"probes\"\n").expect("write");
+    std::fs::write(
+        dir.path().join("probes/s.toml"),
+        format!(
+            r#"[service]
+id = "s"
+[[check]]
+name = "record"
+kind = "dns"
+target = "127.0.0.1:{dns_port}"
+query_name = "support.example.com"
+timeout = "2s"
+[[check]]
+name = "banner"
+kind = "tcp"
+target = "127.0.0.1:{tcp_port}"
+expect_regex = "^250 "
+timeout = "2s"
+[[check]]
+name = "flow"
+timeout = "2s"
+[[check.step]]
+name = "one"
+url = "{}"
+"#,
+            target.url("/")
+        ),
+    )
+    .expect("write");
+    let config =
+        Config::load(&dir.path().join("switchboard.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let metrics = Metrics::new();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    for check in config.checks() {
+        let outcome = rt.block_on(switchboard::probe::run(check));
+        metrics.probe_finished("s", check, &outcome);
+    }
+    let text = metrics.render();
+    for line in [
+        r#"probe_dns_answer_rrs{check="record",instance="dns://127.0.0.1:"#,
+        r#"probe_dns_duration_seconds{check="record","#,
+        r#"probe_failed_due_to_regex{check="banner",instance="127.0.0.1:"#,
+        r#"probe_http_duration_seconds{check="flow","#,
+    ] {
+        assert!(text.contains(line), "{line} missing:\n{text}");
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("probe_dns_answer_rrs{") && l.ends_with(" 1")),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("probe_failed_due_to_regex{check=\"banner\"") && l.ends_with(" 1")
+        ),
+        "the banner is 220, not 250:\n{text}"
+    );
+    let (ok, said) = promtool(&["check", "metrics"], &text);
+    assert!(ok, "promtool check metrics:\n{said}\n{text}");
+}
