@@ -46,6 +46,8 @@ fn message(o: &Outcome) -> &str {
 /// A private CA and a server certificate it signed for `support.test` only.
 struct Pki {
     ca_pem: String,
+    leaf_pem: String,
+    leaf_key_pem: String,
     leaf_der: rustls::pki_types::CertificateDer<'static>,
     leaf_key: rustls::pki_types::PrivateKeyDer<'static>,
 }
@@ -64,6 +66,8 @@ fn pki() -> Pki {
         .expect("signed leaf");
     Pki {
         ca_pem: ca_cert.pem(),
+        leaf_pem: leaf_cert.pem(),
+        leaf_key_pem: leaf_key.serialize_pem(),
         leaf_der: leaf_cert.der().clone(),
         leaf_key: rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der())
             .expect("key"),
@@ -371,4 +375,96 @@ timeout = "2s"
         "shows what came: {}",
         message(&o)
     );
+}
+
+/// aiosmtpd offering STARTTLS with the private CA's certificate for `support.test`.
+struct Smtpd {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Smtpd {
+    fn start(pki: &Pki) -> Smtpd {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (crt, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&crt, &pki.leaf_pem).expect("write cert");
+        std::fs::write(&key, &pki.leaf_key_pem).expect("write key");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let child = std::process::Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args([
+                "-c",
+                "aiosmtpd.handlers.Sink",
+                "--no-requiretls",
+                "--tlscert",
+            ])
+            .arg(&crt)
+            .arg("--tlskey")
+            .arg(&key)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 with aiosmtpd is required: run ./scripts/test.sh");
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "aiosmtpd did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Smtpd {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Smtpd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn smtp_starttls_verifies_against_the_check_ca_file_and_server_name() {
+    let pki = pki();
+    let server = Smtpd::start(&pki);
+    let port = server.port;
+    let (_dir, checks) = load(
+        &format!(
+            r#"[[check]]
+name = "a-with-ca"
+kind = "smtp"
+target = "127.0.0.1:{port}"
+ca_file = "private-ca.pem"
+server_name = "support.test"
+timeout = "5s"
+
+[[check]]
+name = "b-without-ca"
+kind = "smtp"
+target = "127.0.0.1:{port}"
+server_name = "support.test"
+timeout = "5s"
+"#
+        ),
+        &[("private-ca.pem", &pki.ca_pem)],
+    );
+    let o = run(&checks[0]).await;
+    assert!(o.success, "STARTTLS verified with the private CA: {o:?}");
+    assert!(o.tls.is_some());
+    let o = run(&checks[1]).await;
+    assert_eq!(
+        o.error.as_ref().map(|e| e.class),
+        Some(ErrorClass::Tls),
+        "{o:?}"
+    );
+    assert!(message(&o).contains("UnknownIssuer"), "{}", message(&o));
 }

@@ -1617,6 +1617,16 @@ impl Loader {
         };
         let ca = match &raw.ca_file {
             None => None,
+            Some(f) if raw.insecure == Some(true) => {
+                // Trusting a named CA and trusting anything cannot both be meant.
+                let message = format!(
+                    "ca_file: \"{}\" and insecure = true contradict each other; remove one",
+                    f.get_ref()
+                );
+                self.report_at(source, f, message);
+                ok = false;
+                None
+            }
             Some(f) => {
                 let base = source.path.parent().unwrap_or(Path::new(""));
                 let path = base.join(f.get_ref());
