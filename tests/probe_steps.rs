@@ -86,6 +86,36 @@ async fn submit(
     }
 }
 
+/// A login-like hop: sets a cookie on a 302, which the redirected request must carry.
+async fn start() -> Response {
+    (
+        StatusCode::FOUND,
+        [
+            (header::LOCATION, "/whoami"),
+            (header::SET_COOKIE, "started=yes; Path=/"),
+        ],
+    )
+        .into_response()
+}
+
+async fn whoami(headers: HeaderMap) -> Response {
+    let cookies = headers
+        .get(header::COOKIE)
+        .and_then(|c| c.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    if cookies.contains("started=yes") {
+        (StatusCode::OK, cookies).into_response()
+    } else {
+        StatusCode::UNAUTHORIZED.into_response()
+    }
+}
+
+/// A hostile form: its "token" carries a line break and a header of its own.
+async fn injecting_form() -> axum::response::Html<&'static str> {
+    axum::response::Html("<input name=\"csrf\" value=\"abc\r\nX-Injected: 1\">")
+}
+
 async fn slow() -> &'static str {
     tokio::time::sleep(Duration::from_secs(10)).await;
     "too late"
@@ -99,6 +129,9 @@ async fn site() -> (SocketAddr, Arc<Site>) {
         .route("/api/form.json", get(form_json))
         .route("/forms/{id}/submit", post(submit))
         .route("/slow", get(slow))
+        .route("/start", get(start))
+        .route("/whoami", get(whoami))
+        .route("/injecting-form", get(injecting_form))
         .with_state(site.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -367,4 +400,52 @@ async fn the_json_output_keeps_the_top_level_fields_and_adds_steps() {
     assert_eq!(steps[0]["extracted"][0], "csrf");
     // Extracted values (a CSRF token here) never appear in the output.
     assert!(!v.to_string().contains("tok+"), "{v}");
+}
+
+#[tokio::test]
+async fn a_cookie_set_on_a_redirect_is_sent_on_the_next_hop() {
+    let (addr, _) = site().await;
+    let base = format!("http://{addr}");
+    let o = run(&load(&format!(
+        r#"name = "login"
+[[check.step]]
+name = "start"
+url = "{base}/start"
+conditions = ["[STATUS] == 200", "[BODY] == started=yes"]
+"#
+    )))
+    .await;
+    assert!(o.success, "{o:#?}");
+    assert_eq!(o.redirects, 1);
+}
+
+#[tokio::test]
+async fn an_extracted_value_cannot_inject_a_header() {
+    let (addr, site) = site().await;
+    let base = format!("http://{addr}");
+    let o = run(&load(&format!(
+        r#"name = "hostile"
+[[check.step]]
+name = "load"
+url = "{base}/injecting-form"
+extract = {{ csrf = 'regex:value="([^"]+)"' }}
+
+[[check.step]]
+name = "submit"
+method = "POST"
+url = "{base}/forms/f-42/submit"
+headers = {{ X-Csrf = "${{csrf}}" }}
+"#
+    )))
+    .await;
+    assert!(!o.success);
+    let e = o.error.as_ref().expect("error");
+    assert_eq!(e.class, ErrorClass::Protocol, "{e:?}");
+    assert!(
+        e.message
+            .starts_with("step \"submit\": invalid request: invalid value for header x-csrf"),
+        "{}",
+        e.message
+    );
+    assert_eq!(site.submits.load(Ordering::SeqCst), 0, "nothing was sent");
 }
