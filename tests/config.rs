@@ -132,7 +132,7 @@ fn shipped_config_loads() {
     assert_eq!(
         config.summary(),
         format!(
-            "{}: ok: 4 services, 12 checks, 4 routes",
+            "{}: ok: 4 services, 13 checks, 4 routes",
             repo().join("switchboard.toml").display()
         )
     );

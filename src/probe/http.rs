@@ -10,7 +10,8 @@
 //! - `transfer`: response headers → body read done (or the cap reached).
 //!
 //! Phases add up over redirect hops, as blackbox does. Every probe opens fresh connections and
-//! keeps nothing afterwards. The whole probe, redirects included, runs under the check's
+//! keeps nothing afterwards; a multi-step check (`steps`) hands in a cookie jar, which every
+//! hop reads and every response's `Set-Cookie` fills. The whole probe, redirects included, runs under the check's
 //! timeout; what was learned before a timeout (phases, status) is kept in the outcome.
 
 use super::condition::{Condition, Observed};
