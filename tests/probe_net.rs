@@ -77,10 +77,14 @@ fn pki() -> Pki {
 /// A TLS server on 127.0.0.1 with the leaf certificate: it answers an HTTP request with 200,
 /// or (for a tcp check, which sends nothing) greets with a line.
 async fn tls_server(pki: &Pki) -> u16 {
+    tls_server_with(pki, rustls::DEFAULT_VERSIONS).await
+}
+
+async fn tls_server_with(pki: &Pki, versions: &[&'static rustls::SupportedProtocolVersion]) -> u16 {
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
-    .with_safe_default_protocol_versions()
+    .with_protocol_versions(versions)
     .expect("versions")
     .with_no_client_auth()
     .with_single_cert(vec![pki.leaf_der.clone()], pki.leaf_key.clone_key())
@@ -467,4 +471,34 @@ timeout = "5s"
         "{o:?}"
     );
     assert!(message(&o).contains("UnknownIssuer"), "{}", message(&o));
+}
+
+#[tokio::test]
+async fn https_over_tls_1_2_and_1_3_both_complete() {
+    // TLS 1.2 reads the server's Finished after sending its own, TLS 1.3 does not: the probe
+    // holds the client's last flight back to send it with the request, and must never leave
+    // the server waiting for it in either.
+    let pki = pki();
+    for (versions, expect) in [
+        (&[&rustls::version::TLS12][..], "TLS 1.2"),
+        (&[&rustls::version::TLS13][..], "TLS 1.3"),
+    ] {
+        let port = tls_server_with(&pki, versions).await;
+        let (_dir, checks) = load(
+            &format!(
+                r#"[[check]]
+name = "private"
+url = "https://127.0.0.1:{port}/"
+ca_file = "private-ca.pem"
+server_name = "support.test"
+timeout = "3s"
+conditions = ["[STATUS] == 200", "[BODY] == private"]
+"#
+            ),
+            &[("private-ca.pem", &pki.ca_pem)],
+        );
+        let o = run(&checks[0]).await;
+        assert!(o.success, "{expect}: {o:?}");
+        assert_eq!(o.tls.as_ref().map(|t| t.version.as_str()), Some(expect));
+    }
 }
