@@ -320,7 +320,7 @@ pub async fn run(shutdown: watch::Receiver<bool>) -> Result<(), DemoError> {
     let base = config.server.public_url.clone();
 
     say(&format!(
-        "A simulated support site runs at {site_url} (portal, ticket form, backup form, booking page)."
+        "A simulated support site runs at {site_url} (portal, ticket form, backup form, booking page); the ticket-form-canary check loads the form, takes its CSRF token and form id, and submits a canary request."
     ));
     say(&format!(
         "Switchboard's config was written to {}",
