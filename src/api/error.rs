@@ -34,6 +34,9 @@ pub enum ApiError {
     /// 413: the body exceeds the configured limit.
     #[error("request body too large")]
     PayloadTooLarge,
+    /// 429: too many failed authentications from this client; try again after the delay.
+    #[error("too many failed authentications from this client; retry in {retry_after_secs}s")]
+    TooManyRequests { retry_after_secs: u64 },
     /// 415: a JSON body was sent without `Content-Type: application/json`.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -60,6 +63,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -76,6 +80,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Unprocessable(_) => "unprocessable",
             ApiError::Internal(_) => "internal",
         }
@@ -124,6 +129,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let ApiError::TooManyRequests { retry_after_secs } = &self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
         }
         response
     }
@@ -183,6 +193,14 @@ mod tests {
         )
         .await;
         check(ApiError::Unprocessable("x".into()), 422, "unprocessable").await;
+        check(
+            ApiError::TooManyRequests {
+                retry_after_secs: 2,
+            },
+            429,
+            "too_many_requests",
+        )
+        .await;
         check(ApiError::Internal("secret".into()), 500, "internal").await;
     }
 
