@@ -124,14 +124,46 @@ pub fn add_tokens(main: &Path) -> Tokens {
 /// A running daemon against `target` with tokens, e-mail as `.eml` files unless `email` says
 /// otherwise; returns it with its config path and tokens.
 pub fn start(dir: &Path, target: &Target, email: Option<&str>) -> (Daemon, PathBuf, Tokens) {
+    let (main, port, tokens) = prepare(dir, target, email);
+    let d = Daemon::start_with(&main, port, &[], Some(&dir.join("daemon.log")));
+    (d, main, tokens)
+}
+
+/// `start` without starting: the config (main file, port) and tokens, for tests that edit
+/// the service file first.
+pub fn prepare(dir: &Path, target: &Target, email: Option<&str>) -> (PathBuf, u16, Tokens) {
     let file_email = format!(
         "transport = \"file\"\ndir = \"{}\"",
         dir.join("mail").display()
     );
     let (main, port) = write_config(dir, target, email.unwrap_or(&file_email));
     let tokens = add_tokens(&main);
-    let d = Daemon::start_with(&main, port, &[], Some(&dir.join("daemon.log")));
-    (d, main, tokens)
+    (main, port, tokens)
+}
+
+/// Polls a drill until its report is complete; returns the report.
+pub fn wait_drill(d: &Daemon, token: &str, id: &str) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    super::daemon::wait_until("drill report complete", Duration::from_secs(90), || {
+        let r = request(
+            "GET",
+            &d.url(&format!("/api/v1/drills/{id}")),
+            Some(token),
+            None,
+        );
+        assert_eq!(r.status, 200, "{r:?}");
+        last = json(&r);
+        last["status"] != "running"
+    });
+    last
+}
+
+/// The step named `name` of a report.
+pub fn step<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == name))
+        .unwrap_or_else(|| panic!("no step {name} in {report:#}"))
 }
 
 /// The service detail from `GET /api/v1/services/{id}`.
