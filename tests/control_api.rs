@@ -442,6 +442,9 @@ fn bad_input_is_answered_case_by_case_never_with_a_500() {
     let big = format!(r#"{{"reason":"{}"}}"#, "x".repeat(64 * 1024));
     let r = request("POST", &failover, op, Some(&big));
     assert_error(&r, 413, "too large");
+    // Also where the body is optional (regression: it was axum's plain-text 413).
+    let r = request("POST", &d.url("/api/v1/drills/x/abort"), op, Some(&big));
+    assert_error(&r, 413, "too large");
     // 400: malformed JSON.
     let r = request("POST", &failover, op, Some(r#"{"reason": "#));
     assert_error(&r, 400, "");

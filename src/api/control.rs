@@ -691,10 +691,12 @@ async fn drill_abort(
     caller: Caller,
     id: Result<Path<String>, PathRejection>,
     headers: axum::http::HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
     require(&state, &caller, Role::Operator)?;
     let id = service_id(id)?;
+    // A body over the limit is a JSON 413 like everywhere else, not axum's plain text.
+    let body = body?;
     let b: Option<AbortBody> = optional_json(&headers, &body)?;
     let reason = match b.and_then(|b| b.reason) {
         Some(r) => text("reason", &r)?,
