@@ -1182,6 +1182,20 @@ impl Core {
             restart_needed.push("[[on_switch]] webhooks".to_string());
         }
 
+        // Everything that reads the store happens first, so a store error leaves the running
+        // services untouched rather than half swapped.
+        let mut policies = std::collections::HashMap::new();
+        let mut fresh = std::collections::HashMap::new();
+        for spec in &new.services {
+            let store_err = |e: StoreError| ReloadError::Store(e.to_string());
+            if self.index(&spec.id).is_some() {
+                let policy = policy_for(spec, &self.store, now).map_err(store_err)?;
+                policies.insert(spec.id.clone(), policy);
+            } else {
+                let rt = ServiceRuntime::load(spec, &self.store, now).map_err(store_err)?;
+                fresh.insert(spec.id.clone(), rt);
+            }
+        }
         let mut old_services: Vec<Option<ServiceRuntime>> = std::mem::take(&mut self.services)
             .into_iter()
             .map(Some)
@@ -1242,8 +1256,9 @@ impl Core {
                         }
                     }
                     rt.checks = checks;
-                    rt.policy = policy_for(spec, &self.store, now)
-                        .map_err(|e| ReloadError::Store(e.to_string()))?;
+                    if let Some(policy) = policies.remove(&spec.id) {
+                        rt.policy = policy;
+                    }
                     // The next window wake is asked for again under the new policy.
                     rt.machine.next_window_wake = None;
                     rt.spec = spec.clone();
@@ -1254,8 +1269,10 @@ impl Core {
                     services.push(rt);
                 }
                 None => {
-                    let rt = ServiceRuntime::load(spec, &self.store, now)
-                        .map_err(|e| ReloadError::Store(e.to_string()))?;
+                    let Some(rt) = fresh.remove(&spec.id) else {
+                        // Loaded above for every id that was not running; ids are unique.
+                        continue;
+                    };
                     self.metrics_for_new_service(&rt);
                     report.services_added.push(spec.id.clone());
                     services.push(rt);

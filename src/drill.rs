@@ -718,11 +718,15 @@ async fn reverted(
     let left = loop {
         let left = {
             let snap = rx.borrow_and_update();
-            snap.services.iter().find(|s| s.id == id).and_then(|s| {
-                let routes_back = !live || s.routes.iter().all(|rt| rt.active == Side::Primary);
-                (s.state != State::Drill && routes_back)
-                    .then(|| (s.since, s.cause.clone(), s.state))
-            })
+            match snap.services.iter().find(|s| s.id == id) {
+                // Removed by a reload: nothing is left to revert or to watch.
+                None => Some((Timestamp::now(), "removed".to_string(), State::Operational)),
+                Some(s) => {
+                    let routes_back = !live || s.routes.iter().all(|rt| rt.active == Side::Primary);
+                    (s.state != State::Drill && routes_back)
+                        .then(|| (s.since, s.cause.clone(), s.state))
+                }
+            }
         };
         if let Some(l) = left {
             break Some(l);
@@ -753,7 +757,12 @@ async fn reverted(
         since
     };
     let took = now.since(due);
-    let (status, detail) = if cause == "backup_down" {
+    let (status, detail) = if cause == "removed" {
+        (
+            StepStatus::Fail,
+            "the service was removed from the configuration during the drill".to_string(),
+        )
+    } else if cause == "backup_down" {
         (
             StepStatus::Fail,
             format!("ended early: the backup went down during the drill; now {state}"),
