@@ -118,9 +118,17 @@ fn reload_swaps_services_and_checks_keeps_state_and_refuses_an_invalid_file() {
     let text = std::fs::read_to_string(&svc).expect("read");
     std::fs::write(
         &svc,
+        // The ticket form's check now probes a path that answers 404: once reloaded, the new
+        // definition must be what is probed (it goes down), while the pin keeps the routes.
         text.replacen(
-            "conditions = [\"[STATUS] == 200\", \"[BODY] == pat(*request_subject*)\"]",
-            "conditions = [\"[STATUS] == 200\"]",
+            &format!(
+                "url = \"{}\"\nconditions = [\"[STATUS] == 200\", \"[BODY] == pat(*request_subject*)\"]",
+                target.url("/form")
+            ),
+            &format!(
+                "url = \"{}\"\nconditions = [\"[STATUS] == 200\"]",
+                target.url("/missing")
+            ),
             1,
         ),
     )
@@ -153,6 +161,12 @@ fn reload_swaps_services_and_checks_keeps_state_and_refuses_an_invalid_file() {
             .expect("check")
     };
     assert_eq!(health(&s, "backup-form"), "healthy");
+    wait_until(
+        "the changed check probes its new target",
+        Duration::from_secs(30),
+        || health(&service(&d, &t.viewer, "ticket-submission"), "ticket-form") == "down",
+    );
+    assert_eq!(d.location("submit-ticket"), backup, "still pinned");
     // The new service is probed, the removed one is gone from routes and metrics.
     wait_until("booking probed", Duration::from_secs(30), || {
         all_healthy(&d, &t.viewer, "booking")
