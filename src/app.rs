@@ -1001,7 +1001,7 @@ impl Core {
             reason: &req.reason,
             ticket: req.ticket.as_deref(),
             received: req.received,
-            decided: now,
+            decided: switched_at,
             switched: switched_at,
             deadline: until,
             targets: svc.spec.drill_targets,

@@ -439,7 +439,7 @@ fn bad_input_is_answered_case_by_case_never_with_a_500() {
     let failover = d.url(&format!("{SVC}/failover"));
 
     // 413: body over the limit.
-    let big = format!(r#"{{"reason":"{}"}}"#, "x".repeat(64 * 1024));
+    let big = format!(r#"{{"reason":"{}"}}"#, "x".repeat(65 * 1024));
     let r = request("POST", &failover, op, Some(&big));
     assert_error(&r, 413, "too large");
     // Also where the body is optional (regression: it was axum's plain-text 413).

@@ -74,7 +74,7 @@ fn schemathesis_finds_no_server_error_and_no_response_outside_the_document() {
             "--header",
             &format!("Authorization: Bearer {}", t.admin),
             "--checks",
-            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection",
             "--max-examples",
             "20",
             "--phases",

@@ -27,7 +27,9 @@ use std::time::Duration;
 
 /// Request bodies larger than this are refused with 413: every control body is a few short
 /// fields, and a small limit keeps a misbehaving client from making the daemon buffer much.
-pub const BODY_LIMIT: usize = 16 * 1024;
+/// Large enough for the longest valid body (two texts of `TEXT_LIMIT` characters, each up to
+/// 12 bytes when JSON-escaped), so a valid request is never refused for its size.
+pub const BODY_LIMIT: usize = 64 * 1024;
 /// Longest `reason`, `note` or `ticket` accepted.
 pub const TEXT_LIMIT: usize = 2000;
 /// The longest drill (a drill can never be left running forever).
@@ -199,7 +201,8 @@ fn text(field: &str, value: &str) -> Result<String, ApiError> {
             "{field}: must not be empty"
         )));
     }
-    if v.chars().count() > TEXT_LIMIT {
+    // The limit counts what was sent (as JSON Schema's maxLength does), before trimming.
+    if value.chars().count() > TEXT_LIMIT {
         return Err(ApiError::Unprocessable(format!(
             "{field}: longer than {TEXT_LIMIT} characters"
         )));
@@ -260,6 +263,17 @@ fn instant(field: &str, value: &str, now: Timestamp) -> Result<Timestamp, ApiErr
         )));
     }
     Ok(at)
+}
+
+/// A `limit` query parameter: `default` when absent, else 1 to `max` (400 outside).
+fn limit(given: Option<u32>, default: u32, max: u32) -> Result<usize, ApiError> {
+    match given {
+        None => Ok(default as usize),
+        Some(n) if (1..=max).contains(&n) => Ok(n as usize),
+        Some(n) => Err(ApiError::BadRequest(format!(
+            "limit: {n} is outside 1 to {max}"
+        ))),
+    }
 }
 
 fn service_id(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
@@ -617,7 +631,7 @@ async fn drills(
 ) -> Result<Response, ApiError> {
     require(&state, &caller, Role::Operator)?;
     let Query(q) = q?;
-    let limit = q.limit.unwrap_or(50).clamp(1, 1000) as usize;
+    let limit = limit(q.limit, 50, 1000)?;
     let store = control(&state)?.store.clone();
     let rows = tokio::task::spawn_blocking(move || store.drills(q.service.as_deref(), limit))
         .await
@@ -758,7 +772,7 @@ async fn audit(
         since,
         service: q.service,
         pending_review: q.pending_review.unwrap_or(false),
-        limit: q.limit.unwrap_or(100).clamp(1, 10_000) as usize,
+        limit: limit(q.limit, 100, 10_000)?,
     };
     let store = control(&state)?.store.clone();
     let rows = tokio::task::spawn_blocking(move || store.query_audit(&query))

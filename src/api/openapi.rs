@@ -28,6 +28,12 @@ fn text(description: &str) -> Value {
     json!({ "type": "string", "minLength": 1, "maxLength": TEXT_LIMIT, "description": description })
 }
 
+fn nullable_text(description: &str) -> Value {
+    let mut t = text(description);
+    t["nullable"] = json!(true);
+    t
+}
+
 fn nullable_string() -> Value {
     json!({ "type": "string", "nullable": true })
 }
@@ -50,15 +56,15 @@ fn request(e: &Endpoint) -> Option<(Value, bool)> {
         ("post", "/api/v1/services/{id}/pin") => json!({
             "type": "object", "additionalProperties": false, "required": ["reason", "side"],
             "properties": { "reason": reason, "side": reference("Side"),
-                "until": { "type": "string", "description": "RFC 3339 time or a duration from now such as \"30m\"." },
+                "until": { "type": "string", "nullable": true, "description": "RFC 3339 time or a duration from now such as \"30m\"." },
                 "force": { "type": "boolean", "description": "Admin only: pin a backup whose checks are down." } }
         }),
         ("post", "/api/v1/services/{id}/maintenance") => json!({
             "type": "object", "additionalProperties": false, "required": ["reason", "action"],
             "properties": { "reason": reason,
                 "action": { "type": "string", "enum": ["start", "stop", "schedule"] },
-                "duration": { "type": "string", "description": "How long (start: optional; schedule: required), e.g. \"2h\"." },
-                "starts_at": { "type": "string", "description": "schedule only: RFC 3339 time or a duration from now." } }
+                "duration": { "type": "string", "nullable": true, "description": "How long (start: optional; schedule: required), e.g. \"2h\"." },
+                "starts_at": { "type": "string", "nullable": true, "description": "schedule only: RFC 3339 time or a duration from now." } }
         }),
         ("post", "/api/v1/drills") => json!({
             "type": "object", "additionalProperties": false,
@@ -68,13 +74,13 @@ fn request(e: &Endpoint) -> Option<(Value, bool)> {
                 "mode": { "type": "string", "enum": ["live", "dry_run"] },
                 "duration": { "type": "string", "description": "1s to 24h, e.g. \"10m\"." },
                 "reason": reason,
-                "ticket": text("Change or ticket reference.") }
+                "ticket": nullable_text("Change or ticket reference.") }
         }),
         ("post", "/api/v1/drills/{id}/abort") => {
             return Some((
                 json!({
                     "type": "object", "additionalProperties": false,
-                    "properties": { "reason": reason }
+                    "properties": { "reason": nullable_text("Why (optional); kept in the audit log.") }
                 }),
                 false,
             ))
