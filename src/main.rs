@@ -345,6 +345,7 @@ fn token_new(config: &std::path::Path, name: &str, role: RoleArg) -> ExitCode {
                 "token {name:?} ({role}) added to {}; it is shown only this once, only its SHA-256 is stored",
                 path.display()
             );
+            audit_token_created(&config, name, role);
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -357,6 +358,37 @@ fn token_new(config: &std::path::Path, name: &str, role: RoleArg) -> ExitCode {
                 },
             )
         }
+    }
+}
+
+/// Records the new token (its name and role, never the token) in the audit chain, with the
+/// local user as the actor. The token is already usable; a failure here is reported, not fatal.
+fn audit_token_created(config: &Config, name: &str, role: switchboard::api::auth::Role) {
+    use switchboard::cluster::Coordinator;
+    let store = match switchboard::store::Store::open(&config.storage.path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("warning: the token was created but not audited: {e}");
+            return;
+        }
+    };
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let rec = switchboard::audit::NewAuditRecord {
+        kind: switchboard::audit::KIND_OPERATOR_ACTION.to_string(),
+        at: switchboard::clock::Timestamp::now(),
+        actor: format!("cli:{user}"),
+        service: None,
+        reason: format!("API token {name:?} created"),
+        config_version: config.version.clone(),
+        node: switchboard::cluster::SingleNode::from_host()
+            .node()
+            .to_string(),
+        detail: serde_json::json!({ "command": "token_new", "token": name, "role": role.as_str() }),
+    };
+    if let Err(e) = store.append_audit(&rec) {
+        eprintln!("warning: the token was created but not audited: {e}");
     }
 }
 

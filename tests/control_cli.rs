@@ -70,6 +70,24 @@ fn token_new_prints_once_stores_the_hash_and_refuses_duplicates() {
     assert!(stored.contains(&switchboard::api::auth::hash_token(&token)));
     assert!(stored.contains("role = \"operator\""));
 
+    // The creation is in the audit chain: name and role, never the token.
+    let o = sb(
+        &["audit", "export", "--format", "jsonl", "--config", cfg],
+        "",
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let exported = String::from_utf8_lossy(&o.stdout).to_string();
+    let rec: serde_json::Value = exported
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("jsonl"))
+        .find(|r| r["detail"]["command"] == "token_new")
+        .expect("token creation audited");
+    assert_eq!(rec["detail"]["token"], "alice");
+    assert_eq!(rec["detail"]["role"], "operator");
+    assert!(rec["actor"].as_str().is_some_and(|a| a.starts_with("cli:")));
+    assert!(!exported.contains(&token));
+
     let o = sb(
         &["token", "new", "alice", "--role", "admin", "--config", cfg],
         "",
