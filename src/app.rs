@@ -154,7 +154,7 @@ pub async fn run_with(
     core.start_probes();
 
     // Drills that were running when the daemon stopped: their reports are finished from here.
-    core.resume_drills(snapshot_rx.clone());
+    core.resume_drills();
 
     // HTTP.
     let ready = Arc::new(AtomicBool::new(false));
@@ -1037,7 +1037,7 @@ impl Core {
     }
 
     /// Finishes the reports of drills that were running when the daemon last stopped.
-    fn resume_drills(&self, _snapshot: watch::Receiver<Arc<Snapshot>>) {
+    fn resume_drills(&self) {
         let store = self.store.clone();
         let running = match tokio::task::block_in_place(|| store.running_drills()) {
             Ok(r) => r,
