@@ -1163,6 +1163,9 @@ impl Core {
         if new.server.listen != old.server.listen {
             restart_needed.push("[server] listen".to_string());
         }
+        if new.server.max_concurrent_probes != old.server.max_concurrent_probes {
+            restart_needed.push("[server] max_concurrent_probes".to_string());
+        }
         if new.storage.path != old.storage.path {
             restart_needed.push("[storage] path".to_string());
         }
