@@ -302,7 +302,8 @@ fn a_drill_deadline_survives_a_sigkill_and_its_report_says_what_was_lost() {
     wait_until("checks healthy", Duration::from_secs(30), || {
         all_healthy(&d, &t.viewer, SERVICE)
     });
-    let r = start_drill(&d, &t.operator, "live", "5s");
+    // Long enough that the restart (well under a second here) lands inside the drill.
+    let r = start_drill(&d, &t.operator, "live", "8s");
     assert_eq!(r.status, 201, "{r:?}");
     let id = json(&r)["id"].as_str().expect("id").to_string();
     d.kill9();

@@ -247,7 +247,7 @@ fn write_tokens(path: &Path, tokens: &[TokenEntry]) -> Result<(), TokenError> {
 /// Failures from one client before the backoff starts (room for a typo or two).
 const FREE_FAILURES: u32 = 5;
 /// First backoff after the free failures; it doubles with each further failure.
-const BACKOFF_BASE: Duration = Duration::from_millis(250);
+const BACKOFF_BASE: Duration = Duration::from_secs(1);
 const BACKOFF_CAP: Duration = Duration::from_secs(60);
 /// Clients remembered at most; beyond this, entries whose backoff ended are forgotten.
 const MAX_CLIENTS: usize = 10_000;
