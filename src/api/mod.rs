@@ -93,7 +93,22 @@ pub fn router(state: ApiState) -> Router {
         .merge(control::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Every 403 (any handler's `caller.require(..)?`) counts as an auth failure.
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            count_forbidden,
+        ))
         .with_state(state)
+}
+
+async fn count_forbidden(
+    axum::extract::State(state): axum::extract::State<ApiState>,
+    response: axum::response::Response,
+) -> axum::response::Response {
+    if response.status() == axum::http::StatusCode::FORBIDDEN {
+        state.auth.forbidden();
+    }
+    response
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
