@@ -865,12 +865,13 @@ async fn reload(State(state): State<ApiState>, caller: Caller) -> Result<Respons
             "restart_needed": report.restart_needed,
         }))
         .into_response()),
-        Err(e @ ReloadError::Invalid { .. }) => {
-            let ReloadError::Invalid { diagnostics } = &e else {
-                unreachable!("matched above")
-            };
+        Err(ReloadError::Invalid { diagnostics }) => {
+            let message = ReloadError::Invalid {
+                diagnostics: Vec::new(),
+            }
+            .to_string();
             let body = serde_json::json!({
-                "error": { "code": "invalid_config", "message": e.to_string() },
+                "error": { "code": "invalid_config", "message": message },
                 "diagnostics": diagnostics,
             });
             Ok((StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response())
