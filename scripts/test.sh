@@ -24,6 +24,17 @@ if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
 fi
 python3 -c 'import aiosmtpd' || { echo "aiosmtpd still missing" >&2; exit 1; }
 
+# schemathesis checks the control API against its OpenAPI document (tests/control_openapi.rs).
+if ! command -v schemathesis >/dev/null 2>&1; then
+    log "installing schemathesis"
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        apt_install python3-pip
+    fi
+    python3 -m pip install --quiet --disable-pip-version-check schemathesis \
+        || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages schemathesis
+fi
+command -v schemathesis >/dev/null 2>&1 || { echo "schemathesis still missing (is pip's bin directory on PATH?)" >&2; exit 1; }
+
 # Prometheus's promtool judges /metrics and the shipped scrape config.
 if ! command -v promtool >/dev/null 2>&1; then
     log "installing prometheus (for promtool)"

@@ -3,22 +3,26 @@
 //!
 //! One core task owns all decision state and handles messages one at a time, so decisions are
 //! serialised and the order of actions is the order the core returned them. Probe tasks only
-//! probe and report; the HTTP side only reads published snapshots.
+//! probe and report; the HTTP side reads published snapshots, and operator commands, drills
+//! and reloads reach the core as messages through a `CoreHandle` that answers each one.
 
 use crate::announce::email::Mailer;
 use crate::announce::outbox::{self, Delivery, Transports};
 use crate::announce::webhook::{self, Webhooks};
 use crate::announce::{self, MessageContext};
 use crate::api::{self, ApiState};
+use crate::audit::NewAuditRecord;
 use crate::clock::Timestamp;
 use crate::cluster::{Coordinator, SingleNode};
 use crate::config::{CheckSpec, Config, ServiceSpec};
-use crate::failover::{self, Action, Event, Holds, Policy, Side, State, Transition};
+use crate::failover::window::{Schedule, Window};
+use crate::failover::{self, Action, Command, Event, Holds, Policy, Side, State, Transition};
 use crate::health::{CheckHealth, Health, Thresholds};
 use crate::metrics::Metrics;
 use crate::probe::{self, Outcome};
-use crate::store::{Store, StoreError};
+use crate::store::{DrillRow, ScheduledWindow, Store, StoreError};
 use crate::view::{CheckView, RouteView, ServiceView, Snapshot};
+use serde::Serialize;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -48,17 +52,30 @@ pub enum AppError {
 }
 
 /// Runs the daemon until `shutdown` turns true. `listener` overrides `[server] listen`
-/// (the demo binds its own port).
+/// (the demo binds its own port). SIGHUP handling lives in the binary; it calls
+/// `CoreHandle::reload` through `run_with`.
 pub async fn run(
     config: Config,
     listener: Option<TcpListener>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), AppError> {
+    run_with(config, listener, shutdown, |_| {}).await
+}
+
+/// `run`, handing the core's `CoreHandle` to `on_ready` once the daemon serves (the binary
+/// uses it to reload on SIGHUP).
+pub async fn run_with(
+    config: Config,
+    listener: Option<TcpListener>,
     mut shutdown: watch::Receiver<bool>,
+    on_ready: impl FnOnce(CoreHandle),
 ) -> Result<(), AppError> {
     let config = Arc::new(config);
-    let store = Store::open(&config.storage.path).map_err(|source| AppError::Store {
+    let store_err = |source| AppError::Store {
         path: config.storage.path.display().to_string(),
         source,
-    })?;
+    };
+    let store = Store::open(&config.storage.path).map_err(store_err)?;
     let store = Arc::new(store);
     let mailer = Mailer::from_config(&config.email).map_err(|e| AppError::Email(e.to_string()))?;
     let transports = Arc::new(Transports {
@@ -66,6 +83,9 @@ pub async fn run(
         webhooks: Webhooks::new(config.services.iter().flat_map(|s| s.on_switch.iter())),
     });
     let metrics = Arc::new(Metrics::new());
+    metrics.config_reload_configured();
+    metrics.config_reload(true);
+    metrics.auth_configured();
 
     let listener = match listener {
         Some(l) => l,
@@ -80,51 +100,12 @@ pub async fn run(
     let now = Timestamp::now();
     let mut services = Vec::new();
     for spec in &config.services {
-        let rec = store
-            .ensure_service(&spec.id, now)
-            .map_err(|source| AppError::Store {
-                path: config.storage.path.display().to_string(),
-                source,
-            })?;
-        if rec.state != State::Operational {
-            info!(
-                "{}: restored state {} (since {}); routes stay on {}",
-                spec.name,
-                rec.state,
-                rec.since,
-                rec.state.routes_side().as_str()
-            );
-        }
-        let policy = Policy::from_spec(spec);
-        let mut machine = failover::Service::new(&spec.id, rec.state, rec.since);
-        let stored_holds = store.holds(&spec.id).map_err(|source| AppError::Store {
-            path: config.storage.path.display().to_string(),
-            source,
-        })?;
-        if let Some(json) = stored_holds {
-            match serde_json::from_str::<Holds>(&json) {
-                Ok(holds) => machine.restore(&policy, holds),
-                // Unreadable holds are dropped loudly rather than stopping the daemon.
-                Err(e) => error!(
-                    "{}: stored holds are unreadable and dropped: {e}",
-                    spec.name
-                ),
-            }
-        }
-        services.push(ServiceRuntime {
-            saved_holds: machine.holds(),
-            side: machine.side,
-            policy,
-            machine,
-            cause: rec.cause.clone(),
-            created_at: rec.created_at,
-            checks: spec.checks.iter().map(|_| CheckRuntime::new(now)).collect(),
-            spec: spec.clone(),
-        });
+        services.push(ServiceRuntime::load(spec, &store, now).map_err(store_err)?);
     }
 
     let (msg_tx, msg_rx) = mpsc::channel::<Msg>(1024);
     let outbox_wake = Arc::new(Notify::new());
+    let permits = Arc::new(Semaphore::new(config.server.max_concurrent_probes as usize));
     let mut core = Core {
         config: config.clone(),
         coordinator: Arc::new(SingleNode::from_host()),
@@ -134,17 +115,13 @@ pub async fn run(
         snapshot_tx: watch::Sender::new(Arc::new(empty_snapshot(&config))),
         outbox_wake: outbox_wake.clone(),
         msg_tx: msg_tx.clone(),
+        generation: 0,
+        probes_stop: watch::Sender::new(false),
+        permits,
+        shutdown: shutdown.clone(),
     };
     for s in &core.services {
-        metrics.service_state(&s.spec.id, s.machine.state);
-        metrics.state_since(&s.spec.id, s.machine.since);
-        metrics.flapping(&s.spec.id, false);
-        for c in &s.spec.checks {
-            metrics.check_configured(&s.spec.id, c);
-        }
-        for r in &s.spec.routes {
-            metrics.route_targets(&s.spec.id, &r.id, &r.primary, &r.backup, s.side);
-        }
+        core.metrics_for_new_service(s);
     }
     core.publish();
     let snapshot_rx = core.snapshot_tx.subscribe();
@@ -165,30 +142,36 @@ pub async fn run(
         metrics.clone(),
         store.clone(),
     ));
+    tasks.spawn(watch_reviews(
+        store.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
     // Deliver whatever a previous run recorded and did not send.
     outbox_wake.notify_one();
 
     // Probes.
-    let permits = Arc::new(Semaphore::new(config.server.max_concurrent_probes as usize));
-    for (si, s) in config.services.iter().enumerate() {
-        for ci in 0..s.checks.len() {
-            tasks.spawn(probe_loop(
-                si,
-                ci,
-                config.clone(),
-                msg_tx.clone(),
-                metrics.clone(),
-                permits.clone(),
-                shutdown.clone(),
-            ));
-        }
-    }
-    drop(msg_tx);
+    core.start_probes();
+
+    // Drills that were running when the daemon stopped: their reports are finished from here.
+    core.resume_drills();
 
     // HTTP.
     let ready = Arc::new(AtomicBool::new(false));
     let m = metrics.clone();
-    let api_state = ApiState::new(snapshot_rx, move || m.render(), ready.clone());
+    let handle = CoreHandle { tx: msg_tx.clone() };
+    let m_auth = metrics.clone();
+    let auth = crate::api::auth::Auth::new(
+        config.auth.tokens_file.clone(),
+        Box::new(move |reason| m_auth.auth_failure(reason)),
+    );
+    let control = crate::api::control::Control {
+        core: handle.clone(),
+        store: store.clone(),
+    };
+    let api_state = ApiState::new(snapshot_rx, move || m.render(), ready.clone())
+        .with_control(Arc::new(auth), control);
+    drop(msg_tx);
     let addr = listener
         .local_addr()
         .map(|a| a.to_string())
@@ -203,6 +186,7 @@ pub async fn run(
         }
     });
     ready.store(true, Ordering::SeqCst);
+    on_ready(handle);
     info!(
         "switchboard {} watching {} services ({} checks); config {}",
         env!("CARGO_PKG_VERSION"),
@@ -213,6 +197,7 @@ pub async fn run(
 
     core.run(msg_rx, shutdown.clone()).await;
     let _ = shutdown.wait_for(|s| *s).await;
+    core.probes_stop.send_replace(true);
     while tasks.join_next().await.is_some() {}
     Ok(())
 }
@@ -220,6 +205,9 @@ pub async fn run(
 /// Messages to the core task.
 enum Msg {
     Outcome {
+        /// The probe generation the loop belongs to; outcomes of an older one (before a
+        /// reload) are dropped, since their indices may point at other checks now.
+        generation: u64,
         service: usize,
         check: usize,
         outcome: Box<Outcome>,
@@ -227,8 +215,292 @@ enum Msg {
         reply: oneshot::Sender<bool>,
     },
     Tick {
-        service: usize,
+        service: String,
     },
+    /// An operator command (`actor` and `reason` travel inside `command`).
+    Command {
+        service: String,
+        command: Command,
+        /// What the request asked for, for the audit record (`failover`, `pin`, ...).
+        what: String,
+        params: serde_json::Value,
+        reply: oneshot::Sender<Result<Applied, CommandError>>,
+    },
+    Inspect {
+        reply: oneshot::Sender<Vec<ServiceDetail>>,
+    },
+    DrillStart {
+        request: DrillRequest,
+        reply: oneshot::Sender<Result<DrillRow, CommandError>>,
+    },
+    DrillAbort {
+        id: String,
+        actor: String,
+        reason: String,
+        reply: oneshot::Sender<Result<Applied, CommandError>>,
+    },
+    ScheduleMaintenance {
+        window: ScheduledWindow,
+        reply: oneshot::Sender<Result<i64, CommandError>>,
+    },
+    Reload {
+        actor: String,
+        reply: oneshot::Sender<Result<ReloadReport, ReloadError>>,
+    },
+    Review {
+        audit_id: i64,
+        actor: String,
+        note: String,
+        reply: oneshot::Sender<Result<crate::audit::AuditRecord, CommandError>>,
+    },
+}
+
+/// Why the core did not carry out a request.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum CommandError {
+    #[error("no service named {0:?}")]
+    UnknownService(String),
+    #[error("no drill with id {0:?}")]
+    UnknownDrill(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// The failover machine's answer: the command does not fit the current state.
+    #[error("{0}")]
+    Rejected(String),
+    /// This node does not lead (cluster mode) or the daemon is stopping.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The store failed; the detail is logged.
+    #[error("{0}")]
+    Store(String),
+}
+
+/// One transition a command caused.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AppliedTransition {
+    /// Its id in the transitions table (absent if recording it failed).
+    pub transition_id: Option<i64>,
+    pub from: State,
+    pub to: State,
+    pub cause: &'static str,
+    pub at: String,
+}
+
+/// What a command did: the service's state and side afterwards and the transitions recorded.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Applied {
+    pub service: String,
+    pub state: State,
+    pub side: Side,
+    pub transitions: Vec<AppliedTransition>,
+    /// The operator-action audit record of the command.
+    pub audit_id: Option<i64>,
+}
+
+/// A drill to start.
+#[derive(Clone, Debug)]
+pub struct DrillRequest {
+    pub service: String,
+    pub live: bool,
+    pub duration: Duration,
+    pub actor: String,
+    pub reason: String,
+    pub ticket: Option<String>,
+    /// When the request arrived: the decision step is timed from here.
+    pub received: Timestamp,
+}
+
+/// What a reload changed.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ReloadReport {
+    pub config_version: String,
+    pub services_added: Vec<String>,
+    pub services_removed: Vec<String>,
+    /// Services whose settings or checks changed (state kept).
+    pub services_changed: Vec<String>,
+    /// Checks whose definition changed, were added or removed (their health starts over).
+    pub checks_changed: Vec<String>,
+    /// Settings that only take effect at the next start.
+    pub restart_needed: Vec<String>,
+}
+
+/// A reload that kept the running configuration.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ReloadError {
+    #[error("the new configuration is invalid; keeping the running one")]
+    Invalid { diagnostics: Vec<String> },
+    #[error("{0}")]
+    Store(String),
+}
+
+/// A service as the control API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ServiceDetail {
+    pub id: String,
+    pub name: String,
+    pub state: State,
+    pub since: String,
+    pub cause: String,
+    /// Which target of its routes customers are sent to now.
+    pub side: Side,
+    pub failback: &'static str,
+    pub flapping: bool,
+    pub runbook: Option<String>,
+    pub checks: Vec<CheckDetail>,
+    pub routes: Vec<RouteDetail>,
+    pub holds: HoldsDetail,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckDetail {
+    pub name: String,
+    pub role: &'static str,
+    pub target: String,
+    pub health: &'static str,
+    pub last_outcome: Option<String>,
+    pub last_probe_at: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RouteDetail {
+    pub id: String,
+    pub primary: String,
+    pub backup: String,
+    pub active: Side,
+    pub active_target: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct HoldsDetail {
+    pub pin: Option<PinDetail>,
+    pub maintenance: Option<MaintenanceDetail>,
+    pub drill: Option<DrillHold>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PinDetail {
+    pub side: Side,
+    pub until: Option<String>,
+    pub actor: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MaintenanceDetail {
+    /// `None`: until an operator stops it.
+    pub until: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DrillHold {
+    pub id: String,
+    pub mode: &'static str,
+    pub until: String,
+}
+
+/// How the HTTP side (and SIGHUP) talk to the core task. Each call is one message answered
+/// by the core, so a command is decided in order with outcomes and ticks.
+#[derive(Clone, Debug)]
+pub struct CoreHandle {
+    tx: mpsc::Sender<Msg>,
+}
+
+fn stopping() -> CommandError {
+    CommandError::Unavailable("the daemon is shutting down".into())
+}
+
+impl CoreHandle {
+    async fn ask<T>(&self, msg: Msg, rx: oneshot::Receiver<T>) -> Option<T> {
+        self.tx.send(msg).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Runs an operator command on `service`. `what` and `params` describe the request for
+    /// its audit record.
+    pub async fn command(
+        &self,
+        service: &str,
+        command: Command,
+        what: &str,
+        params: serde_json::Value,
+    ) -> Result<Applied, CommandError> {
+        let (reply, rx) = oneshot::channel();
+        let msg = Msg::Command {
+            service: service.to_string(),
+            command,
+            what: what.to_string(),
+            params,
+            reply,
+        };
+        self.ask(msg, rx).await.unwrap_or_else(|| Err(stopping()))
+    }
+
+    /// Every service with its state, checks and holds.
+    pub async fn services(&self) -> Result<Vec<ServiceDetail>, CommandError> {
+        let (reply, rx) = oneshot::channel();
+        self.ask(Msg::Inspect { reply }, rx)
+            .await
+            .ok_or_else(stopping)
+    }
+
+    pub async fn start_drill(&self, request: DrillRequest) -> Result<DrillRow, CommandError> {
+        let (reply, rx) = oneshot::channel();
+        self.ask(Msg::DrillStart { request, reply }, rx)
+            .await
+            .unwrap_or_else(|| Err(stopping()))
+    }
+
+    pub async fn abort_drill(
+        &self,
+        id: &str,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Applied, CommandError> {
+        let (reply, rx) = oneshot::channel();
+        let msg = Msg::DrillAbort {
+            id: id.to_string(),
+            actor: actor.to_string(),
+            reason: reason.to_string(),
+            reply,
+        };
+        self.ask(msg, rx).await.unwrap_or_else(|| Err(stopping()))
+    }
+
+    pub async fn schedule_maintenance(&self, window: ScheduledWindow) -> Result<i64, CommandError> {
+        let (reply, rx) = oneshot::channel();
+        self.ask(Msg::ScheduleMaintenance { window, reply }, rx)
+            .await
+            .unwrap_or_else(|| Err(stopping()))
+    }
+
+    /// Records `actor`'s review of the automatic transition in audit record `audit_id`.
+    pub async fn review(
+        &self,
+        audit_id: i64,
+        actor: &str,
+        note: &str,
+    ) -> Result<crate::audit::AuditRecord, CommandError> {
+        let (reply, rx) = oneshot::channel();
+        let msg = Msg::Review {
+            audit_id,
+            actor: actor.to_string(),
+            note: note.to_string(),
+            reply,
+        };
+        self.ask(msg, rx).await.unwrap_or_else(|| Err(stopping()))
+    }
+
+    /// Re-reads the configuration; keeps the running one if the new one is invalid.
+    pub async fn reload(&self, actor: &str) -> Result<ReloadReport, ReloadError> {
+        let (reply, rx) = oneshot::channel();
+        let msg = Msg::Reload {
+            actor: actor.to_string(),
+            reply,
+        };
+        self.ask(msg, rx)
+            .await
+            .unwrap_or_else(|| Err(ReloadError::Store("the daemon is shutting down".into())))
+    }
 }
 
 struct CheckRuntime {
@@ -259,6 +531,126 @@ struct ServiceRuntime {
     checks: Vec<CheckRuntime>,
 }
 
+impl ServiceRuntime {
+    /// The service as the store remembers it (state, holds), or fresh if it is new.
+    fn load(
+        spec: &Arc<ServiceSpec>,
+        store: &Store,
+        now: Timestamp,
+    ) -> Result<ServiceRuntime, StoreError> {
+        let rec = store.ensure_service(&spec.id, now)?;
+        if rec.state != State::Operational {
+            info!(
+                "{}: restored state {} (since {}); routes stay on {}",
+                spec.name,
+                rec.state,
+                rec.since,
+                rec.state.routes_side().as_str()
+            );
+        }
+        let policy = policy_for(spec, store, now)?;
+        let mut machine = failover::Service::new(&spec.id, rec.state, rec.since);
+        if let Some(json) = store.holds(&spec.id)? {
+            match serde_json::from_str::<Holds>(&json) {
+                Ok(holds) => machine.restore(&policy, holds),
+                // Unreadable holds are dropped loudly rather than stopping the daemon.
+                Err(e) => error!(
+                    "{}: stored holds are unreadable and dropped: {e}",
+                    spec.name
+                ),
+            }
+        }
+        Ok(ServiceRuntime {
+            saved_holds: machine.holds(),
+            side: machine.side,
+            policy,
+            machine,
+            cause: rec.cause.clone(),
+            created_at: rec.created_at,
+            checks: spec.checks.iter().map(|_| CheckRuntime::new(now)).collect(),
+            spec: spec.clone(),
+        })
+    }
+
+    fn detail(&self) -> ServiceDetail {
+        let m = &self.machine;
+        ServiceDetail {
+            id: self.spec.id.clone(),
+            name: self.spec.name.clone(),
+            state: m.state,
+            since: m.since.rfc3339(),
+            cause: self.cause.clone(),
+            side: self.side,
+            failback: match self.spec.failback {
+                crate::config::Failback::Auto => "auto",
+                crate::config::Failback::Manual => "manual",
+            },
+            flapping: m.flapping,
+            runbook: self.spec.runbook.clone(),
+            checks: self
+                .spec
+                .checks
+                .iter()
+                .zip(&self.checks)
+                .map(|(c, rt)| CheckDetail {
+                    name: c.name.clone(),
+                    role: c.role.as_str(),
+                    target: c.target(),
+                    health: rt.health.health.as_str(),
+                    last_outcome: rt.last.as_ref().map(|(s, _)| s.clone()),
+                    last_probe_at: rt.last.as_ref().map(|(_, t)| t.rfc3339()),
+                })
+                .collect(),
+            routes: self
+                .spec
+                .routes
+                .iter()
+                .map(|r| RouteDetail {
+                    id: r.id.clone(),
+                    primary: r.primary.clone(),
+                    backup: r.backup.clone(),
+                    active: self.side,
+                    active_target: side_target(r, self.side).to_string(),
+                })
+                .collect(),
+            holds: HoldsDetail {
+                pin: m.pin.as_ref().map(|p| PinDetail {
+                    side: p.side,
+                    until: p.until.map(Timestamp::rfc3339),
+                    actor: p.actor.clone(),
+                    reason: p.reason.clone(),
+                }),
+                maintenance: (m.state == State::Maintenance).then(|| MaintenanceDetail {
+                    until: m.maintenance_until.map(Timestamp::rfc3339),
+                }),
+                drill: m.drill.as_ref().map(|d| DrillHold {
+                    id: d.id.clone(),
+                    mode: if d.live { "live" } else { "dry_run" },
+                    until: d.until.rfc3339(),
+                }),
+            },
+        }
+    }
+}
+
+/// The service's policy: its configuration plus the maintenance windows scheduled through
+/// the API that have not ended yet.
+fn policy_for(spec: &ServiceSpec, store: &Store, now: Timestamp) -> Result<Policy, StoreError> {
+    let mut policy = Policy::from_spec(spec);
+    for w in store.scheduled_maintenance(&spec.id, now)? {
+        policy.windows.push(scheduled_window(&w));
+    }
+    Ok(policy)
+}
+
+fn scheduled_window(w: &ScheduledWindow) -> Window {
+    Window {
+        schedule: Schedule::Once(w.starts_at),
+        duration: w.ends_at.since(w.starts_at),
+        reason: w.reason.clone(),
+    }
+}
+
 struct Core {
     config: Arc<Config>,
     coordinator: Arc<dyn Coordinator>,
@@ -268,6 +660,19 @@ struct Core {
     snapshot_tx: watch::Sender<Arc<Snapshot>>,
     outbox_wake: Arc<Notify>,
     msg_tx: mpsc::Sender<Msg>,
+    /// Bumped by every reload that restarts the probe loops.
+    generation: u64,
+    /// Turned true to stop the probe loops of the current generation.
+    probes_stop: watch::Sender<bool>,
+    permits: Arc<Semaphore>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// What one step of a service's machine did.
+#[derive(Default)]
+struct Stepped {
+    rejected: Option<String>,
+    transitions: Vec<AppliedTransition>,
 }
 
 impl Core {
@@ -275,27 +680,654 @@ impl Core {
         // Outcomes change the page often; publish at most every 250 ms unless something switched.
         let mut publish = tokio::time::interval(Duration::from_millis(250));
         let mut dirty = false;
-        // A first look at every service: schedules planned windows and ends a drill whose
-        // deadline was lost in a restart.
+        // A first look at every service: schedules planned windows, ends a drill whose
+        // deadline passed while the daemon was down, and wakes it again at the deadlines of
+        // the holds it restored (drill, pin, maintenance), so none of them runs forever.
         let now = Timestamp::now();
         for si in 0..self.services.len() {
             self.on_event(si, Event::Tick, now);
+            self.wake_for_holds(si, now);
         }
         loop {
             tokio::select! {
                 msg = rx.recv() => match msg {
-                    Some(Msg::Outcome { service, check, outcome, reply }) => {
-                        let confirm = self.on_outcome(service, check, *outcome);
+                    Some(Msg::Outcome { generation, service, check, outcome, reply }) => {
+                        let confirm = generation == self.generation
+                            && self.on_outcome(service, check, *outcome);
                         let _ = reply.send(confirm);
                         dirty = true;
                     }
-                    Some(Msg::Tick { service }) => self.on_event(service, Event::Tick, Timestamp::now()),
+                    Some(Msg::Tick { service }) => {
+                        if let Some(si) = self.index(&service) {
+                            self.on_event(si, Event::Tick, Timestamp::now());
+                        }
+                    }
+                    Some(Msg::Command { service, command, what, params, reply }) => {
+                        let _ = reply.send(self.on_command(&service, command, &what, params));
+                    }
+                    Some(Msg::Inspect { reply }) => {
+                        let _ = reply.send(self.services.iter().map(ServiceRuntime::detail).collect());
+                    }
+                    Some(Msg::DrillStart { request, reply }) => {
+                        let _ = reply.send(self.start_drill(request));
+                    }
+                    Some(Msg::DrillAbort { id, actor, reason, reply }) => {
+                        let _ = reply.send(self.abort_drill(&id, actor, reason));
+                    }
+                    Some(Msg::ScheduleMaintenance { window, reply }) => {
+                        let _ = reply.send(self.schedule_maintenance(window));
+                    }
+                    Some(Msg::Reload { actor, reply }) => {
+                        let _ = reply.send(self.reload(&actor));
+                    }
+                    Some(Msg::Review { audit_id, actor, note, reply }) => {
+                        let _ = reply.send(self.review(audit_id, &actor, &note));
+                    }
                     None => break,
                 },
                 _ = publish.tick() => if dirty { self.publish(); dirty = false; },
                 _ = shutdown.wait_for(|s| *s) => break,
             }
         }
+    }
+
+    fn index(&self, service: &str) -> Option<usize> {
+        self.services.iter().position(|s| s.spec.id == service)
+    }
+
+    /// Asks for a `Tick` at each deadline of the service's restored holds.
+    fn wake_for_holds(&self, si: usize, now: Timestamp) {
+        let m = &self.services[si].machine;
+        let deadlines = [
+            m.drill.as_ref().map(|d| d.until),
+            m.pin.as_ref().and_then(|p| p.until),
+            m.maintenance_until,
+        ];
+        for at in deadlines.into_iter().flatten().filter(|t| *t > now) {
+            self.wake_at(si, at, now);
+        }
+    }
+
+    fn wake_at(&self, si: usize, at: Timestamp, now: Timestamp) {
+        let tx = self.msg_tx.clone();
+        let delay = at.since(now);
+        let service = self.services[si].spec.id.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = tx.send(Msg::Tick { service }).await;
+        });
+    }
+
+    fn metrics_for_new_service(&self, s: &ServiceRuntime) {
+        let m = &self.metrics;
+        m.service_state(&s.spec.id, s.machine.state);
+        m.state_since(&s.spec.id, s.machine.since);
+        m.flapping(&s.spec.id, s.machine.flapping);
+        m.drill_service_configured(&s.spec.id);
+        for c in &s.spec.checks {
+            m.check_configured(&s.spec.id, c);
+        }
+        for r in &s.spec.routes {
+            m.route_targets(&s.spec.id, &r.id, &r.primary, &r.backup, s.side);
+        }
+    }
+
+    /// Starts one probe loop per configured check, as a new generation: loops of the
+    /// previous one are told to stop, and their outcomes are ignored from now on.
+    fn start_probes(&mut self) {
+        self.probes_stop.send_replace(true);
+        self.generation += 1;
+        self.probes_stop = watch::Sender::new(false);
+        for (si, s) in self.config.services.iter().enumerate() {
+            for ci in 0..s.checks.len() {
+                tokio::spawn(probe_loop(
+                    ProbeLoop {
+                        generation: self.generation,
+                        si,
+                        ci,
+                        config: self.config.clone(),
+                        tx: self.msg_tx.clone(),
+                        metrics: self.metrics.clone(),
+                        permits: self.permits.clone(),
+                    },
+                    self.shutdown.clone(),
+                    self.probes_stop.subscribe(),
+                ));
+            }
+        }
+    }
+
+    /// Runs one operator command, audits it with the caller's name, and answers.
+    fn on_command(
+        &mut self,
+        service: &str,
+        command: Command,
+        what: &str,
+        params: serde_json::Value,
+    ) -> Result<Applied, CommandError> {
+        let si = self
+            .index(service)
+            .ok_or_else(|| CommandError::UnknownService(service.to_string()))?;
+        if !self.coordinator.is_leader() {
+            return Err(CommandError::Unavailable(
+                "this node does not lead; send commands to the leader".into(),
+            ));
+        }
+        let (actor, reason) = command_actor(&command);
+        let now = Timestamp::now();
+        let stepped = self.on_event(si, Event::Command(command), now);
+        let audit_id = self.audit_command(si, &actor, &reason, what, params, &stepped, now);
+        match stepped.rejected {
+            Some(r) => Err(CommandError::Rejected(r)),
+            None => Ok(self.applied(si, stepped.transitions, audit_id)),
+        }
+    }
+
+    fn applied(
+        &self,
+        si: usize,
+        transitions: Vec<AppliedTransition>,
+        audit_id: Option<i64>,
+    ) -> Applied {
+        let s = &self.services[si];
+        Applied {
+            service: s.spec.id.clone(),
+            state: s.machine.state,
+            side: s.side,
+            transitions,
+            audit_id,
+        }
+    }
+
+    /// Appends the operator-action audit record of a command, accepted or rejected.
+    #[allow(clippy::too_many_arguments)]
+    fn audit_command(
+        &self,
+        si: usize,
+        actor: &str,
+        reason: &str,
+        what: &str,
+        params: serde_json::Value,
+        stepped: &Stepped,
+        now: Timestamp,
+    ) -> Option<i64> {
+        let detail = serde_json::json!({
+            "command": what,
+            "params": params,
+            "result": if stepped.rejected.is_some() { "rejected" } else { "accepted" },
+            "rejection": stepped.rejected,
+            "transition_ids": stepped.transitions.iter().filter_map(|t| t.transition_id).collect::<Vec<_>>(),
+        });
+        self.audit_action(Some(&self.services[si].spec.id), actor, reason, detail, now)
+    }
+
+    /// Appends an operator-action record; a failure is logged and counted, not hidden.
+    fn audit_action(
+        &self,
+        service: Option<&str>,
+        actor: &str,
+        reason: &str,
+        detail: serde_json::Value,
+        now: Timestamp,
+    ) -> Option<i64> {
+        let rec = NewAuditRecord {
+            kind: crate::audit::KIND_OPERATOR_ACTION.to_string(),
+            at: now,
+            actor: actor.to_string(),
+            service: service.map(str::to_string),
+            reason: reason.to_string(),
+            config_version: self.config.version.clone(),
+            node: self.coordinator.node().to_owned(),
+            detail,
+        };
+        let store = self.store.clone();
+        match tokio::task::block_in_place(|| store.append_audit(&rec)) {
+            Ok(r) => {
+                self.metrics
+                    .audit_recorded(crate::audit::KIND_OPERATOR_ACTION);
+                Some(r.id)
+            }
+            Err(e) => {
+                self.metrics.store_error("append_audit");
+                error!("could not audit an operator action by {actor}: {e}");
+                None
+            }
+        }
+    }
+
+    fn review(
+        &self,
+        audit_id: i64,
+        actor: &str,
+        note: &str,
+    ) -> Result<crate::audit::AuditRecord, CommandError> {
+        use crate::store::ReviewError;
+        let now = Timestamp::now();
+        let draft = crate::audit::AuditRecord {
+            id: 0,
+            kind: crate::store::KIND_REVIEW.to_string(),
+            at: now,
+            node: self.coordinator.node().to_owned(),
+            actor: actor.to_string(),
+            service: None,
+            from: None,
+            to: None,
+            cause: None,
+            reason: note.to_string(),
+            evidence: Vec::new(),
+            routes_before: Default::default(),
+            routes_after: Default::default(),
+            config_version: self.config.version.clone(),
+            transition_id: None,
+            detail: serde_json::json!({ "reviews": audit_id }),
+            prev_hash: String::new(),
+            hash: String::new(),
+        };
+        let store = self.store.clone();
+        let res = tokio::task::block_in_place(|| {
+            let r = store.review(audit_id, actor, note, &draft)?;
+            Ok::<_, ReviewError>((r, store.pending_reviews()?))
+        });
+        match res {
+            Ok((rec, (n, oldest))) => {
+                self.metrics.audit_recorded(crate::store::KIND_REVIEW);
+                let age = oldest.map(|t| now.since(t).as_secs_f64()).unwrap_or(0.0);
+                self.metrics.reviews(n, age);
+                info!("audit record {audit_id} reviewed by {actor}: {note}");
+                Ok(rec)
+            }
+            Err(ReviewError::NotFound(id)) => Err(CommandError::NotFound(format!(
+                "no audit record with id {id}"
+            ))),
+            Err(e @ (ReviewError::NotReviewable(_) | ReviewError::AlreadyReviewed { .. })) => {
+                Err(CommandError::Rejected(e.to_string()))
+            }
+            Err(ReviewError::Store(e)) => {
+                self.metrics.store_error("review");
+                Err(CommandError::Store(e.to_string()))
+            }
+        }
+    }
+
+    fn start_drill(&mut self, req: DrillRequest) -> Result<DrillRow, CommandError> {
+        let si = self
+            .index(&req.service)
+            .ok_or_else(|| CommandError::UnknownService(req.service.clone()))?;
+        if !self.coordinator.is_leader() {
+            return Err(CommandError::Unavailable(
+                "this node does not lead; send drills to the leader".into(),
+            ));
+        }
+        let now = Timestamp::now();
+        let id = crate::drill::new_id(now);
+        let until = now.plus(req.duration);
+        let command = Command::DrillStart {
+            id: id.clone(),
+            live: req.live,
+            until,
+            actor: req.actor.clone(),
+            reason: req.reason.clone(),
+        };
+        let stepped = self.on_event(si, Event::Command(command), now);
+        let switched_at = Timestamp::now();
+        let mode = if req.live { "live" } else { "dry_run" };
+        let params = serde_json::json!({
+            "drill": id, "mode": mode, "duration": humantime::format_duration(req.duration).to_string(),
+            "ticket": req.ticket,
+        });
+        self.audit_command(
+            si,
+            &req.actor,
+            &req.reason,
+            "drill_start",
+            params,
+            &stepped,
+            now,
+        );
+        if let Some(r) = stepped.rejected {
+            return Err(CommandError::Rejected(r));
+        }
+        let svc = &self.services[si];
+        let transition_id = stepped
+            .transitions
+            .iter()
+            .find(|t| t.to == State::Drill)
+            .and_then(|t| t.transition_id);
+        let report = crate::drill::Report::started(crate::drill::Started {
+            id: &id,
+            service: &svc.spec.id,
+            live: req.live,
+            actor: &req.actor,
+            reason: &req.reason,
+            ticket: req.ticket.as_deref(),
+            received: req.received,
+            decided: switched_at,
+            switched: switched_at,
+            deadline: until,
+            targets: svc.spec.drill_targets,
+            on_backup: svc.side == Side::Backup,
+        });
+        let row = report.row();
+        let store = self.store.clone();
+        if let Err(e) = tokio::task::block_in_place(|| store.insert_drill(&row)) {
+            self.metrics.store_error("insert_drill");
+            error!("drill {id}: could not store its report: {e}");
+        }
+        info!(
+            "{}: {mode} drill {id} started by {} until {until}: {}",
+            svc.spec.name, req.actor, req.reason
+        );
+        tokio::spawn(crate::drill::monitor(
+            self.drill_context(si, transition_id),
+            report,
+        ));
+        Ok(row)
+    }
+
+    fn drill_context(&self, si: usize, transition_id: Option<i64>) -> crate::drill::Context {
+        crate::drill::Context {
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+            snapshot: self.snapshot_tx.subscribe(),
+            spec: self.services[si].spec.clone(),
+            transition_id,
+            node: self.coordinator.node().to_owned(),
+            config_version: self.config.version.clone(),
+        }
+    }
+
+    /// Finishes the reports of drills that were running when the daemon last stopped.
+    fn resume_drills(&self) {
+        let store = self.store.clone();
+        let running = match tokio::task::block_in_place(|| store.running_drills()) {
+            Ok(r) => r,
+            Err(e) => {
+                error!("cannot read running drills: {e}");
+                return;
+            }
+        };
+        for row in running {
+            let report = match crate::drill::Report::from_row(&row) {
+                Some(r) => r,
+                None => {
+                    error!(
+                        "drill {}: stored report unreadable; marking it failed",
+                        row.id
+                    );
+                    let _ =
+                        store.update_drill(&row.id, "fail", Some(Timestamp::now()), &row.report);
+                    continue;
+                }
+            };
+            match self.index(&row.service) {
+                Some(si) => {
+                    tokio::spawn(crate::drill::resume(self.drill_context(si, None), report));
+                }
+                None => {
+                    let mut report = report;
+                    report.interrupt("the service is no longer configured");
+                    let _ = store.update_drill(
+                        &row.id,
+                        report.status.as_str(),
+                        report.ended_at_ts(),
+                        &report.json(),
+                    );
+                }
+            }
+        }
+    }
+
+    fn abort_drill(
+        &mut self,
+        id: &str,
+        actor: String,
+        reason: String,
+    ) -> Result<Applied, CommandError> {
+        let si = self
+            .services
+            .iter()
+            .position(|s| s.machine.drill.as_ref().is_some_and(|d| d.id == id));
+        let Some(si) = si else {
+            let store = self.store.clone();
+            return match tokio::task::block_in_place(|| store.drill(id)) {
+                Ok(Some(row)) => Err(CommandError::Rejected(format!(
+                    "drill {id} is no longer running ({})",
+                    row.status
+                ))),
+                Ok(None) => Err(CommandError::UnknownDrill(id.to_string())),
+                Err(e) => Err(CommandError::Store(e.to_string())),
+            };
+        };
+        let service = self.services[si].spec.id.clone();
+        let command = Command::DrillAbort {
+            actor: actor.clone(),
+            reason: reason.clone(),
+        };
+        self.on_command(
+            &service,
+            command,
+            "drill_abort",
+            serde_json::json!({ "drill": id }),
+        )
+    }
+
+    fn schedule_maintenance(&mut self, w: ScheduledWindow) -> Result<i64, CommandError> {
+        let si = self
+            .index(&w.service)
+            .ok_or_else(|| CommandError::UnknownService(w.service.clone()))?;
+        let store = self.store.clone();
+        let id = tokio::task::block_in_place(|| store.schedule_maintenance(&w)).map_err(|e| {
+            self.metrics.store_error("schedule_maintenance");
+            CommandError::Store(e.to_string())
+        })?;
+        let now = Timestamp::now();
+        self.audit_action(
+            Some(&w.service),
+            &w.actor,
+            &w.reason,
+            serde_json::json!({
+                "command": "maintenance_schedule",
+                "window": id,
+                "starts_at": w.starts_at.rfc3339(),
+                "ends_at": w.ends_at.rfc3339(),
+            }),
+            now,
+        );
+        self.services[si].policy.windows.push(scheduled_window(&w));
+        // The machine asks to be woken at the window's start (or enters it now).
+        self.on_event(si, Event::Tick, now);
+        Ok(id)
+    }
+
+    /// Re-reads the configuration file. Invalid: keep everything and say why. Valid: swap it
+    /// in, keeping the machine state (and holds) of services that still exist and the health
+    /// of checks whose definition did not change.
+    fn reload(&mut self, actor: &str) -> Result<ReloadReport, ReloadError> {
+        let path = self.config.source.clone();
+        let new = match Config::load(&path) {
+            Ok(c) => c,
+            Err(e) => {
+                self.metrics.config_reload(false);
+                let diagnostics: Vec<String> =
+                    e.diagnostics.iter().map(ToString::to_string).collect();
+                error!(
+                    "configuration reload by {actor} failed; keeping the running configuration: {}",
+                    diagnostics.join("; ")
+                );
+                return Err(ReloadError::Invalid { diagnostics });
+            }
+        };
+        let now = Timestamp::now();
+        let old = &self.config;
+        let mut restart_needed = Vec::new();
+        if new.server.listen != old.server.listen {
+            restart_needed.push("[server] listen".to_string());
+        }
+        if new.server.max_concurrent_probes != old.server.max_concurrent_probes {
+            restart_needed.push("[server] max_concurrent_probes".to_string());
+        }
+        if new.storage.path != old.storage.path {
+            restart_needed.push("[storage] path".to_string());
+        }
+        if format!("{:?}", new.email) != format!("{:?}", old.email) {
+            restart_needed.push("[email]".to_string());
+        }
+        if new.auth != old.auth {
+            restart_needed.push("[auth] tokens_file".to_string());
+        }
+        let hooks = |c: &Config| -> Vec<String> {
+            c.services
+                .iter()
+                .flat_map(|s| s.on_switch.iter().map(|h| format!("{h:?}")))
+                .collect()
+        };
+        if hooks(&new) != hooks(old) {
+            restart_needed.push("[[on_switch]] webhooks".to_string());
+        }
+
+        // Everything that reads the store happens first, so a store error leaves the running
+        // services untouched rather than half swapped.
+        let mut policies = std::collections::HashMap::new();
+        let mut fresh = std::collections::HashMap::new();
+        for spec in &new.services {
+            let store_err = |e: StoreError| ReloadError::Store(e.to_string());
+            if self.index(&spec.id).is_some() {
+                let policy = policy_for(spec, &self.store, now).map_err(store_err)?;
+                policies.insert(spec.id.clone(), policy);
+            } else {
+                let rt = ServiceRuntime::load(spec, &self.store, now).map_err(store_err)?;
+                fresh.insert(spec.id.clone(), rt);
+            }
+        }
+        let mut old_services: Vec<Option<ServiceRuntime>> = std::mem::take(&mut self.services)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut report = ReloadReport {
+            config_version: new.version.clone(),
+            services_added: Vec::new(),
+            services_removed: Vec::new(),
+            services_changed: Vec::new(),
+            checks_changed: Vec::new(),
+            restart_needed,
+        };
+        let mut services = Vec::with_capacity(new.services.len());
+        for spec in &new.services {
+            let prev = old_services
+                .iter_mut()
+                .find(|o| o.as_ref().is_some_and(|o| o.spec.id == spec.id))
+                .and_then(Option::take);
+            match prev {
+                Some(mut rt) => {
+                    if format!("{:?}", rt.spec) != format!("{:?}", spec) {
+                        report.services_changed.push(spec.id.clone());
+                    }
+                    let mut checks = Vec::with_capacity(spec.checks.len());
+                    for c in &spec.checks {
+                        let kept = rt
+                            .spec
+                            .checks
+                            .iter()
+                            .position(|o| format!("{o:?}") == format!("{c:?}"))
+                            .map(|i| std::mem::replace(&mut rt.checks[i], CheckRuntime::new(now)));
+                        match kept {
+                            Some(k) => checks.push(k),
+                            None => {
+                                report.checks_changed.push(c.name.clone());
+                                self.metrics.check_configured(&spec.id, c);
+                                // Its health starts over: the machine forgets the old verdict.
+                                rt.machine.health.remove(&c.name);
+                                rt.machine.failing_since.remove(&c.name);
+                                rt.machine.detail.remove(&c.name);
+                                checks.push(CheckRuntime::new(now));
+                            }
+                        }
+                    }
+                    for c in &rt.spec.checks {
+                        if !spec
+                            .checks
+                            .iter()
+                            .any(|n| format!("{n:?}") == format!("{c:?}"))
+                        {
+                            if !spec.checks.iter().any(|n| n.name == c.name) {
+                                report.checks_changed.push(c.name.clone());
+                                self.metrics.remove_check(&spec.id, c);
+                            }
+                            rt.machine.health.remove(&c.name);
+                            rt.machine.failing_since.remove(&c.name);
+                            rt.machine.detail.remove(&c.name);
+                        }
+                    }
+                    rt.checks = checks;
+                    if let Some(policy) = policies.remove(&spec.id) {
+                        rt.policy = policy;
+                    }
+                    // The next window wake is asked for again under the new policy.
+                    rt.machine.next_window_wake = None;
+                    rt.spec = spec.clone();
+                    for r in &spec.routes {
+                        self.metrics
+                            .route_targets(&spec.id, &r.id, &r.primary, &r.backup, rt.side);
+                    }
+                    services.push(rt);
+                }
+                None => {
+                    let Some(rt) = fresh.remove(&spec.id) else {
+                        // Loaded above for every id that was not running; ids are unique.
+                        continue;
+                    };
+                    self.metrics_for_new_service(&rt);
+                    report.services_added.push(spec.id.clone());
+                    services.push(rt);
+                }
+            }
+        }
+        for gone in old_services.into_iter().flatten() {
+            info!(
+                "{}: no longer configured; its probes stop (its history stays in the store)",
+                gone.spec.name
+            );
+            for c in &gone.spec.checks {
+                self.metrics.remove_check(&gone.spec.id, c);
+            }
+            self.metrics.forget_service(&gone.spec.id);
+            report.services_removed.push(gone.spec.id.clone());
+        }
+        self.services = services;
+        self.config = Arc::new(new);
+        self.start_probes();
+        for si in 0..self.services.len() {
+            self.on_event(si, Event::Tick, now);
+        }
+        self.publish();
+        self.metrics.config_reload(true);
+        self.audit_action(
+            None,
+            actor,
+            "configuration reload",
+            serde_json::json!({
+                "command": "reload",
+                "services_added": report.services_added,
+                "services_removed": report.services_removed,
+                "services_changed": report.services_changed,
+                "checks_changed": report.checks_changed,
+            }),
+            now,
+        );
+        info!(
+            "configuration reloaded by {actor}: version {}; {} services ({} added, {} removed, {} changed){}",
+            &report.config_version[..12.min(report.config_version.len())],
+            self.services.len(),
+            report.services_added.len(),
+            report.services_removed.len(),
+            report.services_changed.len(),
+            if report.restart_needed.is_empty() {
+                String::new()
+            } else {
+                format!("; needs a restart to apply: {}", report.restart_needed.join(", "))
+            }
+        );
+        Ok(report)
     }
 
     fn on_outcome(&mut self, si: usize, ci: usize, outcome: Outcome) -> bool {
@@ -344,7 +1376,8 @@ impl Core {
         confirm
     }
 
-    fn on_event(&mut self, si: usize, event: Event, now: Timestamp) {
+    fn on_event(&mut self, si: usize, event: Event, now: Timestamp) -> Stepped {
+        let mut stepped = Stepped::default();
         let svc = &mut self.services[si];
         let actions = failover::step(&mut svc.machine, &svc.policy, &event, now);
         let holds = svc.machine.holds();
@@ -365,12 +1398,18 @@ impl Core {
                 ),
             }
         }
+        if let Some(Action::Rejected { reason }) = actions
+            .iter()
+            .find(|a| matches!(a, Action::Rejected { .. }))
+        {
+            stepped.rejected = Some(reason.clone());
+        }
         if actions.is_empty() {
-            return;
+            return stepped;
         }
         if !self.coordinator.is_leader() {
             // Followers keep deciding so they can take over with a warm state, but act on nothing.
-            return;
+            return stepped;
         }
         // The side after each record: the switch that follows it, if any.
         let sides: Vec<Side> = (0..actions.len())
@@ -385,7 +1424,23 @@ impl Core {
                     transition,
                     announce,
                     detected_in,
-                } => self.record(si, transition, announce, detected_in, side_after),
+                } => {
+                    let (from, to, cause, at) = (
+                        transition.from,
+                        transition.to,
+                        transition.cause.as_str(),
+                        transition.at.rfc3339(),
+                    );
+                    let transition_id =
+                        self.record(si, transition, announce, detected_in, side_after);
+                    stepped.transitions.push(AppliedTransition {
+                        transition_id,
+                        from,
+                        to,
+                        cause,
+                        at,
+                    });
+                }
                 Action::SwitchRoutes { to } => self.switch(si, to),
                 Action::Flapping { on } => {
                     let svc = &self.services[si];
@@ -407,17 +1462,11 @@ impl Core {
                         self.services[si].spec.name
                     );
                 }
-                Action::WakeAt(at) => {
-                    let tx = self.msg_tx.clone();
-                    let delay = at.since(now);
-                    tokio::spawn(async move {
-                        tokio::time::sleep(delay).await;
-                        let _ = tx.send(Msg::Tick { service: si }).await;
-                    });
-                }
+                Action::WakeAt(at) => self.wake_at(si, at, now),
             }
         }
         self.publish();
+        stepped
     }
 
     /// Writes the transition and its announcements in one transaction, before any switch.
@@ -428,7 +1477,7 @@ impl Core {
         announce: bool,
         detected_in: Option<Duration>,
         side_after: Side,
-    ) {
+    ) -> Option<i64> {
         let svc = &mut self.services[si];
         let routes_after = route_views(&svc.spec, side_after);
         let mut announcements = if announce {
@@ -465,12 +1514,13 @@ impl Core {
         };
         let res =
             tokio::task::block_in_place(|| store.commit_transition(&t, audit, &announcements));
-        match res {
-            Ok(_) => {
+        let transition_id = match res {
+            Ok(c) => {
                 self.metrics.audit_recorded(crate::audit::KIND_TRANSITION);
                 if !announcements.is_empty() {
                     self.outbox_wake.notify_one();
                 }
+                Some(c.transition_id)
             }
             // The switch still happens (customers come first), but loudly: the record is missing.
             Err(e) => {
@@ -478,9 +1528,10 @@ impl Core {
                 error!(
                     "{}: could not record transition {} -> {}: {e}; announcements for it are NOT queued",
                     svc.spec.name, t.from, t.to
-                )
+                );
+                None
             }
-        }
+        };
         self.metrics.transition(&t.service, t.from, t.to, t.cause);
         self.metrics.service_state(&t.service, t.to);
         self.metrics.state_since(&t.service, t.at);
@@ -500,6 +1551,7 @@ impl Core {
             "{}: {} -> {}{by}: {}{detected}",
             svc.spec.name, t.from, t.to, t.reason
         );
+        transition_id
     }
 
     /// The only place routes change.
@@ -592,17 +1644,34 @@ fn first_delay(check: &CheckSpec) -> Duration {
     Duration::from_millis(h.finish() % ms)
 }
 
-/// Probes one check forever: at its interval, or at `retry_interval` while the core wants
-/// confirmation. Each probe is bounded by the check's timeout inside `probe::run`.
-async fn probe_loop(
+/// What a probe loop needs: which check (by position in `config`, valid for its generation).
+struct ProbeLoop {
+    generation: u64,
     si: usize,
     ci: usize,
     config: Arc<Config>,
     tx: mpsc::Sender<Msg>,
     metrics: Arc<Metrics>,
     permits: Arc<Semaphore>,
+}
+
+/// Probes one check until shutdown or until its generation is stopped by a reload: at its
+/// interval, or at `retry_interval` while the core wants confirmation. Each probe is bounded
+/// by the check's timeout inside `probe::run`.
+async fn probe_loop(
+    p: ProbeLoop,
     mut shutdown: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
 ) {
+    let ProbeLoop {
+        generation,
+        si,
+        ci,
+        config,
+        tx,
+        metrics,
+        permits,
+    } = p;
     // Shared, not cloned: ten thousand checks would otherwise hold ten thousand copies.
     let check = &config.services[si].checks[ci];
     let mut due = tokio::time::Instant::now() + first_delay(check);
@@ -610,21 +1679,25 @@ async fn probe_loop(
         tokio::select! {
             _ = tokio::time::sleep_until(due) => {}
             _ = shutdown.wait_for(|s| *s) => return,
+            _ = stop.wait_for(|s| *s) => return,
         }
         // Waiting for a permit counts as schedule lag: that is what the limit costs.
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => p,
             _ = shutdown.wait_for(|s| *s) => return,
+            _ = stop.wait_for(|s| *s) => return,
         };
         let started = tokio::time::Instant::now();
         metrics.schedule_lag(started.saturating_duration_since(due).as_secs_f64());
         let outcome = tokio::select! {
             o = probe::run(check) => o,
             _ = shutdown.wait_for(|s| *s) => return,
+            _ = stop.wait_for(|s| *s) => return,
         };
         drop(permit);
         let (reply, confirm) = oneshot::channel();
         let msg = Msg::Outcome {
+            generation,
             service: si,
             check: ci,
             outcome: Box::new(outcome),
@@ -642,6 +1715,36 @@ async fn probe_loop(
         } else {
             (due + check.interval).max(now)
         };
+    }
+}
+
+/// Keeps `switchboard_reviews_pending` and the oldest pending age current (the age grows by
+/// itself, so it is refreshed on a timer rather than on events).
+async fn watch_reviews(
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut every = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.pending_reviews()).await {
+            Ok(Ok((n, oldest))) => {
+                let age = oldest
+                    .map(|t| Timestamp::now().since(t).as_secs_f64())
+                    .unwrap_or(0.0);
+                metrics.reviews(n, age);
+            }
+            Ok(Err(e)) => {
+                metrics.store_error("pending_reviews");
+                warn!("cannot count pending reviews: {e}");
+            }
+            Err(_) => return,
+        }
     }
 }
 
@@ -681,5 +1784,19 @@ async fn report_deliveries(
                 .unwrap_or(0.0);
             metrics.outbox(backlog, age);
         }
+    }
+}
+
+/// The actor and reason a command carries.
+fn command_actor(c: &Command) -> (String, String) {
+    match c {
+        Command::Failover { actor, reason, .. }
+        | Command::Failback { actor, reason }
+        | Command::Pin { actor, reason, .. }
+        | Command::Unpin { actor, reason }
+        | Command::MaintenanceStart { actor, reason, .. }
+        | Command::MaintenanceStop { actor, reason }
+        | Command::DrillStart { actor, reason, .. }
+        | Command::DrillAbort { actor, reason } => (actor.clone(), reason.clone()),
     }
 }

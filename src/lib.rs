@@ -6,10 +6,12 @@ pub mod announce; // messages (pure rendering), outbox delivery, e-mail transpor
 pub mod api; // HTTP server: /metrics, /status, /api/v2 (Statuspage), /go, /api/v1
 pub mod app; // the shell: schedules probes, feeds the core, executes actions, serves HTTP
 pub mod audit; // tamper-evident audit log: record shape, hash chain, verify, export
+pub mod client; // the HTTP client behind `status`, `drill`, `failover`, `failback`
 pub mod clock; // Timestamp; the one wall-clock read
 pub mod cluster; // the coordinator seam: single node always leads
 pub mod config; // raw TOML -> validated Config with file:line diagnostics
 pub mod demo;
+pub mod drill; // drills: the timed report of an operator-started exercise of the failover path
 pub mod failover; // pure failover state machine per service
 pub mod health; // pure: outcomes -> check health
 pub mod html; // HTML escaping for the status page and e-mail

@@ -59,6 +59,122 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Manage control-API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Every service's state, side and holds (client of the HTTP API).
+    Status {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Print the API's JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start, follow, abort and list drills (client of the HTTP API).
+    Drill {
+        #[command(subcommand)]
+        command: DrillCommand,
+    },
+    /// Switch a service to its backup now (client of the HTTP API).
+    Failover {
+        service: String,
+        #[arg(long)]
+        reason: String,
+        /// Admin only: switch even to a backup whose checks are down.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Switch a service back to its primary now (client of the HTTP API).
+    Failback {
+        service: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+/// Where the daemon is and who is asking.
+#[derive(clap::Args, Clone)]
+struct ApiArgs {
+    /// The daemon's base URL.
+    #[arg(long, env = "SWITCHBOARD_URL", default_value = switchboard::client::DEFAULT_URL)]
+    url: String,
+    /// A bearer token from `switchboard token new` (prefer the environment variable: the
+    /// command line is visible to other users of the machine).
+    #[arg(long, env = "SWITCHBOARD_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token, print it once, store only its SHA-256 in `[auth] tokens_file`.
+    New {
+        name: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        #[arg(long, default_value = "switchboard.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Viewer,
+    Operator,
+    Admin,
+}
+
+#[derive(Subcommand)]
+enum DrillCommand {
+    /// Start a drill; prints its id. Exit 0 started, 1 refused, 2 usage, 3 unreachable/auth.
+    Start {
+        service: String,
+        /// How long until the automatic revert, e.g. 10m (1s to 24h).
+        #[arg(long)]
+        duration: String,
+        #[arg(long)]
+        reason: String,
+        /// Every step but the route switch and external pushes.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        ticket: Option<String>,
+        /// Follow the drill until its report is complete (exit 1 if it failed).
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Show a drill's steps; with --wait, follow them until the report is complete.
+    Status {
+        id: String,
+        #[arg(long)]
+        wait: bool,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Abort a running drill (the service reverts now).
+    Abort {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Recent drills, newest first.
+    List {
+        #[arg(long)]
+        service: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -139,11 +255,55 @@ fn main() -> ExitCode {
                 }
             };
             daemon(|stop| async move {
-                switchboard::app::run(config, None, stop)
-                    .await
-                    .map_err(|e| e.to_string())
+                // Installed before the daemon starts, so a SIGHUP never kills it (the default).
+                let hangup =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+                switchboard::app::run_with(config, None, stop, move |handle| {
+                    if let Some(hangup) = hangup {
+                        tokio::spawn(reload_on_sighup(hangup, handle));
+                    }
+                })
+                .await
+                .map_err(|e| e.to_string())
             })
         }
+        Command::Token {
+            command: TokenCommand::New { name, role, config },
+        } => token_new(&config, &name, role),
+        Command::Status { api, json } => client(&api, |c| async move {
+            let a = c.send("GET", "/api/v1/services", None).await?;
+            if a.status == 200 {
+                match (json, a.json()) {
+                    (true, _) | (false, None) => println!("{}", a.body.trim()),
+                    (false, Some(v)) => print!("{}", switchboard::client::format_services(&v)),
+                }
+            }
+            Ok(a)
+        }),
+        Command::Failover {
+            service,
+            reason,
+            force,
+            api,
+        } => client(&api, |c| async move {
+            let body = serde_json::json!({ "reason": reason, "force": force });
+            let path = format!("/api/v1/services/{}/failover", path_segment(&service));
+            let a = c.send("POST", &path, Some(&body)).await?;
+            print_applied(&a);
+            Ok(a)
+        }),
+        Command::Failback {
+            service,
+            reason,
+            api,
+        } => client(&api, |c| async move {
+            let body = serde_json::json!({ "reason": reason });
+            let path = format!("/api/v1/services/{}/failback", path_segment(&service));
+            let a = c.send("POST", &path, Some(&body)).await?;
+            print_applied(&a);
+            Ok(a)
+        }),
+        Command::Drill { command } => drill(command),
         Command::Audit { command } => audit(command),
         Command::Demo => {
             init_logging(true);
@@ -154,6 +314,339 @@ fn main() -> ExitCode {
             })
         }
     }
+}
+
+/// `switchboard token new`: the token goes to stdout once; only its hash is stored.
+fn token_new(config: &std::path::Path, name: &str, role: RoleArg) -> ExitCode {
+    use switchboard::api::auth::{new_token, Role};
+    let config = match Config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(path) = config.auth.tokens_file.clone() else {
+        eprintln!(
+            "{}: no [auth] tokens_file; add one (e.g. tokens_file = \"tokens.toml\") first",
+            config.source.display()
+        );
+        return ExitCode::from(2);
+    };
+    let role = match role {
+        RoleArg::Viewer => Role::Viewer,
+        RoleArg::Operator => Role::Operator,
+        RoleArg::Admin => Role::Admin,
+    };
+    match new_token(&path, name, role) {
+        Ok(token) => {
+            println!("{token}");
+            eprintln!(
+                "token {name:?} ({role}) added to {}; it is shown only this once, only its SHA-256 is stored",
+                path.display()
+            );
+            audit_token_created(&config, name, role);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("switchboard token new: {e}");
+            ExitCode::from(
+                if matches!(e, switchboard::api::auth::TokenError::Duplicate { .. }) {
+                    1
+                } else {
+                    2
+                },
+            )
+        }
+    }
+}
+
+/// Records the new token (its name and role, never the token) in the audit chain, with the
+/// local user as the actor. The token is already usable; a failure here is reported, not fatal.
+fn audit_token_created(config: &Config, name: &str, role: switchboard::api::auth::Role) {
+    use switchboard::cluster::Coordinator;
+    let store = match switchboard::store::Store::open(&config.storage.path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("warning: the token was created but not audited: {e}");
+            return;
+        }
+    };
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let rec = switchboard::audit::NewAuditRecord {
+        kind: switchboard::audit::KIND_OPERATOR_ACTION.to_string(),
+        at: switchboard::clock::Timestamp::now(),
+        actor: format!("cli:{user}"),
+        service: None,
+        reason: format!("API token {name:?} created"),
+        config_version: config.version.clone(),
+        node: switchboard::cluster::SingleNode::from_host()
+            .node()
+            .to_string(),
+        detail: serde_json::json!({ "command": "token_new", "token": name, "role": role.as_str() }),
+    };
+    if let Err(e) = store.append_audit(&rec) {
+        eprintln!("warning: the token was created but not audited: {e}");
+    }
+}
+
+async fn reload_on_sighup(
+    mut hangup: tokio::signal::unix::Signal,
+    handle: switchboard::app::CoreHandle,
+) {
+    while hangup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the configuration");
+        // The core logs the outcome (and the diagnostics of an invalid file) itself.
+        let _ = handle.reload("SIGHUP").await;
+    }
+}
+
+/// A path segment with the characters that would change the path percent-encoded.
+fn path_segment(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+/// Runs one client interaction and maps its answer to the documented exit codes.
+fn client<F, Fut>(api: &ApiArgs, body: F) -> ExitCode
+where
+    F: FnOnce(switchboard::client::Client) -> Fut,
+    Fut: std::future::Future<
+        Output = Result<switchboard::client::Answer, switchboard::client::ClientError>,
+    >,
+{
+    use switchboard::client::{exit, Client};
+    let c = match Client::new(&api.url, api.token.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    match rt.block_on(body(c)) {
+        Ok(a) => {
+            if !(200..300).contains(&a.status) {
+                eprintln!("switchboard: {} ({})", a.error_message(), a.status);
+                if a.status == 401 && api.token.is_none() {
+                    eprintln!("set SWITCHBOARD_TOKEN to a token from `switchboard token new`");
+                }
+            }
+            ExitCode::from(exit::of_status(a.status))
+        }
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            ExitCode::from(exit::UNREACHABLE)
+        }
+    }
+}
+
+fn print_applied(a: &switchboard::client::Answer) {
+    if a.status != 200 {
+        return;
+    }
+    let Some(v) = a.json() else { return };
+    let transitions: Vec<String> = v["transitions"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .map(|t| {
+                    format!(
+                        "{} -> {}",
+                        t["from"].as_str().unwrap_or("?"),
+                        t["to"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    println!(
+        "{}: {} (routes on {}){}",
+        v["service"].as_str().unwrap_or("?"),
+        v["state"].as_str().unwrap_or("?"),
+        v["side"].as_str().unwrap_or("?"),
+        if transitions.is_empty() {
+            "; no change".to_string()
+        } else {
+            format!("; {}", transitions.join(", "))
+        }
+    );
+}
+
+/// `switchboard drill ...`.
+fn drill(command: DrillCommand) -> ExitCode {
+    use switchboard::client::{format_drill, Client};
+    match command {
+        DrillCommand::Start {
+            service,
+            duration,
+            reason,
+            dry_run,
+            ticket,
+            wait,
+            api,
+        } => {
+            let mut id = None;
+            let code = client(&api, |c: Client| {
+                let id = &mut id;
+                async move {
+                    let body = serde_json::json!({
+                        "service": service,
+                        "mode": if dry_run { "dry_run" } else { "live" },
+                        "duration": duration,
+                        "reason": reason,
+                        "ticket": ticket,
+                    });
+                    let a = c.send("POST", "/api/v1/drills", Some(&body)).await?;
+                    if let Some(v) = a.json().filter(|_| a.status == 201) {
+                        *id = v["id"].as_str().map(str::to_string);
+                        if wait {
+                            eprint!("{}", format_drill(&v));
+                        } else {
+                            print!("{}", format_drill(&v));
+                        }
+                    }
+                    Ok(a)
+                }
+            });
+            match (wait, id) {
+                (true, Some(id)) => follow(&api, &id, false),
+                (false, Some(id)) => {
+                    println!("follow it with: switchboard drill status {id} --wait");
+                    code
+                }
+                _ => code,
+            }
+        }
+        DrillCommand::Status {
+            id,
+            wait,
+            json,
+            api,
+        } => {
+            if wait {
+                follow(&api, &id, json)
+            } else {
+                client(&api, |c| async move {
+                    let a = c
+                        .send(
+                            "GET",
+                            &format!("/api/v1/drills/{}", path_segment(&id)),
+                            None,
+                        )
+                        .await?;
+                    if let Some(v) = a.json().filter(|_| a.status == 200) {
+                        if json {
+                            println!("{}", a.body.trim());
+                        } else {
+                            print!("{}", format_drill(&v));
+                        }
+                    }
+                    Ok(a)
+                })
+            }
+        }
+        DrillCommand::Abort { id, reason, api } => client(&api, |c| async move {
+            let body = reason.map(|r| serde_json::json!({ "reason": r }));
+            let path = format!("/api/v1/drills/{}/abort", path_segment(&id));
+            let a = c.send("POST", &path, body.as_ref()).await?;
+            print_applied(&a);
+            Ok(a)
+        }),
+        DrillCommand::List { service, api } => client(&api, |c| async move {
+            let q = service
+                .map(|s| format!("?service={}", path_segment(&s)))
+                .unwrap_or_default();
+            let a = c.send("GET", &format!("/api/v1/drills{q}"), None).await?;
+            if let Some(v) = a.json().filter(|_| a.status == 200) {
+                println!(
+                    "{:<34} {:<24} {:<8} {:<8} {:<26} REASON",
+                    "ID", "SERVICE", "MODE", "STATUS", "STARTED"
+                );
+                for d in v["drills"].as_array().cloned().unwrap_or_default() {
+                    println!(
+                        "{:<34} {:<24} {:<8} {:<8} {:<26} {}",
+                        d["id"].as_str().unwrap_or("?"),
+                        d["service"].as_str().unwrap_or("?"),
+                        d["mode"].as_str().unwrap_or("?"),
+                        d["status"].as_str().unwrap_or("?"),
+                        d["started_at"].as_str().unwrap_or("?"),
+                        d["reason"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            Ok(a)
+        }),
+    }
+}
+
+/// Polls a drill, printing each step as it finishes, until its report is complete. Exit 0
+/// pass, 1 fail or aborted, or the client exit code of a failed request.
+fn follow(api: &ApiArgs, id: &str, json: bool) -> ExitCode {
+    use switchboard::client::{exit, format_drill, Client};
+    let c = match Client::new(&api.url, api.token.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let path = format!("/api/v1/drills/{}", path_segment(id));
+    rt.block_on(async move {
+        let mut shown = std::collections::BTreeSet::new();
+        loop {
+            let a = match c.send("GET", &path, None).await {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!("switchboard: {e}");
+                    return ExitCode::from(exit::UNREACHABLE);
+                }
+            };
+            if a.status != 200 {
+                eprintln!("switchboard: {} ({})", a.error_message(), a.status);
+                return ExitCode::from(exit::of_status(a.status));
+            }
+            let Some(v) = a.json() else {
+                eprintln!("switchboard: the daemon answered something that is not JSON");
+                return ExitCode::from(exit::REFUSED);
+            };
+            for s in v["steps"].as_array().cloned().unwrap_or_default() {
+                let name = s["name"].as_str().unwrap_or("?").to_string();
+                if s["status"] != "pending" && shown.insert(name.clone()) && !json {
+                    println!(
+                        "{:<8} {:<22} {}",
+                        s["status"].as_str().unwrap_or("?"),
+                        name,
+                        s["detail"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            let status = v["status"].as_str().unwrap_or("running");
+            if status != "running" {
+                if json {
+                    println!("{}", a.body.trim());
+                } else {
+                    print!("\n{}", format_drill(&v));
+                }
+                return ExitCode::from(if status == "pass" {
+                    exit::OK
+                } else {
+                    exit::REFUSED
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    })
 }
 
 fn probe(config: &std::path::Path, name: &str, json: bool) -> ExitCode {

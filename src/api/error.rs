@@ -4,7 +4,7 @@
 //! machine-readable `code`, the message is for humans. Bad input must never become a 500, so
 //! axum's extractor rejections convert into the matching 4xx variant here, in one place.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -34,6 +34,9 @@ pub enum ApiError {
     /// 413: the body exceeds the configured limit.
     #[error("request body too large")]
     PayloadTooLarge,
+    /// 429: too many failed authentications from this client; try again after the delay.
+    #[error("too many failed authentications from this client; retry in {retry_after_secs}s")]
+    TooManyRequests { retry_after_secs: u64 },
     /// 415: a JSON body was sent without `Content-Type: application/json`.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -60,6 +63,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -76,6 +80,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Unprocessable(_) => "unprocessable",
             ApiError::Internal(_) => "internal",
         }
@@ -125,12 +130,23 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if let ApiError::TooManyRequests { retry_after_secs } = &self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
         response
     }
 }
 
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
+        ApiError::from_rejection(r.status(), r.body_text())
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(r: BytesRejection) -> Self {
         ApiError::from_rejection(r.status(), r.body_text())
     }
 }
@@ -183,6 +199,14 @@ mod tests {
         )
         .await;
         check(ApiError::Unprocessable("x".into()), 422, "unprocessable").await;
+        check(
+            ApiError::TooManyRequests {
+                retry_after_secs: 2,
+            },
+            429,
+            "too_many_requests",
+        )
+        .await;
         check(ApiError::Internal("secret".into()), 500, "internal").await;
     }
 

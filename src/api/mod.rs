@@ -5,7 +5,10 @@
 //! family lives in its own file: `public` (customers, widgets), `ops` (metrics, probes of the
 //! daemon itself), `statuspage` and `page` (pure renderers), `error` (the one error shape).
 
+pub mod auth;
+pub mod control;
 pub mod error;
+pub mod openapi;
 pub mod ops;
 pub mod page;
 pub mod public;
@@ -31,6 +34,11 @@ pub struct ApiState {
     snapshot: watch::Receiver<Arc<Snapshot>>,
     metrics: MetricsFn,
     ready: Arc<AtomicBool>,
+    /// Authenticates control calls (`auth::Caller`); refuses all without a token file.
+    pub(crate) auth: Arc<auth::Auth>,
+    /// The way to the core task; `None` when the server runs without a daemon (tests of the
+    /// public endpoints), in which case control endpoints answer 404.
+    pub(crate) control: Option<control::Control>,
 }
 
 impl ApiState {
@@ -45,7 +53,16 @@ impl ApiState {
             snapshot,
             metrics: Arc::new(metrics),
             ready,
+            auth: Arc::new(auth::Auth::disabled()),
+            control: None,
         }
+    }
+
+    /// Enables the control API: `auth` checks tokens, `control` reaches the core.
+    pub fn with_control(mut self, auth: Arc<auth::Auth>, control: control::Control) -> Self {
+        self.auth = auth;
+        self.control = Some(control);
+        self
     }
 
     /// The latest published snapshot. The `Arc` is cloned out so the channel's read lock is
@@ -73,9 +90,25 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
+        .merge(control::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Every 403 (any handler's `caller.require(..)?`) counts as an auth failure.
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            count_forbidden,
+        ))
         .with_state(state)
+}
+
+async fn count_forbidden(
+    axum::extract::State(state): axum::extract::State<ApiState>,
+    response: axum::response::Response,
+) -> axum::response::Response {
+    if response.status() == axum::http::StatusCode::FORBIDDEN {
+        state.auth.forbidden();
+    }
+    response
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
@@ -94,7 +127,12 @@ pub async fn serve(
     state: ApiState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    // The peer address reaches handlers so the control API can slow down one client that
+    // keeps presenting wrong tokens without slowing down the others.
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

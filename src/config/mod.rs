@@ -126,6 +126,8 @@ pub struct ServiceSpec {
     pub on_switch: Vec<WebhookSpec>,
     pub checks: Vec<CheckSpec>,
     pub routes: Vec<RouteSpec>,
+    /// What drills of this service are timed against (`drill_targets`).
+    pub drill_targets: DrillTargets,
     /// The service file it came from.
     pub source: PathBuf,
 }
@@ -136,6 +138,24 @@ impl ServiceSpec {
     }
     pub fn backup_checks(&self) -> impl Iterator<Item = &CheckSpec> {
         self.checks.iter().filter(|c| c.role == Role::Backup)
+    }
+}
+
+/// Targets a drill's steps are checked against (`drill_targets = { switch, notify }`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DrillTargets {
+    /// Decision, route switch, backup verification and revert, each within this.
+    pub switch: Duration,
+    /// E-mail accepted, status page updated, webhooks acknowledged, within this of the start.
+    pub notify: Duration,
+}
+
+impl Default for DrillTargets {
+    fn default() -> Self {
+        DrillTargets {
+            switch: Duration::from_secs(5),
+            notify: Duration::from_secs(60),
+        }
     }
 }
 

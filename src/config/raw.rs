@@ -187,6 +187,19 @@ pub struct RawService {
     pub flap_window: Option<Spanned<String>>,
     /// Where customers go during maintenance: `"backup"` (default) or `"primary"`.
     pub maintenance_route: Option<Spanned<String>>,
+    /// What a drill of this service is timed against: `{ switch = "5s", notify = "60s" }`.
+    pub drill_targets: Option<RawDrillTargets>,
+}
+
+/// `drill_targets = { switch = "5s", notify = "60s" }`: both optional.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDrillTargets {
+    /// Decision, route switch, backup verified and revert, each within this. Default `5s`.
+    pub switch: Option<Spanned<String>>,
+    /// E-mail accepted, status page updated and webhooks acknowledged within this of the
+    /// drill's start. Default `60s`.
+    pub notify: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1101,10 +1114,23 @@ impl Loader {
                 None
             }
         };
+        let targets = raw.drill_targets.as_ref();
+        let drill_switch = match targets.and_then(|t| t.switch.as_ref()) {
+            None => Some(crate::config::DrillTargets::default().switch),
+            Some(r) => self.duration(source, "drill_targets.switch", Some(r), false),
+        };
+        let drill_notify = match targets.and_then(|t| t.notify.as_ref()) {
+            None => Some(crate::config::DrillTargets::default().notify),
+            Some(r) => self.duration(source, "drill_targets.notify", Some(r), false),
+        };
         if !ok {
             return None;
         }
         Some(ServiceSpec {
+            drill_targets: crate::config::DrillTargets {
+                switch: drill_switch?,
+                notify: drill_notify?,
+            },
             max_failovers: max_failovers?,
             flap_window: flap_window?,
             maintenance_side: maintenance_side?,

@@ -33,6 +33,12 @@ pub struct Metrics {
     outbox_backlog: IntGauge,
     outbox_oldest_age_seconds: Gauge,
     drills_total: IntCounterVec,
+    drill_last_timestamp_seconds: prometheus::GaugeVec,
+    drill_last_success: IntGaugeVec,
+    reviews_pending: IntGauge,
+    review_oldest_pending_age_seconds: Gauge,
+    config_last_reload_success_timestamp_seconds: Gauge,
+    api_auth_failures_total: IntCounterVec,
     schedule_lag_seconds: Histogram,
     config_reloads_total: IntCounterVec,
     config_last_reload_successful: IntGauge,
@@ -88,8 +94,41 @@ impl Metrics {
             drills_total: counter_vec(
                 r,
                 "switchboard_drills_total",
-                "Drills finished, by result.",
-                &["result"],
+                "Drills finished, by service and result (pass, fail or aborted).",
+                &["service", "result"],
+            ),
+            drill_last_timestamp_seconds: gauge_vec(
+                r,
+                "switchboard_drill_last_timestamp_seconds",
+                "When the service's last drill ended, in seconds since the epoch (0: never).",
+                &["service"],
+            ),
+            drill_last_success: int_gauge_vec(
+                r,
+                "switchboard_drill_last_success",
+                "Whether the service's last finished drill passed (1) or not (0).",
+                &["service"],
+            ),
+            reviews_pending: int_gauge(
+                r,
+                "switchboard_reviews_pending",
+                "Automatic transitions no operator has reviewed yet.",
+            ),
+            review_oldest_pending_age_seconds: gauge(
+                r,
+                "switchboard_review_oldest_pending_age_seconds",
+                "Age of the oldest unreviewed automatic transition, in seconds (0 when none).",
+            ),
+            config_last_reload_success_timestamp_seconds: gauge(
+                r,
+                "switchboard_config_last_reload_success_timestamp_seconds",
+                "When the configuration was last loaded successfully, in seconds since the epoch.",
+            ),
+            api_auth_failures_total: counter_vec(
+                r,
+                "switchboard_api_auth_failures_total",
+                "Control API requests refused, by reason (missing, invalid, forbidden, throttled).",
+                &["reason"],
             ),
             schedule_lag_seconds: histogram(
                 r,
@@ -258,9 +297,52 @@ impl Metrics {
             .inc();
     }
 
-    /// A drill ended with `result` (e.g. `passed`, `failed`, `aborted`).
-    pub fn drill(&self, result: &str) {
-        self.drills_total.with_label_values(&[result]).inc();
+    /// Exports the drill series of a configured service at 0, so alerts on "no drill for 90
+    /// days" see the service before its first drill.
+    pub fn drill_service_configured(&self, service: &str) {
+        for result in ["pass", "fail", "aborted"] {
+            self.drills_total.with_label_values(&[service, result]);
+        }
+        self.drill_last_timestamp_seconds
+            .with_label_values(&[service]);
+        self.drill_last_success.with_label_values(&[service]);
+    }
+
+    /// A drill of `service` ended at `at_secs` with `result` (`pass`, `fail` or `aborted`).
+    /// An aborted drill does not change the last success.
+    pub fn drill(&self, service: &str, result: &str, at_secs: f64) {
+        self.drills_total
+            .with_label_values(&[service, result])
+            .inc();
+        self.drill_last_timestamp_seconds
+            .with_label_values(&[service])
+            .set(at_secs);
+        if result != "aborted" {
+            self.drill_last_success
+                .with_label_values(&[service])
+                .set(i64::from(result == "pass"));
+        }
+    }
+
+    /// The unreviewed automatic transitions now: how many, and the oldest one's age.
+    pub fn reviews(&self, pending: u64, oldest_age_secs: f64) {
+        self.reviews_pending.set(pending as i64);
+        self.review_oldest_pending_age_seconds
+            .set(oldest_age_secs.max(0.0));
+    }
+
+    /// The control API refused a request (`missing`, `invalid`, `forbidden`, `throttled`).
+    pub fn auth_failure(&self, reason: &str) {
+        self.api_auth_failures_total
+            .with_label_values(&[reason])
+            .inc();
+    }
+
+    /// Exports every auth failure reason at 0.
+    pub fn auth_configured(&self) {
+        for reason in ["missing", "invalid", "forbidden", "throttled"] {
+            self.api_auth_failures_total.with_label_values(&[reason]);
+        }
     }
 
     /// A probe started `secs` after it was scheduled to.
@@ -273,6 +355,17 @@ impl Metrics {
         let result = if ok { "success" } else { "failure" };
         self.config_reloads_total.with_label_values(&[result]).inc();
         self.config_last_reload_successful.set(i64::from(ok));
+        if ok {
+            self.config_last_reload_success_timestamp_seconds
+                .set(crate::clock::Timestamp::now().as_secs_f64());
+        }
+    }
+
+    /// Exports both reload results at 0 (the first load counts as a success by the caller).
+    pub fn config_reload_configured(&self) {
+        for result in ["success", "failure"] {
+            self.config_reloads_total.with_label_values(&[result]);
+        }
     }
 
     /// A check is no longer configured (after a reload): drops all its series so dashboards do
@@ -328,6 +421,12 @@ fn failed_due_to_body(outcome: &Outcome) -> bool {
 
 fn int_gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let m = IntGaugeVec::new(Opts::new(name, help), labels).expect(name);
+    r.register(Box::new(m.clone())).expect(name);
+    m
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::GaugeVec {
+    let m = prometheus::GaugeVec::new(Opts::new(name, help), labels).expect(name);
     r.register(Box::new(m.clone())).expect(name);
     m
 }
@@ -632,7 +731,7 @@ mod tests {
         m.schedule_lag(0.003);
         m.config_reload(true);
         m.config_reload(false);
-        m.drill("passed");
+        m.drill("ticket-submission", "pass", 1.0);
         let text = m.render();
         for line in [
             r#"switchboard_transitions_total{cause="primary_down",from="operational",service="tickets",to="failed_over"} 1"#,
@@ -645,7 +744,7 @@ mod tests {
             r#"switchboard_config_reloads_total{result="success"} 1"#,
             r#"switchboard_config_reloads_total{result="failure"} 1"#,
             "switchboard_config_last_reload_successful 0",
-            r#"switchboard_drills_total{result="passed"} 1"#,
+            r#"switchboard_drills_total{result="pass",service="ticket-submission"} 1"#,
             &format!(
                 r#"switchboard_build_info{{version="{}"}} 1"#,
                 env!("CARGO_PKG_VERSION")

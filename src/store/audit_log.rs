@@ -82,7 +82,8 @@ pub(super) fn highest_id_issued(conn: &Connection) -> Result<i64, StoreError> {
         .unwrap_or(0))
 }
 
-const SELECT: &str = "SELECT id, kind, at_ms, node, actor, service, from_state, to_state, cause,
+pub(super) const SELECT: &str =
+    "SELECT id, kind, at_ms, node, actor, service, from_state, to_state, cause,
         reason, evidence, routes_before, routes_after, config_version, transition_id, detail,
         prev_hash, hash
      FROM audit";
@@ -100,7 +101,7 @@ pub(super) fn read(
     rows.map(|r| Ok(r?.into_row())).collect()
 }
 
-struct Raw {
+pub(super) struct Raw {
     id: i64,
     kind: String,
     at_ms: i64,
@@ -121,7 +122,7 @@ struct Raw {
     hash: String,
 }
 
-fn raw(r: &Row<'_>) -> rusqlite::Result<Raw> {
+pub(super) fn raw(r: &Row<'_>) -> rusqlite::Result<Raw> {
     Ok(Raw {
         id: r.get(0)?,
         kind: r.get(1)?,
@@ -145,7 +146,7 @@ fn raw(r: &Row<'_>) -> rusqlite::Result<Raw> {
 }
 
 impl Raw {
-    fn into_row(self) -> AuditRow {
+    pub(super) fn into_row(self) -> AuditRow {
         let unreadable = |column: &str, e: serde_json::Error| UnreadableRecord {
             id: self.id,
             service: self.service.clone(),

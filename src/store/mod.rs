@@ -13,7 +13,12 @@
 //! Every call is short and synchronous; async callers wrap it in `spawn_blocking`.
 
 mod audit_log;
+mod control;
 mod sqlite;
+
+pub use control::{
+    AuditQuery, DrillRow, ReviewError, ScheduledWindow, KIND_REVIEW, REVIEWED_CAUSES,
+};
 
 pub use sqlite::Store;
 

@@ -24,6 +24,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_audit.sql")),
     (3, include_str!("migrations/0003_holds.sql")),
+    (4, include_str!("migrations/0004_control.sql")),
 ];
 
 /// The first schema version with the audit log; `audit verify` refuses older files.
@@ -166,13 +167,13 @@ impl Store {
 
     /// Fails loudly when the database file this store writes to is no longer the one at its
     /// path (see `FileIdentity`).
-    fn check_file(&self) -> Result<(), StoreError> {
+    pub(super) fn check_file(&self) -> Result<(), StoreError> {
         self.file.as_ref().map_or(Ok(()), FileIdentity::check)
     }
 
     /// The connection. A panic while it was held cannot leave a half-written transaction
     /// behind (a dropped `Transaction` rolls back), so a poisoned lock is safe to reuse.
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(super) fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -843,10 +844,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nested/dir/switchboard.db");
         let store = Store::open(&path).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 3);
+        assert_eq!(store.schema_version().unwrap(), 4);
         drop(store);
         let store = Store::open(&path).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 3);
+        assert_eq!(store.schema_version().unwrap(), 4);
     }
 
     #[test]
@@ -863,7 +864,7 @@ mod tests {
                 err,
                 StoreError::SchemaTooNew {
                     found: 99,
-                    known: 3
+                    known: 4
                 }
             ),
             "{err}"

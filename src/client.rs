@@ -1,0 +1,297 @@
+//! The HTTP client behind `switchboard status`, `drill ...`, `failover` and `failback`: one request to the control API, answered as JSON.
+//!
+//! Plain HTTP/1.1 over hyper (already a dependency) to `SWITCHBOARD_URL`; the daemon listens
+//! on loopback by default. `https://` is refused rather than silently sent in clear text.
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+/// The default daemon address (`[server] listen` default).
+pub const DEFAULT_URL: &str = "http://127.0.0.1:9898";
+/// How long one request may take, connection included.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a request got no HTTP answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("SWITCHBOARD_URL {0:?} is not an http:// URL (https is not supported by this client; put it behind a local tunnel)")]
+    BadUrl(String),
+    #[error("cannot reach {url}: {detail}")]
+    Unreachable { url: String, detail: String },
+}
+
+/// An HTTP answer: status and body text.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_str(&self.body).ok()
+    }
+
+    /// The `message` of an error body, or the raw body.
+    pub fn error_message(&self) -> String {
+        self.json()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+            .unwrap_or_else(|| self.body.trim().to_string())
+    }
+}
+
+/// The daemon to talk to and the token to present.
+#[derive(Clone, Debug)]
+pub struct Client {
+    host: String,
+    base_path: String,
+    token: Option<String>,
+}
+
+impl Client {
+    pub fn new(url: &str, token: Option<String>) -> Result<Client, ClientError> {
+        let u = url::Url::parse(url).map_err(|_| ClientError::BadUrl(url.to_string()))?;
+        if u.scheme() != "http" {
+            return Err(ClientError::BadUrl(url.to_string()));
+        }
+        let host = u
+            .host_str()
+            .ok_or_else(|| ClientError::BadUrl(url.to_string()))?;
+        let port = u.port_or_known_default().unwrap_or(80);
+        let host = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        Ok(Client {
+            host,
+            base_path: u.path().trim_end_matches('/').to_string(),
+            token: token.filter(|t| !t.is_empty()),
+        })
+    }
+
+    /// Sends one request; `body` is JSON.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Answer, ClientError> {
+        tokio::time::timeout(TIMEOUT, self.send_inner(method, path, body))
+            .await
+            .unwrap_or_else(|_| {
+                Err(ClientError::Unreachable {
+                    url: self.host.clone(),
+                    detail: format!("no answer within {}s", TIMEOUT.as_secs()),
+                })
+            })
+    }
+
+    async fn send_inner(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Answer, ClientError> {
+        let unreachable = |detail: String| ClientError::Unreachable {
+            url: format!("http://{}", self.host),
+            detail,
+        };
+        let stream = TcpStream::connect(&self.host)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        tokio::spawn(conn);
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base_path))
+            .header(hyper::header::HOST, &self.host);
+        if let Some(t) = &self.token {
+            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let bytes = match body {
+            Some(b) => {
+                req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+                Bytes::from(b.to_string())
+            }
+            None => Bytes::new(),
+        };
+        let req = req
+            .body(Full::new(bytes))
+            .map_err(|e| unreachable(e.to_string()))?;
+        let res = sender
+            .send_request(req)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let status = res.status().as_u16();
+        let body = res
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?
+            .to_bytes();
+        Ok(Answer {
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
+}
+
+/// Exit codes of the client commands (documented in README.md).
+pub mod exit {
+    /// Done.
+    pub const OK: u8 = 0;
+    /// The daemon refused (409) or the drill failed.
+    pub const REFUSED: u8 = 1;
+    /// Usage: bad arguments, unknown service or drill, invalid values.
+    pub const USAGE: u8 = 2;
+    /// Unreachable, or not authenticated / authorised.
+    pub const UNREACHABLE: u8 = 3;
+
+    /// The exit code for an HTTP status.
+    pub fn of_status(status: u16) -> u8 {
+        match status {
+            200..=299 => OK,
+            401 | 403 | 429 => UNREACHABLE,
+            409 => REFUSED,
+            400..=499 => USAGE,
+            _ => REFUSED,
+        }
+    }
+}
+
+/// One line per service for `switchboard status`.
+pub fn format_services(v: &serde_json::Value) -> String {
+    let mut out = String::new();
+    let services = v["services"].as_array().cloned().unwrap_or_default();
+    out.push_str(&format!(
+        "{:<24} {:<12} {:<8} {:<26} {}\n",
+        "SERVICE", "STATE", "SIDE", "SINCE", "CAUSE / HOLDS"
+    ));
+    for s in services {
+        let mut holds = Vec::new();
+        if let Some(p) = s["holds"]["pin"].as_object() {
+            holds.push(format!(
+                "pinned to {} by {}",
+                p.get("side").and_then(|x| x.as_str()).unwrap_or("?"),
+                p.get("actor").and_then(|x| x.as_str()).unwrap_or("?")
+            ));
+        }
+        if let Some(d) = s["holds"]["drill"].as_object() {
+            holds.push(format!(
+                "drill {} ({}) until {}",
+                d.get("id").and_then(|x| x.as_str()).unwrap_or("?"),
+                d.get("mode").and_then(|x| x.as_str()).unwrap_or("?"),
+                d.get("until").and_then(|x| x.as_str()).unwrap_or("?")
+            ));
+        }
+        if s["holds"]["maintenance"].is_object() {
+            holds.push("maintenance".to_string());
+        }
+        let down: Vec<String> = s["checks"]
+            .as_array()
+            .map(|c| {
+                c.iter()
+                    .filter(|c| c["health"] != "healthy")
+                    .map(|c| {
+                        format!(
+                            "{} {}",
+                            c["name"].as_str().unwrap_or("?"),
+                            c["health"].as_str().unwrap_or("?")
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut tail = s["cause"].as_str().unwrap_or("").to_string();
+        if !holds.is_empty() {
+            tail.push_str(&format!(" [{}]", holds.join("; ")));
+        }
+        if !down.is_empty() {
+            tail.push_str(&format!(" (checks: {})", down.join(", ")));
+        }
+        out.push_str(&format!(
+            "{:<24} {:<12} {:<8} {:<26} {}\n",
+            s["id"].as_str().unwrap_or("?"),
+            s["state"].as_str().unwrap_or("?"),
+            s["side"].as_str().unwrap_or("?"),
+            s["since"].as_str().unwrap_or("?"),
+            tail
+        ));
+    }
+    out
+}
+
+/// A drill report as text: header, then one line per step.
+pub fn format_drill(v: &serde_json::Value) -> String {
+    let mut out = format!(
+        "drill {} of {} ({}): {}\n  by {} — {}{}\n  started {}, deadline {}{}\n",
+        v["id"].as_str().unwrap_or("?"),
+        v["service"].as_str().unwrap_or("?"),
+        v["mode"].as_str().unwrap_or("?"),
+        v["status"].as_str().unwrap_or("?"),
+        v["actor"].as_str().unwrap_or("?"),
+        v["reason"].as_str().unwrap_or(""),
+        v["ticket"]
+            .as_str()
+            .map(|t| format!(" (ticket {t})"))
+            .unwrap_or_default(),
+        v["started_at"].as_str().unwrap_or("?"),
+        v["deadline"].as_str().unwrap_or("?"),
+        v["ended_at"]
+            .as_str()
+            .map(|t| format!(", ended {t}"))
+            .unwrap_or_default(),
+    );
+    for s in v["steps"].as_array().cloned().unwrap_or_default() {
+        let timing = match (s["duration_seconds"].as_f64(), s["target_seconds"].as_f64()) {
+            (Some(d), Some(t)) => format!("{d:.2}s / target {t:.0}s"),
+            (Some(d), None) => format!("{d:.2}s"),
+            _ => String::new(),
+        };
+        out.push_str(&format!(
+            "  {:<8} {:<22} {:<22} {}\n",
+            s["status"].as_str().unwrap_or("?"),
+            s["name"].as_str().unwrap_or("?"),
+            timing,
+            s["detail"].as_str().unwrap_or("")
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_must_be_http_and_keep_their_path() {
+        let c = Client::new("http://127.0.0.1:9999/sb/", None).unwrap();
+        assert_eq!(c.host, "127.0.0.1:9999");
+        assert_eq!(c.base_path, "/sb");
+        assert!(Client::new("https://example.com", None).is_err());
+        assert!(Client::new("not a url", None).is_err());
+        assert_eq!(
+            Client::new("http://localhost", None).unwrap().host,
+            "localhost:80"
+        );
+    }
+
+    #[test]
+    fn statuses_map_to_the_documented_exit_codes() {
+        assert_eq!(exit::of_status(200), 0);
+        assert_eq!(exit::of_status(201), 0);
+        assert_eq!(exit::of_status(409), 1);
+        assert_eq!(exit::of_status(404), 2);
+        assert_eq!(exit::of_status(422), 2);
+        assert_eq!(exit::of_status(401), 3);
+        assert_eq!(exit::of_status(403), 3);
+        assert_eq!(exit::of_status(500), 1);
+    }
+}

@@ -1,0 +1,268 @@
+//! The operator command line against the real daemon: `token new`, `status`, `failover`/`failback`, `drill start|status|abort|list`, and their documented exit codes (0 ok, 1 refused or failed drill, 2 usage, 3 unreachable or auth).
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+#[path = "support/control.rs"]
+mod control;
+#[path = "support/daemon.rs"]
+mod daemon;
+
+use control::all_healthy;
+use daemon::{wait_until, Target};
+
+fn sb(args: &[&str], url: &str, token: Option<&str>) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    c.args(args)
+        .env("SWITCHBOARD_URL", url)
+        .env_remove("SWITCHBOARD_TOKEN");
+    if let Some(t) = token {
+        c.env("SWITCHBOARD_TOKEN", t);
+    }
+    c.output().expect("run switchboard")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn token_new_prints_once_stores_the_hash_and_refuses_duplicates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = Target::start();
+    let (main, _) =
+        daemon::write_config(dir.path(), &target, "transport = \"file\"\ndir = \"mail\"");
+    let cfg = main.to_str().expect("utf-8 path");
+    // Without [auth] tokens_file: a usage error that says what to add.
+    let o = sb(
+        &[
+            "token", "new", "alice", "--role", "operator", "--config", cfg,
+        ],
+        "",
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("tokens_file"));
+
+    let mut t = std::fs::read_to_string(&main).expect("read");
+    t.push_str("\n[auth]\ntokens_file = \"secrets/tokens.toml\"\n");
+    std::fs::write(&main, t).expect("write");
+    let o = sb(
+        &[
+            "token", "new", "alice", "--role", "operator", "--config", cfg,
+        ],
+        "",
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let token = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert!(
+        token.starts_with("sbt_") && !token.contains(char::is_whitespace),
+        "{token}"
+    );
+    let stored = std::fs::read_to_string(dir.path().join("secrets/tokens.toml")).expect("tokens");
+    assert!(!stored.contains(&token), "the token itself is never stored");
+    assert!(stored.contains(&switchboard::api::auth::hash_token(&token)));
+    assert!(stored.contains("role = \"operator\""));
+
+    // The creation is in the audit chain: name and role, never the token.
+    let o = sb(
+        &["audit", "export", "--format", "jsonl", "--config", cfg],
+        "",
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let exported = String::from_utf8_lossy(&o.stdout).to_string();
+    let rec: serde_json::Value = exported
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("jsonl"))
+        .find(|r| r["detail"]["command"] == "token_new")
+        .expect("token creation audited");
+    assert_eq!(rec["detail"]["token"], "alice");
+    assert_eq!(rec["detail"]["role"], "operator");
+    assert!(rec["actor"].as_str().is_some_and(|a| a.starts_with("cli:")));
+    assert!(!exported.contains(&token));
+
+    let o = sb(
+        &["token", "new", "alice", "--role", "admin", "--config", cfg],
+        "",
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already exists"));
+    let o = sb(
+        &["token", "new", "bob", "--role", "root", "--config", cfg],
+        "",
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+}
+
+#[test]
+fn clients_drive_the_daemon_with_meaningful_exit_codes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = Target::start();
+    let (d, _, t) = control::start(dir.path(), &target, None);
+    let url = d.base.clone();
+    wait_until("checks healthy", Duration::from_secs(30), || {
+        all_healthy(&d, &t.viewer, "ticket-submission")
+    });
+
+    // 3: unreachable, or no/invalid token.
+    let dead = format!("http://127.0.0.1:{}", daemon::free_port());
+    let o = sb(&["status"], &dead, Some(&t.viewer));
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let o = sb(&["status"], &url, None);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("SWITCHBOARD_TOKEN"));
+    // 2: usage (an https URL this client will not use in clear, an unknown service).
+    let o = sb(&["status"], "https://127.0.0.1:1", Some(&t.viewer));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let o = sb(
+        &["failover", "nope", "--reason", "x"],
+        &url,
+        Some(&t.operator),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let o = sb(&["failover", "ticket-submission"], &url, Some(&t.operator));
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "--reason is required: {}",
+        text(&o)
+    );
+
+    let o = sb(&["status"], &url, Some(&t.viewer));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("ticket-submission") && out.contains("operational"),
+        "{out}"
+    );
+
+    // A viewer may not fail over: 3 (auth).
+    let o = sb(
+        &["failover", "ticket-submission", "--reason", "x"],
+        &url,
+        Some(&t.viewer),
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let o = sb(
+        &["failover", "ticket-submission", "--reason", "drill by hand"],
+        &url,
+        Some(&t.operator),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("failed_over"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(d.location("submit-ticket"), target.url("/backup"));
+    // 1: refused (already failed over).
+    let o = sb(
+        &["failover", "ticket-submission", "--reason", "again"],
+        &url,
+        Some(&t.operator),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let o = sb(
+        &["failback", "ticket-submission", "--reason", "done"],
+        &url,
+        Some(&t.operator),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(d.location("submit-ticket"), target.url("/form"));
+
+    // A dry-run drill followed to its report: exit 0 on pass, steps printed.
+    let o = sb(
+        &[
+            "drill",
+            "start",
+            "ticket-submission",
+            "--duration",
+            "3s",
+            "--reason",
+            "CLI drill",
+            "--dry-run",
+            "--wait",
+        ],
+        &url,
+        Some(&t.operator),
+    );
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    for step in [
+        "decision",
+        "backup_verified",
+        "email_accepted",
+        "status_page_updated",
+        "reverted",
+    ] {
+        assert!(out.contains(step), "{step} shown: {out}");
+    }
+    let o = sb(&["drill", "list"], &url, Some(&t.operator));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let listed = String::from_utf8_lossy(&o.stdout).to_string();
+    let id = listed
+        .lines()
+        .find_map(|l| {
+            l.split_whitespace()
+                .next()
+                .filter(|w| w.starts_with("drill-"))
+        })
+        .expect("a drill listed")
+        .to_string();
+    assert!(listed.contains("pass"), "{listed}");
+    let o = sb(&["drill", "status", &id], &url, Some(&t.operator));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("pass"));
+    // Aborting a finished drill is refused (1); an unknown one is a usage error (2).
+    let o = sb(&["drill", "abort", &id], &url, Some(&t.operator));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let o = sb(&["drill", "abort", "drill-nope"], &url, Some(&t.operator));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+
+    // A live drill started without waiting, then aborted from the CLI.
+    let o = sb(
+        &[
+            "drill",
+            "start",
+            "ticket-submission",
+            "--duration",
+            "10m",
+            "--reason",
+            "abort me",
+        ],
+        &url,
+        Some(&t.operator),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let started = String::from_utf8_lossy(&o.stdout).to_string();
+    let live_id = started
+        .split_whitespace()
+        .find(|w| w.starts_with("drill-"))
+        .expect("id printed")
+        .to_string();
+    assert_eq!(d.location("submit-ticket"), target.url("/backup"));
+    let o = sb(
+        &["drill", "abort", &live_id, "--reason", "enough"],
+        &url,
+        Some(&t.operator),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(d.location("submit-ticket"), target.url("/form"));
+    // Following an aborted drill ends with 1 (not a pass).
+    let o = sb(
+        &["drill", "status", &live_id, "--wait"],
+        &url,
+        Some(&t.operator),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("aborted"));
+}

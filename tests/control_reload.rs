@@ -1,0 +1,210 @@
+//! Configuration reload of the real binary by `POST /-/reload` and SIGHUP: services added, changed and removed with the state of the others kept, and an invalid file kept out with its diagnostics.
+
+use std::path::Path;
+use std::time::Duration;
+
+#[path = "support/control.rs"]
+mod control;
+#[path = "support/daemon.rs"]
+mod daemon;
+
+use control::{all_healthy, json, metric, request, service};
+use daemon::{get, wait_until, Daemon, Target};
+
+fn write_service(dir: &Path, id: &str, url: &str, route: &str) {
+    std::fs::write(
+        dir.join(format!("probes/{id}.toml")),
+        format!(
+            r#"[service]
+id = "{id}"
+
+[[check]]
+name = "{id}-page"
+url = "{url}"
+conditions = ["[STATUS] == 200"]
+
+[[route]]
+id = "{route}"
+primary = "{url}"
+backup = "mailto:help@example.com"
+"#
+        ),
+    )
+    .expect("write service file");
+}
+
+/// The configured service ids, sorted.
+fn ids(d: &Daemon, token: &str) -> Vec<String> {
+    let r = request("GET", &d.url("/api/v1/services"), Some(token), None);
+    let mut ids: Vec<String> = json(&r)["services"]
+        .as_array()
+        .map(|s| {
+            s.iter()
+                .map(|s| s["id"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn reload_swaps_services_and_checks_keeps_state_and_refuses_an_invalid_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = Target::start();
+    let (main, port, t) = control::prepare(dir.path(), &target, None);
+    write_service(dir.path(), "portal", &target.url("/form"), "portal-home");
+    let d = Daemon::start_with(&main, port, &[], Some(&dir.path().join("daemon.log")));
+    wait_until("checks healthy", Duration::from_secs(30), || {
+        all_healthy(&d, &t.viewer, "ticket-submission") && all_healthy(&d, &t.viewer, "portal")
+    });
+    // An operator holds ticket submission on its backup: the reload must not undo that.
+    let r = request(
+        "POST",
+        &d.url("/api/v1/services/ticket-submission/pin"),
+        Some(&t.operator),
+        Some(r#"{"reason":"hold through the reload","side":"backup"}"#),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let backup = target.url("/backup");
+    assert_eq!(d.location("submit-ticket"), backup);
+
+    // Only admins reload.
+    let r = request("POST", &d.url("/-/reload"), Some(&t.operator), None);
+    assert_eq!(r.status, 403);
+
+    // An invalid file: 422 with file:line diagnostics, the running config stays.
+    std::fs::write(
+        dir.path().join("probes/broken.toml"),
+        "[service]\nid = \"broken\"\nfailback = \"sometimes\"\n",
+    )
+    .expect("write broken");
+    let r = request("POST", &d.url("/-/reload"), Some(&t.admin), None);
+    assert_eq!(r.status, 422, "{r:?}");
+    let v = json(&r);
+    assert_eq!(v["error"]["code"], "invalid_config");
+    let diags: Vec<String> = v["diagnostics"]
+        .as_array()
+        .expect("diagnostics")
+        .iter()
+        .filter_map(|d| d.as_str().map(str::to_string))
+        .collect();
+    assert!(
+        diags
+            .iter()
+            .any(|d| d.contains("probes/broken.toml:3:") && d.contains("failback")),
+        "{diags:?}"
+    );
+    assert_eq!(ids(&d, &t.viewer), ["portal", "ticket-submission"]);
+    assert_eq!(
+        metric(&d, "switchboard_config_last_reload_successful"),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(&d, "switchboard_config_reloads_total{result=\"failure\"}"),
+        Some(1.0)
+    );
+    let log = std::fs::read_to_string(dir.path().join("daemon.log")).expect("log");
+    assert!(
+        log.contains("keeping the running configuration") && log.contains("broken.toml:3"),
+        "{log}"
+    );
+
+    // A valid change: portal removed, booking added, the ticket form's check changed.
+    std::fs::remove_file(dir.path().join("probes/broken.toml")).expect("rm");
+    std::fs::remove_file(dir.path().join("probes/portal.toml")).expect("rm");
+    write_service(dir.path(), "booking", &target.url("/backup"), "book-call");
+    let svc = dir.path().join("probes/ticket-submission.toml");
+    let text = std::fs::read_to_string(&svc).expect("read");
+    std::fs::write(
+        &svc,
+        // The ticket form's check now probes a path that answers 404: once reloaded, the new
+        // definition must be what is probed (it goes down), while the pin keeps the routes.
+        text.replacen(
+            &format!(
+                "url = \"{}\"\nconditions = [\"[STATUS] == 200\", \"[BODY] == pat(*request_subject*)\"]",
+                target.url("/form")
+            ),
+            &format!(
+                "url = \"{}\"\nconditions = [\"[STATUS] == 200\"]",
+                target.url("/missing")
+            ),
+            1,
+        ),
+    )
+    .expect("write");
+    let r = request("POST", &d.url("/-/reload"), Some(&t.admin), None);
+    assert_eq!(r.status, 200, "{r:?}");
+    let v = json(&r);
+    assert_eq!(v["result"], "success");
+    assert_eq!(v["services_added"], serde_json::json!(["booking"]));
+    assert_eq!(v["services_removed"], serde_json::json!(["portal"]));
+    assert_eq!(
+        v["services_changed"],
+        serde_json::json!(["ticket-submission"])
+    );
+    let changed = v["checks_changed"].as_array().expect("checks_changed");
+    assert!(changed.contains(&serde_json::json!("ticket-form")), "{v}");
+    assert!(!changed.contains(&serde_json::json!("backup-form")), "{v}");
+
+    assert_eq!(ids(&d, &t.viewer), ["booking", "ticket-submission"]);
+    // State and holds of the kept service survived; the unchanged check kept its health.
+    let s = service(&d, &t.viewer, "ticket-submission");
+    assert_eq!(s["state"], "failed_over");
+    assert_eq!(s["holds"]["pin"]["actor"], "olga");
+    assert_eq!(d.location("submit-ticket"), backup);
+    let health = |s: &serde_json::Value, name: &str| {
+        s["checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["name"] == name))
+            .map(|c| c["health"].clone())
+            .expect("check")
+    };
+    assert_eq!(health(&s, "backup-form"), "healthy");
+    wait_until(
+        "the changed check probes its new target",
+        Duration::from_secs(30),
+        || health(&service(&d, &t.viewer, "ticket-submission"), "ticket-form") == "down",
+    );
+    assert_eq!(d.location("submit-ticket"), backup, "still pinned");
+    // The new service is probed, the removed one is gone from routes and metrics.
+    wait_until("booking probed", Duration::from_secs(30), || {
+        all_healthy(&d, &t.viewer, "booking")
+    });
+    let routes = get(&d.url("/api/v1/routes")).expect("routes").body;
+    assert!(
+        routes.contains("book-call") && !routes.contains("portal-home"),
+        "{routes}"
+    );
+    let metrics = get(&d.url("/metrics")).expect("metrics").body;
+    assert!(!metrics.contains("check=\"portal-page\""));
+    assert!(metrics.contains("check=\"booking-page\""));
+    assert_eq!(
+        metric(&d, "switchboard_config_last_reload_successful"),
+        Some(1.0)
+    );
+    assert!(
+        metric(
+            &d,
+            "switchboard_config_last_reload_success_timestamp_seconds"
+        ) > Some(1.7e9)
+    );
+
+    // SIGHUP reloads too: drop booking again.
+    std::fs::remove_file(dir.path().join("probes/booking.toml")).expect("rm");
+    let pid = d.child.id().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .expect("kill -HUP");
+    assert!(status.success());
+    wait_until("SIGHUP reload", Duration::from_secs(20), || {
+        ids(&d, &t.viewer) == ["ticket-submission"]
+    });
+    assert!(
+        metric(&d, "switchboard_config_reloads_total{result=\"success\"}") >= Some(3.0),
+        "start, POST and SIGHUP"
+    );
+    // And the daemon is still alive and serving after the signal.
+    assert_eq!(get(&d.url("/healthz")).expect("healthz").status, 200);
+}
