@@ -15,10 +15,12 @@ use crate::cluster::{Coordinator, SingleNode};
 use crate::config::{CheckSpec, Config, ServiceSpec};
 use crate::failover::{self, Action, Event, Holds, Policy, Side, State, Transition};
 use crate::health::{CheckHealth, Health, Thresholds};
+use crate::history::{self, History};
+use crate::incident::{RouteWords, ServiceWords};
 use crate::metrics::Metrics;
 use crate::probe::{self, Outcome};
 use crate::store::{Store, StoreError};
-use crate::view::{CheckView, RouteView, ServiceView, Snapshot};
+use crate::view::{target_display, Board, CheckView, RouteView, ServiceView, Snapshot};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -60,6 +62,7 @@ pub async fn run(
         source,
     })?;
     let store = Arc::new(store);
+    store.describe_services(service_words(&config));
     let mailer = Mailer::from_config(&config.email).map_err(|e| AppError::Email(e.to_string()))?;
     let transports = Arc::new(Transports {
         mailer,
@@ -123,6 +126,31 @@ pub async fn run(
         });
     }
 
+    // The status page's probe history, incidents and planned windows.
+    let history = History::load(
+        &store,
+        config.services.iter().map(|s| s.id.clone()).collect(),
+        now,
+    )
+    .map_err(|source| AppError::Store {
+        path: config.storage.path.display().to_string(),
+        source,
+    })?;
+    let history = Arc::new(history);
+    let windows = config
+        .services
+        .iter()
+        .map(|s| (s.id.clone(), s.maintenance.clone()))
+        .collect();
+    let m = metrics.clone();
+    let board = Arc::new(
+        Board::new(store.clone(), history.clone(), windows)
+            .on_reload(move |open| m.incidents_open(open)),
+    );
+    if let Err(e) = board.reload_incidents() {
+        error!("could not read incidents for the status page: {e}");
+    }
+
     let (msg_tx, msg_rx) = mpsc::channel::<Msg>(1024);
     let outbox_wake = Arc::new(Notify::new());
     let mut core = Core {
@@ -134,6 +162,8 @@ pub async fn run(
         snapshot_tx: watch::Sender::new(Arc::new(empty_snapshot(&config))),
         outbox_wake: outbox_wake.clone(),
         msg_tx: msg_tx.clone(),
+        history: history.clone(),
+        board: board.clone(),
     };
     for s in &core.services {
         metrics.service_state(&s.spec.id, s.machine.state);
@@ -167,6 +197,8 @@ pub async fn run(
     ));
     // Deliver whatever a previous run recorded and did not send.
     outbox_wake.notify_one();
+    // Probe history: written in batches, off the probe path.
+    tasks.spawn(history::run(history, store.clone(), shutdown.clone()));
 
     // Probes.
     let permits = Arc::new(Semaphore::new(config.server.max_concurrent_probes as usize));
@@ -188,7 +220,7 @@ pub async fn run(
     // HTTP.
     let ready = Arc::new(AtomicBool::new(false));
     let m = metrics.clone();
-    let api_state = ApiState::new(snapshot_rx, move || m.render(), ready.clone());
+    let api_state = ApiState::new(snapshot_rx, move || m.render(), ready.clone()).with_board(board);
     let addr = listener
         .local_addr()
         .map(|a| a.to_string())
@@ -268,6 +300,10 @@ struct Core {
     snapshot_tx: watch::Sender<Arc<Snapshot>>,
     outbox_wake: Arc<Notify>,
     msg_tx: mpsc::Sender<Msg>,
+    /// Probe history for the status page (summed in memory; written by `history::run`).
+    history: Arc<History>,
+    /// Incidents for the status page, reloaded after each recorded transition.
+    board: Arc<Board>,
 }
 
 impl Core {
@@ -303,6 +339,10 @@ impl Core {
         let svc = &mut self.services[si];
         let spec = &svc.spec.checks[ci];
         self.metrics.probe_finished(&svc.spec.id, spec, &outcome);
+        if spec.role == crate::config::Role::Primary {
+            self.history
+                .record(si, outcome.success, outcome.duration, outcome.started_at);
+        }
         let t = Thresholds::new(spec.failure_threshold, spec.success_threshold);
         let rt = &mut svc.checks[ci];
         let changed = rt.health.observe(t, outcome.success, now);
@@ -471,6 +511,11 @@ impl Core {
                 if !announcements.is_empty() {
                     self.outbox_wake.notify_one();
                 }
+                // The transition may have opened or moved an incident (same transaction).
+                let board = self.board.clone();
+                if let Err(e) = tokio::task::block_in_place(|| board.reload_incidents()) {
+                    error!("could not reload incidents for the status page: {e}");
+                }
             }
             // The switch still happens (customers come first), but loudly: the record is missing.
             Err(e) => {
@@ -545,6 +590,7 @@ impl Core {
                     })
                     .collect(),
                 routes: route_views(&s.spec, s.side),
+                maintenance_until: s.machine.maintenance_until,
             })
             .collect();
         let snap = Snapshot {
@@ -562,6 +608,29 @@ fn empty_snapshot(config: &Config) -> Snapshot {
         updated_at: Timestamp::now(),
         services: Vec::new(),
     }
+}
+
+/// What customers call each service and its routes, for the words of incidents.
+fn service_words(config: &Config) -> std::collections::HashMap<String, ServiceWords> {
+    config
+        .services
+        .iter()
+        .map(|s| {
+            let routes = s
+                .routes
+                .iter()
+                .map(|r| RouteWords {
+                    primary: target_display(&r.primary).to_owned(),
+                    backup: target_display(&r.backup).to_owned(),
+                })
+                .collect();
+            let words = ServiceWords {
+                name: s.name.clone(),
+                routes,
+            };
+            (s.id.clone(), words)
+        })
+        .collect()
 }
 
 fn side_target(r: &crate::config::RouteSpec, side: Side) -> &str {

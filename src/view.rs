@@ -5,9 +5,13 @@
 
 use crate::clock::Timestamp;
 use crate::config::Role;
-use crate::failover::{Side, State};
+use crate::failover::window::Window;
+use crate::failover::{Cause, Side, State};
 use crate::health::Health;
+use crate::history::{History, HistoryView};
+use crate::store::{IncidentRecord, Store, StoreError};
 use serde::Serialize;
+use std::sync::{Arc, RwLock};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Snapshot {
@@ -32,6 +36,9 @@ pub struct ServiceView {
     pub routes: Vec<RouteView>,
     /// When the service first appeared in this daemon's store (for component `created_at`).
     pub created_at: Timestamp,
+    /// End of the maintenance under way, when one is and it has an end.
+    #[serde(default)]
+    pub maintenance_until: Option<Timestamp>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -133,6 +140,198 @@ impl Snapshot {
     pub fn routes(&self) -> impl Iterator<Item = &RouteView> {
         self.services.iter().flat_map(|s| s.routes.iter())
     }
+}
+
+/// How many resolved incidents the page and the feeds keep showing besides the open ones.
+pub const RECENT_INCIDENTS: usize = 25;
+
+/// The status page's data beyond the snapshot: incidents (from the store), probe history
+/// (from `History`) and planned maintenance windows (from the configuration). Shared by the
+/// shell, which refreshes incidents after each recorded transition, and the HTTP side, which
+/// refreshes them after an operator's update.
+#[derive(Default)]
+pub struct Board {
+    store: Option<Arc<Store>>,
+    incidents: RwLock<Arc<Vec<IncidentRecord>>>,
+    history: Option<Arc<History>>,
+    /// Per service id: its planned windows.
+    windows: Vec<(String, Vec<Window>)>,
+    /// Told the number of open incidents after every reload (the shell sets a gauge).
+    on_reload: Option<Box<dyn Fn(usize) + Send + Sync>>,
+}
+
+impl Board {
+    /// A board over `store` and `history`, with each service's planned windows.
+    pub fn new(
+        store: Arc<Store>,
+        history: Arc<History>,
+        windows: Vec<(String, Vec<Window>)>,
+    ) -> Board {
+        Board {
+            store: Some(store),
+            incidents: RwLock::default(),
+            history: Some(history),
+            windows,
+            on_reload: None,
+        }
+    }
+
+    /// Calls `f` with the number of open incidents after every reload.
+    pub fn on_reload(mut self, f: impl Fn(usize) + Send + Sync + 'static) -> Board {
+        self.on_reload = Some(Box::new(f));
+        self
+    }
+
+    /// A board with fixed incidents and history and no store (tests, previews).
+    pub fn fixed(
+        incidents: Vec<IncidentRecord>,
+        history: HistoryView,
+        windows: Vec<(String, Vec<Window>)>,
+    ) -> Board {
+        let h = History::new(Vec::new());
+        h.set_view(history);
+        Board {
+            store: None,
+            incidents: RwLock::new(Arc::new(incidents)),
+            history: Some(Arc::new(h)),
+            windows,
+            on_reload: None,
+        }
+    }
+
+    pub fn store(&self) -> Option<&Arc<Store>> {
+        self.store.as_ref()
+    }
+
+    /// Reads the incidents again from the store; returns how many are open.
+    pub fn reload_incidents(&self) -> Result<usize, StoreError> {
+        let Some(store) = &self.store else {
+            return Ok(self.incidents().iter().filter(|i| i.is_open()).count());
+        };
+        let incidents = store.incidents(RECENT_INCIDENTS)?;
+        let open = incidents.iter().filter(|i| i.is_open()).count();
+        *self.incidents.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(incidents);
+        if let Some(f) = &self.on_reload {
+            f(open);
+        }
+        Ok(open)
+    }
+
+    /// Open incidents and the recent resolved ones, newest first.
+    pub fn incidents(&self) -> Arc<Vec<IncidentRecord>> {
+        self.incidents
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Everything a page render needs besides the snapshot, as of `now`.
+    pub fn extras(&self, snapshot: &Snapshot, now: Timestamp) -> Extras {
+        Extras {
+            incidents: self.incidents(),
+            history: self.history.as_ref().map(|h| h.view()).unwrap_or_default(),
+            maintenances: maintenances(snapshot, &self.windows, now),
+            now,
+        }
+    }
+}
+
+/// What the status page and the Statuspage documents show besides the snapshot.
+#[derive(Clone, Debug, Default)]
+pub struct Extras {
+    /// Open incidents and recent resolved ones, newest first.
+    pub incidents: Arc<Vec<IncidentRecord>>,
+    pub history: Arc<HistoryView>,
+    /// Maintenance in progress, then upcoming, by start.
+    pub maintenances: Vec<MaintenanceView>,
+    pub now: Timestamp,
+}
+
+/// Statuspage's scheduled-maintenance status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaintenanceStatus {
+    Scheduled,
+    InProgress,
+}
+
+impl MaintenanceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MaintenanceStatus::Scheduled => "scheduled",
+            MaintenanceStatus::InProgress => "in_progress",
+        }
+    }
+}
+
+/// One maintenance, planned in the configuration or started by an operator.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MaintenanceView {
+    pub service: String,
+    pub service_name: String,
+    pub reason: String,
+    pub status: MaintenanceStatus,
+    pub starts_at: Timestamp,
+    /// `None`: until an operator ends it.
+    pub ends_at: Option<Timestamp>,
+    /// When it was planned: the service's first appearance for configured windows, the
+    /// start for an operator's.
+    pub created_at: Timestamp,
+}
+
+/// Maintenance in progress and the next occurrence of every planned window, by start.
+pub fn maintenances(
+    snapshot: &Snapshot,
+    windows: &[(String, Vec<Window>)],
+    now: Timestamp,
+) -> Vec<MaintenanceView> {
+    let mut out = Vec::new();
+    for service in &snapshot.services {
+        let planned = windows
+            .iter()
+            .find(|(id, _)| *id == service.id)
+            .map(|(_, w)| w.as_slice())
+            .unwrap_or_default();
+        let view = |reason: &str, status, starts_at, ends_at: Option<Timestamp>| MaintenanceView {
+            service: service.id.clone(),
+            service_name: service.name.clone(),
+            reason: reason.to_owned(),
+            status,
+            starts_at,
+            ends_at,
+            created_at: service.created_at.min(starts_at),
+        };
+        // An operator's maintenance has no window in the configuration: it shows from the state.
+        if service.state == State::Maintenance && service.cause == Cause::Operator.as_str() {
+            out.push(view(
+                "Maintenance started by an operator",
+                MaintenanceStatus::InProgress,
+                service.since,
+                service.maintenance_until,
+            ));
+        }
+        for w in planned {
+            if let Some(end) = w.active_until(now) {
+                let start = Timestamp(end.0 - i64::try_from(w.duration.as_millis()).unwrap_or(0));
+                out.push(view(
+                    &w.reason,
+                    MaintenanceStatus::InProgress,
+                    start,
+                    Some(end),
+                ));
+            }
+            if let Some(start) = w.next_start(now) {
+                out.push(view(
+                    &w.reason,
+                    MaintenanceStatus::Scheduled,
+                    start,
+                    Some(start.plus(w.duration)),
+                ));
+            }
+        }
+    }
+    out.sort_by_key(|m| (m.status != MaintenanceStatus::InProgress, m.starts_at));
+    out
 }
 
 #[cfg(test)]

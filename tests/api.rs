@@ -74,6 +74,7 @@ fn fixture() -> Snapshot {
                     active: Side::Primary,
                 }],
                 created_at: Timestamp(T0 - 30 * 86_400_000),
+                maintenance_until: None,
             },
             ServiceView {
                 id: "email-intake".into(),
@@ -95,6 +96,7 @@ fn fixture() -> Snapshot {
                     active: Side::Backup,
                 }],
                 created_at: Timestamp(T0 - 30 * 86_400_000),
+                maintenance_until: None,
             },
         ],
     }

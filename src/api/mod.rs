@@ -6,6 +6,8 @@
 //! daemon itself), `statuspage` and `page` (pure renderers), `error` (the one error shape).
 
 pub mod error;
+pub mod feeds;
+pub mod incidents;
 pub mod ops;
 pub mod page;
 pub mod public;
@@ -13,7 +15,7 @@ pub mod statuspage;
 
 pub use error::ApiError;
 
-use crate::view::Snapshot;
+use crate::view::{Board, Snapshot};
 use axum::routing::get;
 use axum::Router;
 use std::future::Future;
@@ -31,6 +33,8 @@ pub struct ApiState {
     snapshot: watch::Receiver<Arc<Snapshot>>,
     metrics: MetricsFn,
     ready: Arc<AtomicBool>,
+    /// Incidents, probe history and maintenance windows for the status page.
+    board: Arc<Board>,
 }
 
 impl ApiState {
@@ -45,7 +49,19 @@ impl ApiState {
             snapshot,
             metrics: Arc::new(metrics),
             ready,
+            board: Arc::new(Board::default()),
         }
+    }
+
+    /// Serves the status page's incidents, history and maintenance from `board` (without one,
+    /// those parts of the page and the documents are empty).
+    pub fn with_board(mut self, board: Arc<Board>) -> Self {
+        self.board = board;
+        self
+    }
+
+    pub fn board(&self) -> &Arc<Board> {
+        &self.board
     }
 
     /// The latest published snapshot. The `Arc` is cloned out so the channel's read lock is
@@ -69,6 +85,16 @@ pub fn router(state: ApiState) -> Router {
             "/api/v2/scheduled-maintenances.json",
             get(public::maintenances),
         )
+        .route(
+            "/api/v2/scheduled-maintenances/upcoming.json",
+            get(public::upcoming_maintenances),
+        )
+        .route(
+            "/api/v2/scheduled-maintenances/active.json",
+            get(public::active_maintenances),
+        )
+        .route("/history.atom", get(public::history_atom))
+        .route("/history.rss", get(public::history_rss))
         .route("/status", get(public::status_page))
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))

@@ -13,8 +13,12 @@
 //! Every call is short and synchronous; async callers wrap it in `spawn_blocking`.
 
 mod audit_log;
+mod history;
+mod incidents;
 mod sqlite;
 
+pub use history::{HistoryRow, DAY_S, FIVE_MINUTES_S};
+pub use incidents::{IncidentRecord, IncidentUpdateRecord, NewIncidentUpdate};
 pub use sqlite::Store;
 
 use crate::clock::Timestamp;
@@ -149,6 +153,8 @@ pub enum StoreError {
         stored: State,
         from: State,
     },
+    #[error("no incident with id {0:?}")]
+    NoSuchIncident(String),
     #[error("no outbox row with id {0}")]
     NoSuchOutboxItem(i64),
     #[error("the database file {path} {why} since it was opened; refusing to write where nobody will read it")]
