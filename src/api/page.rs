@@ -213,7 +213,7 @@ fn render_service(
     let empty = ServiceHistory::default();
     let history = history.unwrap_or(&empty);
     render_bars(html, &cid, history, now);
-    render_sparkline(html, &cid, history);
+    render_sparkline(html, &cid, history, now);
     html.push_str("</section>\n");
 }
 
@@ -291,7 +291,7 @@ fn render_bars(html: &mut String, cid: &str, history: &ServiceHistory, now: Time
 }
 
 /// Mean response time per hour over the last 24 hours, as an inline SVG line.
-fn render_sparkline(html: &mut String, cid: &str, history: &ServiceHistory) {
+fn render_sparkline(html: &mut String, cid: &str, history: &ServiceHistory, now: Timestamp) {
     let points: Vec<(i64, f64)> = history
         .hours
         .iter()
@@ -315,18 +315,20 @@ fn render_sparkline(html: &mut String, cid: &str, history: &ServiceHistory) {
         format!("Response time over the last 24 hours: {mean:.0} ms on average, {max} ms at most");
     const W: f64 = 300.0;
     const H: f64 = 40.0;
+    const PAD: f64 = 4.0;
     let top = points.iter().map(|(_, m)| *m).fold(1.0_f64, f64::max);
-    let last_hour = points.last().map_or(0, |(t, _)| *t);
-    let first_hour = last_hour - 23 * 3_600_000;
+    // 24 hourly slots ending with the current hour, so the line's position says when.
+    let first_hour = now.as_millis().div_euclid(3_600_000) * 3_600_000 - 23 * 3_600_000;
     let xy = |(t, m): (i64, f64)| {
-        let x = (t - first_hour) as f64 / (23.0 * 3_600_000.0) * W;
-        let y = H - 2.0 - (m / top) * (H - 4.0);
+        let slot = ((t - first_hour) as f64 / 3_600_000.0).clamp(0.0, 23.0);
+        let x = PAD + slot / 23.0 * (W - 2.0 * PAD);
+        let y = H - PAD - (m / top) * (H - 2.0 * PAD);
         (x, y)
     };
     let _ = write!(
         html,
         r#"<figure class="spark">
-<svg viewBox="0 0 {W} {H}" preserveAspectRatio="none" role="img" aria-labelledby="rt-{cid}" focusable="false">
+<svg viewBox="0 0 {W} {H}" role="img" aria-labelledby="rt-{cid}" focusable="false">
 <title id="rt-{cid}">{title}. One point per hour.</title>
 "#,
         title = escape(&text),
@@ -347,7 +349,7 @@ fn render_sparkline(html: &mut String, cid: &str, history: &ServiceHistory) {
             .collect();
         let _ = writeln!(
             html,
-            r##"<polyline points="{}" fill="none" stroke="#0550ae" stroke-width="2" vector-effect="non-scaling-stroke"/>"##,
+            r##"<polyline points="{}" fill="none" stroke="#0550ae" stroke-width="2" stroke-linejoin="round"/>"##,
             line.join(" ")
         );
     }
@@ -454,7 +456,7 @@ h3{font-size:1.1rem;margin:0 0 .25rem}
 .routes{margin:.25rem 0;padding-left:1.2rem;overflow-wrap:anywhere}
 figure{margin:.6rem 0 0}
 figure svg{display:block;width:100%;height:2.1rem}
-.spark svg{height:2.5rem;max-width:20rem}
+.spark svg{height:auto;max-width:20rem;border-bottom:1px solid #8c959f}
 figcaption{display:flex;justify-content:space-between;gap:.5rem;flex-wrap:wrap;font-size:.85rem;color:#57606a}
 .incident,.maintenance{border-left:.3rem solid #8c959f;padding:.25rem 0 .25rem .8rem;margin:.75rem 0}
 .incident.open{border-color:#b42318}
