@@ -372,4 +372,93 @@ mod tests {
             assert_eq!(target_display(target), display, "{target}");
         }
     }
+
+    fn service(state: State, cause: Cause) -> ServiceView {
+        ServiceView {
+            id: "ticket-submission".into(),
+            name: "Ticket submission".into(),
+            state,
+            since: Timestamp(1_000),
+            cause: cause.as_str().into(),
+            checks: Vec::new(),
+            routes: Vec::new(),
+            created_at: Timestamp(0),
+            maintenance_until: Some(Timestamp(5_000_000)),
+        }
+    }
+
+    fn snapshot(svc: ServiceView) -> Snapshot {
+        Snapshot {
+            title: "t".into(),
+            public_url: "http://127.0.0.1:1".into(),
+            updated_at: Timestamp(0),
+            services: vec![svc],
+        }
+    }
+
+    #[test]
+    fn maintenances_come_from_windows_and_from_operators() {
+        use crate::failover::window::{Cron, Schedule};
+        use std::time::Duration;
+        let now = Timestamp(1_773_481_337_381); // 2026-03-14T09:42:17.381Z
+        let windows = vec![(
+            "ticket-submission".to_string(),
+            vec![
+                // Daily at 09:00 for an hour: in progress now, and again tomorrow.
+                Window {
+                    schedule: Schedule::Cron(Cron::parse("0 9 * * *").unwrap()),
+                    duration: Duration::from_secs(3600),
+                    reason: "patching".into(),
+                },
+                // Already over: shows nowhere.
+                Window {
+                    schedule: Schedule::Once(Timestamp(now.0 - 86_400_000)),
+                    duration: Duration::from_secs(60),
+                    reason: "old".into(),
+                },
+            ],
+        )];
+        let got = maintenances(
+            &snapshot(service(State::Operational, Cause::PrimaryRecovered)),
+            &windows,
+            now,
+        );
+        let summary: Vec<(MaintenanceStatus, String, Option<String>)> = got
+            .iter()
+            .map(|m| {
+                (
+                    m.status,
+                    m.starts_at.rfc3339(),
+                    m.ends_at.map(|t| t.rfc3339()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (
+                    MaintenanceStatus::InProgress,
+                    "2026-03-14T09:00:00.000Z".into(),
+                    Some("2026-03-14T10:00:00.000Z".into())
+                ),
+                (
+                    MaintenanceStatus::Scheduled,
+                    "2026-03-15T09:00:00.000Z".into(),
+                    Some("2026-03-15T10:00:00.000Z".into())
+                ),
+            ]
+        );
+        // An operator's maintenance shows from the state, with its end if it has one.
+        let got = maintenances(
+            &snapshot(service(State::Maintenance, Cause::Operator)),
+            &[],
+            now,
+        );
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].status, MaintenanceStatus::InProgress);
+        assert_eq!(
+            (got[0].starts_at, got[0].ends_at),
+            (Timestamp(1_000), Some(Timestamp(5_000_000)))
+        );
+    }
 }
