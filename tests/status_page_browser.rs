@@ -44,11 +44,46 @@ fn rendered(url: &str) -> String {
         "chromium --dump-dom failed: {}",
         String::from_utf8_lossy(&dom.stderr)
     );
-    let log = String::from_utf8_lossy(&dom.stderr);
-    for bad in ["Uncaught", "Failed to load resource", "ERR_", ":CONSOLE("] {
-        assert!(!log.contains(bad), "browser reported {bad:?}:\n{log}");
-    }
+    let problems = console_problems(&String::from_utf8_lossy(&dom.stderr));
+    assert!(problems.is_empty(), "browser reported: {problems:#?}");
     String::from_utf8_lossy(&dom.stdout).into_owned()
+}
+
+/// Lines of Chromium's log that report a console message (`INFO:CONSOLE:1] "..."`), a script
+/// error or a failed load.
+fn console_problems(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| {
+            [":CONSOLE", "Uncaught", "Failed to load resource", "ERR_"]
+                .iter()
+                .any(|bad| l.contains(bad))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The console check above must be able to fail: a page that logs an error and throws is caught.
+#[test]
+fn the_console_check_catches_a_page_that_logs_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let page = dir.path().join("bad.html");
+    std::fs::write(
+        &page,
+        "<!DOCTYPE html><html lang=\"en\"><body><script>console.error('boom'); missing();</script></body></html>",
+    )
+    .expect("write page");
+    let out = chromium(&["--dump-dom"], &format!("file://{}", page.display()));
+    let problems = console_problems(&String::from_utf8_lossy(&out.stderr));
+    assert!(
+        problems.iter().any(|l| l.contains("boom")),
+        "console.error not seen: {problems:#?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|l| l.contains("Uncaught ReferenceError")),
+        "the uncaught error not seen: {problems:#?}"
+    );
 }
 
 fn assert_shows(html: &str, what: &str, expected: &[&str]) {
@@ -125,6 +160,14 @@ fn chromium_shows_the_failover_and_the_recovery_on_the_status_page() {
         &html,
         "during the failover",
         &[
+            // Readable without script, refreshing itself, with landmarks, for phones too.
+            "<html lang=\"en\">",
+            "<meta name=\"viewport\"",
+            "<meta http-equiv=\"refresh\"",
+            "<header>",
+            "<main>",
+            "<footer>",
+            "role=\"img\"",
             "E2E Support Status",
             "Minor Service Outage",
             "Ticket submission",
@@ -163,6 +206,10 @@ fn chromium_shows_the_failover_and_the_recovery_on_the_status_page() {
     assert!(
         !html.contains("Active incidents") && !html.contains("Using backup route"),
         "after the recovery the page still shows the outage:\n{html}"
+    );
+    assert!(
+        !html.to_ascii_lowercase().contains("<script"),
+        "the page needs no script"
     );
     screenshot(&url, "status-recovered.png", 1100, 1400);
 }

@@ -513,4 +513,113 @@ mod tests {
             "2026-03-14 09:42 UTC"
         );
     }
+
+    /// WCAG 2 relative luminance of `#rrggbb`.
+    fn luminance(hex: &str) -> f64 {
+        let hex = hex.trim_start_matches('#');
+        let channel = |i: usize| {
+            let v = f64::from(u8::from_str_radix(&hex[i..i + 2], 16).expect("hex colour")) / 255.0;
+            if v <= 0.039_28 {
+                v / 12.92
+            } else {
+                ((v + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        0.2126 * channel(0) + 0.7152 * channel(2) + 0.0722 * channel(4)
+    }
+
+    fn contrast(a: &str, b: &str) -> f64 {
+        let (x, y) = (luminance(a), luminance(b));
+        (x.max(y) + 0.05) / (x.min(y) + 0.05)
+    }
+
+    /// The value of `property` in a CSS declaration block as `#rrggbb`, if it is a hex colour.
+    fn colour(block: &str, property: &str) -> Option<String> {
+        block.split(';').find_map(|decl| {
+            let (k, v) = decl.split_once(':')?;
+            let v = v.trim().strip_prefix('#')?;
+            if k.trim() != property {
+                return None;
+            }
+            match v.len() {
+                6 => Some(format!("#{v}")),
+                3 => Some(v.chars().fold("#".to_owned(), |mut s, c| {
+                    s.push(c);
+                    s.push(c);
+                    s
+                })),
+                _ => None,
+            }
+        })
+    }
+
+    #[test]
+    fn every_text_colour_in_the_css_has_at_least_4_5_to_1_contrast() {
+        let mut checked = 0;
+        for rule in CSS.split('}') {
+            let Some((selector, block)) = rule.split_once('{') else {
+                continue;
+            };
+            let Some(fg) = colour(block, "color") else {
+                continue;
+            };
+            // Text without its own background sits on the page's white.
+            let bg = colour(block, "background").unwrap_or_else(|| "#ffffff".to_owned());
+            let ratio = contrast(&fg, &bg);
+            assert!(
+                ratio >= 4.5,
+                "{} : {fg} on {bg} is only {ratio:.2}:1",
+                selector.trim()
+            );
+            checked += 1;
+        }
+        assert!(checked >= 8, "only {checked} rules checked");
+    }
+
+    #[test]
+    fn bar_and_line_colours_stand_out_from_white_as_graphics_must() {
+        let none = Agg::default();
+        let mut ok = Agg::default();
+        ok.add(true, 1);
+        let mut bad = Agg::default();
+        bad.add(false, 1);
+        let mut mixed = Agg::default();
+        for i in 0..100 {
+            mixed.add(i != 0, 1);
+        }
+        for day in [None, Some(&none), Some(&ok), Some(&bad), Some(&mixed)] {
+            let (fill, _) = bar_colour(day);
+            assert!(contrast(fill, "#ffffff") >= 3.0, "{fill}");
+        }
+        assert!(contrast("#0550ae", "#ffffff") >= 3.0);
+        assert_eq!(bar_colour(Some(&mixed)).1, "some failed probes");
+        assert_eq!(bar_colour(Some(&bad)).1, "outage");
+        assert_eq!(bar_colour(None).1, "no data");
+    }
+
+    #[test]
+    fn a_page_without_history_or_incidents_still_says_so_in_words() {
+        let snapshot = Snapshot {
+            title: "T".into(),
+            public_url: "http://127.0.0.1:1".into(),
+            updated_at: Timestamp(0),
+            services: vec![ServiceView {
+                id: "s".into(),
+                name: "S".into(),
+                state: State::Operational,
+                since: Timestamp(0),
+                cause: "startup".into(),
+                checks: Vec::new(),
+                routes: Vec::new(),
+                created_at: Timestamp(0),
+                maintenance_until: None,
+            }],
+        };
+        let html = render(&snapshot, &Extras::default());
+        assert!(html.contains("No probe history yet for the last 90 days"));
+        assert!(html.contains("Response time: no probes in the last 24 hours."));
+        assert!(html.contains("No incidents reported recently."));
+        assert!(!html.contains("Active incidents"));
+        assert!(!html.contains("Scheduled maintenance"));
+    }
 }
