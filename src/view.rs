@@ -154,8 +154,8 @@ pub struct Board {
     store: Option<Arc<Store>>,
     incidents: RwLock<Arc<Vec<IncidentRecord>>>,
     history: Option<Arc<History>>,
-    /// Per service id: its planned windows.
-    windows: Vec<(String, Vec<Window>)>,
+    /// Per service id: its planned windows (configured, and scheduled by operators).
+    windows: RwLock<Vec<(String, Vec<Window>)>>,
     /// Told the number of open incidents after every reload (the shell sets a gauge).
     on_reload: Option<Box<dyn Fn(usize) + Send + Sync>>,
 }
@@ -171,7 +171,7 @@ impl Board {
             store: Some(store),
             incidents: RwLock::default(),
             history: Some(history),
-            windows,
+            windows: RwLock::new(windows),
             on_reload: None,
         }
     }
@@ -194,7 +194,7 @@ impl Board {
             store: None,
             incidents: RwLock::new(Arc::new(incidents)),
             history: Some(Arc::new(h)),
-            windows,
+            windows: RwLock::new(windows),
             on_reload: None,
         }
     }
@@ -225,12 +225,26 @@ impl Board {
             .clone()
     }
 
+    /// Replaces the planned windows of `service`: the shell calls this when an operator
+    /// schedules a window through the API, so the page shows it beside the configured ones.
+    pub fn set_windows(&self, service: &str, planned: Vec<Window>) {
+        let mut windows = self.windows.write().unwrap_or_else(|p| p.into_inner());
+        match windows.iter_mut().find(|(id, _)| id == service) {
+            Some((_, w)) => *w = planned,
+            None => windows.push((service.to_owned(), planned)),
+        }
+    }
+
     /// Everything a page render needs besides the snapshot, as of `now`.
     pub fn extras(&self, snapshot: &Snapshot, now: Timestamp) -> Extras {
         Extras {
             incidents: self.incidents(),
             history: self.history.as_ref().map(|h| h.view()).unwrap_or_default(),
-            maintenances: maintenances(snapshot, &self.windows, now),
+            maintenances: maintenances(
+                snapshot,
+                &self.windows.read().unwrap_or_else(|p| p.into_inner()),
+                now,
+            ),
             now,
         }
     }
@@ -460,5 +474,28 @@ mod tests {
             (got[0].starts_at, got[0].ends_at),
             (Timestamp(1_000), Some(Timestamp(5_000_000)))
         );
+    }
+
+    #[test]
+    fn a_window_an_operator_schedules_joins_the_configured_ones() {
+        use crate::failover::window::Schedule;
+        use std::time::Duration;
+        let now = Timestamp(1_773_481_337_381);
+        let board = Board::fixed(Vec::new(), HistoryView::default(), Vec::new());
+        let snap = snapshot(service(State::Operational, Cause::PrimaryRecovered));
+        assert!(board.extras(&snap, now).maintenances.is_empty());
+        board.set_windows(
+            "ticket-submission",
+            vec![Window {
+                schedule: Schedule::Once(now.plus(Duration::from_secs(3600))),
+                duration: Duration::from_secs(1800),
+                reason: "Vendor upgrade".into(),
+            }],
+        );
+        let m = board.extras(&snap, now).maintenances;
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].status, MaintenanceStatus::Scheduled);
+        assert_eq!(m[0].reason, "Vendor upgrade");
+        assert_eq!(m[0].ends_at, Some(now.plus(Duration::from_secs(5400))));
     }
 }
