@@ -946,8 +946,15 @@ async fn an_operator_update_joins_the_timeline_and_can_resolve() {
 
 #[tokio::test]
 async fn status_page_shows_incidents_maintenance_uptime_bars_and_sparklines() {
-    let (server, _board, _state) = start_with_board(fixture()).await;
+    let (server, board, _state) = start_with_board(fixture()).await;
     let html = server.get("/status").await.body;
+    // The failed-over service's card points at its open incident, which the page holds.
+    let open = board.incidents()[0].public_id.clone();
+    assert!(
+        html.contains(&format!("<a href=\"#incident-{open}\">")),
+        "{html}"
+    );
+    assert!(html.contains(&format!("id=\"incident-{open}\"")), "{html}");
     for must in [
         "<h2 id=\"h-active\">Active incidents</h2>",
         "<h2 id=\"h-maint\">Scheduled maintenance</h2>",

@@ -84,7 +84,8 @@ pub fn render(snapshot: &Snapshot, extras: &Extras) -> String {
     }
     for service in &snapshot.services {
         let history = extras.history.service(&service.id);
-        render_service(&mut html, snapshot, service, history, now);
+        let incident = active.iter().find(|i| i.service == service.id).copied();
+        render_service(&mut html, snapshot, service, incident, history, now);
     }
     html.push_str("</section>\n");
     html.push_str("<section aria-labelledby=\"h-past\">\n<h2 id=\"h-past\">Past incidents</h2>\n");
@@ -183,6 +184,7 @@ fn render_service(
     html: &mut String,
     snapshot: &Snapshot,
     service: &ServiceView,
+    incident: Option<&IncidentRecord>,
     history: Option<&ServiceHistory>,
     now: Timestamp,
 ) {
@@ -201,6 +203,15 @@ fn render_service(
         since_text = escape(&human_time(service.since)),
         ago = escape(&ago(now.since(service.since))),
     );
+    if let Some(i) = incident {
+        let _ = writeln!(
+            html,
+            r##"<p>Incident: <a href="#incident-{id}">{name}</a> ({status}).</p>"##,
+            id = escape(&i.public_id),
+            name = escape(&i.name),
+            status = escape(i.status.words()),
+        );
+    }
     if service.routes.is_empty() {
         html.push_str("<p>No contact route is configured for this service.</p>\n");
     } else {
