@@ -142,8 +142,9 @@ impl Snapshot {
     }
 }
 
-/// How many resolved incidents the page and the feeds keep showing besides the open ones.
-pub const RECENT_INCIDENTS: usize = 25;
+/// How many of the newest incidents `incidents.json` and the feeds list (as Statuspage's
+/// `incidents.json` does, 50), open ones always included.
+pub const RECENT_INCIDENTS: usize = 50;
 
 /// The status page's data beyond the snapshot: incidents (from the store), probe history
 /// (from `History`) and planned maintenance windows (from the configuration). Shared by the

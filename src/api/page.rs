@@ -24,6 +24,9 @@ use std::time::Duration;
 /// Seconds between automatic reloads; short enough to follow a failover, long enough to be cheap.
 const REFRESH_SECONDS: u32 = 30;
 
+/// Resolved incidents shown under "Past incidents"; the feeds and `incidents.json` have more.
+const PAST_INCIDENTS: usize = 10;
+
 const DAY_MS: i64 = 86_400_000;
 
 pub use crate::html::escape;
@@ -92,7 +95,7 @@ pub fn render(snapshot: &Snapshot, extras: &Extras) -> String {
     if past.is_empty() {
         html.push_str("<p>No incidents reported recently.</p>\n");
     }
-    for i in &past {
+    for i in past.iter().take(PAST_INCIDENTS) {
         render_incident(&mut html, snapshot, i, now);
     }
     html.push_str("</section>\n");
