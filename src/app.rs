@@ -197,8 +197,13 @@ pub async fn run(
     ));
     // Deliver whatever a previous run recorded and did not send.
     outbox_wake.notify_one();
-    // Probe history: written in batches, off the probe path.
+    // Probe history: written in batches, off the probe path. Incidents: reloaded for the page
+    // after transitions, off the core task.
     tasks.spawn(history::run(history, store.clone(), shutdown.clone()));
+    tasks.spawn(crate::view::reload_on_change(
+        board.clone(),
+        shutdown.clone(),
+    ));
 
     // Probes.
     let permits = Arc::new(Semaphore::new(config.server.max_concurrent_probes as usize));
@@ -302,7 +307,7 @@ struct Core {
     msg_tx: mpsc::Sender<Msg>,
     /// Probe history for the status page (summed in memory; written by `history::run`).
     history: Arc<History>,
-    /// Incidents for the status page, reloaded after each recorded transition.
+    /// Incidents for the status page, told after each recorded transition.
     board: Arc<Board>,
 }
 
@@ -512,10 +517,7 @@ impl Core {
                     self.outbox_wake.notify_one();
                 }
                 // The transition may have opened or moved an incident (same transaction).
-                let board = self.board.clone();
-                if let Err(e) = tokio::task::block_in_place(|| board.reload_incidents()) {
-                    error!("could not reload incidents for the status page: {e}");
-                }
+                self.board.changed();
             }
             // The switch still happens (customers come first), but loudly: the record is missing.
             Err(e) => {

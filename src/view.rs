@@ -159,6 +159,8 @@ pub struct Board {
     windows: RwLock<Vec<(String, Vec<Window>)>>,
     /// Told the number of open incidents after every reload (the shell sets a gauge).
     on_reload: Option<Box<dyn Fn(usize) + Send + Sync>>,
+    /// Wakes `reload_on_change` (`changed`); many wakes while it works make one more reload.
+    changed: tokio::sync::Notify,
 }
 
 impl Board {
@@ -174,6 +176,7 @@ impl Board {
             history: Some(history),
             windows: RwLock::new(windows),
             on_reload: None,
+            changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -197,11 +200,19 @@ impl Board {
             history: Some(Arc::new(h)),
             windows: RwLock::new(windows),
             on_reload: None,
+            changed: tokio::sync::Notify::new(),
         }
     }
 
     pub fn store(&self) -> Option<&Arc<Store>> {
         self.store.as_ref()
+    }
+
+    /// Says the stored incidents changed (a transition was recorded): `reload_on_change`
+    /// reloads them soon. Cheap, so the core can call it after every transition; a burst of
+    /// transitions (a mass outage) costs one reload, not one per transition.
+    pub fn changed(&self) {
+        self.changed.notify_one();
     }
 
     /// Reads the incidents again from the store; returns how many are open.
@@ -211,10 +222,11 @@ impl Board {
         };
         let incidents = store.incidents(RECENT_INCIDENTS)?;
         let open = incidents.iter().filter(|i| i.is_open()).count();
-        *self.incidents.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(incidents);
+        // The gauge first: whoever sees the new incidents then also sees the count.
         if let Some(f) = &self.on_reload {
             f(open);
         }
+        *self.incidents.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(incidents);
         Ok(open)
     }
 
@@ -247,6 +259,22 @@ impl Board {
                 now,
             ),
             now,
+        }
+    }
+}
+
+/// Reloads `board`'s incidents whenever `Board::changed` is called, until shutdown.
+pub async fn reload_on_change(board: Arc<Board>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = board.changed.notified() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let b = board.clone();
+        match tokio::task::spawn_blocking(move || b.reload_incidents()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!("could not reload incidents for the status page: {e}"),
+            Err(e) => tracing::error!("incident reload failed: {e}"),
         }
     }
 }
@@ -498,5 +526,44 @@ mod tests {
         assert_eq!(m[0].status, MaintenanceStatus::Scheduled);
         assert_eq!(m[0].reason, "Vendor upgrade");
         assert_eq!(m[0].ends_at, Some(now.plus(Duration::from_secs(5400))));
+    }
+
+    #[tokio::test]
+    async fn a_change_reloads_the_incidents_off_the_caller() {
+        use crate::failover::Transition;
+        let store = Arc::new(Store::open_in_memory().unwrap());
+        store.ensure_service("s", Timestamp(0)).unwrap();
+        let board = Arc::new(Board::new(
+            store.clone(),
+            Arc::new(History::new(vec!["s".into()])),
+            Vec::new(),
+        ));
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(reload_on_change(board.clone(), shutdown));
+        let t = Transition {
+            service: "s".into(),
+            from: State::Operational,
+            to: State::Outage,
+            cause: Cause::PrimaryDown,
+            at: Timestamp(1),
+            actor: "system".into(),
+            reason: "down".into(),
+            evidence: Vec::new(),
+        };
+        store.commit_transition(&t, "v", &[]).unwrap();
+        assert!(board.incidents().is_empty(), "not before it is told");
+        // A burst of changes is fine: they coalesce.
+        for _ in 0..100 {
+            board.changed();
+        }
+        for _ in 0..200 {
+            if !board.incidents().is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(board.incidents().len(), 1);
+        stop.send(true).unwrap();
+        task.await.unwrap();
     }
 }

@@ -45,6 +45,12 @@ fn an_incident_survives_a_crash_and_is_resolved_by_the_recovery() {
     wait_until("failed over", Duration::from_secs(30), || {
         d.location("submit-ticket") == backup
     });
+    // The page reloads incidents right after the transition, off the core task.
+    wait_until("the incident on the page", Duration::from_secs(10), || {
+        json(&d, "/api/v2/incidents/unresolved.json")["incidents"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    });
     let open = json(&d, "/api/v2/incidents/unresolved.json");
     let incidents = open["incidents"].as_array().expect("incidents");
     assert_eq!(incidents.len(), 1, "{open}");
