@@ -128,7 +128,7 @@ fn render_incident(html: &mut String, snapshot: &Snapshot, i: &IncidentRecord, n
         html,
         r#"<article class="incident {class}" id="{heading}" aria-labelledby="{heading}-h">
 <h3 id="{heading}-h">{name}</h3>
-<p class="muted">{status} · {service} · impact {impact} · started <time datetime="{started}">{started_text}</time> ({ago})</p>
+<p class="muted">{status} · {service} · {impact} impact · started <time datetime="{started}">{started_text}</time> ({ago})</p>
 <ol class="timeline">
 "#,
         class = if i.is_open() { "open" } else { "closed" },
@@ -325,8 +325,19 @@ fn render_sparkline(html: &mut String, cid: &str, history: &ServiceHistory, now:
         html.push_str("<p class=\"muted\">Response time: no probes in the last 24 hours.</p>\n");
         return;
     };
-    let text =
-        format!("Response time over the last 24 hours: {mean:.0} ms on average, {max} ms at most");
+    // Latency is kept in whole milliseconds; a fast target reads "under 1 ms", never "0 ms".
+    let ms = |v: f64| {
+        if v < 1.0 {
+            "under 1 ms".to_owned()
+        } else {
+            format!("{v:.0} ms")
+        }
+    };
+    let text = format!(
+        "Response time over the last 24 hours: {} on average, {} at most",
+        ms(mean),
+        ms(max as f64)
+    );
     const W: f64 = 300.0;
     const H: f64 = 40.0;
     const PAD: f64 = 4.0;
