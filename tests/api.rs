@@ -1107,3 +1107,155 @@ async fn history_feeds_are_valid_atom_and_rss_with_every_incident() {
     assert_eq!(items[0]["guid"], entries[0]["id"]);
     server.stop().await;
 }
+
+/// Stands in for the control API's bearer-token `Caller` (on the `control` branch) so the
+/// route's own behaviour can be tested now: `Bearer op` is operator alice, `Bearer viewer`
+/// is a viewer, anything else is unauthenticated.
+struct TestCaller {
+    name: String,
+    operator: bool,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for TestCaller {
+    type Rejection = api::ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match parts
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some("Bearer op") => Ok(TestCaller {
+                name: "alice".into(),
+                operator: true,
+            }),
+            Some("Bearer viewer") => Ok(TestCaller {
+                name: "victor".into(),
+                operator: false,
+            }),
+            _ => Err(api::ApiError::Unauthorized),
+        }
+    }
+}
+
+impl api::incidents::Operator for TestCaller {
+    fn operator_name(self) -> Result<String, api::ApiError> {
+        if self.operator {
+            Ok(self.name)
+        } else {
+            Err(api::ApiError::Forbidden("operators only".into()))
+        }
+    }
+}
+
+async fn post(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let mut request = hyper::Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("host", addr.to_string());
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let request = request
+        .body(http_body_util::Full::new(Bytes::from(body.to_owned())))
+        .expect("request");
+    let response = sender.send_request(request).await.expect("response");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8(body.to_vec()).expect("utf-8"),
+    }
+}
+
+#[tokio::test]
+async fn the_incident_update_route_answers_like_the_rest_of_the_control_api() {
+    let (server, board, state) = start_with_board(fixture()).await;
+    let id = board.incidents()[0].public_id.clone();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = axum::Router::new()
+        .merge(api::incidents::incident_update_route::<TestCaller>())
+        .with_state(state);
+    let task = tokio::spawn(async move { axum::serve(listener, app).await });
+    let path = format!("/api/v1/incidents/{id}/updates");
+    let json_type = ("content-type", "application/json");
+    let good = r#"{"status": "monitoring", "body": "A fix is deployed; we are watching it."}"#;
+
+    assert_error(
+        &post(addr, &path, &[json_type], good).await,
+        401,
+        "unauthorized",
+    );
+    let viewer = ("authorization", "Bearer viewer");
+    assert_error(
+        &post(addr, &path, &[json_type, viewer], good).await,
+        403,
+        "forbidden",
+    );
+    let op = ("authorization", "Bearer op");
+    let cases: [(&str, &[(&str, &str)], &str, u16, &str); 5] = [
+        (&path, &[json_type, op], "{not json", 400, "bad_request"),
+        (&path, &[op], good, 415, "unsupported_media_type"),
+        (
+            &path,
+            &[json_type, op],
+            r#"{"status": "fixed", "body": "x"}"#,
+            422,
+            "unprocessable",
+        ),
+        (
+            &path,
+            &[json_type, op],
+            r#"{"status": "resolved"}"#,
+            422,
+            "unprocessable",
+        ),
+        (
+            "/api/v1/incidents/nope/updates",
+            &[json_type, op],
+            good,
+            404,
+            "not_found",
+        ),
+    ];
+    for (p, headers, body, status, code) in cases {
+        assert_error(&post(addr, p, headers, body).await, status, code);
+    }
+
+    let reply = post(addr, &path, &[json_type, op], good).await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let v = reply.json();
+    assert_eq!(v["incident"]["id"], id.as_str());
+    assert_eq!(v["incident"]["status"], "monitoring");
+    assert_eq!(
+        v["incident"]["incident_updates"][0]["body"],
+        "A fix is deployed; we are watching it."
+    );
+    // The public documents show it at once.
+    let open = server.get("/api/v2/incidents/unresolved.json").await.json();
+    assert_eq!(open["incidents"][0]["status"], "monitoring");
+    assert_eq!(
+        open["incidents"][0]["incident_updates"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+    task.abort();
+    server.stop().await;
+}

@@ -1,23 +1,22 @@
 //! Operator updates to incidents: `POST /api/v1/incidents/{id}/updates {status, body}` (operator role).
 //!
-//! `add_update` validates the body, appends the update in the store, refreshes the page's
-//! incidents and answers with the incident in Statuspage's shape. It takes the caller's name
-//! rather than authenticating itself: the route belongs behind the control API's bearer-token
-//! extractor (`Caller`, `src/api/auth.rs`, built on the `control` branch). Until that extractor
-//! is on main the route is not registered; wiring it is this handler in `router()`:
+//! `incident_update_route` is the route, generic over the extractor that authenticates the
+//! caller: the control API's bearer-token `Caller` (`src/api/auth.rs`, on the `control`
+//! branch, not yet on main). Until that extractor is on main the route is NOT merged into
+//! `router()`, so no unauthenticated write exists. Wiring it is two lines where `Caller` lives:
 //!
 //! ```ignore
-//! pub async fn post_update(
-//!     State(state): State<ApiState>,
-//!     caller: Caller,
-//!     id: Result<Path<String>, PathRejection>,
-//!     body: Result<Json<UpdateRequest>, JsonRejection>,
-//! ) -> Result<Response, ApiError> {
-//!     caller.require(Role::Operator)?;
-//!     let (Path(id), Json(body)) = (id?, body?);
-//!     add_update(&state, &id, &caller.name, body).await
+//! impl incidents::Operator for Caller {
+//!     fn operator_name(self) -> Result<String, ApiError> {
+//!         self.require(Role::Operator)?;
+//!         Ok(self.name)
+//!     }
 //! }
+//! // in router(): .merge(incidents::incident_update_route::<auth::Caller>())
 //! ```
+//!
+//! `add_update` does the work: validates the body, appends the update in the store,
+//! refreshes the page's incidents and answers `201 {"incident": ...}` in Statuspage's shape.
 
 use super::error::ApiError;
 use super::statuspage::{self, Incident};
@@ -25,9 +24,12 @@ use super::ApiState;
 use crate::clock::Timestamp;
 use crate::incident::IncidentStatus;
 use crate::store::{NewIncidentUpdate, StoreError};
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::routing::post;
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 /// The longest update body accepted, in characters: a status update, not a postmortem file.
@@ -46,6 +48,32 @@ pub struct UpdateRequest {
 #[derive(Serialize)]
 struct IncidentAnswer {
     incident: Incident,
+}
+
+/// What the route needs from authentication: the caller's name, once it is known that the
+/// caller may act as an operator (401/403 as `ApiError` otherwise).
+pub trait Operator {
+    fn operator_name(self) -> Result<String, ApiError>;
+}
+
+/// `POST /api/v1/incidents/{id}/updates`, authenticated by the extractor `C`.
+pub fn incident_update_route<C>() -> Router<ApiState>
+where
+    C: FromRequestParts<ApiState> + Operator + Send + 'static,
+{
+    Router::new().route("/api/v1/incidents/{id}/updates", post(post_update::<C>))
+}
+
+async fn post_update<C: Operator>(
+    State(state): State<ApiState>,
+    caller: C,
+    id: Result<Path<String>, PathRejection>,
+    body: Result<Json<UpdateRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let actor = caller.operator_name()?;
+    let Path(id) = id?;
+    let Json(body) = body?;
+    add_update(&state, &id, &actor, body).await
 }
 
 /// Checks a request: a known status and a body with words in it, not too long.
