@@ -1209,7 +1209,9 @@ async fn the_incident_update_route_answers_like_the_rest_of_the_control_api() {
         "forbidden",
     );
     let op = ("authorization", "Bearer op");
-    let cases: [(&str, &[(&str, &str)], &str, u16, &str); 5] = [
+    // (path, headers, body, status, error code)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, u16, &'a str);
+    let cases: [Case; 5] = [
         (&path, &[json_type, op], "{not json", 400, "bad_request"),
         (&path, &[op], good, 415, "unsupported_media_type"),
         (
