@@ -345,8 +345,12 @@ impl Core {
         let spec = &svc.spec.checks[ci];
         self.metrics.probe_finished(&svc.spec.id, spec, &outcome);
         if spec.role == crate::config::Role::Primary {
-            self.history
-                .record(si, outcome.success, outcome.duration, outcome.started_at);
+            self.history.record(
+                &svc.spec.id,
+                outcome.success,
+                outcome.duration,
+                outcome.started_at,
+            );
         }
         let t = Thresholds::new(spec.failure_threshold, spec.success_threshold);
         let rt = &mut svc.checks[ci];

@@ -102,8 +102,9 @@ fn floor(t: i64, width: i64) -> i64 {
     t.div_euclid(width) * width
 }
 
-/// Pending sums per service index: (five-minute bucket start, sums), usually one entry.
-type Pending = Vec<Vec<(i64, Agg)>>;
+/// Pending sums per service id: (five-minute bucket start, sums), usually one entry.
+/// Keys stay after a flush (only the lists are taken), so recording allocates nothing.
+type Pending = HashMap<String, Vec<(i64, Agg)>>;
 
 /// Per service: the days and hours kept in memory for the view.
 #[derive(Default)]
@@ -112,12 +113,11 @@ struct Kept {
     hours: BTreeMap<i64, Agg>,
 }
 
-/// The accumulator and the view of every configured service.
+/// The accumulator and the view of every service, keyed by service id (so a configuration
+/// reload that adds, removes or reorders services cannot misattribute a probe).
 pub struct History {
-    /// Service ids, by the index the shell records with.
-    services: Vec<String>,
     pending: Mutex<Pending>,
-    kept: Mutex<Vec<Kept>>,
+    kept: Mutex<HashMap<String, Kept>>,
     view: RwLock<Arc<HistoryView>>,
 }
 
@@ -128,61 +128,51 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl History {
-    /// An empty history for `services` (ids, in the shell's index order).
+    /// An empty history, with room made for `services` (ids) up front.
     pub fn new(services: Vec<String>) -> History {
-        let n = services.len();
+        let pending = services.iter().map(|s| (s.clone(), Vec::new())).collect();
+        let kept = services.into_iter().map(|s| (s, Kept::default())).collect();
         History {
-            services,
-            pending: Mutex::new(vec![Vec::new(); n]),
-            kept: Mutex::new((0..n).map(|_| Kept::default()).collect()),
+            pending: Mutex::new(pending),
+            kept: Mutex::new(kept),
             view: RwLock::new(Arc::new(HistoryView::default())),
         }
     }
 
-    /// The history of `services` as stored: the last `DAYS` days and `SPARK_HOURS` hours.
+    /// `services` with their stored history: the last `DAYS` days and `SPARK_HOURS` hours.
     pub fn load(
         store: &Store,
         services: Vec<String>,
         now: Timestamp,
     ) -> Result<History, StoreError> {
         let history = History::new(services);
-        let index: HashMap<&str, usize> = history
-            .services
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.as_str(), i))
-            .collect();
         {
             let mut kept = lock(&history.kept);
             let days_since = Timestamp(floor(now.0, DAY_MS) - (DAYS - 1) * DAY_MS);
             for row in store.history(DAY_S, days_since)? {
-                if let Some(&i) = index.get(row.service.as_str()) {
-                    kept[i]
-                        .days
-                        .entry(row.start.0)
-                        .or_default()
-                        .merge(&agg_of(&row));
-                }
+                let k = kept.entry(row.service.clone()).or_default();
+                k.days.entry(row.start.0).or_default().merge(&agg_of(&row));
             }
             let hours_since = Timestamp(floor(now.0, HOUR_MS) - (SPARK_HOURS - 1) * HOUR_MS);
             for row in store.history(FIVE_MINUTES_S, hours_since)? {
-                if let Some(&i) = index.get(row.service.as_str()) {
-                    let hour = floor(row.start.0, HOUR_MS);
-                    kept[i].hours.entry(hour).or_default().merge(&agg_of(&row));
-                }
+                let k = kept.entry(row.service.clone()).or_default();
+                let hour = floor(row.start.0, HOUR_MS);
+                k.hours.entry(hour).or_default().merge(&agg_of(&row));
             }
         }
         history.rebuild(now);
         Ok(history)
     }
 
-    /// One probe of a primary check of service `si` ended at `at`. The hot path: no I/O.
-    pub fn record(&self, si: usize, success: bool, latency: Duration, at: Timestamp) {
+    /// One probe of a primary check of `service` ended at `at`. The hot path: no I/O.
+    pub fn record(&self, service: &str, success: bool, latency: Duration, at: Timestamp) {
         let bucket = floor(at.0, FINE_MS);
         let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
         let mut pending = lock(&self.pending);
-        let Some(list) = pending.get_mut(si) else {
-            return;
+        let list = match pending.get_mut(service) {
+            Some(list) => list,
+            // A service added by a reload: its first probe makes room for it.
+            None => pending.entry(service.to_owned()).or_default(),
         };
         match list.iter_mut().find(|(b, _)| *b == bucket) {
             Some((_, agg)) => agg.add(success, ms),
@@ -207,30 +197,35 @@ impl History {
     /// Writes every pending bucket in one transaction and updates the view. On a store error
     /// the pending sums are put back, to be written by the next flush. Returns the rows written.
     pub fn flush(&self, store: &Store, now: Timestamp) -> Result<usize, StoreError> {
-        let taken: Pending = {
+        let taken: Vec<(String, Vec<(i64, Agg)>)> = {
             let mut pending = lock(&self.pending);
-            pending.iter_mut().map(std::mem::take).collect()
+            pending
+                .iter_mut()
+                .filter(|(_, list)| !list.is_empty())
+                .map(|(id, list)| (id.clone(), std::mem::take(list)))
+                .collect()
         };
         let mut rows = Vec::new();
-        for (si, list) in taken.iter().enumerate() {
+        for (id, list) in &taken {
             let mut days: BTreeMap<i64, Agg> = BTreeMap::new();
             for (bucket, agg) in list {
-                rows.push(row(&self.services[si], FIVE_MINUTES_S, *bucket, agg));
+                rows.push(row(id, FIVE_MINUTES_S, *bucket, agg));
                 days.entry(floor(*bucket, DAY_MS)).or_default().merge(agg);
             }
             for (day, agg) in days {
-                rows.push(row(&self.services[si], DAY_S, day, &agg));
+                rows.push(row(id, DAY_S, day, &agg));
             }
         }
         let prune_fine = Timestamp(now.0 - FINE_KEEP_MS);
         let prune_days = Timestamp(floor(now.0, DAY_MS) - (DAYS - 1) * DAY_MS);
         if let Err(e) = store.add_history(&rows, prune_fine, prune_days) {
             let mut pending = lock(&self.pending);
-            for (si, list) in taken.into_iter().enumerate() {
+            for (id, list) in taken {
+                let back = pending.entry(id).or_default();
                 for (bucket, agg) in list {
-                    match pending[si].iter_mut().find(|(b, _)| *b == bucket) {
+                    match back.iter_mut().find(|(b, _)| *b == bucket) {
                         Some((_, a)) => a.merge(&agg),
-                        None => pending[si].push((bucket, agg)),
+                        None => back.push((bucket, agg)),
                     }
                 }
             }
@@ -238,15 +233,11 @@ impl History {
         }
         {
             let mut kept = lock(&self.kept);
-            for (si, list) in taken.iter().enumerate() {
+            for (id, list) in &taken {
+                let k = kept.entry(id.clone()).or_default();
                 for (bucket, agg) in list {
-                    kept[si]
-                        .days
-                        .entry(floor(*bucket, DAY_MS))
-                        .or_default()
-                        .merge(agg);
-                    kept[si]
-                        .hours
+                    k.days.entry(floor(*bucket, DAY_MS)).or_default().merge(agg);
+                    k.hours
                         .entry(floor(*bucket, HOUR_MS))
                         .or_default()
                         .merge(agg);
@@ -262,15 +253,15 @@ impl History {
         let first_day = floor(now.0, DAY_MS) - (DAYS - 1) * DAY_MS;
         let first_hour = floor(now.0, HOUR_MS) - (SPARK_HOURS - 1) * HOUR_MS;
         let mut kept = lock(&self.kept);
-        let mut services = HashMap::with_capacity(self.services.len());
-        for (si, k) in kept.iter_mut().enumerate() {
+        let mut services = HashMap::with_capacity(kept.len());
+        for (id, k) in kept.iter_mut() {
             k.days.retain(|d, _| *d >= first_day);
             k.hours.retain(|h, _| *h >= first_hour);
             let history = ServiceHistory {
                 days: k.days.iter().map(|(d, a)| (Timestamp(*d), *a)).collect(),
                 hours: k.hours.iter().map(|(h, a)| (Timestamp(*h), *a)).collect(),
             };
-            services.insert(self.services[si].clone(), Arc::new(history));
+            services.insert(id.clone(), Arc::new(history));
         }
         let view = Arc::new(HistoryView { services });
         *self.view.write().unwrap_or_else(|p| p.into_inner()) = view;
@@ -335,9 +326,9 @@ mod tests {
         let store = Store::open_in_memory().unwrap();
         let h = History::new(services());
         for i in 0..1000 {
-            h.record(0, i % 10 != 0, Duration::from_millis(20 + i % 7), NOW);
+            h.record("a", i % 10 != 0, Duration::from_millis(20 + i % 7), NOW);
         }
-        h.record(1, false, Duration::from_millis(5), NOW);
+        h.record("b", false, Duration::from_millis(5), NOW);
         assert!(h.view().service("a").is_none(), "nothing flushed yet");
         // Two services, one five-minute bucket and one day each: four rows for 1001 probes.
         assert_eq!(h.flush(&store, NOW).unwrap(), 4);
@@ -365,7 +356,7 @@ mod tests {
         let h = History::new(services());
         let day = |n: i64| Timestamp(NOW.0 - n * DAY_MS);
         for n in [0, 1, 89, 90, 120] {
-            h.record(0, true, Duration::from_millis(10), day(n));
+            h.record("a", true, Duration::from_millis(10), day(n));
         }
         h.flush(&store, NOW).unwrap();
         let a = h.view().service("a").cloned().unwrap();
@@ -391,13 +382,26 @@ mod tests {
         let path = dir.path().join("var/h.db");
         let store = Store::open(&path).unwrap();
         let h = History::new(services());
-        h.record(0, true, Duration::from_millis(10), NOW);
+        h.record("a", true, Duration::from_millis(10), NOW);
         std::fs::remove_dir_all(dir.path().join("var")).unwrap();
         assert!(h.flush(&store, NOW).is_err());
-        h.record(0, false, Duration::from_millis(30), NOW);
+        h.record("a", false, Duration::from_millis(30), NOW);
         let store = Store::open(&path).unwrap();
         h.flush(&store, NOW).unwrap();
         let a = h.view().service("a").cloned().unwrap();
         assert_eq!((a.days[0].1.ok, a.days[0].1.total), (1, 2));
+    }
+
+    #[test]
+    fn a_service_added_by_a_reload_is_counted_under_its_own_id() {
+        let store = Store::open_in_memory().unwrap();
+        let h = History::new(services());
+        h.record("added-later", false, Duration::from_millis(10), NOW);
+        h.record("a", true, Duration::from_millis(10), NOW);
+        h.flush(&store, NOW).unwrap();
+        let view = h.view();
+        assert_eq!(view.service("added-later").unwrap().uptime(), Some(0.0));
+        assert_eq!(view.service("a").unwrap().uptime(), Some(1.0));
+        assert!(view.service("b").unwrap().days.is_empty());
     }
 }

@@ -606,8 +606,13 @@ fn board() -> (Arc<Board>, Arc<Store>) {
     let now = Timestamp::now();
     for i in 0..200u64 {
         let at = Timestamp(now.0 - i64::try_from(i).unwrap() * 60_000);
-        history.record(0, true, Duration::from_millis(20 + i % 30), at);
-        history.record(1, i % 4 != 0, Duration::from_millis(80), at);
+        history.record(
+            "ticket-submission",
+            true,
+            Duration::from_millis(20 + i % 30),
+            at,
+        );
+        history.record("email-intake", i % 4 != 0, Duration::from_millis(80), at);
     }
     history.flush(&store, now).expect("flush");
     let windows = vec![(
