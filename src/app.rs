@@ -62,7 +62,6 @@ pub async fn run(
         source,
     })?;
     let store = Arc::new(store);
-    store.describe_services(service_words(&config));
     let mailer = Mailer::from_config(&config.email).map_err(|e| AppError::Email(e.to_string()))?;
     let transports = Arc::new(Transports {
         mailer,
@@ -137,16 +136,12 @@ pub async fn run(
         source,
     })?;
     let history = Arc::new(history);
-    let windows = config
-        .services
-        .iter()
-        .map(|s| (s.id.clone(), s.maintenance.clone()))
-        .collect();
     let m = metrics.clone();
     let board = Arc::new(
-        Board::new(store.clone(), history.clone(), windows)
+        Board::new(store.clone(), history.clone(), Vec::new())
             .on_reload(move |open| m.incidents_open(open)),
     );
+    configure_status_page(&store, &board, &config);
     if let Err(e) = board.reload_incidents() {
         error!("could not read incidents for the status page: {e}");
     }
@@ -613,6 +608,16 @@ fn empty_snapshot(config: &Config) -> Snapshot {
         public_url: config.server.public_url.clone(),
         updated_at: Timestamp::now(),
         services: Vec::new(),
+    }
+}
+
+/// Tells the status page's parts what the configuration says: the names and route targets
+/// incidents are worded with, and each service's planned maintenance windows. Called at
+/// start, and again after a configuration reload.
+pub fn configure_status_page(store: &Store, board: &Board, config: &Config) {
+    store.describe_services(service_words(config));
+    for s in &config.services {
+        board.set_windows(&s.id, s.maintenance.clone());
     }
 }
 
