@@ -71,6 +71,10 @@ fn an_incident_survives_a_crash_and_is_resolved_by_the_recovery() {
     wait_until("switched back", Duration::from_secs(30), || {
         d.location("submit-ticket") == primary
     });
+    // The page reloads incidents just after the transition is recorded, off the core task.
+    wait_until("the incident resolved", Duration::from_secs(10), || {
+        json(&d, "/api/v2/incidents.json")["incidents"][0]["status"] == "resolved"
+    });
     let all = json(&d, "/api/v2/incidents.json");
     let incidents = all["incidents"].as_array().expect("incidents");
     assert_eq!(

@@ -189,6 +189,12 @@ fn chromium_shows_the_failover_and_the_recovery_on_the_status_page() {
     wait_until("switched back", Duration::from_secs(30), || {
         d.location("submit-ticket") == primary
     });
+    // Incidents reach the page just after the transition is recorded, off the core task.
+    wait_until(
+        "the incident resolved on the page",
+        Duration::from_secs(10),
+        || get(&url).is_ok_and(|r| !r.body.contains("Active incidents")),
+    );
     let html = rendered(&url);
     assert_shows(
         &html,
