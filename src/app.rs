@@ -18,10 +18,12 @@ use crate::config::{CheckSpec, Config, ServiceSpec};
 use crate::failover::window::{Schedule, Window};
 use crate::failover::{self, Action, Command, Event, Holds, Policy, Side, State, Transition};
 use crate::health::{CheckHealth, Health, Thresholds};
+use crate::history::{self, History};
+use crate::incident::{RouteWords, ServiceWords};
 use crate::metrics::Metrics;
 use crate::probe::{self, Outcome};
 use crate::store::{DrillRow, ScheduledWindow, Store, StoreError};
-use crate::view::{CheckView, RouteView, ServiceView, Snapshot};
+use crate::view::{target_display, Board, CheckView, RouteView, ServiceView, Snapshot};
 use serde::Serialize;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -103,6 +105,27 @@ pub async fn run_with(
         services.push(ServiceRuntime::load(spec, &store, now).map_err(store_err)?);
     }
 
+    // The status page's probe history, incidents and planned windows.
+    let history = History::load(
+        &store,
+        config.services.iter().map(|s| s.id.clone()).collect(),
+        now,
+    )
+    .map_err(|source| AppError::Store {
+        path: config.storage.path.display().to_string(),
+        source,
+    })?;
+    let history = Arc::new(history);
+    let m = metrics.clone();
+    let board = Arc::new(
+        Board::new(store.clone(), history.clone(), Vec::new())
+            .on_reload(move |open| m.incidents_open(open)),
+    );
+    configure_status_page(&store, &board, &config);
+    if let Err(e) = board.reload_incidents() {
+        error!("could not read incidents for the status page: {e}");
+    }
+
     let (msg_tx, msg_rx) = mpsc::channel::<Msg>(1024);
     let outbox_wake = Arc::new(Notify::new());
     let permits = Arc::new(Semaphore::new(config.server.max_concurrent_probes as usize));
@@ -119,10 +142,13 @@ pub async fn run_with(
         probes_stop: watch::Sender::new(false),
         permits,
         shutdown: shutdown.clone(),
+        history: history.clone(),
+        board: board.clone(),
     };
     for s in &core.services {
         core.metrics_for_new_service(s);
     }
+    core.show_windows();
     core.publish();
     let snapshot_rx = core.snapshot_tx.subscribe();
 
@@ -149,6 +175,13 @@ pub async fn run_with(
     ));
     // Deliver whatever a previous run recorded and did not send.
     outbox_wake.notify_one();
+    // Probe history: written in batches, off the probe path. Incidents: reloaded for the page
+    // after transitions, off the core task.
+    tasks.spawn(history::run(history, store.clone(), shutdown.clone()));
+    tasks.spawn(crate::view::reload_on_change(
+        board.clone(),
+        shutdown.clone(),
+    ));
 
     // Probes.
     core.start_probes();
@@ -170,7 +203,8 @@ pub async fn run_with(
         store: store.clone(),
     };
     let api_state = ApiState::new(snapshot_rx, move || m.render(), ready.clone())
-        .with_control(Arc::new(auth), control);
+        .with_control(Arc::new(auth), control)
+        .with_board(board.clone());
     drop(msg_tx);
     let addr = listener
         .local_addr()
@@ -252,6 +286,12 @@ enum Msg {
         actor: String,
         note: String,
         reply: oneshot::Sender<Result<crate::audit::AuditRecord, CommandError>>,
+    },
+    Audit {
+        actor: String,
+        reason: String,
+        detail: serde_json::Value,
+        reply: oneshot::Sender<Option<i64>>,
     },
 }
 
@@ -490,6 +530,19 @@ impl CoreHandle {
         self.ask(msg, rx).await.unwrap_or_else(|| Err(stopping()))
     }
 
+    /// Appends an operator action outside any service's machine to the audit chain; `None`
+    /// when it could not be written (logged and counted by the core).
+    pub async fn audit(&self, actor: &str, reason: &str, detail: serde_json::Value) -> Option<i64> {
+        let (reply, rx) = oneshot::channel();
+        let msg = Msg::Audit {
+            actor: actor.to_string(),
+            reason: reason.to_string(),
+            detail,
+            reply,
+        };
+        self.ask(msg, rx).await.flatten()
+    }
+
     /// Re-reads the configuration; keeps the running one if the new one is invalid.
     pub async fn reload(&self, actor: &str) -> Result<ReloadReport, ReloadError> {
         let (reply, rx) = oneshot::channel();
@@ -666,6 +719,10 @@ struct Core {
     probes_stop: watch::Sender<bool>,
     permits: Arc<Semaphore>,
     shutdown: watch::Receiver<bool>,
+    /// Probe history for the status page (summed in memory; written by `history::run`).
+    history: Arc<History>,
+    /// Incidents for the status page, told after each recorded transition.
+    board: Arc<Board>,
 }
 
 /// What one step of a service's machine did.
@@ -722,6 +779,9 @@ impl Core {
                     }
                     Some(Msg::Review { audit_id, actor, note, reply }) => {
                         let _ = reply.send(self.review(audit_id, &actor, &note));
+                    }
+                    Some(Msg::Audit { actor, reason, detail, reply }) => {
+                        let _ = reply.send(self.audit_other(&actor, &reason, detail));
                     }
                     None => break,
                 },
@@ -1111,6 +1171,20 @@ impl Core {
         )
     }
 
+    /// Shows every service's planned windows (configured and scheduled through the API) on
+    /// the status page.
+    fn show_windows(&self) {
+        for s in &self.services {
+            self.board.set_windows(&s.spec.id, s.policy.windows.clone());
+        }
+    }
+
+    /// Appends an operator action that does not go through a service's machine (an incident
+    /// update) to the audit chain.
+    fn audit_other(&self, actor: &str, reason: &str, detail: serde_json::Value) -> Option<i64> {
+        self.audit_action(None, actor, reason, detail, Timestamp::now())
+    }
+
     fn schedule_maintenance(&mut self, w: ScheduledWindow) -> Result<i64, CommandError> {
         let si = self
             .index(&w.service)
@@ -1134,6 +1208,7 @@ impl Core {
             now,
         );
         self.services[si].policy.windows.push(scheduled_window(&w));
+        self.show_windows();
         // The machine asks to be woken at the window's start (or enters it now).
         self.on_event(si, Event::Tick, now);
         Ok(id)
@@ -1295,6 +1370,8 @@ impl Core {
         }
         self.services = services;
         self.config = Arc::new(new);
+        configure_status_page(&self.store, &self.board, &self.config);
+        self.show_windows();
         self.start_probes();
         for si in 0..self.services.len() {
             self.on_event(si, Event::Tick, now);
@@ -1335,6 +1412,14 @@ impl Core {
         let svc = &mut self.services[si];
         let spec = &svc.spec.checks[ci];
         self.metrics.probe_finished(&svc.spec.id, spec, &outcome);
+        if spec.role == crate::config::Role::Primary {
+            self.history.record(
+                &svc.spec.id,
+                outcome.success,
+                outcome.duration,
+                outcome.started_at,
+            );
+        }
         let t = Thresholds::new(spec.failure_threshold, spec.success_threshold);
         let rt = &mut svc.checks[ci];
         let changed = rt.health.observe(t, outcome.success, now);
@@ -1520,6 +1605,8 @@ impl Core {
                 if !announcements.is_empty() {
                     self.outbox_wake.notify_one();
                 }
+                // The transition may have opened or moved an incident (same transaction).
+                self.board.changed();
                 Some(c.transition_id)
             }
             // The switch still happens (customers come first), but loudly: the record is missing.
@@ -1597,6 +1684,7 @@ impl Core {
                     })
                     .collect(),
                 routes: route_views(&s.spec, s.side),
+                maintenance_until: s.machine.maintenance_until,
             })
             .collect();
         let snap = Snapshot {
@@ -1614,6 +1702,39 @@ fn empty_snapshot(config: &Config) -> Snapshot {
         updated_at: Timestamp::now(),
         services: Vec::new(),
     }
+}
+
+/// Tells the status page's parts what the configuration says: the names and route targets
+/// incidents are worded with, and each service's planned maintenance windows. Called at
+/// start, and again after a configuration reload.
+pub fn configure_status_page(store: &Store, board: &Board, config: &Config) {
+    store.describe_services(service_words(config));
+    for s in &config.services {
+        board.set_windows(&s.id, s.maintenance.clone());
+    }
+}
+
+/// What customers call each service and its routes, for the words of incidents.
+fn service_words(config: &Config) -> std::collections::HashMap<String, ServiceWords> {
+    config
+        .services
+        .iter()
+        .map(|s| {
+            let routes = s
+                .routes
+                .iter()
+                .map(|r| RouteWords {
+                    primary: target_display(&r.primary).to_owned(),
+                    backup: target_display(&r.backup).to_owned(),
+                })
+                .collect();
+            let words = ServiceWords {
+                name: s.name.clone(),
+                routes,
+            };
+            (s.id.clone(), words)
+        })
+        .collect()
 }
 
 fn side_target(r: &crate::config::RouteSpec, side: Side) -> &str {

@@ -135,6 +135,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
     },
     Endpoint {
         method: "post",
+        path: "/api/v1/incidents/{id}/updates",
+        role: Some(Role::Operator),
+        summary: "Add an update (status and words for customers) to an incident",
+    },
+    Endpoint {
+        method: "post",
         path: "/-/reload",
         role: Some(Role::Admin),
         summary: "Reload the configuration (keeps the running one if invalid)",
@@ -162,6 +168,7 @@ pub fn router() -> Router<ApiState> {
         .route("/api/v1/drills/{id}/abort", post(drill_abort))
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/audit/{id}/review", post(review))
+        .route("/api/v1/incidents/{id}/updates", post(incident_update))
         .route("/-/reload", post(reload))
         .route("/api/v1/openapi.json", get(super::openapi::handler))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -846,6 +853,31 @@ async fn review(
         .review(id, &caller.name, &note)
         .await?;
     Ok((StatusCode::CREATED, Json(rec)).into_response())
+}
+
+// ---- incidents ----
+
+/// `POST /api/v1/incidents/{id}/updates`: the update is stored and shown first, then audited
+/// with the token's name.
+async fn incident_update(
+    State(state): State<ApiState>,
+    caller: Caller,
+    id: Result<Path<String>, PathRejection>,
+    body: Result<Json<super::incidents::UpdateRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    require(&state, &caller, Role::Operator)?;
+    let core = control(&state)?.core.clone();
+    let Path(id) = id?;
+    let Json(b) = body?;
+    let detail = serde_json::json!({
+        "command": "incident_update",
+        "incident": id,
+        "status": b.status.trim(),
+    });
+    let reason = b.body.trim().to_owned();
+    let response = super::incidents::add_update(&state, &id, &caller.name, b).await?;
+    core.audit(&caller.name, &reason, detail).await;
+    Ok(response)
 }
 
 // ---- reload ----

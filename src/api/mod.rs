@@ -8,6 +8,8 @@
 pub mod auth;
 pub mod control;
 pub mod error;
+pub mod feeds;
+pub mod incidents;
 pub mod openapi;
 pub mod ops;
 pub mod page;
@@ -16,7 +18,7 @@ pub mod statuspage;
 
 pub use error::ApiError;
 
-use crate::view::Snapshot;
+use crate::view::{Board, Snapshot};
 use axum::routing::get;
 use axum::Router;
 use std::future::Future;
@@ -39,6 +41,8 @@ pub struct ApiState {
     /// The way to the core task; `None` when the server runs without a daemon (tests of the
     /// public endpoints), in which case control endpoints answer 404.
     pub(crate) control: Option<control::Control>,
+    /// Incidents, probe history and maintenance windows for the status page.
+    board: Arc<Board>,
 }
 
 impl ApiState {
@@ -55,6 +59,7 @@ impl ApiState {
             ready,
             auth: Arc::new(auth::Auth::disabled()),
             control: None,
+            board: Arc::new(Board::default()),
         }
     }
 
@@ -63,6 +68,17 @@ impl ApiState {
         self.auth = auth;
         self.control = Some(control);
         self
+    }
+
+    /// Serves the status page's incidents, history and maintenance from `board` (without one,
+    /// those parts of the page and the documents are empty).
+    pub fn with_board(mut self, board: Arc<Board>) -> Self {
+        self.board = board;
+        self
+    }
+
+    pub fn board(&self) -> &Arc<Board> {
+        &self.board
     }
 
     /// The latest published snapshot. The `Arc` is cloned out so the channel's read lock is
@@ -86,6 +102,16 @@ pub fn router(state: ApiState) -> Router {
             "/api/v2/scheduled-maintenances.json",
             get(public::maintenances),
         )
+        .route(
+            "/api/v2/scheduled-maintenances/upcoming.json",
+            get(public::upcoming_maintenances),
+        )
+        .route(
+            "/api/v2/scheduled-maintenances/active.json",
+            get(public::active_maintenances),
+        )
+        .route("/history.atom", get(public::history_atom))
+        .route("/history.rss", get(public::history_rss))
         .route("/status", get(public::status_page))
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))

@@ -89,6 +89,15 @@ fn request(e: &Endpoint) -> Option<(Value, bool)> {
             "type": "object", "additionalProperties": false, "required": ["note"],
             "properties": { "note": text("What the reviewer found.") }
         }),
+        ("post", "/api/v1/incidents/{id}/updates") => json!({
+            "type": "object", "additionalProperties": false, "required": ["status", "body"],
+            "properties": {
+                "status": { "type": "string", "enum": crate::incident::IncidentStatus::ALL
+                    .iter().map(|s| s.as_str()).collect::<Vec<_>>() },
+                "body": { "type": "string", "minLength": 1,
+                    "maxLength": super::incidents::MAX_BODY_CHARS,
+                    "description": "What customers read (not blank)." } }
+        }),
         _ => return None,
     };
     Some((body, true))
@@ -127,6 +136,14 @@ fn success(e: &Endpoint) -> (&'static str, Value) {
         ),
         ("post", "/api/v1/audit/{id}/review") => ("201", json_of(reference("AuditRecord"))),
         ("post", "/-/reload") => ("200", json_of(reference("ReloadResult"))),
+        ("post", "/api/v1/incidents/{id}/updates") => (
+            "201",
+            json_of(json!({
+                "type": "object", "required": ["incident"],
+                "properties": { "incident": { "type": "object",
+                    "description": "The incident in Statuspage's shape, with its updates (newest first)." } }
+            })),
+        ),
         ("get", "/api/v1/openapi.json") => ("200", json_of(json!({ "type": "object" }))),
         _ => ("200", json_of(reference("Applied"))),
     }

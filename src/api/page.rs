@@ -1,27 +1,42 @@
-//! The `/status` HTML page, rendered purely from a `Snapshot`: no JavaScript, no external assets.
+//! The `/status` HTML page, rendered purely from a `Snapshot` and its `Extras`: no JavaScript, no external assets.
 //!
 //! The page must work when everything else is broken (it is what customers open during an
-//! outage), so it is one self-contained document with inline CSS that refreshes itself.
-//! Every interpolated string goes through `escape`, because service names and targets come
-//! from configuration files we do not control the authors of.
+//! outage), so it is one self-contained document with inline CSS and inline SVG that
+//! refreshes itself. Every interpolated string goes through `escape`, because service names
+//! and targets come from configuration files we do not control the authors of.
+//!
+//! Accessibility: `lang`, landmarks (header, main, footer), one h1 then h2 sections then h3
+//! items, text colours of at least 4.5:1 against their background, and every graphic (uptime
+//! bars, sparkline) an `img` with a text alternative that says what it shows.
 
 use super::statuspage::{self, Indicator};
 use crate::clock::Timestamp;
 use crate::failover::{Side, State};
-use crate::view::{target_display, RouteView, ServiceView, Snapshot, TargetKind};
+use crate::history::{Agg, ServiceHistory, DAYS};
+use crate::store::IncidentRecord;
+use crate::view::{
+    target_display, Extras, MaintenanceStatus, MaintenanceView, RouteView, ServiceView, Snapshot,
+    TargetKind,
+};
 use std::fmt::Write as _;
 use std::time::Duration;
 
 /// Seconds between automatic reloads; short enough to follow a failover, long enough to be cheap.
 const REFRESH_SECONDS: u32 = 30;
 
+/// Resolved incidents shown under "Past incidents"; the feeds and `incidents.json` have more.
+const PAST_INCIDENTS: usize = 10;
+
+const DAY_MS: i64 = 86_400_000;
+
 pub use crate::html::escape;
 
-/// Renders the whole page. `now` is only used for "5 minutes ago"; the shell passes the wall clock.
-pub fn render(snapshot: &Snapshot, now: Timestamp) -> String {
+/// Renders the whole page. `extras.now` is used for "5 minutes ago" and the 90 days of bars.
+pub fn render(snapshot: &Snapshot, extras: &Extras) -> String {
+    let now = extras.now;
     let status = statuspage::status(snapshot);
     let title = escape(&snapshot.title);
-    let mut html = String::with_capacity(4096 + 1024 * snapshot.services.len());
+    let mut html = String::with_capacity(8192 + 6144 * snapshot.services.len());
     // `write!` into a String cannot fail; the results are ignored deliberately below.
     let _ = write!(
         html,
@@ -40,23 +55,57 @@ pub fn render(snapshot: &Snapshot, now: Timestamp) -> String {
 <p class="banner {class}" role="status">{description}</p>
 </header>
 <main>
-<h2>Services</h2>
 "#,
         class = banner_class(status.indicator),
         description = escape(&status.description),
+    );
+    let (active, past): (Vec<&IncidentRecord>, Vec<&IncidentRecord>) =
+        extras.incidents.iter().partition(|i| i.is_open());
+    if !active.is_empty() {
+        html.push_str(
+            "<section aria-labelledby=\"h-active\">\n<h2 id=\"h-active\">Active incidents</h2>\n",
+        );
+        for i in &active {
+            render_incident(&mut html, snapshot, i, now);
+        }
+        html.push_str("</section>\n");
+    }
+    if !extras.maintenances.is_empty() {
+        html.push_str(
+            "<section aria-labelledby=\"h-maint\">\n<h2 id=\"h-maint\">Scheduled maintenance</h2>\n",
+        );
+        for m in &extras.maintenances {
+            render_maintenance(&mut html, m);
+        }
+        html.push_str("</section>\n");
+    }
+    html.push_str(
+        "<section aria-labelledby=\"h-services\">\n<h2 id=\"h-services\">Services</h2>\n",
     );
     if snapshot.services.is_empty() {
         html.push_str("<p>No services are configured.</p>\n");
     }
     for service in &snapshot.services {
-        render_service(&mut html, snapshot, service, now);
+        let history = extras.history.service(&service.id);
+        let incident = active.iter().find(|i| i.service == service.id).copied();
+        render_service(&mut html, snapshot, service, incident, history, now);
     }
+    html.push_str("</section>\n");
+    html.push_str("<section aria-labelledby=\"h-past\">\n<h2 id=\"h-past\">Past incidents</h2>\n");
+    if past.is_empty() {
+        html.push_str("<p>No incidents reported recently.</p>\n");
+    }
+    for i in past.iter().take(PAST_INCIDENTS) {
+        render_incident(&mut html, snapshot, i, now);
+    }
+    html.push_str("</section>\n");
     let _ = write!(
         html,
         r#"</main>
 <footer>
 <p>Updated <time datetime="{updated}">{updated_text}</time>. This page reloads every {REFRESH_SECONDS} seconds.
-Machine-readable: <a href="{base}/api/v2/summary.json">summary.json</a>.</p>
+Machine-readable: <a href="{base}/api/v2/summary.json">summary.json</a>.
+Follow incidents: <a href="{base}/history.atom">Atom feed</a>, <a href="{base}/history.rss">RSS feed</a>.</p>
 </footer>
 </body>
 </html>
@@ -68,8 +117,82 @@ Machine-readable: <a href="{base}/api/v2/summary.json">summary.json</a>.</p>
     html
 }
 
-fn render_service(html: &mut String, snapshot: &Snapshot, service: &ServiceView, now: Timestamp) {
-    let heading_id = format!("svc-{}", statuspage::stable_id("component", &service.id));
+fn render_incident(html: &mut String, snapshot: &Snapshot, i: &IncidentRecord, now: Timestamp) {
+    let service = snapshot
+        .services
+        .iter()
+        .find(|s| s.id == i.service)
+        .map_or(i.service.as_str(), |s| s.name.as_str());
+    let heading = format!("incident-{}", escape(&i.public_id));
+    let _ = write!(
+        html,
+        r#"<article class="incident {class}" id="{heading}" aria-labelledby="{heading}-h">
+<h3 id="{heading}-h">{name}</h3>
+<p class="muted">{status} · {service} · {impact} impact · started <time datetime="{started}">{started_text}</time> ({ago})</p>
+<ol class="timeline">
+"#,
+        class = if i.is_open() { "open" } else { "closed" },
+        name = escape(&i.name),
+        status = escape(i.status.words()),
+        service = escape(service),
+        impact = escape(i.impact.as_str()),
+        started = escape(&i.started_at.rfc3339()),
+        started_text = escape(&human_time(i.started_at)),
+        ago = escape(&ago(now.since(i.started_at))),
+    );
+    for u in &i.updates {
+        let _ = writeln!(
+            html,
+            r#"<li><strong>{status}</strong> <time datetime="{at}">{at_text}</time><p>{body}</p></li>"#,
+            status = escape(u.status.words()),
+            at = escape(&u.created_at.rfc3339()),
+            at_text = escape(&human_time(u.created_at)),
+            body = escape(&u.body),
+        );
+    }
+    html.push_str("</ol>\n</article>\n");
+}
+
+fn render_maintenance(html: &mut String, m: &MaintenanceView) {
+    let id = statuspage::maintenance_id(m);
+    let status = match m.status {
+        MaintenanceStatus::Scheduled => "Scheduled",
+        MaintenanceStatus::InProgress => "In progress",
+    };
+    let until = m.ends_at.map_or_else(
+        || "until an operator ends it".to_owned(),
+        |t| {
+            format!(
+                r#"to <time datetime="{}">{}</time>"#,
+                escape(&t.rfc3339()),
+                escape(&human_time(t))
+            )
+        },
+    );
+    let _ = writeln!(
+        html,
+        r#"<article class="maintenance" id="maintenance-{id}" aria-labelledby="maintenance-{id}-h">
+<h3 id="maintenance-{id}-h">{name}: planned maintenance</h3>
+<p><strong>{status}</strong>: from <time datetime="{from}">{from_text}</time> {until}. {reason}</p>
+</article>"#,
+        id = escape(&id),
+        name = escape(&m.service_name),
+        from = escape(&m.starts_at.rfc3339()),
+        from_text = escape(&human_time(m.starts_at)),
+        reason = escape(&m.reason),
+    );
+}
+
+fn render_service(
+    html: &mut String,
+    snapshot: &Snapshot,
+    service: &ServiceView,
+    incident: Option<&IncidentRecord>,
+    history: Option<&ServiceHistory>,
+    now: Timestamp,
+) {
+    let cid = statuspage::stable_id("component", &service.id);
+    let heading_id = format!("svc-{cid}");
     let _ = write!(
         html,
         r#"<section class="service" aria-labelledby="{heading_id}">
@@ -83,6 +206,15 @@ fn render_service(html: &mut String, snapshot: &Snapshot, service: &ServiceView,
         since_text = escape(&human_time(service.since)),
         ago = escape(&ago(now.since(service.since))),
     );
+    if let Some(i) = incident {
+        let _ = writeln!(
+            html,
+            r##"<p>Incident: <a href="#incident-{id}">{name}</a> ({status}).</p>"##,
+            id = escape(&i.public_id),
+            name = escape(&i.name),
+            status = escape(i.status.words()),
+        );
+    }
     if service.routes.is_empty() {
         html.push_str("<p>No contact route is configured for this service.</p>\n");
     } else {
@@ -92,7 +224,167 @@ fn render_service(html: &mut String, snapshot: &Snapshot, service: &ServiceView,
         }
         html.push_str("</ul>\n");
     }
+    let empty = ServiceHistory::default();
+    let history = history.unwrap_or(&empty);
+    render_bars(html, &cid, history, now);
+    render_sparkline(html, &cid, history, now);
     html.push_str("</section>\n");
+}
+
+/// Bar colours: each at least 3:1 against white (WCAG 1.4.11 for graphics), and never the
+/// only carrier of meaning (every bar has a text alternative).
+fn bar_colour(day: Option<&Agg>) -> (&'static str, &'static str) {
+    match day.and_then(Agg::uptime) {
+        None => ("#6e7781", "no data"),
+        Some(u) if u >= 0.999 => ("#1a7f37", "operational"),
+        Some(u) if u >= 0.95 => ("#9a6700", "some failed probes"),
+        Some(_) => ("#b42318", "outage"),
+    }
+}
+
+fn percent(u: f64) -> String {
+    let p = u * 100.0;
+    if p >= 99.995 || p == 0.0 {
+        format!("{p:.0}%")
+    } else {
+        format!("{p:.2}%")
+    }
+}
+
+/// 90 bars, one per UTC day, oldest first, as an inline SVG with a summary and a title per bar.
+fn render_bars(html: &mut String, cid: &str, history: &ServiceHistory, now: Timestamp) {
+    let today = now.as_millis().div_euclid(DAY_MS) * DAY_MS;
+    let summary = match history.uptime() {
+        Some(u) => format!(
+            "{} uptime of the primary route over the last {DAYS} days",
+            percent(u)
+        ),
+        None => format!("No probe history yet for the last {DAYS} days"),
+    };
+    let _ = write!(
+        html,
+        r##"<figure class="uptime">
+<svg viewBox="0 0 {w} 34" preserveAspectRatio="none" role="img" aria-labelledby="up-{cid}" focusable="false">
+<title id="up-{cid}">{summary_text}. One bar per day, oldest first.</title>
+"##,
+        w = DAYS * 10,
+        summary_text = escape(&summary),
+    );
+    for n in 0..DAYS {
+        let day = today - (DAYS - 1 - n) * DAY_MS;
+        let agg = history
+            .days
+            .iter()
+            .find(|(d, _)| d.as_millis() == day)
+            .map(|(_, a)| a);
+        let (fill, words) = bar_colour(agg);
+        let mut date = Timestamp(day).rfc3339();
+        date.truncate(10);
+        let detail = match agg.and_then(|a| a.uptime().map(|u| (u, a))) {
+            Some((u, a)) => format!(
+                "{date}: {} of {} probes succeeded ({words})",
+                percent(u),
+                a.total
+            ),
+            None => format!("{date}: {words}"),
+        };
+        let _ = writeln!(
+            html,
+            r#"<rect x="{x}" y="0" width="8" height="34" rx="1" fill="{fill}"><title>{detail}</title></rect>"#,
+            x = n * 10,
+            detail = escape(&detail),
+        );
+    }
+    let _ = writeln!(
+        html,
+        r#"</svg>
+<figcaption><span>{DAYS} days ago</span><span>{summary}</span><span>Today</span></figcaption>
+</figure>"#,
+        summary = escape(&summary),
+    );
+}
+
+/// Mean response time per hour over the last 24 hours, as an inline SVG line.
+fn render_sparkline(html: &mut String, cid: &str, history: &ServiceHistory, now: Timestamp) {
+    let points: Vec<(i64, f64)> = history
+        .hours
+        .iter()
+        .filter_map(|(t, a)| a.mean_latency_ms().map(|m| (t.as_millis(), m)))
+        .collect();
+    let max = history
+        .hours
+        .iter()
+        .map(|(_, a)| a.latency_max_ms)
+        .max()
+        .unwrap_or(0);
+    let mut all = Agg::default();
+    for (_, a) in &history.hours {
+        all.merge(a);
+    }
+    let Some(mean) = all.mean_latency_ms() else {
+        html.push_str("<p class=\"muted\">Response time: no probes in the last 24 hours.</p>\n");
+        return;
+    };
+    // Latency is kept in whole milliseconds; a fast target reads "under 1 ms", never "0 ms".
+    let ms = |v: f64| {
+        if v < 1.0 {
+            "under 1 ms".to_owned()
+        } else {
+            format!("{v:.0} ms")
+        }
+    };
+    let text = format!(
+        "Response time over the last 24 hours: {} on average, {} at most",
+        ms(mean),
+        ms(max as f64)
+    );
+    const W: f64 = 300.0;
+    const H: f64 = 40.0;
+    const PAD: f64 = 4.0;
+    let top = points.iter().map(|(_, m)| *m).fold(1.0_f64, f64::max);
+    // 24 hourly slots ending with the current hour, so the line's position says when.
+    let first_hour = now.as_millis().div_euclid(3_600_000) * 3_600_000 - 23 * 3_600_000;
+    let xy = |(t, m): (i64, f64)| {
+        let slot = ((t - first_hour) as f64 / 3_600_000.0).clamp(0.0, 23.0);
+        let x = PAD + slot / 23.0 * (W - 2.0 * PAD);
+        let y = H - PAD - (m / top) * (H - 2.0 * PAD);
+        (x, y)
+    };
+    let _ = write!(
+        html,
+        r#"<figure class="spark">
+<svg viewBox="0 0 {W} {H}" role="img" aria-labelledby="rt-{cid}" focusable="false">
+<title id="rt-{cid}">{title}. One point per hour.</title>
+"#,
+        title = escape(&text),
+    );
+    if points.len() == 1 {
+        let (x, y) = xy(points[0]);
+        let _ = writeln!(
+            html,
+            r##"<circle cx="{x:.1}" cy="{y:.1}" r="3" fill="#0550ae"/>"##
+        );
+    } else {
+        let line: Vec<String> = points
+            .iter()
+            .map(|p| {
+                let (x, y) = xy(*p);
+                format!("{x:.1},{y:.1}")
+            })
+            .collect();
+        let _ = writeln!(
+            html,
+            r##"<polyline points="{}" fill="none" stroke="#0550ae" stroke-width="2" stroke-linejoin="round"/>"##,
+            line.join(" ")
+        );
+    }
+    let _ = writeln!(
+        html,
+        r#"</svg>
+<figcaption>{}</figcaption>
+</figure>"#,
+        escape(&text)
+    );
 }
 
 fn render_route(html: &mut String, snapshot: &Snapshot, route: &RouteView) {
@@ -187,6 +479,16 @@ h3{font-size:1.1rem;margin:0 0 .25rem}
 .state{margin:.25rem 0;padding-left:.6rem;border-left:.3rem solid #8c959f}
 .state.ok{border-color:#1a7f37}.state.minor{border-color:#bf8700}.state.major{border-color:#b42318}.state.maint{border-color:#1f5fa8}
 .routes{margin:.25rem 0;padding-left:1.2rem;overflow-wrap:anywhere}
+figure{margin:.6rem 0 0}
+figure svg{display:block;width:100%;height:2.1rem}
+.spark svg{height:auto;max-width:20rem;border-bottom:1px solid #8c959f}
+figcaption{display:flex;justify-content:space-between;gap:.5rem;flex-wrap:wrap;font-size:.85rem;color:#57606a}
+.incident,.maintenance{border-left:.3rem solid #8c959f;padding:.25rem 0 .25rem .8rem;margin:.75rem 0}
+.incident.open{border-color:#b42318}
+.maintenance{border-color:#1f5fa8}
+.timeline{margin:.25rem 0;padding-left:1.2rem}
+.timeline p{margin:.1rem 0 .5rem}
+@media (max-width:30rem){h1{font-size:1.3rem}.service{padding:.6rem}figcaption span:first-child,figcaption span:last-child{display:none}}
 .muted{color:#57606a}
 a{color:#0550ae}
 footer{color:#57606a;font-size:.9rem;margin-top:2rem;padding-bottom:2rem}
@@ -235,5 +537,114 @@ mod tests {
             human_time(Timestamp(1_773_481_337_381)),
             "2026-03-14 09:42 UTC"
         );
+    }
+
+    /// WCAG 2 relative luminance of `#rrggbb`.
+    fn luminance(hex: &str) -> f64 {
+        let hex = hex.trim_start_matches('#');
+        let channel = |i: usize| {
+            let v = f64::from(u8::from_str_radix(&hex[i..i + 2], 16).expect("hex colour")) / 255.0;
+            if v <= 0.039_28 {
+                v / 12.92
+            } else {
+                ((v + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        0.2126 * channel(0) + 0.7152 * channel(2) + 0.0722 * channel(4)
+    }
+
+    fn contrast(a: &str, b: &str) -> f64 {
+        let (x, y) = (luminance(a), luminance(b));
+        (x.max(y) + 0.05) / (x.min(y) + 0.05)
+    }
+
+    /// The value of `property` in a CSS declaration block as `#rrggbb`, if it is a hex colour.
+    fn colour(block: &str, property: &str) -> Option<String> {
+        block.split(';').find_map(|decl| {
+            let (k, v) = decl.split_once(':')?;
+            let v = v.trim().strip_prefix('#')?;
+            if k.trim() != property {
+                return None;
+            }
+            match v.len() {
+                6 => Some(format!("#{v}")),
+                3 => Some(v.chars().fold("#".to_owned(), |mut s, c| {
+                    s.push(c);
+                    s.push(c);
+                    s
+                })),
+                _ => None,
+            }
+        })
+    }
+
+    #[test]
+    fn every_text_colour_in_the_css_has_at_least_4_5_to_1_contrast() {
+        let mut checked = 0;
+        for rule in CSS.split('}') {
+            let Some((selector, block)) = rule.split_once('{') else {
+                continue;
+            };
+            let Some(fg) = colour(block, "color") else {
+                continue;
+            };
+            // Text without its own background sits on the page's white.
+            let bg = colour(block, "background").unwrap_or_else(|| "#ffffff".to_owned());
+            let ratio = contrast(&fg, &bg);
+            assert!(
+                ratio >= 4.5,
+                "{} : {fg} on {bg} is only {ratio:.2}:1",
+                selector.trim()
+            );
+            checked += 1;
+        }
+        assert!(checked >= 8, "only {checked} rules checked");
+    }
+
+    #[test]
+    fn bar_and_line_colours_stand_out_from_white_as_graphics_must() {
+        let none = Agg::default();
+        let mut ok = Agg::default();
+        ok.add(true, 1);
+        let mut bad = Agg::default();
+        bad.add(false, 1);
+        let mut mixed = Agg::default();
+        for i in 0..100 {
+            mixed.add(i != 0, 1);
+        }
+        for day in [None, Some(&none), Some(&ok), Some(&bad), Some(&mixed)] {
+            let (fill, _) = bar_colour(day);
+            assert!(contrast(fill, "#ffffff") >= 3.0, "{fill}");
+        }
+        assert!(contrast("#0550ae", "#ffffff") >= 3.0);
+        assert_eq!(bar_colour(Some(&mixed)).1, "some failed probes");
+        assert_eq!(bar_colour(Some(&bad)).1, "outage");
+        assert_eq!(bar_colour(None).1, "no data");
+    }
+
+    #[test]
+    fn a_page_without_history_or_incidents_still_says_so_in_words() {
+        let snapshot = Snapshot {
+            title: "T".into(),
+            public_url: "http://127.0.0.1:1".into(),
+            updated_at: Timestamp(0),
+            services: vec![ServiceView {
+                id: "s".into(),
+                name: "S".into(),
+                state: State::Operational,
+                since: Timestamp(0),
+                cause: "startup".into(),
+                checks: Vec::new(),
+                routes: Vec::new(),
+                created_at: Timestamp(0),
+                maintenance_until: None,
+            }],
+        };
+        let html = render(&snapshot, &Extras::default());
+        assert!(html.contains("No probe history yet for the last 90 days"));
+        assert!(html.contains("Response time: no probes in the last 24 hours."));
+        assert!(html.contains("No incidents reported recently."));
+        assert!(!html.contains("Active incidents"));
+        assert!(!html.contains("Scheduled maintenance"));
     }
 }

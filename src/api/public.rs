@@ -1,10 +1,10 @@
-//! Unauthenticated read-only endpoints for customers and widgets: `/go/{route}`, `/api/v1/routes`, `/api/v2/*.json`, `/status`.
+//! Unauthenticated read-only endpoints for customers and widgets: `/go/{route}`, `/api/v1/routes`, `/api/v2/*.json`, `/status`, `/history.atom|rss`.
 //!
 //! Every handler reads one `Snapshot` (taken once, so a response never mixes two versions)
 //! and answers from it; none of them can change a route.
 
 use super::error::ApiError;
-use super::{page, statuspage, ApiState};
+use super::{feeds, page, statuspage, ApiState};
 use crate::clock::Timestamp;
 use crate::view::{Snapshot, TargetKind};
 use axum::extract::rejection::PathRejection;
@@ -119,12 +119,13 @@ pub async fn routes(State(state): State<ApiState>) -> Response {
     public_json(RoutesDoc { routes })
 }
 
-/// Builds a Statuspage document handler from a pure `Snapshot -> document` function.
+/// Builds a Statuspage document handler from a pure `(Snapshot, Extras) -> document` function.
 macro_rules! statuspage_handler {
     ($name:ident, $build:path) => {
         pub async fn $name(State(state): State<ApiState>) -> Response {
             let snapshot: std::sync::Arc<Snapshot> = state.snapshot();
-            public_json($build(&snapshot))
+            let extras = state.board().extras(&snapshot, Timestamp::now());
+            public_json($build(&snapshot, &extras))
         }
     };
 }
@@ -135,11 +136,46 @@ statuspage_handler!(components, statuspage::components_doc);
 statuspage_handler!(incidents, statuspage::incidents_doc);
 statuspage_handler!(unresolved, statuspage::unresolved_doc);
 statuspage_handler!(maintenances, statuspage::maintenances_doc);
+statuspage_handler!(upcoming_maintenances, statuspage::upcoming_maintenances_doc);
+statuspage_handler!(active_maintenances, statuspage::active_maintenances_doc);
+
+/// A feed document with its media type; readers poll, so it may be cached briefly.
+fn feed(content_type: &'static str, body: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// `GET /history.atom`: incidents and maintenances as an Atom 1.0 feed.
+pub async fn history_atom(State(state): State<ApiState>) -> Response {
+    let snapshot = state.snapshot();
+    let extras = state.board().extras(&snapshot, Timestamp::now());
+    feed(
+        "application/atom+xml; charset=utf-8",
+        feeds::atom(&snapshot, &extras),
+    )
+}
+
+/// `GET /history.rss`: the same entries as RSS 2.0.
+pub async fn history_rss(State(state): State<ApiState>) -> Response {
+    let snapshot = state.snapshot();
+    let extras = state.board().extras(&snapshot, Timestamp::now());
+    feed(
+        "application/rss+xml; charset=utf-8",
+        feeds::rss(&snapshot, &extras),
+    )
+}
 
 /// `GET /status`: the human page.
 pub async fn status_page(State(state): State<ApiState>) -> Response {
     let snapshot = state.snapshot();
-    let mut response = Html(page::render(&snapshot, Timestamp::now())).into_response();
+    let extras = state.board().extras(&snapshot, Timestamp::now());
+    let mut response = Html(page::render(&snapshot, &extras)).into_response();
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));

@@ -1,14 +1,15 @@
-//! Atlassian Statuspage v2 documents (`summary.json`, `status.json`, ...) built purely from a `Snapshot`.
+//! Atlassian Statuspage v2 documents (`summary.json`, `status.json`, ...) built purely from a `Snapshot` and its `Extras`.
 //!
 //! Widgets and scripts written for Statuspage read these, so the keys, nesting and enums must
 //! match `shared/data/statuspage_summary_example.json` exactly; the types here both serialize
 //! our answers and deserialize that reference, which a test round-trips to prove the shape.
-//! Nothing here does I/O or reads a clock: the snapshot carries every timestamp.
+//! Nothing here does I/O or reads a clock: the snapshot and the extras carry every timestamp.
 
 use crate::clock::Timestamp;
 use crate::failover::{Side, State};
-use crate::view::{ServiceView, Snapshot};
-use serde::{Deserialize, Serialize};
+use crate::store::IncidentRecord;
+use crate::view::{Extras, MaintenanceStatus, MaintenanceView, ServiceView, Snapshot};
+use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Statuspage has no configurable zone for us to honour; every timestamp we emit is UTC.
@@ -67,7 +68,6 @@ pub struct Component {
 }
 
 /// An incident or a scheduled maintenance (the latter fills `scheduled_for`/`scheduled_until`).
-/// Empty lists for now; the types fix the shape that automatic incidents will fill.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Incident {
@@ -85,12 +85,28 @@ pub struct Incident {
     pub shortlink: String,
     pub started_at: String,
     pub page_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scheduled_for: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scheduled_until: Option<String>,
+    /// Present (possibly `null`) on maintenances only: the outer `Option` says whether the
+    /// key is there at all.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub scheduled_for: Option<Option<String>>,
+    /// `null` for a maintenance that lasts until an operator ends it.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub scheduled_until: Option<Option<String>>,
     pub incident_updates: Vec<IncidentUpdate>,
     pub components: Vec<Component>,
+}
+
+/// A key that is present deserializes to `Some`, even when its value is `null`.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -153,7 +169,7 @@ pub struct IncidentsDoc {
     pub incidents: Vec<Incident>,
 }
 
-/// `GET /api/v2/scheduled-maintenances.json`.
+/// `GET /api/v2/scheduled-maintenances.json`, `.../upcoming.json` and `.../active.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MaintenancesDoc {
@@ -236,8 +252,8 @@ fn component(service: &ServiceView, index: usize, page_id: &str) -> Component {
         updated_at: service.since.rfc3339(),
         position: u32::try_from(index + 1).unwrap_or(u32::MAX),
         description: Some(route_description(service)),
-        // No uptime history is kept yet; `showcase` promises an uptime bar, so it stays off.
-        showcase: false,
+        // The status page shows 90-day uptime bars for every service.
+        showcase: true,
         start_date: Some(date_of(service.created_at)),
         group_id: None,
         page_id: page_id.to_string(),
@@ -288,48 +304,232 @@ fn date_of(t: Timestamp) -> String {
     s
 }
 
-pub fn summary(snapshot: &Snapshot) -> Summary {
+/// Links to one incident on the status page: Statuspage's `shortlink`.
+pub fn incident_link(snapshot: &Snapshot, public_id: &str) -> String {
+    format!(
+        "{}/status#incident-{public_id}",
+        snapshot.public_url.trim_end_matches('/')
+    )
+}
+
+/// The component of `service` (by id), if it is still configured.
+fn component_of(snapshot: &Snapshot, service: &str, page_id: &str) -> Option<Component> {
+    snapshot
+        .services
+        .iter()
+        .enumerate()
+        .find(|(_, s)| s.id == service)
+        .map(|(i, s)| component(s, i, page_id))
+}
+
+fn service_name<'a>(snapshot: &'a Snapshot, service: &'a str) -> &'a str {
+    snapshot
+        .services
+        .iter()
+        .find(|s| s.id == service)
+        .map_or(service, |s| s.name.as_str())
+}
+
+/// One stored incident in Statuspage's shape, updates newest first.
+pub fn incident(snapshot: &Snapshot, i: &IncidentRecord, page_id: &str) -> Incident {
+    let code = stable_id("component", &i.service);
+    let name = service_name(snapshot, &i.service).to_owned();
+    let incident_updates = i
+        .updates
+        .iter()
+        .map(|u| {
+            let at = u.created_at.rfc3339();
+            IncidentUpdate {
+                id: stable_id("incident_update", &format!("{}/{}", i.public_id, u.id)),
+                status: u.status.as_str().to_owned(),
+                body: u.body.clone(),
+                incident_id: i.public_id.clone(),
+                created_at: at.clone(),
+                updated_at: at.clone(),
+                display_at: at,
+                affected_components: vec![AffectedComponent {
+                    code: code.clone(),
+                    name: name.clone(),
+                    old_status: u.old_component_status.clone(),
+                    new_status: u.new_component_status.clone(),
+                }],
+                // Every automatic update is announced (e-mail, feeds); so are operators'.
+                deliver_notifications: true,
+                custom_tweet: None,
+                tweet_id: None,
+            }
+        })
+        .collect();
+    Incident {
+        id: i.public_id.clone(),
+        name: i.name.clone(),
+        status: i.status.as_str().to_owned(),
+        created_at: i.created_at.rfc3339(),
+        updated_at: i.updated_at.rfc3339(),
+        monitoring_at: i.monitoring_at.map(Timestamp::rfc3339),
+        resolved_at: i.resolved_at.map(Timestamp::rfc3339),
+        impact: i.impact.as_str().to_owned(),
+        shortlink: incident_link(snapshot, &i.public_id),
+        started_at: i.started_at.rfc3339(),
+        page_id: page_id.to_owned(),
+        scheduled_for: None,
+        scheduled_until: None,
+        incident_updates,
+        components: component_of(snapshot, &i.service, page_id)
+            .into_iter()
+            .collect(),
+    }
+}
+
+/// The stable id of a maintenance: its service and start, so each occurrence has its own.
+pub fn maintenance_id(m: &MaintenanceView) -> String {
+    stable_id(
+        "maintenance",
+        &format!("{}/{}", m.service, m.starts_at.as_millis()),
+    )
+}
+
+/// One maintenance in Statuspage's shape, with one update saying what it is for.
+pub fn maintenance(snapshot: &Snapshot, m: &MaintenanceView, page_id: &str) -> Incident {
+    let id = maintenance_id(m);
+    let status = m.status.as_str().to_owned();
+    let created = m.created_at.rfc3339();
+    let (old, new) = match m.status {
+        MaintenanceStatus::Scheduled => ("operational", "operational"),
+        MaintenanceStatus::InProgress => ("operational", "under_maintenance"),
+    };
+    let until = m.ends_at.map_or_else(
+        || "until it is declared finished".to_owned(),
+        |t| format!("until {}", t.rfc3339()),
+    );
+    Incident {
+        id: id.clone(),
+        name: format!("{}: planned maintenance", m.service_name),
+        status: status.clone(),
+        created_at: created.clone(),
+        updated_at: created.clone(),
+        monitoring_at: None,
+        resolved_at: None,
+        impact: "maintenance".to_owned(),
+        shortlink: format!(
+            "{}/status#maintenance-{id}",
+            snapshot.public_url.trim_end_matches('/')
+        ),
+        started_at: m.starts_at.rfc3339(),
+        page_id: page_id.to_owned(),
+        scheduled_for: Some(Some(m.starts_at.rfc3339())),
+        scheduled_until: Some(m.ends_at.map(Timestamp::rfc3339)),
+        incident_updates: vec![IncidentUpdate {
+            id: stable_id("maintenance_update", &id),
+            status,
+            body: format!(
+                "{} ({until}). Customers are kept on a working contact route throughout.",
+                m.reason
+            ),
+            incident_id: id.clone(),
+            created_at: created.clone(),
+            updated_at: created.clone(),
+            display_at: created,
+            affected_components: vec![AffectedComponent {
+                code: stable_id("component", &m.service),
+                name: m.service_name.clone(),
+                old_status: old.to_owned(),
+                new_status: new.to_owned(),
+            }],
+            deliver_notifications: true,
+            custom_tweet: None,
+            tweet_id: None,
+        }],
+        components: component_of(snapshot, &m.service, page_id)
+            .into_iter()
+            .collect(),
+    }
+}
+
+/// Incidents, newest first: all of them, or only the unresolved ones.
+pub fn incidents(snapshot: &Snapshot, extras: &Extras, unresolved_only: bool) -> Vec<Incident> {
+    let page_id = page(snapshot).id;
+    extras
+        .incidents
+        .iter()
+        .filter(|i| !unresolved_only || i.is_open())
+        .map(|i| incident(snapshot, i, &page_id))
+        .collect()
+}
+
+/// Maintenances in progress and upcoming, optionally only those of one status.
+pub fn maintenances(
+    snapshot: &Snapshot,
+    extras: &Extras,
+    only: Option<MaintenanceStatus>,
+) -> Vec<Incident> {
+    let page_id = page(snapshot).id;
+    extras
+        .maintenances
+        .iter()
+        .filter(|m| only.is_none_or(|s| m.status == s))
+        .map(|m| maintenance(snapshot, m, &page_id))
+        .collect()
+}
+
+pub fn summary(snapshot: &Snapshot, extras: &Extras) -> Summary {
     Summary {
         page: page(snapshot),
         status: status(snapshot),
         components: components(snapshot),
-        incidents: Vec::new(),
-        scheduled_maintenances: Vec::new(),
+        // As on Statuspage: the summary lists unresolved incidents and the maintenances
+        // that are upcoming or in progress.
+        incidents: incidents(snapshot, extras, true),
+        scheduled_maintenances: maintenances(snapshot, extras, None),
     }
 }
 
-pub fn status_doc(snapshot: &Snapshot) -> StatusDoc {
+pub fn status_doc(snapshot: &Snapshot, _extras: &Extras) -> StatusDoc {
     StatusDoc {
         page: page(snapshot),
         status: status(snapshot),
     }
 }
 
-pub fn components_doc(snapshot: &Snapshot) -> ComponentsDoc {
+pub fn components_doc(snapshot: &Snapshot, _extras: &Extras) -> ComponentsDoc {
     ComponentsDoc {
         page: page(snapshot),
         components: components(snapshot),
     }
 }
 
-pub fn incidents_doc(snapshot: &Snapshot) -> IncidentsDoc {
+pub fn incidents_doc(snapshot: &Snapshot, extras: &Extras) -> IncidentsDoc {
     IncidentsDoc {
         page: page(snapshot),
-        incidents: Vec::new(),
+        incidents: incidents(snapshot, extras, false),
     }
 }
 
-pub fn unresolved_doc(snapshot: &Snapshot) -> IncidentsDoc {
+pub fn unresolved_doc(snapshot: &Snapshot, extras: &Extras) -> IncidentsDoc {
     IncidentsDoc {
         page: page(snapshot),
-        incidents: Vec::new(),
+        incidents: incidents(snapshot, extras, true),
     }
 }
 
-pub fn maintenances_doc(snapshot: &Snapshot) -> MaintenancesDoc {
+pub fn maintenances_doc(snapshot: &Snapshot, extras: &Extras) -> MaintenancesDoc {
     MaintenancesDoc {
         page: page(snapshot),
-        scheduled_maintenances: Vec::new(),
+        scheduled_maintenances: maintenances(snapshot, extras, None),
+    }
+}
+
+pub fn upcoming_maintenances_doc(snapshot: &Snapshot, extras: &Extras) -> MaintenancesDoc {
+    MaintenancesDoc {
+        page: page(snapshot),
+        scheduled_maintenances: maintenances(snapshot, extras, Some(MaintenanceStatus::Scheduled)),
+    }
+}
+
+pub fn active_maintenances_doc(snapshot: &Snapshot, extras: &Extras) -> MaintenancesDoc {
+    MaintenancesDoc {
+        page: page(snapshot),
+        scheduled_maintenances: maintenances(snapshot, extras, Some(MaintenanceStatus::InProgress)),
     }
 }
 

@@ -31,6 +31,7 @@ pub struct Metrics {
     detection_seconds: Histogram,
     announcements_total: IntCounterVec,
     outbox_backlog: IntGauge,
+    incidents_open: IntGauge,
     outbox_oldest_age_seconds: Gauge,
     drills_total: IntCounterVec,
     drill_last_timestamp_seconds: prometheus::GaugeVec,
@@ -85,6 +86,11 @@ impl Metrics {
                 r,
                 "switchboard_outbox_backlog",
                 "Announcements waiting in the outbox.",
+            ),
+            incidents_open: int_gauge(
+                r,
+                "switchboard_incidents_open",
+                "Incidents on the status page that are not resolved.",
             ),
             outbox_oldest_age_seconds: gauge(
                 r,
@@ -283,6 +289,12 @@ impl Metrics {
         self.outbox_backlog
             .set(i64::try_from(backlog).unwrap_or(i64::MAX));
         self.outbox_oldest_age_seconds.set(oldest_age_secs);
+    }
+
+    /// The status page has `open` unresolved incidents.
+    pub fn incidents_open(&self, open: usize) {
+        self.incidents_open
+            .set(i64::try_from(open).unwrap_or(i64::MAX));
     }
 
     /// A record of `kind` was appended to the audit chain.

@@ -14,12 +14,15 @@
 
 mod audit_log;
 mod control;
+mod history;
+mod incidents;
 mod sqlite;
 
 pub use control::{
     AuditQuery, DrillRow, ReviewError, ScheduledWindow, KIND_REVIEW, REVIEWED_CAUSES,
 };
-
+pub use history::{HistoryRow, DAY_S, FIVE_MINUTES_S};
+pub use incidents::{IncidentRecord, IncidentUpdateRecord, NewIncidentUpdate};
 pub use sqlite::Store;
 
 use crate::clock::Timestamp;
@@ -154,6 +157,8 @@ pub enum StoreError {
         stored: State,
         from: State,
     },
+    #[error("no incident with id {0:?}")]
+    NoSuchIncident(String),
     #[error("no outbox row with id {0}")]
     NoSuchOutboxItem(i64),
     #[error("the database file {path} {why} since it was opened; refusing to write where nobody will read it")]

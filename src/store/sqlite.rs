@@ -5,6 +5,7 @@
 //! a process crash: a failover decision that was announced must still be on disk after reboot.
 
 use super::audit_log;
+use super::incidents;
 use super::{
     message_id, CommittedTransition, NewAnnouncement, OutboxItem, OutboxStatus, ServiceRecord,
     StoreError, TransitionRecord,
@@ -12,10 +13,12 @@ use super::{
 use crate::audit::{self, AuditContext, AuditRecord, AuditRow, NewAuditRecord, Verdict};
 use crate::clock::Timestamp;
 use crate::failover::{Cause, State, Transition};
+use crate::incident::ServiceWords;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
+use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 /// Numbered migrations, applied in order; `PRAGMA user_version` records the last one applied.
@@ -25,6 +28,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (2, include_str!("migrations/0002_audit.sql")),
     (3, include_str!("migrations/0003_holds.sql")),
     (4, include_str!("migrations/0004_control.sql")),
+    (5, include_str!("migrations/0005_incidents_history.sql")),
 ];
 
 /// The first schema version with the audit log; `audit verify` refuses older files.
@@ -39,6 +43,8 @@ pub struct Store {
     conn: Mutex<Connection>,
     /// The file this store opened, to notice it being deleted or replaced underneath us.
     file: Option<FileIdentity>,
+    /// Service names and route targets for the words of incidents (`describe_services`).
+    pub(super) words: RwLock<HashMap<String, ServiceWords>>,
 }
 
 /// Which file a path named when the store opened it (device and inode).
@@ -143,6 +149,7 @@ impl Store {
         Ok(Store {
             conn: Mutex::new(conn),
             file: None,
+            words: RwLock::default(),
         })
     }
 
@@ -162,6 +169,7 @@ impl Store {
         Ok(Store {
             conn: Mutex::new(conn),
             file,
+            words: RwLock::default(),
         })
     }
 
@@ -328,6 +336,8 @@ impl Store {
             ],
         )?;
         let transition_id = tx.last_insert_rowid();
+        // The incident this transition opens or moves on commits (or rolls back) with it.
+        incidents::apply_transition(&tx, t, transition_id, &self.words_for(&t.service))?;
 
         audit_log::append(
             &tx,
@@ -843,11 +853,13 @@ mod tests {
     fn migrations_set_the_schema_version_and_are_idempotent() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nested/dir/switchboard.db");
+        // The newest migration, whichever it is: every one applies on a fresh file.
+        let newest = MIGRATIONS.last().map(|(v, _)| *v).unwrap();
         let store = Store::open(&path).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 4);
+        assert_eq!(store.schema_version().unwrap(), newest);
         drop(store);
         let store = Store::open(&path).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 4);
+        assert_eq!(store.schema_version().unwrap(), newest);
     }
 
     #[test]
@@ -859,13 +871,14 @@ mod tests {
         conn.execute_batch("PRAGMA user_version = 99").unwrap();
         drop(conn);
         let err = Store::open(&path).unwrap_err();
+        let newest = MIGRATIONS.last().map(|(v, _)| *v).unwrap();
         assert!(
             matches!(
                 err,
                 StoreError::SchemaTooNew {
                     found: 99,
-                    known: 4
-                }
+                    known
+                } if known == newest
             ),
             "{err}"
         );
