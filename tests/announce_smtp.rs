@@ -47,6 +47,7 @@ fn ctx() -> MessageContext {
         status_url: "http://127.0.0.1:9898/status".into(),
         go_base_url: "http://127.0.0.1:9898/go/".into(),
         runbook: Some("runbooks/ticket-submission.md".into()),
+        api_url: "http://127.0.0.1:9898/api/v1".into(),
     }
 }
 
@@ -72,10 +73,10 @@ fn commit_failover(store: &Store) -> Vec<OutboxItem> {
 }
 
 fn smtp_mailer(url: &str) -> Mailer {
-    let cfg = EmailConfig {
-        from: "Support Status <status@example.com>".into(),
-        transport: EmailTransport::Smtp { url: url.into() },
-    };
+    let cfg = EmailConfig::new(
+        "Support Status <status@example.com>",
+        EmailTransport::Smtp { url: url.into() },
+    );
     Mailer::with_password(&cfg, None).unwrap()
 }
 
@@ -275,12 +276,12 @@ async fn file_transport_writes_an_eml_with_the_right_headers() {
     let mail_dir = dir.path().join("var/mail");
     let store = Arc::new(Store::open_in_memory().unwrap());
     let rows = commit_failover(&store);
-    let cfg = EmailConfig {
-        from: "Support Status <status@example.com>".into(),
-        transport: EmailTransport::File {
+    let cfg = EmailConfig::new(
+        "Support Status <status@example.com>",
+        EmailTransport::File {
             dir: mail_dir.clone(),
         },
-    };
+    );
     let mailer = Mailer::with_password(&cfg, None).unwrap();
 
     let done = outbox::deliver_due(&store, &mailer, Timestamp::now(), 100)
