@@ -186,3 +186,59 @@ pub fn parse_mail(path: &Path) -> ParsedMail {
         parts: pairs(&v["parts"]),
     }
 }
+
+/// An aiosmtpd that refuses every message (`mode` "rcpt": 554 on RCPT) or speaks implicit
+/// TLS with a certificate no client trusts (`mode` "tls"). Killed on drop.
+pub struct RefusingServer {
+    child: Child,
+    pub port: u16,
+    log: PathBuf,
+}
+
+impl RefusingServer {
+    pub fn start(dir: &Path, mode: &str) -> RefusingServer {
+        require_aiosmtpd();
+        let port = free_port();
+        let log = dir.join(format!("refusing-{port}.log"));
+        let out = File::create(&log).expect("create log");
+        let err = out.try_clone().expect("clone log handle");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/refusing_smtp.py");
+        let mut cmd = Command::new("python3");
+        cmd.arg(script).arg(port.to_string()).arg(mode);
+        if mode == "tls" {
+            let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()])
+                .expect("self-signed certificate");
+            let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
+            std::fs::write(&c, cert.cert.pem()).expect("write cert");
+            std::fs::write(&k, cert.key_pair.serialize_pem()).expect("write key");
+            cmd.arg(c).arg(k);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start refusing_smtp.py: {e}. {MISSING}"));
+        let mut s = RefusingServer { child, port, log };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !s.log_text().contains("ready") {
+            if let Ok(Some(status)) = s.child.try_wait() {
+                panic!("refusing_smtp.py exited ({status}):\n{}", s.log_text());
+            }
+            assert!(Instant::now() < deadline, "refusing_smtp.py not ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        s
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for RefusingServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
