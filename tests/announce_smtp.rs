@@ -401,7 +401,12 @@ async fn a_closed_primary_relay_falls_back_to_the_backup_relay() {
     let dir = tempfile::tempdir().unwrap();
     let backup = SmtpServer::start(&dir.path().join("backup-maildir"));
     let closed = format!("smtp://127.0.0.1:{}", smtp::free_port());
-    delivered_by_backup(mailer_with_backup(&closed, &backup.url()), dir.path(), &backup).await;
+    delivered_by_backup(
+        mailer_with_backup(&closed, &backup.url()),
+        dir.path(),
+        &backup,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -413,7 +418,9 @@ async fn a_primary_relay_answering_554_to_rcpt_falls_back_to_the_backup_relay() 
     delivered_by_backup(mailer_with_backup(&url, &backup.url()), dir.path(), &backup).await;
     // The primary really was asked, and refused.
     assert!(
-        primary.log_text().contains("refused RCPT support-oncall@example.com"),
+        primary
+            .log_text()
+            .contains("refused RCPT support-oncall@example.com"),
         "{}",
         primary.log_text()
     );
@@ -437,11 +444,19 @@ async fn when_both_relays_fail_the_row_stays_pending_and_the_error_names_both() 
     let closed = format!("smtp://127.0.0.1:{}", smtp::free_port());
     let store = Arc::new(Store::open_in_memory().unwrap());
     let rows = commit_failover(&store);
-    let done = outbox::deliver_due(&store, &mailer_with_backup(&url, &closed), Timestamp::now(), 100)
-        .await
-        .unwrap();
+    let done = outbox::deliver_due(
+        &store,
+        &mailer_with_backup(&url, &closed),
+        Timestamp::now(),
+        100,
+    )
+    .await
+    .unwrap();
     let err = done[0].result.as_ref().unwrap_err();
-    assert!(err.contains(&format!("smtp://127.0.0.1:{}", primary.port)), "{err}");
+    assert!(
+        err.contains(&format!("smtp://127.0.0.1:{}", primary.port)),
+        "{err}"
+    );
     assert!(err.contains("554"), "{err}");
     assert!(err.contains("backup relay: SMTP delivery via"), "{err}");
     for r in &rows {
@@ -451,9 +466,14 @@ async fn when_both_relays_fail_the_row_stays_pending_and_the_error_names_both() 
 }
 
 /// Runs `switchboard email test` against `config`; returns (exit code, stdout, stderr).
-fn email_test_cli(config: &std::path::Path, to: &str, password: Option<&str>) -> (i32, String, String) {
+fn email_test_cli(
+    config: &std::path::Path,
+    to: &str,
+    password: Option<&str>,
+) -> (i32, String, String) {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
-    cmd.args(["email", "test", "--to", to, "--config"]).arg(config);
+    cmd.args(["email", "test", "--to", to, "--config"])
+        .arg(config);
     cmd.env_remove("SWITCHBOARD_SMTP_PASSWORD");
     if let Some(p) = password {
         cmd.env("SWITCHBOARD_SMTP_PASSWORD", p);
