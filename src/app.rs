@@ -530,8 +530,13 @@ impl Core {
             at: now,
             actor: "system".to_owned(),
             reason: format!(
-                "{} automatic failovers within {}; holding the backup",
+                "{} automatic failover{} within {}; holding the backup",
                 svc.policy.max_failovers,
+                if svc.policy.max_failovers == 1 {
+                    ""
+                } else {
+                    "s"
+                },
                 humantime::format_duration(svc.policy.flap_window)
             ),
             evidence: svc

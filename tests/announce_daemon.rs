@@ -166,3 +166,67 @@ fn rusqlite_rows(path: &std::path::Path) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+#[test]
+fn a_flapping_service_sends_oncall_one_flapping_alert() {
+    require_aiosmtpd();
+    let dir = tempfile::tempdir().unwrap();
+    let server = SmtpServer::start(&dir.path().join("maildir"));
+    let target = Target::start();
+    let (config, port) = write_config(
+        dir.path(),
+        &target,
+        &format!("transport = \"smtp\"\nsmtp_url = \"{}\"", server.url()),
+    );
+    // One automatic failover per hour is the limit: the first failback is already held.
+    let svc = dir.path().join("probes/ticket-submission.toml");
+    let text = std::fs::read_to_string(&svc).unwrap();
+    std::fs::write(
+        &svc,
+        text.replace(
+            "recovery_hold = \"2s\"",
+            "recovery_hold = \"2s\"\nmax_failovers = 1\nflap_window = \"1h\"",
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start(&config, port);
+    fail_over(&target, &d);
+    target.set_down(false);
+    let subjects = || -> Vec<String> {
+        server
+            .messages()
+            .iter()
+            .map(|p| parse_mail(p).header("Subject").unwrap_or("").to_owned())
+            .collect()
+    };
+    wait_until("the flapping alert", Duration::from_secs(40), || {
+        subjects().iter().any(|s| s.contains("flapping"))
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let flapping: Vec<_> = server
+        .messages()
+        .iter()
+        .map(|p| parse_mail(p))
+        .filter(|m| m.header("Subject").is_some_and(|s| s.contains("flapping")))
+        .collect();
+    assert_eq!(flapping.len(), 1, "{:?}", subjects());
+    let m = &flapping[0];
+    assert_eq!(
+        m.header("Subject"),
+        Some(
+            format!(
+                "[Switchboard] Ticket submission: flapping, holding the backup — use {}",
+                target.url("/backup")
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(m.header("To"), Some("support-oncall@example.com"));
+    let text = m.part("text/plain").unwrap();
+    assert!(
+        text.contains("Reason: 1 automatic failover within 1h; holding the backup"),
+        "{text}"
+    );
+    // Still on the backup.
+    assert_eq!(d.location("submit-ticket"), target.url("/backup"));
+}

@@ -678,6 +678,31 @@ mod tests {
     }
 
     #[test]
+    fn the_password_file_gives_its_first_line_and_errors_never_show_its_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("smtp-password");
+        std::fs::write(&path, "s3cret-pw\n").unwrap();
+        assert_eq!(read_password_file(&path).unwrap(), "s3cret-pw");
+        std::fs::write(&path, "\n").unwrap();
+        assert!(matches!(
+            read_password_file(&path),
+            Err(EmailError::EmptyPasswordFile(_))
+        ));
+        let err = read_password_file(&dir.path().join("missing")).unwrap_err();
+        assert!(err
+            .to_string()
+            .starts_with("cannot read the SMTP password file"));
+        // Used when the environment has none, for the user named in the URL.
+        std::fs::write(&path, "s3cret-pw\n").unwrap();
+        let mut c = smtp("smtp://alerts@127.0.0.1:2525");
+        c.password_file = Some(path);
+        if std::env::var_os(PASSWORD_ENV).is_none() {
+            let m = Mailer::from_config(&c).unwrap();
+            assert!(!format!("{m:?}").contains("s3cret-pw"));
+        }
+    }
+
+    #[test]
     fn smtp_mailer_can_be_built_and_dropped_outside_a_tokio_runtime() {
         // Regression: holding a built lettre transport made this abort the process, because
         // its connection pool spawns tasks on build and on drop.
