@@ -546,3 +546,155 @@ fn email_test_fails_with_exit_1_and_a_clear_error_that_never_shows_the_password(
     assert!(!err.contains("hunter2-secret"), "{err}");
     assert!(server.messages().is_empty());
 }
+
+fn tls_mailer(url: &str, ca: &std::path::Path, password: &str) -> Mailer {
+    let mut cfg = EmailConfig::new(
+        "Support Status <status@example.com>",
+        EmailTransport::Smtp { url: url.into() },
+    );
+    cfg.tls_ca_file = Some(ca.to_path_buf());
+    Mailer::with_password(&cfg, Some(password.into())).unwrap()
+}
+
+#[tokio::test]
+async fn starttls_and_implicit_tls_with_auth_deliver_to_a_real_server() {
+    let dir = tempfile::tempdir().unwrap();
+    for (mode, scheme, query) in [
+        ("starttls", "smtp", "?tls=starttls"),
+        ("smtps", "smtps", ""),
+    ] {
+        let server = smtp::TlsSmtpServer::start(dir.path(), mode, "alerts", "pw-right");
+        let url = format!("{scheme}://alerts@127.0.0.1:{}{query}", server.port);
+        let store = Arc::new(Store::open_in_memory().unwrap());
+        let rows = commit_failover(&store);
+        let done = outbox::deliver_due(
+            &store,
+            &tls_mailer(&url, &server.ca_pem, "pw-right"),
+            Timestamp::now(),
+            100,
+        )
+        .await
+        .unwrap();
+        for d in &done {
+            let reply = d
+                .result
+                .as_ref()
+                .unwrap_or_else(|e| panic!("{mode}: {e}\n{}", server.log_text()));
+            assert!(reply.starts_with("250"), "{mode}: {reply}");
+        }
+        assert_arrived_once_each(&server.maildir, &rows);
+        assert!(
+            server.log_text().contains("auth ok alerts"),
+            "{mode}: {}",
+            server.log_text()
+        );
+
+        // A wrong password is refused; the error says so without the password.
+        let store = Arc::new(Store::open_in_memory().unwrap());
+        commit_failover(&store);
+        let done = outbox::deliver_due(
+            &store,
+            &tls_mailer(&url, &server.ca_pem, "pw-wrong-secret"),
+            Timestamp::now(),
+            100,
+        )
+        .await
+        .unwrap();
+        let err = done[0].result.as_ref().unwrap_err();
+        assert!(err.contains("535"), "{mode}: {err}\n{}", server.log_text());
+        assert!(!err.contains("pw-wrong-secret"), "{mode}: {err}");
+        assert_eq!(server.messages().len(), 2, "{mode}: nothing more arrived");
+    }
+}
+
+#[test]
+fn email_test_authenticates_over_starttls_with_the_password_from_env_or_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = smtp::TlsSmtpServer::start(dir.path(), "starttls", "alerts", "pw-from-outside");
+    let url = format!("smtp://alerts@127.0.0.1:{}?tls=starttls", server.port);
+    let config = write_email_config(dir.path(), &url);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!("tls_ca_file = \"{}\"\n", server.ca_pem.display()));
+    std::fs::write(&config, &text).unwrap();
+
+    let (code, out, err) = email_test_cli(&config, "ops@example.com", Some("pw-from-outside"));
+    assert_eq!(code, 0, "{out}{err}\n{}", server.log_text());
+    assert_eq!(out.trim(), "250 OK");
+
+    // The same from password_file, with the environment variable unset.
+    std::fs::write(dir.path().join("smtp-password"), "pw-from-outside\n").unwrap();
+    text.push_str("password_file = \"smtp-password\"\n");
+    std::fs::write(&config, &text).unwrap();
+    let (code, out, err) = email_test_cli(&config, "ops@example.com", None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(server.messages().len(), 2);
+    assert_eq!(server.log_text().matches("auth ok alerts").count(), 2);
+
+    // Without the CA, the relay's certificate is not trusted: a clear TLS error, exit 1.
+    let config = write_email_config(&dir.path().join("untrusted"), &url);
+    let (code, _, err) = email_test_cli(&config, "ops@example.com", Some("pw-from-outside"));
+    assert_eq!(code, 1);
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    assert!(!err.contains("pw-from-outside"), "{err}");
+}
+
+/// A peer that accepts SMTP connections and then goes silent at `stage`: "banner" (never
+/// greets) or "mail" (greets, answers EHLO, then never answers MAIL FROM).
+async fn silent_peer(stage: &'static str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                if stage == "mail" {
+                    let _ = s.write_all(b"220 slow.example ESMTP\r\n").await;
+                    let mut buf = [0u8; 1024];
+                    let _ = s.read(&mut buf).await; // EHLO
+                    let _ = s.write_all(b"250 slow.example\r\n").await;
+                }
+                // Hold the connection open, saying nothing more.
+                let mut buf = [0u8; 1024];
+                while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn connect_and_command_timeouts_bound_a_relay_that_goes_silent() {
+    for (stage, want) in [
+        (
+            "banner",
+            "no ready SMTP session within the connect timeout (1s)",
+        ),
+        (
+            "mail",
+            "no reply within the command timeout (1s per command)",
+        ),
+    ] {
+        let port = silent_peer(stage).await;
+        let mut cfg = EmailConfig::new(
+            "Support Status <status@example.com>",
+            EmailTransport::Smtp {
+                url: format!("smtp://127.0.0.1:{port}"),
+            },
+        );
+        cfg.connect_timeout = Duration::from_secs(1);
+        cfg.command_timeout = Duration::from_secs(1);
+        let mailer = Mailer::with_password(&cfg, None).unwrap();
+        let store = Arc::new(Store::open_in_memory().unwrap());
+        commit_failover(&store);
+        // Generous bound: without the timeouts this would wait forever.
+        let done = tokio::time::timeout(
+            Duration::from_secs(20),
+            outbox::deliver_due(&store, &mailer, Timestamp::now(), 1),
+        )
+        .await
+        .expect("the send gives up on its own")
+        .unwrap();
+        let err = done[0].result.as_ref().unwrap_err();
+        assert!(err.ends_with(want), "{stage}: {err}");
+    }
+}

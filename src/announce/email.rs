@@ -51,6 +51,8 @@ pub enum EmailError {
     },
     #[error("the SMTP password file {0} is empty")]
     EmptyPasswordFile(PathBuf),
+    #[error("tls_ca_file {path}: {message}")]
+    CaFile { path: PathBuf, message: String },
     #[error("TLS setup for {host} failed: {message}")]
     Tls { host: String, message: String },
     #[error("cannot build the message: {0}")]
@@ -149,9 +151,13 @@ impl Mailer {
                 transport: AsyncFileTransport::new(dir),
             },
             EmailTransport::Smtp { url } => {
-                let mut relays = vec![relay(url, password.clone())?];
+                let ca = match &cfg.tls_ca_file {
+                    Some(path) => Some(read_ca_file(path)?),
+                    None => None,
+                };
+                let mut relays = vec![relay(url, password.clone(), ca.as_deref())?];
                 if let Some(backup) = &cfg.backup_smtp_url {
-                    relays.push(relay(backup, password)?);
+                    relays.push(relay(backup, password, ca.as_deref())?);
                 }
                 Transport::Smtp {
                     relays,
@@ -437,16 +443,41 @@ fn read_password_file(path: &std::path::Path) -> Result<String, EmailError> {
     Ok(password.to_owned())
 }
 
-fn relay(raw: &str, password: Option<String>) -> Result<Relay, EmailError> {
+/// The certificates of a PEM file, as DER.
+fn read_ca_file(path: &std::path::Path) -> Result<Vec<Vec<u8>>, EmailError> {
+    let err = |message: String| EmailError::CaFile {
+        path: path.to_path_buf(),
+        message,
+    };
+    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    let certs: Vec<Vec<u8>> = rustls_pemfile::certs(&mut bytes.as_slice())
+        .map(|c| c.map(|der| der.as_ref().to_vec()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| err(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(err("holds no PEM certificate".into()));
+    }
+    Ok(certs)
+}
+
+fn relay(raw: &str, password: Option<String>, ca: Option<&[Vec<u8>]>) -> Result<Relay, EmailError> {
     let u = parse_smtp_url(raw)?;
+    let tls_err = |e: lettre::transport::smtp::Error| EmailError::Tls {
+        host: u.host.clone(),
+        message: e.to_string(),
+    };
     let tls = match u.security {
         Security::None => None,
-        _ => Some(
-            TlsParameters::new(u.host.clone()).map_err(|e| EmailError::Tls {
-                host: u.host.clone(),
-                message: e.to_string(),
-            })?,
-        ),
+        _ => {
+            let mut b = TlsParameters::builder(u.host.clone());
+            for der in ca.unwrap_or_default() {
+                b = b.add_root_certificate(
+                    lettre::transport::smtp::client::Certificate::from_der(der.clone())
+                        .map_err(tls_err)?,
+                );
+            }
+            Some(b.build().map_err(tls_err)?)
+        }
     };
     let credentials = match &u.user {
         Some(user) => {
@@ -545,7 +576,9 @@ impl Relay {
         let sent = match tokio::time::timeout(budget, conn.send(envelope, message)).await {
             Ok(sent) => sent,
             Err(_) => {
-                conn.abort().await;
+                // Not `abort()`: it sends QUIT and waits for a reply a silent server never
+                // gives. Dropping the connection closes the socket.
+                drop(conn);
                 return Err(fail(
                     format!(
                         "no reply within the command timeout ({} per command)",
@@ -557,13 +590,13 @@ impl Relay {
         };
         match sent {
             Ok(response) => {
-                // The message is taken; a failed QUIT changes nothing about that.
-                let _ = conn.quit().await;
+                // The message is taken; a failed or unanswered QUIT changes nothing about that.
+                let _ = tokio::time::timeout(timeouts.command, conn.quit()).await;
                 let text: Vec<&str> = response.message().collect();
                 Ok(format!("{} {}", response.code(), text.join(" ")))
             }
             Err(e) => {
-                conn.abort().await;
+                let _ = tokio::time::timeout(timeouts.command, conn.abort()).await;
                 Err(smtp_err(e))
             }
         }

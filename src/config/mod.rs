@@ -62,6 +62,9 @@ pub struct EmailConfig {
     pub backup_smtp_url: Option<String>,
     /// File holding the SMTP password; read at start, never stored here.
     pub password_file: Option<PathBuf>,
+    /// Extra CA certificates (PEM) trusted for the relays besides the public roots, for a
+    /// relay with a private CA.
+    pub tls_ca_file: Option<PathBuf>,
     /// Time to reach a ready SMTP session: TCP connect, banner, EHLO, TLS and AUTH.
     pub connect_timeout: Duration,
     /// Time allowed for each SMTP command's reply once connected.
@@ -80,6 +83,7 @@ impl EmailConfig {
             transport,
             backup_smtp_url: None,
             password_file: None,
+            tls_ca_file: None,
             connect_timeout: Duration::from_secs(10),
             command_timeout: Duration::from_secs(30),
             give_up_after: Duration::from_secs(24 * 3600),

@@ -102,6 +102,8 @@ pub struct RawEmail {
     pub backup_smtp_url: Option<Spanned<String>>,
     /// File holding the SMTP password (instead of `SWITCHBOARD_SMTP_PASSWORD`).
     pub password_file: Option<Spanned<String>>,
+    /// PEM file of extra CA certificates trusted for the relays (a private CA).
+    pub tls_ca_file: Option<Spanned<String>>,
     /// Time to reach a ready SMTP session (TCP, banner, EHLO, TLS, AUTH). Default `10s`.
     pub connect_timeout: Option<Spanned<String>>,
     /// Time allowed for each SMTP command's reply. Default `30s`.
@@ -720,6 +722,36 @@ impl Loader {
             },
         };
         let password_file = raw.password_file.map(|f| base.join(f.into_inner()));
+        let tls_ca_file = match raw.tls_ca_file {
+            None => Some(None),
+            Some(f) => {
+                let path = base.join(f.get_ref());
+                match std::fs::read(&path) {
+                    Ok(pem) if pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") => {
+                        Some(Some(path))
+                    }
+                    Ok(_) => {
+                        self.report_at(
+                            source,
+                            &f,
+                            format!(
+                                "email.tls_ca_file: {} holds no PEM certificate",
+                                path.display()
+                            ),
+                        );
+                        None
+                    }
+                    Err(e) => {
+                        self.report_at(
+                            source,
+                            &f,
+                            format!("email.tls_ca_file: cannot read {}: {e}", path.display()),
+                        );
+                        None
+                    }
+                }
+            }
+        };
         let mut timeout = |name: &str, raw: Option<Spanned<String>>, default: u64| match raw {
             None => Some(Duration::from_secs(default)),
             Some(r) => self.duration(source, &format!("email.{name}"), Some(&r), false),
@@ -746,6 +778,7 @@ impl Loader {
             transport: transport?,
             backup_smtp_url: backup_smtp_url?,
             password_file,
+            tls_ca_file: tls_ca_file?,
             connect_timeout: connect_timeout?,
             command_timeout: command_timeout?,
             give_up_after: give_up_after?,
