@@ -2,6 +2,9 @@
 //! 127.0.0.1) that check method, path, the `Authorization: OAuth` header and the JSON body,
 //! answer 429 with `Retry-After`, and time each request as it arrives.
 
+#[path = "support/daemon.rs"]
+mod daemon;
+
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -507,4 +510,85 @@ async fn chat_gets_oncalls_news_as_slack_json_in_order_retrying_a_failure() {
         "{}",
         texts[2]
     );
+}
+
+/// The real daemon, configured with `[statuspage_push]` and `[chat]`, fails over and back:
+/// the page gets one incident opened and then resolved, chat gets both messages.
+#[test]
+fn the_daemon_pushes_its_failover_and_failback_to_statuspage_and_chat() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let api = rt.block_on(FakeApi::start(vec![(201, "", r#"{"id":"inc7"}"#)]));
+    let chat = rt.block_on(FakeApi::start(vec![]));
+    let dir = tempfile::tempdir().unwrap();
+    let target = daemon::Target::start();
+    let (config, port) = daemon::write_config(
+        dir.path(),
+        &target,
+        &format!(
+            "transport = \"file\"\ndir = \"var/mail\"\n\n[statuspage_push]\npage_id = \"pgE2E\"\napi_base = \"{}/v1\"\napi_key_env = \"E2E_STATUSPAGE_KEY\"\n\n[chat]\nwebhook_url = \"{}/hooks/abc\"\n",
+            api.base, chat.base
+        ),
+    );
+    let svc = dir.path().join("probes/ticket-submission.toml");
+    let text = std::fs::read_to_string(&svc).unwrap();
+    std::fs::write(
+        &svc,
+        text.replace(
+            "name = \"Ticket submission\"",
+            "name = \"Ticket submission\"\nstatuspage_component = \"cmpE2E\"",
+        ),
+    )
+    .unwrap();
+    let d = daemon::Daemon::start_with(&config, port, &[("E2E_STATUSPAGE_KEY", "k-e2e")], None);
+    daemon::wait_until("primary in use", Duration::from_secs(30), || {
+        d.location("submit-ticket") == target.url("/form")
+    });
+    target.set_down(true);
+    daemon::wait_until("incident opened", Duration::from_secs(30), || {
+        !api.seen().is_empty()
+    });
+    target.set_down(false);
+    daemon::wait_until("incident resolved", Duration::from_secs(40), || {
+        api.seen().len() >= 2
+    });
+    daemon::wait_until("chat told twice", Duration::from_secs(30), || {
+        chat.seen().len() >= 2
+    });
+    std::thread::sleep(Duration::from_secs(2));
+
+    let seen = api.seen();
+    assert_eq!(seen.len(), 2, "{seen:#?}");
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].path.as_str()),
+        ("POST", "/v1/pages/pgE2E/incidents")
+    );
+    assert_eq!(
+        seen[0].body["incident"]["components"]["cmpE2E"],
+        "partial_outage"
+    );
+    assert_eq!(
+        (seen[1].method.as_str(), seen[1].path.as_str()),
+        ("PATCH", "/v1/pages/pgE2E/incidents/inc7")
+    );
+    assert_eq!(seen[1].body["incident"]["status"], "resolved");
+    for s in &seen {
+        assert_eq!(s.header("Authorization"), Some("OAuth k-e2e"));
+    }
+    let texts: Vec<String> = chat
+        .seen()
+        .iter()
+        .map(|s| s.body["text"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(texts[0].contains("switched to backup"), "{texts:?}");
+    assert!(
+        texts.iter().any(|t| t.contains("back on primary")),
+        "{texts:?}"
+    );
+    let m = daemon::get(&d.url("/metrics")).unwrap().body;
+    assert!(
+        m.lines().any(|l| l == r#"switchboard_announcements_total{audience="public",channel="statuspage",kind="failover",result="success"} 1"#),
+        "{m}"
+    );
+    drop(d);
+    drop(rt);
 }
