@@ -6,10 +6,12 @@
 //! probe and report; the HTTP side reads published snapshots, and operator commands, drills
 //! and reloads reach the core as messages through a `CoreHandle` that answers each one.
 
+use crate::announce::chat::Chat;
 use crate::announce::email::Mailer;
 use crate::announce::outbox::{self, Delivery, Transports};
+use crate::announce::statuspage_push::StatuspagePush;
 use crate::announce::webhook::{self, Webhooks};
-use crate::announce::{self, MessageContext};
+use crate::announce::{self, Audience, Channels, Kind, MessageContext, Templates};
 use crate::api::{self, ApiState};
 use crate::audit::NewAuditRecord;
 use crate::clock::Timestamp;
@@ -80,14 +82,24 @@ pub async fn run_with(
     let store = Store::open(&config.storage.path).map_err(store_err)?;
     let store = Arc::new(store);
     let mailer = Mailer::from_config(&config.email).map_err(|e| AppError::Email(e.to_string()))?;
+    let templates = match &config.email.templates {
+        Some(dir) => Templates::load(dir).map_err(|e| AppError::Email(e.to_string()))?,
+        None => Templates::embedded(),
+    };
     let transports = Arc::new(Transports {
         mailer,
         webhooks: Webhooks::new(config.services.iter().flat_map(|s| s.on_switch.iter())),
+        statuspage: config
+            .statuspage_push
+            .clone()
+            .map(|c| StatuspagePush::new(c, store.clone())),
+        chat: config.chat.clone().map(Chat::new),
     });
     let metrics = Arc::new(Metrics::new());
     metrics.config_reload_configured();
     metrics.config_reload(true);
     metrics.auth_configured();
+    export_announcement_series(&config, &metrics);
 
     let listener = match listener {
         Some(l) => l,
@@ -144,6 +156,7 @@ pub async fn run_with(
         shutdown: shutdown.clone(),
         history: history.clone(),
         board: board.clone(),
+        templates: Arc::new(templates),
     };
     for s in &core.services {
         core.metrics_for_new_service(s);
@@ -156,12 +169,13 @@ pub async fn run_with(
 
     // Announcements: delivered from the durable outbox, so nothing recorded is lost.
     let (delivery_tx, delivery_rx) = mpsc::unbounded_channel();
-    tasks.spawn(outbox::run(
+    tasks.spawn(outbox::run_with(
         store.clone(),
         transports,
         outbox_wake.clone(),
         delivery_tx,
         shutdown.clone(),
+        config.email.give_up_after,
     ));
     tasks.spawn(report_deliveries(
         delivery_rx,
@@ -723,6 +737,8 @@ struct Core {
     history: Arc<History>,
     /// Incidents for the status page, told after each recorded transition.
     board: Arc<Board>,
+    /// Message templates, loaded once at start.
+    templates: Arc<Templates>,
 }
 
 /// What one step of a service's machine did.
@@ -1528,6 +1544,9 @@ impl Core {
                 }
                 Action::SwitchRoutes { to } => self.switch(si, to),
                 Action::Flapping { on } => {
+                    if on {
+                        self.announce_flapping(si, now);
+                    }
                     let svc = &self.services[si];
                     self.metrics.flapping(&svc.spec.id, on);
                     if on {
@@ -1566,14 +1585,9 @@ impl Core {
         let svc = &mut self.services[si];
         let routes_after = route_views(&svc.spec, side_after);
         let mut announcements = if announce {
-            let ctx = MessageContext {
-                service_name: svc.spec.name.clone(),
-                routes: routes_after.clone(),
-                status_url: format!("{}/status", self.config.server.public_url),
-                go_base_url: format!("{}/go/", self.config.server.public_url),
-                runbook: svc.spec.runbook.clone(),
-            };
-            announce::plan(&t, &ctx, &self.config.audiences)
+            let ctx = message_context(&self.config, &svc.spec, routes_after.clone());
+            let channels = channels(&self.config, &svc.spec, &self.templates);
+            announce::plan_kind(Kind::of(&t), &t, &ctx, &channels)
         } else {
             Vec::new()
         };
@@ -1641,6 +1655,62 @@ impl Core {
         transition_id
     }
 
+    /// Queues the on-call alert that the service is flapping: not a transition, so it is
+    /// attached to the service's latest one (the failover it keeps repeating).
+    fn announce_flapping(&mut self, si: usize, now: Timestamp) {
+        let svc = &self.services[si];
+        let state = svc.machine.state;
+        let t = Transition {
+            service: svc.spec.id.clone(),
+            from: state,
+            to: state,
+            cause: serde_json::from_value(serde_json::Value::String(svc.cause.clone()))
+                .unwrap_or(failover::Cause::PrimaryDown),
+            at: now,
+            actor: "system".to_owned(),
+            reason: format!(
+                "{} automatic failover{} within {}; holding the backup",
+                svc.policy.max_failovers,
+                if svc.policy.max_failovers == 1 {
+                    ""
+                } else {
+                    "s"
+                },
+                humantime::format_duration(svc.policy.flap_window)
+            ),
+            evidence: svc
+                .spec
+                .checks
+                .iter()
+                .zip(&svc.checks)
+                .filter(|(_, rt)| rt.health.health != Health::Healthy)
+                .map(|(c, rt)| {
+                    let last = rt
+                        .last
+                        .as_ref()
+                        .map(|(s, _)| s.as_str())
+                        .unwrap_or("not probed yet");
+                    format!("{}: {} ({last})", c.name, rt.health.health.as_str())
+                })
+                .collect(),
+        };
+        let ctx = message_context(&self.config, &svc.spec, route_views(&svc.spec, svc.side));
+        let channels = channels(&self.config, &svc.spec, &self.templates);
+        let rows = announce::plan_kind(Kind::Flapping, &t, &ctx, &channels);
+        if rows.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        let id = svc.spec.id.clone();
+        match tokio::task::block_in_place(|| store.enqueue_notice(&id, now, &rows)) {
+            Ok(_) => self.outbox_wake.notify_one(),
+            Err(e) => {
+                self.metrics.store_error("enqueue_notice");
+                error!("{}: could not queue the flapping alert: {e}", svc.spec.name);
+            }
+        }
+    }
+
     /// The only place routes change.
     fn switch(&mut self, si: usize, to: Side) {
         let svc = &mut self.services[si];
@@ -1692,6 +1762,69 @@ impl Core {
             ..empty_snapshot(&self.config)
         };
         self.snapshot_tx.send_replace(Arc::new(snap));
+    }
+}
+
+/// What messages about a service may say beyond the transition.
+fn message_context(config: &Config, spec: &ServiceSpec, routes: Vec<RouteView>) -> MessageContext {
+    let public = &config.server.public_url;
+    MessageContext {
+        service_name: spec.name.clone(),
+        routes,
+        status_url: format!("{public}/status"),
+        go_base_url: format!("{public}/go/"),
+        runbook: spec.runbook.clone(),
+        api_url: format!("{public}/api/v1"),
+    }
+}
+
+/// The channels a service's announcements go to.
+fn channels<'a>(
+    config: &'a Config,
+    spec: &'a ServiceSpec,
+    templates: &'a Templates,
+) -> Channels<'a> {
+    Channels {
+        audiences: &config.audiences,
+        templates,
+        statuspage_component: config
+            .statuspage_push
+            .as_ref()
+            .and(spec.statuspage_component.as_deref()),
+        chat: config.chat.is_some(),
+    }
+}
+
+/// Exports the announcement series of every configured channel at zero.
+fn export_announcement_series(config: &Config, metrics: &Metrics) {
+    let pairs_for = |audience: Audience| -> Vec<(&'static str, &'static str)> {
+        Kind::ALL
+            .iter()
+            .filter(|k| k.audiences().contains(&audience))
+            .map(|k| (audience.as_str(), k.as_str()))
+            .collect()
+    };
+    let mut email = Vec::new();
+    for a in Audience::ALL {
+        if !a.recipients(&config.audiences).is_empty() {
+            email.extend(pairs_for(a));
+        }
+    }
+    metrics.announcement_channel("email", &email);
+    if config.chat.is_some() {
+        let mut chat = pairs_for(Audience::Oncall);
+        chat.extend(pairs_for(Audience::Drill));
+        metrics.announcement_channel("chat", &chat);
+    }
+    if config.statuspage_push.is_some() {
+        let public: Vec<_> = pairs_for(Audience::Customers)
+            .into_iter()
+            .map(|(_, k)| ("public", k))
+            .collect();
+        metrics.announcement_channel("statuspage", &public);
+    }
+    if config.services.iter().any(|s| !s.on_switch.is_empty()) {
+        metrics.announcement_channel("webhook", &[]);
     }
 }
 
@@ -1882,6 +2015,8 @@ async fn report_deliveries(
                 d.item.recipients.join(", "),
                 d.item.subject
             ),
+            "statuspage" => format!("Statuspage push ({})", d.item.subject),
+            "chat" => format!("chat message \"{}\"", d.item.subject),
             _ => format!(
                 "e-mail to {} ({}) \"{}\"",
                 d.item.audience,
@@ -1889,13 +2024,28 @@ async fn report_deliveries(
                 d.item.subject
             ),
         };
+        // Rows from before schema version 6 carry no kind; their transition tells it.
+        let kind = if d.item.kind.is_empty() {
+            "unknown"
+        } else {
+            d.item.kind.as_str()
+        };
+        let (channel, audience) = (&d.item.channel, &d.item.audience);
         match &d.result {
             Ok(detail) => {
-                metrics.announcement(&d.item.channel, &d.item.audience, "sent");
+                metrics.announcement(channel, audience, kind, "success", d.at.as_secs_f64());
                 info!("{what}: {detail}");
             }
+            Err(e) if d.given_up => {
+                metrics.announcement(channel, audience, kind, "given_up", d.at.as_secs_f64());
+                error!(
+                    "{what} GIVEN UP after {} attempts since {}: {e}; it will not be retried",
+                    d.item.attempts + 1,
+                    d.item.created_at
+                );
+            }
             Err(e) => {
-                metrics.announcement(&d.item.channel, &d.item.audience, "failed");
+                metrics.announcement(channel, audience, kind, "failure", d.at.as_secs_f64());
                 warn!("{what} not delivered yet: {e}; will retry");
             }
         }

@@ -96,6 +96,11 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// E-mail tools.
+    Email {
+        #[command(subcommand)]
+        command: EmailCommand,
+    },
 }
 
 /// Where the daemon is and who is asking.
@@ -108,6 +113,19 @@ struct ApiArgs {
     /// command line is visible to other users of the machine).
     #[arg(long, env = "SWITCHBOARD_TOKEN", hide_env_values = true)]
     token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum EmailCommand {
+    /// Send a test message through the configured transport (primary relay, then backup)
+    /// and print the server's answer; exit 1 when it was not accepted.
+    Test {
+        #[arg(long, default_value = "switchboard.toml")]
+        config: PathBuf,
+        /// Recipient of the test message.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -209,6 +227,44 @@ enum ExportFormat {
     Csv,
 }
 
+/// `switchboard email test`: one message through the real transport, the reply printed.
+fn email_test(config: &std::path::Path, to: &str) -> ExitCode {
+    let config = match Config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mailer = match switchboard::announce::Mailer::from_config(&config.email) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("email test: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("email test: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(mailer.send_test(to)) {
+        Ok(reply) => {
+            println!("{reply}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("email test to {to} via {} failed: {e}", mailer.describe());
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -228,6 +284,9 @@ fn main() -> ExitCode {
             check,
             json,
         } => probe(&config, &check, json),
+        Command::Email {
+            command: EmailCommand::Test { config, to },
+        } => email_test(&config, &to),
         Command::Simulate {
             days,
             services,

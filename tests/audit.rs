@@ -121,6 +121,7 @@ fn write_known_records(db: &Path) -> Vec<switchboard::audit::AuditRecord> {
     let ann = NewAnnouncement {
         audience: "oncall".into(),
         channel: "email".into(),
+        kind: "failover".into(),
         recipients: vec!["support-oncall@example.com".into()],
         subject: "s".into(),
         text: "t".into(),

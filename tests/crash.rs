@@ -485,7 +485,8 @@ fn sigkill_after_delivery_sends_nothing_again() {
         d.metrics()
             .lines()
             .filter(|l| {
-                l.starts_with("switchboard_announcements_total{") && l.contains("result=\"sent\"")
+                l.starts_with("switchboard_announcements_total{")
+                    && l.contains("result=\"success\"")
             })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>()

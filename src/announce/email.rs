@@ -2,16 +2,23 @@
 //!
 //! A thin shell on purpose: the content was rendered and stored before this runs, so all
 //! that happens here is building headers and talking to the transport. The SMTP password
-//! comes from `SWITCHBOARD_SMTP_PASSWORD` and is never formatted into a log line or error.
+//! comes from `SWITCHBOARD_SMTP_PASSWORD` (or `password_file`) and is never formatted into a
+//! log line or error.
+//!
+//! SMTP sessions are driven step by step with lettre's `AsyncSmtpConnection` (connect,
+//! STARTTLS, AUTH, MAIL/RCPT/DATA, QUIT) rather than its pooled transport, for two reasons:
+//! the connect phase and each command get their own timeouts, and a message the primary
+//! relay did not take (refused connection, TLS failure, 4xx/5xx) is offered to the backup
+//! relay in the same attempt.
 
 use crate::config::{EmailConfig, EmailTransport};
 use crate::store::OutboxItem;
 use lettre::message::header::{Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::transport::smtp::AsyncSmtpTransportBuilder;
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,8 +26,8 @@ use std::time::Duration;
 /// The environment variable holding the SMTP password (design.md: never in the config file).
 pub const PASSWORD_ENV: &str = "SWITCHBOARD_SMTP_PASSWORD";
 
-/// Connect and per-command timeout: long enough for a slow relay, short enough that one
-/// dead relay cannot stall the outbox for long.
+/// The default connect timeout (`[email] connect_timeout`), also used by callers that
+/// bound a whole pass of the outbox.
 pub const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
@@ -35,8 +42,17 @@ pub enum EmailError {
     InvalidUrl(String),
     #[error("smtp_url must not contain a password; set {PASSWORD_ENV} instead")]
     PasswordInUrl,
-    #[error("smtp_url names the user {user:?} but {PASSWORD_ENV} is not set")]
+    #[error("smtp_url names the user {user:?} but {PASSWORD_ENV} is not set (nor password_file)")]
     MissingPassword { user: String },
+    #[error("cannot read the SMTP password file {path}: {source}")]
+    PasswordFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the SMTP password file {0} is empty")]
+    EmptyPasswordFile(PathBuf),
+    #[error("tls_ca_file {path}: {message}")]
+    CaFile { path: PathBuf, message: String },
     #[error("TLS setup for {host} failed: {message}")]
     Tls { host: String, message: String },
     #[error("cannot build the message: {0}")]
@@ -55,6 +71,11 @@ pub enum EmailError {
         /// The server refused for good (5xx): retrying the same message will not help.
         permanent: bool,
     },
+    #[error("{primary}; backup relay: {backup}")]
+    BothRelays {
+        primary: Box<EmailError>,
+        backup: Box<EmailError>,
+    },
 }
 
 /// Sends messages through the configured transport. Cheap to share behind an `Arc`.
@@ -68,15 +89,29 @@ enum Transport {
         dir: PathBuf,
         transport: AsyncFileTransport<Tokio1Executor>,
     },
+    /// The primary relay first, then the backup relay if one is configured. One connection
+    /// per message: announcements are rare, and a fresh session never reuses a stale one.
     Smtp {
-        /// `scheme://host:port`, safe to print: never carries credentials.
-        endpoint: String,
-        /// A builder, not a built transport: lettre's connection pool spawns tokio tasks
-        /// when it is built and when it is dropped, so holding one would make `Mailer`
-        /// panic if created or dropped outside a runtime. Announcements are rare; one
-        /// connection per message costs nothing that matters and never reuses a stale one.
-        builder: AsyncSmtpTransportBuilder,
+        relays: Vec<Relay>,
+        timeouts: Timeouts,
     },
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Timeouts {
+    connect: Duration,
+    command: Duration,
+}
+
+/// One SMTP relay, ready to connect to.
+struct Relay {
+    /// `scheme://host:port`, safe to print: never carries credentials.
+    endpoint: String,
+    host: String,
+    port: u16,
+    security: Security,
+    tls: Option<TlsParameters>,
+    credentials: Option<Credentials>,
 }
 
 impl fmt::Debug for Mailer {
@@ -90,9 +125,15 @@ impl fmt::Debug for Mailer {
 }
 
 impl Mailer {
-    /// Builds the mailer of `[email]`, reading the SMTP password from `SWITCHBOARD_SMTP_PASSWORD`.
+    /// Builds the mailer of `[email]`, reading the SMTP password from
+    /// `SWITCHBOARD_SMTP_PASSWORD`, or else from `password_file` (first line, trimmed).
     pub fn from_config(cfg: &EmailConfig) -> Result<Mailer, EmailError> {
-        Mailer::with_password(cfg, std::env::var(PASSWORD_ENV).ok())
+        let password = match (std::env::var(PASSWORD_ENV).ok(), &cfg.password_file) {
+            (Some(p), _) => Some(p),
+            (None, Some(path)) => Some(read_password_file(path)?),
+            (None, None) => None,
+        };
+        Mailer::with_password(cfg, password)
     }
 
     /// Like `from_config` with the password given explicitly (tests, `email test`).
@@ -109,7 +150,23 @@ impl Mailer {
                 dir: dir.clone(),
                 transport: AsyncFileTransport::new(dir),
             },
-            EmailTransport::Smtp { url } => smtp_transport(url, password)?,
+            EmailTransport::Smtp { url } => {
+                let ca = match &cfg.tls_ca_file {
+                    Some(path) => Some(read_ca_file(path)?),
+                    None => None,
+                };
+                let mut relays = vec![relay(url, password.clone(), ca.as_deref())?];
+                if let Some(backup) = &cfg.backup_smtp_url {
+                    relays.push(relay(backup, password, ca.as_deref())?);
+                }
+                Transport::Smtp {
+                    relays,
+                    timeouts: Timeouts {
+                        connect: cfg.connect_timeout,
+                        command: cfg.command_timeout,
+                    },
+                }
+            }
         };
         Ok(Mailer { from, transport })
     }
@@ -118,7 +175,14 @@ impl Mailer {
     pub fn describe(&self) -> String {
         match &self.transport {
             Transport::File { dir, .. } => format!("file:{}", dir.display()),
-            Transport::Smtp { endpoint, .. } => endpoint.clone(),
+            Transport::Smtp { relays, .. } => {
+                relays
+                    .iter()
+                    .map(|r| r.endpoint.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" (backup: ")
+                    + if relays.len() > 1 { ")" } else { "" }
+            }
         }
     }
 
@@ -145,20 +209,62 @@ impl Mailer {
                     })?;
                 Ok(dir.join(format!("{id}.eml")).display().to_string())
             }
-            Transport::Smtp { endpoint, builder } => {
-                let transport: AsyncSmtpTransport<Tokio1Executor> = builder.clone().build();
-                let sent = transport.send(message).await;
-                // Closes the connection now instead of leaving it to the pool's idle reaper.
-                transport.shutdown().await;
-                let response = sent.map_err(|e| EmailError::Smtp {
-                    endpoint: endpoint.clone(),
-                    message: e.to_string(),
-                    permanent: e.is_permanent(),
-                })?;
-                let text: Vec<&str> = response.message().collect();
-                Ok(format!("{} {}", response.code(), text.join(" ")))
+            Transport::Smtp { relays, timeouts } => {
+                let envelope = message.envelope().clone();
+                let bytes = message.formatted();
+                let mut first_error = None;
+                for (i, relay) in relays.iter().enumerate() {
+                    match relay.send(&envelope, &bytes, *timeouts).await {
+                        Ok(reply) if i == 0 => return Ok(reply),
+                        Ok(reply) => {
+                            return Ok(format!("{reply} (backup relay {})", relay.endpoint))
+                        }
+                        Err(e) => match first_error.take() {
+                            None => first_error = Some(e),
+                            Some(primary) => {
+                                return Err(EmailError::BothRelays {
+                                    primary: Box::new(primary),
+                                    backup: Box::new(e),
+                                })
+                            }
+                        },
+                    }
+                }
+                Err(first_error.unwrap_or(EmailError::NoRecipients))
             }
         }
+    }
+
+    /// Sends a test message to `to` (`switchboard email test`); returns what the server said.
+    pub async fn send_test(&self, to: &str) -> Result<String, EmailError> {
+        let now = crate::clock::Timestamp::now();
+        let item = OutboxItem {
+            id: 0,
+            transition_id: 0,
+            service: "test".into(),
+            audience: "test".into(),
+            channel: "email".into(),
+            kind: "test".into(),
+            message_id: format!("<test.{}@switchboard>", now.as_millis()),
+            recipients: vec![to.to_owned()],
+            subject: "[Switchboard] Test message".into(),
+            text: format!(
+                "This is a test message from Switchboard, sent at {} through {}.\n\nIf you can read it, failover announcements can reach this address.\n",
+                now.rfc3339(),
+                self.describe()
+            ),
+            html: None,
+            status: crate::store::OutboxStatus::Pending,
+            attempts: 0,
+            created_at: now,
+            next_attempt_at: now,
+            last_attempt_at: None,
+            last_error: None,
+            delivered_at: None,
+            detail: None,
+            given_up_at: None,
+        };
+        self.send(&item).await
     }
 
     /// The MIME message of `item`: its stored subject, bodies and stable Message-ID.
@@ -323,33 +429,178 @@ fn percent_decode(s: &str) -> Result<String, EmailError> {
     String::from_utf8(out).map_err(|_| EmailError::InvalidUrl("user name is not UTF-8".into()))
 }
 
-fn smtp_transport(raw: &str, password: Option<String>) -> Result<Transport, EmailError> {
+fn read_password_file(path: &std::path::Path) -> Result<String, EmailError> {
+    let text = std::fs::read_to_string(path).map_err(|source| EmailError::PasswordFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    // The first line, without its newline: files written by `echo` or secret mounts end
+    // with one, and a password with a trailing newline is never what was meant.
+    let password = text.lines().next().unwrap_or("").trim_end_matches('\r');
+    if password.is_empty() {
+        return Err(EmailError::EmptyPasswordFile(path.to_path_buf()));
+    }
+    Ok(password.to_owned())
+}
+
+/// The certificates of a PEM file, as DER.
+fn read_ca_file(path: &std::path::Path) -> Result<Vec<Vec<u8>>, EmailError> {
+    let err = |message: String| EmailError::CaFile {
+        path: path.to_path_buf(),
+        message,
+    };
+    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    let certs: Vec<Vec<u8>> = rustls_pemfile::certs(&mut bytes.as_slice())
+        .map(|c| c.map(|der| der.as_ref().to_vec()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| err(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(err("holds no PEM certificate".into()));
+    }
+    Ok(certs)
+}
+
+fn relay(raw: &str, password: Option<String>, ca: Option<&[Vec<u8>]>) -> Result<Relay, EmailError> {
     let u = parse_smtp_url(raw)?;
-    let tls_params = || {
-        TlsParameters::new(u.host.clone()).map_err(|e| EmailError::Tls {
-            host: u.host.clone(),
-            message: e.to_string(),
-        })
+    let tls_err = |e: lettre::transport::smtp::Error| EmailError::Tls {
+        host: u.host.clone(),
+        message: e.to_string(),
     };
     let tls = match u.security {
-        Security::None => Tls::None,
-        Security::StartTls => Tls::Required(tls_params()?),
-        Security::Opportunistic => Tls::Opportunistic(tls_params()?),
-        Security::Implicit => Tls::Wrapper(tls_params()?),
+        Security::None => None,
+        _ => {
+            let mut b = TlsParameters::builder(u.host.clone());
+            for der in ca.unwrap_or_default() {
+                b = b.add_root_certificate(
+                    lettre::transport::smtp::client::Certificate::from_der(der.clone())
+                        .map_err(tls_err)?,
+                );
+            }
+            Some(b.build().map_err(tls_err)?)
+        }
     };
-    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(u.host.clone())
-        .port(u.port)
-        .tls(tls)
-        .timeout(Some(SMTP_TIMEOUT));
-    if let Some(user) = &u.user {
-        let password =
-            password.ok_or_else(|| EmailError::MissingPassword { user: user.clone() })?;
-        builder = builder.credentials(Credentials::new(user.clone(), password));
-    }
-    Ok(Transport::Smtp {
+    let credentials = match &u.user {
+        Some(user) => {
+            let password =
+                password.ok_or_else(|| EmailError::MissingPassword { user: user.clone() })?;
+            Some(Credentials::new(user.clone(), password))
+        }
+        None => None,
+    };
+    Ok(Relay {
         endpoint: u.endpoint(),
-        builder,
+        host: u.host,
+        port: u.port,
+        security: u.security,
+        tls,
+        credentials,
     })
+}
+
+impl Relay {
+    /// One SMTP session: connect (bounded by the connect timeout, which covers the banner,
+    /// EHLO, STARTTLS and AUTH too), then MAIL/RCPT/DATA with the command timeout on each
+    /// reply, then QUIT. Returns the server's reply to the message, e.g. `250 OK`.
+    async fn send(
+        &self,
+        envelope: &lettre::address::Envelope,
+        message: &[u8],
+        timeouts: Timeouts,
+    ) -> Result<String, EmailError> {
+        let fail = |message: String, permanent: bool| EmailError::Smtp {
+            endpoint: self.endpoint.clone(),
+            message,
+            permanent,
+        };
+        let smtp_err = |e: lettre::transport::smtp::Error| EmailError::Smtp {
+            endpoint: self.endpoint.clone(),
+            permanent: e.is_permanent(),
+            message: e.to_string(),
+        };
+        let connect = async {
+            let hello = ClientId::default();
+            let wrapper = match self.security {
+                Security::Implicit => self.tls.clone(),
+                _ => None,
+            };
+            let mut conn = AsyncSmtpConnection::connect_tokio1(
+                (self.host.as_str(), self.port),
+                Some(timeouts.connect),
+                &hello,
+                wrapper,
+                None,
+            )
+            .await
+            .map_err(smtp_err)?;
+            match (&self.security, &self.tls) {
+                (Security::StartTls, Some(tls)) => {
+                    if !conn.can_starttls() {
+                        return Err(fail(
+                            "the server does not offer STARTTLS, which tls=starttls requires"
+                                .into(),
+                            false,
+                        ));
+                    }
+                    conn.starttls(tls.clone(), &hello).await.map_err(smtp_err)?;
+                }
+                (Security::Opportunistic, Some(tls)) if conn.can_starttls() => {
+                    conn.starttls(tls.clone(), &hello).await.map_err(smtp_err)?;
+                }
+                _ => {}
+            }
+            if let Some(credentials) = &self.credentials {
+                conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
+                    .await
+                    .map_err(smtp_err)?;
+            }
+            Ok::<_, EmailError>(conn)
+        };
+        let mut conn = tokio::time::timeout(timeouts.connect, connect)
+            .await
+            .map_err(|_| {
+                fail(
+                    format!(
+                        "no ready SMTP session within the connect timeout ({})",
+                        humantime::format_duration(timeouts.connect)
+                    ),
+                    false,
+                )
+            })??;
+        // lettre's async connection applies no timeout after connecting, so the message
+        // transaction is bounded here: one command timeout per reply it waits for (MAIL, each
+        // RCPT, DATA, and the final reply to the content).
+        let replies = u32::try_from(envelope.to().len())
+            .unwrap_or(u32::MAX)
+            .saturating_add(3);
+        let budget = timeouts.command.saturating_mul(replies);
+        let sent = match tokio::time::timeout(budget, conn.send(envelope, message)).await {
+            Ok(sent) => sent,
+            Err(_) => {
+                // Not `abort()`: it sends QUIT and waits for a reply a silent server never
+                // gives. Dropping the connection closes the socket.
+                drop(conn);
+                return Err(fail(
+                    format!(
+                        "no reply within the command timeout ({} per command)",
+                        humantime::format_duration(timeouts.command)
+                    ),
+                    false,
+                ));
+            }
+        };
+        match sent {
+            Ok(response) => {
+                // The message is taken; a failed or unanswered QUIT changes nothing about that.
+                let _ = tokio::time::timeout(timeouts.command, conn.quit()).await;
+                let text: Vec<&str> = response.message().collect();
+                Ok(format!("{} {}", response.code(), text.join(" ")))
+            }
+            Err(e) => {
+                let _ = tokio::time::timeout(timeouts.command, conn.abort()).await;
+                Err(smtp_err(e))
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -359,10 +610,7 @@ mod tests {
     use crate::store::OutboxStatus;
 
     fn cfg(transport: EmailTransport) -> EmailConfig {
-        EmailConfig {
-            from: "Support Status <status@example.com>".into(),
-            transport,
-        }
+        EmailConfig::new("Support Status <status@example.com>", transport)
     }
 
     fn smtp(url: &str) -> EmailConfig {
@@ -376,6 +624,7 @@ mod tests {
             service: "ticket-submission".into(),
             audience: "customers".into(),
             channel: "email".into(),
+            kind: "failover".into(),
             message_id: "<t7.customers.ticket-submission@switchboard>".into(),
             recipients: vec!["a@example.com".into(), "B <b@example.com>".into()],
             subject: "[Switchboard] Ticket submission: switched to backup".into(),
@@ -389,6 +638,7 @@ mod tests {
             last_error: None,
             delivered_at: None,
             detail: None,
+            given_up_at: None,
         }
     }
 
@@ -449,7 +699,7 @@ mod tests {
         let err = Mailer::with_password(&smtp("smtp://alerts@127.0.0.1:2525"), None).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "smtp_url names the user \"alerts\" but SWITCHBOARD_SMTP_PASSWORD is not set"
+            "smtp_url names the user \"alerts\" but SWITCHBOARD_SMTP_PASSWORD is not set (nor password_file)"
         );
         let m = Mailer::with_password(
             &smtp("smtp://alerts@127.0.0.1:2525"),
@@ -458,6 +708,31 @@ mod tests {
         .unwrap();
         assert!(!format!("{m:?}").contains("s3cret-pw"));
         assert_eq!(m.describe(), "smtp://127.0.0.1:2525");
+    }
+
+    #[test]
+    fn the_password_file_gives_its_first_line_and_errors_never_show_its_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("smtp-password");
+        std::fs::write(&path, "s3cret-pw\n").unwrap();
+        assert_eq!(read_password_file(&path).unwrap(), "s3cret-pw");
+        std::fs::write(&path, "\n").unwrap();
+        assert!(matches!(
+            read_password_file(&path),
+            Err(EmailError::EmptyPasswordFile(_))
+        ));
+        let err = read_password_file(&dir.path().join("missing")).unwrap_err();
+        assert!(err
+            .to_string()
+            .starts_with("cannot read the SMTP password file"));
+        // Used when the environment has none, for the user named in the URL.
+        std::fs::write(&path, "s3cret-pw\n").unwrap();
+        let mut c = smtp("smtp://alerts@127.0.0.1:2525");
+        c.password_file = Some(path);
+        if std::env::var_os(PASSWORD_ENV).is_none() {
+            let m = Mailer::from_config(&c).unwrap();
+            assert!(!format!("{m:?}").contains("s3cret-pw"));
+        }
     }
 
     #[test]

@@ -6,17 +6,22 @@
 //!    audiences hear about this kind of change, rendered by [`render::render`]).
 //! 2. It commits them together with the transition (`Store::commit_transition`, one
 //!    transaction), then wakes the delivery loop. Nothing is sent inline in the decision path.
-//! 3. [`outbox::run`] sends due rows through the [`email::Mailer`] and records the result;
-//!    a failure only reschedules the row (exponential backoff), it never drops it.
+//! 3. [`outbox::run`] sends due rows through the transport of their channel (e-mail,
+//!    `on_switch` webhook, Statuspage API, chat webhook) and records the result; a failure
+//!    only reschedules the row (exponential backoff), it never drops it, until the row is
+//!    older than the give-up age.
 
+pub mod chat;
 pub mod email;
+mod http;
 pub mod outbox;
 pub mod render;
+pub mod statuspage_push;
 pub mod webhook;
 
 pub use email::{EmailError, Mailer};
 pub use outbox::Delivery;
-pub use render::{render, Kind, Message, MessageContext};
+pub use render::{render, render_with, Kind, Message, MessageContext, Templates};
 
 use crate::config::Audiences;
 use crate::failover::Transition;
@@ -63,25 +68,80 @@ impl fmt::Display for Audience {
     }
 }
 
-/// The e-mail announcements of `t`: one per audience that hears about this kind of change
-/// and has recipients configured. The caller commits them with the transition.
+/// The e-mail announcements of `t` with the built-in templates: one per audience that
+/// hears about this kind of change and has recipients configured. The caller commits them
+/// with the transition.
 pub fn plan(t: &Transition, ctx: &MessageContext, audiences: &Audiences) -> Vec<NewAnnouncement> {
-    Kind::of(t)
-        .audiences()
+    let channels = Channels {
+        audiences,
+        templates: &Templates::embedded(),
+        statuspage_component: None,
+        chat: false,
+    };
+    plan_kind(Kind::of(t), t, ctx, &channels)
+}
+
+/// Where announcements go, beyond the transition itself.
+#[derive(Clone, Copy, Debug)]
+pub struct Channels<'a> {
+    pub audiences: &'a Audiences,
+    pub templates: &'a Templates,
+    /// The service's Statuspage component, when `[statuspage_push]` is configured and the
+    /// service names one.
+    pub statuspage_component: Option<&'a str>,
+    /// Whether `[chat]` is configured.
+    pub chat: bool,
+}
+
+/// Every outbox row for a `kind` message about `t` (for `Flapping`, the transition it
+/// follows): one e-mail per audience with recipients, one chat message with on-call's
+/// news, one Statuspage request for what customers see. Rendered now, sent later.
+pub fn plan_kind(
+    kind: Kind,
+    t: &Transition,
+    ctx: &MessageContext,
+    ch: &Channels<'_>,
+) -> Vec<NewAnnouncement> {
+    let audiences = kind.audiences();
+    let mut rows: Vec<NewAnnouncement> = audiences
         .iter()
-        .filter(|a| !a.recipients(audiences).is_empty())
+        .filter(|a| !a.recipients(ch.audiences).is_empty())
         .map(|&audience| {
-            let m = render(t, audience, ctx);
+            let m = render_with(ch.templates, kind, t, audience, ctx);
             NewAnnouncement {
                 audience: audience.as_str().to_owned(),
                 channel: "email".to_owned(),
-                recipients: audience.recipients(audiences).to_vec(),
+                kind: kind.as_str().to_owned(),
+                recipients: audience.recipients(ch.audiences).to_vec(),
                 subject: m.subject,
                 text: m.text,
                 html: Some(m.html),
             }
         })
-        .collect()
+        .collect();
+    if ch.chat && !audiences.is_empty() {
+        // The chat channel is on-call's (drills included): it gets their wording.
+        let audience = if audiences.contains(&Audience::Drill) {
+            Audience::Drill
+        } else {
+            Audience::Oncall
+        };
+        let m = render_with(ch.templates, kind, t, audience, ctx);
+        rows.push(chat::plan(kind, &m));
+    }
+    if let Some(component) = ch.statuspage_component {
+        if audiences.contains(&Audience::Customers) {
+            let m = render_with(ch.templates, kind, t, Audience::Customers, ctx);
+            rows.extend(statuspage_push::plan(
+                kind,
+                t,
+                component,
+                &ctx.service_name,
+                &m.text,
+            ));
+        }
+    }
+    rows
 }
 
 #[cfg(test)]
@@ -104,6 +164,7 @@ mod tests {
             status_url: "http://127.0.0.1:9898/status".into(),
             go_base_url: "http://127.0.0.1:9898/go/".into(),
             runbook: None,
+            api_url: String::new(),
         }
     }
 

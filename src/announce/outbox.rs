@@ -4,7 +4,13 @@
 //! the transport accepted it. A crash between the two leaves it pending, so it is sent once
 //! more on restart, with the same stored Message-ID; a crash before sending just sends it
 //! later. Nothing is ever lost, and a repeat is at most one and recognisable.
+//!
+//! A row that still fails after `give_up_after` (`[email]`, default 24h) is marked
+//! `given_up`: kept in the store with its last error, reported as a delivery with
+//! `given_up = true` so the shell raises `switchboard_outbox_given_up_total`, and not retried.
 
+use super::chat::Chat;
+use super::statuspage_push::StatuspagePush;
 use super::webhook::Webhooks;
 use super::Mailer;
 use crate::clock::Timestamp;
@@ -23,6 +29,9 @@ pub const BACKOFF_CAP: Duration = Duration::from_secs(5 * 60);
 /// Rows taken per pass; a full batch makes the loop go again at once.
 pub const BATCH: usize = 32;
 
+/// The default give-up age (`[email] give_up_after`).
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 3600);
+
 /// One delivery attempt, reported to the shell (which logs it and updates metrics).
 #[derive(Clone, Debug)]
 pub struct Delivery {
@@ -31,18 +40,38 @@ pub struct Delivery {
     /// The transport's detail (`.eml` path or SMTP reply), or the error text.
     pub result: Result<String, String>,
     pub at: Timestamp,
+    /// This failure was the last: the row is older than the give-up age and is no longer
+    /// retried.
+    pub given_up: bool,
 }
 
-/// A transport the outbox can hand a row to: e-mail, webhooks, or both by channel.
+/// Why a transport did not take a row: the text (never a secret), and how long the
+/// receiver asked us to wait (`Retry-After`), which the retry honours when it is longer
+/// than the backoff.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub message: String,
+    pub retry_after: Option<Duration>,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure {
+            message,
+            retry_after: None,
+        }
+    }
+}
+
+/// A transport the outbox can hand a row to: e-mail, webhooks, or all of them by channel.
 pub trait Deliver: Send + Sync {
-    /// Sends one row; `Ok` carries what the receiver said, `Err` why it did not take it
-    /// (never a secret).
-    fn deliver(&self, item: &OutboxItem) -> impl Future<Output = Result<String, String>> + Send;
+    /// Sends one row; `Ok` carries what the receiver said, `Err` why it did not take it.
+    fn deliver(&self, item: &OutboxItem) -> impl Future<Output = Result<String, Failure>> + Send;
 }
 
 impl Deliver for Mailer {
-    async fn deliver(&self, item: &OutboxItem) -> Result<String, String> {
-        self.send(item).await.map_err(|e| e.to_string())
+    async fn deliver(&self, item: &OutboxItem) -> Result<String, Failure> {
+        self.send(item).await.map_err(|e| e.to_string().into())
     }
 }
 
@@ -50,13 +79,35 @@ impl Deliver for Mailer {
 pub struct Transports {
     pub mailer: Mailer,
     pub webhooks: Webhooks,
+    /// `[statuspage_push]`, when configured.
+    pub statuspage: Option<StatuspagePush>,
+    /// `[chat]`, when configured.
+    pub chat: Option<Chat>,
 }
 
 impl Deliver for Transports {
-    async fn deliver(&self, item: &OutboxItem) -> Result<String, String> {
+    async fn deliver(&self, item: &OutboxItem) -> Result<String, Failure> {
         match item.channel.as_str() {
-            "webhook" => self.webhooks.send(item).await.map_err(|e| e.to_string()),
-            _ => self.mailer.send(item).await.map_err(|e| e.to_string()),
+            "webhook" => self
+                .webhooks
+                .send(item)
+                .await
+                .map_err(|e| e.to_string().into()),
+            "statuspage" => match &self.statuspage {
+                Some(p) => p.send(item).await,
+                None => Err("[statuspage_push] is no longer configured"
+                    .to_string()
+                    .into()),
+            },
+            "chat" => match &self.chat {
+                Some(c) => c.send(item).await,
+                None => Err("[chat] is no longer configured".to_string().into()),
+            },
+            _ => self
+                .mailer
+                .send(item)
+                .await
+                .map_err(|e| e.to_string().into()),
         }
     }
 }
@@ -68,13 +119,25 @@ pub fn backoff(attempts: u32) -> Duration {
 }
 
 /// Runs until `shutdown` turns true (or its sender is dropped): on `wake` (after a commit)
-/// or every `POLL_INTERVAL`, delivers every due row.
+/// or every `POLL_INTERVAL`, delivers every due row. Gives up after [`GIVE_UP_AFTER`].
 pub async fn run<D: Deliver + 'static>(
     store: Arc<Store>,
     mailer: Arc<D>,
     wake: Arc<Notify>,
     events: mpsc::UnboundedSender<Delivery>,
+    shutdown: watch::Receiver<bool>,
+) {
+    run_with(store, mailer, wake, events, shutdown, GIVE_UP_AFTER).await
+}
+
+/// [`run`] with the give-up age chosen by the caller (`[email] give_up_after`).
+pub async fn run_with<D: Deliver + 'static>(
+    store: Arc<Store>,
+    mailer: Arc<D>,
+    wake: Arc<Notify>,
+    events: mpsc::UnboundedSender<Delivery>,
     mut shutdown: watch::Receiver<bool>,
+    give_up_after: Duration,
 ) {
     loop {
         if *shutdown.borrow_and_update() {
@@ -85,7 +148,7 @@ pub async fn run<D: Deliver + 'static>(
         // (sent again later with the same Message-ID), and a started store write runs to
         // completion on the blocking pool.
         let pass = tokio::select! {
-            r = deliver_due(&store, mailer.as_ref(), Timestamp::now(), BATCH) => r,
+            r = deliver_due_with(&store, mailer.as_ref(), Timestamp::now(), BATCH, give_up_after) => r,
             _ = shutdown.wait_for(|stop| *stop) => return,
         };
         let full_batch = match pass {
@@ -125,18 +188,45 @@ pub async fn deliver_due<D: Deliver>(
     now: Timestamp,
     limit: usize,
 ) -> Result<Vec<Delivery>, StoreError> {
+    deliver_due_with(store, mailer, now, limit, GIVE_UP_AFTER).await
+}
+
+/// [`deliver_due`] with the give-up age chosen by the caller.
+pub async fn deliver_due_with<D: Deliver>(
+    store: &Arc<Store>,
+    mailer: &D,
+    now: Timestamp,
+    limit: usize,
+    give_up_after: Duration,
+) -> Result<Vec<Delivery>, StoreError> {
     let due = blocking(store, move |s| s.due_announcements(now, limit)).await?;
     let mut out = Vec::with_capacity(due.len());
     for item in due {
-        out.push(deliver_one(store, mailer, item).await);
+        out.push(deliver_one(store, mailer, item, give_up_after).await);
     }
     Ok(out)
 }
 
-async fn deliver_one<D: Deliver>(store: &Arc<Store>, mailer: &D, item: OutboxItem) -> Delivery {
+/// The wait before the next attempt: the backoff, or longer if the receiver asked for it.
+pub fn retry_delay(attempts: u32, retry_after: Option<Duration>) -> Duration {
+    let b = backoff(attempts);
+    match retry_after {
+        // Capped like the backoff, so a hostile or confused receiver cannot park a row for days.
+        Some(r) => r.min(BACKOFF_CAP).max(b),
+        None => b,
+    }
+}
+
+async fn deliver_one<D: Deliver>(
+    store: &Arc<Store>,
+    mailer: &D,
+    item: OutboxItem,
+    give_up_after: Duration,
+) -> Delivery {
     let sent = mailer.deliver(&item).await;
     let at = Timestamp::now();
     let id = item.id;
+    let mut given_up = false;
     let result = match sent {
         Ok(detail) => {
             let d = detail.clone();
@@ -147,16 +237,34 @@ async fn deliver_one<D: Deliver>(store: &Arc<Store>, mailer: &D, item: OutboxIte
             }
             Ok(detail)
         }
-        Err(error) => {
-            let next = at.plus(backoff(item.attempts.saturating_add(1)));
-            let msg = error.clone();
-            if let Err(se) = blocking(store, move |s| s.mark_failed(id, at, &msg, next)).await {
+        Err(failure) => {
+            let msg = failure.message.clone();
+            // The last attempt falls at the give-up age itself, not a backoff step past it.
+            let deadline = item.created_at.plus(give_up_after);
+            let next = at
+                .plus(retry_delay(
+                    item.attempts.saturating_add(1),
+                    failure.retry_after,
+                ))
+                .min(deadline);
+            given_up = at >= deadline;
+            let recorded = if given_up {
+                blocking(store, move |s| s.mark_given_up(id, at, &msg)).await
+            } else {
+                blocking(store, move |s| s.mark_failed(id, at, &msg, next)).await
+            };
+            if let Err(se) = recorded {
                 tracing::error!(outbox_id = id, error = %se, "outbox: could not record a failed attempt");
             }
-            Err(error)
+            Err(failure.message)
         }
     };
-    Delivery { item, result, at }
+    Delivery {
+        item,
+        result,
+        at,
+        given_up,
+    }
 }
 
 /// Runs a short store call on the blocking pool, so SQLite's fsyncs never stall the runtime.
@@ -189,12 +297,16 @@ mod tests {
     }
 
     fn commit(store: &Store) -> i64 {
+        commit_at(store, Timestamp::now())
+    }
+
+    fn commit_at(store: &Store, at: Timestamp) -> i64 {
         let t = Transition {
             service: "ticket-submission".into(),
             from: State::Operational,
             to: State::FailedOver,
             cause: Cause::PrimaryDown,
-            at: Timestamp(0),
+            at,
             actor: "system".into(),
             reason: "test".into(),
             evidence: vec![],
@@ -202,6 +314,7 @@ mod tests {
         let a = NewAnnouncement {
             audience: "customers".into(),
             channel: "email".into(),
+            kind: "failover".into(),
             recipients: vec!["announce@example.com".into()],
             subject: "switched".into(),
             text: "use the backup".into(),
@@ -215,12 +328,12 @@ mod tests {
         let store = Arc::new(Store::open_in_memory().unwrap());
         let id = commit(&store);
         // Port 9 on loopback ("discard") is closed in test environments: connection refused.
-        let cfg = EmailConfig {
-            from: "status@example.com".into(),
-            transport: EmailTransport::Smtp {
+        let cfg = EmailConfig::new(
+            "status@example.com",
+            EmailTransport::Smtp {
                 url: "smtp://127.0.0.1:9".into(),
             },
-        };
+        );
         let mailer = Mailer::with_password(&cfg, None).unwrap();
         let before = Timestamp::now();
         let done = deliver_due(&store, &mailer, Timestamp(i64::MAX), 10)
@@ -235,17 +348,92 @@ mod tests {
         assert!(row.last_error.is_some());
     }
 
+    fn refused() -> Mailer {
+        // Port 9 on loopback ("discard") is closed in test environments: connection refused.
+        let cfg = EmailConfig::new(
+            "status@example.com",
+            EmailTransport::Smtp {
+                url: "smtp://127.0.0.1:9".into(),
+            },
+        );
+        Mailer::with_password(&cfg, None).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_row_still_failing_at_the_give_up_age_is_given_up_and_kept() {
+        let store = Arc::new(Store::open_in_memory().unwrap());
+        let give_up = Duration::from_secs(3600);
+        // Written 59 minutes ago: one more failure is retried, but no later than the age.
+        let created = Timestamp(Timestamp::now().as_millis() - 59 * 60 * 1000);
+        let id = commit_at(&store, created);
+        let done = deliver_due_with(&store, &refused(), Timestamp(i64::MAX), 10, give_up)
+            .await
+            .unwrap();
+        assert!(!done[0].given_up);
+        let row = store.outbox_item(id).unwrap().unwrap();
+        assert_eq!(row.status, OutboxStatus::Pending);
+        assert!(
+            row.next_attempt_at <= created.plus(give_up),
+            "the last try falls at the age"
+        );
+
+        // At the age it fails again: given up, kept with its error, never due again.
+        let done = deliver_due_with(
+            &store,
+            &refused(),
+            Timestamp(i64::MAX),
+            10,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+        assert_eq!(done.len(), 1);
+        assert!(done[0].given_up);
+        assert!(done[0].result.is_err());
+        let row = store.outbox_item(id).unwrap().unwrap();
+        assert_eq!(row.status, OutboxStatus::GivenUp);
+        assert_eq!(row.attempts, 2);
+        assert!(row.given_up_at.is_some());
+        assert!(row
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("127.0.0.1:9"));
+        assert!(store
+            .due_announcements(Timestamp(i64::MAX), 10)
+            .unwrap()
+            .is_empty());
+        assert_eq!(store.outbox_backlog().unwrap().0, 0);
+    }
+
+    #[test]
+    fn retry_after_is_honoured_when_longer_than_the_backoff_and_capped() {
+        assert_eq!(retry_delay(1, None), Duration::from_secs(1));
+        assert_eq!(
+            retry_delay(1, Some(Duration::from_secs(7))),
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            retry_delay(4, Some(Duration::from_secs(2))),
+            Duration::from_secs(8)
+        );
+        assert_eq!(
+            retry_delay(1, Some(Duration::from_secs(86_400))),
+            BACKOFF_CAP
+        );
+    }
+
     #[tokio::test]
     async fn the_file_transport_delivers_once_and_the_next_pass_sends_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open_in_memory().unwrap());
         let id = commit(&store);
-        let cfg = EmailConfig {
-            from: "status@example.com".into(),
-            transport: EmailTransport::File {
+        let cfg = EmailConfig::new(
+            "status@example.com",
+            EmailTransport::File {
                 dir: dir.path().join("mail"),
             },
-        };
+        );
         let mailer = Mailer::with_password(&cfg, None).unwrap();
         let done = deliver_due(&store, &mailer, Timestamp::now(), 10)
             .await
@@ -270,12 +458,12 @@ mod tests {
     ) {
         let store = Arc::new(Store::open_in_memory().unwrap());
         let dir = tempfile::tempdir().unwrap();
-        let cfg = EmailConfig {
-            from: "status@example.com".into(),
-            transport: EmailTransport::File {
+        let cfg = EmailConfig::new(
+            "status@example.com",
+            EmailTransport::File {
                 dir: dir.path().to_path_buf(),
             },
-        };
+        );
         let mailer = Arc::new(Mailer::with_password(&cfg, None).unwrap());
         let (tx, _rx) = mpsc::unbounded_channel();
         let (stop, stop_rx) = watch::channel(false);

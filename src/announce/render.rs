@@ -1,14 +1,22 @@
-//! Pure rendering of an announcement: (transition, audience, context) -> subject, text, HTML.
+//! Pure rendering of an announcement: (templates, kind, transition, audience, context) ->
+//! subject, text and HTML.
 //!
 //! No I/O and no clock: everything a message says comes from its arguments, so every
 //! message kind and audience is snapshot-tested on its own, away from any transport.
 //! Customers get plain words and where to go now; on-call and drill audiences also get
-//! the cause, reason, evidence, states, runbook and status page.
+//! the cause, reason, evidence, states, runbook, status page and API links.
+//!
+//! The wording lives in templates (`templates/KIND.txt` and `KIND.html`, built into the
+//! binary and overridable from a directory with `[email] templates`); the engine is a
+//! plain `{{name}}` substitution (see `templates/README.md`). The blocks that need loops
+//! (routes, the on-call evidence) are built here, so templates stay free of logic.
 
 use super::Audience;
 use crate::failover::{Side, State, Transition};
 use crate::view::RouteView;
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 
 /// What a message may say beyond the transition itself.
 #[derive(Clone, Debug)]
@@ -24,6 +32,9 @@ pub struct MessageContext {
     pub go_base_url: String,
     /// Runbook path or URL, shown to on-call only.
     pub runbook: Option<String>,
+    /// The control API's base, e.g. `http://127.0.0.1:9898/api/v1`, for on-call links;
+    /// empty to leave them out.
+    pub api_url: String,
 }
 
 /// A rendered message.
@@ -52,11 +63,28 @@ pub enum Kind {
     MaintenanceEnd,
     DrillStart,
     DrillEnd,
+    /// Too many failovers within the flap window: the backup is held. Not a transition of
+    /// its own; the shell raises it from the core's `Flapping` action.
+    Flapping,
     /// Any other change (e.g. operational <-> degraded): recorded, not announced.
     Update,
 }
 
 impl Kind {
+    pub const ALL: [Kind; 11] = [
+        Kind::Failover,
+        Kind::Failback,
+        Kind::Outage,
+        Kind::OutageResolved,
+        Kind::Recovering,
+        Kind::MaintenanceStart,
+        Kind::MaintenanceEnd,
+        Kind::DrillStart,
+        Kind::DrillEnd,
+        Kind::Flapping,
+        Kind::Update,
+    ];
+
     pub fn of(t: &Transition) -> Kind {
         use State::*;
         match (t.from, t.to) {
@@ -86,12 +114,13 @@ impl Kind {
             Kind::MaintenanceEnd => "maintenance_end",
             Kind::DrillStart => "drill_start",
             Kind::DrillEnd => "drill_end",
+            Kind::Flapping => "flapping",
             Kind::Update => "update",
         }
     }
 
     /// Who hears about this kind of change. Drills stay with the drill audience so that an
-    /// exercise never reaches customers; a pending failback only concerns on-call.
+    /// exercise never reaches customers; a pending failback and flapping only concern on-call.
     pub fn audiences(self) -> &'static [Audience] {
         match self {
             Kind::Failover
@@ -100,18 +129,298 @@ impl Kind {
             | Kind::OutageResolved
             | Kind::MaintenanceStart
             | Kind::MaintenanceEnd => &[Audience::Oncall, Audience::Customers],
-            Kind::Recovering => &[Audience::Oncall],
+            Kind::Recovering | Kind::Flapping => &[Audience::Oncall],
             Kind::DrillStart | Kind::DrillEnd => &[Audience::Drill],
             Kind::Update => &[],
         }
     }
 }
 
-/// Renders the message about `t` for `audience`.
+/// Placeholders whose values are inserted as they are in text and escaped in HTML.
+const SCALARS: [&str; 6] = [
+    "service_name",
+    "service_id",
+    "target",
+    "state",
+    "status_url",
+    "audience",
+];
+/// Placeholders built here: in HTML they are markup already.
+const BLOCKS: [&str; 3] = ["routes", "oncall", "status_link"];
+
+/// Why a template directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: unknown placeholder {{{{{name}}}}} (known: {known})")]
+    Unknown {
+        path: PathBuf,
+        name: String,
+        known: String,
+    },
+    #[error("{path}: the first line must be \"Subject: ...\"")]
+    NoSubject { path: PathBuf },
+    #[error("{path}: unclosed {{{{")]
+    Unclosed { path: PathBuf },
+}
+
+/// One kind's templates: subject, text body, HTML body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct KindTemplates {
+    subject: String,
+    text: String,
+    html: String,
+}
+
+/// Every kind's templates: the built-in ones, or a directory's overriding some of them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Templates {
+    kinds: HashMap<&'static str, KindTemplates>,
+}
+
+macro_rules! embedded {
+    ($($kind:literal),*) => {
+        &[$(($kind,
+            include_str!(concat!("../../templates/", $kind, ".txt")),
+            include_str!(concat!("../../templates/", $kind, ".html")))),*]
+    };
+}
+
+/// The default templates, compiled in from `templates/` so the binary needs no files.
+const EMBEDDED: &[(&str, &str, &str)] = embedded!(
+    "failover",
+    "failback",
+    "outage",
+    "outage_resolved",
+    "recovering",
+    "maintenance_start",
+    "maintenance_end",
+    "drill_start",
+    "drill_end",
+    "flapping",
+    "update"
+);
+
+impl Default for Templates {
+    fn default() -> Self {
+        Templates::embedded()
+    }
+}
+
+impl Templates {
+    /// The built-in templates.
+    pub fn embedded() -> Templates {
+        let mut kinds = HashMap::new();
+        for &(kind, text, html) in EMBEDDED {
+            // Invariant: the built-in templates are valid; a unit test parses every one.
+            let parsed = parse(Path::new(kind), text, html).unwrap_or_else(|_| KindTemplates {
+                subject: kind.to_owned(),
+                text: text.to_owned(),
+                html: html.to_owned(),
+            });
+            kinds.insert(kind, parsed);
+        }
+        Templates { kinds }
+    }
+
+    /// The built-in templates, each replaced by `DIR/KIND.txt` / `DIR/KIND.html` where such
+    /// a file exists. Every file is checked: a subject line, known placeholders only.
+    pub fn load(dir: &Path) -> Result<Templates, TemplateError> {
+        if let Err(source) = std::fs::read_dir(dir) {
+            return Err(TemplateError::Read {
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
+        let mut kinds = HashMap::new();
+        for &(kind, text, html) in EMBEDDED {
+            let read = |ext: &str, fallback: &str| -> Result<(PathBuf, String), TemplateError> {
+                let path = dir.join(format!("{kind}.{ext}"));
+                match std::fs::read_to_string(&path) {
+                    Ok(s) => Ok((path, s)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        Ok((path, fallback.to_owned()))
+                    }
+                    Err(source) => Err(TemplateError::Read { path, source }),
+                }
+            };
+            let (text_path, text) = read("txt", text)?;
+            let (html_path, html) = read("html", html)?;
+            let t = parse(&text_path, &text, &html)?;
+            check_placeholders(&html_path, &t.html)?;
+            kinds.insert(kind, t);
+        }
+        Ok(Templates { kinds })
+    }
+
+    fn get(&self, kind: Kind) -> Option<&KindTemplates> {
+        self.kinds.get(kind.as_str())
+    }
+}
+
+fn parse(path: &Path, text: &str, html: &str) -> Result<KindTemplates, TemplateError> {
+    let (first, rest) = text.split_once('\n').unwrap_or((text, ""));
+    let subject = first
+        .strip_prefix("Subject:")
+        .ok_or_else(|| TemplateError::NoSubject {
+            path: path.to_path_buf(),
+        })?
+        .trim()
+        .to_owned();
+    // The blank line after the subject separates it from the body, as in a mail header.
+    let body = rest.strip_prefix('\n').unwrap_or(rest).to_owned();
+    check_placeholders(path, &subject)?;
+    check_placeholders(path, &body)?;
+    Ok(KindTemplates {
+        subject,
+        text: body,
+        html: html.to_owned(),
+    })
+}
+
+fn check_placeholders(path: &Path, template: &str) -> Result<(), TemplateError> {
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        let Some(len) = rest[start + 2..].find("}}") else {
+            return Err(TemplateError::Unclosed {
+                path: path.to_path_buf(),
+            });
+        };
+        let name = rest[start + 2..start + 2 + len].trim();
+        if !SCALARS.contains(&name) && !BLOCKS.contains(&name) {
+            return Err(TemplateError::Unknown {
+                path: path.to_path_buf(),
+                name: name.to_owned(),
+                known: SCALARS
+                    .iter()
+                    .chain(BLOCKS.iter())
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        rest = &rest[start + 4 + len..];
+    }
+    Ok(())
+}
+
+/// Fills `{{name}}` from `values`. A line holding nothing but one placeholder whose value is
+/// empty is dropped, and the blank line after it too, so optional blocks leave no gap.
+fn fill(template: &str, values: &HashMap<&str, String>) -> String {
+    let mut out = String::with_capacity(template.len() * 2);
+    let mut skip_blank = false;
+    for line in template.split_inclusive('\n') {
+        let bare = line.trim_end_matches('\n');
+        if skip_blank {
+            skip_blank = false;
+            if bare.trim().is_empty() {
+                continue;
+            }
+        }
+        let trimmed = bare.trim();
+        if let Some(name) = trimmed
+            .strip_prefix("{{")
+            .and_then(|t| t.strip_suffix("}}"))
+            .map(str::trim)
+        {
+            if !name.contains("{{") && values.get(name).is_some_and(|v| v.is_empty()) {
+                skip_blank = true;
+                continue;
+            }
+        }
+        out.push_str(&substitute(line, values));
+    }
+    out
+}
+
+fn substitute(template: &str, values: &HashMap<&str, String>) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        match rest[start + 2..].find("}}") {
+            Some(len) => {
+                let name = rest[start + 2..start + 2 + len].trim();
+                match values.get(name) {
+                    Some(v) => out.push_str(v),
+                    None => out.push_str(&rest[start..start + 4 + len]),
+                }
+                rest = &rest[start + 4 + len..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The subject: filled, with every ` — ` part whose placeholders all came out empty left
+/// out (a service without routes has no "use ..." part).
+fn fill_subject(template: &str, values: &HashMap<&str, String>) -> String {
+    template
+        .split(" — ")
+        .filter(|part| {
+            let mut names = Vec::new();
+            let mut rest = *part;
+            while let Some(start) = rest.find("{{") {
+                match rest[start + 2..].find("}}") {
+                    Some(len) => {
+                        names.push(rest[start + 2..start + 2 + len].trim());
+                        rest = &rest[start + 4 + len..];
+                    }
+                    None => break,
+                }
+            }
+            names.is_empty()
+                || names
+                    .iter()
+                    .any(|n| values.get(n).is_some_and(|v| !v.is_empty()))
+        })
+        .map(|part| substitute(part, values))
+        .collect::<Vec<_>>()
+        .join(" — ")
+}
+
+/// Renders the message about `t` for `audience` with the built-in templates.
 pub fn render(t: &Transition, audience: Audience, ctx: &MessageContext) -> Message {
-    let kind = Kind::of(t);
+    render_with(&Templates::embedded(), Kind::of(t), t, audience, ctx)
+}
+
+/// Renders the `kind` message about `t` (for `Flapping`, the transition it follows) for
+/// `audience` with `templates`.
+pub fn render_with(
+    templates: &Templates,
+    kind: Kind,
+    t: &Transition,
+    audience: Audience,
+    ctx: &MessageContext,
+) -> Message {
+    let embedded;
+    let tpl = match templates.get(kind) {
+        Some(tpl) => tpl,
+        None => {
+            embedded = Templates::embedded();
+            match embedded.get(kind) {
+                Some(tpl) => tpl,
+                // Unreachable: every kind has a built-in template (tested).
+                None => {
+                    return Message {
+                        subject: ctx.service_name.clone(),
+                        text: String::new(),
+                        html: String::new(),
+                    }
+                }
+            }
+        }
+    };
     let internal = audience != Audience::Customers;
-    let lead = lead(kind, t, ctx);
     let routes: Vec<RouteLine> = ctx
         .routes
         .iter()
@@ -123,11 +432,45 @@ pub fn render(t: &Transition, audience: Audience, ctx: &MessageContext) -> Messa
         })
         .collect();
     let details = internal.then(|| details(t, ctx));
+    let target = ctx
+        .routes
+        .first()
+        .map(|r| {
+            let more = match ctx.routes.len() - 1 {
+                0 => String::new(),
+                1 => " (+1 more route)".to_owned(),
+                n => format!(" (+{n} more routes)"),
+            };
+            format!("{}{more}", r.active_display())
+        })
+        .unwrap_or_default();
+    let scalars: [(&str, String); 6] = [
+        ("service_name", ctx.service_name.clone()),
+        ("service_id", t.service.clone()),
+        ("target", target),
+        ("state", t.to.as_str().replace('_', " ")),
+        ("status_url", ctx.status_url.clone()),
+        ("audience", audience.as_str().to_owned()),
+    ];
+    let mut plain: HashMap<&str, String> = scalars.iter().cloned().collect();
+    plain.insert("routes", text_routes(&routes));
+    plain.insert(
+        "oncall",
+        details.as_deref().map(text_details).unwrap_or_default(),
+    );
+    plain.insert("status_link", ctx.status_url.clone());
+    let mut markup: HashMap<&str, String> = scalars.iter().map(|(k, v)| (*k, escape(v))).collect();
+    markup.insert("routes", html_routes(&routes));
+    markup.insert(
+        "oncall",
+        details.as_deref().map(html_details).unwrap_or_default(),
+    );
+    markup.insert("status_link", link(&ctx.status_url));
 
     Message {
-        subject: subject(kind, t, ctx),
-        text: text(&lead, &routes, ctx, details.as_deref()),
-        html: html(&lead, &routes, ctx, details.as_deref()),
+        subject: fill_subject(&tpl.subject, &plain),
+        text: fill(&tpl.text, &plain),
+        html: fill(&tpl.html, &markup),
     }
 }
 
@@ -143,66 +486,6 @@ fn go_link(base: &str, route: &str) -> String {
         format!("{base}{route}")
     } else {
         format!("{base}/{route}")
-    }
-}
-
-fn subject(kind: Kind, t: &Transition, ctx: &MessageContext) -> String {
-    // The subject names the route in use now, so the one line in an inbox list is enough.
-    let target = ctx.routes.first().map(|r| {
-        let more = match ctx.routes.len() - 1 {
-            0 => String::new(),
-            1 => " (+1 more route)".to_owned(),
-            n => format!(" (+{n} more routes)"),
-        };
-        format!("{}{more}", r.active_display())
-    });
-    let (what, use_word) = match kind {
-        Kind::Failover => ("switched to backup".to_owned(), "use"),
-        Kind::Failback => ("back on primary".to_owned(), "use"),
-        Kind::Outage => ("outage, no working backup".to_owned(), "still on"),
-        Kind::OutageResolved => ("outage resolved".to_owned(), "use"),
-        Kind::Recovering => ("primary recovered, still on backup".to_owned(), "use"),
-        Kind::MaintenanceStart => ("maintenance started".to_owned(), "use"),
-        Kind::MaintenanceEnd => ("maintenance over".to_owned(), "use"),
-        Kind::DrillStart => ("drill started".to_owned(), "use"),
-        Kind::DrillEnd => ("drill ended".to_owned(), "use"),
-        Kind::Update => (format!("now {}", t.to.as_str().replace('_', " ")), "use"),
-    };
-    let prefix = match kind {
-        Kind::DrillStart | Kind::DrillEnd => "[Switchboard] [Drill]",
-        _ => "[Switchboard]",
-    };
-    match target {
-        Some(target) => format!(
-            "{prefix} {}: {what} — {use_word} {target}",
-            ctx.service_name
-        ),
-        None => format!("{prefix} {}: {what}", ctx.service_name),
-    }
-}
-
-/// The opening sentence, in plain words for everyone.
-fn lead(kind: Kind, t: &Transition, ctx: &MessageContext) -> String {
-    let name = &ctx.service_name;
-    match kind {
-        Kind::Failover => {
-            format!("{name} is not working right now, so we have switched to a backup.")
-        }
-        Kind::Failback => format!("{name} is working again, and we have switched back to it."),
-        Kind::Outage => format!(
-            "{name} is not working right now, and neither is its backup. We are working on it \
-             and will write again when it changes."
-        ),
-        Kind::OutageResolved => format!("{name} is working again."),
-        Kind::Recovering => format!(
-            "{name} looks healthy again. Customers stay on the backup until the recovery hold \
-             has passed (automatic failback) or an operator switches back (manual failback)."
-        ),
-        Kind::MaintenanceStart => format!("{name} is under maintenance."),
-        Kind::MaintenanceEnd => format!("Maintenance of {name} is over."),
-        Kind::DrillStart => format!("A failover drill of {name} has started."),
-        Kind::DrillEnd => format!("The failover drill of {name} has ended."),
-        Kind::Update => format!("{name} is now {}.", t.to.as_str().replace('_', " ")),
     }
 }
 
@@ -225,68 +508,77 @@ fn details(t: &Transition, ctx: &MessageContext) -> Vec<(&'static str, String)> 
         d.push(("Runbook", rb.clone()));
     }
     d.push(("Status page", ctx.status_url.clone()));
+    if !ctx.api_url.is_empty() {
+        let api = ctx.api_url.trim_end_matches('/');
+        d.push(("Service API", format!("{api}/services/{}", t.service)));
+        d.push(("Audit log", format!("{api}/audit?service={}", t.service)));
+    }
     d
 }
 
-fn text(
-    lead: &str,
-    routes: &[RouteLine],
-    ctx: &MessageContext,
-    details: Option<&[(&'static str, String)]>,
-) -> String {
+fn text_routes(routes: &[RouteLine]) -> String {
     // `write!` into a String cannot fail; the results are ignored for that reason.
     let mut s = String::new();
-    let _ = writeln!(s, "{lead}");
-    if !routes.is_empty() {
-        let _ = writeln!(s, "\nWhere to go now:");
-        for r in routes {
-            let _ = writeln!(s, "  {}: {} ({})", r.id, r.target, r.side.as_str());
-            let _ = writeln!(s, "    always the current one: {}", r.go);
-        }
+    if routes.is_empty() {
+        return s;
     }
-    let _ = writeln!(s, "\nCurrent status: {}", ctx.status_url);
-    if let Some(details) = details {
-        let _ = writeln!(s, "\nFor on-call:");
-        for (k, v) in details {
-            let _ = writeln!(s, "  {k}: {v}");
-        }
+    s.push_str("Where to go now:");
+    for r in routes {
+        let _ = write!(s, "\n  {}: {} ({})", r.id, r.target, r.side.as_str());
+        let _ = write!(s, "\n    always the current one: {}", r.go);
     }
-    let _ = write!(s, "\n-- \nSent by Switchboard.\n");
     s
 }
 
-fn html(
-    lead: &str,
-    routes: &[RouteLine],
-    ctx: &MessageContext,
-    details: Option<&[(&'static str, String)]>,
-) -> String {
-    let mut s = String::from("<!DOCTYPE html>\n<html><body>\n");
-    let _ = writeln!(s, "<p>{}</p>", escape(lead));
-    if !routes.is_empty() {
-        s.push_str("<h2>Where to go now</h2>\n<ul>\n");
-        for r in routes {
-            let _ = writeln!(
-                s,
-                "<li><strong>{}</strong>: {} ({}); always the current one: {}</li>",
-                escape(&r.id),
-                link(&r.target),
-                r.side.as_str(),
-                link(&r.go)
-            );
-        }
-        s.push_str("</ul>\n");
+fn text_details(details: &[(&'static str, String)]) -> String {
+    let mut s = String::from("For on-call:");
+    for (k, v) in details {
+        let _ = write!(s, "\n  {k}: {v}");
     }
-    let _ = writeln!(s, "<p>Current status: {}</p>", link(&ctx.status_url));
-    if let Some(details) = details {
-        s.push_str("<h2>For on-call</h2>\n<table>\n");
-        for (k, v) in details {
-            let _ = writeln!(s, "<tr><th>{}</th><td>{}</td></tr>", escape(k), escape(v));
-        }
-        s.push_str("</table>\n");
-    }
-    s.push_str("<p>Sent by Switchboard.</p>\n</body></html>\n");
     s
+}
+
+fn html_routes(routes: &[RouteLine]) -> String {
+    let mut s = String::new();
+    if routes.is_empty() {
+        return s;
+    }
+    s.push_str("<h2>Where to go now</h2>\n<ul>");
+    for r in routes {
+        let _ = write!(
+            s,
+            "\n<li><strong>{}</strong>: {} ({}); always the current one: {}</li>",
+            escape(&r.id),
+            link(&r.target),
+            r.side.as_str(),
+            link(&r.go)
+        );
+    }
+    s.push_str("\n</ul>");
+    s
+}
+
+fn html_details(details: &[(&'static str, String)]) -> String {
+    let mut s = String::from("<h2>For on-call</h2>\n<table>");
+    for (k, v) in details {
+        let _ = write!(
+            s,
+            "\n<tr><th>{}</th><td>{}</td></tr>",
+            escape(k),
+            link_or_text(v)
+        );
+    }
+    s.push_str("\n</table>");
+    s
+}
+
+/// A value that is a whole http(s) URL becomes a link; anything else is escaped text.
+fn link_or_text(v: &str) -> String {
+    if !v.contains(char::is_whitespace) {
+        link(v)
+    } else {
+        escape(v)
+    }
 }
 
 /// A link for http(s) targets only: anything else (a future `mailto:` or phone route, or a
@@ -325,6 +617,7 @@ mod tests {
             status_url: "http://127.0.0.1:9898/status".into(),
             go_base_url: "http://127.0.0.1:9898/go/".into(),
             runbook: Some("runbooks/ticket-submission.md".into()),
+            api_url: "http://127.0.0.1:9898/api/v1".into(),
         }
     }
 
@@ -363,20 +656,162 @@ mod tests {
         }
     }
 
-    /// One snapshot check: the exact subject and the exact text body.
-    fn check(t: &Transition, audience: Audience, ctx: &MessageContext, subject: &str, text: &str) {
-        let m = render(t, audience, ctx);
-        assert_eq!(m.subject, subject);
-        assert_eq!(m.text, text, "text body:\n{}", m.text);
+    /// One transition per kind, as the daemon would record it, with the routes after it.
+    fn example(kind: Kind) -> (Transition, Side) {
+        let (from, to, cause, actor, reason, evidence, side) = match kind {
+            Kind::Failover => return (failover(), Side::Backup),
+            Kind::Failback => return (failback(), Side::Primary),
+            Kind::Outage => (
+                State::FailedOver,
+                State::Outage,
+                Cause::BackupDown,
+                "system",
+                "backup checks down while the primary is down",
+                vec!["backup-form: down (HTTP 502; [STATUS] (502) == 200)"],
+                Side::Primary,
+            ),
+            Kind::OutageResolved => (
+                State::Outage,
+                State::Operational,
+                Cause::PrimaryRecovered,
+                "system",
+                "primary checks back up",
+                vec!["portal-form: healthy (200 in 38 ms)"],
+                Side::Primary,
+            ),
+            Kind::Recovering => (
+                State::FailedOver,
+                State::Recovering,
+                Cause::PrimaryRecovered,
+                "system",
+                "primary healthy; waiting recovery_hold (5m)",
+                vec!["portal-form: healthy (200 in 41 ms)"],
+                Side::Backup,
+            ),
+            Kind::MaintenanceStart => (
+                State::Operational,
+                State::Maintenance,
+                Cause::Operator,
+                "alice",
+                "portal upgrade, ticket CHG-1234",
+                vec![],
+                Side::Backup,
+            ),
+            Kind::MaintenanceEnd => (
+                State::Maintenance,
+                State::Operational,
+                Cause::MaintenanceEnded,
+                "system",
+                "maintenance window over",
+                vec![],
+                Side::Primary,
+            ),
+            Kind::DrillStart => (
+                State::Operational,
+                State::Drill,
+                Cause::Operator,
+                "bob",
+                "quarterly failover drill (live, 10m)",
+                vec![],
+                Side::Backup,
+            ),
+            Kind::DrillEnd => (
+                State::Drill,
+                State::Operational,
+                Cause::DrillDeadline,
+                "system",
+                "drill deadline reached",
+                vec![],
+                Side::Primary,
+            ),
+            Kind::Flapping => (
+                State::FailedOver,
+                State::FailedOver,
+                Cause::PrimaryDown,
+                "system",
+                "3 automatic failovers within 1h; holding the backup",
+                vec!["portal-form: down (failed (connect): connection refused; [STATUS] (none) == 200)"],
+                Side::Backup,
+            ),
+            Kind::Update => (
+                State::Operational,
+                State::Degraded,
+                Cause::PrimaryDown,
+                "system",
+                "1 of 2 primary checks down",
+                vec!["portal-form: down (HTTP 500)"],
+                Side::Primary,
+            ),
+        };
+        let t = Transition {
+            from,
+            to,
+            cause,
+            actor: actor.into(),
+            reason: reason.into(),
+            evidence: evidence.into_iter().map(String::from).collect(),
+            ..failover()
+        };
+        (t, side)
+    }
+
+    /// Every kind for every audience, compared exactly with `testdata/snapshots/messages/`;
+    /// `UPDATE_SNAPSHOTS=1 cargo test --lib announce::render` rewrites them after a deliberate
+    /// change (then review the diff).
+    #[test]
+    fn rendered_messages_match_their_snapshots() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/snapshots/messages");
+        let update = std::env::var_os("UPDATE_SNAPSHOTS").is_some();
+        if update {
+            std::fs::create_dir_all(&dir).unwrap();
+        }
+        let mut mismatched = Vec::new();
+        for kind in Kind::ALL {
+            let (t, side) = example(kind);
+            for audience in Audience::ALL {
+                let m = render_with(&Templates::embedded(), kind, &t, audience, &ctx(side));
+                let got = format!(
+                    "Subject: {}\n\n{}\n==== text/html ====\n{}",
+                    m.subject, m.text, m.html
+                );
+                let path = dir.join(format!("{}.{}.txt", kind.as_str(), audience.as_str()));
+                if update {
+                    std::fs::write(&path, &got).unwrap();
+                    continue;
+                }
+                let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+                    panic!("{}: {e} (run with UPDATE_SNAPSHOTS=1)", path.display())
+                });
+                if got != want {
+                    mismatched.push(format!(
+                        "{}:\n--- want\n{want}\n--- got\n{got}",
+                        path.display()
+                    ));
+                }
+            }
+        }
+        assert!(mismatched.is_empty(), "{}", mismatched.join("\n"));
     }
 
     #[test]
-    fn failover_for_customers() {
-        check(
-            &failover(),
-            Audience::Customers,
-            &ctx(Side::Backup),
-            "[Switchboard] Ticket submission: switched to backup — use https://forms.example.net/support",
+    fn oncall_gets_evidence_runbook_and_api_links_customers_get_only_where_to_go() {
+        let oncall = render(&failover(), Audience::Oncall, &ctx(Side::Backup));
+        for want in [
+            "  Evidence: portal-form: down (connect: connection refused)",
+            "  Runbook: runbooks/ticket-submission.md",
+            "  Service API: http://127.0.0.1:9898/api/v1/services/ticket-submission",
+            "  Audit log: http://127.0.0.1:9898/api/v1/audit?service=ticket-submission",
+            "  submit-ticket: https://forms.example.net/support (backup)",
+        ] {
+            assert!(
+                oncall.text.contains(want),
+                "missing {want:?} in\n{}",
+                oncall.text
+            );
+        }
+        let customers = render(&failover(), Audience::Customers, &ctx(Side::Backup));
+        assert_eq!(
+            customers.text,
             "\
 Ticket submission is not working right now, so we have switched to a backup.
 
@@ -388,94 +823,77 @@ Current status: http://127.0.0.1:9898/status
 
 -- 
 Sent by Switchboard.
-",
+"
         );
     }
 
     #[test]
-    fn failover_for_oncall() {
-        check(
+    fn templates_from_a_directory_override_the_built_in_ones_file_by_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("failover.txt"),
+            "Subject: {{service_name}} moved — now at {{target}}\n\nHi {{audience}}, {{service_name}} moved.\n{{oncall}}\n\nBye\n",
+        )
+        .unwrap();
+        let t = Templates::load(dir.path()).unwrap();
+        let m = render_with(
+            &t,
+            Kind::Failover,
             &failover(),
-            Audience::Oncall,
+            Audience::Customers,
             &ctx(Side::Backup),
-            "[Switchboard] Ticket submission: switched to backup — use https://forms.example.net/support",
-            "\
-Ticket submission is not working right now, so we have switched to a backup.
-
-Where to go now:
-  submit-ticket: https://forms.example.net/support (backup)
-    always the current one: http://127.0.0.1:9898/go/submit-ticket
-
-Current status: http://127.0.0.1:9898/status
-
-For on-call:
-  State: operational -> failed_over
-  Cause: primary_down
-  Actor: system
-  Reason: failover_when = any: 1 of 1 primary checks down
-  Time: 2026-11-28T03:00:07.250Z
-  Evidence: portal-form: down (connect: connection refused)
-  Runbook: runbooks/ticket-submission.md
-  Status page: http://127.0.0.1:9898/status
-
--- 
-Sent by Switchboard.
-",
         );
-    }
-
-    #[test]
-    fn failback_for_customers() {
-        check(
+        assert_eq!(
+            m.subject,
+            "Ticket submission moved — now at https://forms.example.net/support"
+        );
+        // The empty on-call block and the blank line after it are gone.
+        assert_eq!(m.text, "Hi customers, Ticket submission moved.\nBye\n");
+        // The HTML was not overridden: the built-in one is used.
+        assert!(m
+            .html
+            .contains("<p>Ticket submission is not working right now"));
+        // Other kinds keep their built-in wording.
+        let back = render_with(
+            &t,
+            Kind::Failback,
             &failback(),
             Audience::Customers,
             &ctx(Side::Primary),
-            "[Switchboard] Ticket submission: back on primary — use https://support.example.com/hc/en-us/requests/new",
-            "\
-Ticket submission is working again, and we have switched back to it.
-
-Where to go now:
-  submit-ticket: https://support.example.com/hc/en-us/requests/new (primary)
-    always the current one: http://127.0.0.1:9898/go/submit-ticket
-
-Current status: http://127.0.0.1:9898/status
-
--- 
-Sent by Switchboard.
-",
+        );
+        assert_eq!(
+            back,
+            render(&failback(), Audience::Customers, &ctx(Side::Primary))
         );
     }
 
     #[test]
-    fn failback_for_oncall() {
-        check(
-            &failback(),
-            Audience::Oncall,
-            &ctx(Side::Primary),
-            "[Switchboard] Ticket submission: back on primary — use https://support.example.com/hc/en-us/requests/new",
-            "\
-Ticket submission is working again, and we have switched back to it.
-
-Where to go now:
-  submit-ticket: https://support.example.com/hc/en-us/requests/new (primary)
-    always the current one: http://127.0.0.1:9898/go/submit-ticket
-
-Current status: http://127.0.0.1:9898/status
-
-For on-call:
-  State: recovering -> operational
-  Cause: recovery_hold_elapsed
-  Actor: system
-  Reason: primary healthy for recovery_hold (5m)
-  Time: 2026-11-28T03:10:07.250Z
-  Evidence: portal-form: healthy (200 in 41 ms)
-  Runbook: runbooks/ticket-submission.md
-  Status page: http://127.0.0.1:9898/status
-
--- 
-Sent by Switchboard.
-",
+    fn bad_template_directories_are_refused_with_the_file_and_the_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("outage.html"), "<p>{{service}}</p>").unwrap();
+        let err = Templates::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("outage.html: unknown placeholder {{service}} (known: service_name,"),
+            "{err}"
         );
+        std::fs::remove_file(dir.path().join("outage.html")).unwrap();
+        std::fs::write(dir.path().join("failback.txt"), "no subject here\n").unwrap();
+        let err = Templates::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.ends_with("failback.txt: the first line must be \"Subject: ...\""),
+            "{err}"
+        );
+        assert!(Templates::load(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn the_built_in_templates_are_the_files_under_templates() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        assert_eq!(Templates::load(&dir).unwrap(), Templates::embedded());
+        for kind in Kind::ALL {
+            assert!(Templates::embedded().get(kind).is_some(), "{kind:?}");
+            assert!(dir.join(format!("{}.txt", kind.as_str())).is_file());
+        }
     }
 
     #[test]

@@ -123,6 +123,7 @@ pub fn plan(
             // One audience per hook keeps each row's Message-ID (the idempotency key) unique.
             audience: format!("hook-{}", h.id),
             channel: "webhook".to_string(),
+            kind: super::Kind::of(t).as_str().to_string(),
             recipients: vec![h.id.clone()],
             subject: format!("{} {}", h.method, h.url),
             text: render(

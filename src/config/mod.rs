@@ -23,6 +23,10 @@ pub struct Config {
     pub server: ServerConfig,
     pub storage: StorageConfig,
     pub email: EmailConfig,
+    /// `[statuspage_push]`, when configured.
+    pub statuspage_push: Option<StatuspagePushConfig>,
+    /// `[chat]`, when configured.
+    pub chat: Option<ChatConfig>,
     pub audiences: Audiences,
     pub status_page: StatusPageConfig,
     pub auth: AuthConfig,
@@ -54,6 +58,63 @@ pub struct EmailConfig {
     /// RFC 5322 mailbox, e.g. `Support Status <status@example.com>`.
     pub from: String,
     pub transport: EmailTransport,
+    /// A second relay (`backup_smtp_url`), tried for a message the first one did not take.
+    pub backup_smtp_url: Option<String>,
+    /// File holding the SMTP password; read at start, never stored here.
+    pub password_file: Option<PathBuf>,
+    /// Extra CA certificates (PEM) trusted for the relays besides the public roots, for a
+    /// relay with a private CA.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Time to reach a ready SMTP session: TCP connect, banner, EHLO, TLS and AUTH.
+    pub connect_timeout: Duration,
+    /// Time allowed for each SMTP command's reply once connected.
+    pub command_timeout: Duration,
+    /// An announcement (any channel) still failing after this long is given up.
+    pub give_up_after: Duration,
+    /// Directory whose templates override the built-in ones (`templates`).
+    pub templates: Option<PathBuf>,
+}
+
+impl EmailConfig {
+    /// `from` and `transport` with every other setting at its default.
+    pub fn new(from: &str, transport: EmailTransport) -> EmailConfig {
+        EmailConfig {
+            from: from.to_string(),
+            transport,
+            backup_smtp_url: None,
+            password_file: None,
+            tls_ca_file: None,
+            connect_timeout: Duration::from_secs(10),
+            command_timeout: Duration::from_secs(30),
+            give_up_after: Duration::from_secs(24 * 3600),
+            templates: None,
+        }
+    }
+}
+
+/// `[statuspage_push]`: the Atlassian Statuspage management API.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatuspagePushConfig {
+    pub page_id: String,
+    /// e.g. `https://api.statuspage.io/v1`, without a trailing slash.
+    pub api_base: String,
+    /// The environment variable holding the API key (read at send time).
+    pub api_key_env: String,
+}
+
+/// `[chat]`: a Slack-compatible incoming webhook.
+#[derive(Clone, PartialEq)]
+pub struct ChatConfig {
+    /// A secret (anyone holding it can post), so `Debug` does not show it.
+    pub webhook_url: String,
+}
+
+impl fmt::Debug for ChatConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChatConfig")
+            .field("webhook_url", &"<redacted>")
+            .finish()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -112,6 +173,8 @@ pub struct ServiceSpec {
     pub id: String,
     pub name: String,
     pub runbook: Option<String>,
+    /// This service's component on the pushed Statuspage page (`[statuspage_push]`).
+    pub statuspage_component: Option<String>,
     pub failover_when: FailoverWhen,
     pub failback: Failback,
     pub recovery_hold: Duration,

@@ -8,10 +8,10 @@
 //! carries the line it is about.
 
 use super::{
-    Audiences, AuthConfig, CheckKind, CheckSpec, Config, ConfigError, Defaults, Diagnostic,
-    DnsCheck, EmailConfig, EmailTransport, Failback, FailoverWhen, HttpCheck, HttpStep, IpVersion,
-    NetOptions, Role, RouteSpec, ServerConfig, ServiceSpec, SmtpCheck, StatusPageConfig,
-    StepsCheck, StorageConfig, TcpCheck, WebhookSpec,
+    Audiences, AuthConfig, ChatConfig, CheckKind, CheckSpec, Config, ConfigError, Defaults,
+    Diagnostic, DnsCheck, EmailConfig, EmailTransport, Failback, FailoverWhen, HttpCheck, HttpStep,
+    IpVersion, NetOptions, Role, RouteSpec, ServerConfig, ServiceSpec, SmtpCheck, StatusPageConfig,
+    StatuspagePushConfig, StepsCheck, StorageConfig, TcpCheck, WebhookSpec,
 };
 use crate::announce::webhook;
 use crate::clock::Timestamp;
@@ -48,6 +48,26 @@ pub struct RawMain {
     pub status_page: Option<RawStatusPage>,
     pub auth: Option<RawAuth>,
     pub defaults: Option<RawDefaults>,
+    pub statuspage_push: Option<Spanned<RawStatuspagePush>>,
+    pub chat: Option<Spanned<RawChat>>,
+}
+
+/// `[statuspage_push]`: keep an Atlassian Statuspage page in step with failovers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStatuspagePush {
+    pub page_id: Option<Spanned<String>>,
+    /// Default `https://api.statuspage.io/v1`.
+    pub api_base: Option<Spanned<String>>,
+    /// Environment variable holding the API key. Default `STATUSPAGE_API_KEY`.
+    pub api_key_env: Option<Spanned<String>>,
+}
+
+/// `[chat]`: a Slack-compatible incoming webhook that hears what on-call hears.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChat {
+    pub webhook_url: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -79,6 +99,20 @@ pub struct RawEmail {
     pub dir: Option<Spanned<String>>,
     /// `smtp://host:port` or `smtps://host:port`; required when `transport = "smtp"`.
     pub smtp_url: Option<Spanned<String>>,
+    /// A second relay, tried when the first one fails for a message.
+    pub backup_smtp_url: Option<Spanned<String>>,
+    /// File holding the SMTP password (instead of `SWITCHBOARD_SMTP_PASSWORD`).
+    pub password_file: Option<Spanned<String>>,
+    /// PEM file of extra CA certificates trusted for the relays (a private CA).
+    pub tls_ca_file: Option<Spanned<String>>,
+    /// Time to reach a ready SMTP session (TCP, banner, EHLO, TLS, AUTH). Default `10s`.
+    pub connect_timeout: Option<Spanned<String>>,
+    /// Time allowed for each SMTP command's reply. Default `30s`.
+    pub command_timeout: Option<Spanned<String>>,
+    /// Announcements still undelivered after this long are given up. Default `24h`.
+    pub give_up_after: Option<Spanned<String>>,
+    /// Directory of message templates overriding the built-in ones, relative to this file.
+    pub templates: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -174,6 +208,8 @@ pub struct RawService {
     /// Display name. Default: the id.
     pub name: Option<String>,
     pub runbook: Option<String>,
+    /// Component id of this service on the pushed Statuspage page (`[statuspage_push]`).
+    pub statuspage_component: Option<String>,
     /// `"any"` (default), `"all"` or `"k of n"`, counted over primary checks that are down.
     pub failover_when: Option<Spanned<String>>,
     /// `"auto"` (default) or `"manual"`.
@@ -492,6 +528,8 @@ impl Loader {
             server: main.server?,
             storage: main.storage,
             email: main.email?,
+            statuspage_push: main.statuspage_push?,
+            chat: main.chat?,
             audiences: main.audiences,
             status_page: main.status_page,
             auth: main.auth,
@@ -568,6 +606,8 @@ impl Loader {
         };
 
         let email = self.validate_email(source, base, raw.email);
+        let statuspage_push = self.validate_statuspage_push(source, raw.statuspage_push);
+        let chat = self.validate_chat(source, raw.chat);
 
         let audiences = raw.audiences.unwrap_or_default();
         let mut addresses = |name: &str, list: Vec<Spanned<String>>| -> Vec<String> {
@@ -612,6 +652,8 @@ impl Loader {
             server,
             storage,
             email,
+            statuspage_push,
+            chat,
             audiences,
             status_page,
             auth,
@@ -628,15 +670,16 @@ impl Loader {
         // Without an [email] table, messages go to files under var/mail: the demo and a first
         // run work with no set-up, and nothing leaves the machine by surprise.
         let Some(raw) = raw else {
-            return Some(EmailConfig {
-                from: DEFAULT_FROM.to_string(),
-                transport: EmailTransport::File {
+            return Some(EmailConfig::new(
+                DEFAULT_FROM,
+                EmailTransport::File {
                     dir: base.join("var/mail"),
                 },
-            });
+            ));
         };
         let table_line = source.line(raw.span());
         let raw = raw.into_inner();
+        let templates_given = raw.templates.is_some();
         let from = match raw.from {
             None => Some(DEFAULT_FROM.to_string()),
             Some(f) if f.get_ref().parse::<lettre::message::Mailbox>().is_ok() => {
@@ -707,10 +750,199 @@ impl Loader {
                 None
             }
         };
+        let backup_smtp_url = match raw.backup_smtp_url {
+            None => Some(None),
+            Some(u) => match Url::parse(u.get_ref()) {
+                Ok(url)
+                    if matches!(url.scheme(), "smtp" | "smtps")
+                        && url.has_host()
+                        && url.password().is_none() =>
+                {
+                    Some(Some(u.into_inner()))
+                }
+                _ => {
+                    self.report_at(
+                        source,
+                        &u,
+                        format!(
+                            "email.backup_smtp_url: \"{}\" is not smtp://host:port or smtps://host:port (without a password)",
+                            redact_url(u.get_ref())
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        let password_file = raw.password_file.map(|f| base.join(f.into_inner()));
+        let tls_ca_file = match raw.tls_ca_file {
+            None => Some(None),
+            Some(f) => {
+                let path = base.join(f.get_ref());
+                match std::fs::read(&path) {
+                    Ok(pem) if pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") => {
+                        Some(Some(path))
+                    }
+                    Ok(_) => {
+                        self.report_at(
+                            source,
+                            &f,
+                            format!(
+                                "email.tls_ca_file: {} holds no PEM certificate",
+                                path.display()
+                            ),
+                        );
+                        None
+                    }
+                    Err(e) => {
+                        self.report_at(
+                            source,
+                            &f,
+                            format!("email.tls_ca_file: cannot read {}: {e}", path.display()),
+                        );
+                        None
+                    }
+                }
+            }
+        };
+        let mut timeout = |name: &str, raw: Option<Spanned<String>>, default: u64| match raw {
+            None => Some(Duration::from_secs(default)),
+            Some(r) => self.duration(source, &format!("email.{name}"), Some(&r), false),
+        };
+        let connect_timeout = timeout("connect_timeout", raw.connect_timeout, 10);
+        let command_timeout = timeout("command_timeout", raw.command_timeout, 30);
+        let give_up_after = timeout("give_up_after", raw.give_up_after, 24 * 3600);
+        let templates = raw.templates.and_then(|t| {
+            let dir = base.join(t.get_ref());
+            match crate::announce::render::Templates::load(&dir) {
+                Ok(_) => Some(dir),
+                Err(e) => {
+                    self.report_at(source, &t, format!("email.templates: {e}"));
+                    None
+                }
+            }
+        });
+        let templates_ok = templates.is_some() || !templates_given;
+        if !templates_ok {
+            return None;
+        }
         Some(EmailConfig {
             from: from?,
             transport: transport?,
+            backup_smtp_url: backup_smtp_url?,
+            password_file,
+            tls_ca_file: tls_ca_file?,
+            connect_timeout: connect_timeout?,
+            command_timeout: command_timeout?,
+            give_up_after: give_up_after?,
+            templates,
         })
+    }
+
+    fn validate_statuspage_push(
+        &mut self,
+        source: &Source<'_>,
+        raw: Option<Spanned<RawStatuspagePush>>,
+    ) -> Option<Option<StatuspagePushConfig>> {
+        let Some(raw) = raw else {
+            return Some(None);
+        };
+        let line = source.line(raw.span());
+        let raw = raw.into_inner();
+        let page_id = match raw.page_id {
+            Some(p)
+                if !p.get_ref().trim().is_empty()
+                    && p.get_ref().chars().all(|c| c.is_ascii_alphanumeric()) =>
+            {
+                Some(p.into_inner())
+            }
+            Some(p) => {
+                self.report_at(
+                    source,
+                    &p,
+                    format!(
+                        "statuspage_push.page_id: \"{}\" is not a page id (letters and digits)",
+                        p.get_ref()
+                    ),
+                );
+                None
+            }
+            None => {
+                self.report(source.path, line, "statuspage_push.page_id is required");
+                None
+            }
+        };
+        let api_base = match raw.api_base {
+            None => Some(DEFAULT_STATUSPAGE_API.to_string()),
+            Some(u) => match Url::parse(u.get_ref()) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {
+                    Some(u.get_ref().trim_end_matches('/').to_string())
+                }
+                _ => {
+                    self.report_at(
+                        source,
+                        &u,
+                        format!(
+                            "statuspage_push.api_base: \"{}\" is not an absolute http(s) URL",
+                            u.get_ref()
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        let api_key_env = match raw.api_key_env {
+            None => Some("STATUSPAGE_API_KEY".to_string()),
+            Some(e) if is_env_name(e.get_ref()) => Some(e.into_inner()),
+            Some(e) => {
+                self.report_at(
+                    source,
+                    &e,
+                    format!(
+                        "statuspage_push.api_key_env: \"{}\" is not an environment variable name",
+                        e.get_ref()
+                    ),
+                );
+                None
+            }
+        };
+        Some(Some(StatuspagePushConfig {
+            page_id: page_id?,
+            api_base: api_base?,
+            api_key_env: api_key_env?,
+        }))
+    }
+
+    fn validate_chat(
+        &mut self,
+        source: &Source<'_>,
+        raw: Option<Spanned<RawChat>>,
+    ) -> Option<Option<ChatConfig>> {
+        let Some(raw) = raw else {
+            return Some(None);
+        };
+        let line = source.line(raw.span());
+        match raw.into_inner().webhook_url {
+            None => {
+                self.report(source.path, line, "chat.webhook_url is required");
+                None
+            }
+            Some(u) => match Url::parse(u.get_ref()) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {
+                    Some(Some(ChatConfig {
+                        webhook_url: u.into_inner(),
+                    }))
+                }
+                // The URL is a secret (whoever has it can post): not echoed.
+                _ => {
+                    self.report_at(
+                        source,
+                        &u,
+                        "chat.webhook_url is not an absolute http(s) URL",
+                    );
+                    None
+                }
+            },
+        }
     }
 
     fn validate_defaults(&mut self, source: &Source<'_>, raw: RawDefaults) -> Defaults {
@@ -1139,6 +1371,7 @@ impl Loader {
             name: raw.name.unwrap_or_else(|| id.clone()),
             id,
             runbook: raw.runbook,
+            statuspage_component: raw.statuspage_component,
             failover_when: failover_when?,
             failback: failback?,
             recovery_hold: recovery_hold?,
@@ -2008,6 +2241,8 @@ struct Main {
     server: Option<ServerConfig>,
     storage: StorageConfig,
     email: Option<EmailConfig>,
+    statuspage_push: Option<Option<StatuspagePushConfig>>,
+    chat: Option<Option<ChatConfig>>,
     audiences: Audiences,
     status_page: StatusPageConfig,
     auth: AuthConfig,
@@ -2020,11 +2255,33 @@ fn merge_main(parts: Vec<RawMain>) -> RawMain {
         server: a.server.or(b.server),
         storage: a.storage.or(b.storage),
         email: a.email.or(b.email),
+        statuspage_push: a.statuspage_push.or(b.statuspage_push),
+        chat: a.chat.or(b.chat),
         audiences: a.audiences.or(b.audiences),
         status_page: a.status_page.or(b.status_page),
         auth: a.auth.or(b.auth),
         defaults: a.defaults.or(b.defaults),
     })
+}
+
+/// The default `[statuspage_push] api_base`.
+pub const DEFAULT_STATUSPAGE_API: &str = "https://api.statuspage.io/v1";
+
+fn is_env_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A URL with any password replaced, fit for an error message.
+fn redact_url(raw: &str) -> String {
+    match Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        _ => raw.to_string(),
+    }
 }
 
 fn timeout_message(timeout: Duration, interval: Duration) -> String {

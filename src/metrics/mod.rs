@@ -9,8 +9,8 @@ use crate::config::CheckSpec;
 use crate::failover::{Cause, Side, State};
 use crate::probe::{ErrorClass, Outcome};
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 mod table;
@@ -30,11 +30,13 @@ pub struct Metrics {
     transitions_total: IntCounterVec,
     detection_seconds: Histogram,
     announcements_total: IntCounterVec,
+    announcement_last_success: GaugeVec,
+    outbox_given_up_total: IntCounterVec,
     outbox_backlog: IntGauge,
     incidents_open: IntGauge,
     outbox_oldest_age_seconds: Gauge,
     drills_total: IntCounterVec,
-    drill_last_timestamp_seconds: prometheus::GaugeVec,
+    drill_last_timestamp_seconds: GaugeVec,
     drill_last_success: IntGaugeVec,
     reviews_pending: IntGauge,
     review_oldest_pending_age_seconds: Gauge,
@@ -79,8 +81,20 @@ impl Metrics {
             announcements_total: counter_vec(
                 r,
                 "switchboard_announcements_total",
-                "Announcements delivered or failed, by channel, audience and result.",
-                &["channel", "audience", "result"],
+                "Announcement delivery attempts, by channel, audience, kind and result (success, failure, given_up).",
+                &["channel", "audience", "kind", "result"],
+            ),
+            announcement_last_success: gauge_vec(
+                r,
+                "switchboard_announcement_last_success_timestamp_seconds",
+                "When an announcement was last delivered over this channel (Unix seconds; 0 never).",
+                &["channel"],
+            ),
+            outbox_given_up_total: counter_vec(
+                r,
+                "switchboard_outbox_given_up_total",
+                "Announcements given up after give_up_after without delivery, by channel. Any increase needs a human.",
+                &["channel"],
             ),
             outbox_backlog: int_gauge(
                 r,
@@ -277,11 +291,45 @@ impl Metrics {
         self.detection_seconds.observe(secs);
     }
 
-    /// An announcement attempt over `channel` to `audience` ended with `result` (e.g. `sent`, `failed`).
-    pub fn announcement(&self, channel: &str, audience: &str, result: &str) {
+    /// An announcement attempt over `channel` to `audience` about `kind` ended with `result`
+    /// (`success`, `failure` or `given_up`). A success also moves the channel's last-success
+    /// time to `at_secs`; a give-up also counts in `switchboard_outbox_given_up_total`.
+    pub fn announcement(
+        &self,
+        channel: &str,
+        audience: &str,
+        kind: &str,
+        result: &str,
+        at_secs: f64,
+    ) {
         self.announcements_total
-            .with_label_values(&[channel, audience, result])
+            .with_label_values(&[channel, audience, kind, result])
             .inc();
+        match result {
+            "success" => self
+                .announcement_last_success
+                .with_label_values(&[channel])
+                .set(at_secs),
+            "given_up" => self
+                .outbox_given_up_total
+                .with_label_values(&[channel])
+                .inc(),
+            _ => {}
+        }
+    }
+
+    /// Exports the announcement series of a configured channel at zero, so alerts and
+    /// dashboards see them before the first message: `pairs` are the (audience, kind)
+    /// combinations the channel can carry.
+    pub fn announcement_channel(&self, channel: &str, pairs: &[(&str, &str)]) {
+        self.announcement_last_success.with_label_values(&[channel]);
+        self.outbox_given_up_total.with_label_values(&[channel]);
+        for (audience, kind) in pairs {
+            for result in ["success", "failure", "given_up"] {
+                self.announcements_total
+                    .with_label_values(&[channel, audience, kind, result]);
+            }
+        }
     }
 
     /// The outbox now holds `backlog` announcements, the oldest waiting `oldest_age_secs`.
@@ -437,12 +485,6 @@ fn int_gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGa
     m
 }
 
-fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::GaugeVec {
-    let m = prometheus::GaugeVec::new(Opts::new(name, help), labels).expect(name);
-    r.register(Box::new(m.clone())).expect(name);
-    m
-}
-
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let m = IntCounterVec::new(Opts::new(name, help), labels).expect(name);
     r.register(Box::new(m.clone())).expect(name);
@@ -451,6 +493,12 @@ fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCoun
 
 fn int_gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
     let m = IntGauge::new(name, help).expect(name);
+    r.register(Box::new(m.clone())).expect(name);
+    m
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let m = GaugeVec::new(Opts::new(name, help), labels).expect(name);
     r.register(Box::new(m.clone())).expect(name);
     m
 }
@@ -738,7 +786,8 @@ mod tests {
             Cause::PrimaryDown,
         );
         m.detection_seconds("tickets", 3.2);
-        m.announcement("email", "oncall", "sent");
+        m.announcement("email", "oncall", "failover", "success", 1_700_000_000.0);
+        m.announcement("chat", "oncall", "failover", "given_up", 0.0);
         m.outbox(2, 4.5);
         m.schedule_lag(0.003);
         m.config_reload(true);
@@ -749,7 +798,9 @@ mod tests {
             r#"switchboard_transitions_total{cause="primary_down",from="operational",service="tickets",to="failed_over"} 1"#,
             "switchboard_detection_seconds_count 1",
             r#"switchboard_detection_seconds_bucket{le="5"} 1"#,
-            r#"switchboard_announcements_total{audience="oncall",channel="email",result="sent"} 1"#,
+            r#"switchboard_announcements_total{audience="oncall",channel="email",kind="failover",result="success"} 1"#,
+            r#"switchboard_announcement_last_success_timestamp_seconds{channel="email"} 1700000000"#,
+            r#"switchboard_outbox_given_up_total{channel="chat"} 1"#,
             "switchboard_outbox_backlog 2",
             "switchboard_outbox_oldest_age_seconds 4.5",
             "switchboard_probe_schedule_lag_seconds_count 1",

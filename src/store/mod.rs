@@ -55,8 +55,11 @@ pub struct TransitionRecord {
 pub struct NewAnnouncement {
     /// `oncall`, `customers` or `drill` (`announce::Audience::as_str`).
     pub audience: String,
-    /// Only `email` in the skeleton; the status page and webhooks follow (issue 5).
+    /// `email`, `webhook`, `statuspage` or `chat`.
     pub channel: String,
+    /// What the message is about (`announce::Kind::as_str`, e.g. `failover`), for metrics.
+    /// A `flapping` notice may share its transition with that transition's own messages.
+    pub kind: String,
     pub recipients: Vec<String>,
     pub subject: String,
     pub text: String,
@@ -76,6 +79,8 @@ pub struct CommittedTransition {
 pub enum OutboxStatus {
     Pending,
     Delivered,
+    /// Still failing after `give_up_after`: kept for the record, no longer retried.
+    GivenUp,
 }
 
 impl OutboxStatus {
@@ -83,6 +88,7 @@ impl OutboxStatus {
         match self {
             OutboxStatus::Pending => "pending",
             OutboxStatus::Delivered => "delivered",
+            OutboxStatus::GivenUp => "given_up",
         }
     }
 
@@ -90,6 +96,7 @@ impl OutboxStatus {
         match s {
             "pending" => Some(OutboxStatus::Pending),
             "delivered" => Some(OutboxStatus::Delivered),
+            "given_up" => Some(OutboxStatus::GivenUp),
             _ => None,
         }
     }
@@ -103,6 +110,9 @@ pub struct OutboxItem {
     pub service: String,
     pub audience: String,
     pub channel: String,
+    /// What the message is about (`failover`, `flapping`, ...); empty on rows from before
+    /// schema version 6.
+    pub kind: String,
     /// Stable across retries and restarts, e.g. `<t42.customers.ticket-submission@switchboard>`,
     /// so that receivers can recognise a repeat after a crash.
     pub message_id: String,
@@ -120,6 +130,7 @@ pub struct OutboxItem {
     pub delivered_at: Option<Timestamp>,
     /// What the transport said on success: the `.eml` path or the SMTP server's reply.
     pub detail: Option<String>,
+    pub given_up_at: Option<Timestamp>,
 }
 
 /// A store failure. Every database or disk error surfaces as one of these: none is swallowed.
@@ -159,6 +170,8 @@ pub enum StoreError {
     },
     #[error("no incident with id {0:?}")]
     NoSuchIncident(String),
+    #[error("service {0} has no recorded transition to attach a notice to")]
+    NoTransition(String),
     #[error("no outbox row with id {0}")]
     NoSuchOutboxItem(i64),
     #[error("the database file {path} {why} since it was opened; refusing to write where nobody will read it")]

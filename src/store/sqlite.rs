@@ -29,6 +29,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (3, include_str!("migrations/0003_holds.sql")),
     (4, include_str!("migrations/0004_control.sql")),
     (5, include_str!("migrations/0005_incidents_history.sql")),
+    (6, include_str!("migrations/0006_outbox.sql")),
 ];
 
 /// The first schema version with the audit log; `audit verify` refuses older files.
@@ -363,33 +364,7 @@ impl Store {
             },
         )?;
 
-        let mut outbox_ids = Vec::with_capacity(announcements.len());
-        for a in announcements {
-            let recipients =
-                serde_json::to_string(&a.recipients).map_err(|source| StoreError::Json {
-                    what: "announcement recipients",
-                    source,
-                })?;
-            // Due at once: the delivery loop is woken right after the commit.
-            tx.execute(
-                "INSERT INTO outbox
-                   (transition_id, audience, channel, message_id, recipients, subject,
-                    body_text, body_html, created_at_ms, next_attempt_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
-                params![
-                    transition_id,
-                    a.audience,
-                    a.channel,
-                    message_id(transition_id, &a.audience, &a.channel, &t.service),
-                    recipients,
-                    a.subject,
-                    a.text,
-                    a.html,
-                    t.at.as_millis()
-                ],
-            )?;
-            outbox_ids.push(tx.last_insert_rowid());
-        }
+        let outbox_ids = insert_outbox(&tx, transition_id, &t.service, t.at, announcements)?;
 
         tx.commit()?;
         Ok(CommittedTransition {
@@ -473,6 +448,11 @@ impl Store {
     }
 
     /// Pending outbox rows whose next attempt is due at `now`, oldest due first.
+    ///
+    /// Messages to one audience over one channel about one service go out in the order they
+    /// were written: a row waits while an older one of the same stream is still pending, so
+    /// a failback can never overtake the failover it ends (an incident is opened before it
+    /// is resolved, a "switched back" mail never arrives before "switched").
     pub fn due_announcements(
         &self,
         now: Timestamp,
@@ -482,6 +462,10 @@ impl Store {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let sql = format!(
             "{OUTBOX_SELECT} WHERE o.status = 'pending' AND o.next_attempt_at_ms <= ?1
+               AND NOT EXISTS (
+                   SELECT 1 FROM outbox p JOIN transitions pt ON pt.id = p.transition_id
+                   WHERE p.status = 'pending' AND p.id < o.id AND p.channel = o.channel
+                     AND p.audience = o.audience AND pt.service = t.service)
              ORDER BY o.next_attempt_at_ms, o.id LIMIT ?2"
         );
         let mut stmt = conn.prepare(&sql)?;
@@ -528,6 +512,80 @@ impl Store {
         Ok(())
     }
 
+    /// Records a last failed attempt and stops retrying the row: it is older than the
+    /// give-up age. The row is kept, with its error, for the record.
+    pub fn mark_given_up(&self, id: i64, at: Timestamp, error: &str) -> Result<(), StoreError> {
+        let conn = self.conn();
+        let n = conn.execute(
+            "UPDATE outbox
+             SET status = 'given_up', attempts = attempts + 1, last_attempt_at_ms = ?2,
+                 last_error = ?3, given_up_at_ms = ?2
+             WHERE id = ?1 AND status = 'pending'",
+            params![id, at.as_millis(), error],
+        )?;
+        if n == 0 {
+            ensure_outbox_row(&conn, id)?;
+        }
+        Ok(())
+    }
+
+    /// Queues announcements that follow no new transition (a flapping alert): they are
+    /// attached to the service's latest transition, the change they are about.
+    pub fn enqueue_notice(
+        &self,
+        service: &str,
+        at: Timestamp,
+        announcements: &[NewAnnouncement],
+    ) -> Result<Vec<i64>, StoreError> {
+        self.check_file()?;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let latest: Option<i64> = tx.query_row(
+            "SELECT MAX(id) FROM transitions WHERE service = ?1",
+            [service],
+            |r| r.get(0),
+        )?;
+        let transition_id = latest.ok_or_else(|| StoreError::NoTransition(service.to_owned()))?;
+        let ids = insert_outbox(&tx, transition_id, service, at, announcements)?;
+        tx.commit()?;
+        Ok(ids)
+    }
+
+    /// The Statuspage incident opened for `service`'s current failover, if any.
+    pub fn statuspage_incident(&self, service: &str) -> Result<Option<String>, StoreError> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT incident_id FROM statuspage_incidents WHERE service = ?1",
+                [service],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Remembers (`Some`) or forgets (`None`) the open Statuspage incident of `service`.
+    pub fn set_statuspage_incident(
+        &self,
+        service: &str,
+        incident: Option<&str>,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let conn = self.conn();
+        match incident {
+            Some(id) => conn.execute(
+                "INSERT INTO statuspage_incidents (service, incident_id, opened_at_ms)
+                 VALUES (?1, ?2, ?3)
+                 ON CONFLICT (service) DO UPDATE SET incident_id = ?2, opened_at_ms = ?3",
+                params![service, id, at.as_millis()],
+            )?,
+            None => conn.execute(
+                "DELETE FROM statuspage_incidents WHERE service = ?1",
+                [service],
+            )?,
+        };
+        Ok(())
+    }
+
     /// Pending outbox rows: how many, and when the oldest was created (for the backlog metrics).
     pub fn outbox_backlog(&self) -> Result<(u64, Option<Timestamp>), StoreError> {
         let conn = self.conn();
@@ -560,6 +618,51 @@ impl Store {
             .map(RawOutbox::into_item)
             .transpose()
     }
+}
+
+/// Inserts one pending outbox row per announcement, due at `at`, inside the caller's transaction.
+fn insert_outbox(
+    tx: &rusqlite::Transaction<'_>,
+    transition_id: i64,
+    service: &str,
+    at: Timestamp,
+    announcements: &[NewAnnouncement],
+) -> Result<Vec<i64>, StoreError> {
+    let mut outbox_ids = Vec::with_capacity(announcements.len());
+    for a in announcements {
+        let recipients =
+            serde_json::to_string(&a.recipients).map_err(|source| StoreError::Json {
+                what: "announcement recipients",
+                source,
+            })?;
+        // A notice that hangs off an earlier transition (flapping) gets its own Message-ID;
+        // the messages of the transition itself keep the ids they always had.
+        let id_audience = if a.kind == "flapping" {
+            format!("{}.flapping", a.audience)
+        } else {
+            a.audience.clone()
+        };
+        tx.execute(
+            "INSERT INTO outbox
+               (transition_id, audience, channel, kind, message_id, recipients, subject,
+                body_text, body_html, created_at_ms, next_attempt_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+            params![
+                transition_id,
+                a.audience,
+                a.channel,
+                a.kind,
+                message_id(transition_id, &id_audience, &a.channel, service),
+                recipients,
+                a.subject,
+                a.text,
+                a.html,
+                at.as_millis()
+            ],
+        )?;
+        outbox_ids.push(tx.last_insert_rowid());
+    }
+    Ok(outbox_ids)
 }
 
 fn user_version(conn: &Connection) -> Result<u32, rusqlite::Error> {
@@ -723,7 +826,7 @@ impl RawTransition {
 const OUTBOX_SELECT: &str = "SELECT o.id, o.transition_id, t.service, o.audience, o.channel,
         o.message_id, o.recipients, o.subject, o.body_text, o.body_html, o.status, o.attempts,
         o.created_at_ms, o.next_attempt_at_ms, o.last_attempt_at_ms, o.last_error,
-        o.delivered_at_ms, o.detail
+        o.delivered_at_ms, o.detail, o.kind, o.given_up_at_ms
      FROM outbox o JOIN transitions t ON t.id = o.transition_id";
 
 struct RawOutbox {
@@ -745,6 +848,8 @@ struct RawOutbox {
     last_error: Option<String>,
     delivered_at_ms: Option<i64>,
     detail: Option<String>,
+    kind: String,
+    given_up_at_ms: Option<i64>,
 }
 
 fn raw_outbox(r: &Row<'_>) -> rusqlite::Result<RawOutbox> {
@@ -767,6 +872,8 @@ fn raw_outbox(r: &Row<'_>) -> rusqlite::Result<RawOutbox> {
         last_error: r.get(15)?,
         delivered_at_ms: r.get(16)?,
         detail: r.get(17)?,
+        kind: r.get(18)?,
+        given_up_at_ms: r.get(19)?,
     })
 }
 
@@ -794,6 +901,8 @@ impl RawOutbox {
             last_error: self.last_error,
             delivered_at: self.delivered_at_ms.map(Timestamp::from_millis),
             detail: self.detail,
+            kind: self.kind,
+            given_up_at: self.given_up_at_ms.map(Timestamp::from_millis),
         })
     }
 }
@@ -826,6 +935,7 @@ mod tests {
         NewAnnouncement {
             audience: audience.to_owned(),
             channel: "email".to_owned(),
+            kind: "failover".to_owned(),
             recipients: vec![format!("{audience}@example.com")],
             subject: format!("subject for {audience}"),
             text: "text".to_owned(),
@@ -882,6 +992,136 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_version_3_outbox_is_rebuilt_with_its_rows_and_learns_given_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            // A database as version 3 left it, with one pending row.
+            let mut conn = Connection::open(&path).unwrap();
+            for (v, sql) in MIGRATIONS.iter().filter(|(v, _)| *v <= 3) {
+                conn.execute_batch(sql).unwrap();
+                if *v == AUDIT_SCHEMA {
+                    let tx = conn.transaction().unwrap();
+                    audit_log::backfill(&tx).unwrap();
+                    tx.commit().unwrap();
+                }
+            }
+            conn.execute_batch(
+                "PRAGMA user_version = 3;
+                 INSERT INTO transitions (service, from_state, to_state, cause, actor, reason,
+                   at_ms, evidence, config_version)
+                 VALUES ('svc', 'operational', 'failed_over', 'primary_down', 'system', 'r', 5, '[]', 'v');
+                 INSERT INTO outbox (transition_id, audience, channel, message_id, recipients,
+                   subject, body_text, created_at_ms, next_attempt_at_ms)
+                 VALUES (1, 'oncall', 'email', '<t1.oncall.svc@switchboard>', '[\"a@example.com\"]',
+                   's', 't', 5, 5);",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), 6);
+        let rows = store.announcements(1).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].message_id, "<t1.oncall.svc@switchboard>");
+        assert_eq!(rows[0].kind, "");
+        store.mark_given_up(rows[0].id, T0, "relay gone").unwrap();
+        let row = store.outbox_item(rows[0].id).unwrap().unwrap();
+        assert_eq!(row.status, OutboxStatus::GivenUp);
+        assert_eq!(row.given_up_at, Some(T0));
+        assert_eq!(store.outbox_backlog().unwrap(), (0, None));
+    }
+
+    #[test]
+    fn a_later_message_to_the_same_audience_and_channel_waits_for_the_earlier_one() {
+        let store = Store::open_in_memory().unwrap();
+        let first = failover(&store, T0);
+        let back = transition(
+            "ticket-submission",
+            State::FailedOver,
+            State::Operational,
+            Timestamp(T0.0 + 1000),
+        );
+        let second = store
+            .commit_transition(&back, "v", &[announcement("customers")])
+            .unwrap();
+        // The failover's customers mail failed and waits for its retry.
+        let retry_at = Timestamp(T0.0 + 60_000);
+        store
+            .mark_failed(first.outbox_ids[1], T0, "down", retry_at)
+            .unwrap();
+        let due = |now| -> Vec<i64> {
+            store
+                .due_announcements(now, 10)
+                .unwrap()
+                .iter()
+                .map(|i| i.id)
+                .collect()
+        };
+        // The failback mail is due by time, but must not overtake the failover mail.
+        assert_eq!(due(Timestamp(T0.0 + 2000)), vec![first.outbox_ids[0]]);
+        assert_eq!(
+            due(retry_at),
+            vec![first.outbox_ids[0], first.outbox_ids[1]]
+        );
+        store
+            .mark_delivered(first.outbox_ids[1], retry_at, "250")
+            .unwrap();
+        store
+            .mark_delivered(first.outbox_ids[0], retry_at, "250")
+            .unwrap();
+        assert_eq!(due(retry_at), vec![second.outbox_ids[0]]);
+        // A given-up row no longer holds the stream up.
+        store
+            .mark_given_up(second.outbox_ids[0], retry_at, "gone")
+            .unwrap();
+        assert!(due(Timestamp(i64::MAX)).is_empty());
+    }
+
+    #[test]
+    fn a_notice_hangs_off_the_latest_transition_with_its_own_message_id() {
+        let store = Store::open_in_memory().unwrap();
+        let mut notice = announcement("oncall");
+        notice.kind = "flapping".into();
+        assert!(matches!(
+            store.enqueue_notice("ticket-submission", T0, std::slice::from_ref(&notice)),
+            Err(StoreError::NoTransition(_))
+        ));
+        let c = failover(&store, T0);
+        let ids = store
+            .enqueue_notice("ticket-submission", T0, &[notice])
+            .unwrap();
+        let rows = store.announcements(c.transition_id).unwrap();
+        assert_eq!(rows.len(), 3);
+        let flap = rows.iter().find(|r| r.id == ids[0]).unwrap();
+        assert_eq!(flap.kind, "flapping");
+        assert_eq!(
+            flap.message_id,
+            format!(
+                "<t{}.oncall_flapping.ticket-submission@switchboard>",
+                c.transition_id
+            )
+        );
+    }
+
+    #[test]
+    fn the_open_statuspage_incident_is_remembered_and_forgotten() {
+        let store = Store::open_in_memory().unwrap();
+        assert_eq!(store.statuspage_incident("svc").unwrap(), None);
+        store
+            .set_statuspage_incident("svc", Some("inc1"), T0)
+            .unwrap();
+        store
+            .set_statuspage_incident("svc", Some("inc2"), T0)
+            .unwrap();
+        assert_eq!(
+            store.statuspage_incident("svc").unwrap().as_deref(),
+            Some("inc2")
+        );
+        store.set_statuspage_incident("svc", None, T0).unwrap();
+        assert_eq!(store.statuspage_incident("svc").unwrap(), None);
     }
 
     #[test]

@@ -186,3 +186,148 @@ pub fn parse_mail(path: &Path) -> ParsedMail {
         parts: pairs(&v["parts"]),
     }
 }
+
+/// An aiosmtpd that refuses every message (`mode` "rcpt": 554 on RCPT) or speaks implicit
+/// TLS with a certificate no client trusts (`mode` "tls"). Killed on drop.
+pub struct RefusingServer {
+    child: Child,
+    pub port: u16,
+    log: PathBuf,
+}
+
+impl RefusingServer {
+    pub fn start(dir: &Path, mode: &str) -> RefusingServer {
+        require_aiosmtpd();
+        let port = free_port();
+        let log = dir.join(format!("refusing-{port}.log"));
+        let out = File::create(&log).expect("create log");
+        let err = out.try_clone().expect("clone log handle");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/refusing_smtp.py");
+        let mut cmd = Command::new("python3");
+        cmd.arg(script).arg(port.to_string()).arg(mode);
+        if mode == "tls" {
+            let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()])
+                .expect("self-signed certificate");
+            let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
+            std::fs::write(&c, cert.cert.pem()).expect("write cert");
+            std::fs::write(&k, cert.key_pair.serialize_pem()).expect("write key");
+            cmd.arg(c).arg(k);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start refusing_smtp.py: {e}. {MISSING}"));
+        let mut s = RefusingServer { child, port, log };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !s.log_text().contains("ready") {
+            if let Ok(Some(status)) = s.child.try_wait() {
+                panic!("refusing_smtp.py exited ({status}):\n{}", s.log_text());
+            }
+            assert!(Instant::now() < deadline, "refusing_smtp.py not ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        s
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for RefusingServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An aiosmtpd with TLS (`mode` "starttls" or "smtps") that requires AUTH as `user` /
+/// `password` and stores what it takes in a Maildir. Its certificate is signed by a test CA
+/// whose PEM is at `ca_pem`. Killed on drop.
+pub struct TlsSmtpServer {
+    child: Child,
+    pub port: u16,
+    pub maildir: PathBuf,
+    pub ca_pem: PathBuf,
+    log: PathBuf,
+}
+
+impl TlsSmtpServer {
+    pub fn start(dir: &Path, mode: &str, user: &str, password: &str) -> TlsSmtpServer {
+        require_aiosmtpd();
+        let port = free_port();
+        let ca_key = rcgen::KeyPair::generate().expect("CA key");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).expect("CA cert");
+        let leaf_key = rcgen::KeyPair::generate().expect("leaf key");
+        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .expect("leaf")
+            .signed_by(&leaf_key, &ca, &ca_key)
+            .expect("leaf cert");
+        let (cert, key, ca_pem) = (
+            dir.join(format!("{mode}-cert.pem")),
+            dir.join(format!("{mode}-key.pem")),
+            dir.join(format!("{mode}-ca.pem")),
+        );
+        std::fs::write(&cert, leaf.pem()).expect("write cert");
+        std::fs::write(&key, leaf_key.serialize_pem()).expect("write key");
+        std::fs::write(&ca_pem, ca.pem()).expect("write CA");
+        let maildir = dir.join(format!("{mode}-maildir"));
+        let log = dir.join(format!("tls-smtp-{port}.log"));
+        let out = File::create(&log).expect("create log");
+        let err = out.try_clone().expect("clone log handle");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/tls_smtp.py");
+        let child = Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(mode)
+            .arg(&cert)
+            .arg(&key)
+            .arg(&maildir)
+            .arg(user)
+            .arg(password)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start tls_smtp.py: {e}. {MISSING}"));
+        let mut s = TlsSmtpServer {
+            child,
+            port,
+            maildir,
+            ca_pem,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !s.log_text().contains("ready") {
+            if let Ok(Some(status)) = s.child.try_wait() {
+                panic!("tls_smtp.py exited ({status}):\n{}", s.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tls_smtp.py not ready:\n{}",
+                s.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        s
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn messages(&self) -> Vec<PathBuf> {
+        maildir_messages(&self.maildir)
+    }
+}
+
+impl Drop for TlsSmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,232 @@
+//! Announcements through the real daemon when the mail relay is down: every message arrives
+//! exactly once after it returns, and a give-up age turns into `given_up` rows and metrics.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+#[path = "support/daemon.rs"]
+mod daemon;
+#[path = "support/smtp.rs"]
+mod smtp;
+
+use daemon::{get, wait_until, write_config, Daemon, Target};
+use smtp::{parse_mail, require_aiosmtpd, SmtpServer};
+
+fn metrics(d: &Daemon) -> String {
+    get(&d.url("/metrics")).map(|r| r.body).unwrap_or_default()
+}
+
+/// The value of the one series whose line starts with `prefix` (name and labels).
+fn metric(d: &Daemon, prefix: &str) -> Option<f64> {
+    metrics(d)
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn fail_over(target: &Target, d: &Daemon) {
+    wait_until("primary probed healthy", Duration::from_secs(30), || {
+        d.location("submit-ticket") == target.url("/form") && metrics(d).contains("probe_success")
+    });
+    target.set_down(true);
+    wait_until("route switched to backup", Duration::from_secs(30), || {
+        d.location("submit-ticket") == target.url("/backup")
+    });
+}
+
+#[test]
+fn mail_for_a_failover_while_smtp_is_down_arrives_exactly_once_when_it_returns() {
+    require_aiosmtpd();
+    let dir = tempfile::tempdir().unwrap();
+    let smtp_port = smtp::free_port();
+    let target = Target::start();
+    let (config, port) = write_config(
+        dir.path(),
+        &target,
+        &format!("transport = \"smtp\"\nsmtp_url = \"smtp://127.0.0.1:{smtp_port}\"\nconnect_timeout = \"2s\""),
+    );
+    let d = Daemon::start(&config, port);
+    // Exported before any message, so alerts can watch them from the start.
+    wait_until("zero series exported", Duration::from_secs(10), || {
+        metric(&d, r#"switchboard_outbox_given_up_total{channel="email"}"#) == Some(0.0)
+    });
+    fail_over(&target, &d);
+
+    // The relay is down: the messages wait in the outbox, failing and retrying.
+    wait_until("failed attempts counted", Duration::from_secs(30), || {
+        metric(
+            &d,
+            r#"switchboard_announcements_total{audience="oncall",channel="email",kind="failover",result="failure"}"#,
+        )
+        .unwrap_or(0.0)
+            >= 1.0
+    });
+    assert_eq!(metric(&d, "switchboard_outbox_backlog "), Some(2.0));
+    assert!(metric(&d, "switchboard_outbox_oldest_age_seconds ").unwrap_or(0.0) > 0.0);
+
+    // It comes back on the same port; the outbox delivers on its next retry.
+    let server = SmtpServer::start_on(smtp_port, &dir.path().join("maildir"));
+    wait_until("both messages delivered", Duration::from_secs(60), || {
+        server.messages().len() >= 2
+    });
+    // Several more retry periods: nothing is sent twice.
+    std::thread::sleep(Duration::from_secs(3));
+    let msgs: Vec<_> = server.messages().iter().map(|p| parse_mail(p)).collect();
+    assert_eq!(msgs.len(), 2, "exactly one per audience");
+    let ids: BTreeSet<&str> = msgs.iter().filter_map(|m| m.header("Message-ID")).collect();
+    assert_eq!(ids.len(), 2);
+    let to: BTreeSet<&str> = msgs.iter().filter_map(|m| m.header("To")).collect();
+    assert_eq!(
+        to,
+        ["support-announce@example.com", "support-oncall@example.com"].into()
+    );
+    for m in &msgs {
+        assert_eq!(m.content_type, "multipart/alternative");
+        assert!(m
+            .part("text/plain")
+            .unwrap()
+            .contains(&target.url("/backup")));
+        assert!(m
+            .part("text/html")
+            .unwrap()
+            .contains(&target.url("/backup")));
+    }
+    wait_until("backlog drained", Duration::from_secs(10), || {
+        metric(&d, "switchboard_outbox_backlog ") == Some(0.0)
+    });
+    assert_eq!(
+        metric(
+            &d,
+            r#"switchboard_announcements_total{audience="customers",channel="email",kind="failover",result="success"}"#
+        ),
+        Some(1.0)
+    );
+    let last = metric(
+        &d,
+        r#"switchboard_announcement_last_success_timestamp_seconds{channel="email"}"#,
+    )
+    .unwrap_or(0.0);
+    assert!(last > 1_700_000_000.0, "last success time set: {last}");
+}
+
+#[test]
+fn messages_still_failing_at_the_give_up_age_are_given_up_counted_and_not_sent_later() {
+    require_aiosmtpd();
+    let dir = tempfile::tempdir().unwrap();
+    let smtp_port = smtp::free_port();
+    let target = Target::start();
+    let (config, port) = write_config(
+        dir.path(),
+        &target,
+        &format!(
+            "transport = \"smtp\"\nsmtp_url = \"smtp://127.0.0.1:{smtp_port}\"\ngive_up_after = \"3s\""
+        ),
+    );
+    let log = dir.path().join("daemon.log");
+    let d = Daemon::start_with(&config, port, &[], Some(&log));
+    fail_over(&target, &d);
+    wait_until("both messages given up", Duration::from_secs(30), || {
+        metric(&d, r#"switchboard_outbox_given_up_total{channel="email"}"#) == Some(2.0)
+    });
+    assert_eq!(
+        metric(
+            &d,
+            r#"switchboard_announcements_total{audience="oncall",channel="email",kind="failover",result="given_up"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(metric(&d, "switchboard_outbox_backlog "), Some(0.0));
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        log_text.contains("GIVEN UP"),
+        "a loud log line:\n{log_text}"
+    );
+
+    // The relay returning later does not resurrect them.
+    let server = SmtpServer::start_on(smtp_port, &dir.path().join("maildir"));
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(server.messages().is_empty());
+    // They are kept, with their error, for the record.
+    let db = rusqlite_rows(&dir.path().join("var/switchboard.db"));
+    assert_eq!(db, vec!["given_up".to_string(), "given_up".to_string()]);
+}
+
+fn rusqlite_rows(path: &std::path::Path) -> Vec<String> {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print('\\n'.join(r[0] for r in c.execute('SELECT status FROM outbox WHERE last_error IS NOT NULL ORDER BY id')))",
+        ])
+        .arg(path)
+        .output()
+        .expect("python3");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_flapping_service_sends_oncall_one_flapping_alert() {
+    require_aiosmtpd();
+    let dir = tempfile::tempdir().unwrap();
+    let server = SmtpServer::start(&dir.path().join("maildir"));
+    let target = Target::start();
+    let (config, port) = write_config(
+        dir.path(),
+        &target,
+        &format!("transport = \"smtp\"\nsmtp_url = \"{}\"", server.url()),
+    );
+    // One automatic failover per hour is the limit: the first failback is already held.
+    let svc = dir.path().join("probes/ticket-submission.toml");
+    let text = std::fs::read_to_string(&svc).unwrap();
+    std::fs::write(
+        &svc,
+        text.replace(
+            "recovery_hold = \"2s\"",
+            "recovery_hold = \"2s\"\nmax_failovers = 1\nflap_window = \"1h\"",
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start(&config, port);
+    fail_over(&target, &d);
+    target.set_down(false);
+    let subjects = || -> Vec<String> {
+        server
+            .messages()
+            .iter()
+            .map(|p| parse_mail(p).header("Subject").unwrap_or("").to_owned())
+            .collect()
+    };
+    wait_until("the flapping alert", Duration::from_secs(40), || {
+        subjects().iter().any(|s| s.contains("flapping"))
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let flapping: Vec<_> = server
+        .messages()
+        .iter()
+        .map(|p| parse_mail(p))
+        .filter(|m| m.header("Subject").is_some_and(|s| s.contains("flapping")))
+        .collect();
+    assert_eq!(flapping.len(), 1, "{:?}", subjects());
+    let m = &flapping[0];
+    assert_eq!(
+        m.header("Subject"),
+        Some(
+            format!(
+                "[Switchboard] Ticket submission: flapping, holding the backup — use {}",
+                target.url("/backup")
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(m.header("To"), Some("support-oncall@example.com"));
+    let text = m.part("text/plain").unwrap();
+    assert!(
+        text.contains("Reason: 1 automatic failover within 1h; holding the backup"),
+        "{text}"
+    );
+    // Still on the backup.
+    assert_eq!(d.location("submit-ticket"), target.url("/backup"));
+}
