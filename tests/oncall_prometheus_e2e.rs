@@ -346,6 +346,42 @@ backup = "{backup}"
         "only the broken service failed over: {alerts:?}"
     );
 
+    // The firing alert carries its runbook, and every shipped rule evaluates without error
+    // against the real series (a many-to-many match, say, only shows up here).
+    let v = prom.api("/api/v1/alerts", &[]);
+    let failed_over = v["data"]["alerts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["labels"]["alertname"] == "SwitchboardServiceFailedOver")
+        .expect("the failed-over alert");
+    assert_eq!(failed_over["labels"]["severity"], "page");
+    assert!(
+        failed_over["annotations"]["runbook_url"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("/runbooks/service-failed-over.md")),
+        "{failed_over}"
+    );
+    assert!(
+        failed_over["annotations"]["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("ticket-submission")),
+        "{failed_over}"
+    );
+    let rules = prom.api("/api/v1/rules", &[]);
+    let mut evaluated = 0;
+    for group in rules["data"]["groups"].as_array().expect("rule groups") {
+        for rule in group["rules"].as_array().into_iter().flatten() {
+            evaluated += 1;
+            assert_eq!(
+                rule["health"], "ok",
+                "rule {} does not evaluate: {}",
+                rule["name"], rule["lastError"]
+            );
+        }
+    }
+    assert!(evaluated >= 17, "every shipped rule is loaded: {evaluated}");
+
     // A few more scrapes after the failover, then every panel query.
     thread::sleep(Duration::from_secs(3));
     let metrics = get(&d.url("/metrics")).expect("GET /metrics").body;
