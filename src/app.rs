@@ -840,6 +840,7 @@ impl Core {
         m.state_since(&s.spec.id, s.machine.since);
         m.flapping(&s.spec.id, s.machine.flapping);
         m.drill_service_configured(&s.spec.id);
+        m.detection_configured(&s.spec.id);
         for c in &s.spec.checks {
             m.check_configured(&s.spec.id, c);
         }

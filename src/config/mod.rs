@@ -350,6 +350,11 @@ pub enum IpVersion {
     V4,
     /// IPv6 addresses only (`ip_version = "6"`).
     V6,
+    /// IPv4 addresses first, IPv6 when there is none or none answers (`"prefer4"`).
+    Prefer4,
+    /// IPv6 addresses first, IPv4 when there is none or none answers (`"prefer6"`, what
+    /// blackbox_exporter does by default with `preferred_ip_protocol: ip6`).
+    Prefer6,
 }
 
 impl IpVersion {
@@ -358,6 +363,8 @@ impl IpVersion {
             IpVersion::Any => "any",
             IpVersion::V4 => "4",
             IpVersion::V6 => "6",
+            IpVersion::Prefer4 => "prefer4",
+            IpVersion::Prefer6 => "prefer6",
         }
     }
 }

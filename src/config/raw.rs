@@ -264,7 +264,8 @@ pub struct RawCheck {
     pub ca_file: Option<Spanned<String>>,
     /// TLS server name (SNI and verification) instead of the host's.
     pub server_name: Option<Spanned<String>>,
-    /// `"any"` (default), `"4"` or `"6"`: the address family to connect over.
+    /// `"any"` (default), `"4"` or `"6"` (that family only), `"prefer4"` or `"prefer6"` (that
+    /// family first, the other as a fallback): the address family to connect over.
     pub ip_version: Option<Spanned<String>>,
     /// TLS on connect (`tcp`; `smtp` implicit TLS). `kind = "tls"` implies it.
     pub tls: Option<bool>,
@@ -1850,9 +1851,12 @@ impl Loader {
             None | Some("any") => IpVersion::Any,
             Some("4" | "ip4") => IpVersion::V4,
             Some("6" | "ip6") => IpVersion::V6,
+            Some("prefer4") => IpVersion::Prefer4,
+            Some("prefer6") => IpVersion::Prefer6,
             Some(other) => {
-                let message =
-                    format!("ip_version must be \"any\", \"4\" or \"6\", not \"{other}\"");
+                let message = format!(
+                    "ip_version must be \"any\", \"4\", \"6\", \"prefer4\" or \"prefer6\", not \"{other}\""
+                );
                 if let Some(v) = &raw.ip_version {
                     self.report_at(source, v, message);
                 }

@@ -9,8 +9,8 @@ use crate::config::CheckSpec;
 use crate::failover::{Cause, Side, State};
 use crate::probe::{ErrorClass, Outcome};
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 mod table;
@@ -28,7 +28,7 @@ pub struct Metrics {
     /// Per-service state, time in state, flapping and route targets.
     services: ServiceTable,
     transitions_total: IntCounterVec,
-    detection_seconds: Histogram,
+    detection_seconds: HistogramVec,
     announcements_total: IntCounterVec,
     announcement_last_success: GaugeVec,
     outbox_given_up_total: IntCounterVec,
@@ -70,10 +70,11 @@ impl Metrics {
                 "Failover state transitions, by cause.",
                 &["service", "from", "to", "cause"],
             ),
-            detection_seconds: histogram(
+            detection_seconds: histogram_vec(
                 r,
                 "switchboard_detection_seconds",
-                "Time from the first failing probe to the route switch, in seconds.",
+                "Time from the first failing probe to the route switch, in seconds, by service.",
+                &["service"],
                 vec![
                     0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0,
                 ],
@@ -284,11 +285,11 @@ impl Metrics {
 
     /// An outage was detected and acted on `secs` after its first failing probe.
     pub fn detection_seconds(&self, service: &str, secs: f64) {
-        // The histogram is not labelled by service: detection time is a property of the
-        // configuration (thresholds, retry interval), and per-service buckets would multiply
-        // series for little gain. The parameter keeps call sites explicit about what they time.
-        let _ = service;
-        self.detection_seconds.observe(secs);
+        // Labelled by service so on-call can see which channel was slow to switch; a
+        // service's series appear with its first detection, so quiet services cost nothing.
+        self.detection_seconds
+            .with_label_values(&[service])
+            .observe(secs);
     }
 
     /// An announcement attempt over `channel` to `audience` about `kind` ended with `result`
@@ -359,6 +360,12 @@ impl Metrics {
 
     /// Exports the drill series of a configured service at 0, so alerts on "no drill for 90
     /// days" see the service before its first drill.
+    /// A service is configured: its detection histogram exists from the start, at zero, so
+    /// `increase()` and `rate()` see the first detection.
+    pub fn detection_configured(&self, service: &str) {
+        self.detection_seconds.with_label_values(&[service]);
+    }
+
     pub fn drill_service_configured(&self, service: &str) {
         for result in ["pass", "fail", "aborted"] {
             self.drills_total.with_label_values(&[service, result]);
@@ -447,6 +454,16 @@ impl Metrics {
     /// A service is no longer configured: drops its state and route series.
     pub fn forget_service(&self, service: &str) {
         self.services.remove(service);
+        // Series of a service removed by a reload go too, rather than staying at their last
+        // values forever. An error here only means the series never existed.
+        let _ = self.detection_seconds.remove_label_values(&[service]);
+        for result in ["pass", "fail", "aborted"] {
+            let _ = self.drills_total.remove_label_values(&[service, result]);
+        }
+        let _ = self
+            .drill_last_timestamp_seconds
+            .remove_label_values(&[service]);
+        let _ = self.drill_last_success.remove_label_values(&[service]);
     }
 
     /// The text exposition format 0.0.4, for `GET /metrics`.
@@ -505,6 +522,18 @@ fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec 
 
 fn gauge(r: &Registry, name: &str, help: &str) -> Gauge {
     let m = Gauge::new(name, help).expect(name);
+    r.register(Box::new(m.clone())).expect(name);
+    m
+}
+
+fn histogram_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: Vec<f64>,
+) -> HistogramVec {
+    let m = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels).expect(name);
     r.register(Box::new(m.clone())).expect(name);
     m
 }
@@ -796,8 +825,8 @@ mod tests {
         let text = m.render();
         for line in [
             r#"switchboard_transitions_total{cause="primary_down",from="operational",service="tickets",to="failed_over"} 1"#,
-            "switchboard_detection_seconds_count 1",
-            r#"switchboard_detection_seconds_bucket{le="5"} 1"#,
+            r#"switchboard_detection_seconds_count{service="tickets"} 1"#,
+            r#"switchboard_detection_seconds_bucket{service="tickets",le="5"} 1"#,
             r#"switchboard_announcements_total{audience="oncall",channel="email",kind="failover",result="success"} 1"#,
             r#"switchboard_announcement_last_success_timestamp_seconds{channel="email"} 1700000000"#,
             r#"switchboard_outbox_given_up_total{channel="chat"} 1"#,
@@ -881,6 +910,19 @@ mod tests {
             lines(&text, &["probe_failed_due_to_regex"]).is_empty(),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_configured_service_has_zeroed_detection_and_drill_series_until_forgotten() {
+        let m = Metrics::new();
+        m.detection_configured("tickets");
+        m.drill_service_configured("tickets");
+        let text = m.render();
+        assert!(text.contains(r#"switchboard_detection_seconds_count{service="tickets"} 0"#));
+        assert!(text.contains(r#"switchboard_drills_total{result="pass",service="tickets"} 0"#));
+        m.forget_service("tickets");
+        let text = m.render();
+        assert!(!text.contains(r#"service="tickets""#), "{text}");
     }
 
     #[test]

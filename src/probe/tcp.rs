@@ -89,6 +89,9 @@ pub(crate) fn of_version(mut addrs: Vec<SocketAddr>, version: IpVersion) -> Vec<
         IpVersion::Any => {}
         IpVersion::V4 => addrs.retain(SocketAddr::is_ipv4),
         IpVersion::V6 => addrs.retain(SocketAddr::is_ipv6),
+        // A stable sort: the resolver's order within each family is kept.
+        IpVersion::Prefer4 => addrs.sort_by_key(|a| !a.is_ipv4()),
+        IpVersion::Prefer6 => addrs.sort_by_key(|a| !a.is_ipv6()),
     }
     addrs
 }
@@ -390,5 +393,56 @@ pub(crate) fn finish(
         failed_due_to_regex: seen.failed_due_to_regex,
         dns: None,
         steps: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs() -> Vec<SocketAddr> {
+        ["[::1]:80", "127.0.0.1:80", "[::2]:80", "127.0.0.2:80"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn preferences_put_one_family_first_and_keep_the_other_as_fallback() {
+        let v4_first = of_version(addrs(), IpVersion::Prefer4);
+        assert_eq!(
+            v4_first.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["127.0.0.1:80", "127.0.0.2:80", "[::1]:80", "[::2]:80"]
+        );
+        let v6_first = of_version(addrs(), IpVersion::Prefer6);
+        assert_eq!(
+            v6_first.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["[::1]:80", "[::2]:80", "127.0.0.1:80", "127.0.0.2:80"]
+        );
+        assert_eq!(of_version(addrs(), IpVersion::V4).len(), 2);
+        assert_eq!(of_version(addrs(), IpVersion::V6).len(), 2);
+        assert_eq!(of_version(addrs(), IpVersion::Any), addrs());
+    }
+
+    /// With IPv4 preferred but the service listening on ::1 only, the probe falls back to
+    /// IPv6 instead of failing on the refused IPv4 address.
+    #[tokio::test]
+    async fn prefer4_falls_back_to_ipv6_when_ipv4_refuses() {
+        let Ok(listener) = tokio::net::TcpListener::bind("[::1]:0").await else {
+            panic!("::1 is not available on this machine; the test needs a real IPv6 loopback");
+        };
+        let port = listener.local_addr().unwrap().port();
+        let both: Vec<SocketAddr> = vec![
+            format!("[::1]:{port}").parse().unwrap(),
+            format!("127.0.0.1:{port}").parse().unwrap(),
+        ];
+        let ordered = of_version(both, IpVersion::Prefer4);
+        assert!(ordered[0].is_ipv4());
+        let mut seen = Seen::default();
+        let stream = connect(&ordered, &mut seen)
+            .await
+            .expect("falls back to ::1");
+        assert_eq!(stream.peer_addr().unwrap().ip().to_string(), "::1");
+        assert_eq!(seen.ip.as_deref(), Some("::1"));
     }
 }
