@@ -115,11 +115,34 @@ fn build_config(insecure: bool) -> Result<ClientConfig, String> {
     build_config_with(insecure, None)
 }
 
+/// ring's provider with AES-128-GCM/SHA-256 offered first, as Go's crypto/tls (and so
+/// blackbox_exporter) does on machines with AES instructions. rustls's default offers
+/// AES-256-GCM/SHA-384 first, and a server that honours the client's order then makes every
+/// handshake hash with SHA-384, which has no hardware help where SHA-256 has (SHA-NI): a
+/// measurable share of an HTTPS probe's CPU. The suites offered are the same, only the order.
+fn probe_provider() -> rustls::crypto::CryptoProvider {
+    use rustls::crypto::ring::cipher_suite as cs;
+    let mut provider = ring::default_provider();
+    let first = [
+        cs::TLS13_AES_128_GCM_SHA256,
+        cs::TLS13_AES_256_GCM_SHA384,
+        cs::TLS13_CHACHA20_POLY1305_SHA256,
+    ];
+    let rest: Vec<_> = provider
+        .cipher_suites
+        .iter()
+        .filter(|s| !first.iter().any(|f| f.suite() == s.suite()))
+        .copied()
+        .collect();
+    provider.cipher_suites = first.into_iter().chain(rest).collect();
+    provider
+}
+
 /// `roots`: the trust anchors when verifying; `None` means the webpki roots.
 fn build_config_with(insecure: bool, roots: Option<RootCertStore>) -> Result<ClientConfig, String> {
     // The provider is named explicitly so that no process-wide default has to be installed
     // (and no other crate's choice of provider can change what probes negotiate).
-    let provider = Arc::new(ring::default_provider());
+    let provider = Arc::new(probe_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
@@ -258,6 +281,24 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probes_offer_aes128_sha256_first_and_drop_no_suite() {
+        let ours = probe_provider().cipher_suites;
+        let default = ring::default_provider().cipher_suites;
+        assert_eq!(
+            ours[0].suite(),
+            rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
+        );
+        assert_eq!(ours.len(), default.len());
+        for s in &default {
+            assert!(
+                ours.iter().any(|o| o.suite() == s.suite()),
+                "{:?}",
+                s.suite()
+            );
+        }
+    }
 
     #[test]
     fn both_configs_build_and_offer_h2_then_http11() {
