@@ -9,8 +9,8 @@ use crate::config::CheckSpec;
 use crate::failover::{Cause, Side, State};
 use crate::probe::{ErrorClass, Outcome};
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 mod table;
@@ -28,16 +28,12 @@ pub struct Metrics {
     /// Per-service state, time in state, flapping and route targets.
     services: ServiceTable,
     transitions_total: IntCounterVec,
-    detection_seconds: HistogramVec,
     announcements_total: IntCounterVec,
     announcement_last_success: GaugeVec,
     outbox_given_up_total: IntCounterVec,
     outbox_backlog: IntGauge,
     incidents_open: IntGauge,
     outbox_oldest_age_seconds: Gauge,
-    drills_total: IntCounterVec,
-    drill_last_timestamp_seconds: GaugeVec,
-    drill_last_success: IntGaugeVec,
     reviews_pending: IntGauge,
     review_oldest_pending_age_seconds: Gauge,
     config_last_reload_success_timestamp_seconds: Gauge,
@@ -69,15 +65,6 @@ impl Metrics {
                 "switchboard_transitions_total",
                 "Failover state transitions, by cause.",
                 &["service", "from", "to", "cause"],
-            ),
-            detection_seconds: histogram_vec(
-                r,
-                "switchboard_detection_seconds",
-                "Time from the first failing probe to the route switch, in seconds, by service.",
-                &["service"],
-                vec![
-                    0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0,
-                ],
             ),
             announcements_total: counter_vec(
                 r,
@@ -111,24 +98,6 @@ impl Metrics {
                 r,
                 "switchboard_outbox_oldest_age_seconds",
                 "Age of the oldest announcement waiting in the outbox, in seconds (0 when empty).",
-            ),
-            drills_total: counter_vec(
-                r,
-                "switchboard_drills_total",
-                "Drills finished, by service and result (pass, fail or aborted).",
-                &["service", "result"],
-            ),
-            drill_last_timestamp_seconds: gauge_vec(
-                r,
-                "switchboard_drill_last_timestamp_seconds",
-                "When the service's last drill ended, in seconds since the epoch (0: never).",
-                &["service"],
-            ),
-            drill_last_success: int_gauge_vec(
-                r,
-                "switchboard_drill_last_success",
-                "Whether the service's last finished drill passed (1) or not (0).",
-                &["service"],
             ),
             reviews_pending: int_gauge(
                 r,
@@ -285,11 +254,10 @@ impl Metrics {
 
     /// An outage was detected and acted on `secs` after its first failing probe.
     pub fn detection_seconds(&self, service: &str, secs: f64) {
-        // Labelled by service so on-call can see which channel was slow to switch; a
-        // service's series appear with its first detection, so quiet services cost nothing.
-        self.detection_seconds
-            .with_label_values(&[service])
-            .observe(secs);
+        // Labelled by service so on-call can see which channel was slow to switch. Kept in
+        // the flat service table, not the registry: at thousands of services the registry's
+        // per-series cost in memory and scrape time is what the scale goals cannot afford.
+        self.services.detection(service, secs);
     }
 
     /// An announcement attempt over `channel` to `audience` about `kind` ended with `result`
@@ -358,37 +326,22 @@ impl Metrics {
             .inc();
     }
 
-    /// Exports the drill series of a configured service at 0, so alerts on "no drill for 90
-    /// days" see the service before its first drill.
     /// A service is configured: its detection histogram exists from the start, at zero, so
     /// `increase()` and `rate()` see the first detection.
     pub fn detection_configured(&self, service: &str) {
-        self.detection_seconds.with_label_values(&[service]);
+        self.services.configured(service);
     }
 
+    /// Exports the drill series of a configured service at 0, so alerts on "no drill for 90
+    /// days" see the service before its first drill.
     pub fn drill_service_configured(&self, service: &str) {
-        for result in ["pass", "fail", "aborted"] {
-            self.drills_total.with_label_values(&[service, result]);
-        }
-        self.drill_last_timestamp_seconds
-            .with_label_values(&[service]);
-        self.drill_last_success.with_label_values(&[service]);
+        self.services.configured(service);
     }
 
     /// A drill of `service` ended at `at_secs` with `result` (`pass`, `fail` or `aborted`).
     /// An aborted drill does not change the last success.
     pub fn drill(&self, service: &str, result: &str, at_secs: f64) {
-        self.drills_total
-            .with_label_values(&[service, result])
-            .inc();
-        self.drill_last_timestamp_seconds
-            .with_label_values(&[service])
-            .set(at_secs);
-        if result != "aborted" {
-            self.drill_last_success
-                .with_label_values(&[service])
-                .set(i64::from(result == "pass"));
-        }
+        self.services.drill(service, result, at_secs);
     }
 
     /// The unreviewed automatic transitions now: how many, and the oldest one's age.
@@ -453,17 +406,9 @@ impl Metrics {
 
     /// A service is no longer configured: drops its state and route series.
     pub fn forget_service(&self, service: &str) {
+        // All its series go with it (state, routes, detection, drills) rather than staying at
+        // their last values forever.
         self.services.remove(service);
-        // Series of a service removed by a reload go too, rather than staying at their last
-        // values forever. An error here only means the series never existed.
-        let _ = self.detection_seconds.remove_label_values(&[service]);
-        for result in ["pass", "fail", "aborted"] {
-            let _ = self.drills_total.remove_label_values(&[service, result]);
-        }
-        let _ = self
-            .drill_last_timestamp_seconds
-            .remove_label_values(&[service]);
-        let _ = self.drill_last_success.remove_label_values(&[service]);
     }
 
     /// The text exposition format 0.0.4, for `GET /metrics`.
@@ -522,18 +467,6 @@ fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec 
 
 fn gauge(r: &Registry, name: &str, help: &str) -> Gauge {
     let m = Gauge::new(name, help).expect(name);
-    r.register(Box::new(m.clone())).expect(name);
-    m
-}
-
-fn histogram_vec(
-    r: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-    buckets: Vec<f64>,
-) -> HistogramVec {
-    let m = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels).expect(name);
     r.register(Box::new(m.clone())).expect(name);
     m
 }

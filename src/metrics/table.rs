@@ -422,12 +422,37 @@ struct RouteRow {
     active: Side,
 }
 
+/// Bucket bounds of `switchboard_detection_seconds`, in seconds.
+pub const DETECTION_BUCKETS: [f64; 11] = [
+    0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+/// Drill results, in label order.
+const DRILL_RESULTS: [&str; 3] = ["aborted", "fail", "pass"];
+
+#[derive(Clone, Default)]
+struct Detection {
+    /// Observations per bucket (not cumulative); above the last bound only in `count`.
+    buckets: [u64; DETECTION_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+#[derive(Clone, Default)]
+struct Drills {
+    /// By `DRILL_RESULTS`.
+    totals: [u64; DRILL_RESULTS.len()],
+    last_at: f64,
+    last_success: u8,
+}
+
 #[derive(Clone)]
 struct ServiceValues {
     state: State,
     since: f64,
     flapping: bool,
     routes: Vec<RouteRow>,
+    detection: Detection,
+    drills: Drills,
 }
 
 /// Every service's state, time in state, flapping signal and routes.
@@ -437,6 +462,73 @@ pub struct ServiceTable {
 }
 
 impl ServiceTable {
+    fn render_detection_and_drills(rows: &[(String, String, ServiceValues)], out: &mut String) {
+        header(
+            out,
+            "switchboard_detection_seconds",
+            "Time from the first failing probe to the route switch, in seconds, by service.",
+            "histogram",
+        );
+        for (_, labels, v) in rows {
+            let d = &v.detection;
+            let mut cumulative = 0;
+            for (bound, n) in DETECTION_BUCKETS.iter().zip(d.buckets) {
+                cumulative += n;
+                let _ = writeln!(
+                    out,
+                    "switchboard_detection_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "switchboard_detection_seconds_bucket{{{labels},le=\"+Inf\"}} {}\n\
+                 switchboard_detection_seconds_sum{{{labels}}} {}\n\
+                 switchboard_detection_seconds_count{{{labels}}} {}",
+                d.count, d.sum, d.count
+            );
+        }
+        header(
+            out,
+            "switchboard_drills_total",
+            "Drills finished, by service and result (pass, fail, aborted).",
+            "counter",
+        );
+        for (_, labels, v) in rows {
+            for (result, n) in DRILL_RESULTS.iter().zip(v.drills.totals) {
+                let _ = writeln!(
+                    out,
+                    "switchboard_drills_total{{result=\"{result}\",{labels}}} {n}"
+                );
+            }
+        }
+        header(
+            out,
+            "switchboard_drill_last_timestamp_seconds",
+            "When the service's last drill ended (Unix time; 0 before its first).",
+            "gauge",
+        );
+        for (_, labels, v) in rows {
+            let _ = writeln!(
+                out,
+                "switchboard_drill_last_timestamp_seconds{{{labels}}} {}",
+                v.drills.last_at
+            );
+        }
+        header(
+            out,
+            "switchboard_drill_last_success",
+            "1 if the service's last finished drill passed, 0 if it failed or there was none.",
+            "gauge",
+        );
+        for (_, labels, v) in rows {
+            let _ = writeln!(
+                out,
+                "switchboard_drill_last_success{{{labels}}} {}",
+                v.drills.last_success
+            );
+        }
+    }
+
     fn with(&self, service: &str, f: impl FnOnce(&mut ServiceValues)) {
         let mut rows = self.rows.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((_, _, v)) = rows.iter_mut().find(|(id, ..)| id == service) {
@@ -448,6 +540,8 @@ impl ServiceTable {
             since: 0.0,
             flapping: false,
             routes: Vec::new(),
+            detection: Detection::default(),
+            drills: Drills::default(),
         };
         f(&mut v);
         rows.push((
@@ -467,6 +561,35 @@ impl ServiceTable {
 
     pub fn flapping(&self, service: &str, on: bool) {
         self.with(service, |v| v.flapping = on);
+    }
+
+    /// Makes sure the service has a row (its detection and drill series at zero).
+    pub fn configured(&self, service: &str) {
+        self.with(service, |_| {});
+    }
+
+    pub fn detection(&self, service: &str, secs: f64) {
+        self.with(service, |v| {
+            let d = &mut v.detection;
+            if let Some(i) = DETECTION_BUCKETS.iter().position(|b| secs <= *b) {
+                d.buckets[i] += 1;
+            }
+            d.count += 1;
+            d.sum += secs;
+        });
+    }
+
+    /// A drill ended with `result` at `at_secs`; an aborted drill leaves the last success.
+    pub fn drill(&self, service: &str, result: &str, at_secs: f64) {
+        self.with(service, |v| {
+            if let Some(i) = DRILL_RESULTS.iter().position(|r| *r == result) {
+                v.drills.totals[i] += 1;
+            }
+            v.drills.last_at = at_secs;
+            if result != "aborted" {
+                v.drills.last_success = u8::from(result == "pass");
+            }
+        });
     }
 
     /// A route's targets and active side; `primary`/`backup` `None` keep what is known.
@@ -511,6 +634,7 @@ impl ServiceTable {
 
     pub fn render(&self, out: &mut String) {
         let rows = self.rows.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        Self::render_detection_and_drills(&rows, out);
         header(
             out,
             "switchboard_service_state",
