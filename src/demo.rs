@@ -179,6 +179,9 @@ drill = ["support-ops@example.com"]
 [status_page]
 title = "Example Support Status (demo)"
 
+[auth]
+tokens_file = "tokens.toml"
+
 [defaults]
 interval = "2s"
 timeout = "1s"
@@ -316,6 +319,14 @@ pub async fn run(shutdown: watch::Receiver<bool>) -> Result<(), DemoError> {
     };
     let listen = listener.local_addr()?.to_string();
     let main = write_config(&dir, &site_url, &listen)?;
+    // A throwaway operator token (in this run's temporary directory, stored hashed like any
+    // other) so the control API, drills and the CLI clients can be tried against the demo.
+    let token = crate::api::auth::new_token(
+        &dir.join("tokens.toml"),
+        "demo-operator",
+        crate::api::auth::Role::Operator,
+    )
+    .map_err(|e| std::io::Error::other(e.to_string()))?;
     let config = Config::load(&main)?;
     let base = config.server.public_url.clone();
 
@@ -336,6 +347,9 @@ pub async fn run(shutdown: watch::Receiver<bool>) -> Result<(), DemoError> {
     say(&format!(
         "E-mails are written as .eml files to {}",
         dir.join("var/mail").display()
+    ));
+    say(&format!(
+        "Try a drill (operator token for this demo only):  SWITCHBOARD_URL={base} SWITCHBOARD_TOKEN={token} switchboard drill start ticket-submission --duration 1m --reason \"demo drill\" --dry-run --wait"
     ));
     say("In 8 s the ticket form will break; watch Switchboard notice, confirm and switch. Ctrl-C to stop.");
 
