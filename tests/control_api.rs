@@ -555,3 +555,84 @@ fn bad_input_is_answered_case_by_case_never_with_a_500() {
     // Nothing above was a server error, and the daemon still serves.
     assert_eq!(get(&d.url("/healthz")).expect("healthz").status, 200);
 }
+
+/// Operators' incident updates go through the control API: token and role checked, the update
+/// shown on the public incident documents, and the action in the audit chain under the
+/// token's name.
+#[test]
+fn incident_updates_need_an_operator_token_and_are_audited() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = Target::start();
+    let (d, _, t) = control::start(dir.path(), &target, None);
+    wait_until("checks healthy", Duration::from_secs(30), || {
+        all_healthy(&d, &t.viewer, "ticket-submission")
+    });
+    let r = request(
+        "POST",
+        &d.url(&format!("{SVC}/failover")),
+        Some(&t.operator),
+        Some(r#"{"reason":"form vendor outage"}"#),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+
+    // The failover opened an incident; the page's copy is reloaded off the core task.
+    let mut id = String::new();
+    wait_until("an unresolved incident", Duration::from_secs(10), || {
+        let r = get(&d.url("/api/v2/incidents/unresolved.json")).expect("get");
+        match json(&r)["incidents"][0]["id"].as_str() {
+            Some(i) => {
+                id = i.to_string();
+                true
+            }
+            None => false,
+        }
+    });
+    let path = format!("/api/v1/incidents/{id}/updates");
+    let body = r#"{"status":"monitoring","body":"Customers are on the backup form; the vendor is fixing the portal."}"#;
+
+    let r = request("POST", &d.url(&path), None, Some(body));
+    assert_error(&r, 401, "");
+    let r = request("POST", &d.url(&path), Some(&t.viewer), Some(body));
+    assert_error(&r, 403, "");
+    let r = request(
+        "POST",
+        &d.url("/api/v1/incidents/no-such-incident/updates"),
+        Some(&t.operator),
+        Some(body),
+    );
+    assert_error(&r, 404, "");
+    let r = request(
+        "POST",
+        &d.url(&path),
+        Some(&t.operator),
+        Some(r#"{"status":"fixed","body":"x"}"#),
+    );
+    assert_error(&r, 422, "status");
+
+    let r = request("POST", &d.url(&path), Some(&t.operator), Some(body));
+    assert_eq!(r.status, 201, "{r:?}");
+    let v = json(&r);
+    assert_eq!(v["incident"]["status"], "monitoring", "{v:#}");
+    assert!(
+        v["incident"]["incident_updates"]
+            .as_array()
+            .is_some_and(|u| u.iter().any(|u| u["body"]
+                .as_str()
+                .is_some_and(|b| b.contains("vendor is fixing")))),
+        "{v:#}"
+    );
+    let public = json(&get(&d.url("/api/v2/incidents.json")).expect("get"));
+    assert!(
+        public.to_string().contains("vendor is fixing"),
+        "{public:#}"
+    );
+
+    let records = audit(&d, &t.viewer, "");
+    assert!(
+        records.iter().any(|r| r["kind"] == "operator_action"
+            && r["actor"] == "olga"
+            && r["detail"]["command"] == "incident_update"
+            && r["detail"]["incident"] == id.as_str()),
+        "{records:#?}"
+    );
+}
