@@ -144,11 +144,34 @@ fn dockerfile_passes_hadolint_and_builds_in_rust_runs_as_non_root_on_debian_slim
         .split('-')
         .next()
         .expect("version");
-    let num = |v: &str| -> Vec<u32> { v.split('.').filter_map(|p| p.parse().ok()).collect() };
+    // "1.89" and "1.89.0" are the same version: compare three numbers, missing ones as 0.
+    let num = |v: &str| -> Vec<u32> {
+        let mut n: Vec<u32> = v.split('.').filter_map(|p| p.parse().ok()).collect();
+        n.resize(3, 0);
+        n
+    };
     assert!(
         num(image_version) >= num(&msrv),
         "rust:{image_version} < {msrv}"
     );
+    // The declared rust-version must cover every locked dependency, or the image's toolchain
+    // could be too old to build what Cargo.lock pins.
+    let meta = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo metadata");
+    assert!(meta.status.success(), "{meta:?}");
+    let meta: serde_json::Value = serde_json::from_slice(&meta.stdout).expect("metadata json");
+    for p in meta["packages"].as_array().expect("packages") {
+        if let Some(needs) = p["rust_version"].as_str() {
+            assert!(
+                num(needs) <= num(&msrv),
+                "{} needs rust {needs}, above rust-version {msrv}",
+                p["name"]
+            );
+        }
+    }
     assert!(
         lines
             .iter()
