@@ -1,12 +1,16 @@
 //! The HTTP client behind `switchboard status`, `drill ...`, `failover` and `failback`: one request to the control API, answered as JSON.
 //!
-//! Plain HTTP/1.1 over hyper (already a dependency) to `SWITCHBOARD_URL`; the daemon listens
-//! on loopback by default. `https://` is refused rather than silently sent in clear text.
+//! HTTP/1.1 over hyper (already a dependency) to `SWITCHBOARD_URL`: plain `http://` (the daemon
+//! listens on loopback by default), or `https://` to a daemon behind a TLS proxy, verified
+//! against the webpki roots or, with `SWITCHBOARD_CA_FILE`, a private CA. The token is never
+//! sent in clear text to an `https://` URL: there is no fallback.
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
 
@@ -18,8 +22,10 @@ pub const TIMEOUT: Duration = Duration::from_secs(30);
 /// Why a request got no HTTP answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("SWITCHBOARD_URL {0:?} is not an http:// URL (https is not supported by this client; put it behind a local tunnel)")]
+    #[error("SWITCHBOARD_URL {0:?} is not an http:// or https:// URL")]
     BadUrl(String),
+    #[error("CA file {path}: {detail}")]
+    BadCa { path: String, detail: String },
     #[error("cannot reach {url}: {detail}")]
     Unreachable { url: String, detail: String },
 }
@@ -48,30 +54,61 @@ impl Answer {
 #[derive(Clone, Debug)]
 pub struct Client {
     host: String,
+    /// The name to verify the certificate for, when `tls` is set.
+    server_name: String,
     base_path: String,
     token: Option<String>,
+    /// `Some` for `https://`: how the daemon's certificate is verified.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Client {
     pub fn new(url: &str, token: Option<String>) -> Result<Client, ClientError> {
         let u = url::Url::parse(url).map_err(|_| ClientError::BadUrl(url.to_string()))?;
-        if u.scheme() != "http" {
-            return Err(ClientError::BadUrl(url.to_string()));
-        }
+        let https = match u.scheme() {
+            "http" => false,
+            "https" => true,
+            _ => return Err(ClientError::BadUrl(url.to_string())),
+        };
         let host = u
             .host_str()
             .ok_or_else(|| ClientError::BadUrl(url.to_string()))?;
+        let server_name = host.trim_matches(['[', ']']).to_string();
         let port = u.port_or_known_default().unwrap_or(80);
         let host = if host.contains(':') && !host.starts_with('[') {
             format!("[{host}]:{port}")
         } else {
             format!("{host}:{port}")
         };
+        let tls = if https {
+            Some(Arc::new(tls_config(RootSource::Webpki)?))
+        } else {
+            None
+        };
         Ok(Client {
             host,
+            server_name,
             base_path: u.path().trim_end_matches('/').to_string(),
             token: token.filter(|t| !t.is_empty()),
+            tls,
         })
+    }
+
+    /// Verifies an `https://` daemon against the CA certificates in `path` (PEM) instead of
+    /// the webpki roots; no effect on `http://`.
+    pub fn with_ca_file(mut self, path: &Path) -> Result<Client, ClientError> {
+        if self.tls.is_some() {
+            self.tls = Some(Arc::new(tls_config(RootSource::File(path))?));
+        }
+        Ok(self)
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// Sends one request; `body` is JSON.
@@ -98,16 +135,34 @@ impl Client {
         body: Option<&serde_json::Value>,
     ) -> Result<Answer, ClientError> {
         let unreachable = |detail: String| ClientError::Unreachable {
-            url: format!("http://{}", self.host),
+            url: format!("{}://{}", self.scheme(), self.host),
             detail,
         };
         let stream = TcpStream::connect(&self.host)
             .await
             .map_err(|e| unreachable(e.to_string()))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        tokio::spawn(conn);
+        let mut sender = match &self.tls {
+            None => {
+                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(|e| unreachable(e.to_string()))?;
+                tokio::spawn(conn);
+                sender
+            }
+            Some(config) => {
+                let name = rustls::pki_types::ServerName::try_from(self.server_name.clone())
+                    .map_err(|e| unreachable(format!("server name: {e}")))?;
+                let tls = tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| unreachable(format!("TLS: {e}")))?;
+                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                    .await
+                    .map_err(|e| unreachable(e.to_string()))?;
+                tokio::spawn(conn);
+                sender
+            }
+        };
         let mut req = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base_path))
@@ -141,6 +196,41 @@ impl Client {
             body: String::from_utf8_lossy(&body).into_owned(),
         })
     }
+}
+
+enum RootSource<'a> {
+    Webpki,
+    File(&'a Path),
+}
+
+/// A verifying TLS configuration offering HTTP/1.1 only (the client speaks nothing else).
+fn tls_config(roots: RootSource<'_>) -> Result<rustls::ClientConfig, ClientError> {
+    let mut store = rustls::RootCertStore::empty();
+    match roots {
+        RootSource::Webpki => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        RootSource::File(path) => {
+            let bad = |detail: String| ClientError::BadCa {
+                path: path.display().to_string(),
+                detail,
+            };
+            let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                let cert = cert.map_err(|e| bad(e.to_string()))?;
+                store.add(cert).map_err(|e| bad(e.to_string()))?;
+            }
+            if store.is_empty() {
+                return Err(bad("no PEM certificate in it".to_string()));
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::BadUrl(format!("TLS set-up: {e}")))?
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 /// Exit codes of the client commands (documented in README.md).
@@ -271,11 +361,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_must_be_http_and_keep_their_path() {
+    fn urls_must_be_http_or_https_and_keep_their_path() {
         let c = Client::new("http://127.0.0.1:9999/sb/", None).unwrap();
         assert_eq!(c.host, "127.0.0.1:9999");
         assert_eq!(c.base_path, "/sb");
-        assert!(Client::new("https://example.com", None).is_err());
+        assert!(c.tls.is_none());
+        let s = Client::new("https://status.example.com/", None).unwrap();
+        assert_eq!(s.host, "status.example.com:443");
+        assert_eq!(s.server_name, "status.example.com");
+        assert!(s.tls.is_some());
+        assert!(Client::new("ftp://example.com", None).is_err());
         assert!(Client::new("not a url", None).is_err());
         assert_eq!(
             Client::new("http://localhost", None).unwrap().host,

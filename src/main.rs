@@ -113,6 +113,9 @@ struct ApiArgs {
     /// command line is visible to other users of the machine).
     #[arg(long, env = "SWITCHBOARD_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// PEM CA certificates to verify an `https://` daemon with, instead of the public roots.
+    #[arg(long, env = "SWITCHBOARD_CA_FILE")]
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -478,7 +481,10 @@ where
     >,
 {
     use switchboard::client::{exit, Client};
-    let c = match Client::new(&api.url, api.token.clone()) {
+    let c = match Client::new(&api.url, api.token.clone()).and_then(|c| match &api.ca_file {
+        Some(path) => c.with_ca_file(path),
+        None => Ok(c),
+    }) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("switchboard: {e}");
@@ -649,7 +655,10 @@ fn drill(command: DrillCommand) -> ExitCode {
 /// pass, 1 fail or aborted, or the client exit code of a failed request.
 fn follow(api: &ApiArgs, id: &str, json: bool) -> ExitCode {
     use switchboard::client::{exit, format_drill, Client};
-    let c = match Client::new(&api.url, api.token.clone()) {
+    let c = match Client::new(&api.url, api.token.clone()).and_then(|c| match &api.ca_file {
+        Some(path) => c.with_ca_file(path),
+        None => Ok(c),
+    }) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("switchboard: {e}");

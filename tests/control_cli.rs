@@ -120,8 +120,8 @@ fn clients_drive_the_daemon_with_meaningful_exit_codes() {
     let o = sb(&["status"], &url, None);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("SWITCHBOARD_TOKEN"));
-    // 2: usage (an https URL this client will not use in clear, an unknown service).
-    let o = sb(&["status"], "https://127.0.0.1:1", Some(&t.viewer));
+    // 2: usage (a URL that is neither http nor https, an unknown service).
+    let o = sb(&["status"], "ftp://127.0.0.1:1", Some(&t.viewer));
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let o = sb(
         &["failover", "nope", "--reason", "x"],
@@ -265,4 +265,115 @@ fn clients_drive_the_daemon_with_meaningful_exit_codes() {
     );
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("aborted"));
+}
+
+/// A TLS-terminating proxy in front of the daemon (as a deployment would put one), its
+/// certificate for `localhost` signed by a CA made here. Returns the proxy's port and the CA
+/// in PEM; the proxy runs on its own thread until the test process ends.
+fn tls_proxy(daemon: std::net::SocketAddr) -> (u16, String) {
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().expect("ca key");
+    let ca_cert = ca.self_signed(&ca_key).expect("ca cert");
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("leaf");
+    let leaf_key = rcgen::KeyPair::generate().expect("leaf key");
+    let leaf_cert = leaf
+        .signed_by(&leaf_key, &ca_cert, &ca_key)
+        .expect("signed leaf");
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![leaf_cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).expect("key"),
+    )
+    .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    listener.set_nonblocking(true).expect("nonblocking");
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::from_std(listener).expect("listener");
+            while let Ok((s, _)) = l.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(s).await else {
+                        return;
+                    };
+                    let Ok(mut up) = tokio::net::TcpStream::connect(daemon).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+                });
+            }
+        });
+    });
+    (port, ca_cert.pem())
+}
+
+/// `https://` is verified: against a private CA given by SWITCHBOARD_CA_FILE it works, and
+/// without it the certificate is refused (exit 3) and the token never leaves in clear text.
+#[test]
+fn status_over_https_verifies_the_daemon_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = Target::start();
+    let (d, _, t) = control::start(dir.path(), &target, None);
+    let daemon: std::net::SocketAddr = d
+        .url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("daemon address");
+    let (port, ca_pem) = tls_proxy(daemon);
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, ca_pem).expect("write ca");
+    let url = format!("https://localhost:{port}");
+
+    let mut c = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    c.arg("status")
+        .env("SWITCHBOARD_URL", &url)
+        .env("SWITCHBOARD_TOKEN", &t.viewer)
+        .env("SWITCHBOARD_CA_FILE", &ca);
+    let o = c.output().expect("run");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("ticket-submission"),
+        "{}",
+        text(&o)
+    );
+
+    // The public roots do not know the private CA: refused before any request is sent.
+    let o = sb(&["status"], &url, Some(&t.viewer));
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(
+        err.contains("TLS") && err.contains("UnknownIssuer"),
+        "{}",
+        text(&o)
+    );
+    assert!(!err.contains(&t.viewer), "the token must not be printed");
+
+    // A CA file that holds no certificate is a usage error that names the file.
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate").expect("write");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    c.arg("status")
+        .env("SWITCHBOARD_URL", &url)
+        .env("SWITCHBOARD_TOKEN", &t.viewer)
+        .env("SWITCHBOARD_CA_FILE", &junk);
+    let o = c.output().expect("run");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("junk.pem"),
+        "{}",
+        text(&o)
+    );
 }
