@@ -156,6 +156,9 @@ pub async fn run_with(
         shutdown: shutdown.clone(),
         history: history.clone(),
         board: board.clone(),
+        unrecorded: std::collections::VecDeque::new(),
+        retry_at: std::time::Instant::now(),
+        retry_delay: RETRY_MIN,
         templates: Arc::new(templates),
     };
     for s in &core.services {
@@ -249,6 +252,17 @@ pub async fn run_with(
     while tasks.join_next().await.is_some() {}
     Ok(())
 }
+
+/// A transition the store did not take yet, with what its commit writes.
+struct Unrecorded {
+    t: Transition,
+    audit: crate::audit::AuditContext,
+    announcements: Vec<crate::store::NewAnnouncement>,
+}
+
+/// The first and the longest wait between retries of unrecorded transitions.
+const RETRY_MIN: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// Messages to the core task.
 enum Msg {
@@ -737,6 +751,12 @@ struct Core {
     history: Arc<History>,
     /// Incidents for the status page, told after each recorded transition.
     board: Arc<Board>,
+    /// Transitions whose commit failed (full disk, database locked), kept in order and
+    /// retried with backoff so that neither they nor their announcements are lost.
+    unrecorded: std::collections::VecDeque<Unrecorded>,
+    /// When the next retry of `unrecorded` is due, and the delay after that.
+    retry_at: std::time::Instant,
+    retry_delay: Duration,
     /// Message templates, loaded once at start.
     templates: Arc<Templates>,
 }
@@ -801,7 +821,12 @@ impl Core {
                     }
                     None => break,
                 },
-                _ = publish.tick() => if dirty { self.publish(); dirty = false; },
+                _ = publish.tick() => {
+                    if !self.unrecorded.is_empty() && std::time::Instant::now() >= self.retry_at {
+                        self.retry_unrecorded();
+                    }
+                    if dirty { self.publish(); dirty = false; }
+                },
                 _ = shutdown.wait_for(|s| *s) => break,
             }
         }
@@ -1612,8 +1637,15 @@ impl Core {
             routes_before: routes_on(svc.side),
             routes_after: routes_on(side_after),
         };
-        let res =
-            tokio::task::block_in_place(|| store.commit_transition(&t, audit, &announcements));
+        // While earlier transitions wait for a retry, this one queues behind them: the store
+        // must see every service's transitions in order.
+        let res = if self.unrecorded.is_empty() {
+            tokio::task::block_in_place(|| {
+                store.commit_transition(&t, audit.clone(), &announcements)
+            })
+        } else {
+            Err(StoreError::Deferred)
+        };
         let transition_id = match res {
             Ok(c) => {
                 self.metrics.audit_recorded(crate::audit::KIND_TRANSITION);
@@ -1624,13 +1656,23 @@ impl Core {
                 self.board.changed();
                 Some(c.transition_id)
             }
-            // The switch still happens (customers come first), but loudly: the record is missing.
+            // The switch still happens (customers come first); the record and its
+            // announcements are kept in memory and written as soon as the store takes them.
             Err(e) => {
-                self.metrics.store_error("commit_transition");
-                error!(
-                    "{}: could not record transition {} -> {}: {e}; announcements for it are NOT queued",
-                    svc.spec.name, t.from, t.to
-                );
+                if !matches!(e, StoreError::Deferred) {
+                    self.metrics.store_error("commit_transition");
+                    error!(
+                        "{}: could not record transition {} -> {}: {e}; keeping it and its {} announcement(s) in memory, retrying",
+                        svc.spec.name, t.from, t.to, announcements.len()
+                    );
+                    self.retry_at = std::time::Instant::now() + RETRY_MIN;
+                    self.retry_delay = RETRY_MIN;
+                }
+                self.unrecorded.push_back(Unrecorded {
+                    t: t.clone(),
+                    audit,
+                    announcements,
+                });
                 None
             }
         };
@@ -1654,6 +1696,45 @@ impl Core {
             svc.spec.name, t.from, t.to, t.reason
         );
         transition_id
+    }
+
+    /// Writes the transitions whose commit failed, oldest first, stopping at the first that
+    /// fails again (and backing off, doubling up to `RETRY_MAX`).
+    fn retry_unrecorded(&mut self) {
+        while let Some(u) = self.unrecorded.front() {
+            let store = self.store.clone();
+            let res = tokio::task::block_in_place(|| {
+                store.commit_transition(&u.t, u.audit.clone(), &u.announcements)
+            });
+            match res {
+                Ok(_) => {
+                    info!(
+                        "{}: recorded transition {} -> {} of {} on retry; its {} announcement(s) are queued",
+                        u.t.service,
+                        u.t.from,
+                        u.t.to,
+                        u.t.at.rfc3339(),
+                        u.announcements.len()
+                    );
+                    self.metrics.audit_recorded(crate::audit::KIND_TRANSITION);
+                    self.unrecorded.pop_front();
+                    self.outbox_wake.notify_one();
+                    self.board.changed();
+                }
+                Err(e) => {
+                    self.metrics.store_error("commit_transition");
+                    self.retry_delay = (self.retry_delay * 2).min(RETRY_MAX);
+                    self.retry_at = std::time::Instant::now() + self.retry_delay;
+                    warn!(
+                        "{} transition(s) still unrecorded ({e}); retrying in {}s",
+                        self.unrecorded.len(),
+                        self.retry_delay.as_secs()
+                    );
+                    return;
+                }
+            }
+        }
+        self.retry_delay = RETRY_MIN;
     }
 
     /// Queues the on-call alert that the service is flapping: not a transition, so it is

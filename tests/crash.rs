@@ -664,9 +664,105 @@ fn a_database_removed_under_the_running_daemon_is_reported_loudly() {
         .find(|l| l.contains("could not record transition"))
         .expect("error line");
     assert!(
-        line.contains("ERROR") && line.contains("is gone") && line.contains("NOT queued"),
+        line.contains("ERROR") && line.contains("is gone") && line.contains("retrying"),
         "{line}"
     );
     let errors = d.metric("switchboard_store_errors_total{operation=\"commit_transition\"}");
     assert!(errors.is_some_and(|n| n >= 1.0), "{}", d.metrics());
+}
+
+/// A database another process holds locked (a backup tool, an operator's sqlite3 shell) when
+/// a failover happens: the route still switches at once, the transition and its announcements
+/// wait in memory, and once the lock is released they are written in order and every e-mail
+/// goes out exactly once.
+#[test]
+fn a_locked_database_delays_the_record_but_loses_no_transition_and_no_announcement() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = Target::start();
+    let (config, port) = write_config_with(
+        dir.path(),
+        &target,
+        "transport = \"file\"\ndir = \"var/mail\"",
+        "var/switchboard.db",
+        "2s",
+    );
+    let d = Daemon::start(&config, port);
+    wait_until("service operational", LIMIT, || d.state_is("operational"));
+    let db = dir.path().join("var/switchboard.db");
+    let mail = dir.path().join("var/mail");
+    let emls = || {
+        std::fs::read_dir(&mail)
+            .map(|r| r.filter_map(Result::ok).count())
+            .unwrap_or(0)
+    };
+    assert_eq!(emls(), 0);
+
+    // A real second writer: Python's sqlite3 takes the write lock and holds it until told.
+    let mut locker = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys\n\
+             c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)\n\
+             c.execute('BEGIN EXCLUSIVE')\n\
+             print('locked', flush=True)\n\
+             sys.stdin.readline()\n\
+             c.execute('COMMIT')\n",
+        ])
+        .arg(&db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(locker.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("read");
+    assert_eq!(line.trim(), "locked");
+
+    target.set_down(true);
+    wait_until("route switched to backup", LIMIT, || {
+        d.location("submit-ticket") == target.url("/backup")
+    });
+    wait_until("the failed commit is logged", LIMIT, || {
+        d.log_text().contains("could not record transition")
+    });
+    assert!(
+        d.log_text()
+            .contains("keeping it and its 2 announcement(s) in memory"),
+        "{}",
+        d.log_text()
+    );
+    assert_eq!(emls(), 0, "nothing can be sent that is not recorded");
+
+    // Release the lock: the retry writes the transition and the outbox sends both e-mails.
+    drop(locker.stdin.take());
+    let _ = locker.wait();
+    wait_until("both failover e-mails written", LIMIT, || emls() >= 2);
+    assert!(
+        d.log_text().contains("on retry"),
+        "the retry is logged: {}",
+        d.log_text()
+    );
+    // Nothing more arrives: one message per audience, not one per attempt.
+    thread::sleep(Duration::from_secs(2));
+    assert_eq!(emls(), 2);
+    let conn =
+        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open read-only");
+    let to: String = conn
+        .query_row(
+            "SELECT to_state FROM transitions ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .expect("the transition is recorded");
+    assert_eq!(to, "failed_over");
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["audit", "verify", "--config"])
+        .arg(&config)
+        .output()
+        .expect("audit verify");
+    assert!(out.status.success(), "{out:?}");
 }

@@ -170,6 +170,10 @@ pub enum StoreError {
     },
     #[error("no incident with id {0:?}")]
     NoSuchIncident(String),
+    /// Not attempted: earlier transitions are still waiting to be written (the shell keeps
+    /// order by queueing behind them).
+    #[error("deferred behind earlier unrecorded transitions")]
+    Deferred,
     #[error("service {0} has no recorded transition to attach a notice to")]
     NoTransition(String),
     #[error("no outbox row with id {0}")]
