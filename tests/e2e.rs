@@ -144,6 +144,26 @@ fn sigkill_while_failed_over_keeps_backup_and_sends_nothing_twice() {
     assert!(emls()
         .iter()
         .all(|m| m.contains("Ticket submission") && m.contains(&backup)));
+    // Kill only once the outbox has recorded both deliveries: a kill between writing a
+    // message and recording it may repeat that message (same Message-ID), which the crash
+    // tests cover; this test is about a daemon restarted while failed over.
+    // The success counter moves only after the outbox has marked the row delivered.
+    wait_until("both deliveries recorded", Duration::from_secs(30), || {
+        get(&d.url("/metrics"))
+            .map(|r| {
+                r.body
+                    .lines()
+                    .filter(|l| {
+                        l.starts_with("switchboard_announcements_total{")
+                            && l.contains("channel=\"email\"")
+                            && l.contains("result=\"success\"")
+                    })
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum::<f64>()
+                    >= 2.0
+            })
+            .unwrap_or(false)
+    });
 
     d.kill9();
     let d = Daemon::start(&config, port);
