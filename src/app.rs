@@ -1213,6 +1213,52 @@ impl Core {
         )
     }
 
+    /// A service removed from the configuration is no longer watched: its open incident is
+    /// resolved with an update saying so, rather than left open on the status page forever.
+    fn resolve_incidents_of_removed(&self, removed: &[String], actor: &str) {
+        if removed.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        // `incidents(0)`: every unresolved incident (and no resolved ones).
+        let open = match tokio::task::block_in_place(|| store.incidents(0)) {
+            Ok(all) => all,
+            Err(e) => {
+                self.metrics.store_error("incidents");
+                error!("could not read incidents of removed services: {e}");
+                return;
+            }
+        };
+        for inc in open
+            .iter()
+            .filter(|i| i.is_open() && removed.contains(&i.service))
+        {
+            let update = crate::store::NewIncidentUpdate {
+                status: crate::incident::IncidentStatus::Resolved,
+                body: "This channel is no longer monitored here: it was removed from the \
+                       configuration."
+                    .to_string(),
+                actor: actor.to_string(),
+                at: Timestamp::now(),
+            };
+            match tokio::task::block_in_place(|| store.add_incident_update(&inc.public_id, &update))
+            {
+                Ok(_) => info!(
+                    "{}: incident {} resolved: the service was removed from the configuration",
+                    inc.service, inc.public_id
+                ),
+                Err(e) => {
+                    self.metrics.store_error("add_incident_update");
+                    error!(
+                        "{}: could not resolve incident {} of the removed service: {e}",
+                        inc.service, inc.public_id
+                    );
+                }
+            }
+        }
+        self.board.changed();
+    }
+
     /// Shows every service's planned windows (configured and scheduled through the API) on
     /// the status page.
     fn show_windows(&self) {
@@ -1414,6 +1460,7 @@ impl Core {
         self.config = Arc::new(new);
         configure_status_page(&self.store, &self.board, &self.config);
         self.show_windows();
+        self.resolve_incidents_of_removed(&report.services_removed, actor);
         self.start_probes();
         for si in 0..self.services.len() {
             self.on_event(si, Event::Tick, now);

@@ -110,6 +110,32 @@ fn reload_swaps_services_and_checks_keeps_state_and_refuses_an_invalid_file() {
         "{log}"
     );
 
+    // An admin forces the portal onto its backup (a mailto route, no backup checks): that
+    // opens an incident, which must not outlive the portal's removal below.
+    let r = request(
+        "POST",
+        &d.url("/api/v1/services/portal/failover"),
+        Some(&t.admin),
+        Some(r#"{"reason":"portal vendor outage","force":true}"#),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let portal_incidents = |d: &Daemon| -> usize {
+        let v = json(&get(&d.url("/api/v2/incidents/unresolved.json")).expect("get"));
+        v["incidents"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|i| i.to_string().contains("portal"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    wait_until(
+        "the portal's incident is open",
+        Duration::from_secs(10),
+        || portal_incidents(&d) == 1,
+    );
+
     // A valid change: portal removed, booking added, the ticket form's check changed.
     std::fs::remove_file(dir.path().join("probes/broken.toml")).expect("rm");
     std::fs::remove_file(dir.path().join("probes/portal.toml")).expect("rm");
@@ -178,6 +204,14 @@ fn reload_swaps_services_and_checks_keeps_state_and_refuses_an_invalid_file() {
     );
     let metrics = get(&d.url("/metrics")).expect("metrics").body;
     assert!(!metrics.contains("check=\"portal-page\""));
+    // The removed portal's incident is resolved, with the reason, not left open.
+    wait_until(
+        "the portal's incident resolved",
+        Duration::from_secs(10),
+        || portal_incidents(&d) == 0,
+    );
+    let all = get(&d.url("/api/v2/incidents.json")).expect("get").body;
+    assert!(all.contains("removed from the configuration"), "{all}");
     assert!(metrics.contains("check=\"booking-page\""));
     assert_eq!(
         metric(&d, "switchboard_config_last_reload_successful"),
