@@ -562,26 +562,35 @@ async fn deliveries(
     }
 }
 
+/// A step observed at `at`: a pass when within `target` of `start`, a fail when later.
+fn observed(
+    start: Timestamp,
+    at: Timestamp,
+    target: Duration,
+    verb: &str,
+    details: &[String],
+) -> (StepStatus, Option<Timestamp>, Option<Duration>, String) {
+    let took = at.since(start);
+    let status = if took <= target {
+        StepStatus::Pass
+    } else {
+        StepStatus::Fail
+    };
+    (
+        status,
+        Some(at),
+        Some(took),
+        format!("{verb}: {}", details.join("; ")),
+    )
+}
+
 async fn email_accepted(ctx: &Context, r: &Shared, start: Timestamp, target: Duration) {
     let res = deliveries(ctx, start, target, |row| {
         row.channel == "email" && row.audience == "drill"
     })
     .await;
     let (status, at, took, detail) = match res {
-        Ok((at, details)) => {
-            let took = at.since(start);
-            let status = if took <= target {
-                StepStatus::Pass
-            } else {
-                StepStatus::Fail
-            };
-            (
-                status,
-                Some(at),
-                Some(took),
-                format!("accepted: {}", details.join("; ")),
-            )
-        }
+        Ok((at, details)) => observed(start, at, target, "accepted", &details),
         Err(e) if e.is_empty() => (
             StepStatus::Skipped,
             None,
@@ -624,20 +633,7 @@ async fn webhooks(ctx: &Context, r: &Shared, start: Timestamp, target: Duration,
     }
     let res = deliveries(ctx, start, target, |row| row.channel == "webhook").await;
     let (status, at, took, detail) = match res {
-        Ok((at, details)) => {
-            let took = at.since(start);
-            let status = if took <= target {
-                StepStatus::Pass
-            } else {
-                StepStatus::Fail
-            };
-            (
-                status,
-                Some(at),
-                Some(took),
-                format!("acknowledged: {}", details.join("; ")),
-            )
-        }
+        Ok((at, details)) => observed(start, at, target, "acknowledged", &details),
         Err(e) if e.is_empty() => (
             StepStatus::Fail,
             None,

@@ -3,35 +3,16 @@
 
 #[path = "support/daemon.rs"]
 mod daemon;
+#[path = "support/oncall.rs"]
+mod oncall;
 
 use daemon::{get, wait_until, write_config, Daemon, Target};
 use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
+/// promtool run from the repository root (paths in the checks are relative to it).
 fn promtool(args: &[&str], stdin: &str) -> (bool, String) {
-    let mut child = Command::new("promtool")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect(
-            "promtool is required: run ./scripts/test.sh to install Debian's prometheus package",
-        );
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write to promtool");
-    let out = child.wait_with_output().expect("promtool output");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    oncall::promtool(args, &oncall::repo(""), stdin)
 }
 
 #[test]

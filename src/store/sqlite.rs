@@ -475,15 +475,26 @@ impl Store {
 
     /// Records a successful delivery. Idempotent: marking a delivered row again changes nothing.
     pub fn mark_delivered(&self, id: i64, at: Timestamp, detail: &str) -> Result<(), StoreError> {
-        let conn = self.conn();
-        let n = conn.execute(
+        self.update_pending(
+            id,
             "UPDATE outbox
              SET status = 'delivered', attempts = attempts + 1, delivered_at_ms = ?2,
                  last_attempt_at_ms = ?2, detail = ?3
              WHERE id = ?1 AND status = 'pending'",
             params![id, at.as_millis(), detail],
-        )?;
-        if n == 0 {
+        )
+    }
+
+    /// Runs an `UPDATE` of pending outbox row `id`; when it changes nothing, the row must
+    /// still exist (already delivered or given up is fine, unknown is an error).
+    fn update_pending(
+        &self,
+        id: i64,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<(), StoreError> {
+        let conn = self.conn();
+        if conn.execute(sql, params)? == 0 {
             ensure_outbox_row(&conn, id)?;
         }
         Ok(())
@@ -498,35 +509,27 @@ impl Store {
         error: &str,
         next_attempt_at: Timestamp,
     ) -> Result<(), StoreError> {
-        let conn = self.conn();
-        let n = conn.execute(
+        self.update_pending(
+            id,
             "UPDATE outbox
              SET attempts = attempts + 1, last_attempt_at_ms = ?2, last_error = ?3,
                  next_attempt_at_ms = ?4
              WHERE id = ?1 AND status = 'pending'",
             params![id, at.as_millis(), error, next_attempt_at.as_millis()],
-        )?;
-        if n == 0 {
-            ensure_outbox_row(&conn, id)?;
-        }
-        Ok(())
+        )
     }
 
     /// Records a last failed attempt and stops retrying the row: it is older than the
     /// give-up age. The row is kept, with its error, for the record.
     pub fn mark_given_up(&self, id: i64, at: Timestamp, error: &str) -> Result<(), StoreError> {
-        let conn = self.conn();
-        let n = conn.execute(
+        self.update_pending(
+            id,
             "UPDATE outbox
              SET status = 'given_up', attempts = attempts + 1, last_attempt_at_ms = ?2,
                  last_error = ?3, given_up_at_ms = ?2
              WHERE id = ?1 AND status = 'pending'",
             params![id, at.as_millis(), error],
-        )?;
-        if n == 0 {
-            ensure_outbox_row(&conn, id)?;
-        }
-        Ok(())
+        )
     }
 
     /// Queues announcements that follow no new transition (a flapping alert): they are
