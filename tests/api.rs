@@ -199,17 +199,11 @@ fn keys(v: &Value) -> BTreeSet<String> {
         .collect()
 }
 
-/// The Statuspage reference lives in `shared/` beside the repository (`../shared/data/...`).
-/// A git worktree may sit deeper than the main checkout, so nearer ancestors are tried first
-/// and the first one holding the file wins.
+/// The Statuspage v2 reference example, kept in the repository's testdata (a copy of the
+/// design's `data/statuspage_summary_example.json`) so the test needs nothing outside it.
 fn reference() -> Value {
-    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let path = manifest
-        .ancestors()
-        .skip(1)
-        .map(|dir| dir.join("shared/data/statuspage_summary_example.json"))
-        .find(|p| p.is_file())
-        .expect("shared/data/statuspage_summary_example.json beside the repository");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/statuspage/summary_example.json");
     let text = std::fs::read_to_string(&path).expect("reference example");
     serde_json::from_str(&text).expect("reference JSON")
 }

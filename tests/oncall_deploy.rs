@@ -156,8 +156,19 @@ fn dockerfile_passes_hadolint_and_builds_in_rust_runs_as_non_root_on_debian_slim
     );
     // The declared rust-version must cover every locked dependency, or the image's toolchain
     // could be too old to build what Cargo.lock pins.
+    // Only this platform's packages: the others' sources are never fetched by a build here,
+    // so asking for them would need the network (or fail offline) on a fresh cargo cache.
+    let rustc = std::process::Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .expect("rustc -vV");
+    let host = String::from_utf8_lossy(&rustc.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+        .expect("host triple");
     let meta = std::process::Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .args(["metadata", "--format-version", "1", "--locked"])
+        .args(["--filter-platform", &host])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo metadata");
