@@ -214,6 +214,10 @@ pub async fn run_with(
     let auth = crate::api::auth::Auth::new(
         config.auth.tokens_file.clone(),
         Box::new(move |reason| m_auth.auth_failure(reason)),
+    )
+    .behind_proxies(
+        config.server.trusted_proxies.clone(),
+        config.server.client_ip_header.clone(),
     );
     let control = crate::api::control::Control {
         core: handle.clone(),
@@ -882,7 +886,7 @@ impl Core {
         self.probes_stop = watch::Sender::new(false);
         for (si, s) in self.config.services.iter().enumerate() {
             for ci in 0..s.checks.len() {
-                tokio::spawn(probe_loop(
+                tokio::spawn(supervised_probe_loop(
                     ProbeLoop {
                         generation: self.generation,
                         si,
@@ -2028,6 +2032,7 @@ fn first_delay(check: &CheckSpec) -> Duration {
 }
 
 /// What a probe loop needs: which check (by position in `config`, valid for its generation).
+#[derive(Clone)]
 struct ProbeLoop {
     generation: u64,
     si: usize,
@@ -2036,6 +2041,44 @@ struct ProbeLoop {
     tx: mpsc::Sender<Msg>,
     metrics: Arc<Metrics>,
     permits: Arc<Semaphore>,
+}
+
+/// Runs `probe_loop`, starting it again (after a second, counted and logged) if it panics,
+/// so a bug in one probe never silently stops a check from being probed.
+async fn supervised_probe_loop(
+    p: ProbeLoop,
+    shutdown: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
+) {
+    let spec = &p.config.services[p.si];
+    let (service, check) = (spec.id.clone(), spec.checks[p.ci].name.clone());
+    let metrics = p.metrics.clone();
+    restart_on_panic(
+        || probe_loop(p.clone(), shutdown.clone(), stop.clone()),
+        || {
+            error!(service, check, "probe loop panicked; restarting it in 1s");
+            metrics.probe_loop_restarted(&service, &check);
+        },
+    )
+    .await;
+}
+
+/// Runs the future `make` builds until it finishes without panicking; after each panic calls
+/// `on_panic`, waits a second (a loop that always panics must not spin) and starts again.
+async fn restart_on_panic<F, Fut>(make: F, on_panic: impl Fn())
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    loop {
+        match tokio::spawn(make()).await {
+            Err(e) if e.is_panic() => {
+                on_panic();
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            _ => return,
+        }
+    }
 }
 
 /// Probes one check until shutdown or until its generation is stopped by a reload: at its
@@ -2201,5 +2244,40 @@ fn command_actor(c: &Command) -> (String, String) {
         | Command::MaintenanceStop { actor, reason }
         | Command::DrillStart { actor, reason, .. }
         | Command::DrillAbort { actor, reason } => (actor.clone(), reason.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn a_panicking_probe_loop_is_restarted_and_counted() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let panics = Arc::new(AtomicUsize::new(0));
+        let r = runs.clone();
+        let p = panics.clone();
+        restart_on_panic(
+            move || {
+                let r = r.clone();
+                async move {
+                    // The first run panics as a probe bug would; the second ends normally.
+                    if r.fetch_add(1, Ordering::SeqCst) == 0 {
+                        panic!("bug in a probe");
+                    }
+                }
+            },
+            move || {
+                p.fetch_add(1, Ordering::SeqCst);
+            },
+        )
+        .await;
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            2,
+            "started again after the panic"
+        );
+        assert_eq!(panics.load(Ordering::SeqCst), 1, "the panic was counted");
     }
 }

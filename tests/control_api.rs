@@ -8,7 +8,9 @@ mod control;
 #[path = "support/daemon.rs"]
 mod daemon;
 
-use control::{all_healthy, assert_error, audit, json, metric, request, request_with, service};
+use control::{
+    all_healthy, assert_error, audit, json, metric, request, request_headers, request_with, service,
+};
 use daemon::{get, wait_until, Target};
 
 const SVC: &str = "/api/v1/services/ticket-submission";
@@ -111,11 +113,22 @@ fn repeated_wrong_tokens_slow_down_that_client_only() {
     }
     assert_eq!(&statuses[..5], &[401; 5], "{statuses:?}");
     assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
-    // In backoff even a valid token from that client waits...
-    let r = request_with("GET", &url, Some(&t.viewer), None, None, attacker);
+    // In backoff a wrong token from that client waits, told for how long in whole seconds...
+    let r = request_with("GET", &url, Some("sbt_guess9"), None, None, attacker);
     assert_error(&r, 429, "retry");
-    assert!(r.header("retry-after").is_some());
-    // ...while another client is served at once.
+    let wait: u64 = r
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in whole seconds");
+    assert!(wait >= 1, "{r:?}");
+    // ...but a valid token from the same address (an operator behind the same NAT as the
+    // guesser) is served: wrong tokens cannot lock out a valid operator...
+    let r = request_with("GET", &url, Some(&t.viewer), None, None, attacker);
+    assert_eq!(r.status, 200, "{r:?}");
+    // ...without lifting the guesser's backoff...
+    let r = request_with("GET", &url, Some("sbt_guess10"), None, None, attacker);
+    assert_eq!(r.status, 429, "{r:?}");
+    // ...and another client is served at once.
     let r = request_with("GET", &url, Some(&t.viewer), None, None, other);
     assert_eq!(r.status, 200, "{r:?}");
     assert!(
@@ -634,5 +647,105 @@ fn incident_updates_need_an_operator_token_and_are_audited() {
             && r["detail"]["command"] == "incident_update"
             && r["detail"]["incident"] == id.as_str()),
         "{records:#?}"
+    );
+}
+
+#[test]
+fn behind_a_trusted_proxy_the_backoff_follows_the_forwarded_client() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = Target::start();
+    let (main, port, t) = control::prepare(dir.path(), &target, None);
+    // The daemon sits behind a reverse proxy on 127.0.0.1: every request comes from it.
+    let text = std::fs::read_to_string(&main).expect("config");
+    let text = text.replacen(
+        "[server]\n",
+        "[server]\ntrusted_proxies = [\"127.0.0.1\"]\nclient_ip_header = \"X-Forwarded-For\"\n",
+        1,
+    );
+    std::fs::write(&main, text).expect("write config");
+    let d = daemon::Daemon::start_with(&main, port, &[], Some(&dir.path().join("daemon.log")));
+    let url = d.url("/api/v1/services");
+    let via_proxy = |token: &str, client: &str| {
+        request_headers(
+            "GET",
+            &url,
+            Some(token),
+            None,
+            None,
+            None,
+            &[("X-Forwarded-For", &format!("{client}, 127.0.0.1"))],
+        )
+    };
+    let statuses: Vec<u16> = (0..7)
+        .map(|i| via_proxy(&format!("sbt_guess{i}"), "203.0.113.66").status)
+        .collect();
+    assert_eq!(&statuses[..5], &[401; 5], "{statuses:?}");
+    assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
+    // Another client behind the same proxy is judged on its own: 401 for a wrong token, not
+    // 429, and 200 for a right one.
+    assert_eq!(via_proxy("sbt_typo", "198.51.100.7").status, 401);
+    assert_eq!(via_proxy(&t.viewer, "198.51.100.7").status, 200);
+    // A client that is not a trusted proxy cannot pick its address by sending the header.
+    let spoofed = request_headers(
+        "GET",
+        &url,
+        Some("sbt_guess_x"),
+        None,
+        None,
+        Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9))),
+        &[("X-Forwarded-For", "198.51.100.99")],
+    );
+    assert_eq!(spoofed.status, 401, "{spoofed:?}");
+}
+
+#[test]
+fn every_response_carries_the_security_headers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = Target::start();
+    let (d, _, t) = control::start(dir.path(), &target, None);
+    for (path, token) in [
+        ("/status", None),
+        ("/api/v2/summary.json", None),
+        ("/api/v2/incidents.json", None),
+        ("/history.atom", None),
+        ("/go/submit-ticket", None),
+        ("/api/v1/routes", None),
+        ("/api/v1/openapi.json", None),
+        ("/api/v1/services", Some(t.viewer.as_str())),
+        ("/api/v1/services", None),
+        ("/no/such/page", None),
+    ] {
+        let r = request("GET", &d.url(path), token, None);
+        assert!(r.status > 0, "{path}: {r:?}");
+        let csp = r
+            .header("content-security-policy")
+            .unwrap_or_else(|| panic!("{path}: no CSP: {r:?}"));
+        assert!(csp.starts_with("default-src 'none'"), "{path}: {csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert!(
+            !csp.contains("script-src") && !csp.contains("unsafe-inline"),
+            "{path}: {csp}"
+        );
+        assert_eq!(
+            r.header("x-content-type-options").as_deref(),
+            Some("nosniff"),
+            "{path}"
+        );
+        assert_eq!(
+            r.header("x-frame-options").as_deref(),
+            Some("DENY"),
+            "{path}"
+        );
+        assert_eq!(
+            r.header("referrer-policy").as_deref(),
+            Some("no-referrer"),
+            "{path}"
+        );
+    }
+    // The page's one stylesheet is the one the policy allows, by hash: no inline script.
+    let page = request("GET", &d.url("/status"), None, None);
+    assert!(
+        !page.body.contains("<script"),
+        "the status page has no script"
     );
 }

@@ -4,8 +4,12 @@
 //! only each token's name, role and SHA-256. A request's bearer token is hashed and compared
 //! with every stored hash in constant time (no early exit, no length leak), so response
 //! timing says nothing about how close a guess was. Repeated failures from one client IP
-//! put that IP in an exponential backoff (answered 429 without looking at the token), which
-//! slows guessing down without touching valid tokens used from other clients.
+//! put that IP in an exponential backoff: while it lasts, a wrong or missing token is
+//! answered 429 (`Retry-After` rounded up to whole seconds). The token is always verified
+//! first, so a valid token is never refused by the backoff: someone guessing from behind the
+//! same NAT or proxy cannot lock the on-call operator out during an incident. Behind a
+//! reverse proxy listed in `[server] trusted_proxies`, the client is the address that proxy
+//! reports in `client_ip_header` (the nearest untrusted hop), not the proxy itself.
 //!
 //! The file is re-read when it changes (size or mtime), so `token new` takes effect without
 //! a restart; an unreadable or invalid file keeps the tokens loaded before and says why.
@@ -282,6 +286,9 @@ pub struct Auth {
     loaded: RwLock<Loaded>,
     clients: Mutex<HashMap<IpAddr, Failures>>,
     on_failure: FailureHook,
+    /// `[server] trusted_proxies` and `client_ip_header`: who the client is behind a proxy.
+    pub trusted_proxies: Vec<crate::config::IpRange>,
+    pub client_ip_header: String,
 }
 
 impl fmt::Debug for Auth {
@@ -301,6 +308,8 @@ impl Auth {
             }),
             clients: Mutex::new(HashMap::new()),
             on_failure,
+            trusted_proxies: Vec::new(),
+            client_ip_header: "x-forwarded-for".to_string(),
         };
         match &auth.path {
             None => warn!("no [auth] tokens_file configured: the control API refuses every call"),
@@ -327,7 +336,16 @@ impl Auth {
             }),
             clients: Mutex::new(HashMap::new()),
             on_failure: Box::new(|_| {}),
+            trusted_proxies: Vec::new(),
+            client_ip_header: "x-forwarded-for".to_string(),
         }
+    }
+
+    /// Believes `header` from the `trusted` proxies (see `client_ip`).
+    pub fn behind_proxies(mut self, trusted: Vec<crate::config::IpRange>, header: String) -> Auth {
+        self.trusted_proxies = trusted;
+        self.client_ip_header = header;
+        self
     }
 
     pub fn token_count(&self) -> usize {
@@ -360,20 +378,36 @@ impl Auth {
         loaded.stamp = stamp;
     }
 
-    /// The token presented in `header` (`Bearer <token>`) from client `ip`, checked.
+    /// The token presented in `header` (`Bearer <token>`) from client `ip`, checked. A valid
+    /// token is accepted even while `ip` is in backoff; only failures are throttled.
     pub fn authenticate(&self, ip: IpAddr, header: Option<&str>) -> Result<Caller, ApiError> {
         let now = Instant::now();
+        let found = header.and_then(bearer).and_then(|token| self.verify(token));
+        if let Some(caller) = found {
+            // A success forgives earlier typos, but not a backoff under way: the address may
+            // be shared (NAT, proxy) with whoever earned it.
+            if self.blocked(ip, now).is_none() {
+                self.succeeded(ip);
+            }
+            return Ok(caller);
+        }
         if let Some(wait) = self.blocked(ip, now) {
             (self.on_failure)("throttled");
             return Err(ApiError::TooManyRequests {
-                retry_after_secs: wait.as_secs().max(1),
+                retry_after_secs: whole_seconds_up(wait),
             });
         }
-        let Some(token) = header.and_then(bearer) else {
-            (self.on_failure)("missing");
-            self.failed(ip, now);
-            return Err(ApiError::Unauthorized);
-        };
+        (self.on_failure)(if header.and_then(bearer).is_some() {
+            "invalid"
+        } else {
+            "missing"
+        });
+        self.failed(ip, now);
+        Err(ApiError::Unauthorized)
+    }
+
+    /// The caller a token belongs to, compared with every stored hash in constant time.
+    fn verify(&self, token: &str) -> Option<Caller> {
         self.refresh();
         let presented = hash_token(token);
         let found = {
@@ -398,17 +432,7 @@ impl Auth {
             }
             found
         };
-        match found {
-            Some(caller) => {
-                self.succeeded(ip);
-                Ok(caller)
-            }
-            None => {
-                (self.on_failure)("invalid");
-                self.failed(ip, now);
-                Err(ApiError::Unauthorized)
-            }
-        }
+        found
     }
 
     /// Counts a 403 in the metrics (the caller was authenticated but lacks the role).
@@ -456,6 +480,41 @@ impl Auth {
     }
 }
 
+/// A wait in whole seconds, rounded up: a client that retries after `Retry-After` seconds
+/// must find the backoff over, not 0.4 s short of it.
+fn whole_seconds_up(wait: Duration) -> u64 {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    secs.max(1)
+}
+
+/// The client a request comes from: the peer, or, when the peer is a trusted proxy, the
+/// nearest address in its client-address header that is not itself a trusted proxy (the
+/// leftmost entries are whatever the client claimed and cannot be believed).
+pub fn client_ip(
+    peer: IpAddr,
+    headers: &axum::http::HeaderMap,
+    trusted: &[crate::config::IpRange],
+    header: &str,
+) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|r| r.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let hops: Vec<IpAddr> = headers
+        .get_all(header)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|hop| hop.trim().parse().ok())
+        .collect();
+    hops.iter()
+        .rev()
+        .copied()
+        .find(|ip| !is_trusted(*ip))
+        .or_else(|| hops.first().copied())
+        .unwrap_or(peer)
+}
+
 /// The token of an `Authorization: Bearer <token>` header value.
 fn bearer(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
@@ -467,11 +526,17 @@ impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
-        let ip = parts
+        let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip())
             .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let ip = client_ip(
+            peer,
+            &parts.headers,
+            &state.auth.trusted_proxies,
+            &state.auth.client_ip_header,
+        );
         let header = parts
             .headers
             .get(AUTHORIZATION)
@@ -581,9 +646,29 @@ mod tests {
                 .unwrap_err();
             assert_eq!(e.status().as_u16(), 401);
         }
-        // Now in backoff: answered 429 without looking at the token, even a valid one.
+        // Now in backoff: wrong and missing tokens are answered 429 with a whole-second wait.
         let e = auth
+            .authenticate(attacker, Some("Bearer sbt_guess"))
+            .unwrap_err();
+        assert_eq!(e.status().as_u16(), 429, "{e:?}");
+        assert!(
+            matches!(e, ApiError::TooManyRequests { retry_after_secs } if retry_after_secs >= 1)
+        );
+        assert_eq!(
+            auth.authenticate(attacker, None)
+                .unwrap_err()
+                .status()
+                .as_u16(),
+            429
+        );
+        // A valid token from the same address (an operator behind the same NAT) still works,
+        // and does not lift the backoff for the guesser.
+        let op = auth
             .authenticate(attacker, Some(&format!("Bearer {token}")))
+            .expect("a valid token is never locked out");
+        assert_eq!(op.name, "alice");
+        let e = auth
+            .authenticate(attacker, Some("Bearer sbt_guess2"))
             .unwrap_err();
         assert_eq!(e.status().as_u16(), 429, "{e:?}");
         // Another client with the valid token is not affected.
@@ -631,5 +716,37 @@ mod tests {
             Err(TokenError::Invalid { .. })
         ));
         assert_eq!(count.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn behind_a_trusted_proxy_the_client_is_the_nearest_untrusted_hop() {
+        use axum::http::HeaderMap;
+        let trusted: Vec<crate::config::IpRange> =
+            vec!["10.0.0.0/8".parse().unwrap(), "127.0.0.1".parse().unwrap()];
+        let mut h = HeaderMap::new();
+        // The client claims 1.1.1.1; the outer proxy saw 203.0.113.7; an inner proxy 10.0.0.2.
+        h.append("x-forwarded-for", "1.1.1.1, 203.0.113.7".parse().unwrap());
+        h.append("x-forwarded-for", "10.0.0.2".parse().unwrap());
+        let xff = "x-forwarded-for";
+        let peer: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(
+            client_ip(peer, &h, &trusted, xff),
+            "203.0.113.7".parse::<IpAddr>().unwrap()
+        );
+        // An untrusted peer's header is ignored: anyone can send one.
+        let stranger: IpAddr = "198.51.100.1".parse().unwrap();
+        assert_eq!(client_ip(stranger, &h, &trusted, xff), stranger);
+        // No header from a trusted proxy: the proxy itself.
+        assert_eq!(client_ip(peer, &HeaderMap::new(), &trusted, xff), peer);
+        // Nothing trusted configured: always the peer.
+        assert_eq!(client_ip(peer, &h, &[], xff), peer);
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(whole_seconds_up(Duration::from_millis(1)), 1);
+        assert_eq!(whole_seconds_up(Duration::from_millis(1000)), 1);
+        assert_eq!(whole_seconds_up(Duration::from_millis(1001)), 2);
+        assert_eq!(whole_seconds_up(Duration::from_millis(59_400)), 60);
     }
 }

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod control;
 pub mod error;
 pub mod feeds;
+mod headers;
 pub mod incidents;
 pub mod openapi;
 pub mod ops;
@@ -124,6 +125,8 @@ pub fn router(state: ApiState) -> Router {
             state.clone(),
             count_forbidden,
         ))
+        // Outermost, so errors, fallbacks and 403s get the headers too.
+        .layer(axum::middleware::map_response(headers::add))
         .with_state(state)
 }
 

@@ -464,7 +464,7 @@ fn ago(d: Duration) -> String {
 }
 
 /// Colours are chosen for at least 4.5:1 contrast (WCAG AA) between text and background.
-const CSS: &str = "
+pub(crate) const CSS: &str = "
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;color:#1b1b1b;background:#fff;line-height:1.5}
 header,main,footer{max-width:48rem;margin:0 auto;padding:0 1rem}
 h1{font-size:1.6rem;margin:1.5rem 0 .75rem}

@@ -4,7 +4,10 @@
 //! reject unknown fields, then `validate`, which resolves defaults, parses URLs and
 //! conditions and collects *every* problem as a `file:line: message` diagnostic.
 
+mod net;
 pub mod raw;
+
+pub use net::IpRange;
 
 use crate::probe::condition::Condition;
 use std::fmt;
@@ -45,6 +48,12 @@ pub struct ServerConfig {
     /// Probes in flight at once across all checks: protects the machine (and the targets)
     /// when thousands of checks are due together.
     pub max_concurrent_probes: u32,
+    /// Reverse proxies whose `client_ip_header` is believed: behind one, every request comes
+    /// from the proxy, and per-client limits must key on the address it reports instead.
+    pub trusted_proxies: Vec<IpRange>,
+    /// The header a trusted proxy puts the client's address in (`X-Forwarded-For` style:
+    /// a comma-separated list, the nearest hop last).
+    pub client_ip_header: String,
 }
 
 #[derive(Clone, Debug)]

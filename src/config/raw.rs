@@ -79,6 +79,10 @@ pub struct RawServer {
     pub public_url: Option<Spanned<String>>,
     /// Probes running at once, across all checks. Default 512.
     pub max_concurrent_probes: Option<Spanned<i64>>,
+    /// Reverse proxies (addresses or CIDR blocks) whose client address header is believed.
+    pub trusted_proxies: Option<Spanned<Vec<String>>>,
+    /// The header trusted proxies put the client address in. Default `X-Forwarded-For`.
+    pub client_ip_header: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -345,6 +349,8 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:9898";
 const DEFAULT_FROM: &str = "Switchboard <switchboard@localhost>";
 const DEFAULT_RECOVERY_HOLD: Duration = Duration::from_secs(5 * 60);
 const DEFAULT_MAX_FAILOVERS: u32 = 3;
+/// The longest duration any setting may have (ten years of 365 days).
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 86_400);
 const DEFAULT_MAX_CONCURRENT_PROBES: u32 = 512;
 const DEFAULT_FLAP_WINDOW: Duration = Duration::from_secs(60 * 60);
 const DEFAULT_MAX_REDIRECTS: u32 = 10;
@@ -589,11 +595,45 @@ impl Loader {
             None => Some(DEFAULT_MAX_CONCURRENT_PROBES),
             Some(m) => self.threshold(source, "max_concurrent_probes", Some(m)),
         };
-        let server = match (listen, public_url, max_concurrent_probes) {
-            (Some(listen), Some(public_url), Some(max_concurrent_probes)) => Some(ServerConfig {
+        let mut trusted_proxies = Vec::new();
+        if let Some(list) = &server.trusted_proxies {
+            for entry in list.get_ref() {
+                match entry.parse::<crate::config::IpRange>() {
+                    Ok(r) => trusted_proxies.push(r),
+                    Err(why) => self.report_at(source, list, format!("trusted_proxies: {why}")),
+                }
+            }
+        }
+        let client_ip_header = match &server.client_ip_header {
+            None => Some("x-forwarded-for".to_string()),
+            // RFC 9110 token characters; lower-cased as HTTP/1.1 header names compare.
+            Some(h) => match h.get_ref().as_str() {
+                name if !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) =>
+                {
+                    Some(name.to_ascii_lowercase())
+                }
+                _ => {
+                    let why = format!("client_ip_header: \"{}\" is not a header name", h.get_ref());
+                    self.report_at(source, h, why);
+                    None
+                }
+            },
+        };
+        let server = match (listen, public_url, max_concurrent_probes, client_ip_header) {
+            (
+                Some(listen),
+                Some(public_url),
+                Some(max_concurrent_probes),
+                Some(client_ip_header),
+            ) => Some(ServerConfig {
                 listen,
                 public_url,
                 max_concurrent_probes,
+                trusted_proxies,
+                client_ip_header,
             }),
             _ => None,
         };
@@ -985,6 +1025,19 @@ impl Loader {
         match humantime::parse_duration(raw.get_ref()) {
             Ok(d) if d.is_zero() && !zero_ok => {
                 self.report_at(source, raw, format!("{field} must be longer than zero"));
+                None
+            }
+            // Beyond this a wait means nothing, and adding it to a clock reading overflows:
+            // "500000000y" once wrapped to 2 ms, and a huge retry_interval panicked a probe loop.
+            Ok(d) if d > MAX_DURATION => {
+                self.report_at(
+                    source,
+                    raw,
+                    format!(
+                        "{field}: \"{}\" is longer than 3650d (ten years), the most any wait may be",
+                        raw.get_ref()
+                    ),
+                );
                 None
             }
             Ok(d) => Some(d),

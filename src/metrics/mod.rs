@@ -43,6 +43,7 @@ pub struct Metrics {
     config_last_reload_successful: IntGauge,
     audit_records_total: IntCounterVec,
     store_errors_total: IntCounterVec,
+    probe_loop_restarts_total: IntCounterVec,
     build_info: IntGaugeVec,
 }
 
@@ -144,6 +145,12 @@ impl Metrics {
                 "switchboard_audit_records_total",
                 "Records appended to the hash-chained audit log, by kind.",
                 &["kind"],
+            ),
+            probe_loop_restarts_total: counter_vec(
+                r,
+                "switchboard_probe_loop_restarts_total",
+                "Probe loops restarted after a panic, by service and check (a bug: report it).",
+                &["service", "check"],
             ),
             store_errors_total: counter_vec(
                 r,
@@ -363,6 +370,13 @@ impl Metrics {
         for reason in ["missing", "invalid", "forbidden", "throttled"] {
             self.api_auth_failures_total.with_label_values(&[reason]);
         }
+    }
+
+    /// A check's probe loop panicked and was started again.
+    pub fn probe_loop_restarted(&self, service: &str, check: &str) {
+        self.probe_loop_restarts_total
+            .with_label_values(&[service, check])
+            .inc();
     }
 
     /// A probe started `secs` after it was scheduled to.

@@ -22,6 +22,20 @@ pub fn request_with(
     content_type: Option<&str>,
     from: Option<IpAddr>,
 ) -> Response {
+    request_headers(method, url, token, body, content_type, from, &[])
+}
+
+/// `request_with` plus extra header lines (`name`, `value`), such as a proxy's
+/// `X-Forwarded-For`.
+pub fn request_headers(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+    content_type: Option<&str>,
+    from: Option<IpAddr>,
+    extra: &[(&str, &str)],
+) -> Response {
     let rest = url.strip_prefix("http://").expect("http url");
     let (host, path) = rest
         .split_once('/')
@@ -50,6 +64,9 @@ pub fn request_with(
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     if let Some(t) = token {
         head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    for (name, value) in extra {
+        head.push_str(&format!("{name}: {value}\r\n"));
     }
     let body = body.unwrap_or("");
     if !body.is_empty() || method == "POST" {
