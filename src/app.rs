@@ -231,12 +231,21 @@ pub async fn run_with(
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
+    // Descriptors are kept for the probes (one or two each), the store and the outbox; the
+    // public listener gets a share of the rest, so no number of clients can starve a probe.
+    let nofile = api::listener::raise_nofile();
+    let reserved = u64::from(config.server.max_concurrent_probes) * 2 + 256;
+    let limits = api::listener::Limits::for_descriptors(nofile, reserved);
+    info!(
+        "open-file limit {nofile}: HTTP listener capped at {} connections",
+        limits.max_connections
+    );
     let mut http_shutdown = shutdown.clone();
     tasks.spawn(async move {
         let stop = async move {
             let _ = http_shutdown.wait_for(|s| *s).await;
         };
-        if let Err(e) = api::serve(listener, api_state, stop).await {
+        if let Err(e) = api::serve_with(listener, api_state, limits, stop).await {
             error!("HTTP server on {addr} failed: {e}");
         }
     });
@@ -1504,6 +1513,23 @@ impl Core {
         let now = Timestamp::now();
         let svc = &mut self.services[si];
         let spec = &svc.spec.checks[ci];
+        if outcome
+            .error
+            .as_ref()
+            .is_some_and(|e| e.class == crate::probe::ErrorClass::Local)
+        {
+            // Our own shortage (out of file descriptors, say) is not the target's failure:
+            // the outcome counts as unknown, so it can neither confirm nor clear a failure.
+            let why = outcome.error.as_ref().map_or("", |e| e.message.as_str());
+            warn!(
+                "{} ({} check of {}) not probed: this machine is short of resources: {why}",
+                spec.name,
+                spec.role.as_str(),
+                svc.spec.name
+            );
+            self.metrics.probe_local_error(&svc.spec.id, &spec.name);
+            return svc.checks[ci].health.wants_confirmation();
+        }
         self.metrics.probe_finished(&svc.spec.id, spec, &outcome);
         if spec.role == crate::config::Role::Primary {
             self.history.record(

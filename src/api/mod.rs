@@ -11,6 +11,7 @@ pub mod error;
 pub mod feeds;
 mod headers;
 pub mod incidents;
+pub mod listener;
 pub mod openapi;
 pub mod ops;
 pub mod page;
@@ -148,20 +149,23 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-/// Serves `router(state)` on `listener` until `shutdown` completes, then lets requests in
-/// flight finish before returning. The caller binds the listener, so it decides the address
-/// (loopback by default) and tests can use port 0.
+/// Serves `router(state)` on `listener` with the default `listener::Limits` until `shutdown`
+/// completes, then lets requests in flight finish before returning. The caller binds the
+/// listener, so it decides the address (loopback by default) and tests can use port 0.
 pub async fn serve(
     listener: TcpListener,
     state: ApiState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // The peer address reaches handlers so the control API can slow down one client that
-    // keeps presenting wrong tokens without slowing down the others.
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    serve_with(listener, state, listener::Limits::default(), shutdown).await
+}
+
+/// `serve` within the given connection cap and header deadline.
+pub async fn serve_with(
+    listener: TcpListener,
+    state: ApiState,
+    limits: listener::Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    listener::serve(listener, router(state), limits, shutdown).await
 }

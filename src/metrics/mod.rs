@@ -44,6 +44,7 @@ pub struct Metrics {
     audit_records_total: IntCounterVec,
     store_errors_total: IntCounterVec,
     probe_loop_restarts_total: IntCounterVec,
+    probe_local_errors_total: IntCounterVec,
     build_info: IntGaugeVec,
 }
 
@@ -145,6 +146,12 @@ impl Metrics {
                 "switchboard_audit_records_total",
                 "Records appended to the hash-chained audit log, by kind.",
                 &["kind"],
+            ),
+            probe_local_errors_total: counter_vec(
+                r,
+                "switchboard_probe_local_errors_total",
+                "Probes that failed on this machine's own shortage (open files, buffers, memory), by service and check: not counted against the target.",
+                &["service", "check"],
             ),
             probe_loop_restarts_total: counter_vec(
                 r,
@@ -370,6 +377,13 @@ impl Metrics {
         for reason in ["missing", "invalid", "forbidden", "throttled"] {
             self.api_auth_failures_total.with_label_values(&[reason]);
         }
+    }
+
+    /// A probe failed for lack of local resources; its outcome was set aside.
+    pub fn probe_local_error(&self, service: &str, check: &str) {
+        self.probe_local_errors_total
+            .with_label_values(&[service, check])
+            .inc();
     }
 
     /// A check's probe loop panicked and was started again.

@@ -83,6 +83,9 @@ impl HttpError {
             HttpError::Dns { .. }
             | HttpError::NoAddress(_)
             | HttpError::NoAddressOfVersion { .. } => ErrorClass::Dns,
+            HttpError::Connect { source, .. } if super::is_local_resource(source) => {
+                ErrorClass::Local
+            }
             HttpError::Connect { .. } => ErrorClass::Connect,
             HttpError::Tls(_) => ErrorClass::Tls,
             HttpError::TooManyRedirects(_) => ErrorClass::TooManyRedirects,

@@ -36,6 +36,9 @@ pub enum ErrorClass {
     TooManyRedirects,
     /// The probe ran, but one or more conditions did not hold.
     Conditions,
+    /// This machine ran out of something (file descriptors, buffers, memory) before the
+    /// target was reached: says nothing about the target, so it is not evidence against it.
+    Local,
 }
 
 impl ErrorClass {
@@ -48,8 +51,18 @@ impl ErrorClass {
             ErrorClass::Protocol => "protocol",
             ErrorClass::TooManyRedirects => "too_many_redirects",
             ErrorClass::Conditions => "conditions",
+            ErrorClass::Local => "local",
         }
     }
+}
+
+/// Whether an I/O error is this machine's own shortage (too many open files in the process
+/// or the system, no buffer space, no memory) rather than anything the target did.
+pub fn is_local_resource(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -112,7 +112,11 @@ pub(crate) async fn resolve(
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
             .await
             .map_err(|e| ProbeError {
-                class: ErrorClass::Dns,
+                class: if super::is_local_resource(&e) {
+                    ErrorClass::Local
+                } else {
+                    ErrorClass::Dns
+                },
                 message: format!("cannot resolve {host}: {e}"),
             })?
             .collect();
@@ -153,6 +157,13 @@ pub(crate) async fn connect(
                 seen.ip = Some(addr.ip().to_string());
                 let _ = s.set_nodelay(true);
                 return Ok(s);
+            }
+            Err(e) if super::is_local_resource(&e) => {
+                seen.end();
+                return Err(ProbeError {
+                    class: ErrorClass::Local,
+                    message: format!("no resources here to connect to {addr}: {e}"),
+                });
             }
             Err(e) => last = Some(format!("{addr}: {e}")),
         }
