@@ -125,7 +125,10 @@ fn components(d: &Daemon) -> BTreeMap<String, String> {
 /// every change has been taken and carried out.
 fn settled(d: &Daemon) {
     wait_until("no announcement waiting or pending", LIMIT, || {
-        metric_value(d, r#"switchboard_announcements_waiting{audience="customers"}"#) == Some(0.0)
+        metric_value(
+            d,
+            r#"switchboard_announcements_waiting{audience="customers"}"#,
+        ) == Some(0.0)
             && metric_value(d, r#"switchboard_announcements_waiting{audience="oncall"}"#)
                 == Some(0.0)
             && metric_value(d, "switchboard_outbox_backlog ") == Some(0.0)
@@ -137,7 +140,10 @@ fn mail_by_recipient(smtp: &SmtpServer) -> BTreeMap<String, Vec<ParsedMail>> {
     let mut by: BTreeMap<String, Vec<ParsedMail>> = BTreeMap::new();
     for path in smtp.messages() {
         let m = parse_mail(&path);
-        let to = m.header("X-RcptTo").expect("envelope recipients").to_owned();
+        let to = m
+            .header("X-RcptTo")
+            .expect("envelope recipients")
+            .to_owned();
         // One recipient per message here (each audience has one address).
         by.entry(to).or_default().push(m);
     }
@@ -279,7 +285,11 @@ fn an_outage_of_three_services_reaches_customers_once_and_its_recovery_once() {
         count(&by, CUSTOMERS),
         count(&by, ONCALL)
     );
-    assert_eq!(count(&by, CUSTOMERS), 2, "one for the outage, one for the recovery");
+    assert_eq!(
+        count(&by, CUSTOMERS),
+        2,
+        "one for the outage, one for the recovery"
+    );
     let mut mails: Vec<&ParsedMail> = by[CUSTOMERS].iter().collect();
     mails.sort_by_key(|m| text(m).contains("switched to backup"));
     let (recovery, outage) = (mails[0], mails[1]);
@@ -354,7 +364,10 @@ fn two_fresh_databases_give_the_same_first_transition_different_message_ids() {
     for ids in [&ids_a, &ids_b] {
         // Both describe transition 1, under the domain of `[email] from`.
         assert!(ids.iter().all(|id| id.starts_with("<t1.")), "{ids:?}");
-        assert!(ids.iter().all(|id| id.ends_with("@example.com>")), "{ids:?}");
+        assert!(
+            ids.iter().all(|id| id.ends_with("@example.com>")),
+            "{ids:?}"
+        );
     }
     for id in &ids_a {
         assert!(!ids_b.contains(id), "{id} repeats in another database");

@@ -41,7 +41,10 @@ fn parts(script: &[(usize, u64)], window: u64, delay: u64) -> Vec<WaitingPart> {
             State::Operational
         };
         states[svc] = to;
-        for (k, (audience, d)) in [("oncall", 0), ("customers", delay)].into_iter().enumerate() {
+        for (k, (audience, d)) in [("oncall", 0), ("customers", delay)]
+            .into_iter()
+            .enumerate()
+        {
             out.push(WaitingPart {
                 id: (i * 2 + k + 1) as i64,
                 transition_id: (i + 1) as i64,

@@ -100,7 +100,10 @@ pub fn plan(
     let mut customer_chains: BTreeMap<&str, Vec<&WaitingPart>> = BTreeMap::new();
     for p in waiting {
         if p.audience == Audience::Customers.as_str() {
-            customer_chains.entry(p.service.as_str()).or_default().push(p);
+            customer_chains
+                .entry(p.service.as_str())
+                .or_default()
+                .push(p);
         } else if p.ready_at <= now {
             sendable.entry(p.audience.as_str()).or_default().push(p);
         }
@@ -234,7 +237,12 @@ mod tests {
             audience: audience.into(),
             kind: "failover".into(),
             recipients: vec![format!("{audience}@example.com")],
-            subject: format!("[Switchboard] {}: {} -> {}", service.to_uppercase(), from, to),
+            subject: format!(
+                "[Switchboard] {}: {} -> {}",
+                service.to_uppercase(),
+                from,
+                to
+            ),
             text: format!("{service} changed\n\n-- \nSent by Switchboard.\n"),
             html: None,
             created_at: at(t),
@@ -250,10 +258,7 @@ mod tests {
 
     /// The decisions, as `compose [ids]` / `suppress id reason` lines.
     fn check(waiting: &[WaitingPart], last: &[(&str, i64)], now: i64, want: &[&str]) {
-        let last = last
-            .iter()
-            .map(|(a, t)| (a.to_string(), at(*t)))
-            .collect();
+        let last = last.iter().map(|(a, t)| (a.to_string(), at(*t))).collect();
         let got: Vec<String> = plan(waiting, &last, at(now), &Templates::embedded())
             .into_iter()
             .map(|d| match d {
@@ -312,7 +317,12 @@ mod tests {
         // The failback, long after: its own delay and window.
         let back = [part(3, "customers", "a", BACK, 300, 120, 30)];
         check(&back, &[("customers", 150)], 449, &[]);
-        check(&back, &[("customers", 150)], 450, &["compose customers [3]"]);
+        check(
+            &back,
+            &[("customers", 150)],
+            450,
+            &["compose customers [3]"],
+        );
     }
 
     #[test]
@@ -322,7 +332,12 @@ mod tests {
             part(1, "customers", "a", DOWN, 0, 120, 0),
             part(2, "customers", "a", OUTAGE, 60, 120, 0),
         ];
-        check(&w, &[], 180, &["suppress 1 superseded", "compose customers [2]"]);
+        check(
+            &w,
+            &[],
+            180,
+            &["suppress 1 superseded", "compose customers [2]"],
+        );
     }
 
     #[test]
@@ -343,7 +358,12 @@ mod tests {
             part(1, "oncall", "a", DOWN, 0, 0, 0),
             part(2, "oncall", "b", DOWN, 0, 0, 0),
         ];
-        check(&w, &[("oncall", 0)], 0, &["compose oncall [1]", "compose oncall [2]"]);
+        check(
+            &w,
+            &[("oncall", 0)],
+            0,
+            &["compose oncall [1]", "compose oncall [2]"],
+        );
     }
 
     #[test]

@@ -504,7 +504,11 @@ pub struct Section<'a> {
 /// each change appears under its subject (without the `[Switchboard] ` prefix) with its
 /// text up to the signature line (`-- `, RFC 3676) and its HTML body without the
 /// signature paragraph; the group's own signature ends the message once.
-pub fn render_group(templates: &Templates, audience: Audience, sections: &[Section<'_>]) -> Message {
+pub fn render_group(
+    templates: &Templates,
+    audience: Audience,
+    sections: &[Section<'_>],
+) -> Message {
     if let [one] = sections {
         return Message {
             subject: one.subject.to_owned(),
@@ -538,7 +542,10 @@ pub fn render_group(templates: &Templates, audience: Audience, sections: &[Secti
     }
     let (mut text_block, mut html_block) = (String::new(), String::new());
     for (i, s) in sections.iter().enumerate() {
-        let title = s.subject.strip_prefix("[Switchboard] ").unwrap_or(s.subject);
+        let title = s
+            .subject
+            .strip_prefix("[Switchboard] ")
+            .unwrap_or(s.subject);
         let (body, signature) = match s.text.rsplit_once("\n-- \n") {
             Some((body, sig)) => (body, sig.trim()),
             None => (s.text, ""),
@@ -908,6 +915,132 @@ mod tests {
             }
         }
         assert!(mismatched.is_empty(), "{}", mismatched.join("\n"));
+    }
+
+    /// Three changes to two services as one grouped message per audience, compared exactly
+    /// with `testdata/snapshots/messages/group.{audience}.txt` (`UPDATE_SNAPSHOTS=1`).
+    #[test]
+    fn grouped_messages_match_their_snapshots() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/snapshots/messages");
+        let update = std::env::var_os("UPDATE_SNAPSHOTS").is_some();
+        let mut portal_ctx = ctx(Side::Backup);
+        portal_ctx.service_name = "Support portal".into();
+        portal_ctx.routes[0].id = "portal".into();
+        let mut portal = failover();
+        portal.service = "support-portal".into();
+        portal.evidence = vec!["portal-home: down (503)".into()];
+        let mut mismatched = Vec::new();
+        for audience in [Audience::Oncall, Audience::Customers] {
+            let messages = [
+                (
+                    render(&failover(), audience, &ctx(Side::Backup)),
+                    "Ticket submission",
+                ),
+                (render(&portal, audience, &portal_ctx), "Support portal"),
+                (
+                    render(&failback(), audience, &ctx(Side::Primary)),
+                    "Ticket submission",
+                ),
+            ];
+            let sections: Vec<Section<'_>> = messages
+                .iter()
+                .map(|(m, name)| Section {
+                    service_name: name,
+                    subject: &m.subject,
+                    text: &m.text,
+                    html: Some(&m.html),
+                })
+                .collect();
+            let m = render_group(&Templates::embedded(), audience, &sections);
+            assert_eq!(
+                m.subject,
+                "[Switchboard] Ticket submission, Support portal: 3 changes"
+            );
+            let got = format!(
+                "Subject: {}\n\n{}\n==== text/html ====\n{}",
+                m.subject, m.text, m.html
+            );
+            let path = dir.join(format!("group.{}.txt", audience.as_str()));
+            if update {
+                std::fs::write(&path, &got).unwrap();
+                continue;
+            }
+            let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+                panic!("{}: {e} (run with UPDATE_SNAPSHOTS=1)", path.display())
+            });
+            if got != want {
+                mismatched.push(format!(
+                    "{}:\n--- want\n{want}\n--- got\n{got}",
+                    path.display()
+                ));
+            }
+            // The signature closes the message once, in text and in HTML.
+            assert_eq!(
+                m.text.matches("Sent by Switchboard.").count(),
+                1,
+                "{}",
+                m.text
+            );
+            assert_eq!(
+                m.html.matches("Sent by Switchboard.").count(),
+                1,
+                "{}",
+                m.html
+            );
+            assert_eq!(m.text.contains("For on-call"), audience == Audience::Oncall);
+        }
+        assert!(mismatched.is_empty(), "{}", mismatched.join("\n"));
+    }
+
+    #[test]
+    fn a_group_of_one_is_the_change_s_own_message_unchanged() {
+        let m = render(&failover(), Audience::Customers, &ctx(Side::Backup));
+        let one = [Section {
+            service_name: "Ticket submission",
+            subject: &m.subject,
+            text: &m.text,
+            html: Some(&m.html),
+        }];
+        assert_eq!(
+            render_group(&Templates::embedded(), Audience::Customers, &one),
+            m
+        );
+    }
+
+    #[test]
+    fn grouped_html_escapes_names_and_titles() {
+        let sections = [
+            Section {
+                service_name: "<b>A</b>",
+                subject: "[Switchboard] <b>A</b>: x",
+                text: "a\n-- \nSig\n",
+                html: None,
+            },
+            Section {
+                service_name: "B & C",
+                subject: "[Switchboard] B & C: y",
+                text: "<script>b</script>\n",
+                html: None,
+            },
+        ];
+        let m = render_group(&Templates::embedded(), Audience::Customers, &sections);
+        assert_eq!(m.subject, "[Switchboard] <b>A</b>, B & C: 2 changes");
+        assert!(
+            m.html.contains("<h2>&lt;b&gt;A&lt;/b&gt;: x</h2>"),
+            "{}",
+            m.html
+        );
+        assert!(
+            m.html.contains("<pre>&lt;script&gt;b&lt;/script&gt;</pre>"),
+            "{}",
+            m.html
+        );
+        assert!(!m.html.contains("<script>"));
+        assert!(
+            m.text.contains("== <b>A</b>: x ==\n\na\n\n== B & C: y =="),
+            "{}",
+            m.text
+        );
     }
 
     #[test]

@@ -98,7 +98,9 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let waiting = {
-            let mut stmt = tx.prepare(&format!("{PART_SELECT} WHERE p.status = 'waiting' ORDER BY p.id"))?;
+            let mut stmt = tx.prepare(&format!(
+                "{PART_SELECT} WHERE p.status = 'waiting' ORDER BY p.id"
+            ))?;
             let rows = stmt.query_map([], raw_part)?;
             rows.map(|r| r?.into_part())
                 .collect::<Result<Vec<_>, StoreError>>()?
@@ -151,12 +153,11 @@ impl Store {
                     } else {
                         self.message_ids().for_group(first.id, &audience, now)
                     };
-                    let recipients_json = serde_json::to_string(&recipients).map_err(|source| {
-                        StoreError::Json {
+                    let recipients_json =
+                        serde_json::to_string(&recipients).map_err(|source| StoreError::Json {
                             what: "announcement recipients",
                             source,
-                        }
-                    })?;
+                        })?;
                     tx.execute(
                         "INSERT INTO outbox
                            (transition_id, audience, channel, kind, message_id, recipients,
@@ -191,9 +192,7 @@ impl Store {
                     out.outbox_ids.push(outbox_id);
                 }
                 GroupDecision::Suppress { part_id, reason } => {
-                    let p = by_id
-                        .get(&part_id)
-                        .ok_or(StoreError::NoSuchPart(part_id))?;
+                    let p = by_id.get(&part_id).ok_or(StoreError::NoSuchPart(part_id))?;
                     let n = tx.execute(
                         "UPDATE announcement_parts SET status = 'suppressed',
                                 suppressed_reason = ?2, decided_at_ms = ?3
@@ -252,7 +251,10 @@ impl Store {
 
     /// Every part of one transition with its status (`waiting`, `sent`, `suppressed`), in
     /// insertion order: (audience, kind, status).
-    pub fn parts_of(&self, transition_id: i64) -> Result<Vec<(String, String, String)>, StoreError> {
+    pub fn parts_of(
+        &self,
+        transition_id: i64,
+    ) -> Result<Vec<(String, String, String)>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT audience, kind, status FROM announcement_parts WHERE transition_id = ?1
@@ -366,5 +368,193 @@ impl RawPart {
             ready_at: Timestamp::from_millis(self.ready_at_ms),
             window: Duration::from_millis(u64::try_from(self.window_ms).unwrap_or(0)),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::failover::{Cause, Transition};
+
+    const T0: Timestamp = Timestamp(1_700_000_000_000);
+
+    fn part(audience: &str, ready_at: Timestamp) -> NewPart {
+        NewPart {
+            announcement: NewAnnouncement {
+                audience: audience.to_owned(),
+                channel: "email".to_owned(),
+                kind: "failover".to_owned(),
+                recipients: vec![format!("{audience}@example.com")],
+                subject: format!("subject for {audience}"),
+                text: "text".to_owned(),
+                html: None,
+            },
+            service_name: "Ticket submission".to_owned(),
+            ready_at,
+            window: Duration::from_secs(30),
+        }
+    }
+
+    fn failover(store: &Store, service: &str) -> i64 {
+        let t = Transition {
+            service: service.to_owned(),
+            from: State::Operational,
+            to: State::FailedOver,
+            cause: Cause::PrimaryDown,
+            at: T0,
+            actor: "system".to_owned(),
+            reason: "r".to_owned(),
+            evidence: vec![],
+        };
+        let parts = [
+            part("oncall", T0),
+            part("customers", T0.plus(Duration::from_secs(120))),
+        ];
+        store
+            .commit_transition_with(&t, "v", &[], &parts)
+            .unwrap()
+            .transition_id
+    }
+
+    fn compose_all(
+        audience: &str,
+    ) -> impl FnOnce(&[WaitingPart], &HashMap<String, Timestamp>) -> Vec<GroupDecision> + '_ {
+        move |waiting, _| {
+            let ids: Vec<i64> = waiting
+                .iter()
+                .filter(|p| p.audience == audience)
+                .map(|p| p.id)
+                .collect();
+            vec![GroupDecision::Compose {
+                part_ids: ids,
+                audience: audience.to_owned(),
+                kind: KIND_GROUPED.to_owned(),
+                recipients: vec![format!("{audience}@example.com")],
+                subject: "grouped".to_owned(),
+                text: "both".to_owned(),
+                html: None,
+            }]
+        }
+    }
+
+    #[test]
+    fn parts_wait_with_their_transition_and_a_group_becomes_one_row_once() {
+        let store = Store::open_in_memory().unwrap();
+        let a = failover(&store, "a");
+        let b = failover(&store, "b");
+        // Written with the transition, nothing in the outbox yet.
+        assert_eq!(store.announcements(a).unwrap(), vec![]);
+        assert_eq!(
+            store.waiting_parts().unwrap(),
+            vec![("customers".to_owned(), 2), ("oncall".to_owned(), 2)]
+        );
+        let now = T0.plus(Duration::from_secs(30));
+        let seen = std::cell::RefCell::new(Vec::new());
+        let c = store
+            .compose_groups(now, |waiting, last| {
+                seen.borrow_mut().extend(
+                    waiting
+                        .iter()
+                        .map(|p| (p.service.clone(), p.audience.clone())),
+                );
+                assert!(last.is_empty());
+                compose_all("oncall")(waiting, last)
+            })
+            .unwrap();
+        assert_eq!(seen.borrow().len(), 4);
+        assert_eq!(c.outbox_ids.len(), 1);
+        let row = store.outbox_item(c.outbox_ids[0]).unwrap().unwrap();
+        assert_eq!(
+            row.transition_id, a,
+            "filed under its first part's transition"
+        );
+        assert_eq!(
+            (row.kind.as_str(), row.subject.as_str()),
+            ("grouped", "grouped")
+        );
+        assert!(
+            row.message_id.starts_with("<g1.oncall."),
+            "{}",
+            row.message_id
+        );
+        assert!(row
+            .message_id
+            .ends_with(&format!(".{}@switchboard.invalid>", store.instance_id())));
+        assert_eq!(row.created_at, now);
+        assert_eq!(
+            store.parts_of(b).unwrap(),
+            vec![
+                (
+                    "oncall".to_owned(),
+                    "failover".to_owned(),
+                    "sent".to_owned()
+                ),
+                (
+                    "customers".to_owned(),
+                    "failover".to_owned(),
+                    "waiting".to_owned()
+                )
+            ]
+        );
+        // The next call sees only what still waits, and when on-call's group went.
+        store
+            .compose_groups(now, |waiting, last| {
+                assert!(waiting.iter().all(|p| p.audience == "customers"));
+                assert_eq!(last.get("oncall"), Some(&now));
+                vec![GroupDecision::Suppress {
+                    part_id: waiting[0].id,
+                    reason: "undone".to_owned(),
+                }]
+            })
+            .unwrap();
+        assert_eq!(
+            store.suppressed_parts().unwrap(),
+            vec![("customers".to_owned(), "undone".to_owned(), 1)]
+        );
+        assert_eq!(
+            store.waiting_parts().unwrap(),
+            vec![("customers".to_owned(), 1)]
+        );
+    }
+
+    #[test]
+    fn a_decision_about_a_part_no_longer_waiting_rolls_the_whole_call_back() {
+        let store = Store::open_in_memory().unwrap();
+        failover(&store, "a");
+        let err = store
+            .compose_groups(T0, |waiting, _| {
+                vec![
+                    GroupDecision::Suppress {
+                        part_id: waiting[1].id,
+                        reason: "undone".to_owned(),
+                    },
+                    GroupDecision::Suppress {
+                        part_id: 99,
+                        reason: "undone".to_owned(),
+                    },
+                ]
+            })
+            .unwrap_err();
+        assert!(matches!(err, StoreError::NoSuchPart(99)), "{err}");
+        // Nothing of it happened: both parts still wait.
+        assert!(store.suppressed_parts().unwrap().is_empty());
+        assert_eq!(
+            store.waiting_parts().unwrap(),
+            vec![("customers".to_owned(), 1), ("oncall".to_owned(), 1)]
+        );
+    }
+
+    #[test]
+    fn waiting_parts_survive_reopening_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let store = Store::open(&path).unwrap();
+        failover(&store, "a");
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(
+            store.waiting_parts().unwrap(),
+            vec![("customers".to_owned(), 1), ("oncall".to_owned(), 1)]
+        );
     }
 }

@@ -5,8 +5,8 @@
 //! a process crash: a failover decision that was announced must still be on disk after reboot.
 
 use super::audit_log;
-use super::incidents;
 use super::groups::{self, NewPart};
+use super::incidents;
 use super::{
     CommittedTransition, MessageIds, NewAnnouncement, OutboxItem, OutboxStatus, ServiceRecord,
     StoreError, TransitionRecord,
@@ -416,8 +416,7 @@ impl Store {
         )?;
 
         let ids = self.message_ids();
-        let outbox_ids =
-            insert_outbox(&tx, &ids, transition_id, &t.service, t.at, announcements)?;
+        let outbox_ids = insert_outbox(&tx, &ids, transition_id, &t.service, t.at, announcements)?;
         groups::insert_parts(&tx, transition_id, t.at, parts)?;
 
         tx.commit()?;
@@ -738,7 +737,9 @@ fn insert_outbox(
 
 /// The random instance id migration 7 created.
 fn read_instance(conn: &Connection) -> Result<String, rusqlite::Error> {
-    conn.query_row("SELECT instance_id FROM instance WHERE id = 1", [], |r| r.get(0))
+    conn.query_row("SELECT instance_id FROM instance WHERE id = 1", [], |r| {
+        r.get(0)
+    })
 }
 
 fn user_version(conn: &Connection) -> Result<u32, rusqlite::Error> {
@@ -1392,13 +1393,9 @@ mod tests {
         // The id is a function of stored values: recomputing it gives the same value.
         assert_eq!(
             a[1].message_id,
-            store.message_ids().for_transition(
-                tid,
-                "customers",
-                "email",
-                "ticket-submission",
-                T0
-            )
+            store
+                .message_ids()
+                .for_transition(tid, "customers", "email", "ticket-submission", T0)
         );
         store.set_message_id_domain("example.com");
         assert_eq!(
