@@ -2524,6 +2524,18 @@ impl<'de> Deserialize<'de> for ElementSpans {
     }
 }
 
+/// A domain name fit for the right-hand side of a Message-ID: dot-separated labels of
+/// letters, digits and '-'.
+fn is_domain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2552,16 +2564,4 @@ mod tests {
         let text = "a = 1\n[x]\nb = 2\n";
         assert_eq!(isolate(text, 6..16), "     \n[x]\nb = 2\n");
     }
-}
-
-/// A domain name fit for the right-hand side of a Message-ID: dot-separated labels of
-/// letters, digits and '-'.
-fn is_domain(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        })
 }
