@@ -8,7 +8,8 @@
 
 use crate::announce::chat::Chat;
 use crate::announce::email::Mailer;
-use crate::announce::outbox::{self, Delivery, Transports};
+use crate::announce::group::{self, Hold};
+use crate::announce::outbox::{self, Delivery, GroupEvent, Grouping, Transports};
 use crate::announce::statuspage_push::StatuspagePush;
 use crate::announce::webhook::{self, Webhooks};
 use crate::announce::{self, Audience, Channels, Kind, MessageContext, Templates};
@@ -80,6 +81,7 @@ pub async fn run_with(
         source,
     };
     let store = Store::open(&config.storage.path).map_err(store_err)?;
+    store.set_message_id_domain(&config.email.message_id_domain());
     let store = Arc::new(store);
     let mailer = Mailer::from_config(&config.email).map_err(|e| AppError::Email(e.to_string()))?;
     let templates = match &config.email.templates {
@@ -170,16 +172,32 @@ pub async fn run_with(
 
     let mut tasks = JoinSet::new();
 
-    // Announcements: delivered from the durable outbox, so nothing recorded is lost.
+    // Announcements: delivered from the durable outbox, so nothing recorded is lost. Grouped
+    // e-mail is composed there too, when its group comes due.
     let (delivery_tx, delivery_rx) = mpsc::unbounded_channel();
-    tasks.spawn(outbox::run_with(
+    let (group_tx, group_rx) = mpsc::unbounded_channel();
+    match store.suppressed_parts() {
+        // The counter carries on from what the store has recorded, across restarts.
+        Ok(rows) => {
+            for (audience, reason, n) in rows {
+                metrics.announcements_suppressed(&audience, &reason, n);
+            }
+        }
+        Err(e) => warn!("cannot count suppressed announcements: {e}"),
+    }
+    tasks.spawn(outbox::run_grouped(
         store.clone(),
         transports,
         outbox_wake.clone(),
         delivery_tx,
         shutdown.clone(),
         config.email.give_up_after,
+        Grouping {
+            templates: core.templates.clone(),
+            events: group_tx,
+        },
     ));
+    tasks.spawn(report_grouping(group_rx, metrics.clone()));
     tasks.spawn(report_deliveries(
         delivery_rx,
         metrics.clone(),
@@ -271,6 +289,8 @@ struct Unrecorded {
     t: Transition,
     audit: crate::audit::AuditContext,
     announcements: Vec<crate::store::NewAnnouncement>,
+    /// E-mail waiting for its group (`announce::group`), written in the same transaction.
+    parts: Vec<crate::store::NewPart>,
 }
 
 /// The first and the longest wait between retries of unrecorded transitions.
@@ -1472,6 +1492,8 @@ impl Core {
         self.services = services;
         self.config = Arc::new(new);
         configure_status_page(&self.store, &self.board, &self.config);
+        self.store
+            .set_message_id_domain(&self.config.email.message_id_domain());
         self.show_windows();
         self.resolve_incidents_of_removed(&report.services_removed, actor);
         self.start_probes();
@@ -1687,13 +1709,20 @@ impl Core {
     ) -> Option<i64> {
         let svc = &mut self.services[si];
         let routes_after = route_views(&svc.spec, side_after);
-        let mut announcements = if announce {
+        let announcements = if announce {
             let ctx = message_context(&self.config, &svc.spec, routes_after.clone());
             let channels = channels(&self.config, &svc.spec, &self.templates);
             announce::plan_kind(Kind::of(&t), &t, &ctx, &channels)
         } else {
             Vec::new()
         };
+        // E-mail to on-call and customers waits for its group; the rest goes at once.
+        let (mut announcements, parts) = group::hold(
+            announcements,
+            &svc.spec.name,
+            t.at,
+            hold_for(&self.config, &svc.spec),
+        );
         if side_after != svc.side {
             // The webhooks follow the switch, and are written in the same transaction.
             let name = &svc.spec.name;
@@ -1718,7 +1747,7 @@ impl Core {
         // must see every service's transitions in order.
         let res = if self.unrecorded.is_empty() {
             tokio::task::block_in_place(|| {
-                store.commit_transition(&t, audit.clone(), &announcements)
+                store.commit_transition_with(&t, audit.clone(), &announcements, &parts)
             })
         } else {
             Err(StoreError::Deferred)
@@ -1726,7 +1755,7 @@ impl Core {
         let transition_id = match res {
             Ok(c) => {
                 self.metrics.audit_recorded(crate::audit::KIND_TRANSITION);
-                if !announcements.is_empty() {
+                if !announcements.is_empty() || !parts.is_empty() {
                     self.outbox_wake.notify_one();
                 }
                 // The transition may have opened or moved an incident (same transaction).
@@ -1749,6 +1778,7 @@ impl Core {
                     t: t.clone(),
                     audit,
                     announcements,
+                    parts,
                 });
                 None
             }
@@ -1781,7 +1811,7 @@ impl Core {
         while let Some(u) = self.unrecorded.front() {
             let store = self.store.clone();
             let res = tokio::task::block_in_place(|| {
-                store.commit_transition(&u.t, u.audit.clone(), &u.announcements)
+                store.commit_transition_with(&u.t, u.audit.clone(), &u.announcements, &u.parts)
             });
             match res {
                 Ok(_) => {
@@ -1791,7 +1821,7 @@ impl Core {
                         u.t.from,
                         u.t.to,
                         u.t.at.rfc3339(),
-                        u.announcements.len()
+                        u.announcements.len() + u.parts.len()
                     );
                     self.metrics.audit_recorded(crate::audit::KIND_TRANSITION);
                     self.unrecorded.pop_front();
@@ -1859,9 +1889,11 @@ impl Core {
         if rows.is_empty() {
             return;
         }
+        let (rows, parts) =
+            group::hold(rows, &svc.spec.name, now, hold_for(&self.config, &svc.spec));
         let store = self.store.clone();
         let id = svc.spec.id.clone();
-        match tokio::task::block_in_place(|| store.enqueue_notice(&id, now, &rows)) {
+        match tokio::task::block_in_place(|| store.enqueue_notice_with(&id, now, &rows, &parts)) {
             Ok(_) => self.outbox_wake.notify_one(),
             Err(e) => {
                 self.metrics.store_error("enqueue_notice");
@@ -1937,6 +1969,15 @@ fn message_context(config: &Config, spec: &ServiceSpec, routes: Vec<RouteView>) 
     }
 }
 
+/// How a service's e-mail waits: the group window, and its customer delay (its own, or
+/// `[email] customer_delay`).
+fn hold_for(config: &Config, spec: &ServiceSpec) -> Hold {
+    Hold {
+        window: config.email.group_window,
+        customer_delay: spec.customer_delay.unwrap_or(config.email.customer_delay),
+    }
+}
+
 /// The channels a service's announcements go to.
 fn channels<'a>(
     config: &'a Config,
@@ -1967,6 +2008,14 @@ fn export_announcement_series(config: &Config, metrics: &Metrics) {
     for a in Audience::ALL {
         if !a.recipients(&config.audiences).is_empty() {
             email.extend(pairs_for(a));
+            // Several changes in one message (`group_window`); drill mail is never grouped.
+            if a != Audience::Drill && !config.email.group_window.is_zero() {
+                email.push((a.as_str(), crate::store::KIND_GROUPED));
+            }
+            if a == Audience::Customers {
+                metrics.announcements_suppressed(a.as_str(), group::UNDONE, 0);
+                metrics.announcements_suppressed(a.as_str(), group::SUPERSEDED, 0);
+            }
         }
     }
     metrics.announcement_channel("email", &email);
@@ -2199,6 +2248,24 @@ async fn watch_reviews(
                 warn!("cannot count pending reviews: {e}");
             }
             Err(_) => return,
+        }
+    }
+}
+
+/// Keeps the grouping metrics: suppressed customer announcements (logged, since customers
+/// were deliberately told nothing) and the parts still waiting for their group.
+async fn report_grouping(mut rx: mpsc::UnboundedReceiver<GroupEvent>, metrics: Arc<Metrics>) {
+    while let Some(e) = rx.recv().await {
+        match e {
+            GroupEvent::Suppressed {
+                audience,
+                kind,
+                reason,
+            } => {
+                metrics.announcements_suppressed(&audience, &reason, 1);
+                info!("{kind} e-mail to {audience} not sent: the change was {reason} within its customer_delay");
+            }
+            GroupEvent::Waiting(by_audience) => metrics.announcements_waiting(&by_audience),
         }
     }
 }

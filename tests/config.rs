@@ -362,3 +362,40 @@ conditions = ["[STATUS] == any(201, 302)"]
         .collect();
     assert_eq!(kinds, ["smtp", "tcp", "tls", "dns", "steps"]);
 }
+
+#[test]
+fn grouping_settings_have_defaults_zero_is_allowed_and_a_service_may_set_its_own_delay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |email_extra: &str| {
+        std::fs::create_dir_all(dir.path().join("probes")).expect("mkdir");
+        std::fs::write(
+            dir.path().join("switchboard.toml"),
+            format!("probes = \"probes\"\n[email]\nfrom = \"Status <status@support.example.org>\"\ntransport = \"file\"\ndir = \"mail\"\n{email_extra}"),
+        )
+        .expect("write");
+        for (id, extra) in [("a", "customer_delay = \"5m\"\n"), ("b", "")] {
+            std::fs::write(
+                dir.path().join(format!("probes/{id}.toml")),
+                format!("[service]\nid = \"{id}\"\n{extra}\n[[check]]\nname = \"{id}-check\"\nurl = \"https://{id}.example.com/\"\n"),
+            )
+            .expect("write");
+        }
+        Config::load(&dir.path().join("switchboard.toml")).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let config = write("");
+    assert_eq!(config.email.group_window, Duration::from_secs(30));
+    assert_eq!(config.email.customer_delay, Duration::from_secs(120));
+    assert_eq!(config.email.message_id_domain(), "support.example.org");
+    assert_eq!(
+        config.service("a").expect("a").customer_delay,
+        Some(Duration::from_secs(300))
+    );
+    assert_eq!(config.service("b").expect("b").customer_delay, None);
+
+    let config = write(
+        "group_window = \"0s\"\ncustomer_delay = \"0s\"\nmessage_id_domain = \"mail.example.net\"\n",
+    );
+    assert_eq!(config.email.group_window, Duration::ZERO);
+    assert_eq!(config.email.customer_delay, Duration::ZERO);
+    assert_eq!(config.email.message_id_domain(), "mail.example.net");
+}

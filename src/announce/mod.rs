@@ -6,6 +6,9 @@
 //!    audiences hear about this kind of change, rendered by [`render::render`]).
 //! 2. It commits them together with the transition (`Store::commit_transition`, one
 //!    transaction), then wakes the delivery loop. Nothing is sent inline in the decision path.
+//!    E-mail to on-call and customers first waits as *parts* for its group ([`group`]):
+//!    one message per audience per `group_window`, customers only about changes that
+//!    lasted `customer_delay`; the outbox loop composes due groups into rows.
 //! 3. [`outbox::run`] sends due rows through the transport of their channel (e-mail,
 //!    `on_switch` webhook, Statuspage API, chat webhook) and records the result; a failure
 //!    only reschedules the row (exponential backoff), it never drops it, until the row is
@@ -13,6 +16,7 @@
 
 pub mod chat;
 pub mod email;
+pub mod group;
 mod http;
 pub mod outbox;
 pub mod render;

@@ -10,11 +10,13 @@
 //! `given_up = true` so the shell raises `switchboard_outbox_given_up_total`, and not retried.
 
 use super::chat::Chat;
+use super::group;
+use super::render::Templates;
 use super::statuspage_push::StatuspagePush;
 use super::webhook::Webhooks;
 use super::Mailer;
 use crate::clock::Timestamp;
-use crate::store::{OutboxItem, Store, StoreError};
+use crate::store::{Composed, OutboxItem, Store, StoreError};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -118,6 +120,64 @@ pub fn backoff(attempts: u32) -> Duration {
     BACKOFF_BASE.saturating_mul(1u32 << exp).min(BACKOFF_CAP)
 }
 
+/// What composing groups did, reported to the shell (which keeps the metrics).
+#[derive(Clone, Debug, PartialEq)]
+pub enum GroupEvent {
+    /// A part was not sent, and why (`undone`, `superseded`).
+    Suppressed {
+        audience: String,
+        kind: String,
+        reason: String,
+    },
+    /// Parts still waiting for their group, by audience (every audience that has any).
+    Waiting(Vec<(String, u64)>),
+}
+
+/// How the loop composes grouped e-mail: the templates of grouped messages, and where it
+/// reports what it did.
+#[derive(Clone, Debug)]
+pub struct Grouping {
+    pub templates: Arc<Templates>,
+    pub events: mpsc::UnboundedSender<GroupEvent>,
+}
+
+impl Grouping {
+    /// The built-in templates; events go nowhere.
+    pub fn quiet() -> Grouping {
+        Grouping {
+            templates: Arc::new(Templates::embedded()),
+            events: mpsc::unbounded_channel().0,
+        }
+    }
+}
+
+/// Composes every group due at `now` into its outbox row (one transaction), and reports
+/// suppressed parts and what still waits.
+pub async fn compose_due(
+    store: &Arc<Store>,
+    grouping: &Grouping,
+    now: Timestamp,
+) -> Result<Composed, StoreError> {
+    let templates = grouping.templates.clone();
+    let composed = blocking(store, move |s| {
+        s.compose_groups(now, |waiting, last| {
+            group::plan(waiting, last, now, &templates)
+        })
+    })
+    .await?;
+    for (audience, kind, reason) in &composed.suppressed {
+        // A closed channel only means nobody listens any more.
+        let _ = grouping.events.send(GroupEvent::Suppressed {
+            audience: audience.clone(),
+            kind: kind.clone(),
+            reason: reason.clone(),
+        });
+    }
+    let waiting = blocking(store, |s| s.waiting_parts()).await?;
+    let _ = grouping.events.send(GroupEvent::Waiting(waiting));
+    Ok(composed)
+}
+
 /// Runs until `shutdown` turns true (or its sender is dropped): on `wake` (after a commit)
 /// or every `POLL_INTERVAL`, delivers every due row. Gives up after [`GIVE_UP_AFTER`].
 pub async fn run<D: Deliver + 'static>(
@@ -136,12 +196,39 @@ pub async fn run_with<D: Deliver + 'static>(
     mailer: Arc<D>,
     wake: Arc<Notify>,
     events: mpsc::UnboundedSender<Delivery>,
+    shutdown: watch::Receiver<bool>,
+    give_up_after: Duration,
+) {
+    run_grouped(
+        store,
+        mailer,
+        wake,
+        events,
+        shutdown,
+        give_up_after,
+        Grouping::quiet(),
+    )
+    .await
+}
+
+/// [`run_with`], composing grouped e-mail with `grouping` before each delivery pass. Groups
+/// come due by time alone, so the `POLL_INTERVAL` pass is what sends them (within a second).
+pub async fn run_grouped<D: Deliver + 'static>(
+    store: Arc<Store>,
+    mailer: Arc<D>,
+    wake: Arc<Notify>,
+    events: mpsc::UnboundedSender<Delivery>,
     mut shutdown: watch::Receiver<bool>,
     give_up_after: Duration,
+    grouping: Grouping,
 ) {
     loop {
         if *shutdown.borrow_and_update() {
             return;
+        }
+        if let Err(e) = compose_due(&store, &grouping, Timestamp::now()).await {
+            // The parts are still in the store; the next pass composes them.
+            tracing::error!(error = %e, "outbox: cannot compose grouped announcements");
         }
         // A pass against a relay that swallows packets can take BATCH x SMTP_TIMEOUT, so
         // shutdown interrupts it. That is safe: an interrupted send leaves its row pending

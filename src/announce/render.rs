@@ -147,6 +147,11 @@ const SCALARS: [&str; 6] = [
 ];
 /// Placeholders built here: in HTML they are markup already.
 const BLOCKS: [&str; 3] = ["routes", "oncall", "status_link"];
+/// The placeholders of the grouped message (`group.txt|html`): how many changes, the
+/// services' names, and the block of every change's own message.
+const GROUP_PLACEHOLDERS: [&str; 4] = ["count", "services", "audience", "changes"];
+/// The template of a message carrying several changes (not a transition kind).
+const GROUP: &str = "group";
 
 /// Why a template directory cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -202,7 +207,8 @@ const EMBEDDED: &[(&str, &str, &str)] = embedded!(
     "drill_start",
     "drill_end",
     "flapping",
-    "update"
+    "update",
+    "group"
 );
 
 impl Default for Templates {
@@ -262,6 +268,15 @@ impl Templates {
     }
 }
 
+/// The placeholders the template of `kind` may use.
+fn known_for(kind: &str) -> Vec<&'static str> {
+    if kind == GROUP {
+        GROUP_PLACEHOLDERS.to_vec()
+    } else {
+        SCALARS.iter().chain(BLOCKS.iter()).copied().collect()
+    }
+}
+
 fn parse(path: &Path, text: &str, html: &str) -> Result<KindTemplates, TemplateError> {
     let (first, rest) = text.split_once('\n').unwrap_or((text, ""));
     let subject = first
@@ -283,6 +298,9 @@ fn parse(path: &Path, text: &str, html: &str) -> Result<KindTemplates, TemplateE
 }
 
 fn check_placeholders(path: &Path, template: &str) -> Result<(), TemplateError> {
+    // The file's stem names its kind (`group.txt`, `failover.html`).
+    let kind = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    let known = known_for(kind);
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
         let Some(len) = rest[start + 2..].find("}}") else {
@@ -291,16 +309,11 @@ fn check_placeholders(path: &Path, template: &str) -> Result<(), TemplateError> 
             });
         };
         let name = rest[start + 2..start + 2 + len].trim();
-        if !SCALARS.contains(&name) && !BLOCKS.contains(&name) {
+        if !known.contains(&name) {
             return Err(TemplateError::Unknown {
                 path: path.to_path_buf(),
                 name: name.to_owned(),
-                known: SCALARS
-                    .iter()
-                    .chain(BLOCKS.iter())
-                    .copied()
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                known: known.join(", "),
             });
         }
         rest = &rest[start + 4 + len..];
@@ -472,6 +485,117 @@ pub fn render_with(
         text: fill(&tpl.text, &plain),
         html: fill(&tpl.html, &markup),
     }
+}
+
+/// One change as a grouped message carries it: the change's own message, rendered with its
+/// transition (`render_with`) and stored with it.
+#[derive(Clone, Copy, Debug)]
+pub struct Section<'a> {
+    pub service_name: &'a str,
+    pub subject: &'a str,
+    pub text: &'a str,
+    pub html: Option<&'a str>,
+}
+
+/// The one message to `audience` about every change in `sections` (oldest first).
+///
+/// A single change is its own message, unchanged: with `group_window = "0s"` nothing reads
+/// differently from before grouping existed. Several changes fill the `group` template:
+/// each change appears under its subject (without the `[Switchboard] ` prefix) with its
+/// text up to the signature line (`-- `, RFC 3676) and its HTML body without the
+/// signature paragraph; the group's own signature ends the message once.
+pub fn render_group(
+    templates: &Templates,
+    audience: Audience,
+    sections: &[Section<'_>],
+) -> Message {
+    if let [one] = sections {
+        return Message {
+            subject: one.subject.to_owned(),
+            text: one.text.to_owned(),
+            html: one.html.map(str::to_owned).unwrap_or_default(),
+        };
+    }
+    let embedded;
+    let tpl = match templates.kinds.get(GROUP) {
+        Some(t) => t,
+        None => {
+            embedded = Templates::embedded();
+            match embedded.kinds.get(GROUP) {
+                Some(t) => t,
+                // Unreachable: `group` is built in (tested).
+                None => {
+                    return Message {
+                        subject: String::new(),
+                        text: String::new(),
+                        html: String::new(),
+                    }
+                }
+            }
+        }
+    };
+    let mut names: Vec<&str> = Vec::new();
+    for s in sections {
+        if !names.contains(&s.service_name) {
+            names.push(s.service_name);
+        }
+    }
+    let (mut text_block, mut html_block) = (String::new(), String::new());
+    for (i, s) in sections.iter().enumerate() {
+        let title = s
+            .subject
+            .strip_prefix("[Switchboard] ")
+            .unwrap_or(s.subject);
+        let (body, signature) = match s.text.rsplit_once("\n-- \n") {
+            Some((body, sig)) => (body, sig.trim()),
+            None => (s.text, ""),
+        };
+        if i > 0 {
+            text_block.push_str("\n\n");
+            html_block.push('\n');
+        }
+        let _ = write!(text_block, "== {title} ==\n\n{}", body.trim_end());
+        let inner = match s.html {
+            Some(h) => html_section(h, signature),
+            None => format!("<pre>{}</pre>", escape(body.trim_end())),
+        };
+        let _ = write!(html_block, "<hr>\n<h2>{}</h2>\n{inner}", escape(title));
+    }
+    let count = sections.len().to_string();
+    let services = names.join(", ");
+    let mut plain: HashMap<&str, String> = HashMap::new();
+    plain.insert("count", count.clone());
+    plain.insert("services", services.clone());
+    plain.insert("audience", audience.as_str().to_owned());
+    plain.insert("changes", text_block);
+    let mut markup: HashMap<&str, String> = HashMap::new();
+    markup.insert("count", count);
+    markup.insert("services", escape(&services));
+    markup.insert("audience", audience.as_str().to_owned());
+    markup.insert("changes", html_block);
+    Message {
+        subject: fill_subject(&tpl.subject, &plain),
+        text: fill(&tpl.text, &plain),
+        html: fill(&tpl.html, &markup),
+    }
+}
+
+/// The part of a change's HTML that goes into a group: what is inside `<body>`, without a
+/// last paragraph holding only the signature.
+fn html_section(html: &str, signature: &str) -> String {
+    let lower = html.to_ascii_lowercase();
+    let inner = match (lower.find("<body>"), lower.rfind("</body>")) {
+        (Some(a), Some(b)) if a + 6 <= b => &html[a + 6..b],
+        _ => html,
+    };
+    let inner = inner.trim();
+    let sig = format!("<p>{}</p>", escape(signature));
+    let inner = if signature.is_empty() {
+        inner
+    } else {
+        inner.strip_suffix(sig.as_str()).unwrap_or(inner).trim_end()
+    };
+    inner.to_owned()
 }
 
 struct RouteLine {
@@ -791,6 +915,132 @@ mod tests {
             }
         }
         assert!(mismatched.is_empty(), "{}", mismatched.join("\n"));
+    }
+
+    /// Three changes to two services as one grouped message per audience, compared exactly
+    /// with `testdata/snapshots/messages/group.{audience}.txt` (`UPDATE_SNAPSHOTS=1`).
+    #[test]
+    fn grouped_messages_match_their_snapshots() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/snapshots/messages");
+        let update = std::env::var_os("UPDATE_SNAPSHOTS").is_some();
+        let mut portal_ctx = ctx(Side::Backup);
+        portal_ctx.service_name = "Support portal".into();
+        portal_ctx.routes[0].id = "portal".into();
+        let mut portal = failover();
+        portal.service = "support-portal".into();
+        portal.evidence = vec!["portal-home: down (503)".into()];
+        let mut mismatched = Vec::new();
+        for audience in [Audience::Oncall, Audience::Customers] {
+            let messages = [
+                (
+                    render(&failover(), audience, &ctx(Side::Backup)),
+                    "Ticket submission",
+                ),
+                (render(&portal, audience, &portal_ctx), "Support portal"),
+                (
+                    render(&failback(), audience, &ctx(Side::Primary)),
+                    "Ticket submission",
+                ),
+            ];
+            let sections: Vec<Section<'_>> = messages
+                .iter()
+                .map(|(m, name)| Section {
+                    service_name: name,
+                    subject: &m.subject,
+                    text: &m.text,
+                    html: Some(&m.html),
+                })
+                .collect();
+            let m = render_group(&Templates::embedded(), audience, &sections);
+            assert_eq!(
+                m.subject,
+                "[Switchboard] Ticket submission, Support portal: 3 changes"
+            );
+            let got = format!(
+                "Subject: {}\n\n{}\n==== text/html ====\n{}",
+                m.subject, m.text, m.html
+            );
+            let path = dir.join(format!("group.{}.txt", audience.as_str()));
+            if update {
+                std::fs::write(&path, &got).unwrap();
+                continue;
+            }
+            let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+                panic!("{}: {e} (run with UPDATE_SNAPSHOTS=1)", path.display())
+            });
+            if got != want {
+                mismatched.push(format!(
+                    "{}:\n--- want\n{want}\n--- got\n{got}",
+                    path.display()
+                ));
+            }
+            // The signature closes the message once, in text and in HTML.
+            assert_eq!(
+                m.text.matches("Sent by Switchboard.").count(),
+                1,
+                "{}",
+                m.text
+            );
+            assert_eq!(
+                m.html.matches("Sent by Switchboard.").count(),
+                1,
+                "{}",
+                m.html
+            );
+            assert_eq!(m.text.contains("For on-call"), audience == Audience::Oncall);
+        }
+        assert!(mismatched.is_empty(), "{}", mismatched.join("\n"));
+    }
+
+    #[test]
+    fn a_group_of_one_is_the_change_s_own_message_unchanged() {
+        let m = render(&failover(), Audience::Customers, &ctx(Side::Backup));
+        let one = [Section {
+            service_name: "Ticket submission",
+            subject: &m.subject,
+            text: &m.text,
+            html: Some(&m.html),
+        }];
+        assert_eq!(
+            render_group(&Templates::embedded(), Audience::Customers, &one),
+            m
+        );
+    }
+
+    #[test]
+    fn grouped_html_escapes_names_and_titles() {
+        let sections = [
+            Section {
+                service_name: "<b>A</b>",
+                subject: "[Switchboard] <b>A</b>: x",
+                text: "a\n-- \nSig\n",
+                html: None,
+            },
+            Section {
+                service_name: "B & C",
+                subject: "[Switchboard] B & C: y",
+                text: "<script>b</script>\n",
+                html: None,
+            },
+        ];
+        let m = render_group(&Templates::embedded(), Audience::Customers, &sections);
+        assert_eq!(m.subject, "[Switchboard] <b>A</b>, B & C: 2 changes");
+        assert!(
+            m.html.contains("<h2>&lt;b&gt;A&lt;/b&gt;: x</h2>"),
+            "{}",
+            m.html
+        );
+        assert!(
+            m.html.contains("<pre>&lt;script&gt;b&lt;/script&gt;</pre>"),
+            "{}",
+            m.html
+        );
+        assert!(!m.html.contains("<script>"));
+        assert!(
+            m.text.contains("== <b>A</b>: x ==\n\na\n\n== B & C: y =="),
+            "{}",
+            m.text
+        );
     }
 
     #[test]

@@ -82,7 +82,20 @@ pub struct EmailConfig {
     pub give_up_after: Duration,
     /// Directory whose templates override the built-in ones (`templates`).
     pub templates: Option<PathBuf>,
+    /// At most one e-mail per audience per this window (`group_window`); zero: every change
+    /// alone, at once.
+    pub group_window: Duration,
+    /// How long a change must last before customers hear of it (`customer_delay`), unless
+    /// the service sets its own.
+    pub customer_delay: Duration,
+    /// The domain of Message-IDs (`message_id_domain`); `None`: the domain of `from`.
+    pub message_id_domain: Option<String>,
 }
+
+/// `[email] group_window` when not set: Alertmanager's `group_wait` default.
+pub const DEFAULT_GROUP_WINDOW: Duration = Duration::from_secs(30);
+/// `[email] customer_delay` when not set.
+pub const DEFAULT_CUSTOMER_DELAY: Duration = Duration::from_secs(120);
 
 impl EmailConfig {
     /// `from` and `transport` with every other setting at its default.
@@ -97,7 +110,23 @@ impl EmailConfig {
             command_timeout: Duration::from_secs(30),
             give_up_after: Duration::from_secs(24 * 3600),
             templates: None,
+            group_window: DEFAULT_GROUP_WINDOW,
+            customer_delay: DEFAULT_CUSTOMER_DELAY,
+            message_id_domain: None,
         }
+    }
+
+    /// The domain Message-IDs are written under: `message_id_domain`, else the domain of
+    /// `from`, else `localhost` (an address without a domain cannot pass validation, so
+    /// that last case is only a safe default).
+    pub fn message_id_domain(&self) -> String {
+        if let Some(d) = &self.message_id_domain {
+            return d.clone();
+        }
+        self.from
+            .parse::<lettre::message::Mailbox>()
+            .map(|m| m.email.domain().to_owned())
+            .unwrap_or_else(|_| "localhost".to_owned())
     }
 }
 
@@ -200,6 +229,8 @@ pub struct ServiceSpec {
     pub routes: Vec<RouteSpec>,
     /// What drills of this service are timed against (`drill_targets`).
     pub drill_targets: DrillTargets,
+    /// This service's own `customer_delay`; `None`: `[email] customer_delay`.
+    pub customer_delay: Option<Duration>,
     /// The service file it came from.
     pub source: PathBuf,
 }

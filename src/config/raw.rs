@@ -117,6 +117,13 @@ pub struct RawEmail {
     pub give_up_after: Option<Spanned<String>>,
     /// Directory of message templates overriding the built-in ones, relative to this file.
     pub templates: Option<Spanned<String>>,
+    /// At most one e-mail per audience per this window, naming every change in it. Default
+    /// `30s`; `0s` sends every change on its own, at once.
+    pub group_window: Option<Spanned<String>>,
+    /// Customers hear of a change only once it has lasted this long. Default `2m`.
+    pub customer_delay: Option<Spanned<String>>,
+    /// The domain of Message-IDs. Default: the domain of `from`.
+    pub message_id_domain: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -229,6 +236,8 @@ pub struct RawService {
     pub maintenance_route: Option<Spanned<String>>,
     /// What a drill of this service is timed against: `{ switch = "5s", notify = "60s" }`.
     pub drill_targets: Option<RawDrillTargets>,
+    /// Overrides `[email] customer_delay` for this service.
+    pub customer_delay: Option<Spanned<String>>,
 }
 
 /// `drill_targets = { switch = "5s", notify = "60s" }`: both optional.
@@ -852,6 +861,30 @@ impl Loader {
         let connect_timeout = timeout("connect_timeout", raw.connect_timeout, 10);
         let command_timeout = timeout("command_timeout", raw.command_timeout, 30);
         let give_up_after = timeout("give_up_after", raw.give_up_after, 24 * 3600);
+        // Zero is a deliberate choice for both: every change alone, at once (as before 0.x).
+        let group_window = match &raw.group_window {
+            None => Some(crate::config::DEFAULT_GROUP_WINDOW),
+            Some(r) => self.duration(source, "email.group_window", Some(r), true),
+        };
+        let customer_delay = match &raw.customer_delay {
+            None => Some(crate::config::DEFAULT_CUSTOMER_DELAY),
+            Some(r) => self.duration(source, "email.customer_delay", Some(r), true),
+        };
+        let message_id_domain = match raw.message_id_domain {
+            None => Some(None),
+            Some(d) if is_domain(d.get_ref()) => Some(Some(d.into_inner())),
+            Some(d) => {
+                self.report_at(
+                    source,
+                    &d,
+                    format!(
+                        "email.message_id_domain: \"{}\" is not a domain name (letters, digits, '-' and '.')",
+                        d.get_ref()
+                    ),
+                );
+                None
+            }
+        };
         let templates = raw.templates.and_then(|t| {
             let dir = base.join(t.get_ref());
             match crate::announce::render::Templates::load(&dir) {
@@ -876,6 +909,9 @@ impl Loader {
             command_timeout: command_timeout?,
             give_up_after: give_up_after?,
             templates,
+            group_window: group_window?,
+            customer_delay: customer_delay?,
+            message_id_domain: message_id_domain?,
         })
     }
 
@@ -1409,10 +1445,17 @@ impl Loader {
             None => Some(crate::config::DrillTargets::default().notify),
             Some(r) => self.duration(source, "drill_targets.notify", Some(r), false),
         };
+        let customer_delay = match &raw.customer_delay {
+            None => Some(None),
+            Some(r) => self
+                .duration(source, "customer_delay", Some(r), true)
+                .map(Some),
+        };
         if !ok {
             return None;
         }
         Some(ServiceSpec {
+            customer_delay: customer_delay?,
             drill_targets: crate::config::DrillTargets {
                 switch: drill_switch?,
                 notify: drill_notify?,
@@ -2532,6 +2575,18 @@ impl<'de> Deserialize<'de> for ElementSpans {
         }
         deserializer.deserialize_any(V)
     }
+}
+
+/// A domain name fit for the right-hand side of a Message-ID: dot-separated labels of
+/// letters, digits and '-'.
+fn is_domain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
 }
 
 #[cfg(test)]

@@ -29,6 +29,8 @@ pub struct Metrics {
     services: ServiceTable,
     transitions_total: IntCounterVec,
     announcements_total: IntCounterVec,
+    announcements_suppressed_total: IntCounterVec,
+    announcements_waiting: IntGaugeVec,
     announcement_last_success: GaugeVec,
     outbox_given_up_total: IntCounterVec,
     outbox_backlog: IntGauge,
@@ -73,6 +75,18 @@ impl Metrics {
                 "switchboard_announcements_total",
                 "Announcement delivery attempts, by channel, audience, kind and result (success, failure, given_up).",
                 &["channel", "audience", "kind", "result"],
+            ),
+            announcements_suppressed_total: counter_vec(
+                r,
+                "switchboard_announcements_suppressed_total",
+                "E-mail announcements deliberately not sent, by audience and reason (undone: the change undid itself within customer_delay; superseded: a later change within it replaced it). Rebuilt from the store at start.",
+                &["audience", "reason"],
+            ),
+            announcements_waiting: int_gauge_vec(
+                r,
+                "switchboard_announcements_waiting",
+                "E-mail announcements waiting for their group (group_window) or their customer_delay, by audience.",
+                &["audience"],
             ),
             announcement_last_success: gauge_vec(
                 r,
@@ -298,6 +312,30 @@ impl Metrics {
                 .with_label_values(&[channel])
                 .inc(),
             _ => {}
+        }
+    }
+
+    /// `n` more e-mail announcements to `audience` were deliberately not sent, for `reason`
+    /// (`n = 0` only exports the series).
+    pub fn announcements_suppressed(&self, audience: &str, reason: &str, n: u64) {
+        self.announcements_suppressed_total
+            .with_label_values(&[audience, reason])
+            .inc_by(n);
+    }
+
+    /// Parts waiting for their group now, by audience; audiences not named have none.
+    pub fn announcements_waiting(&self, by_audience: &[(String, u64)]) {
+        for audience in ["oncall", "customers"] {
+            if !by_audience.iter().any(|(a, _)| a == audience) {
+                self.announcements_waiting
+                    .with_label_values(&[audience])
+                    .set(0);
+            }
+        }
+        for (audience, n) in by_audience {
+            self.announcements_waiting
+                .with_label_values(&[audience])
+                .set(i64::try_from(*n).unwrap_or(i64::MAX));
         }
     }
 

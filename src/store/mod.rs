@@ -14,6 +14,7 @@
 
 mod audit_log;
 mod control;
+mod groups;
 mod history;
 mod incidents;
 mod sqlite;
@@ -21,6 +22,7 @@ mod sqlite;
 pub use control::{
     AuditQuery, DrillRow, ReviewError, ScheduledWindow, KIND_REVIEW, REVIEWED_CAUSES,
 };
+pub use groups::{Composed, GroupDecision, NewPart, WaitingPart, KIND_GROUPED};
 pub use history::{HistoryRow, DAY_S, FIVE_MINUTES_S};
 pub use incidents::{IncidentRecord, IncidentUpdateRecord, NewIncidentUpdate};
 pub use sqlite::Store;
@@ -113,8 +115,10 @@ pub struct OutboxItem {
     /// What the message is about (`failover`, `flapping`, ...); empty on rows from before
     /// schema version 6.
     pub kind: String,
-    /// Stable across retries and restarts, e.g. `<t42.customers.ticket-submission@switchboard>`,
-    /// so that receivers can recognise a repeat after a crash.
+    /// Stable across retries and restarts, e.g.
+    /// `<t42.customers.ticket-submission.mi5x2k9c.3f9a0c1d2e4b5a67@example.com>` (see
+    /// [`MessageIds`]), so that receivers can recognise a repeat after a crash and never
+    /// mistake another database's message for one.
     pub message_id: String,
     pub recipients: Vec<String>,
     pub subject: String,
@@ -178,6 +182,8 @@ pub enum StoreError {
     NoTransition(String),
     #[error("no outbox row with id {0}")]
     NoSuchOutboxItem(i64),
+    #[error("no waiting announcement part with id {0}")]
+    NoSuchPart(i64),
     #[error("the database file {path} {why} since it was opened; refusing to write where nobody will read it")]
     FileGone {
         path: std::path::PathBuf,
@@ -189,35 +195,92 @@ pub enum StoreError {
     NoAuditLog { found: u32 },
 }
 
-/// The stable Message-ID of the announcement of transition `transition_id` to `audience`
-/// over `channel`. Derived only from stored identifiers, so a re-send after a crash carries
-/// the same id and a receiver (or a human) can tell it is a repeat.
-pub fn message_id(transition_id: i64, audience: &str, channel: &str, service: &str) -> String {
-    // Only dot-atom-safe characters may appear in a Message-ID; service ids are validated
-    // config ids, but this keeps the header valid whatever they contain.
-    let atom = |s: &str| -> String {
-        s.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect()
-    };
-    if channel == "email" {
+/// How this database names its messages: a random id created once with the database
+/// (migration 7) and the domain of `[email] from` (or `message_id_domain`).
+///
+/// Why both, and the row's creation time too: `t1.oncall...` alone repeats in every new
+/// database, and a receiver that deduplicates by Message-ID would drop a later, different
+/// announcement. The instance id separates databases; the creation time separates a
+/// restored copy's new rows from the ones its original already sent. All three are stored
+/// with the row, so a retry or a restart sends the same id again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageIds {
+    pub instance: String,
+    pub domain: String,
+}
+
+/// The domain of Message-IDs when the daemon has not named one (store-level tests).
+pub const DEFAULT_MESSAGE_ID_DOMAIN: &str = "switchboard.invalid";
+
+/// Only dot-atom-safe characters may appear in a Message-ID; service ids are validated
+/// config ids, but this keeps the header valid whatever they contain.
+fn atom(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// `ms` in base 36: short, and only letters and digits.
+fn base36(ms: i64) -> String {
+    let mut n = ms.unsigned_abs();
+    let digits = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(digits[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
+impl MessageIds {
+    /// The Message-ID of the announcement of transition `transition_id` to `audience` over
+    /// `channel`, written at `created`.
+    pub fn for_transition(
+        &self,
+        transition_id: i64,
+        audience: &str,
+        channel: &str,
+        service: &str,
+        created: crate::clock::Timestamp,
+    ) -> String {
+        let channel = if channel == "email" {
+            String::new()
+        } else {
+            format!(".{}", atom(channel))
+        };
         format!(
-            "<t{transition_id}.{}.{}@switchboard>",
+            "<t{transition_id}.{}{channel}.{}.{}.{}@{}>",
             atom(audience),
-            atom(service)
+            atom(service),
+            base36(created.as_millis()),
+            atom(&self.instance),
+            self.domain
         )
-    } else {
+    }
+
+    /// The Message-ID of a grouped message to `audience` whose first part is `first_part`.
+    pub fn for_group(
+        &self,
+        first_part: i64,
+        audience: &str,
+        created: crate::clock::Timestamp,
+    ) -> String {
         format!(
-            "<t{transition_id}.{}.{}.{}@switchboard>",
+            "<g{first_part}.{}.{}.{}@{}>",
             atom(audience),
-            atom(channel),
-            atom(service)
+            base36(created.as_millis()),
+            atom(&self.instance),
+            self.domain
         )
     }
 }

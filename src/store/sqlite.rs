@@ -5,9 +5,10 @@
 //! a process crash: a failover decision that was announced must still be on disk after reboot.
 
 use super::audit_log;
+use super::groups::{self, NewPart};
 use super::incidents;
 use super::{
-    message_id, CommittedTransition, NewAnnouncement, OutboxItem, OutboxStatus, ServiceRecord,
+    CommittedTransition, MessageIds, NewAnnouncement, OutboxItem, OutboxStatus, ServiceRecord,
     StoreError, TransitionRecord,
 };
 use crate::audit::{self, AuditContext, AuditRecord, AuditRow, NewAuditRecord, Verdict};
@@ -30,6 +31,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (4, include_str!("migrations/0004_control.sql")),
     (5, include_str!("migrations/0005_incidents_history.sql")),
     (6, include_str!("migrations/0006_outbox.sql")),
+    (7, include_str!("migrations/0007_announce_groups.sql")),
 ];
 
 /// The first schema version with the audit log; `audit verify` refuses older files.
@@ -46,6 +48,10 @@ pub struct Store {
     file: Option<FileIdentity>,
     /// Service names and route targets for the words of incidents (`describe_services`).
     pub(super) words: RwLock<HashMap<String, ServiceWords>>,
+    /// This database's random instance id (migration 7), read once at open.
+    instance: String,
+    /// The domain of Message-IDs (`set_message_id_domain`).
+    id_domain: RwLock<String>,
 }
 
 /// Which file a path named when the store opened it (device and inode).
@@ -147,10 +153,13 @@ impl Store {
         if found < AUDIT_SCHEMA {
             return Err(StoreError::NoAuditLog { found });
         }
+        let instance = read_instance(&conn).unwrap_or_default();
         Ok(Store {
             conn: Mutex::new(conn),
             file: None,
             words: RwLock::default(),
+            instance,
+            id_domain: RwLock::new(super::DEFAULT_MESSAGE_ID_DOMAIN.to_owned()),
         })
     }
 
@@ -167,10 +176,13 @@ impl Store {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
         migrate(&mut conn)?;
+        let instance = read_instance(&conn)?;
         Ok(Store {
             conn: Mutex::new(conn),
             file,
             words: RwLock::default(),
+            instance,
+            id_domain: RwLock::new(super::DEFAULT_MESSAGE_ID_DOMAIN.to_owned()),
         })
     }
 
@@ -186,6 +198,33 @@ impl Store {
         self.conn
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// This database's random instance id, created once with it.
+    pub fn instance_id(&self) -> &str {
+        &self.instance
+    }
+
+    /// Names the domain of every Message-ID written from now on (`[email] message_id_domain`,
+    /// or the domain of `[email] from`). Rows already written keep theirs.
+    pub fn set_message_id_domain(&self, domain: &str) {
+        let mut d = self
+            .id_domain
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *d = domain.to_owned();
+    }
+
+    /// How this database names its messages now.
+    pub fn message_ids(&self) -> MessageIds {
+        MessageIds {
+            instance: self.instance.clone(),
+            domain: self
+                .id_domain
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clone(),
+        }
     }
 
     /// The schema version in force (the last migration applied).
@@ -276,6 +315,18 @@ impl Store {
         audit: impl Into<AuditContext>,
         announcements: &[NewAnnouncement],
     ) -> Result<CommittedTransition, StoreError> {
+        self.commit_transition_with(t, audit, announcements, &[])
+    }
+
+    /// [`Store::commit_transition`], also writing `parts`: e-mails that wait for their group
+    /// (`announce::group`) instead of going straight to the outbox. Same transaction.
+    pub fn commit_transition_with(
+        &self,
+        t: &Transition,
+        audit: impl Into<AuditContext>,
+        announcements: &[NewAnnouncement],
+        parts: &[NewPart],
+    ) -> Result<CommittedTransition, StoreError> {
         let audit: AuditContext = audit.into();
         let config_version = audit.config_version.as_str();
         self.check_file()?;
@@ -364,7 +415,9 @@ impl Store {
             },
         )?;
 
-        let outbox_ids = insert_outbox(&tx, transition_id, &t.service, t.at, announcements)?;
+        let ids = self.message_ids();
+        let outbox_ids = insert_outbox(&tx, &ids, transition_id, &t.service, t.at, announcements)?;
+        groups::insert_parts(&tx, transition_id, t.at, parts)?;
 
         tx.commit()?;
         Ok(CommittedTransition {
@@ -540,6 +593,17 @@ impl Store {
         at: Timestamp,
         announcements: &[NewAnnouncement],
     ) -> Result<Vec<i64>, StoreError> {
+        self.enqueue_notice_with(service, at, announcements, &[])
+    }
+
+    /// [`Store::enqueue_notice`], also writing `parts` that wait for their group.
+    pub fn enqueue_notice_with(
+        &self,
+        service: &str,
+        at: Timestamp,
+        announcements: &[NewAnnouncement],
+        parts: &[NewPart],
+    ) -> Result<Vec<i64>, StoreError> {
         self.check_file()?;
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -549,7 +613,9 @@ impl Store {
             |r| r.get(0),
         )?;
         let transition_id = latest.ok_or_else(|| StoreError::NoTransition(service.to_owned()))?;
-        let ids = insert_outbox(&tx, transition_id, service, at, announcements)?;
+        let message_ids = self.message_ids();
+        let ids = insert_outbox(&tx, &message_ids, transition_id, service, at, announcements)?;
+        groups::insert_parts(&tx, transition_id, at, parts)?;
         tx.commit()?;
         Ok(ids)
     }
@@ -626,6 +692,7 @@ impl Store {
 /// Inserts one pending outbox row per announcement, due at `at`, inside the caller's transaction.
 fn insert_outbox(
     tx: &rusqlite::Transaction<'_>,
+    ids: &MessageIds,
     transition_id: i64,
     service: &str,
     at: Timestamp,
@@ -655,7 +722,7 @@ fn insert_outbox(
                 a.audience,
                 a.channel,
                 a.kind,
-                message_id(transition_id, &id_audience, &a.channel, service),
+                ids.for_transition(transition_id, &id_audience, &a.channel, service, at),
                 recipients,
                 a.subject,
                 a.text,
@@ -666,6 +733,13 @@ fn insert_outbox(
         outbox_ids.push(tx.last_insert_rowid());
     }
     Ok(outbox_ids)
+}
+
+/// The random instance id migration 7 created.
+fn read_instance(conn: &Connection) -> Result<String, rusqlite::Error> {
+    conn.query_row("SELECT instance_id FROM instance WHERE id = 1", [], |r| {
+        r.get(0)
+    })
 }
 
 fn user_version(conn: &Connection) -> Result<u32, rusqlite::Error> {
@@ -718,7 +792,7 @@ fn ensure_outbox_row(conn: &Connection, id: i64) -> Result<(), StoreError> {
     }
 }
 
-fn parse_state(s: &str) -> Result<State, StoreError> {
+pub(super) fn parse_state(s: &str) -> Result<State, StoreError> {
     State::parse(s).ok_or_else(|| StoreError::Corrupt {
         what: "state",
         value: s.to_owned(),
@@ -736,7 +810,7 @@ fn parse_cause(s: &str) -> Result<Cause, StoreError> {
     })
 }
 
-fn parse_json_strings(what: &'static str, s: &str) -> Result<Vec<String>, StoreError> {
+pub(super) fn parse_json_strings(what: &'static str, s: &str) -> Result<Vec<String>, StoreError> {
     serde_json::from_str(s).map_err(|source| StoreError::Json { what, source })
 }
 
@@ -1025,7 +1099,11 @@ mod tests {
             .unwrap();
         }
         let store = Store::open(&path).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 6);
+        let newest = MIGRATIONS.last().map(|(v, _)| *v).unwrap();
+        assert_eq!(store.schema_version().unwrap(), newest);
+        // Migration 7 gave the old file an instance id, and the pending row kept its
+        // Message-ID through both rebuilds: a retry after the upgrade is still recognisable.
+        assert_eq!(store.instance_id().len(), 16);
         let rows = store.announcements(1).unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].message_id, "<t1.oncall.svc@switchboard>");
@@ -1102,11 +1180,17 @@ mod tests {
         assert_eq!(flap.kind, "flapping");
         assert_eq!(
             flap.message_id,
-            format!(
-                "<t{}.oncall_flapping.ticket-submission@switchboard>",
-                c.transition_id
+            store.message_ids().for_transition(
+                c.transition_id,
+                "oncall.flapping",
+                "email",
+                "ticket-submission",
+                T0
             )
         );
+        assert!(flap
+            .message_id
+            .starts_with(&format!("<t{}.oncall_flapping.", c.transition_id)));
     }
 
     #[test]
@@ -1294,23 +1378,35 @@ mod tests {
         let a = store.announcements(first.transition_id).unwrap();
         let b = store.announcements(second.transition_id).unwrap();
         let tid = first.transition_id;
+        let inst = store.instance_id().to_owned();
+        assert_eq!(inst.len(), 16, "a random 64-bit id in hex: {inst}");
+        // T0 in base 36.
+        let t0 = "loyw3v28";
         assert_eq!(
             a.iter().map(|i| i.message_id.as_str()).collect::<Vec<_>>(),
             vec![
-                format!("<t{tid}.oncall.ticket-submission@switchboard>"),
-                format!("<t{tid}.customers.ticket-submission@switchboard>"),
+                format!("<t{tid}.oncall.ticket-submission.{t0}.{inst}@switchboard.invalid>"),
+                format!("<t{tid}.customers.ticket-submission.{t0}.{inst}@switchboard.invalid>"),
             ]
         );
         assert_ne!(a[1].message_id, b[0].message_id);
-        // The id is a pure function of stored identifiers: recomputing it gives the same value.
+        // The id is a function of stored values: recomputing it gives the same value.
         assert_eq!(
             a[1].message_id,
-            message_id(tid, "customers", "email", "ticket-submission")
+            store
+                .message_ids()
+                .for_transition(tid, "customers", "email", "ticket-submission", T0)
         );
+        store.set_message_id_domain("example.com");
         assert_eq!(
-            message_id(7, "oncall", "webhook", "a b"),
-            "<t7.oncall.webhook.a_b@switchboard>"
+            store
+                .message_ids()
+                .for_transition(7, "oncall", "webhook", "a b", Timestamp(35)),
+            format!("<t7.oncall.webhook.a_b.z.{inst}@example.com>")
         );
+        // Another database: another instance id, so the same first transition gets another id.
+        let other = Store::open_in_memory().unwrap();
+        assert_ne!(other.instance_id(), inst);
         assert_eq!(a.iter().map(|i| i.id).collect::<Vec<_>>(), first.outbox_ids);
     }
 

@@ -211,6 +211,10 @@ pub fn write_config(dir: &Path, target: &Target, email: &str) -> (PathBuf, u16) 
 }
 
 /// `write_config` with the SQLite path and the recovery hold chosen by the caller.
+///
+/// E-mail is neither grouped nor delayed (`group_window` and `customer_delay` at `0s`):
+/// the tests using this helper are about something else, and each change's own e-mail at
+/// once is what they count. `tests/announce_groups.rs` tests grouping with its own config.
 pub fn write_config_with(
     dir: &Path,
     target: &Target,
@@ -231,6 +235,8 @@ listen = "127.0.0.1:{port}"
 path = "{storage}"
 [email]
 from = "Support Status <status@example.com>"
+group_window = "0s"
+customer_delay = "0s"
 {email}
 [audiences]
 oncall = ["support-oncall@example.com"]
@@ -292,4 +298,16 @@ pub fn component_status(d: &Daemon) -> String {
         .and_then(|c| c["status"].as_str())
         .expect("a component for the service")
         .to_string()
+}
+
+/// The value of the one `/metrics` series whose line starts with `series` (name and
+/// labels, in the order the daemon writes them), if it is there.
+pub fn metric_value(d: &Daemon, series: &str) -> Option<f64> {
+    get(&d.url("/metrics"))
+        .ok()?
+        .body
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }
