@@ -205,6 +205,14 @@ impl Metrics {
     pub fn check_configured(&self, service: &str, check: &CheckSpec) {
         self.checks
             .configured(service, &check.name, &check.target());
+        // A new or changed check starts without a noise estimate: its configured threshold.
+        self.checks
+            .failure_threshold(&check.name, check.failure_threshold.max(1));
+    }
+
+    /// The consecutive failures a check needs to be down changed (adaptive confirmation).
+    pub fn check_failure_threshold(&self, check: &str, threshold: u32) {
+        self.checks.failure_threshold(check, threshold);
     }
 
     /// A check's smoothed health is now `health` (`unknown`, `healthy`, `suspect` or `down`).
@@ -298,6 +306,57 @@ impl Metrics {
                 self.announcements_total
                     .with_label_values(&[channel, audience, kind, result]);
             }
+        }
+    }
+
+    /// Rebuilds, at start, every series that counts stored facts (drills, transitions,
+    /// announcement attempts, audit records) for the configured `services`, so a restart
+    /// leaves them where they were. Call once, on fresh metrics, before anything happens.
+    pub fn restore(&self, facts: &crate::store::MetricFacts, services: &[&str]) {
+        let configured = |s: &str| services.contains(&s);
+        // Replayed through the live event, oldest first: the last drill and the last
+        // success come out exactly as they were.
+        for d in facts.drills.iter().filter(|d| configured(&d.service)) {
+            self.drill(&d.service, &d.result, d.ended_at.as_secs_f64());
+        }
+        for t in facts.transitions.iter().filter(|t| configured(&t.service)) {
+            self.transitions_total
+                .with_label_values(&[&t.service, &t.from, &t.to, &t.cause])
+                .inc_by(t.count);
+        }
+        for d in &facts.deliveries {
+            // As `report_deliveries` labels rows from before the outbox knew kinds.
+            let kind = if d.kind.is_empty() {
+                "unknown"
+            } else {
+                &d.kind
+            };
+            for (result, n) in [
+                ("success", d.success),
+                ("failure", d.failure),
+                ("given_up", d.given_up),
+            ] {
+                if n > 0 {
+                    self.announcements_total
+                        .with_label_values(&[&d.channel, &d.audience, kind, result])
+                        .inc_by(n);
+                }
+            }
+            if d.given_up > 0 {
+                self.outbox_given_up_total
+                    .with_label_values(&[&d.channel])
+                    .inc_by(d.given_up);
+            }
+        }
+        for (channel, at) in &facts.last_delivered {
+            self.announcement_last_success
+                .with_label_values(&[channel])
+                .set(at.as_secs_f64());
+        }
+        for (kind, n) in &facts.audit_records {
+            self.audit_records_total
+                .with_label_values(&[kind])
+                .inc_by(*n);
         }
     }
 
@@ -495,6 +554,7 @@ mod tests {
             retry_interval: Duration::from_secs(5),
             failure_threshold: 3,
             success_threshold: 2,
+            confirmation: Default::default(),
             conditions: Vec::new(),
             kind: CheckKind::Http(HttpCheck {
                 url: "https://support.example.com/new".parse().unwrap(),

@@ -14,6 +14,7 @@
 
 mod audit_log;
 mod control;
+mod facts;
 mod history;
 mod incidents;
 mod sqlite;
@@ -21,6 +22,7 @@ mod sqlite;
 pub use control::{
     AuditQuery, DrillRow, ReviewError, ScheduledWindow, KIND_REVIEW, REVIEWED_CAUSES,
 };
+pub use facts::{DeliveryCount, FinishedDrill, MetricFacts, TransitionCount};
 pub use history::{HistoryRow, DAY_S, FIVE_MINUTES_S};
 pub use incidents::{IncidentRecord, IncidentUpdateRecord, NewIncidentUpdate};
 pub use sqlite::Store;
