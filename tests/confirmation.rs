@@ -142,9 +142,8 @@ fn adaptive_confirmation_shows_and_logs_the_threshold_it_grows_to_and_applies_it
         .collect();
     println!("{}", grew.join("\n"));
     assert!(
-        grew.last()
-            .is_some_and(|l| l.contains("ticket-form")
-                && l.contains("now needs 6 failed probes in a row (was ")),
+        grew.last().is_some_and(|l| l.contains("ticket-form")
+            && l.contains("now needs 6 failed probes in a row to be down (was 3")),
         "{grew:?}"
     );
 
