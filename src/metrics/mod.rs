@@ -845,6 +845,67 @@ mod tests {
     }
 
     #[test]
+    fn restored_facts_read_as_the_live_events_left_them() {
+        use crate::store::{DeliveryCount, FinishedDrill, MetricFacts, TransitionCount};
+        let drill = |result: &str, at: i64| FinishedDrill {
+            service: "tickets".into(),
+            result: result.into(),
+            ended_at: crate::clock::Timestamp(at),
+        };
+        let facts = MetricFacts {
+            // A fail, a pass, then an abort: the last drill is the abort, and the abort leaves
+            // the last result (the pass), as it does live.
+            drills: vec![
+                drill("fail", 1_000),
+                drill("pass", 5_000),
+                drill("aborted", 9_000),
+            ],
+            transitions: vec![TransitionCount {
+                service: "gone".into(),
+                from: "operational".into(),
+                to: "failed_over".into(),
+                cause: "primary_down".into(),
+                count: 4,
+            }],
+            deliveries: vec![DeliveryCount {
+                channel: "email".into(),
+                audience: "oncall".into(),
+                kind: String::new(),
+                success: 2,
+                failure: 3,
+                given_up: 1,
+            }],
+            last_delivered: vec![("email".into(), crate::clock::Timestamp(7_500))],
+            audit_records: vec![("transition".into(), 6)],
+        };
+        let m = Metrics::new();
+        m.restore(&facts, &["tickets"]);
+        let text = m.render();
+        for line in [
+            r#"switchboard_drills_total{result="fail",service="tickets"} 1"#,
+            r#"switchboard_drills_total{result="pass",service="tickets"} 1"#,
+            r#"switchboard_drills_total{result="aborted",service="tickets"} 1"#,
+            r#"switchboard_drill_last_timestamp_seconds{service="tickets"} 9"#,
+            r#"switchboard_drill_last_success{service="tickets"} 1"#,
+            r#"switchboard_announcements_total{audience="oncall",channel="email",kind="unknown",result="success"} 2"#,
+            r#"switchboard_announcements_total{audience="oncall",channel="email",kind="unknown",result="failure"} 3"#,
+            r#"switchboard_announcements_total{audience="oncall",channel="email",kind="unknown",result="given_up"} 1"#,
+            r#"switchboard_outbox_given_up_total{channel="email"} 1"#,
+            r#"switchboard_announcement_last_success_timestamp_seconds{channel="email"} 7.5"#,
+            r#"switchboard_audit_records_total{kind="transition"} 6"#,
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        assert!(
+            !text.contains("service=\"gone\""),
+            "a service no longer configured gets no series back"
+        );
+    }
+
+    #[test]
     fn removed_check_leaves_no_series() {
         let m = Metrics::new();
         m.probe_finished("tickets", &spec(), &outcome(true));
