@@ -374,6 +374,7 @@ fn check_spec(url: &str) -> Result<CheckSpec> {
         retry_interval: Duration::from_secs(5),
         failure_threshold: 3,
         success_threshold: 2,
+        confirmation: Default::default(),
         // No conditions: the probe's implicit one is "the final status is 2xx or 3xx".
         conditions: Vec::new(),
         kind: CheckKind::Http(HttpCheck {

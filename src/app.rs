@@ -20,7 +20,7 @@ use crate::cluster::{Coordinator, SingleNode};
 use crate::config::{CheckSpec, Config, ServiceSpec};
 use crate::failover::window::{Schedule, Window};
 use crate::failover::{self, Action, Command, Event, Holds, Policy, Side, State, Transition};
-use crate::health::{CheckHealth, Health, Thresholds};
+use crate::health::{CheckHealth, Health};
 use crate::history::{self, History};
 use crate::incident::{RouteWords, ServiceWords};
 use crate::metrics::Metrics;
@@ -166,6 +166,7 @@ pub async fn run_with(
     for s in &core.services {
         core.metrics_for_new_service(s);
     }
+    restore_stored_series(&store, &metrics, &config);
     core.show_windows();
     core.publish();
     let snapshot_rx = core.snapshot_tx.subscribe();
@@ -460,6 +461,11 @@ pub struct CheckDetail {
     pub health: &'static str,
     pub last_outcome: Option<String>,
     pub last_probe_at: Option<String>,
+    /// The configured `failure_threshold`.
+    pub failure_threshold: u32,
+    /// The consecutive failures it needs to be down now (raised on a noisy target when adaptive).
+    pub effective_failure_threshold: u32,
+    pub confirmation: crate::config::Confirmation,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -713,6 +719,9 @@ impl ServiceRuntime {
                     health: rt.health.health.as_str(),
                     last_outcome: rt.last.as_ref().map(|(s, _)| s.clone()),
                     last_probe_at: rt.last.as_ref().map(|(_, t)| t.rfc3339()),
+                    failure_threshold: c.failure_threshold,
+                    effective_failure_threshold: rt.health.failure_threshold(c.thresholds()),
+                    confirmation: c.confirmation,
                 })
                 .collect(),
             routes: self
@@ -1561,9 +1570,23 @@ impl Core {
                 outcome.started_at,
             );
         }
-        let t = Thresholds::new(spec.failure_threshold, spec.success_threshold);
+        let t = spec.thresholds();
         let rt = &mut svc.checks[ci];
+        let threshold_before = rt.health.failure_threshold(t);
         let changed = rt.health.observe(t, outcome.success, now);
+        let threshold = rt.health.failure_threshold(t);
+        if threshold != threshold_before {
+            self.metrics.check_failure_threshold(&spec.name, threshold);
+            let noise = rt.health.noise().unwrap_or(0.0) * 100.0;
+            info!(
+                "{} ({} check of {}) now needs {threshold} failed probes in a row to be down (was {threshold_before}; failure_threshold {}, at most {}): {noise:.1} % of its recent probes failed while it was healthy (confirmation = \"adaptive\")",
+                spec.name,
+                spec.role.as_str(),
+                svc.spec.name,
+                spec.failure_threshold,
+                t.max_failures()
+            );
+        }
         let confirm = rt.health.wants_confirmation();
         let health = rt.health.health;
         let summary = outcome.summary();
@@ -2222,8 +2245,36 @@ async fn probe_loop(
     }
 }
 
-/// Keeps `switchboard_reviews_pending` and the oldest pending age current (the age grows by
-/// itself, so it is refreshed on a timer rather than on events).
+/// Rebuilds the series that count stored facts (drills, transitions, announcements, audit
+/// records) and reads the gauges the store answers (pending reviews, the outbox backlog),
+/// before the first scrape: after a restart, alerts see what they saw before it.
+fn restore_stored_series(store: &Store, metrics: &Metrics, config: &Config) {
+    let services: Vec<&str> = config.services.iter().map(|s| s.id.as_str()).collect();
+    match store.metric_facts() {
+        Ok(facts) => metrics.restore(&facts, &services),
+        Err(e) => {
+            metrics.store_error("metric_facts");
+            error!("cannot rebuild metrics from the store; counters start at zero: {e}");
+        }
+    }
+    if let Ok((n, oldest)) = store.pending_reviews() {
+        metrics.reviews(n, age_of(oldest));
+    }
+    if let Ok((backlog, oldest)) = store.outbox_backlog() {
+        metrics.outbox(backlog, age_of(oldest));
+    }
+}
+
+/// Seconds since `oldest`, 0 without one.
+fn age_of(oldest: Option<Timestamp>) -> f64 {
+    oldest
+        .map(|t| Timestamp::now().since(t).as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Keeps `switchboard_reviews_pending` and the oldest pending age current, and the outbox
+/// backlog and its oldest age (ages grow by themselves, so they are refreshed on a timer
+/// rather than on events).
 async fn watch_reviews(
     store: Arc<Store>,
     metrics: Arc<Metrics>,
@@ -2248,6 +2299,14 @@ async fn watch_reviews(
                 warn!("cannot count pending reviews: {e}");
             }
             Err(_) => return,
+        }
+        // The outbox's oldest age grows by itself too, also while no delivery is attempted
+        // (a row waiting out its backoff).
+        let s = store.clone();
+        if let Ok(Ok((backlog, oldest))) =
+            tokio::task::spawn_blocking(move || s.outbox_backlog()).await
+        {
+            metrics.outbox(backlog, age_of(oldest));
         }
     }
 }

@@ -314,8 +314,34 @@ pub fn format_services(v: &serde_json::Value) -> String {
             s["since"].as_str().unwrap_or("?"),
             tail
         ));
+        out.push_str(&format_thresholds(&s));
     }
     out
+}
+
+/// An indented line naming each check's failure threshold in force, and how it was set:
+/// `  thresholds: ticket-form 5 of 3..6 (adaptive), backup-form 3 (fixed)`.
+fn format_thresholds(s: &serde_json::Value) -> String {
+    let checks = s["checks"].as_array().cloned().unwrap_or_default();
+    let parts: Vec<String> = checks
+        .iter()
+        .filter_map(|c| {
+            let name = c["name"].as_str()?;
+            let effective = c["effective_failure_threshold"].as_u64()?;
+            let configured = c["failure_threshold"].as_u64()?;
+            Some(match c["confirmation"].as_str() {
+                Some("adaptive") => format!(
+                    "{name} {effective} of {configured}..{} (adaptive)",
+                    configured + u64::from(crate::health::NOISE_MAX_EXTRA)
+                ),
+                _ => format!("{name} {effective} (fixed)"),
+            })
+        })
+        .collect();
+    if parts.is_empty() {
+        return String::new();
+    }
+    format!("  failure thresholds: {}\n", parts.join(", "))
 }
 
 /// A drill report as text: header, then one line per step.

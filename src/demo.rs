@@ -348,9 +348,13 @@ pub async fn run(shutdown: watch::Receiver<bool>) -> Result<(), DemoError> {
         "E-mails are written as .eml files to {}",
         dir.join("var/mail").display()
     ));
+    // The drill is of the scheduling page, which the script never breaks: a drill of the
+    // ticket form would be refused whenever the scripted outage has it failed over (a drill
+    // starts only from operational), so this command works whenever it is run.
     say(&format!(
-        "Try a drill (operator token for this demo only):  SWITCHBOARD_URL={base} SWITCHBOARD_TOKEN={token} switchboard drill start ticket-submission --duration 1m --reason \"demo drill\" --dry-run --wait"
+        "Try a drill of the scheduling page, any time (operator token for this demo only):  SWITCHBOARD_URL={base} SWITCHBOARD_TOKEN={token} switchboard drill start scheduling --duration 20s --reason \"demo drill\" --dry-run --wait"
     ));
+    say("(A drill of ticket-submission works too, but only while it is operational: it is refused while the scripted outage has it failed over or recovering.)");
     say("In 8 s the ticket form will break; watch Switchboard notice, confirm and switch. Ctrl-C to stop.");
 
     let script_site = site.clone();

@@ -11,7 +11,11 @@
 //! So each check also keeps the failure rate of its scheduled probes while healthy (the last
 //! 128) and, once it has seen enough of them, asks for as many consecutive failures as it
 //! takes to make a false `Down` rarer than once in a hundred months (at most three more than
-//! `failure_threshold`). A clean target keeps `failure_threshold` exactly.
+//! `failure_threshold`). A clean target keeps `failure_threshold` exactly. This is
+//! `confirmation = "adaptive"` (the default); `confirmation = "fixed"` turns it off, so
+//! `failure_threshold` is exact whatever the noise. Either way the threshold in force is
+//! `CheckHealth::failure_threshold`, which the shell shows (status, API, metric) and logs
+//! whenever it changes.
 
 use crate::clock::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -59,12 +63,21 @@ impl Thresholds {
             adaptive: true,
         }
     }
+
+    /// The most consecutive failures a check can ever need: the cap of adaptive confirmation.
+    pub fn max_failures(self) -> u32 {
+        if self.adaptive {
+            self.failure.max(1) + NOISE_MAX_EXTRA
+        } else {
+            self.failure.max(1)
+        }
+    }
 }
 
 /// Scheduled probes seen while healthy before the noise estimate is trusted.
 const NOISE_MIN_SAMPLES: u32 = 32;
 /// At most this many failures are added to `failure_threshold` on a noisy target.
-const NOISE_MAX_EXTRA: u32 = 3;
+pub const NOISE_MAX_EXTRA: u32 = 3;
 /// Scheduled probes in a month at a 30 s interval, and the false `Down`s tolerated in it.
 const PROBES_PER_MONTH: f64 = 86_400.0;
 const FALSE_DOWNS_PER_MONTH: f64 = 0.01;
@@ -188,14 +201,45 @@ mod tests {
 
     /// Feeds a script of outcomes ('+' success, '-' failure) and returns the health after each.
     fn trace(script: &str) -> Vec<Health> {
+        trace_with(T, script)
+    }
+
+    fn trace_with(t: Thresholds, script: &str) -> Vec<Health> {
         let mut h = CheckHealth::new(Timestamp(0));
         script
             .chars()
             .enumerate()
             .map(|(i, c)| {
-                h.observe(T, c == '+', Timestamp(i as i64 * 1000));
+                h.observe(t, c == '+', Timestamp(i as i64 * 1000));
                 h.health
             })
+            .collect()
+    }
+
+    /// The effective failure threshold after each outcome of a script.
+    fn thresholds_with(t: Thresholds, script: &str) -> Vec<u32> {
+        let mut h = CheckHealth::new(Timestamp(0));
+        script
+            .chars()
+            .enumerate()
+            .map(|(i, c)| {
+                h.observe(t, c == '+', Timestamp(i as i64 * 1000));
+                h.failure_threshold(t)
+            })
+            .collect()
+    }
+
+    const FIXED: Thresholds = Thresholds {
+        failure: 3,
+        success: 2,
+        adaptive: false,
+    };
+
+    /// 40 scheduled probes while healthy with every 8th failing (12.5 %): isolated failures,
+    /// each cleared by the next probe, as a noisy target produces them.
+    fn noisy_warm_up() -> String {
+        (0..40)
+            .map(|i| if i % 8 == 3 { '-' } else { '+' })
             .collect()
     }
 
@@ -303,6 +347,42 @@ mod tests {
             3,
             "adaptation can be turned off"
         );
+    }
+
+    #[test]
+    fn fixed_confirmation_is_down_after_exactly_failure_threshold_on_a_noisy_target() {
+        let script = noisy_warm_up() + "---";
+        let health = trace_with(FIXED, &script);
+        assert_eq!(health[40..], [Suspect, Suspect, Down]);
+        assert!(thresholds_with(FIXED, &script).iter().all(|t| *t == 3));
+    }
+
+    #[test]
+    fn adaptive_confirmation_on_the_same_target_needs_more_and_stops_at_its_cap() {
+        let script = noisy_warm_up() + "------";
+        let health = trace_with(T, &script);
+        assert_eq!(
+            health[40..],
+            [Suspect, Suspect, Suspect, Suspect, Suspect, Down],
+            "12.5 % noise asks for the cap: failure_threshold + 3"
+        );
+        let thresholds = thresholds_with(T, &script);
+        assert_eq!(
+            thresholds[30], 3,
+            "fewer than 32 samples: the configured threshold"
+        );
+        assert_eq!(thresholds[39], 6);
+        assert_eq!(T.max_failures(), 6);
+        assert_eq!(FIXED.max_failures(), 3);
+    }
+
+    #[test]
+    fn the_adaptive_threshold_shrinks_back_as_the_noise_leaves_the_window() {
+        // 128 clean scheduled probes push the noisy ones out of the estimate.
+        let script = noisy_warm_up() + &"+".repeat(128);
+        let thresholds = thresholds_with(T, &script);
+        assert_eq!(thresholds[39], 6);
+        assert_eq!(*thresholds.last().expect("outcomes"), 3);
     }
 
     #[test]

@@ -43,6 +43,22 @@ enum Command {
         /// Share of probes failing at random, in percent.
         #[arg(long, default_value_t = 3.0)]
         noise_percent: f64,
+        /// Simulate the services, checks and thresholds of this configuration instead of the
+        /// built-in set (`--services` is then unused).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Share of probes failing at random as a fraction (0.03 = 3 %); wins over --noise-percent.
+        #[arg(long)]
+        noise: Option<f64>,
+        /// Months of 30 days; wins over --days.
+        #[arg(long)]
+        months: Option<u32>,
+        /// True outages (1 minute to 4 hours) per service-month.
+        #[arg(long, default_value_t = 8)]
+        outages: u32,
+        /// Bursts of 1-8 s where every primary probe fails, per service-month.
+        #[arg(long, default_value_t = 30)]
+        bursts: u32,
     },
     /// Run one check once: exit 0 on success, 1 on failure, 2 on a usage or config error.
     Probe {
@@ -295,16 +311,44 @@ fn main() -> ExitCode {
             services,
             seed,
             noise_percent,
+            config,
+            noise,
+            months,
+            outages,
+            bursts,
         } => {
+            let noise = noise.unwrap_or(noise_percent / 100.0);
+            if !(0.0..=1.0).contains(&noise) {
+                eprintln!("--noise is a fraction from 0 to 1 (0.03 = 3 %), not {noise}");
+                return ExitCode::from(2);
+            }
             let p = switchboard::sim::Params {
-                days,
+                days: months.map_or(days, |m| m.saturating_mul(30)),
                 services,
                 seed,
-                noise: noise_percent / 100.0,
+                noise,
+                outages,
+                bursts,
                 ..Default::default()
             };
-            let rows = switchboard::sim::simulate(&p);
-            print!("{}", switchboard::sim::report(&p, &rows));
+            match config {
+                None => {
+                    let rows = switchboard::sim::simulate(&p);
+                    print!("{}", switchboard::sim::report(&p, &rows));
+                }
+                Some(path) => {
+                    let config = match Config::load(&path) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            eprintln!("{e}");
+                            return ExitCode::from(2);
+                        }
+                    };
+                    let runs = switchboard::sim::simulate_config(&p, &config);
+                    let source = path.display().to_string();
+                    print!("{}", switchboard::sim::report_config(&p, &source, &runs));
+                }
+            }
             ExitCode::SUCCESS
         }
         Command::Run { config } => {
@@ -739,7 +783,10 @@ fn probe(config: &std::path::Path, name: &str, json: bool) -> ExitCode {
     };
     let outcome = rt.block_on(switchboard::probe::run(check));
     if json {
-        match serde_json::to_string_pretty(&outcome) {
+        match serde_json::to_value(&outcome)
+            .map(|v| with_thresholds(v, check))
+            .and_then(|v| serde_json::to_string_pretty(&v))
+        {
             Ok(s) => println!("{s}"),
             Err(e) => {
                 eprintln!("cannot encode outcome: {e}");
@@ -754,6 +801,27 @@ fn probe(config: &std::path::Path, name: &str, json: bool) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+/// Adds the check's thresholds to `probe --json`: one probe has no noise history, so its
+/// effective failure threshold is the configured one; adaptive confirmation may raise it up
+/// to `failure_threshold_max` in the running daemon (`switchboard status` shows it live).
+fn with_thresholds(
+    mut v: serde_json::Value,
+    check: &switchboard::config::CheckSpec,
+) -> serde_json::Value {
+    let t = check.thresholds();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("confirmation".into(), check.confirmation.as_str().into());
+        o.insert("failure_threshold".into(), check.failure_threshold.into());
+        o.insert(
+            "effective_failure_threshold".into(),
+            check.failure_threshold.max(1).into(),
+        );
+        o.insert("failure_threshold_max".into(), t.max_failures().into());
+        o.insert("success_threshold".into(), check.success_threshold.into());
+    }
+    v
 }
 
 /// `switchboard audit`: reads the database read-only, so it can run beside the daemon and

@@ -263,3 +263,66 @@ proptest! {
         }
     }
 }
+
+// The configured thresholds are the thresholds (issue 11): how many failed probes in a row
+// make a check down, over random outcome sequences, for both confirmation settings.
+mod confirmation {
+    use proptest::prelude::*;
+    use switchboard::clock::Timestamp;
+    use switchboard::health::{CheckHealth, Health, Thresholds, NOISE_MAX_EXTRA};
+
+    /// Outcomes: mostly successes with random failures, runs of failures, and outages.
+    fn outcomes() -> impl Strategy<Value = Vec<bool>> {
+        prop::collection::vec(
+            prop_oneof![
+                8 => Just(vec![true]),
+                2 => Just(vec![false]),
+                1 => (1usize..12).prop_map(|n| vec![false; n]),
+            ],
+            0..120,
+        )
+        .prop_map(|runs| runs.concat())
+    }
+
+    /// Feeds the outcomes; for each change to `Down`, the failures in a row it took.
+    fn downs_after(t: Thresholds, outcomes: &[bool]) -> Vec<u32> {
+        let mut h = CheckHealth::new(Timestamp(0));
+        let mut downs = Vec::new();
+        for (i, ok) in outcomes.iter().enumerate() {
+            if h.observe(t, *ok, Timestamp(i as i64 * 1000)).is_some() && h.health == Health::Down {
+                downs.push(h.consecutive_failures);
+            }
+        }
+        downs
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn fixed_confirmation_is_down_after_exactly_failure_threshold_failures(
+            failure in 1u32..6, outcomes in outcomes()
+        ) {
+            let t = Thresholds { failure, success: 2, adaptive: false };
+            for n in downs_after(t, &outcomes) {
+                prop_assert_eq!(n, failure);
+            }
+        }
+
+        #[test]
+        fn adaptive_confirmation_needs_at_least_the_threshold_and_at_most_three_more(
+            failure in 1u32..6, outcomes in outcomes()
+        ) {
+            let t = Thresholds { failure, success: 2, adaptive: true };
+            for n in downs_after(t, &outcomes) {
+                prop_assert!(n >= failure && n <= failure + NOISE_MAX_EXTRA, "{} failures", n);
+            }
+            let mut h = CheckHealth::new(Timestamp(0));
+            for (i, ok) in outcomes.iter().enumerate() {
+                h.observe(t, *ok, Timestamp(i as i64 * 1000));
+                let now = h.failure_threshold(t);
+                prop_assert!(now >= failure && now <= t.max_failures());
+            }
+        }
+    }
+}

@@ -42,6 +42,7 @@ fn spec(url: &str, edit: impl FnOnce(&mut CheckSpec, &mut HttpCheck)) -> CheckSp
         retry_interval: Duration::from_secs(5),
         failure_threshold: 3,
         success_threshold: 2,
+        confirmation: Default::default(),
         conditions: Vec::new(),
         kind: CheckKind::Http(http.clone()),
     };

@@ -22,6 +22,7 @@ fn check(kind: CheckKind) -> CheckSpec {
         retry_interval: Duration::from_secs(5),
         failure_threshold: 3,
         success_threshold: 2,
+        confirmation: Default::default(),
         conditions: Vec::new(),
         kind,
     }

@@ -200,6 +200,7 @@ impl Webhooks {
             retry_interval: hook.timeout,
             failure_threshold: 1,
             success_threshold: 1,
+            confirmation: Default::default(),
             conditions: vec![Condition::parse("[STATUS] < 300").map_err(|e| {
                 WebhookError::Failed {
                     hook: id.clone(),

@@ -322,7 +322,11 @@ pub fn document() -> Value {
                     "role": { "type": "string", "enum": ["primary", "backup"] },
                     "target": { "type": "string" },
                     "health": { "type": "string", "enum": ["unknown", "healthy", "suspect", "down"] },
-                    "last_outcome": nullable_string(), "last_probe_at": nullable_string() } } },
+                    "last_outcome": nullable_string(), "last_probe_at": nullable_string(),
+                    "failure_threshold": { "type": "integer", "minimum": 1 },
+                    "effective_failure_threshold": { "type": "integer", "minimum": 1,
+                        "description": "Consecutive failed probes the check needs to be down now: failure_threshold, raised by at most 3 on a noisy target when confirmation is adaptive." },
+                    "confirmation": { "type": "string", "enum": ["adaptive", "fixed"] } } } },
             "routes": { "type": "array", "items": {
                 "type": "object", "required": ["id", "primary", "backup", "active", "active_target"],
                 "properties": { "id": { "type": "string" }, "primary": { "type": "string" },

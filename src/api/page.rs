@@ -226,7 +226,7 @@ fn render_service(
     }
     let empty = ServiceHistory::default();
     let history = history.unwrap_or(&empty);
-    render_bars(html, &cid, history, now);
+    render_bars(html, &cid, history, service.created_at, now);
     render_sparkline(html, &cid, history, now);
     html.push_str("</section>\n");
 }
@@ -252,14 +252,37 @@ fn percent(u: f64) -> String {
 }
 
 /// 90 bars, one per UTC day, oldest first, as an inline SVG with a summary and a title per bar.
-fn render_bars(html: &mut String, cid: &str, history: &ServiceHistory, now: Timestamp) {
+/// While the history is shorter than the bars, the summary says since when it counts (the
+/// service's first appearance when that falls on its first day of data, else that day), so a
+/// day-old service never claims an uptime "over the last 90 days".
+fn render_bars(
+    html: &mut String,
+    cid: &str,
+    history: &ServiceHistory,
+    first_seen: Timestamp,
+    now: Timestamp,
+) {
     let today = now.as_millis().div_euclid(DAY_MS) * DAY_MS;
-    let summary = match history.uptime() {
-        Some(u) => format!(
+    let window_start = today - (DAYS - 1) * DAY_MS;
+    let first_data = history.days.first().map(|(day, _)| {
+        let day = day.as_millis();
+        if (day..day + DAY_MS).contains(&first_seen.as_millis()) {
+            first_seen
+        } else {
+            Timestamp(day)
+        }
+    });
+    let summary = match (history.uptime(), first_data) {
+        (Some(u), Some(first)) if first.as_millis() > window_start => format!(
+            "{} uptime of the primary route since {}",
+            percent(u),
+            human_time(first)
+        ),
+        (Some(u), _) => format!(
             "{} uptime of the primary route over the last {DAYS} days",
             percent(u)
         ),
-        None => format!("No probe history yet for the last {DAYS} days"),
+        (None, _) => format!("No probe history yet for the last {DAYS} days"),
     };
     let _ = write!(
         html,
@@ -620,6 +643,44 @@ mod tests {
         assert_eq!(bar_colour(Some(&mixed)).1, "some failed probes");
         assert_eq!(bar_colour(Some(&bad)).1, "outage");
         assert_eq!(bar_colour(None).1, "no data");
+    }
+
+    /// The uptime summary of `render_bars` for a service seen first at `first_seen` whose
+    /// history has one day of probes, `days_ago` days before today.
+    fn uptime_summary(first_seen: Timestamp, days_ago: i64) -> String {
+        let now = Timestamp(1_773_481_337_381); // 2026-03-14T09:42Z
+        let today = now.as_millis().div_euclid(DAY_MS) * DAY_MS;
+        let mut agg = Agg::default();
+        agg.add(true, 10);
+        let history = ServiceHistory {
+            days: vec![(Timestamp(today - days_ago * DAY_MS), agg)],
+            hours: Vec::new(),
+        };
+        let mut html = String::new();
+        render_bars(&mut html, "c", &history, first_seen, now);
+        let start = html.find("<title id=").expect("summary title");
+        let rest = &html[start..];
+        rest[rest.find('>').expect("tag") + 1..rest.find(". One bar").expect("end")].to_string()
+    }
+
+    #[test]
+    fn uptime_says_since_when_while_the_history_is_shorter_than_the_bars() {
+        let now = 1_773_481_337_381;
+        assert_eq!(
+            uptime_summary(Timestamp(now - 3_600_000), 0),
+            "100% uptime of the primary route since 2026-03-14 08:42 UTC",
+            "a service first seen an hour ago"
+        );
+        assert_eq!(
+            uptime_summary(Timestamp(0), 3),
+            "100% uptime of the primary route since 2026-03-11 00:00 UTC",
+            "first seen long before its oldest day of data: that day"
+        );
+        assert_eq!(
+            uptime_summary(Timestamp(0), DAYS - 1),
+            "100% uptime of the primary route over the last 90 days",
+            "history as long as the bars"
+        );
     }
 
     #[test]

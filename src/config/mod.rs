@@ -192,6 +192,28 @@ pub struct Defaults {
     pub retry_interval: Duration,
     pub failure_threshold: u32,
     pub success_threshold: u32,
+    pub confirmation: Confirmation,
+}
+
+/// Whether a noisy target needs more consecutive failures than `failure_threshold`
+/// (`confirmation = "adaptive" | "fixed"`); `health` explains the rule and its cap.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Confirmation {
+    /// `failure_threshold`, raised by at most `health::NOISE_MAX_EXTRA` on a noisy target.
+    #[default]
+    Adaptive,
+    /// Exactly `failure_threshold`.
+    Fixed,
+}
+
+impl Confirmation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Confirmation::Adaptive => "adaptive",
+            Confirmation::Fixed => "fixed",
+        }
+    }
 }
 
 impl Default for Defaults {
@@ -202,6 +224,7 @@ impl Default for Defaults {
             retry_interval: Duration::from_secs(5),
             failure_threshold: 3,
             success_threshold: 2,
+            confirmation: Confirmation::Adaptive,
         }
     }
 }
@@ -304,11 +327,21 @@ pub struct CheckSpec {
     pub retry_interval: Duration,
     pub failure_threshold: u32,
     pub success_threshold: u32,
+    pub confirmation: Confirmation,
     pub conditions: Vec<Condition>,
     pub kind: CheckKind,
 }
 
 impl CheckSpec {
+    /// The thresholds `health` applies to this check's outcomes.
+    pub fn thresholds(&self) -> crate::health::Thresholds {
+        crate::health::Thresholds {
+            failure: self.failure_threshold,
+            success: self.success_threshold,
+            adaptive: self.confirmation == Confirmation::Adaptive,
+        }
+    }
+
     /// The `instance` label: the target as written (URL for http).
     pub fn target(&self) -> String {
         match &self.kind {

@@ -8,10 +8,10 @@
 //! carries the line it is about.
 
 use super::{
-    Audiences, AuthConfig, ChatConfig, CheckKind, CheckSpec, Config, ConfigError, Defaults,
-    Diagnostic, DnsCheck, EmailConfig, EmailTransport, Failback, FailoverWhen, HttpCheck, HttpStep,
-    IpVersion, NetOptions, Role, RouteSpec, ServerConfig, ServiceSpec, SmtpCheck, StatusPageConfig,
-    StatuspagePushConfig, StepsCheck, StorageConfig, TcpCheck, WebhookSpec,
+    Audiences, AuthConfig, ChatConfig, CheckKind, CheckSpec, Config, ConfigError, Confirmation,
+    Defaults, Diagnostic, DnsCheck, EmailConfig, EmailTransport, Failback, FailoverWhen, HttpCheck,
+    HttpStep, IpVersion, NetOptions, Role, RouteSpec, ServerConfig, ServiceSpec, SmtpCheck,
+    StatusPageConfig, StatuspagePushConfig, StepsCheck, StorageConfig, TcpCheck, WebhookSpec,
 };
 use crate::announce::webhook;
 use crate::clock::Timestamp;
@@ -160,6 +160,8 @@ pub struct RawDefaults {
     pub retry_interval: Option<Spanned<String>>,
     pub failure_threshold: Option<Spanned<i64>>,
     pub success_threshold: Option<Spanned<i64>>,
+    /// `"adaptive"` (default): noisy targets need up to three more failures; `"fixed"`.
+    pub confirmation: Option<Spanned<String>>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -311,6 +313,8 @@ pub struct RawCheck {
     pub retry_interval: Option<Spanned<String>>,
     pub failure_threshold: Option<Spanned<i64>>,
     pub success_threshold: Option<Spanned<i64>>,
+    /// `"adaptive"` or `"fixed"`; default from `[defaults]`.
+    pub confirmation: Option<Spanned<String>>,
     /// Without conditions, a 2xx or 3xx answer is a success.
     #[serde(default)]
     pub conditions: Vec<Spanned<String>>,
@@ -1038,6 +1042,9 @@ impl Loader {
             success_threshold: self
                 .threshold(source, "success_threshold", raw.success_threshold.as_ref())
                 .unwrap_or(builtin.success_threshold),
+            confirmation: self
+                .confirmation(source, raw.confirmation.as_ref())
+                .unwrap_or(builtin.confirmation),
         };
         if defaults.timeout > defaults.interval {
             // Point at whichever of the two was written; timeout first, as it is the one to change.
@@ -1109,6 +1116,25 @@ impl Loader {
         };
         self.report_at(source, raw, message);
         None
+    }
+
+    /// `confirmation = "adaptive" | "fixed"`; `None` (after reporting) for anything else.
+    fn confirmation(
+        &mut self,
+        source: &Source<'_>,
+        raw: Option<&Spanned<String>>,
+    ) -> Option<Confirmation> {
+        let raw = raw?;
+        match raw.get_ref().as_str() {
+            "adaptive" => Some(Confirmation::Adaptive),
+            "fixed" => Some(Confirmation::Fixed),
+            other => {
+                let message =
+                    format!("confirmation must be \"adaptive\" or \"fixed\", not \"{other}\"");
+                self.report_at(source, raw, message);
+                None
+            }
+        }
     }
 
     /// Loads every `*.toml` under the probes directory, in file-name order.
@@ -1752,6 +1778,8 @@ impl Loader {
         ok &= raw.retry_interval.is_none() || retry_interval.is_some();
         ok &= raw.failure_threshold.is_none() || failure_threshold.is_some();
         ok &= raw.success_threshold.is_none() || success_threshold.is_some();
+        let confirmation = self.confirmation(source, raw.confirmation.as_ref());
+        ok &= raw.confirmation.is_none() || confirmation.is_some();
         let interval = interval.unwrap_or(defaults.interval);
         let timeout = timeout.unwrap_or(defaults.timeout);
         if timeout > interval {
@@ -1879,6 +1907,7 @@ impl Loader {
             retry_interval: retry_interval.unwrap_or(defaults.retry_interval),
             failure_threshold: failure_threshold.unwrap_or(defaults.failure_threshold),
             success_threshold: success_threshold.unwrap_or(defaults.success_threshold),
+            confirmation: confirmation.unwrap_or(defaults.confirmation),
             conditions,
             kind: match kind {
                 "http" | "steps" if multi => CheckKind::Steps(StepsCheck {

@@ -233,6 +233,14 @@ impl Metrics {
     pub fn check_configured(&self, service: &str, check: &CheckSpec) {
         self.checks
             .configured(service, &check.name, &check.target());
+        // A new or changed check starts without a noise estimate: its configured threshold.
+        self.checks
+            .failure_threshold(&check.name, check.failure_threshold.max(1));
+    }
+
+    /// The consecutive failures a check needs to be down changed (adaptive confirmation).
+    pub fn check_failure_threshold(&self, check: &str, threshold: u32) {
+        self.checks.failure_threshold(check, threshold);
     }
 
     /// A check's smoothed health is now `health` (`unknown`, `healthy`, `suspect` or `down`).
@@ -350,6 +358,57 @@ impl Metrics {
                 self.announcements_total
                     .with_label_values(&[channel, audience, kind, result]);
             }
+        }
+    }
+
+    /// Rebuilds, at start, every series that counts stored facts (drills, transitions,
+    /// announcement attempts, audit records) for the configured `services`, so a restart
+    /// leaves them where they were. Call once, on fresh metrics, before anything happens.
+    pub fn restore(&self, facts: &crate::store::MetricFacts, services: &[&str]) {
+        let configured = |s: &str| services.contains(&s);
+        // Replayed through the live event, oldest first: the last drill and the last
+        // success come out exactly as they were.
+        for d in facts.drills.iter().filter(|d| configured(&d.service)) {
+            self.drill(&d.service, &d.result, d.ended_at.as_secs_f64());
+        }
+        for t in facts.transitions.iter().filter(|t| configured(&t.service)) {
+            self.transitions_total
+                .with_label_values(&[&t.service, &t.from, &t.to, &t.cause])
+                .inc_by(t.count);
+        }
+        for d in &facts.deliveries {
+            // As `report_deliveries` labels rows from before the outbox knew kinds.
+            let kind = if d.kind.is_empty() {
+                "unknown"
+            } else {
+                &d.kind
+            };
+            for (result, n) in [
+                ("success", d.success),
+                ("failure", d.failure),
+                ("given_up", d.given_up),
+            ] {
+                if n > 0 {
+                    self.announcements_total
+                        .with_label_values(&[&d.channel, &d.audience, kind, result])
+                        .inc_by(n);
+                }
+            }
+            if d.given_up > 0 {
+                self.outbox_given_up_total
+                    .with_label_values(&[&d.channel])
+                    .inc_by(d.given_up);
+            }
+        }
+        for (channel, at) in &facts.last_delivered {
+            self.announcement_last_success
+                .with_label_values(&[channel])
+                .set(at.as_secs_f64());
+        }
+        for (kind, n) in &facts.audit_records {
+            self.audit_records_total
+                .with_label_values(&[kind])
+                .inc_by(*n);
         }
     }
 
@@ -561,6 +620,7 @@ mod tests {
             retry_interval: Duration::from_secs(5),
             failure_threshold: 3,
             success_threshold: 2,
+            confirmation: Default::default(),
             conditions: Vec::new(),
             kind: CheckKind::Http(HttpCheck {
                 url: "https://support.example.com/new".parse().unwrap(),
@@ -848,6 +908,67 @@ mod tests {
         }
         assert!(text.contains("# TYPE switchboard_transitions_total counter"));
         assert!(text.contains("# TYPE switchboard_detection_seconds histogram"));
+    }
+
+    #[test]
+    fn restored_facts_read_as_the_live_events_left_them() {
+        use crate::store::{DeliveryCount, FinishedDrill, MetricFacts, TransitionCount};
+        let drill = |result: &str, at: i64| FinishedDrill {
+            service: "tickets".into(),
+            result: result.into(),
+            ended_at: crate::clock::Timestamp(at),
+        };
+        let facts = MetricFacts {
+            // A fail, a pass, then an abort: the last drill is the abort, and the abort leaves
+            // the last result (the pass), as it does live.
+            drills: vec![
+                drill("fail", 1_000),
+                drill("pass", 5_000),
+                drill("aborted", 9_000),
+            ],
+            transitions: vec![TransitionCount {
+                service: "gone".into(),
+                from: "operational".into(),
+                to: "failed_over".into(),
+                cause: "primary_down".into(),
+                count: 4,
+            }],
+            deliveries: vec![DeliveryCount {
+                channel: "email".into(),
+                audience: "oncall".into(),
+                kind: String::new(),
+                success: 2,
+                failure: 3,
+                given_up: 1,
+            }],
+            last_delivered: vec![("email".into(), crate::clock::Timestamp(7_500))],
+            audit_records: vec![("transition".into(), 6)],
+        };
+        let m = Metrics::new();
+        m.restore(&facts, &["tickets"]);
+        let text = m.render();
+        for line in [
+            r#"switchboard_drills_total{result="fail",service="tickets"} 1"#,
+            r#"switchboard_drills_total{result="pass",service="tickets"} 1"#,
+            r#"switchboard_drills_total{result="aborted",service="tickets"} 1"#,
+            r#"switchboard_drill_last_timestamp_seconds{service="tickets"} 9"#,
+            r#"switchboard_drill_last_success{service="tickets"} 1"#,
+            r#"switchboard_announcements_total{audience="oncall",channel="email",kind="unknown",result="success"} 2"#,
+            r#"switchboard_announcements_total{audience="oncall",channel="email",kind="unknown",result="failure"} 3"#,
+            r#"switchboard_announcements_total{audience="oncall",channel="email",kind="unknown",result="given_up"} 1"#,
+            r#"switchboard_outbox_given_up_total{channel="email"} 1"#,
+            r#"switchboard_announcement_last_success_timestamp_seconds{channel="email"} 7.5"#,
+            r#"switchboard_audit_records_total{kind="transition"} 6"#,
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        assert!(
+            !text.contains("service=\"gone\""),
+            "a service no longer configured gets no series back"
+        );
     }
 
     #[test]

@@ -84,6 +84,8 @@ pub struct ProbeValues {
 struct CheckValues {
     probe: Option<ProbeValues>,
     health: Option<&'static str>,
+    /// Consecutive failures the check needs to be down now (adaptive confirmation may raise it).
+    failure_threshold: Option<u32>,
     successes: u64,
     failures: u64,
 }
@@ -108,6 +110,7 @@ struct Copied {
     row: Arc<CheckRow>,
     probe: Option<ProbeValues>,
     health: Option<&'static str>,
+    failure_threshold: Option<u32>,
     successes: u64,
     failures: u64,
 }
@@ -164,12 +167,21 @@ impl CheckTable {
 
     /// Sets a check's health; an undeclared check has no row and gets no health series.
     pub fn health(&self, check: &str, health: &'static str) {
+        self.update(check, |v| v.health = Some(health));
+    }
+
+    /// Sets the failure threshold a check is held to now; undeclared checks are skipped.
+    pub fn failure_threshold(&self, check: &str, threshold: u32) {
+        self.update(check, |v| v.failure_threshold = Some(threshold));
+    }
+
+    fn update(&self, check: &str, f: impl FnOnce(&mut CheckValues)) {
         let row = {
             let rows = self.rows.read().unwrap_or_else(|e| e.into_inner());
             rows.1.get(check).map(|i| rows.0[*i].clone())
         };
         if let Some(row) = row {
-            row.values.lock().unwrap_or_else(|e| e.into_inner()).health = Some(health);
+            f(&mut row.values.lock().unwrap_or_else(|e| e.into_inner()));
         }
     }
 
@@ -197,11 +209,13 @@ impl CheckTable {
                 let v = row.values.lock().unwrap_or_else(|e| e.into_inner());
                 let (probe, health, successes, failures) =
                     (v.probe.clone(), v.health, v.successes, v.failures);
+                let failure_threshold = v.failure_threshold;
                 drop(v);
                 Copied {
                     row,
                     probe,
                     health,
+                    failure_threshold,
                     successes,
                     failures,
                 }
@@ -383,6 +397,23 @@ impl CheckTable {
                     let v = f64::from(u8::from(current == h));
                     sample(out, "switchboard_check_health", &labels, v);
                 }
+            }
+        }
+        header(
+            out,
+            "switchboard_check_failure_threshold",
+            "Consecutive failed probes each check needs to be down now: failure_threshold, raised on a noisy target by confirmation = \"adaptive\".",
+            "gauge",
+        );
+        for c in &values {
+            if let Some(n) = c.failure_threshold {
+                let labels = [c.row.check.as_str(), &c.row.service];
+                sample(
+                    out,
+                    "switchboard_check_failure_threshold",
+                    &labels,
+                    f64::from(n),
+                );
             }
         }
     }

@@ -15,6 +15,7 @@
 mod audit_log;
 mod control;
 mod groups;
+mod facts;
 mod history;
 mod incidents;
 mod sqlite;
@@ -23,6 +24,7 @@ pub use control::{
     AuditQuery, DrillRow, ReviewError, ScheduledWindow, KIND_REVIEW, REVIEWED_CAUSES,
 };
 pub use groups::{Composed, GroupDecision, NewPart, WaitingPart, KIND_GROUPED};
+pub use facts::{DeliveryCount, FinishedDrill, MetricFacts, TransitionCount};
 pub use history::{HistoryRow, DAY_S, FIVE_MINUTES_S};
 pub use incidents::{IncidentRecord, IncidentUpdateRecord, NewIncidentUpdate};
 pub use sqlite::Store;

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -23,6 +23,8 @@ pub fn free_port() -> u16 {
 pub struct Target {
     pub addr: SocketAddr,
     pub form_down: Arc<AtomicBool>,
+    /// 0: clean; n: every n-th request to `/form` fails (a noisy target).
+    pub form_fail_every: Arc<AtomicU64>,
 }
 
 impl Target {
@@ -30,20 +32,29 @@ impl Target {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind target");
         let addr = listener.local_addr().expect("addr");
         let form_down = Arc::new(AtomicBool::new(false));
+        let form_fail_every = Arc::new(AtomicU64::new(0));
         let down = form_down.clone();
+        let every = form_fail_every.clone();
+        let form_requests = Arc::new(AtomicU64::new(0));
         thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut s) = stream else { continue };
                 let down = down.clone();
+                let (every, form_requests) = (every.clone(), form_requests.clone());
                 thread::spawn(move || {
                     let mut buf = [0u8; 4096];
                     let n = s.read(&mut buf).unwrap_or(0);
                     let req = String::from_utf8_lossy(&buf[..n]);
                     let path = req.split_whitespace().nth(1).unwrap_or("/").to_string();
+                    let noise = || {
+                        let n = every.load(Ordering::SeqCst);
+                        n > 0 && (form_requests.fetch_add(1, Ordering::SeqCst) + 1) % n == 0
+                    };
                     let (status, body) = match path.as_str() {
                         "/form" if down.load(Ordering::SeqCst) => {
                             ("503 Service Unavailable", "down")
                         }
+                        "/form" if noise() => ("503 Service Unavailable", "noise"),
                         "/form" => ("200 OK", "<form><input name=request_subject></form>"),
                         "/backup" => ("200 OK", "<form><input name=request_subject></form>"),
                         _ => ("404 Not Found", "no"),
@@ -56,7 +67,16 @@ impl Target {
                 });
             }
         });
-        Target { addr, form_down }
+        Target {
+            addr,
+            form_down,
+            form_fail_every,
+        }
+    }
+
+    /// Makes every `n`-th request to `/form` fail (0: none), as a noisy target does.
+    pub fn set_fail_every(&self, n: u64) {
+        self.form_fail_every.store(n, Ordering::SeqCst);
     }
 
     pub fn url(&self, path: &str) -> String {
