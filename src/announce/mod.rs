@@ -178,6 +178,7 @@ mod tests {
             actor: "system".into(),
             reason: "r".into(),
             evidence: vec![],
+            public_message: None,
         }
     }
 

@@ -310,6 +310,7 @@ mod tests {
             actor: "system".into(),
             reason: "test".into(),
             evidence: vec![],
+            public_message: None,
         };
         let a = NewAnnouncement {
             audience: "customers".into(),

@@ -244,6 +244,7 @@ mod tests {
             actor: "system".into(),
             reason: "primary down; \"form\" answers 503".into(),
             evidence: vec![],
+            public_message: None,
         }
     }
 
