@@ -936,12 +936,8 @@ impl Core {
         }
         let (actor, reason) = command_actor(&command);
         let now = Timestamp::now();
-        let stepped = self.on_event_with(
-            si,
-            Event::Command(command),
-            now,
-            public_message.as_deref(),
-        );
+        let stepped =
+            self.on_event_with(si, Event::Command(command), now, public_message.as_deref());
         let audit_id = self.audit_command(si, &actor, &reason, what, params, &stepped, now);
         match stepped.rejected {
             Some(r) => Err(CommandError::Rejected(r)),

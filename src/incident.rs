@@ -425,7 +425,10 @@ mod tests {
             name,
             "Ticket submission is failing; customers are sent to the backup route"
         );
-        assert!(!body.contains("ticket-form"), "the internal reason leaked: {body}");
+        assert!(
+            !body.contains("ticket-form"),
+            "the internal reason leaked: {body}"
+        );
         assert!(body.contains("https://forms.example.net/support"), "{body}");
         let open = Some(OpenIncident {
             status: IncidentStatus::Monitoring,
@@ -453,7 +456,10 @@ mod tests {
         let Change::Open { body, .. } = plan(None, &failover, &words()) else {
             panic!("a failover opens an incident");
         };
-        assert!(body.ends_with(" We are moving you to our backup form."), "{body}");
+        assert!(
+            body.ends_with(" We are moving you to our backup form."),
+            "{body}"
+        );
         assert!(!body.contains("INC-43"), "{body}");
         let mut back = t(State::FailedOver, State::Operational);
         back.reason = "INC-43 closed".into();

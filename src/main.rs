@@ -534,7 +534,11 @@ fn main() -> ExitCode {
         } => client(&api, |c| async move {
             let body = serde_json::json!({ "note": note });
             let a = c
-                .send("POST", &format!("/api/v1/audit/{audit_id}/review"), Some(&body))
+                .send(
+                    "POST",
+                    &format!("/api/v1/audit/{audit_id}/review"),
+                    Some(&body),
+                )
                 .await?;
             if a.status == 201 {
                 println!("audit record {audit_id} reviewed");
@@ -801,9 +805,9 @@ fn drill(command: DrillCommand) -> ExitCode {
             public,
             api,
         } => client(&api, |c| async move {
-            let body = (reason.is_some() || public.public_message.is_some()).then(|| {
-                serde_json::json!({ "reason": reason, "public_message": public.public_message })
-            });
+            let body = (reason.is_some() || public.public_message.is_some()).then(
+                || serde_json::json!({ "reason": reason, "public_message": public.public_message }),
+            );
             let path = format!("/api/v1/drills/{}/abort", path_segment(&id));
             let a = c.send("POST", &path, body.as_ref()).await?;
             print_applied(&a);

@@ -399,9 +399,24 @@ fn pin_unpin_maintenance_review_and_audit_list_have_the_documented_exit_codes() 
     // Usage: --side is required and has two values; --reason is required.
     for args in [
         &["pin", "ticket-submission", "--reason", "x"][..],
-        &["pin", "ticket-submission", "--side", "sideways", "--reason", "x"],
+        &[
+            "pin",
+            "ticket-submission",
+            "--side",
+            "sideways",
+            "--reason",
+            "x",
+        ],
         &["pin", "ticket-submission", "--side", "backup"],
-        &["maintenance", "schedule", "ticket-submission", "--duration", "1h", "--reason", "x"],
+        &[
+            "maintenance",
+            "schedule",
+            "ticket-submission",
+            "--duration",
+            "1h",
+            "--reason",
+            "x",
+        ],
     ] {
         let (c, out) = code(args, op);
         assert_eq!(c, Some(2), "{args:?}: {out}");
@@ -425,7 +440,16 @@ fn pin_unpin_maintenance_review_and_audit_list_have_the_documented_exit_codes() 
     let (c, out) = code(&["pin", "nope", "--side", "backup", "--reason", "x"], op);
     assert_eq!(c, Some(2), "{out}");
     let (c, out) = code(
-        &["pin", "ticket-submission", "--side", "backup", "--until", "2001-01-01T00:00:00Z", "--reason", "x"],
+        &[
+            "pin",
+            "ticket-submission",
+            "--side",
+            "backup",
+            "--until",
+            "2001-01-01T00:00:00Z",
+            "--reason",
+            "x",
+        ],
         op,
     );
     assert_eq!(c, Some(2), "{out}");
@@ -442,7 +466,10 @@ fn pin_unpin_maintenance_review_and_audit_list_have_the_documented_exit_codes() 
     let (c, out) = code(&["failback", "ticket-submission", "--reason", "x"], op);
     assert_eq!(c, Some(1), "{out}");
     assert!(out.contains("pinned"), "{out}");
-    let (c, out) = code(&["unpin", "ticket-submission", "--reason", "INC-7 fixed"], op);
+    let (c, out) = code(
+        &["unpin", "ticket-submission", "--reason", "INC-7 fixed"],
+        op,
+    );
     assert_eq!(c, Some(0), "{out}");
     let (c, out) = code(&["unpin", "ticket-submission", "--reason", "again"], op);
     assert_eq!(c, Some(1), "{out}");
@@ -453,26 +480,73 @@ fn pin_unpin_maintenance_review_and_audit_list_have_the_documented_exit_codes() 
 
     // Maintenance: start, stop, stop again (refused), schedule (and a bad duration).
     let (c, out) = code(
-        &["maintenance", "start", "ticket-submission", "--duration", "10m", "--reason", "vendor upgrade",
-          "--public-message", "Planned work on the ticket form."],
+        &[
+            "maintenance",
+            "start",
+            "ticket-submission",
+            "--duration",
+            "10m",
+            "--reason",
+            "vendor upgrade",
+            "--public-message",
+            "Planned work on the ticket form.",
+        ],
         op,
     );
     assert_eq!(c, Some(0), "{out}");
     assert!(out.contains("maintenance"), "{out}");
-    let (c, out) = code(&["maintenance", "stop", "ticket-submission", "--reason", "done"], op);
+    let (c, out) = code(
+        &[
+            "maintenance",
+            "stop",
+            "ticket-submission",
+            "--reason",
+            "done",
+        ],
+        op,
+    );
     assert_eq!(c, Some(0), "{out}");
-    let (c, out) = code(&["maintenance", "stop", "ticket-submission", "--reason", "done"], op);
+    let (c, out) = code(
+        &[
+            "maintenance",
+            "stop",
+            "ticket-submission",
+            "--reason",
+            "done",
+        ],
+        op,
+    );
     assert_eq!(c, Some(1), "{out}");
     let (c, out) = code(
-        &["maintenance", "schedule", "ticket-submission", "--starts-at", "2h", "--duration", "1h",
-          "--reason", "db upgrade", "--public-message", "Tickets may be slow."],
+        &[
+            "maintenance",
+            "schedule",
+            "ticket-submission",
+            "--starts-at",
+            "2h",
+            "--duration",
+            "1h",
+            "--reason",
+            "db upgrade",
+            "--public-message",
+            "Tickets may be slow.",
+        ],
         op,
     );
     assert_eq!(c, Some(0), "{out}");
     assert!(out.contains("scheduled from"), "{out}");
     let (c, out) = code(
-        &["maintenance", "schedule", "ticket-submission", "--starts-at", "2h", "--duration", "soon",
-          "--reason", "x"],
+        &[
+            "maintenance",
+            "schedule",
+            "ticket-submission",
+            "--starts-at",
+            "2h",
+            "--duration",
+            "soon",
+            "--reason",
+            "x",
+        ],
         op,
     );
     assert_eq!(c, Some(2), "{out}");
@@ -485,7 +559,11 @@ fn pin_unpin_maintenance_review_and_audit_list_have_the_documented_exit_codes() 
     let (c, out) = code(&["audit", "list", "--pending-review"], Some(&t.viewer));
     assert_eq!(c, Some(0), "{out}");
     assert!(out.contains("-> failed_over"), "{out}");
-    let o = sb(&["audit", "list", "--pending-review", "--json"], &url, Some(&t.viewer));
+    let o = sb(
+        &["audit", "list", "--pending-review", "--json"],
+        &url,
+        Some(&t.viewer),
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let pending: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
         .lines()
@@ -500,19 +578,31 @@ fn pin_unpin_maintenance_review_and_audit_list_have_the_documented_exit_codes() 
     assert!(pending.iter().all(|r| r["pending_review"] == true));
     assert_eq!(code(&["audit", "list"], None).0, Some(3));
 
-    assert_eq!(code(&["review", &id, "--note", "seen"], Some(&t.viewer)).0, Some(3));
+    assert_eq!(
+        code(&["review", &id, "--note", "seen"], Some(&t.viewer)).0,
+        Some(3)
+    );
     let (c, out) = code(&["review", &id], op);
     assert_eq!(c, Some(2), "--note is required: {out}");
     let (c, out) = code(&["review", "abc", "--note", "x"], op);
     assert_eq!(c, Some(2), "{out}");
     let (c, out) = code(&["review", "999999", "--note", "x"], op);
     assert_eq!(c, Some(2), "{out}");
-    let (c, out) = code(&["review", &id, "--note", "real outage, vendor confirmed"], op);
+    let (c, out) = code(
+        &["review", &id, "--note", "real outage, vendor confirmed"],
+        op,
+    );
     assert_eq!(c, Some(0), "{out}");
-    assert!(out.contains(&format!("audit record {id} reviewed")), "{out}");
+    assert!(
+        out.contains(&format!("audit record {id} reviewed")),
+        "{out}"
+    );
     let (c, out) = code(&["review", &id, "--note", "twice"], op);
     assert_eq!(c, Some(1), "{out}");
-    let (c, out) = code(&["audit", "list", "--pending-review", "--json"], Some(&t.viewer));
+    let (c, out) = code(
+        &["audit", "list", "--pending-review", "--json"],
+        Some(&t.viewer),
+    );
     assert_eq!(c, Some(0), "{out}");
     assert!(
         !out.lines().any(|l| l.contains(&format!("\"id\":{id},"))),

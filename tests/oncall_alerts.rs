@@ -149,7 +149,8 @@ fn every_alert_has_severity_summary_description_and_an_existing_runbook() {
 /// URL the alert rules use.
 #[test]
 fn alert_runbook_urls_share_the_base_of_on_call_emails() {
-    let config = switchboard::config::Config::load(&repo("switchboard.toml")).expect("shipped config");
+    let config =
+        switchboard::config::Config::load(&repo("switchboard.toml")).expect("shipped config");
     let mut checked = 0;
     for a in alerts() {
         let url = a["annotations"]["runbook_url"].as_str().unwrap_or("");
@@ -165,7 +166,10 @@ fn alert_runbook_urls_share_the_base_of_on_call_emails() {
     }
     assert!(checked > 10, "alerts have runbooks");
     for s in &config.services {
-        let rb = s.runbook.as_deref().expect("shipped services name a runbook");
+        let rb = s
+            .runbook
+            .as_deref()
+            .expect("shipped services name a runbook");
         let link = config.email.runbook_url(rb).expect("absolute runbook link");
         assert!(link.starts_with(RUNBOOK_BASE), "{}: {link}", s.id);
     }

@@ -219,9 +219,11 @@ fn an_operators_reason_never_reaches_customers_and_their_public_message_does() {
         Some(&serde_json::json!({ "reason": BACK_REASON }).to_string()),
     );
     assert_eq!(r.status, 200, "{r:?}");
-    wait_until("routes back on the primary", Duration::from_secs(30), || {
-        d.location("submit-ticket") == target.url("/form")
-    });
+    wait_until(
+        "routes back on the primary",
+        Duration::from_secs(30),
+        || d.location("submit-ticket") == target.url("/form"),
+    );
     wait_until(
         "failback mails and the Statuspage resolution",
         Duration::from_secs(30),
@@ -234,7 +236,11 @@ fn an_operators_reason_never_reaches_customers_and_their_public_message_does() {
     let mut public: Vec<(String, String)> = during
         .iter()
         .map(|(p, b)| (format!("{p} (during)"), b.clone()))
-        .chain(after.iter().map(|(p, b)| (format!("{p} (after)"), b.clone())))
+        .chain(
+            after
+                .iter()
+                .map(|(p, b)| (format!("{p} (after)"), b.clone())),
+        )
         .collect();
     let all_mail = mails(&server);
     let (customer, oncall): (Vec<_>, Vec<_>) = all_mail
@@ -250,7 +256,10 @@ fn an_operators_reason_never_reaches_customers_and_their_public_message_does() {
     }
     for (what, body) in &public {
         for s in secrets {
-            assert!(!body.contains(s), "{what} shows the internal {s:?}:\n{body}");
+            assert!(
+                !body.contains(s),
+                "{what} shows the internal {s:?}:\n{body}"
+            );
         }
     }
     let has = |what: &str, needle: &str| {
@@ -297,7 +306,13 @@ fn an_operators_reason_never_reaches_customers_and_their_public_message_does() {
         .expect("audit export");
     assert!(o.status.success(), "{o:?}");
     let exported = String::from_utf8_lossy(&o.stdout);
-    for m in [REASON_MARK, BACK_MARK, WINDOW_MARK, PUBLIC_MARK, BACK_PUBLIC_MARK] {
+    for m in [
+        REASON_MARK,
+        BACK_MARK,
+        WINDOW_MARK,
+        PUBLIC_MARK,
+        BACK_PUBLIC_MARK,
+    ] {
         assert!(exported.contains(m), "audit export lacks {m:?}");
     }
     let o = Command::new(env!("CARGO_BIN_EXE_switchboard"))
@@ -375,7 +390,10 @@ fn on_call_mail_links_the_runbook_absolutely() {
     .expect("write config");
     let o = check(&main);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
-    assert!(!String::from_utf8_lossy(&o.stderr).contains("warning"), "{o:?}");
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("warning"),
+        "{o:?}"
+    );
 
     let d = Daemon::start(&main, port);
     wait_until("primary in use", Duration::from_secs(30), || {
@@ -395,7 +413,9 @@ fn on_call_mail_links_the_runbook_absolutely() {
         .expect("mail dir")
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .find(|p| std::fs::read_to_string(p).is_ok_and(|m| m.contains("support-oncall@example.com")))
+        .find(|p| {
+            std::fs::read_to_string(p).is_ok_and(|m| m.contains("support-oncall@example.com"))
+        })
         .expect("on-call .eml");
     let parsed = smtp::parse_mail(&eml);
     let text = parsed.part("text/plain").expect("text part");

@@ -942,7 +942,11 @@ Sent by Switchboard.
         }
         let oncall = render(&t, Audience::Oncall, &ctx(Side::Backup));
         assert!(oncall.text.contains("Reason: INC-43"), "{}", oncall.text);
-        assert!(oncall.text.contains("Public message: We moved you"), "{}", oncall.text);
+        assert!(
+            oncall.text.contains("Public message: We moved you"),
+            "{}",
+            oncall.text
+        );
     }
 
     #[test]

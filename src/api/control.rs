@@ -403,7 +403,10 @@ async fn run(
 ) -> Result<Response, ApiError> {
     // The public words are audited with the command (the reason is the record's own field).
     if let (Some(m), Some(p)) = (&public_message, params.as_object_mut()) {
-        p.insert("public_message".into(), serde_json::Value::String(m.clone()));
+        p.insert(
+            "public_message".into(),
+            serde_json::Value::String(m.clone()),
+        );
     }
     let applied = control(state)?
         .core
@@ -452,7 +455,15 @@ async fn failback(
         actor: caller.name,
         reason,
     };
-    run(&state, &id, command, "failback", serde_json::json!({}), public).await
+    run(
+        &state,
+        &id,
+        command,
+        "failback",
+        serde_json::json!({}),
+        public,
+    )
+    .await
 }
 
 /// `POST /api/v1/services/{id}/pin`.
