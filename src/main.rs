@@ -80,6 +80,7 @@ enum Command {
     /// Switch a service to its backup now (client of the HTTP API).
     Failover {
         service: String,
+        /// Why: for the audit log and on-call, never shown to customers.
         #[arg(long)]
         reason: String,
         #[command(flatten)]
@@ -93,6 +94,7 @@ enum Command {
     /// Switch a service back to its primary now (client of the HTTP API).
     Failback {
         service: String,
+        /// Why: for the audit log and on-call, never shown to customers.
         #[arg(long)]
         reason: String,
         #[command(flatten)]
@@ -108,6 +110,7 @@ enum Command {
         /// When the pin ends by itself: RFC 3339 (2026-12-01T18:00:00Z) or a duration from now (2h).
         #[arg(long)]
         until: Option<String>,
+        /// Why: for the audit log and on-call, never shown to customers.
         #[arg(long)]
         reason: String,
         #[command(flatten)]
@@ -121,6 +124,7 @@ enum Command {
     /// Release a pin: the automatic rules decide again (client of the HTTP API).
     Unpin {
         service: String,
+        /// Why: for the audit log and on-call, never shown to customers.
         #[arg(long)]
         reason: String,
         #[command(flatten)]
@@ -187,6 +191,7 @@ enum MaintenanceCommand {
         /// How long, e.g. 2h (default: until `maintenance stop`).
         #[arg(long)]
         duration: Option<String>,
+        /// Why: for the audit log and on-call, never shown to customers.
         #[arg(long)]
         reason: String,
         #[command(flatten)]
@@ -197,6 +202,7 @@ enum MaintenanceCommand {
     /// End maintenance now.
     Stop {
         service: String,
+        /// Why: for the audit log and on-call, never shown to customers.
         #[arg(long)]
         reason: String,
         #[command(flatten)]
@@ -213,6 +219,7 @@ enum MaintenanceCommand {
         /// How long, e.g. 2h.
         #[arg(long)]
         duration: String,
+        /// Why: for the audit log and on-call, never shown to customers.
         #[arg(long)]
         reason: String,
         #[command(flatten)]
