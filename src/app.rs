@@ -320,6 +320,8 @@ enum Msg {
         /// What the request asked for, for the audit record (`failover`, `pin`, ...).
         what: String,
         params: serde_json::Value,
+        /// The command's `public_message`, put on the transitions it causes.
+        public_message: Option<String>,
         reply: oneshot::Sender<Result<Applied, CommandError>>,
     },
     Inspect {
@@ -333,6 +335,7 @@ enum Msg {
         id: String,
         actor: String,
         reason: String,
+        public_message: Option<String>,
         reply: oneshot::Sender<Result<Applied, CommandError>>,
     },
     ScheduleMaintenance {
@@ -408,6 +411,8 @@ pub struct DrillRequest {
     pub actor: String,
     pub reason: String,
     pub ticket: Option<String>,
+    /// Words for the audiences beyond on-call; `reason` stays internal.
+    pub public_message: Option<String>,
     /// When the request arrived: the decision step is timed from here.
     pub received: Timestamp,
 }
@@ -530,6 +535,7 @@ impl CoreHandle {
         command: Command,
         what: &str,
         params: serde_json::Value,
+        public_message: Option<String>,
     ) -> Result<Applied, CommandError> {
         let (reply, rx) = oneshot::channel();
         let msg = Msg::Command {
@@ -537,6 +543,7 @@ impl CoreHandle {
             command,
             what: what.to_string(),
             params,
+            public_message,
             reply,
         };
         self.ask(msg, rx).await.unwrap_or_else(|| Err(stopping()))
@@ -562,12 +569,14 @@ impl CoreHandle {
         id: &str,
         actor: &str,
         reason: &str,
+        public_message: Option<String>,
     ) -> Result<Applied, CommandError> {
         let (reply, rx) = oneshot::channel();
         let msg = Msg::DrillAbort {
             id: id.to_string(),
             actor: actor.to_string(),
             reason: reason.to_string(),
+            public_message,
             reply,
         };
         self.ask(msg, rx).await.unwrap_or_else(|| Err(stopping()))
@@ -770,9 +779,18 @@ fn scheduled_window(w: &ScheduledWindow) -> Window {
     Window {
         schedule: Schedule::Once(w.starts_at),
         duration: w.ends_at.since(w.starts_at),
-        reason: w.reason.clone(),
+        // The window's words are public (the status page and feeds list it): the operator's
+        // public message or a neutral sentence. Their internal reason stays in the audit
+        // record of the scheduling and in the store's row.
+        reason: w
+            .public_message
+            .clone()
+            .unwrap_or_else(|| SCHEDULED_MAINTENANCE_TEXT.to_owned()),
     }
 }
+
+/// What the status page says about a window scheduled without a `public_message`.
+pub const SCHEDULED_MAINTENANCE_TEXT: &str = "Scheduled maintenance";
 
 struct Core {
     config: Arc<Config>,
@@ -837,8 +855,8 @@ impl Core {
                             self.on_event(si, Event::Tick, Timestamp::now());
                         }
                     }
-                    Some(Msg::Command { service, command, what, params, reply }) => {
-                        let _ = reply.send(self.on_command(&service, command, &what, params));
+                    Some(Msg::Command { service, command, what, params, public_message, reply }) => {
+                        let _ = reply.send(self.on_command(&service, command, &what, params, public_message));
                     }
                     Some(Msg::Inspect { reply }) => {
                         let _ = reply.send(self.services.iter().map(ServiceRuntime::detail).collect());
@@ -846,8 +864,8 @@ impl Core {
                     Some(Msg::DrillStart { request, reply }) => {
                         let _ = reply.send(self.start_drill(request));
                     }
-                    Some(Msg::DrillAbort { id, actor, reason, reply }) => {
-                        let _ = reply.send(self.abort_drill(&id, actor, reason));
+                    Some(Msg::DrillAbort { id, actor, reason, public_message, reply }) => {
+                        let _ = reply.send(self.abort_drill(&id, actor, reason, public_message));
                     }
                     Some(Msg::ScheduleMaintenance { window, reply }) => {
                         let _ = reply.send(self.schedule_maintenance(window));
@@ -948,6 +966,7 @@ impl Core {
         command: Command,
         what: &str,
         params: serde_json::Value,
+        public_message: Option<String>,
     ) -> Result<Applied, CommandError> {
         let si = self
             .index(service)
@@ -959,7 +978,8 @@ impl Core {
         }
         let (actor, reason) = command_actor(&command);
         let now = Timestamp::now();
-        let stepped = self.on_event(si, Event::Command(command), now);
+        let stepped =
+            self.on_event_with(si, Event::Command(command), now, public_message.as_deref());
         let audit_id = self.audit_command(si, &actor, &reason, what, params, &stepped, now);
         match stepped.rejected {
             Some(r) => Err(CommandError::Rejected(r)),
@@ -1112,12 +1132,18 @@ impl Core {
             actor: req.actor.clone(),
             reason: req.reason.clone(),
         };
-        let stepped = self.on_event(si, Event::Command(command), now);
+        let stepped = self.on_event_with(
+            si,
+            Event::Command(command),
+            now,
+            req.public_message.as_deref(),
+        );
         let switched_at = Timestamp::now();
         let mode = if req.live { "live" } else { "dry_run" };
         let params = serde_json::json!({
             "drill": id, "mode": mode, "duration": humantime::format_duration(req.duration).to_string(),
             "ticket": req.ticket,
+            "public_message": req.public_message,
         });
         self.audit_command(
             si,
@@ -1226,6 +1252,7 @@ impl Core {
         id: &str,
         actor: String,
         reason: String,
+        public_message: Option<String>,
     ) -> Result<Applied, CommandError> {
         let si = self
             .services
@@ -1251,7 +1278,8 @@ impl Core {
             &service,
             command,
             "drill_abort",
-            serde_json::json!({ "drill": id }),
+            serde_json::json!({ "drill": id, "public_message": public_message }),
+            public_message,
         )
     }
 
@@ -1334,6 +1362,7 @@ impl Core {
                 "window": id,
                 "starts_at": w.starts_at.rfc3339(),
                 "ends_at": w.ends_at.rfc3339(),
+                "public_message": w.public_message,
             }),
             now,
         );
@@ -1626,9 +1655,28 @@ impl Core {
     }
 
     fn on_event(&mut self, si: usize, event: Event, now: Timestamp) -> Stepped {
+        self.on_event_with(si, event, now, None)
+    }
+
+    /// `on_event` for an operator's command: `public_message` (theirs, if given) goes on every
+    /// transition the command causes. The rules know nothing of it; it is words, not a decision.
+    fn on_event_with(
+        &mut self,
+        si: usize,
+        event: Event,
+        now: Timestamp,
+        public_message: Option<&str>,
+    ) -> Stepped {
         let mut stepped = Stepped::default();
         let svc = &mut self.services[si];
-        let actions = failover::step(&mut svc.machine, &svc.policy, &event, now);
+        let mut actions = failover::step(&mut svc.machine, &svc.policy, &event, now);
+        if let Some(m) = public_message {
+            for a in &mut actions {
+                if let Action::Record { transition, .. } = a {
+                    transition.public_message = Some(m.to_owned());
+                }
+            }
+        }
         let holds = svc.machine.holds();
         if holds != svc.saved_holds {
             let store = self.store.clone();
@@ -1905,6 +1953,7 @@ impl Core {
                     format!("{}: {} ({last})", c.name, rt.health.health.as_str())
                 })
                 .collect(),
+            public_message: None,
         };
         let ctx = message_context(&self.config, &svc.spec, route_views(&svc.spec, svc.side));
         let channels = channels(&self.config, &svc.spec, &self.templates);
@@ -1987,7 +2036,14 @@ fn message_context(config: &Config, spec: &ServiceSpec, routes: Vec<RouteView>) 
         routes,
         status_url: format!("{public}/status"),
         go_base_url: format!("{public}/go/"),
-        runbook: spec.runbook.clone(),
+        // On-call get an absolute link; a relative path without `runbook_base_url` is named
+        // as text (`switchboard check` warns about it) rather than as a link leading nowhere.
+        runbook: spec.runbook.as_deref().map(|rb| {
+            config
+                .email
+                .runbook_url(rb)
+                .unwrap_or_else(|| format!("{rb} (no [email] runbook_base_url set)"))
+        }),
         api_url: format!("{public}/api/v1"),
     }
 }

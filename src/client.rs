@@ -342,6 +342,37 @@ fn format_thresholds(s: &serde_json::Value) -> String {
         return String::new();
     }
     format!("  failure thresholds: {}\n", parts.join(", "))
+/// `GET /api/v1/audit`'s JSON lines as a table for `switchboard audit list`: one line per
+/// record, a `*` marking an automatic transition still pending review.
+pub fn format_audit(jsonl: &str) -> String {
+    let mut out = format!(
+        "{:<6} {:<26} {:<16} {:<24} {:<28} {:<16} {}\n",
+        "ID", "AT", "KIND", "SERVICE", "CHANGE", "ACTOR", "REASON"
+    );
+    for line in jsonl.lines().filter(|l| !l.trim().is_empty()) {
+        let Ok(r) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let change = match (r["from"].as_str(), r["to"].as_str()) {
+            (Some(f), Some(t)) => format!("{f} -> {t}"),
+            _ => r["detail"]["command"].as_str().unwrap_or("").to_string(),
+        };
+        let pending = if r["pending_review"] == true { "*" } else { "" };
+        out.push_str(&format!(
+            "{:<6} {:<26} {:<16} {:<24} {:<28} {:<16} {}\n",
+            format!("{}{pending}", r["id"]),
+            r["at"].as_str().unwrap_or("?"),
+            r["kind"].as_str().unwrap_or("?"),
+            r["service"].as_str().unwrap_or("-"),
+            change,
+            r["actor"].as_str().unwrap_or("?"),
+            r["reason"]
+                .as_str()
+                .or(r["unreadable"].as_str())
+                .unwrap_or("")
+        ));
+    }
+    out
 }
 
 /// A drill report as text: header, then one line per step.

@@ -180,6 +180,17 @@ pub fn public_id(service: &str, transition_id: i64) -> String {
     id
 }
 
+/// The operator's `public_message` as a sentence to append, or nothing. The transition's
+/// `reason` is internal (audit and on-call): incident words never include it, since an
+/// operator writes it for colleagues ("flap-held; customers on broken form, INC-43") and an
+/// automatic one names checks and errors.
+fn said(t: &Transition) -> String {
+    match t.public_message.as_deref().map(str::trim) {
+        Some(m) if !m.is_empty() => format!(" {m}"),
+        _ => String::new(),
+    }
+}
+
 /// Decides what transition `t` does to the service's open incident (`open`), if any.
 ///
 /// Only failures customers notice open an incident (failover to the backup, or an outage with
@@ -203,9 +214,9 @@ pub fn plan(open: Option<OpenIncident>, t: &Transition, words: &ServiceWords) ->
                 status: IncidentStatus::Identified,
                 impact: Impact::Minor,
                 body: format!(
-                    "{name} is not working ({}). Customers are being sent to the backup contact route{}. No action is needed on your side.",
-                    t.reason,
-                    via(&backup)
+                    "{name} is not working. Customers are being sent to the backup contact route{}. No action is needed on your side.{}",
+                    via(&backup),
+                    said(t)
                 ),
             },
             State::Outage => Change::Open {
@@ -213,8 +224,8 @@ pub fn plan(open: Option<OpenIncident>, t: &Transition, words: &ServiceWords) ->
                 status: IncidentStatus::Investigating,
                 impact: Impact::Major,
                 body: format!(
-                    "{name} is not working ({}), and its backup contact route is down too. We are investigating.",
-                    t.reason
+                    "{name} is not working, and its backup contact route is down too. We are investigating.{}",
+                    said(t)
                 ),
             },
             _ => Change::Nothing,
@@ -241,8 +252,7 @@ pub fn plan(open: Option<OpenIncident>, t: &Transition, words: &ServiceWords) ->
                     IncidentStatus::Identified,
                     o.impact.max(Impact::Minor),
                     format!(
-                        "{name} is still not working ({}). Customers are being sent to the backup contact route{}.",
-                        t.reason,
+                        "{name} is still not working. Customers are being sent to the backup contact route{}.",
                         via(&backup)
                     ),
                 ),
@@ -250,8 +260,7 @@ pub fn plan(open: Option<OpenIncident>, t: &Transition, words: &ServiceWords) ->
                     IncidentStatus::Investigating,
                     o.impact.max(Impact::Major),
                     format!(
-                        "{name} is not working ({}), and its backup contact route is down too. We are investigating.",
-                        t.reason
+                        "{name} is not working, and its backup contact route is down too. We are investigating."
                     ),
                 ),
                 State::Degraded => (
@@ -265,14 +274,14 @@ pub fn plan(open: Option<OpenIncident>, t: &Transition, words: &ServiceWords) ->
                 State::Maintenance => (
                     o.status,
                     o.impact,
-                    format!("{name} is now under maintenance ({}).", t.reason),
+                    format!("{name} is now under maintenance."),
                 ),
                 State::Drill => return Change::Nothing,
             };
             Change::Update {
                 status,
                 impact,
-                body,
+                body: body + &said(t),
             }
         }
     }
@@ -294,6 +303,7 @@ mod tests {
             actor: "system".into(),
             reason: "ticket-form: down".into(),
             evidence: Vec::new(),
+            public_message: None,
         }
     }
 
@@ -405,7 +415,7 @@ mod tests {
     }
 
     #[test]
-    fn the_words_name_the_service_the_reason_and_the_route_in_use() {
+    fn the_words_name_the_service_and_the_route_in_use_but_never_the_reason() {
         let Change::Open { name, body, .. } =
             plan(None, &t(State::Operational, State::FailedOver), &words())
         else {
@@ -415,7 +425,10 @@ mod tests {
             name,
             "Ticket submission is failing; customers are sent to the backup route"
         );
-        assert!(body.contains("(ticket-form: down)"), "{body}");
+        assert!(
+            !body.contains("ticket-form"),
+            "the internal reason leaked: {body}"
+        );
         assert!(body.contains("https://forms.example.net/support"), "{body}");
         let open = Some(OpenIncident {
             status: IncidentStatus::Monitoring,
@@ -432,6 +445,34 @@ mod tests {
             body,
             "ticket-submission is working normally again and customers are back on the primary route."
         );
+    }
+
+    #[test]
+    fn an_operators_public_message_is_said_and_their_reason_is_not() {
+        let mut failover = t(State::Operational, State::FailedOver);
+        failover.cause = Cause::Operator;
+        failover.reason = "flap-held; customers on broken form, INC-43".into();
+        failover.public_message = Some("We are moving you to our backup form.".into());
+        let Change::Open { body, .. } = plan(None, &failover, &words()) else {
+            panic!("a failover opens an incident");
+        };
+        assert!(
+            body.ends_with(" We are moving you to our backup form."),
+            "{body}"
+        );
+        assert!(!body.contains("INC-43"), "{body}");
+        let mut back = t(State::FailedOver, State::Operational);
+        back.reason = "INC-43 closed".into();
+        back.public_message = Some("Fixed.".into());
+        let open = Some(OpenIncident {
+            status: IncidentStatus::Identified,
+            impact: Impact::Minor,
+        });
+        let Change::Update { body, .. } = plan(open, &back, &words()) else {
+            panic!("a failback resolves");
+        };
+        assert!(body.ends_with(". Fixed."), "{body}");
+        assert!(!body.contains("INC-43"), "{body}");
     }
 
     #[test]

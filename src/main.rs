@@ -96,8 +96,11 @@ enum Command {
     /// Switch a service to its backup now (client of the HTTP API).
     Failover {
         service: String,
+        /// Why: for the audit log and on-call, never shown to customers.
         #[arg(long)]
         reason: String,
+        #[command(flatten)]
+        public: PublicArgs,
         /// Admin only: switch even to a backup whose checks are down.
         #[arg(long)]
         force: bool,
@@ -107,8 +110,55 @@ enum Command {
     /// Switch a service back to its primary now (client of the HTTP API).
     Failback {
         service: String,
+        /// Why: for the audit log and on-call, never shown to customers.
         #[arg(long)]
         reason: String,
+        #[command(flatten)]
+        public: PublicArgs,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Hold a service's routes on one side, whatever its checks say (client of the HTTP API).
+    Pin {
+        service: String,
+        #[arg(long, value_enum)]
+        side: SideArg,
+        /// When the pin ends by itself: RFC 3339 (2026-12-01T18:00:00Z) or a duration from now (2h).
+        #[arg(long)]
+        until: Option<String>,
+        /// Why: for the audit log and on-call, never shown to customers.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        public: PublicArgs,
+        /// Admin only: pin to a backup whose checks are down.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Release a pin: the automatic rules decide again (client of the HTTP API).
+    Unpin {
+        service: String,
+        /// Why: for the audit log and on-call, never shown to customers.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        public: PublicArgs,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Start, stop or schedule maintenance of a service (client of the HTTP API).
+    Maintenance {
+        #[command(subcommand)]
+        command: MaintenanceCommand,
+    },
+    /// Acknowledge an automatic transition's audit record with a note (client of the HTTP API).
+    Review {
+        /// The audit record's id (`switchboard audit list --pending-review`).
+        audit_id: i64,
+        #[arg(long)]
+        note: String,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -132,6 +182,67 @@ struct ApiArgs {
     /// PEM CA certificates to verify an `https://` daemon with, instead of the public roots.
     #[arg(long, env = "SWITCHBOARD_CA_FILE")]
     ca_file: Option<PathBuf>,
+}
+
+/// Words for customers beside the internal `--reason`.
+#[derive(clap::Args, Clone)]
+struct PublicArgs {
+    /// What customers read (status page, feeds, Statuspage, customer e-mail) instead of the
+    /// templates' words alone; the reason is never shown to them.
+    #[arg(long)]
+    public_message: Option<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SideArg {
+    Primary,
+    Backup,
+}
+
+#[derive(Subcommand)]
+enum MaintenanceCommand {
+    /// Enter maintenance now, until `stop` or for `--duration`.
+    Start {
+        service: String,
+        /// How long, e.g. 2h (default: until `maintenance stop`).
+        #[arg(long)]
+        duration: Option<String>,
+        /// Why: for the audit log and on-call, never shown to customers.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        public: PublicArgs,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// End maintenance now.
+    Stop {
+        service: String,
+        /// Why: for the audit log and on-call, never shown to customers.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        public: PublicArgs,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Plan a one-off window; the status page lists it until it ends.
+    Schedule {
+        service: String,
+        /// RFC 3339 (2026-12-05T02:00:00Z) or a duration from now (3h).
+        #[arg(long)]
+        starts_at: String,
+        /// How long, e.g. 2h.
+        #[arg(long)]
+        duration: String,
+        /// Why: for the audit log and on-call, never shown to customers.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        public: PublicArgs,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -181,6 +292,8 @@ enum DrillCommand {
         dry_run: bool,
         #[arg(long)]
         ticket: Option<String>,
+        #[command(flatten)]
+        public: PublicArgs,
         /// Follow the drill until its report is complete (exit 1 if it failed).
         #[arg(long)]
         wait: bool,
@@ -202,6 +315,8 @@ enum DrillCommand {
         id: String,
         #[arg(long)]
         reason: Option<String>,
+        #[command(flatten)]
+        public: PublicArgs,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -237,6 +352,25 @@ enum AuditCommand {
         /// Only records at or after this time: RFC 3339 (2026-11-28T17:00:00Z) or a duration ago (24h, "7d ago").
         #[arg(long)]
         since: Option<String>,
+    },
+    /// Audit records from the daemon, oldest first (client of the HTTP API).
+    List {
+        /// Only automatic transitions nobody has reviewed yet.
+        #[arg(long)]
+        pending_review: bool,
+        #[arg(long)]
+        service: Option<String>,
+        /// RFC 3339 or a duration ago (24h).
+        #[arg(long)]
+        since: Option<String>,
+        /// At most this many records (1 to 10000; default 100).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Print the API's JSON lines instead of the table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        api: ApiArgs,
     },
 }
 
@@ -289,6 +423,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => match Config::load(&config) {
             Ok(c) => {
+                for w in c.warnings() {
+                    eprintln!("warning: {w}");
+                }
                 println!("{}", c.summary());
                 ExitCode::SUCCESS
             }
@@ -389,10 +526,12 @@ fn main() -> ExitCode {
         Command::Failover {
             service,
             reason,
+            public,
             force,
             api,
         } => client(&api, |c| async move {
-            let body = serde_json::json!({ "reason": reason, "force": force });
+            let body = serde_json::json!({ "reason": reason, "force": force,
+                "public_message": public.public_message });
             let path = format!("/api/v1/services/{}/failover", path_segment(&service));
             let a = c.send("POST", &path, Some(&body)).await?;
             print_applied(&a);
@@ -401,12 +540,60 @@ fn main() -> ExitCode {
         Command::Failback {
             service,
             reason,
+            public,
             api,
         } => client(&api, |c| async move {
-            let body = serde_json::json!({ "reason": reason });
+            let body =
+                serde_json::json!({ "reason": reason, "public_message": public.public_message });
             let path = format!("/api/v1/services/{}/failback", path_segment(&service));
             let a = c.send("POST", &path, Some(&body)).await?;
             print_applied(&a);
+            Ok(a)
+        }),
+        Command::Pin {
+            service,
+            side,
+            until,
+            reason,
+            public,
+            force,
+            api,
+        } => {
+            let side = match side {
+                SideArg::Primary => "primary",
+                SideArg::Backup => "backup",
+            };
+            let body = serde_json::json!({ "side": side, "until": until, "reason": reason,
+                "public_message": public.public_message, "force": force });
+            service_command(&api, &service, "pin", body)
+        }
+        Command::Unpin {
+            service,
+            reason,
+            public,
+            api,
+        } => {
+            let body =
+                serde_json::json!({ "reason": reason, "public_message": public.public_message });
+            service_command(&api, &service, "unpin", body)
+        }
+        Command::Maintenance { command } => maintenance(command),
+        Command::Review {
+            audit_id,
+            note,
+            api,
+        } => client(&api, |c| async move {
+            let body = serde_json::json!({ "note": note });
+            let a = c
+                .send(
+                    "POST",
+                    &format!("/api/v1/audit/{audit_id}/review"),
+                    Some(&body),
+                )
+                .await?;
+            if a.status == 201 {
+                println!("audit record {audit_id} reviewed");
+            }
             Ok(a)
         }),
         Command::Drill { command } => drill(command),
@@ -598,6 +785,7 @@ fn drill(command: DrillCommand) -> ExitCode {
             reason,
             dry_run,
             ticket,
+            public,
             wait,
             api,
         } => {
@@ -611,6 +799,7 @@ fn drill(command: DrillCommand) -> ExitCode {
                         "duration": duration,
                         "reason": reason,
                         "ticket": ticket,
+                        "public_message": public.public_message,
                     });
                     let a = c.send("POST", "/api/v1/drills", Some(&body)).await?;
                     if let Some(v) = a.json().filter(|_| a.status == 201) {
@@ -661,8 +850,15 @@ fn drill(command: DrillCommand) -> ExitCode {
                 })
             }
         }
-        DrillCommand::Abort { id, reason, api } => client(&api, |c| async move {
-            let body = reason.map(|r| serde_json::json!({ "reason": r }));
+        DrillCommand::Abort {
+            id,
+            reason,
+            public,
+            api,
+        } => client(&api, |c| async move {
+            let body = (reason.is_some() || public.public_message.is_some()).then(
+                || serde_json::json!({ "reason": reason, "public_message": public.public_message }),
+            );
             let path = format!("/api/v1/drills/{}/abort", path_segment(&id));
             let a = c.send("POST", &path, body.as_ref()).await?;
             print_applied(&a);
@@ -693,6 +889,106 @@ fn drill(command: DrillCommand) -> ExitCode {
             Ok(a)
         }),
     }
+}
+
+/// One operator command on a service (`POST /api/v1/services/{id}/{what}`), its result printed.
+fn service_command(api: &ApiArgs, service: &str, what: &str, body: serde_json::Value) -> ExitCode {
+    let path = format!("/api/v1/services/{}/{what}", path_segment(service));
+    client(api, |c| async move {
+        let a = c.send("POST", &path, Some(&body)).await?;
+        print_applied(&a);
+        Ok(a)
+    })
+}
+
+/// `switchboard maintenance start|stop|schedule`.
+fn maintenance(command: MaintenanceCommand) -> ExitCode {
+    match command {
+        MaintenanceCommand::Start {
+            service,
+            duration,
+            reason,
+            public,
+            api,
+        } => {
+            let body = serde_json::json!({ "action": "start", "duration": duration,
+                "reason": reason, "public_message": public.public_message });
+            service_command(&api, &service, "maintenance", body)
+        }
+        MaintenanceCommand::Stop {
+            service,
+            reason,
+            public,
+            api,
+        } => {
+            let body = serde_json::json!({ "action": "stop", "reason": reason,
+                "public_message": public.public_message });
+            service_command(&api, &service, "maintenance", body)
+        }
+        MaintenanceCommand::Schedule {
+            service,
+            starts_at,
+            duration,
+            reason,
+            public,
+            api,
+        } => client(&api, |c| async move {
+            let body = serde_json::json!({ "action": "schedule", "starts_at": starts_at,
+                "duration": duration, "reason": reason, "public_message": public.public_message });
+            let path = format!("/api/v1/services/{}/maintenance", path_segment(&service));
+            let a = c.send("POST", &path, Some(&body)).await?;
+            if let Some(v) = a.json().filter(|_| a.status == 201) {
+                println!(
+                    "{}: maintenance window {} scheduled from {} to {}",
+                    v["service"].as_str().unwrap_or("?"),
+                    v["window_id"],
+                    v["starts_at"].as_str().unwrap_or("?"),
+                    v["ends_at"].as_str().unwrap_or("?")
+                );
+            }
+            Ok(a)
+        }),
+    }
+}
+
+/// `switchboard audit list`: the daemon's audit records, one line each.
+fn audit_list(
+    api: &ApiArgs,
+    pending_review: bool,
+    service: Option<String>,
+    since: Option<String>,
+    limit: Option<u32>,
+    json: bool,
+) -> ExitCode {
+    let mut query = Vec::new();
+    if pending_review {
+        query.push("pending_review=true".to_string());
+    }
+    if let Some(s) = service {
+        query.push(format!("service={}", path_segment(&s)));
+    }
+    if let Some(s) = since {
+        query.push(format!("since={}", path_segment(&s)));
+    }
+    if let Some(n) = limit {
+        query.push(format!("limit={n}"));
+    }
+    let path = if query.is_empty() {
+        "/api/v1/audit".to_string()
+    } else {
+        format!("/api/v1/audit?{}", query.join("&"))
+    };
+    client(api, |c| async move {
+        let a = c.send("GET", &path, None).await?;
+        if a.status == 200 {
+            if json {
+                print!("{}", a.body);
+            } else {
+                print!("{}", switchboard::client::format_audit(&a.body));
+            }
+        }
+        Ok(a)
+    })
 }
 
 /// Polls a drill, printing each step as it finishes, until its report is complete. Exit 0
@@ -833,6 +1129,24 @@ fn audit(command: AuditCommand) -> ExitCode {
         AuditCommand::Verify { config, db } | AuditCommand::Export { config, db, .. } => {
             (config, db)
         }
+        // `list` asks the daemon rather than reading the database file.
+        AuditCommand::List {
+            pending_review,
+            service,
+            since,
+            limit,
+            json,
+            api,
+        } => {
+            return audit_list(
+                api,
+                *pending_review,
+                service.clone(),
+                since.clone(),
+                *limit,
+                *json,
+            )
+        }
     };
     let path = match db {
         Some(p) => p.clone(),
@@ -866,6 +1180,8 @@ fn audit(command: AuditCommand) -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        // Invariant: `list` returned above, before any database was opened.
+        AuditCommand::List { .. } => unreachable!("audit list is answered by the daemon"),
         AuditCommand::Export { format, since, .. } => {
             let since = match since
                 .map(|s| audit::parse_since(&s, switchboard::clock::Timestamp::now()))

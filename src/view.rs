@@ -549,6 +549,7 @@ mod tests {
             actor: "system".into(),
             reason: "down".into(),
             evidence: Vec::new(),
+            public_message: None,
         };
         store.commit_transition(&t, "v", &[]).unwrap();
         assert!(board.incidents().is_empty(), "not before it is told");

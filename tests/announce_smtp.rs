@@ -65,6 +65,7 @@ fn commit_failover(store: &Store) -> Vec<OutboxItem> {
         actor: "system".into(),
         reason: "failover_when = any: 1 of 1 primary checks down".into(),
         evidence: vec!["portal-form: down (HTTP 500)".into()],
+        public_message: None,
     };
     let anns = announce::plan(&t, &ctx(), &audiences());
     assert_eq!(anns.len(), 2, "oncall and customers");

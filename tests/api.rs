@@ -548,6 +548,7 @@ fn transition(service: &str, from: State, to: State, at: i64) -> Transition {
         actor: "system".into(),
         reason: "intake-form: down (503)".into(),
         evidence: vec![],
+        public_message: None,
     }
 }
 

@@ -102,6 +102,7 @@ fn transition(from: State, to: State, cause: Cause, at: i64, reason: &str) -> Tr
         actor: "system".into(),
         reason: reason.into(),
         evidence: vec!["ticket-form: down (HTTP 503 — \"Service Unavailable\")".into()],
+        public_message: None,
     }
 }
 

@@ -377,3 +377,236 @@ fn status_over_https_verifies_the_daemon_certificate() {
         text(&o)
     );
 }
+
+/// `pin`, `unpin`, `maintenance start|stop|schedule`, `review` and `audit list` through the
+/// real binary: 0 done, 1 refused (409), 2 usage (bad flags, unknown service or record,
+/// invalid values), 3 no token or the wrong role.
+#[test]
+fn pin_unpin_maintenance_review_and_audit_list_have_the_documented_exit_codes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = Target::start();
+    let (d, _, t) = control::start(dir.path(), &target, None);
+    let url = d.base.clone();
+    wait_until("checks healthy", Duration::from_secs(30), || {
+        all_healthy(&d, &t.viewer, "ticket-submission")
+    });
+    let op = Some(t.operator.as_str());
+    let code = |args: &[&str], token: Option<&str>| {
+        let o = sb(args, &url, token);
+        (o.status.code(), text(&o))
+    };
+
+    // Usage: --side is required and has two values; --reason is required.
+    for args in [
+        &["pin", "ticket-submission", "--reason", "x"][..],
+        &[
+            "pin",
+            "ticket-submission",
+            "--side",
+            "sideways",
+            "--reason",
+            "x",
+        ],
+        &["pin", "ticket-submission", "--side", "backup"],
+        &[
+            "maintenance",
+            "schedule",
+            "ticket-submission",
+            "--duration",
+            "1h",
+            "--reason",
+            "x",
+        ],
+    ] {
+        let (c, out) = code(args, op);
+        assert_eq!(c, Some(2), "{args:?}: {out}");
+    }
+    // Auth: no token, or a viewer's.
+    let pin = [
+        "pin",
+        "ticket-submission",
+        "--side",
+        "backup",
+        "--until",
+        "1h",
+        "--reason",
+        "INC-7 form broken for EU customers",
+        "--public-message",
+        "You are on our backup form for now.",
+    ];
+    assert_eq!(code(&pin, None).0, Some(3));
+    assert_eq!(code(&pin, Some(&t.viewer)).0, Some(3));
+    // Unknown service (404) and an invalid --until (422) are usage errors.
+    let (c, out) = code(&["pin", "nope", "--side", "backup", "--reason", "x"], op);
+    assert_eq!(c, Some(2), "{out}");
+    let (c, out) = code(
+        &[
+            "pin",
+            "ticket-submission",
+            "--side",
+            "backup",
+            "--until",
+            "2001-01-01T00:00:00Z",
+            "--reason",
+            "x",
+        ],
+        op,
+    );
+    assert_eq!(c, Some(2), "{out}");
+    assert!(out.contains("until"), "{out}");
+
+    let (c, out) = code(&pin, op);
+    assert_eq!(c, Some(0), "{out}");
+    assert!(out.contains("failed_over"), "{out}");
+    assert_eq!(d.location("submit-ticket"), target.url("/backup"));
+    let (c, out) = code(&["status"], Some(&t.viewer));
+    assert_eq!(c, Some(0), "{out}");
+    assert!(out.contains("pinned to backup by olga"), "{out}");
+    // Refused while pinned: a failback (409 -> 1).
+    let (c, out) = code(&["failback", "ticket-submission", "--reason", "x"], op);
+    assert_eq!(c, Some(1), "{out}");
+    assert!(out.contains("pinned"), "{out}");
+    let (c, out) = code(
+        &["unpin", "ticket-submission", "--reason", "INC-7 fixed"],
+        op,
+    );
+    assert_eq!(c, Some(0), "{out}");
+    let (c, out) = code(&["unpin", "ticket-submission", "--reason", "again"], op);
+    assert_eq!(c, Some(1), "{out}");
+    assert!(out.contains("not pinned"), "{out}");
+    wait_until("back on the primary", Duration::from_secs(30), || {
+        d.location("submit-ticket") == target.url("/form")
+    });
+
+    // Maintenance: start, stop, stop again (refused), schedule (and a bad duration).
+    let (c, out) = code(
+        &[
+            "maintenance",
+            "start",
+            "ticket-submission",
+            "--duration",
+            "10m",
+            "--reason",
+            "vendor upgrade",
+            "--public-message",
+            "Planned work on the ticket form.",
+        ],
+        op,
+    );
+    assert_eq!(c, Some(0), "{out}");
+    assert!(out.contains("maintenance"), "{out}");
+    let (c, out) = code(
+        &[
+            "maintenance",
+            "stop",
+            "ticket-submission",
+            "--reason",
+            "done",
+        ],
+        op,
+    );
+    assert_eq!(c, Some(0), "{out}");
+    let (c, out) = code(
+        &[
+            "maintenance",
+            "stop",
+            "ticket-submission",
+            "--reason",
+            "done",
+        ],
+        op,
+    );
+    assert_eq!(c, Some(1), "{out}");
+    let (c, out) = code(
+        &[
+            "maintenance",
+            "schedule",
+            "ticket-submission",
+            "--starts-at",
+            "2h",
+            "--duration",
+            "1h",
+            "--reason",
+            "db upgrade",
+            "--public-message",
+            "Tickets may be slow.",
+        ],
+        op,
+    );
+    assert_eq!(c, Some(0), "{out}");
+    assert!(out.contains("scheduled from"), "{out}");
+    let (c, out) = code(
+        &[
+            "maintenance",
+            "schedule",
+            "ticket-submission",
+            "--starts-at",
+            "2h",
+            "--duration",
+            "soon",
+            "--reason",
+            "x",
+        ],
+        op,
+    );
+    assert_eq!(c, Some(2), "{out}");
+
+    // An automatic failover leaves a record pending review.
+    target.set_down(true);
+    wait_until("automatic failover", Duration::from_secs(30), || {
+        d.location("submit-ticket") == target.url("/backup")
+    });
+    let (c, out) = code(&["audit", "list", "--pending-review"], Some(&t.viewer));
+    assert_eq!(c, Some(0), "{out}");
+    assert!(out.contains("-> failed_over"), "{out}");
+    let o = sb(
+        &["audit", "list", "--pending-review", "--json"],
+        &url,
+        Some(&t.viewer),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let pending: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let id = pending
+        .iter()
+        .find(|r| r["to"] == "failed_over")
+        .and_then(|r| r["id"].as_i64())
+        .expect("the failover is pending review")
+        .to_string();
+    assert!(pending.iter().all(|r| r["pending_review"] == true));
+    assert_eq!(code(&["audit", "list"], None).0, Some(3));
+
+    assert_eq!(
+        code(&["review", &id, "--note", "seen"], Some(&t.viewer)).0,
+        Some(3)
+    );
+    let (c, out) = code(&["review", &id], op);
+    assert_eq!(c, Some(2), "--note is required: {out}");
+    let (c, out) = code(&["review", "abc", "--note", "x"], op);
+    assert_eq!(c, Some(2), "{out}");
+    let (c, out) = code(&["review", "999999", "--note", "x"], op);
+    assert_eq!(c, Some(2), "{out}");
+    let (c, out) = code(
+        &["review", &id, "--note", "real outage, vendor confirmed"],
+        op,
+    );
+    assert_eq!(c, Some(0), "{out}");
+    assert!(
+        out.contains(&format!("audit record {id} reviewed")),
+        "{out}"
+    );
+    let (c, out) = code(&["review", &id, "--note", "twice"], op);
+    assert_eq!(c, Some(1), "{out}");
+    let (c, out) = code(
+        &["audit", "list", "--pending-review", "--json"],
+        Some(&t.viewer),
+    );
+    assert_eq!(c, Some(0), "{out}");
+    assert!(
+        !out.lines().any(|l| l.contains(&format!("\"id\":{id},"))),
+        "reviewed record still pending: {out}"
+    );
+    target.set_down(false);
+}

@@ -143,3 +143,34 @@ fn every_alert_has_severity_summary_description_and_an_existing_runbook() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// An alert and an on-call e-mail about the same thing link the same runbook page: the shipped
+/// `[email] runbook_base_url` resolves a service's `runbook = "runbooks/x.md"` to exactly the
+/// URL the alert rules use.
+#[test]
+fn alert_runbook_urls_share_the_base_of_on_call_emails() {
+    let config =
+        switchboard::config::Config::load(&repo("switchboard.toml")).expect("shipped config");
+    let mut checked = 0;
+    for a in alerts() {
+        let url = a["annotations"]["runbook_url"].as_str().unwrap_or("");
+        let file = runbook_file(url).expect("runbook file in the URL");
+        let path = url.split(['#', '?']).next().unwrap_or(url);
+        assert_eq!(
+            config.email.runbook_url(&file).as_deref(),
+            Some(path),
+            "{}: runbook_url and [email] runbook_base_url disagree",
+            a["alert"].as_str().unwrap_or("?")
+        );
+        checked += 1;
+    }
+    assert!(checked > 10, "alerts have runbooks");
+    for s in &config.services {
+        let rb = s
+            .runbook
+            .as_deref()
+            .expect("shipped services name a runbook");
+        let link = config.email.runbook_url(rb).expect("absolute runbook link");
+        assert!(link.starts_with(RUNBOOK_BASE), "{}: {link}", s.id);
+    }
+}

@@ -154,6 +154,7 @@ fn transition(from: State, to: State, at: Timestamp) -> Transition {
         actor: "system".into(),
         reason: "failover_when = any: 1 of 1 primary checks down".into(),
         evidence: vec!["portal-form: down (HTTP 503)".into()],
+        public_message: None,
     }
 }
 

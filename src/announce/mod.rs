@@ -182,6 +182,7 @@ mod tests {
             actor: "system".into(),
             reason: "r".into(),
             evidence: vec![],
+            public_message: None,
         }
     }
 

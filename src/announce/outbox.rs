@@ -397,6 +397,7 @@ mod tests {
             actor: "system".into(),
             reason: "test".into(),
             evidence: vec![],
+            public_message: None,
         };
         let a = NewAnnouncement {
             audience: "customers".into(),

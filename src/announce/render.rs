@@ -146,7 +146,7 @@ const SCALARS: [&str; 6] = [
     "audience",
 ];
 /// Placeholders built here: in HTML they are markup already.
-const BLOCKS: [&str; 3] = ["routes", "oncall", "status_link"];
+const BLOCKS: [&str; 4] = ["routes", "oncall", "status_link", "public_message"];
 /// The placeholders of the grouped message (`group.txt|html`): how many changes, the
 /// services' names, and the block of every change's own message.
 const GROUP_PLACEHOLDERS: [&str; 4] = ["count", "services", "audience", "changes"];
@@ -479,6 +479,17 @@ pub fn render_with(
         details.as_deref().map(html_details).unwrap_or_default(),
     );
     markup.insert("status_link", link(&ctx.status_url));
+    // The operator's words for everyone (the `reason` only ever reaches the on-call block).
+    let said = t.public_message.as_deref().map(str::trim).unwrap_or("");
+    plain.insert("public_message", said.to_owned());
+    markup.insert(
+        "public_message",
+        if said.is_empty() {
+            String::new()
+        } else {
+            format!("<p>{}</p>", escape(said))
+        },
+    );
 
     Message {
         subject: fill_subject(&tpl.subject, &plain),
@@ -622,6 +633,9 @@ fn details(t: &Transition, ctx: &MessageContext) -> Vec<(&'static str, String)> 
         ("Reason", t.reason.clone()),
         ("Time", t.at.rfc3339()),
     ];
+    if let Some(m) = &t.public_message {
+        d.push(("Public message", m.clone()));
+    }
     if t.evidence.is_empty() {
         d.push(("Evidence", "(none recorded)".to_owned()));
     }
@@ -756,6 +770,7 @@ mod tests {
             actor: "system".into(),
             reason: "failover_when = any: 1 of 1 primary checks down".into(),
             evidence: vec!["portal-form: down (connect: connection refused)".into()],
+            public_message: None,
         }
     }
 
@@ -769,6 +784,7 @@ mod tests {
             actor: "system".into(),
             reason: "primary healthy for recovery_hold (5m)".into(),
             evidence: vec!["portal-form: healthy (200 in 41 ms)".into()],
+            public_message: None,
         }
     }
 
@@ -1153,6 +1169,34 @@ Sent by Switchboard.
             assert!(!m.text.contains(secret), "text leaks {secret}");
             assert!(!m.html.contains(secret), "html leaks {secret}");
         }
+    }
+
+    #[test]
+    fn customers_read_the_public_message_and_on_call_reads_both() {
+        let t = Transition {
+            cause: Cause::Operator,
+            actor: "olga".into(),
+            reason: "INC-43: flap-held, customers on broken form".into(),
+            public_message: Some("We moved you to our backup form <for now>.".into()),
+            ..failover()
+        };
+        let customers = render(&t, Audience::Customers, &ctx(Side::Backup));
+        assert!(customers
+            .text
+            .contains("\n\nWe moved you to our backup form <for now>.\n\n"));
+        assert!(customers
+            .html
+            .contains("<p>We moved you to our backup form &lt;for now&gt;.</p>"));
+        for m in [&customers.text, &customers.html, &customers.subject] {
+            assert!(!m.contains("INC-43"), "the reason leaks: {m}");
+        }
+        let oncall = render(&t, Audience::Oncall, &ctx(Side::Backup));
+        assert!(oncall.text.contains("Reason: INC-43"), "{}", oncall.text);
+        assert!(
+            oncall.text.contains("Public message: We moved you"),
+            "{}",
+            oncall.text
+        );
     }
 
     #[test]

@@ -82,7 +82,13 @@ pub fn plan(
     let component_id = component_id.to_owned();
     let component_status = component_status(t.to).to_owned();
     // The first paragraph: the plain-words sentence, without links to our own status page.
-    let body = text.split("\n\n").next().unwrap_or("").trim().to_owned();
+    let mut body = text.split("\n\n").next().unwrap_or("").trim().to_owned();
+    // An operator's public words follow it; their internal `reason` never goes out.
+    if let Some(m) = t.public_message.as_deref().map(str::trim) {
+        if !m.is_empty() {
+            body = format!("{body} {m}");
+        }
+    }
     let plan = match kind {
         Kind::Failover | Kind::Outage => Plan::OpenIncident {
             component_id: component_id.clone(),
@@ -319,6 +325,7 @@ mod tests {
             actor: "system".into(),
             reason: "r".into(),
             evidence: vec![],
+            public_message: None,
         }
     }
 

@@ -13,7 +13,7 @@ use crate::view::RouteView;
 use std::collections::HashMap;
 
 /// The placeholders a body template may use.
-pub const PLACEHOLDERS: [&str; 9] = [
+pub const PLACEHOLDERS: [&str; 10] = [
     "service",
     "service_name",
     "from",
@@ -23,6 +23,7 @@ pub const PLACEHOLDERS: [&str; 9] = [
     "reason",
     "at",
     "routes",
+    "public_message",
 ];
 
 /// The body sent when a webhook has no template: every placeholder, as JSON.
@@ -86,6 +87,12 @@ pub fn render(template: &str, t: &Transition, service_name: &str, routes: &[Rout
         ("reason", json_inner(&t.reason)),
         ("at", t.at.rfc3339()),
         ("routes", serde_json::Value::Object(route_map).to_string()),
+        // For a hook that shows text to customers (a help-centre banner): the operator's
+        // public words, empty when there are none; `reason` is internal.
+        (
+            "public_message",
+            json_inner(t.public_message.as_deref().unwrap_or("")),
+        ),
     ]);
     let mut out = String::with_capacity(template.len() + 128);
     let mut rest = template;
@@ -245,6 +252,7 @@ mod tests {
             actor: "system".into(),
             reason: "primary down; \"form\" answers 503".into(),
             evidence: vec![],
+            public_message: None,
         }
     }
 
@@ -277,6 +285,29 @@ mod tests {
             v["routes"]["submit-ticket"],
             "https://forms.example.net/support"
         );
+    }
+
+    #[test]
+    fn a_banner_hook_gets_the_public_message_escaped_for_json() {
+        let t = Transition {
+            public_message: Some("Use the \"backup\" form".into()),
+            ..transition()
+        };
+        let body = render(
+            r#"{"banner": "{{public_message}}"}"#,
+            &t,
+            "Tickets",
+            &routes(),
+        );
+        let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(v["banner"], "Use the \"backup\" form");
+        let body = render(
+            r#"{"banner": "{{public_message}}"}"#,
+            &transition(),
+            "T",
+            &routes(),
+        );
+        assert_eq!(body, r#"{"banner": ""}"#);
     }
 
     #[test]

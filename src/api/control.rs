@@ -27,11 +27,14 @@ use std::time::Duration;
 
 /// Request bodies larger than this are refused with 413: every control body is a few short
 /// fields, and a small limit keeps a misbehaving client from making the daemon buffer much.
-/// Large enough for the longest valid body (two texts of `TEXT_LIMIT` characters, each up to
-/// 12 bytes when JSON-escaped), so a valid request is never refused for its size.
+/// Large enough for the longest valid body (two texts of `TEXT_LIMIT` characters and a
+/// `public_message` of `PUBLIC_LIMIT`, each character up to 12 bytes when JSON-escaped), so a
+/// valid request is never refused for its size.
 pub const BODY_LIMIT: usize = 64 * 1024;
 /// Longest `reason`, `note` or `ticket` accepted.
 pub const TEXT_LIMIT: usize = 2000;
+/// Longest `public_message` accepted: a few sentences for a status page, not a report.
+pub const PUBLIC_LIMIT: usize = 1000;
 /// The longest drill (a drill can never be left running forever).
 pub const MAX_DRILL: Duration = Duration::from_secs(24 * 3600);
 /// The longest pin or maintenance an operator may set through the API.
@@ -217,6 +220,25 @@ fn text(field: &str, value: &str) -> Result<String, ApiError> {
     Ok(v.to_string())
 }
 
+/// An optional `public_message`: what customers may read (status page, feeds, Statuspage,
+/// customer e-mail). When given it must say something, within `PUBLIC_LIMIT` characters.
+fn public_text(value: Option<&str>) -> Result<Option<String>, ApiError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    if value.trim().is_empty() {
+        return Err(ApiError::Unprocessable(
+            "public_message: must not be empty (leave it out to use the templates' words)".into(),
+        ));
+    }
+    if value.chars().count() > PUBLIC_LIMIT {
+        return Err(ApiError::Unprocessable(format!(
+            "public_message: longer than {PUBLIC_LIMIT} characters"
+        )));
+    }
+    Ok(Some(value.trim().to_string()))
+}
+
 fn duration(field: &str, value: &str, max: Duration) -> Result<Duration, ApiError> {
     let d = humantime::parse_duration(value.trim()).map_err(|e| {
         ApiError::Unprocessable(format!(
@@ -324,6 +346,8 @@ async fn service(
 struct FailoverBody {
     reason: String,
     #[serde(default)]
+    public_message: Option<String>,
+    #[serde(default)]
     force: bool,
 }
 
@@ -331,12 +355,16 @@ struct FailoverBody {
 #[serde(deny_unknown_fields)]
 struct ReasonBody {
     reason: String,
+    #[serde(default)]
+    public_message: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PinBody {
     reason: String,
+    #[serde(default)]
+    public_message: Option<String>,
     side: Side,
     #[serde(default)]
     until: Option<String>,
@@ -356,6 +384,8 @@ enum MaintenanceAction {
 #[serde(deny_unknown_fields)]
 struct MaintenanceBody {
     reason: String,
+    #[serde(default)]
+    public_message: Option<String>,
     action: MaintenanceAction,
     #[serde(default)]
     duration: Option<String>,
@@ -368,11 +398,19 @@ async fn run(
     id: &str,
     command: Command,
     what: &str,
-    params: serde_json::Value,
+    mut params: serde_json::Value,
+    public_message: Option<String>,
 ) -> Result<Response, ApiError> {
+    // The public words are audited with the command (the reason is the record's own field).
+    if let (Some(m), Some(p)) = (&public_message, params.as_object_mut()) {
+        p.insert(
+            "public_message".into(),
+            serde_json::Value::String(m.clone()),
+        );
+    }
     let applied = control(state)?
         .core
-        .command(id, command, what, params)
+        .command(id, command, what, params, public_message)
         .await?;
     Ok(Json(applied).into_response())
 }
@@ -388,6 +426,7 @@ async fn failover(
     let id = service_id(id)?;
     let Json(b) = body?;
     let reason = text("reason", &b.reason)?;
+    let public = public_text(b.public_message.as_deref())?;
     if b.force {
         require(&state, &caller, Role::Admin)?;
     }
@@ -397,7 +436,7 @@ async fn failover(
         reason,
         force: b.force,
     };
-    run(&state, &id, command, "failover", params).await
+    run(&state, &id, command, "failover", params, public).await
 }
 
 /// `POST /api/v1/services/{id}/failback`.
@@ -411,11 +450,20 @@ async fn failback(
     let id = service_id(id)?;
     let Json(b) = body?;
     let reason = text("reason", &b.reason)?;
+    let public = public_text(b.public_message.as_deref())?;
     let command = Command::Failback {
         actor: caller.name,
         reason,
     };
-    run(&state, &id, command, "failback", serde_json::json!({})).await
+    run(
+        &state,
+        &id,
+        command,
+        "failback",
+        serde_json::json!({}),
+        public,
+    )
+    .await
 }
 
 /// `POST /api/v1/services/{id}/pin`.
@@ -429,6 +477,7 @@ async fn pin(
     let id = service_id(id)?;
     let Json(b) = body?;
     let reason = text("reason", &b.reason)?;
+    let public = public_text(b.public_message.as_deref())?;
     if b.force {
         require(&state, &caller, Role::Admin)?;
     }
@@ -450,7 +499,7 @@ async fn pin(
         reason,
         force: b.force,
     };
-    run(&state, &id, command, "pin", params).await
+    run(&state, &id, command, "pin", params, public).await
 }
 
 /// `POST /api/v1/services/{id}/unpin`.
@@ -464,11 +513,12 @@ async fn unpin(
     let id = service_id(id)?;
     let Json(b) = body?;
     let reason = text("reason", &b.reason)?;
+    let public = public_text(b.public_message.as_deref())?;
     let command = Command::Unpin {
         actor: caller.name,
         reason,
     };
-    run(&state, &id, command, "unpin", serde_json::json!({})).await
+    run(&state, &id, command, "unpin", serde_json::json!({}), public).await
 }
 
 #[derive(Serialize)]
@@ -490,6 +540,7 @@ async fn maintenance(
     let id = service_id(id)?;
     let Json(b) = body?;
     let reason = text("reason", &b.reason)?;
+    let public = public_text(b.public_message.as_deref())?;
     let now = Timestamp::now();
     let length = b
         .duration
@@ -510,7 +561,7 @@ async fn maintenance(
                 actor: caller.name,
                 reason,
             };
-            run(&state, &id, command, "maintenance_start", params).await
+            run(&state, &id, command, "maintenance_start", params, public).await
         }
         MaintenanceAction::Stop => {
             if b.starts_at.is_some() || b.duration.is_some() {
@@ -528,6 +579,7 @@ async fn maintenance(
                 command,
                 "maintenance_stop",
                 serde_json::json!({}),
+                public,
             )
             .await
         }
@@ -546,6 +598,7 @@ async fn maintenance(
                 ends_at: starts_at.plus(length),
                 reason,
                 actor: caller.name,
+                public_message: public,
             };
             let window_id = control(&state)?
                 .core
@@ -580,6 +633,8 @@ struct DrillBody {
     reason: String,
     #[serde(default)]
     ticket: Option<String>,
+    #[serde(default)]
+    public_message: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -587,6 +642,8 @@ struct DrillBody {
 struct AbortBody {
     #[serde(default)]
     reason: Option<String>,
+    #[serde(default)]
+    public_message: Option<String>,
 }
 
 /// The stored report as the API shows it.
@@ -606,6 +663,7 @@ async fn drill_start(
     let Json(b) = body?;
     let reason = text("reason", &b.reason)?;
     let ticket = b.ticket.as_deref().map(|t| text("ticket", t)).transpose()?;
+    let public_message = public_text(b.public_message.as_deref())?;
     let length = duration("duration", &b.duration, MAX_DRILL)?;
     let row = control(&state)?
         .core
@@ -616,6 +674,7 @@ async fn drill_start(
             actor: caller.name,
             reason,
             ticket,
+            public_message,
             received,
         })
         .await?;
@@ -719,13 +778,17 @@ async fn drill_abort(
     // A body over the limit is a JSON 413 like everywhere else, not axum's plain text.
     let body = body?;
     let b: Option<AbortBody> = optional_json(&headers, &body)?;
-    let reason = match b.and_then(|b| b.reason) {
+    let (reason, public) = match b {
+        Some(b) => (b.reason, public_text(b.public_message.as_deref())?),
+        None => (None, None),
+    };
+    let reason = match reason {
         Some(r) => text("reason", &r)?,
         None => "drill aborted".to_string(),
     };
     let applied = control(&state)?
         .core
-        .abort_drill(&id, &caller.name, &reason)
+        .abort_drill(&id, &caller.name, &reason, public)
         .await?;
     Ok(Json(applied).into_response())
 }

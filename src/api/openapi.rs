@@ -7,7 +7,7 @@
 //! document is small and the schemathesis run is what keeps it true.
 
 use super::auth::Role;
-use super::control::{Endpoint, BODY_LIMIT, ENDPOINTS, TEXT_LIMIT};
+use super::control::{Endpoint, BODY_LIMIT, ENDPOINTS, PUBLIC_LIMIT, TEXT_LIMIT};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
@@ -34,6 +34,12 @@ fn nullable_text(description: &str) -> Value {
     t
 }
 
+/// `public_message`: optional words for customers, beside the internal `reason`.
+fn public_message() -> Value {
+    json!({ "type": "string", "nullable": true, "minLength": 1, "maxLength": PUBLIC_LIMIT,
+        "description": "What customers may read (status page, feeds, Statuspage, customer e-mail); not blank when given. Without it they get the templates' words. The reason is never shown to them." })
+}
+
 fn nullable_string() -> Value {
     json!({ "type": "string", "nullable": true })
 }
@@ -44,24 +50,24 @@ fn request(e: &Endpoint) -> Option<(Value, bool)> {
     let body = match (e.method, e.path) {
         ("post", "/api/v1/services/{id}/failover") => json!({
             "type": "object", "additionalProperties": false, "required": ["reason"],
-            "properties": { "reason": reason,
+            "properties": { "reason": reason, "public_message": public_message(),
                 "force": { "type": "boolean", "description": "Admin only: switch even to a backup whose checks are down." } }
         }),
         ("post", "/api/v1/services/{id}/failback") | ("post", "/api/v1/services/{id}/unpin") => {
             json!({
                 "type": "object", "additionalProperties": false, "required": ["reason"],
-                "properties": { "reason": reason }
+                "properties": { "reason": reason, "public_message": public_message() }
             })
         }
         ("post", "/api/v1/services/{id}/pin") => json!({
             "type": "object", "additionalProperties": false, "required": ["reason", "side"],
-            "properties": { "reason": reason, "side": reference("Side"),
+            "properties": { "reason": reason, "public_message": public_message(), "side": reference("Side"),
                 "until": { "type": "string", "nullable": true, "description": "RFC 3339 time or a duration from now such as \"30m\"." },
                 "force": { "type": "boolean", "description": "Admin only: pin a backup whose checks are down." } }
         }),
         ("post", "/api/v1/services/{id}/maintenance") => json!({
             "type": "object", "additionalProperties": false, "required": ["reason", "action"],
-            "properties": { "reason": reason,
+            "properties": { "reason": reason, "public_message": public_message(),
                 "action": { "type": "string", "enum": ["start", "stop", "schedule"] },
                 "duration": { "type": "string", "nullable": true, "description": "How long (start: optional; schedule: required), e.g. \"2h\"." },
                 "starts_at": { "type": "string", "nullable": true, "description": "schedule only: RFC 3339 time or a duration from now." } }
@@ -74,13 +80,15 @@ fn request(e: &Endpoint) -> Option<(Value, bool)> {
                 "mode": { "type": "string", "enum": ["live", "dry_run"] },
                 "duration": { "type": "string", "description": "1s to 24h, e.g. \"10m\"." },
                 "reason": reason,
-                "ticket": nullable_text("Change or ticket reference.") }
+                "ticket": nullable_text("Change or ticket reference."),
+                "public_message": public_message() }
         }),
         ("post", "/api/v1/drills/{id}/abort") => {
             return Some((
                 json!({
                     "type": "object", "additionalProperties": false,
-                    "properties": { "reason": nullable_text("Why (optional); kept in the audit log.") }
+                    "properties": { "reason": nullable_text("Why (optional); kept in the audit log."),
+                        "public_message": public_message() }
                 }),
                 false,
             ))

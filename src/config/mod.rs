@@ -66,6 +66,8 @@ pub struct StorageConfig {
 pub struct EmailConfig {
     /// RFC 5322 mailbox, e.g. `Support Status <status@example.com>`.
     pub from: String,
+    /// `runbook_base_url`, ending in `/`: relative `runbook` paths become links under it.
+    pub runbook_base_url: Option<String>,
     pub transport: EmailTransport,
     /// A second relay (`backup_smtp_url`), tried for a message the first one did not take.
     pub backup_smtp_url: Option<String>,
@@ -98,10 +100,25 @@ pub const DEFAULT_GROUP_WINDOW: Duration = Duration::from_secs(30);
 pub const DEFAULT_CUSTOMER_DELAY: Duration = Duration::from_secs(120);
 
 impl EmailConfig {
+    /// The link on-call messages give for a service's `runbook`: an http(s) URL as it is, a
+    /// relative path (`runbooks/x.md`) resolved against `runbook_base_url`. `None` for a
+    /// relative path without a base: a relative link in an e-mail leads nowhere.
+    pub fn runbook_url(&self, runbook: &str) -> Option<String> {
+        let lower = runbook.to_ascii_lowercase();
+        if lower.starts_with("https://") || lower.starts_with("http://") {
+            return Some(runbook.to_owned());
+        }
+        let base = url::Url::parse(self.runbook_base_url.as_deref()?).ok()?;
+        base.join(runbook.trim_start_matches('/'))
+            .ok()
+            .map(String::from)
+    }
+
     /// `from` and `transport` with every other setting at its default.
     pub fn new(from: &str, transport: EmailTransport) -> EmailConfig {
         EmailConfig {
             from: from.to_string(),
+            runbook_base_url: None,
             transport,
             backup_smtp_url: None,
             password_file: None,
@@ -599,6 +616,24 @@ impl Config {
     }
 
     /// One line for `switchboard check`: counts of services, checks and routes.
+    /// What is valid but probably not meant, for `switchboard check` to print: services whose
+    /// relative `runbook` cannot become a link because `[email] runbook_base_url` is unset.
+    pub fn warnings(&self) -> Vec<String> {
+        self.services
+            .iter()
+            .filter_map(|s| {
+                let rb = s.runbook.as_deref()?;
+                self.email.runbook_url(rb).is_none().then(|| {
+                    format!(
+                        "{}: service {}: runbook {rb:?} is a relative path and [email] runbook_base_url is not set; on-call e-mails will name it as text, without a link",
+                        s.source.display(),
+                        s.id
+                    )
+                })
+            })
+            .collect()
+    }
+
     pub fn summary(&self) -> String {
         let checks = self.checks().count();
         let routes: usize = self.services.iter().map(|s| s.routes.len()).sum();

@@ -97,6 +97,9 @@ pub struct RawStorage {
 pub struct RawEmail {
     /// Sender mailbox. Default `Switchboard <switchboard@localhost>`.
     pub from: Option<Spanned<String>>,
+    /// Base URL that services' relative `runbook` paths are resolved against in on-call
+    /// messages, e.g. `https://runbooks.example.com/`.
+    pub runbook_base_url: Option<Spanned<String>>,
     /// `"file"` (default) or `"smtp"`.
     pub transport: Option<Spanned<String>>,
     /// Directory for `.eml` files; required when `transport = "file"`.
@@ -734,6 +737,31 @@ impl Loader {
         let table_line = source.line(raw.span());
         let raw = raw.into_inner();
         let templates_given = raw.templates.is_some();
+        let runbook_base_url = match raw.runbook_base_url {
+            None => Some(None),
+            Some(u) => match Url::parse(u.get_ref()) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {
+                    // A base without a trailing slash would lose its last segment in the
+                    // join (`…/docs` + `runbooks/x.md` is `…/runbooks/x.md`): add it.
+                    let mut base = u.into_inner();
+                    if !base.ends_with('/') {
+                        base.push('/');
+                    }
+                    Some(Some(base))
+                }
+                _ => {
+                    self.report_at(
+                        source,
+                        &u,
+                        format!(
+                            "email.runbook_base_url: \"{}\" is not an http:// or https:// URL",
+                            u.get_ref()
+                        ),
+                    );
+                    None
+                }
+            },
+        };
         let from = match raw.from {
             None => Some(DEFAULT_FROM.to_string()),
             Some(f) if f.get_ref().parse::<lettre::message::Mailbox>().is_ok() => {
@@ -905,6 +933,7 @@ impl Loader {
         }
         Some(EmailConfig {
             from: from?,
+            runbook_base_url: runbook_base_url?,
             transport: transport?,
             backup_smtp_url: backup_smtp_url?,
             password_file,

@@ -857,6 +857,7 @@ fn transition(
             actor: actor.to_string(),
             reason: reason.to_string(),
             evidence: svc.evidence(p),
+            public_message: None,
         },
         announce,
         detected_in,

@@ -148,4 +148,10 @@ pub struct Transition {
     pub reason: String,
     /// The check health changes behind it: one line per check, e.g. `portal-form: down (connect: connection refused)`.
     pub evidence: Vec<String>,
+    /// What customers may read about it, given by the operator whose command caused it.
+    /// `reason` is internal (audit, on-call); public text is this or a template's, never the
+    /// reason. Set by the shell on the records a command produced, not by the rules; absent
+    /// from the JSON when unset, so records written before it existed read and hash the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_message: Option<String>,
 }

@@ -36,6 +36,8 @@ pub struct ScheduledWindow {
     pub ends_at: Timestamp,
     pub reason: String,
     pub actor: String,
+    /// What the status page and feeds say about it; `reason` stays internal.
+    pub public_message: Option<String>,
 }
 
 /// Which audit records `Store::query_audit` returns.
@@ -281,15 +283,17 @@ impl Store {
         self.check_file()?;
         let conn = self.conn();
         conn.execute(
-            "INSERT INTO maintenance_schedule (service, starts_at_ms, ends_at_ms, reason, actor, created_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO maintenance_schedule
+               (service, starts_at_ms, ends_at_ms, reason, actor, created_at_ms, public_message)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 w.service,
                 w.starts_at.as_millis(),
                 w.ends_at.as_millis(),
                 w.reason,
                 w.actor,
-                Timestamp::now().as_millis()
+                Timestamp::now().as_millis(),
+                w.public_message
             ],
         )?;
         Ok(conn.last_insert_rowid())
@@ -303,7 +307,8 @@ impl Store {
     ) -> Result<Vec<ScheduledWindow>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT id, service, starts_at_ms, ends_at_ms, reason, actor FROM maintenance_schedule
+            "SELECT id, service, starts_at_ms, ends_at_ms, reason, actor, public_message
+             FROM maintenance_schedule
              WHERE service = ?1 AND ends_at_ms > ?2 ORDER BY starts_at_ms",
         )?;
         let rows = stmt.query_map(params![service, now.as_millis()], |r| {
@@ -314,6 +319,7 @@ impl Store {
                 ends_at: Timestamp(r.get(3)?),
                 reason: r.get(4)?,
                 actor: r.get(5)?,
+                public_message: r.get(6)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -335,6 +341,7 @@ mod tests {
             actor: actor.into(),
             reason: "r".into(),
             evidence: vec![],
+            public_message: None,
         }
     }
 

@@ -416,6 +416,7 @@ mod tests {
             actor: "system".into(),
             reason: "ticket-form: down (503)".into(),
             evidence: Vec::new(),
+            public_message: None,
         }
     }
 

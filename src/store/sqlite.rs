@@ -32,6 +32,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (5, include_str!("migrations/0005_incidents_history.sql")),
     (6, include_str!("migrations/0006_outbox.sql")),
     (7, include_str!("migrations/0007_announce_groups.sql")),
+    (8, include_str!("migrations/0008_public_message.sql")),
 ];
 
 /// The first schema version with the audit log; `audit verify` refuses older files.
@@ -373,8 +374,9 @@ impl Store {
 
         tx.execute(
             "INSERT INTO transitions
-               (service, from_state, to_state, cause, actor, reason, at_ms, evidence, config_version)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+               (service, from_state, to_state, cause, actor, reason, at_ms, evidence, config_version,
+                public_message)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 t.service,
                 t.from.as_str(),
@@ -384,7 +386,8 @@ impl Store {
                 t.reason,
                 t.at.as_millis(),
                 evidence,
-                config_version
+                config_version,
+                t.public_message
             ],
         )?;
         let transition_id = tx.last_insert_rowid();
@@ -409,7 +412,12 @@ impl Store {
                 routes_after: audit.routes_after.clone(),
                 config_version: config_version.to_owned(),
                 transition_id: Some(transition_id),
-                detail: serde_json::json!({}),
+                // The public text is audited beside the reason; an empty detail (as every
+                // record before it had) when there is none.
+                detail: match &t.public_message {
+                    Some(m) => serde_json::json!({ "public_message": m }),
+                    None => serde_json::json!({}),
+                },
                 prev_hash: String::new(),
                 hash: String::new(),
             },
@@ -486,7 +494,7 @@ impl Store {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut stmt = conn.prepare(
             "SELECT id, service, from_state, to_state, cause, actor, reason, at_ms, evidence,
-                    config_version
+                    config_version, public_message
              FROM transitions
              WHERE ?1 IS NULL OR service = ?1
              ORDER BY id DESC
@@ -864,6 +872,7 @@ struct RawTransition {
     at_ms: i64,
     evidence: String,
     config_version: String,
+    public_message: Option<String>,
 }
 
 fn raw_transition(r: &Row<'_>) -> rusqlite::Result<RawTransition> {
@@ -878,6 +887,7 @@ fn raw_transition(r: &Row<'_>) -> rusqlite::Result<RawTransition> {
         at_ms: r.get(7)?,
         evidence: r.get(8)?,
         config_version: r.get(9)?,
+        public_message: r.get(10)?,
     })
 }
 
@@ -894,6 +904,7 @@ impl RawTransition {
                 actor: self.actor,
                 reason: self.reason,
                 evidence: parse_json_strings("transition evidence", &self.evidence)?,
+                public_message: self.public_message,
             },
             config_version: self.config_version,
         })
@@ -1005,6 +1016,7 @@ mod tests {
             actor: "system".to_owned(),
             reason: "portal form failing".to_owned(),
             evidence: vec!["portal-form: down (connect: connection refused)".to_owned()],
+            public_message: None,
         }
     }
 
