@@ -342,6 +342,8 @@ fn format_thresholds(s: &serde_json::Value) -> String {
         return String::new();
     }
     format!("  failure thresholds: {}\n", parts.join(", "))
+}
+
 /// `GET /api/v1/audit`'s JSON lines as a table for `switchboard audit list`: one line per
 /// record, a `*` marking an automatic transition still pending review.
 pub fn format_audit(jsonl: &str) -> String {

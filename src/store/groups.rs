@@ -405,6 +405,7 @@ mod tests {
             actor: "system".to_owned(),
             reason: "r".to_owned(),
             evidence: vec![],
+            public_message: None,
         };
         let parts = [
             part("oncall", T0),
