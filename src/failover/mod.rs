@@ -7,7 +7,9 @@
 mod machine;
 pub mod window;
 
-pub use machine::{step, Action, Command, DrillRun, Event, Holds, Pin, Policy, Service};
+pub use machine::{
+    step, Action, Command, DrillRun, Event, HoldInForce, HoldKind, Holds, Pin, Policy, Service,
+};
 
 use crate::clock::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -133,6 +135,18 @@ impl Cause {
             Cause::MaintenanceScheduled => "maintenance_scheduled",
         }
     }
+
+    /// A change of check health (as opposed to an operator, a deadline or a window).
+    pub fn is_health(self) -> bool {
+        matches!(
+            self,
+            Cause::PrimaryDown
+                | Cause::PrimaryRecovered
+                | Cause::RecoveryHoldElapsed
+                | Cause::BackupDown
+                | Cause::BackupRecovered
+        )
+    }
 }
 
 /// One change of state, as recorded and announced.
@@ -148,4 +162,12 @@ pub struct Transition {
     pub reason: String,
     /// The check health changes behind it: one line per check, e.g. `portal-form: down (connect: connection refused)`.
     pub evidence: Vec<String>,
+}
+
+impl Transition {
+    /// A drill ended by a real change of health (a check went down) rather than by its
+    /// deadline or an operator: the real decision applies and is announced as real.
+    pub fn interrupts_drill(&self) -> bool {
+        self.from == State::Drill && self.to != State::Drill && self.cause.is_health()
+    }
 }

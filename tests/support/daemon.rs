@@ -23,6 +23,8 @@ pub fn free_port() -> u16 {
 pub struct Target {
     pub addr: SocketAddr,
     pub form_down: Arc<AtomicBool>,
+    /// Breaks the backup form too (`set_backup_down`).
+    pub backup_down: Arc<AtomicBool>,
 }
 
 impl Target {
@@ -30,11 +32,14 @@ impl Target {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind target");
         let addr = listener.local_addr().expect("addr");
         let form_down = Arc::new(AtomicBool::new(false));
+        let backup_down = Arc::new(AtomicBool::new(false));
         let down = form_down.clone();
+        let b_down = backup_down.clone();
         thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut s) = stream else { continue };
                 let down = down.clone();
+                let b_down = b_down.clone();
                 thread::spawn(move || {
                     let mut buf = [0u8; 4096];
                     let n = s.read(&mut buf).unwrap_or(0);
@@ -45,6 +50,9 @@ impl Target {
                             ("503 Service Unavailable", "down")
                         }
                         "/form" => ("200 OK", "<form><input name=request_subject></form>"),
+                        "/backup" if b_down.load(Ordering::SeqCst) => {
+                            ("503 Service Unavailable", "down")
+                        }
                         "/backup" => ("200 OK", "<form><input name=request_subject></form>"),
                         _ => ("404 Not Found", "no"),
                     };
@@ -56,7 +64,11 @@ impl Target {
                 });
             }
         });
-        Target { addr, form_down }
+        Target {
+            addr,
+            form_down,
+            backup_down,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -65,6 +77,10 @@ impl Target {
 
     pub fn set_down(&self, down: bool) {
         self.form_down.store(down, Ordering::SeqCst);
+    }
+
+    pub fn set_backup_down(&self, down: bool) {
+        self.backup_down.store(down, Ordering::SeqCst);
     }
 }
 
