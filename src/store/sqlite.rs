@@ -30,6 +30,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (4, include_str!("migrations/0004_control.sql")),
     (5, include_str!("migrations/0005_incidents_history.sql")),
     (6, include_str!("migrations/0006_outbox.sql")),
+    (9, include_str!("migrations/0009_drill_interrupted.sql")),
 ];
 
 /// The first schema version with the audit log; `audit verify` refuses older files.
@@ -1025,7 +1026,8 @@ mod tests {
             .unwrap();
         }
         let store = Store::open(&path).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 6);
+        let newest = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+        assert_eq!(store.schema_version().unwrap(), newest);
         let rows = store.announcements(1).unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].message_id, "<t1.oncall.svc@switchboard>");
@@ -1266,6 +1268,31 @@ mod tests {
             "{err}"
         );
         assert!(store.transitions(None, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_drill_may_end_interrupted_and_older_drills_survive_the_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let row = crate::store::DrillRow {
+            id: "d1".into(),
+            service: "svc".into(),
+            mode: "dry_run".into(),
+            actor: "olga".into(),
+            reason: "r".into(),
+            ticket: None,
+            started_at: T0,
+            deadline: T0,
+            ended_at: None,
+            status: "running".into(),
+            report: "{}".into(),
+        };
+        store.insert_drill(&row).unwrap();
+        store
+            .update_drill("d1", "interrupted", Some(T0), "{}")
+            .unwrap();
+        assert_eq!(store.drill("d1").unwrap().unwrap().status, "interrupted");
+        assert!(store.update_drill("d1", "nonsense", None, "{}").is_err());
     }
 
     #[test]
