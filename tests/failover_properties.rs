@@ -292,7 +292,7 @@ proptest! {
             if st.state_before == State::Drill && st.state_after != State::Drill && st.any_down() {
                 let t = records(&st).next().expect("a record ends the drill");
                 prop_assert!(t.interrupts_drill(), "{:?}", t);
-                prop_assert!(t.reason.contains("interrupted"), "{}", t.reason);
+                prop_assert!(t.evidence.first().is_some_and(|e| e.contains("interrupted")), "{:?}", t.evidence);
                 // The real change reaches the real audiences when customers would notice it.
                 let kinds = Kind::all_of(t);
                 let real = kinds.iter().any(|k| k.audiences().contains(&Audience::Customers));

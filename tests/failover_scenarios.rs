@@ -740,9 +740,13 @@ fn a_real_outage_interrupts_a_dry_run_drill_and_customers_go_to_the_backup_at_on
     };
     // The real cause, a reason naming the check, and the real announcement beside the drill's.
     assert_eq!(t.cause, Cause::PrimaryDown);
+    assert_eq!(t.reason, "form down");
     assert_eq!(
-        t.reason,
-        "drill d1 interrupted: form down; the real state applies"
+        t.evidence,
+        [
+            "drill d1 interrupted: a real outage beats a drill",
+            "form: down (HTTP 503)"
+        ]
     );
     assert!(t.interrupts_drill());
     assert_eq!(Kind::all_of(t), [Kind::DrillEnd, Kind::Failover]);

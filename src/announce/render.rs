@@ -873,7 +873,7 @@ Sent by Switchboard.
     fn a_drill_interrupted_by_a_real_outage_is_also_announced_as_the_real_change() {
         let t = Transition {
             cause: Cause::PrimaryDown,
-            reason: "drill d1 interrupted: portal-form down; the real state applies".into(),
+            reason: "portal-form down".into(),
             ..with(State::Drill, State::FailedOver)
         };
         assert_eq!(Kind::all_of(&t), [Kind::DrillEnd, Kind::Failover]);

@@ -768,23 +768,35 @@ fn apply_rules(svc: &mut Service, p: &Policy, now: Timestamp, out: &mut Vec<Acti
         State::Drill => {
             // A real outage beats a drill: any check of the service going down ends the drill
             // at once, whatever its mode or deadline, and the real decision applies. The cause
-            // is the real one, so the transition is announced to the real audiences too.
+            // is the real one, so the transition is announced to the real audiences too. The
+            // reason is the real one as well (customers may read it); the interruption is the
+            // first line of the evidence, which only on-call, the drill audience and the audit
+            // chain see.
             let down = svc.down_checks(p);
-            let (ended, cause, reason) = match &svc.drill {
-                _ if !down.is_empty() => {
-                    let primary = p.primary.iter().any(|c| down.contains(&c.as_str()));
-                    let cause = if primary {
-                        Cause::PrimaryDown
-                    } else {
-                        Cause::BackupDown
-                    };
-                    let id = svc.drill.as_ref().map(|d| d.id.as_str()).unwrap_or("");
-                    let reason = format!(
-                        "drill {id} interrupted: {} down; the real state applies",
-                        down.join(", ")
-                    );
-                    (true, cause, reason)
+            if !down.is_empty() {
+                let primary = p.primary.iter().any(|c| down.contains(&c.as_str()));
+                let cause = if primary {
+                    Cause::PrimaryDown
+                } else {
+                    Cause::BackupDown
+                };
+                let note = match &svc.drill {
+                    Some(d) => format!("drill {} interrupted: a real outage beats a drill", d.id),
+                    None => "drill interrupted: a real outage beats a drill".to_string(),
+                };
+                let reason = format!("{} down", down.join(", "));
+                svc.drill = None;
+                let first = out.len();
+                settle(svc, p, cause, sys, &reason, now, out);
+                if let Some(Action::Record { transition, .. }) = out
+                    .get_mut(first..)
+                    .and_then(|new| new.iter_mut().find(|a| matches!(a, Action::Record { .. })))
+                {
+                    transition.evidence.insert(0, note);
                 }
+                return;
+            }
+            let (ended, cause, reason) = match &svc.drill {
                 None => (
                     true,
                     Cause::DrillDeadline,
