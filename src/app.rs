@@ -487,6 +487,27 @@ pub struct HoldsDetail {
     pub pin: Option<PinDetail>,
     pub maintenance: Option<MaintenanceDetail>,
     pub drill: Option<DrillHold>,
+    /// Flap damping holds the backup: automatic failback waits until `until`.
+    pub flapping: Option<HoldUntil>,
+    /// Recovering: failback waits until `until`, or (`until` null) for an operator.
+    pub recovery_hold: Option<HoldUntil>,
+    /// Every hold that changes behaviour now (flapping, pin, maintenance, recovery hold).
+    pub in_force: Vec<HoldLine>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct HoldUntil {
+    /// `None`: until an operator ends it.
+    pub until: Option<String>,
+    pub detail: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct HoldLine {
+    /// `flapping`, `pin`, `maintenance` or `recovery_hold`.
+    pub hold: &'static str,
+    pub until: Option<String>,
+    pub detail: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -701,8 +722,24 @@ impl ServiceRuntime {
         })
     }
 
+    /// The holds in force at `now`, one line each, for on-call's messages.
+    fn hold_lines(&self, now: Timestamp) -> Vec<String> {
+        self.machine
+            .holds_in_force(&self.policy, now)
+            .iter()
+            .map(failover::HoldInForce::line)
+            .collect()
+    }
+
     fn detail(&self) -> ServiceDetail {
         let m = &self.machine;
+        let in_force = m.holds_in_force(&self.policy, Timestamp::now());
+        let hold = |kind: failover::HoldKind| {
+            in_force.iter().find(|h| h.kind == kind).map(|h| HoldUntil {
+                until: h.until.map(Timestamp::rfc3339),
+                detail: h.detail.clone(),
+            })
+        };
         ServiceDetail {
             id: self.spec.id.clone(),
             name: self.spec.name.clone(),
@@ -760,6 +797,16 @@ impl ServiceRuntime {
                     mode: if d.live { "live" } else { "dry_run" },
                     until: d.until.rfc3339(),
                 }),
+                flapping: hold(failover::HoldKind::Flapping),
+                recovery_hold: hold(failover::HoldKind::RecoveryHold),
+                in_force: in_force
+                    .iter()
+                    .map(|h| HoldLine {
+                        hold: h.kind.as_str(),
+                        until: h.until.map(Timestamp::rfc3339),
+                        detail: h.detail.clone(),
+                    })
+                    .collect(),
             },
         }
     }
@@ -924,6 +971,10 @@ impl Core {
         m.service_state(&s.spec.id, s.machine.state);
         m.state_since(&s.spec.id, s.machine.since);
         m.flapping(&s.spec.id, s.machine.flapping);
+        m.holds(
+            &s.spec.id,
+            &s.machine.holds_in_force(&s.policy, Timestamp::now()),
+        );
         m.drill_service_configured(&s.spec.id);
         m.detection_configured(&s.spec.id);
         for c in &s.spec.checks {
@@ -1677,6 +1728,8 @@ impl Core {
                 }
             }
         }
+        self.metrics
+            .holds(&svc.spec.id, &svc.machine.holds_in_force(&svc.policy, now));
         let holds = svc.machine.holds();
         if holds != svc.saved_holds {
             let store = self.store.clone();
@@ -1781,9 +1834,14 @@ impl Core {
         let svc = &mut self.services[si];
         let routes_after = route_views(&svc.spec, side_after);
         let announcements = if announce {
-            let ctx = message_context(&self.config, &svc.spec, routes_after.clone());
+            let mut ctx = message_context(&self.config, &svc.spec, routes_after.clone());
+            ctx.holds = svc.hold_lines(t.at);
             let channels = channels(&self.config, &svc.spec, &self.templates);
-            announce::plan_kind(Kind::of(&t), &t, &ctx, &channels)
+            // A drill interrupted by a real outage is also announced as the real change.
+            Kind::all_of(&t)
+                .into_iter()
+                .flat_map(|kind| announce::plan_kind(kind, &t, &ctx, &channels))
+                .collect()
         } else {
             Vec::new()
         };
@@ -1955,7 +2013,8 @@ impl Core {
                 .collect(),
             public_message: None,
         };
-        let ctx = message_context(&self.config, &svc.spec, route_views(&svc.spec, svc.side));
+        let mut ctx = message_context(&self.config, &svc.spec, route_views(&svc.spec, svc.side));
+        ctx.holds = svc.hold_lines(now);
         let channels = channels(&self.config, &svc.spec, &self.templates);
         let rows = announce::plan_kind(Kind::Flapping, &t, &ctx, &channels);
         if rows.is_empty() {
@@ -2045,6 +2104,7 @@ fn message_context(config: &Config, spec: &ServiceSpec, routes: Vec<RouteView>) 
                 .unwrap_or_else(|| format!("{rb} (no [email] runbook_base_url set)"))
         }),
         api_url: format!("{public}/api/v1"),
+        holds: Vec::new(),
     }
 }
 

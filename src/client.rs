@@ -284,6 +284,17 @@ pub fn format_services(v: &serde_json::Value) -> String {
         if s["holds"]["maintenance"].is_object() {
             holds.push("maintenance".to_string());
         }
+        // Holds that change what the automatic rules do, with their end: "until ...".
+        for h in s["holds"]["in_force"].as_array().into_iter().flatten() {
+            holds.push(format!(
+                "{} {}",
+                h["hold"].as_str().unwrap_or("?"),
+                h["until"]
+                    .as_str()
+                    .map(|t| format!("until {t}"))
+                    .unwrap_or_else(|| "until an operator ends it".into())
+            ));
+        }
         let down: Vec<String> = s["checks"]
             .as_array()
             .map(|c| {
@@ -398,6 +409,9 @@ pub fn format_drill(v: &serde_json::Value) -> String {
             .map(|t| format!(", ended {t}"))
             .unwrap_or_default(),
     );
+    if let Some(why) = v["interruption"].as_str() {
+        out.push_str(&format!("  interrupted: {why}\n"));
+    }
     for s in v["steps"].as_array().cloned().unwrap_or_default() {
         let timing = match (s["duration_seconds"].as_f64(), s["target_seconds"].as_f64()) {
             (Some(d), Some(t)) => format!("{d:.2}s / target {t:.0}s"),

@@ -9,11 +9,16 @@
 //! showing the drill, `on_switch` webhooks acknowledged, and the revert at the deadline. Each
 //! step is timed and checked against the service's `drill_targets`; the report is rewritten
 //! in the store as steps finish, so `GET /api/v1/drills/{id}` shows them as they happen.
+//!
+//! A real outage beats a drill: when a check of the service goes down, the failover machine
+//! ends the drill at once with the real decision (announced to the real audiences). The
+//! monitor then stops watching, and the report ends `interrupted`, naming the checks.
 
 use crate::audit::NewAuditRecord;
 use crate::clock::Timestamp;
 use crate::config::{DrillTargets, ServiceSpec};
-use crate::failover::{Side, State};
+use crate::failover::{Cause, Side, State};
+use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::store::{DrillRow, OutboxStatus, Store};
 use crate::view::Snapshot;
@@ -71,6 +76,8 @@ pub enum DrillStatus {
     Pass,
     Fail,
     Aborted,
+    /// A real outage ended the drill: a check of the service went down during it.
+    Interrupted,
 }
 
 impl DrillStatus {
@@ -80,6 +87,7 @@ impl DrillStatus {
             DrillStatus::Pass => "pass",
             DrillStatus::Fail => "fail",
             DrillStatus::Aborted => "aborted",
+            DrillStatus::Interrupted => "interrupted",
         }
     }
 }
@@ -98,6 +106,10 @@ pub struct Report {
     pub deadline: String,
     pub ended_at: Option<String>,
     pub status: DrillStatus,
+    /// Why a real outage interrupted the drill: the checks that went down and the state that
+    /// applied then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interruption: Option<String>,
     pub targets: TargetsDoc,
     pub steps: Vec<Step>,
     #[serde(skip)]
@@ -207,6 +219,7 @@ impl Report {
             deadline: s.deadline.rfc3339(),
             ended_at: None,
             status: DrillStatus::Running,
+            interruption: None,
             targets: TargetsDoc {
                 switch_seconds: switch,
                 notify_seconds: s.targets.notify.as_secs_f64(),
@@ -297,10 +310,12 @@ impl Report {
         self.ended_ms = Some(at.as_millis());
     }
 
-    /// Pass when no step failed (pending counts as failed), unless aborted.
-    fn verdict(&self, aborted: bool) -> DrillStatus {
-        if aborted {
+    /// Pass when no step failed (pending counts as failed), unless aborted or interrupted.
+    fn verdict(&self, end: &End) -> DrillStatus {
+        if *end == End::Aborted {
             DrillStatus::Aborted
+        } else if matches!(end, End::Interrupted(_)) {
+            DrillStatus::Interrupted
         } else if self
             .steps
             .iter()
@@ -355,14 +370,56 @@ pub async fn monitor(ctx: Context, report: Report) {
     let start = report.start();
     let shared: Shared = Arc::new(Mutex::new(report));
     let targets = ctx.spec.drill_targets;
-    tokio::join!(
-        verify_backup(&ctx, &shared, start, targets.switch),
-        email_accepted(&ctx, &shared, start, targets.notify),
-        status_page(&ctx, &shared, start, targets.notify),
-        webhooks(&ctx, &shared, start, targets.notify, live),
-    );
-    let aborted = reverted(&ctx, &shared, deadline, targets.switch, live).await;
-    finish(&ctx, &shared, aborted);
+    let observe = async {
+        tokio::join!(
+            verify_backup(&ctx, &shared, start, targets.switch),
+            email_accepted(&ctx, &shared, start, targets.notify),
+            status_page(&ctx, &shared, start, targets.notify),
+            webhooks(&ctx, &shared, start, targets.notify, live),
+        )
+    };
+    // A real outage ends the drill at once: what is still being watched then is moot.
+    tokio::select! {
+        _ = observe => {}
+        _ = interrupted(&ctx) => {}
+    }
+    let end = reverted(&ctx, &shared, deadline, targets.switch, live).await;
+    finish(&ctx, &shared, end);
+}
+
+/// How a drill ended, as the monitor observed it.
+#[derive(Clone, Debug, PartialEq)]
+enum End {
+    /// The deadline passed (or the service was removed, or the daemon stopped).
+    Planned,
+    Aborted,
+    /// A real outage: why, naming the checks.
+    Interrupted(String),
+}
+
+/// A cause (as the snapshot spells it) that is a change of check health: the machine ends a
+/// drill with one only when a check of the service went down.
+fn health_cause(cause: &str) -> bool {
+    serde_json::from_value::<Cause>(serde_json::Value::String(cause.to_owned()))
+        .is_ok_and(Cause::is_health)
+}
+
+/// Resolves once the published snapshot shows the drill ended by a real outage.
+async fn interrupted(ctx: &Context) {
+    let mut rx = ctx.snapshot.clone();
+    loop {
+        let ended = rx
+            .borrow_and_update()
+            .services
+            .iter()
+            .any(|s| s.id == ctx.spec.id && s.state != State::Drill && health_cause(&s.cause));
+        if ended {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
 }
 
 /// Finishes the report of a drill that was running when the daemon stopped: what was being
@@ -377,14 +434,24 @@ pub async fn resume(ctx: Context, mut report: Report) {
         }
     }
     let shared: Shared = Arc::new(Mutex::new(report));
-    let aborted = reverted(&ctx, &shared, deadline, ctx.spec.drill_targets.switch, live).await;
-    finish(&ctx, &shared, aborted);
+    let end = reverted(&ctx, &shared, deadline, ctx.spec.drill_targets.switch, live).await;
+    finish(&ctx, &shared, end);
 }
 
-fn finish(ctx: &Context, shared: &Shared, aborted: bool) {
+fn finish(ctx: &Context, shared: &Shared, end: End) {
     let now = Timestamp::now();
     update(ctx, shared, |r| {
-        let v = r.verdict(aborted);
+        if let End::Interrupted(why) = &end {
+            // Steps cut short by the interruption did not fail the failover path.
+            for s in &mut r.steps {
+                if s.status == StepStatus::Pending {
+                    s.status = StepStatus::Skipped;
+                    s.detail = "not observed: a real outage interrupted the drill".into();
+                }
+            }
+            r.interruption = Some(why.clone());
+        }
+        let v = r.verdict(&end);
         r.finish(v, now);
     });
     let r = shared.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -413,6 +480,7 @@ fn finish(ctx: &Context, shared: &Shared, aborted: bool) {
             "mode": r.mode,
             "ticket": r.ticket,
             "result": r.status,
+            "interruption": r.interruption,
             "steps": summary,
         }),
     };
@@ -434,6 +502,12 @@ fn finish(ctx: &Context, shared: &Shared, aborted: bool) {
     match r.status {
         DrillStatus::Pass => info!("drill {} of {}: pass", r.id, r.service),
         DrillStatus::Aborted => info!("drill {} of {}: aborted", r.id, r.service),
+        DrillStatus::Interrupted => warn!(
+            "drill {} of {}: interrupted: {}",
+            r.id,
+            r.service,
+            r.interruption.as_deref().unwrap_or("")
+        ),
         _ => warn!(
             "drill {} of {}: {} (failed steps: {})",
             r.id,
@@ -700,15 +774,37 @@ async fn status_page(ctx: &Context, r: &Shared, start: Timestamp, target: Durati
     });
 }
 
-/// Waits for the service to leave the drill (and, live, for the routes to be back on the
-/// primary). Returns whether the drill was aborted by an operator.
+/// The checks of `s` that are down, with their last outcomes, for the interruption's reason.
+fn down_checks(s: &crate::view::ServiceView) -> String {
+    let down: Vec<String> = s
+        .checks
+        .iter()
+        .filter(|c| c.health == Health::Down)
+        .map(|c| {
+            format!(
+                "{} ({} check) down: {}",
+                c.name,
+                c.role.as_str(),
+                c.last_outcome.as_deref().unwrap_or("no outcome")
+            )
+        })
+        .collect();
+    if down.is_empty() {
+        "a check went down".to_string()
+    } else {
+        down.join("; ")
+    }
+}
+
+/// Waits for the service to leave the drill (and, after a planned end of a live drill, for
+/// the routes to be back on the primary). Returns how the drill ended.
 async fn reverted(
     ctx: &Context,
     r: &Shared,
     deadline: Timestamp,
     target: Duration,
     live: bool,
-) -> bool {
+) -> End {
     let mut rx = ctx.snapshot.clone();
     let id = ctx.spec.id.clone();
     let left = loop {
@@ -716,11 +812,31 @@ async fn reverted(
             let snap = rx.borrow_and_update();
             match snap.services.iter().find(|s| s.id == id) {
                 // Removed by a reload: nothing is left to revert or to watch.
-                None => Some((Timestamp::now(), "removed".to_string(), State::Operational)),
+                None => Some((
+                    Timestamp::now(),
+                    "removed".to_string(),
+                    State::Operational,
+                    None,
+                )),
+                Some(s) if s.state != State::Drill && health_cause(&s.cause) => {
+                    // Interrupted: the routes follow the real state, wherever that is.
+                    let side = s
+                        .routes
+                        .first()
+                        .map(|rt| rt.active)
+                        .unwrap_or(Side::Primary);
+                    let why = format!(
+                        "a real outage interrupted the drill: {}; the real state applies: {}, customers on the {}",
+                        down_checks(s),
+                        s.state,
+                        side.as_str()
+                    );
+                    Some((s.since, s.cause.clone(), s.state, Some(why)))
+                }
                 Some(s) => {
                     let routes_back = !live || s.routes.iter().all(|rt| rt.active == Side::Primary);
                     (s.state != State::Drill && routes_back)
-                        .then(|| (s.since, s.cause.clone(), s.state))
+                        .then(|| (s.since, s.cause.clone(), s.state, None))
                 }
             }
         };
@@ -732,7 +848,7 @@ async fn reverted(
         }
     };
     let now = Timestamp::now();
-    let Some((since, cause, state)) = left else {
+    let Some((since, cause, state, interruption)) = left else {
         update(ctx, r, |r| {
             r.set(
                 "reverted",
@@ -743,8 +859,22 @@ async fn reverted(
                 "the daemon stopped before the drill ended".into(),
             )
         });
-        return false;
+        return End::Planned;
     };
+    if let Some(why) = interruption {
+        // Nothing to revert: the real decision took over from the drill at `since`.
+        update(ctx, r, |r| {
+            r.set(
+                "reverted",
+                StepStatus::Skipped,
+                Some(since),
+                Some(since.since(r.start())),
+                None,
+                why.clone(),
+            )
+        });
+        return End::Interrupted(why);
+    }
     let aborted = cause == "operator";
     // Lateness: from the deadline (or the abort) to the moment the revert was observed.
     let due = if cause == "drill_deadline" {
@@ -757,11 +887,6 @@ async fn reverted(
         (
             StepStatus::Fail,
             "the service was removed from the configuration during the drill".to_string(),
-        )
-    } else if cause == "backup_down" {
-        (
-            StepStatus::Fail,
-            format!("ended early: the backup went down during the drill; now {state}"),
         )
     } else if took <= target {
         (
@@ -799,7 +924,11 @@ async fn reverted(
             detail,
         )
     });
-    aborted
+    if aborted {
+        End::Aborted
+    } else {
+        End::Planned
+    }
 }
 
 #[cfg(test)]
@@ -833,7 +962,7 @@ mod tests {
         assert_eq!(r.steps[1].duration_seconds, Some(0.03));
         assert!(r.steps[2..].iter().all(|s| s.status == StepStatus::Pending));
         // Pending steps are not a pass.
-        assert_eq!(r.verdict(false), DrillStatus::Fail);
+        assert_eq!(r.verdict(&End::Planned), DrillStatus::Fail);
     }
 
     #[test]
@@ -850,10 +979,13 @@ mod tests {
                 s.status = StepStatus::Pass;
             }
         }
-        assert_eq!(r.verdict(false), DrillStatus::Pass);
-        assert_eq!(r.verdict(true), DrillStatus::Aborted);
+        assert_eq!(r.verdict(&End::Planned), DrillStatus::Pass);
+        assert_eq!(r.verdict(&End::Aborted), DrillStatus::Aborted);
+        let why = End::Interrupted("form down".into());
+        assert_eq!(r.verdict(&why), DrillStatus::Interrupted);
         r.steps[3].status = StepStatus::Fail;
-        assert_eq!(r.verdict(false), DrillStatus::Fail);
+        assert_eq!(r.verdict(&End::Planned), DrillStatus::Fail);
+        assert_eq!(r.verdict(&why), DrillStatus::Interrupted);
     }
 
     #[test]

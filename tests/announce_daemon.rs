@@ -4,6 +4,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+#[path = "support/control.rs"]
+mod control;
 #[path = "support/daemon.rs"]
 mod daemon;
 #[path = "support/smtp.rs"]
@@ -229,4 +231,169 @@ fn a_flapping_service_sends_oncall_one_flapping_alert() {
     );
     // Still on the backup.
     assert_eq!(d.location("submit-ticket"), target.url("/backup"));
+}
+
+#[test]
+fn flap_damping_never_holds_customers_on_a_broken_primary_after_a_manual_failback() {
+    // Issue 11, as reproduced: max_failovers = 2, two automatic failovers, a manual failback,
+    // then a new primary outage used to give "failover held back: flapping" with /go on the
+    // broken form and nothing announced. Damping now only delays failback.
+    require_aiosmtpd();
+    let dir = tempfile::tempdir().unwrap();
+    let server = SmtpServer::start(&dir.path().join("maildir"));
+    let target = Target::start();
+    let (config, port) = write_config(
+        dir.path(),
+        &target,
+        &format!("transport = \"smtp\"\nsmtp_url = \"{}\"", server.url()),
+    );
+    let tokens = control::add_tokens(&config);
+    let svc = dir.path().join("probes/ticket-submission.toml");
+    let text = std::fs::read_to_string(&svc).unwrap();
+    std::fs::write(
+        &svc,
+        text.replace(
+            "recovery_hold = \"2s\"",
+            "recovery_hold = \"2s\"\nmax_failovers = 2\nflap_window = \"1h\"",
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start(&config, port);
+    let (primary, backup) = (target.url("/form"), target.url("/backup"));
+    let service = || control::service(&d, &tokens.viewer, "ticket-submission");
+
+    // Two automatic failovers; the first failback is automatic, the second is held.
+    fail_over(&target, &d);
+    target.set_down(false);
+    wait_until("automatic failback", Duration::from_secs(30), || {
+        d.location("submit-ticket") == primary
+    });
+    target.set_down(true);
+    wait_until("second failover", Duration::from_secs(30), || {
+        d.location("submit-ticket") == backup
+    });
+    target.set_down(false);
+    wait_until("failback held: flapping", Duration::from_secs(40), || {
+        service()["holds"]["flapping"].is_object()
+    });
+    assert_eq!(d.location("submit-ticket"), backup);
+
+    // An operator fails back by hand.
+    let r = control::request(
+        "POST",
+        &d.url("/api/v1/services/ticket-submission/failback"),
+        Some(&tokens.operator),
+        Some(r#"{"reason":"primary fixed, verified by hand"}"#),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(d.location("submit-ticket"), primary);
+
+    // The primary breaks again: customers go to the healthy backup, flapping or not.
+    target.set_down(true);
+    wait_until(
+        "third failover, not held back",
+        Duration::from_secs(30),
+        || d.location("submit-ticket") == backup,
+    );
+    let s = service();
+    assert_eq!(s["state"], "failed_over", "{s:#}");
+    assert_eq!(s["flapping"], true, "{s:#}");
+    let until = s["holds"]["flapping"]["until"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the hold's end: {s:#}"))
+        .to_string();
+    assert!(
+        s["holds"]["in_force"].as_array().is_some_and(|h| h
+            .iter()
+            .any(|h| h["hold"] == "flapping" && h["until"] == until.as_str())),
+        "{s:#}"
+    );
+    assert_eq!(daemon::component_status(&d), "partial_outage");
+
+    // `switchboard status` shows the hold and its end.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("status")
+        .env("SWITCHBOARD_URL", &d.base)
+        .env("SWITCHBOARD_TOKEN", &tokens.viewer)
+        .output()
+        .expect("switchboard status");
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{status}");
+    assert!(
+        status.contains(&format!("flapping until {until}")),
+        "{status}"
+    );
+    // And a metric, with the end as a timestamp.
+    assert_eq!(
+        metric(
+            &d,
+            r#"switchboard_service_hold{hold="flapping",service="ticket-submission"}"#
+        ),
+        Some(1.0)
+    );
+    let end = metric(
+        &d,
+        r#"switchboard_service_hold_until_timestamp_seconds{hold="flapping",service="ticket-submission"}"#,
+    )
+    .unwrap_or(0.0);
+    assert!(end > 1_700_000_000.0, "{end}");
+
+    // On-call heard of all three failovers; the third names the hold and until when.
+    let failovers = || -> Vec<smtp::ParsedMail> {
+        server
+            .messages()
+            .iter()
+            .map(|p| parse_mail(p))
+            .filter(|m| {
+                m.header("To") == Some("support-oncall@example.com")
+                    && m.header("Subject")
+                        .is_some_and(|s| s.contains("switched to backup"))
+            })
+            .collect()
+    };
+    wait_until(
+        "three failover e-mails to on-call",
+        Duration::from_secs(30),
+        || failovers().len() >= 3,
+    );
+    let held: Vec<String> = failovers()
+        .iter()
+        .filter_map(|m| m.part("text/plain").map(str::to_owned))
+        .filter(|t| t.contains("Hold: flapping"))
+        .collect();
+    println!(
+        "on-call failover e-mails: {}, naming the flapping hold: {}",
+        failovers().len(),
+        held.len()
+    );
+    assert_eq!(
+        held.len(),
+        1,
+        "only the third failover happened under the hold"
+    );
+    assert!(
+        held[0].contains(&format!(
+            "Hold: flapping: automatic failback held: 3 automatic failovers within 1h until {until}"
+        )),
+        "{}",
+        held[0]
+    );
+    // Customers were told of the third failover too.
+    wait_until(
+        "customers told three times",
+        Duration::from_secs(30),
+        || {
+            server
+                .messages()
+                .iter()
+                .map(|p| parse_mail(p))
+                .filter(|m| {
+                    m.header("To") == Some("support-announce@example.com")
+                        && m.header("Subject")
+                            .is_some_and(|s| s.contains("switched to backup"))
+                })
+                .count()
+                >= 3
+        },
+    );
 }

@@ -48,6 +48,7 @@ fn ctx() -> MessageContext {
         go_base_url: "http://127.0.0.1:9898/go/".into(),
         runbook: Some("runbooks/ticket-submission.md".into()),
         api_url: "http://127.0.0.1:9898/api/v1".into(),
+        holds: Vec::new(),
     }
 }
 

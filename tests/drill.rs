@@ -324,3 +324,193 @@ fn a_drill_deadline_survives_a_sigkill_and_its_report_says_what_was_lost() {
     assert_eq!(d.location("submit-ticket"), target.url("/form"));
     assert_ne!(control::service(&d, &t.viewer, SERVICE)["state"], "drill");
 }
+
+/// (To, Subject) of every message the SMTP server accepted so far.
+fn mails(smtp: &SmtpServer) -> Vec<(String, String)> {
+    smtp.messages()
+        .iter()
+        .map(|p| parse_mail(p))
+        .map(|m| {
+            (
+                m.header("To").unwrap_or("").to_string(),
+                m.header("Subject").unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// A daemon over aiosmtpd with a drill of `mode` running on healthy checks; returns what the
+/// tests below need, the drill id last.
+fn drilling(
+    dir: &std::path::Path,
+    target: &Target,
+    mode: &str,
+) -> (SmtpServer, Daemon, control::Tokens, String) {
+    let smtp = SmtpServer::start(&dir.join("maildir"));
+    let email = format!("transport = \"smtp\"\nsmtp_url = \"{}\"", smtp.url());
+    let (d, _, t) = control::start(dir, target, Some(&email));
+    wait_until("checks healthy", Duration::from_secs(30), || {
+        all_healthy(&d, &t.viewer, SERVICE)
+    });
+    // Far beyond the test: only a real outage can end this drill in time.
+    let r = start_drill(&d, &t.operator, mode, "10m");
+    assert_eq!(r.status, 201, "{r:?}");
+    let id = json(&r)["id"].as_str().expect("id").to_string();
+    wait_until("the drill e-mail", Duration::from_secs(30), || {
+        !smtp.messages().is_empty()
+    });
+    (smtp, d, t, id)
+}
+
+#[test]
+fn a_real_outage_during_a_dry_run_drill_interrupts_it_and_is_handled_and_announced_as_real() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = Target::start();
+    let (smtp, d, t, id) = drilling(dir.path(), &target, "dry_run");
+    assert_eq!(d.location("submit-ticket"), target.url("/form"));
+
+    target.set_down(true);
+    // The route follows the real state within the usual confirmation time (generous here).
+    wait_until(
+        "customers sent to the backup",
+        Duration::from_secs(30),
+        || d.location("submit-ticket") == target.url("/backup"),
+    );
+    let s = control::service(&d, &t.viewer, SERVICE);
+    assert_eq!(s["state"], "failed_over", "{s:#}");
+    assert!(s["holds"]["drill"].is_null(), "{s:#}");
+    assert_eq!(component_status(&d), "partial_outage");
+
+    let report = wait_drill(&d, &t.operator, &id);
+    assert_eq!(report["status"], "interrupted", "{report:#}");
+    let why = report["interruption"].as_str().unwrap_or_default();
+    assert!(why.contains("ticket-form (primary check) down"), "{why}");
+    assert!(why.contains("failed_over"), "{why}");
+    assert_eq!(step(&report, "reverted")["status"], "skipped", "{report:#}");
+
+    // Real audiences get the real announcement; the drill audience hears the drill ended.
+    wait_until(
+        "on-call and customers told",
+        Duration::from_secs(30),
+        || {
+            let m = mails(&smtp);
+            ["support-oncall@example.com", "support-announce@example.com"]
+                .iter()
+                .all(|to| m.iter().any(|(t, _)| t == to))
+                && m.iter()
+                    .filter(|(t, _)| t == "support-ops@example.com")
+                    .count()
+                    >= 2
+        },
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let m = mails(&smtp);
+    let to = |who: &str| -> Vec<&String> {
+        m.iter().filter(|(t, _)| t == who).map(|(_, s)| s).collect()
+    };
+    let oncall = to("support-oncall@example.com");
+    let customers = to("support-announce@example.com");
+    let drill = to("support-ops@example.com");
+    println!(
+        "mail: {} on-call, {} customer, {} drill audience",
+        oncall.len(),
+        customers.len(),
+        drill.len()
+    );
+    assert_eq!(oncall.len(), 1, "{m:?}");
+    assert!(oncall[0].contains("switched to backup"), "{m:?}");
+    assert_eq!(customers.len(), 1, "{m:?}");
+    assert!(customers[0].contains("switched to backup"), "{m:?}");
+    assert_eq!(drill.len(), 2, "{m:?}");
+    assert!(drill.iter().any(|s| s.contains("drill ended")), "{m:?}");
+
+    // The audit chain shows the real transition out of the drill and the interrupted report.
+    let records = audit(&d, &t.viewer, "?limit=1000");
+    let real = records
+        .iter()
+        .find(|r| r["kind"] == "transition" && r["from"] == "drill")
+        .expect("the transition out of the drill");
+    assert_eq!(real["to"], "failed_over", "{real:#}");
+    assert_eq!(real["cause"], "primary_down", "{real:#}");
+    // The reason is the real one (it may reach the status page); the interruption is evidence.
+    assert_eq!(real["reason"], "ticket-form down", "{real:#}");
+    assert!(
+        real["evidence"][0]
+            .as_str()
+            .is_some_and(|e| e.starts_with(&format!("drill {id} interrupted"))),
+        "{real:#}"
+    );
+    let rep = records
+        .iter()
+        .find(|r| r["detail"]["command"] == "drill_report")
+        .expect("drill report audited");
+    assert_eq!(rep["detail"]["result"], "interrupted", "{rep:#}");
+    assert_eq!(
+        metric(
+            &d,
+            "switchboard_drills_total{result=\"interrupted\",service=\"ticket-submission\"}"
+        ),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn a_real_outage_during_a_live_drill_keeps_customers_on_the_backup_and_tells_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = Target::start();
+    let (smtp, d, t, id) = drilling(dir.path(), &target, "live");
+    assert_eq!(d.location("submit-ticket"), target.url("/backup"));
+
+    target.set_down(true);
+    let report = wait_drill(&d, &t.operator, &id);
+    assert_eq!(report["status"], "interrupted", "{report:#}");
+    assert!(report["interruption"]
+        .as_str()
+        .is_some_and(|w| w.contains("ticket-form (primary check) down")));
+    assert_eq!(
+        control::service(&d, &t.viewer, SERVICE)["state"],
+        "failed_over"
+    );
+    // Never sent back to the broken primary in between.
+    assert_eq!(d.location("submit-ticket"), target.url("/backup"));
+    wait_until("customers told", Duration::from_secs(30), || {
+        mails(&smtp)
+            .iter()
+            .any(|(to, s)| to == "support-announce@example.com" && s.contains("switched to backup"))
+    });
+}
+
+#[test]
+fn a_live_drill_whose_backup_fails_reverts_to_the_healthy_primary_as_interrupted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = Target::start();
+    let (smtp, d, t, id) = drilling(dir.path(), &target, "live");
+    assert_eq!(d.location("submit-ticket"), target.url("/backup"));
+
+    target.set_backup_down(true);
+    wait_until(
+        "customers back on the primary",
+        Duration::from_secs(30),
+        || d.location("submit-ticket") == target.url("/form"),
+    );
+    let report = wait_drill(&d, &t.operator, &id);
+    assert_eq!(report["status"], "interrupted", "{report:#}");
+    assert!(report["interruption"]
+        .as_str()
+        .is_some_and(|w| w.contains("backup-form (backup check) down")));
+    assert_eq!(
+        control::service(&d, &t.viewer, SERVICE)["state"],
+        "operational"
+    );
+    // The real state is operational: customers never heard of the drill, nor of its end.
+    wait_until("the drill end e-mail", Duration::from_secs(30), || {
+        mails(&smtp).iter().any(|(_, s)| s.contains("drill ended"))
+    });
+    assert!(
+        mails(&smtp)
+            .iter()
+            .all(|(to, _)| to == "support-ops@example.com"),
+        "{:?}",
+        mails(&smtp)
+    );
+}

@@ -97,6 +97,9 @@ struct Step {
     state_after: State,
     /// Health of every check after the step.
     health: Vec<(String, Health)>,
+    /// Where the routes point after the step, and whether an operator pin holds them.
+    side_after: Side,
+    pinned: bool,
 }
 
 fn run(p: &Policy, script: &[(u64, Input)]) -> Vec<Step> {
@@ -138,9 +141,42 @@ fn run(p: &Policy, script: &[(u64, Input)]) -> Vec<Step> {
             state_before: before,
             state_after: svc.state,
             health: svc.health.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            side_after: svc.side,
+            pinned: svc.pin.is_some(),
         });
     }
     steps
+}
+
+impl Step {
+    fn health_of(&self, check: &str) -> Health {
+        self.health
+            .iter()
+            .find(|(c, _)| c == check)
+            .map(|(_, h)| *h)
+            .unwrap_or(Health::Unknown)
+    }
+
+    /// The failover condition of `p` on the health after the step.
+    fn primary_down(&self, p: &Policy) -> bool {
+        let down = PRIMARY
+            .iter()
+            .filter(|c| self.health_of(c) == Health::Down)
+            .count();
+        match p.failover_when {
+            FailoverWhen::Any => down >= 1,
+            FailoverWhen::All => down == PRIMARY.len(),
+            FailoverWhen::AtLeast(k) => down >= k.max(1) as usize,
+        }
+    }
+
+    fn backup_up(&self) -> bool {
+        BACKUP.iter().all(|c| self.health_of(c).is_up())
+    }
+
+    fn any_down(&self) -> bool {
+        self.health.iter().any(|(_, h)| *h == Health::Down)
+    }
 }
 
 fn records(st: &Step) -> impl Iterator<Item = &switchboard::failover::Transition> {
@@ -213,14 +249,54 @@ proptest! {
     }
 
     #[test]
-    fn no_more_than_max_failovers_automatic_failovers_per_flap_window(p in policy(), s in script()) {
+    fn flap_damping_holds_automatic_failback_while_max_failovers_fall_in_the_flap_window(p in policy(), s in script()) {
+        // Past `max_failovers` automatic failovers within `flap_window`, the backup is held:
+        // no automatic failback until enough of them have left the window.
         let mut failovers: Vec<Timestamp> = Vec::new();
         for st in run(&p, &s) {
-            let automatic = records(&st).any(|t| t.actor == "system");
-            if automatic && st.actions.iter().any(|a| matches!(a, Action::SwitchRoutes { to: Side::Backup })) {
-                failovers.push(st.now);
-                let in_window = failovers.iter().filter(|t| st.now.since(**t) < p.flap_window).count();
-                prop_assert!(in_window as u32 <= p.max_failovers, "{} failovers within the window at {:?}", in_window, st.now);
+            for (i, a) in st.actions.iter().enumerate() {
+                let Action::Record { transition: t, .. } = a else { continue };
+                let switched_to = match st.actions.get(i + 1) {
+                    Some(Action::SwitchRoutes { to }) => Some(*to),
+                    _ => None,
+                };
+                if t.actor == "system" && t.to == State::FailedOver && switched_to == Some(Side::Backup) {
+                    failovers.push(st.now);
+                }
+                if t.cause == Cause::RecoveryHoldElapsed {
+                    let in_window = failovers.iter().filter(|f| st.now.since(**f) < p.flap_window).count();
+                    prop_assert!((in_window as u32) < p.max_failovers,
+                        "automatic failback at {:?} with {} failovers in the window", st.now, in_window);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn customers_are_never_left_on_a_down_primary_while_the_backup_is_up(p in policy(), s in script()) {
+        // Damping delays failback, never failover; only a pin or maintenance holds the routes
+        // (a drill does not: a real outage ends it).
+        for st in run(&p, &s) {
+            if st.primary_down(&p) && st.backup_up() && !st.pinned && st.state_after != State::Maintenance {
+                prop_assert_eq!(st.side_after, Side::Backup,
+                    "on the primary at {:?} in {:?} after {:?}: {:?}", st.now, st.state_after, st.event, st.actions);
+            }
+        }
+    }
+
+    #[test]
+    fn a_real_outage_ends_a_drill_at_once_and_is_announced_to_the_real_audiences(p in policy(), s in script()) {
+        for st in run(&p, &s) {
+            prop_assert!(!(st.state_after == State::Drill && st.any_down()),
+                "still in a drill with a check down at {:?}", st.now);
+            if st.state_before == State::Drill && st.state_after != State::Drill && st.any_down() {
+                let t = records(&st).next().expect("a record ends the drill");
+                prop_assert!(t.interrupts_drill(), "{:?}", t);
+                prop_assert!(t.evidence.first().is_some_and(|e| e.contains("interrupted")), "{:?}", t.evidence);
+                // The real change reaches the real audiences when customers would notice it.
+                let kinds = Kind::all_of(t);
+                let real = kinds.iter().any(|k| k.audiences().contains(&Audience::Customers));
+                prop_assert_eq!(real, matches!(t.to, State::FailedOver | State::Outage), "{:?} -> {:?}", t.from, t.to);
             }
         }
     }
@@ -242,8 +318,15 @@ proptest! {
             }
             for t in records(&st) {
                 if t.from == State::Drill || t.to == State::Drill {
-                    let audiences = Kind::of(t).audiences();
-                    prop_assert!(!audiences.contains(&Audience::Customers), "{:?} -> {:?} reaches customers", t.from, t.to);
+                    // The drill's own messages never reach customers; only a real outage that
+                    // interrupted it is announced to them, as the real change it is.
+                    for kind in Kind::all_of(t) {
+                        let drill_kind = matches!(kind, Kind::DrillStart | Kind::DrillEnd);
+                        prop_assert!(drill_kind || t.interrupts_drill(), "{:?} for {:?} -> {:?}", kind, t.from, t.to);
+                        if drill_kind {
+                            prop_assert!(!kind.audiences().contains(&Audience::Customers), "{:?} -> {:?} reaches customers", t.from, t.to);
+                        }
+                    }
                 }
             }
         }

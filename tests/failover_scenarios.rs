@@ -5,9 +5,12 @@
 //! [announce] [in <detection>s]`, `<secs>s switch <side>`, `<secs>s wake <secs>s`.
 
 use std::time::Duration;
+use switchboard::announce::Kind;
 use switchboard::clock::Timestamp;
 use switchboard::config::{Failback, FailoverWhen};
-use switchboard::failover::{step, Action, Command, Event, Policy, Service, Side, State};
+use switchboard::failover::{
+    step, Action, Cause, Command, Event, HoldKind, Policy, Service, Side, State,
+};
 use switchboard::health::Health;
 
 fn policy(when: FailoverWhen, failback: Failback, primary: &[&str], backup: &[&str]) -> Policy {
@@ -449,6 +452,142 @@ fn flapping_holds_the_backup_after_max_failovers_in_the_window() {
 }
 
 #[test]
+fn flap_damping_delays_failback_but_never_holds_a_failover_to_a_healthy_backup() {
+    // Issue 11: two automatic failovers fill the window (max_failovers = 2), the second
+    // failback is held, an operator fails back by hand, and the primary breaks again. The
+    // customers go to the healthy backup at once; the failback that follows waits until the
+    // window has cleared of enough failovers.
+    let p = Policy {
+        max_failovers: 2,
+        ..any()
+    };
+    let mut svc = Service::new("svc", State::Operational, Timestamp(0));
+    let trace = run(
+        &mut svc,
+        &p,
+        "0 backup healthy
+         0 form down
+         10 form healthy
+         310 tick
+         400 form down
+         410 form healthy
+         710 tick
+         720 failback
+         800 form down",
+    );
+    assert_eq!(
+        trace,
+        [
+            "0s operational -> failed_over primary_down announce in 0s",
+            "0s switch backup",
+            "10s failed_over -> recovering primary_recovered",
+            "10s wake 310s",
+            "310s recovering -> operational recovery_hold_elapsed announce",
+            "310s switch primary",
+            "400s operational -> failed_over primary_down announce in 0s",
+            "400s switch backup",
+            "410s failed_over -> recovering primary_recovered",
+            "410s wake 710s",
+            "710s flapping on",
+            "710s wake 3600s",
+            "720s recovering -> operational operator announce",
+            "720s switch primary",
+            "800s operational -> failed_over primary_down announce in 0s",
+            "800s switch backup",
+            "800s wake 4000s",
+        ]
+    );
+    // The hold is shown with its end: the failover of 400 s leaves the window at 4000 s,
+    // leaving one, below max_failovers.
+    let holds = svc.holds_in_force(&p, Timestamp(800_000));
+    assert_eq!(holds.len(), 1, "{holds:?}");
+    assert_eq!(holds[0].kind, HoldKind::Flapping);
+    assert_eq!(holds[0].until, Some(Timestamp(4_000_001)));
+    assert!(
+        holds[0].line().starts_with(
+            "flapping: automatic failback held: 3 automatic failovers within 1h until "
+        ),
+        "{}",
+        holds[0].line()
+    );
+    // The failback waits while two failovers remain in the window, then happens by itself.
+    let trace = run(
+        &mut svc,
+        &p,
+        "810 form healthy
+1110 tick
+3601 tick
+4001 tick",
+    );
+    assert_eq!(
+        trace,
+        [
+            "810s failed_over -> recovering primary_recovered",
+            "810s wake 1110s",
+            "4001s recovering -> operational recovery_hold_elapsed announce",
+            "4001s switch primary",
+            "4001s flapping off",
+        ]
+    );
+}
+
+#[test]
+fn holds_in_force_name_the_recovery_hold_pin_and_maintenance_with_their_ends() {
+    let p = any();
+    let mut svc = check(
+        &p,
+        "0 backup healthy
+         0 form down
+         10 form healthy",
+        &[
+            "0s operational -> failed_over primary_down announce in 0s",
+            "0s switch backup",
+            "10s failed_over -> recovering primary_recovered",
+            "10s wake 310s",
+        ],
+    );
+    let holds = svc.holds_in_force(&p, Timestamp(20_000));
+    assert_eq!(
+        holds.iter().map(|h| (h.kind, h.until)).collect::<Vec<_>>(),
+        [(HoldKind::RecoveryHold, Some(Timestamp(310_000)))]
+    );
+    run(&mut svc, &p, "20 pin backup until 900");
+    let kinds: Vec<_> = svc
+        .holds_in_force(&p, Timestamp(30_000))
+        .iter()
+        .map(|h| (h.kind, h.until))
+        .collect();
+    assert_eq!(kinds, [(HoldKind::Pin, Some(Timestamp(900_000)))]);
+    run(
+        &mut svc,
+        &p,
+        "40 unpin
+50 maint until 700",
+    );
+    let holds = svc.holds_in_force(&p, Timestamp(60_000));
+    assert_eq!(holds[0].kind, HoldKind::Maintenance);
+    assert_eq!(holds[0].until, Some(Timestamp(700_000)));
+    let manual = policy(FailoverWhen::Any, Failback::Manual, &["form"], &["backup"]);
+    let svc = check(
+        &manual,
+        "0 backup healthy
+0 form down
+10 form healthy",
+        &[
+            "0s operational -> failed_over primary_down announce in 0s",
+            "0s switch backup",
+            "10s failed_over -> recovering primary_recovered",
+        ],
+    );
+    let holds = svc.holds_in_force(&manual, Timestamp(20_000));
+    assert_eq!(holds[0].kind, HoldKind::RecoveryHold);
+    assert_eq!(
+        holds[0].until, None,
+        "manual failback: until an operator acts"
+    );
+}
+
+#[test]
 fn pin_holds_the_routes_whatever_the_checks_say_until_it_expires() {
     check(
         &any(),
@@ -574,6 +713,117 @@ fn no_drill_while_really_failed_over_and_no_live_drill_to_an_unverified_backup()
             "10s operational -> failed_over primary_down announce in 0s",
             "10s switch backup",
             "20s rejected: the service is really failed_over; no drill now",
+        ],
+    );
+}
+
+#[test]
+fn a_real_outage_interrupts_a_dry_run_drill_and_customers_go_to_the_backup_at_once() {
+    let p = any();
+    let mut svc = Service::new("svc", State::Operational, Timestamp(0));
+    let mut trace = run(
+        &mut svc,
+        &p,
+        "0 backup healthy
+         0 form healthy
+         10 drill dry until 600
+         20 form suspect",
+    );
+    let e = Event::Health {
+        check: "form".into(),
+        health: Health::Down,
+        detail: "HTTP 503".into(),
+    };
+    let actions = step(&mut svc, &p, &e, Timestamp(21_000));
+    let Some(Action::Record { transition: t, .. }) = actions.first() else {
+        panic!("{actions:?}")
+    };
+    // The real cause, a reason naming the check, and the real announcement beside the drill's.
+    assert_eq!(t.cause, Cause::PrimaryDown);
+    assert_eq!(t.reason, "form down");
+    assert_eq!(
+        t.evidence,
+        [
+            "drill d1 interrupted: a real outage beats a drill",
+            "form: down (HTTP 503)"
+        ]
+    );
+    assert!(t.interrupts_drill());
+    assert_eq!(Kind::all_of(t), [Kind::DrillEnd, Kind::Failover]);
+    trace.extend(run(&mut svc, &p, "600 tick"));
+    assert_eq!(
+        trace,
+        [
+            "10s operational -> drill operator announce",
+            "10s wake 600s",
+        ]
+    );
+    assert_eq!(
+        actions[1],
+        Action::SwitchRoutes { to: Side::Backup },
+        "customers go to the healthy backup at once"
+    );
+    assert_eq!(
+        (svc.state, svc.side, svc.drill.clone()),
+        (State::FailedOver, Side::Backup, None)
+    );
+}
+
+#[test]
+fn a_real_outage_interrupts_a_live_drill_and_customers_stay_on_the_healthy_backup() {
+    check(
+        &any(),
+        "0 backup healthy
+         0 form healthy
+         10 drill live until 600
+         20 form down
+         600 tick",
+        &[
+            "10s operational -> drill operator announce",
+            "10s switch backup",
+            "10s wake 600s",
+            "20s drill -> failed_over primary_down announce in 0s",
+        ],
+    );
+}
+
+#[test]
+fn after_an_interrupted_drill_the_real_rules_go_on() {
+    check(
+        &policy(
+            FailoverWhen::Any,
+            Failback::Auto,
+            &["form"],
+            &["backup", "backup2"],
+        ),
+        "0 backup healthy
+         0 backup2 healthy
+         0 form healthy
+         10 drill live until 600
+         20 form down
+         20 backup down",
+        &[
+            "10s operational -> drill operator announce",
+            "10s switch backup",
+            "10s wake 600s",
+            "20s drill -> failed_over primary_down announce in 0s",
+            "20s failed_over -> outage backup_down announce in 0s",
+            "20s switch primary",
+        ],
+    );
+}
+
+#[test]
+fn no_drill_while_a_check_is_down() {
+    check(
+        &policy(FailoverWhen::All, Failback::Auto, &["a", "b"], &["backup"]),
+        "0 backup healthy
+         0 a healthy
+         0 b down
+         10 drill dry until 600",
+        &[
+            "0s operational -> degraded primary_down in 0s",
+            "10s rejected: check b is down: the real problem comes first; no drill now",
         ],
     );
 }

@@ -141,6 +141,7 @@ fn ctx(active: Side) -> MessageContext {
         go_base_url: "http://127.0.0.1:9898/go/".into(),
         runbook: None,
         api_url: "http://127.0.0.1:9898/api/v1".into(),
+        holds: Vec::new(),
     }
 }
 

@@ -169,6 +169,7 @@ mod tests {
             go_base_url: "http://127.0.0.1:9898/go/".into(),
             runbook: None,
             api_url: String::new(),
+            holds: Vec::new(),
         }
     }
 

@@ -35,6 +35,9 @@ pub struct MessageContext {
     /// The control API's base, e.g. `http://127.0.0.1:9898/api/v1`, for on-call links;
     /// empty to leave them out.
     pub api_url: String,
+    /// The holds in force after the change, one line each (`HoldInForce::line`), for on-call
+    /// only: which hold keeps the routes where they are, and until when.
+    pub holds: Vec<String>,
 }
 
 /// A rendered message.
@@ -100,6 +103,26 @@ impl Kind {
                 (Side::Backup, Side::Primary) => Kind::Failback,
                 _ => Kind::Update,
             },
+        }
+    }
+
+    /// Every kind of message `t` causes. Usually its one kind; a drill interrupted by a real
+    /// outage also causes the real change's message to the real audiences (as if no drill had
+    /// run: the routes were on the primary for them), while the drill audience hears that the
+    /// drill ended.
+    pub fn all_of(t: &Transition) -> Vec<Kind> {
+        let kind = Kind::of(t);
+        if !t.interrupts_drill() {
+            return vec![kind];
+        }
+        let real = Kind::of(&Transition {
+            from: State::Operational,
+            ..t.clone()
+        });
+        if real == Kind::Update {
+            vec![kind]
+        } else {
+            vec![kind, real]
         }
     }
 
@@ -642,6 +665,9 @@ fn details(t: &Transition, ctx: &MessageContext) -> Vec<(&'static str, String)> 
     for e in &t.evidence {
         d.push(("Evidence", e.clone()));
     }
+    for h in &ctx.holds {
+        d.push(("Hold", h.clone()));
+    }
     if let Some(rb) = &ctx.runbook {
         d.push(("Runbook", rb.clone()));
     }
@@ -756,6 +782,7 @@ mod tests {
             go_base_url: "http://127.0.0.1:9898/go/".into(),
             runbook: Some("runbooks/ticket-submission.md".into()),
             api_url: "http://127.0.0.1:9898/api/v1".into(),
+            holds: Vec::new(),
         }
     }
 
@@ -1091,6 +1118,48 @@ Current status: http://127.0.0.1:9898/status
 Sent by Switchboard.
 "
         );
+    }
+
+    #[test]
+    fn oncall_is_told_which_hold_applies_and_until_when_customers_are_not() {
+        let mut c = ctx(Side::Backup);
+        c.holds = vec![
+            "flapping: automatic failback held: 3 automatic failovers within 1h until 2026-11-28T04:00:07.251Z".into(),
+        ];
+        let want = "  Hold: flapping: automatic failback held: 3 automatic failovers within 1h until 2026-11-28T04:00:07.251Z";
+        let oncall = render(&failover(), Audience::Oncall, &c);
+        assert!(oncall.text.contains(want), "{}", oncall.text);
+        assert!(oncall.html.contains("<th>Hold</th>"), "{}", oncall.html);
+        let customers = render(&failover(), Audience::Customers, &c);
+        assert!(!customers.text.contains("Hold"), "{}", customers.text);
+        assert!(!customers.html.contains("flapping"), "{}", customers.html);
+    }
+
+    #[test]
+    fn a_drill_interrupted_by_a_real_outage_is_also_announced_as_the_real_change() {
+        let t = Transition {
+            cause: Cause::PrimaryDown,
+            reason: "portal-form down".into(),
+            ..with(State::Drill, State::FailedOver)
+        };
+        assert_eq!(Kind::all_of(&t), [Kind::DrillEnd, Kind::Failover]);
+        let outage = Transition {
+            to: State::Outage,
+            ..t.clone()
+        };
+        assert_eq!(Kind::all_of(&outage), [Kind::DrillEnd, Kind::Outage]);
+        // Back on a healthy primary: nothing real changed for customers.
+        let back = Transition {
+            cause: Cause::BackupDown,
+            ..with(State::Drill, State::Operational)
+        };
+        assert_eq!(Kind::all_of(&back), [Kind::DrillEnd]);
+        // A planned end is the drill's business only.
+        let deadline = Transition {
+            cause: Cause::DrillDeadline,
+            ..with(State::Drill, State::Operational)
+        };
+        assert_eq!(Kind::all_of(&deadline), [Kind::DrillEnd]);
     }
 
     #[test]

@@ -315,6 +315,8 @@ pub fn document() -> Value {
     });
     let schema_side = json!({ "type": "string", "enum": ["primary", "backup"] });
     let schema_state = state;
+    let hold_until = json!({ "type": "object", "nullable": true, "required": ["detail"],
+        "properties": { "until": nullable_string(), "detail": { "type": "string" } } });
     let schema_service = json!({
         "type": "object",
         "required": ["id", "name", "state", "since", "cause", "side", "failback", "flapping", "checks", "routes", "holds"],
@@ -350,7 +352,13 @@ pub fn document() -> Value {
                     "drill": { "type": "object", "nullable": true, "required": ["id", "mode", "until"],
                         "properties": { "id": { "type": "string" },
                             "mode": { "type": "string", "enum": ["live", "dry_run"] },
-                            "until": { "type": "string" } } } } }
+                            "until": { "type": "string" } } },
+                    "flapping": hold_until.clone(), "recovery_hold": hold_until,
+                    "in_force": { "type": "array", "items": {
+                        "type": "object", "required": ["hold", "detail"],
+                        "properties": {
+                            "hold": { "type": "string", "enum": ["flapping", "pin", "maintenance", "recovery_hold"] },
+                            "until": nullable_string(), "detail": { "type": "string" } } } } } }
         }
     });
     let schema_applied = json!({
@@ -378,7 +386,8 @@ pub fn document() -> Value {
             "actor": { "type": "string" }, "reason": { "type": "string" },
             "ticket": nullable_string(), "started_at": { "type": "string" },
             "deadline": { "type": "string" }, "ended_at": nullable_string(),
-            "status": { "type": "string", "enum": ["running", "pass", "fail", "aborted"] },
+            "status": { "type": "string", "enum": ["running", "pass", "fail", "aborted", "interrupted"] },
+            "interruption": { "type": "string" },
             "targets": { "type": "object", "required": ["switch_seconds", "notify_seconds"],
                 "properties": { "switch_seconds": { "type": "number" }, "notify_seconds": { "type": "number" } } },
             "steps": { "type": "array", "items": step } }

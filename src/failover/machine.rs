@@ -3,10 +3,13 @@
 //! Rules (design.md, each a property test in `tests/failover_properties.rs`):
 //! - never switch automatically to a backup whose checks are down;
 //! - each state change yields exactly one transition record;
-//! - at most `max_failovers` automatic failovers per `flap_window`, then hold the backup and
-//!   raise the flapping signal instead of oscillating;
+//! - past `max_failovers` automatic failovers within `flap_window`, hold the backup (delay
+//!   the automatic failback) and raise the flapping signal instead of oscillating;
+//! - never leave customers on a primary that is down while the backup is up, unless an
+//!   operator pin or maintenance holds the routes: damping delays failback, never failover;
 //! - automatic failback only after the primary has been healthy for `recovery_hold`;
-//! - a drill always ends (deadline or abort).
+//! - a drill always ends (deadline or abort), and a real outage ends it at once: a check of
+//!   the drilled service going down interrupts it and the real decision applies.
 
 use super::window::Window;
 use super::{Cause, Side, State, Transition};
@@ -189,6 +192,8 @@ pub struct Service {
     pub window_skipped_until: Option<Timestamp>,
     /// The next window start a wake-up was asked for.
     pub next_window_wake: Option<Timestamp>,
+    /// The flap window's clearing a wake-up was asked for (while flapping).
+    pub flap_wake: Option<Timestamp>,
 }
 
 /// What a service holds beyond its state: pins, maintenance, a drill, flap history. Stored
@@ -208,6 +213,59 @@ pub struct Holds {
     pub flapping: bool,
     #[serde(default)]
     pub window_skipped_until: Option<Timestamp>,
+}
+
+/// A hold that changes what the automatic rules do, as `switchboard status`, the service API,
+/// the metrics and on-call's e-mail show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HoldInForce {
+    pub kind: HoldKind,
+    /// When it ends by itself; `None` while only an operator can end it.
+    pub until: Option<Timestamp>,
+    /// What it does, in a few words, e.g. `automatic failback held: 2 automatic failovers within 1h`.
+    pub detail: String,
+}
+
+/// The holds that change behaviour. (A drill is shown as the drill itself.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HoldKind {
+    /// Flap damping holds the backup: automatic failback waits until the flap window clears.
+    Flapping,
+    /// An operator pinned the routes to one side.
+    Pin,
+    /// Maintenance: the automatic rules pause.
+    Maintenance,
+    /// Recovering: failback waits for `recovery_hold` of primary health, or for an operator.
+    RecoveryHold,
+}
+
+impl HoldKind {
+    pub const ALL: [HoldKind; 4] = [
+        HoldKind::Flapping,
+        HoldKind::Maintenance,
+        HoldKind::Pin,
+        HoldKind::RecoveryHold,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldKind::Flapping => "flapping",
+            HoldKind::Pin => "pin",
+            HoldKind::Maintenance => "maintenance",
+            HoldKind::RecoveryHold => "recovery_hold",
+        }
+    }
+}
+
+impl HoldInForce {
+    /// One line for people: `flapping: automatic failback held ... until 2026-...Z`.
+    pub fn line(&self) -> String {
+        let until = match self.until {
+            Some(t) => format!("until {}", t.rfc3339()),
+            None => "until an operator ends it".to_string(),
+        };
+        format!("{}: {} {until}", self.kind.as_str(), self.detail)
+    }
 }
 
 /// Where the backup stands for a decision.
@@ -238,6 +296,7 @@ impl Service {
             drill: None,
             window_skipped_until: None,
             next_window_wake: None,
+            flap_wake: None,
         }
     }
 
@@ -251,6 +310,86 @@ impl Service {
             flapping: self.flapping,
             window_skipped_until: self.window_skipped_until,
         }
+    }
+
+    /// The holds in force at `now` that change what the automatic rules do, with their end
+    /// times. Pure: it reads the decision state and changes nothing.
+    pub fn holds_in_force(&self, p: &Policy, now: Timestamp) -> Vec<HoldInForce> {
+        let mut holds = Vec::new();
+        if let Some((clear_at, n)) = self.flap_clear_at(p, now).filter(|_| self.flapping) {
+            holds.push(HoldInForce {
+                kind: HoldKind::Flapping,
+                until: Some(clear_at),
+                detail: format!(
+                    "automatic failback held: {n} automatic failover{} within {}",
+                    if n == 1 { "" } else { "s" },
+                    humantime::format_duration(p.flap_window)
+                ),
+            });
+        }
+        if let Some(pin) = &self.pin {
+            holds.push(HoldInForce {
+                kind: HoldKind::Pin,
+                until: pin.until,
+                detail: format!(
+                    "routes pinned to the {} by {}: {}",
+                    pin.side.as_str(),
+                    pin.actor,
+                    pin.reason
+                ),
+            });
+        }
+        if self.state == State::Maintenance {
+            holds.push(HoldInForce {
+                kind: HoldKind::Maintenance,
+                until: self.maintenance_until,
+                detail: format!(
+                    "automatic rules paused, customers on the {}",
+                    self.side.as_str()
+                ),
+            });
+        }
+        if self.state == State::Recovering {
+            match (p.failback, self.primary_healthy_since) {
+                (Failback::Manual, _) => holds.push(HoldInForce {
+                    kind: HoldKind::RecoveryHold,
+                    until: None,
+                    detail: "failback = manual: customers stay on the backup".into(),
+                }),
+                (Failback::Auto, Some(since)) if now < since.plus(p.recovery_hold) => {
+                    holds.push(HoldInForce {
+                        kind: HoldKind::RecoveryHold,
+                        until: Some(since.plus(p.recovery_hold)),
+                        detail: format!(
+                            "automatic failback once the primary has been healthy for {}",
+                            humantime::format_duration(p.recovery_hold)
+                        ),
+                    })
+                }
+                _ => {}
+            }
+        }
+        holds
+    }
+
+    /// While `max_failovers` or more automatic failovers fall in the flap window ending at
+    /// `now`: when enough of them will have left it for the hold to end, and how many there are.
+    fn flap_clear_at(&self, p: &Policy, now: Timestamp) -> Option<(Timestamp, usize)> {
+        let max = p.max_failovers as usize;
+        let window_start = now.as_millis() - p.flap_window.as_millis() as i64;
+        let recent: Vec<Timestamp> = self
+            .auto_failovers
+            .iter()
+            .copied()
+            .filter(|t| t.as_millis() > window_start)
+            .collect();
+        if max == 0 || recent.len() < max {
+            return None;
+        }
+        let clear_at = recent[recent.len() - max]
+            .plus(p.flap_window)
+            .plus(Duration::from_millis(1));
+        Some((clear_at, recent.len()))
     }
 
     /// Puts back what `holds` saved; the routes side follows the restored pin or drill.
@@ -289,6 +428,16 @@ impl Service {
             FailoverWhen::All => !p.primary.is_empty() && down == p.primary.len(),
             FailoverWhen::AtLeast(k) => down >= (k.max(1) as usize),
         }
+    }
+
+    /// The checks that are down, primary checks first, in configuration order.
+    fn down_checks<'a>(&self, p: &'a Policy) -> Vec<&'a str> {
+        p.primary
+            .iter()
+            .chain(p.backup.iter())
+            .filter(|c| self.health_of(c) == Health::Down)
+            .map(String::as_str)
+            .collect()
     }
 
     fn backup(&self, p: &Policy) -> Backup {
@@ -524,6 +673,12 @@ fn command(svc: &mut Service, p: &Policy, cmd: &Command, now: Timestamp, out: &m
                 );
             } else if svc.pin.is_some() {
                 reject(out, "the routes are pinned; unpin first");
+            } else if let Some(check) = svc.down_checks(p).first() {
+                // A drill would only be interrupted by it at once (a real outage beats a drill).
+                reject(
+                    out,
+                    format!("check {check} is down: the real problem comes first; no drill now"),
+                );
             } else if *live && svc.backup(p) != Backup::Up {
                 reject(
                     out,
@@ -570,14 +725,8 @@ fn settle(
     out: &mut Vec<Action>,
 ) {
     svc.primary_healthy_since = None;
-    let mut to = svc.settled(p);
-    let automatic_failover = actor == "system"
-        && to == State::FailedOver
-        && svc.side == Side::Primary
-        && svc.side_for(p, to) == Side::Backup;
-    if automatic_failover && flap_guard(svc, p, now, out) {
-        to = State::Degraded;
-    }
+    // No flap guard here: damping delays failback, never a failover to a healthy backup.
+    let to = svc.settled(p);
     if to != svc.state || svc.side_for(p, to) != svc.side {
         transition(svc, p, to, cause, actor, reason, now, out);
     }
@@ -617,19 +766,50 @@ fn apply_rules(svc: &mut Service, p: &Policy, now: Timestamp, out: &mut Vec<Acti
     }
     match svc.state {
         State::Drill => {
+            // A real outage beats a drill: any check of the service going down ends the drill
+            // at once, whatever its mode or deadline, and the real decision applies. The cause
+            // is the real one, so the transition is announced to the real audiences too. The
+            // reason is the real one as well (customers may read it); the interruption is the
+            // first line of the evidence, which only on-call, the drill audience and the audit
+            // chain see.
+            let down = svc.down_checks(p);
+            if !down.is_empty() {
+                let primary = p.primary.iter().any(|c| down.contains(&c.as_str()));
+                let cause = if primary {
+                    Cause::PrimaryDown
+                } else {
+                    Cause::BackupDown
+                };
+                let note = match &svc.drill {
+                    Some(d) => format!("drill {} interrupted: a real outage beats a drill", d.id),
+                    None => "drill interrupted: a real outage beats a drill".to_string(),
+                };
+                let reason = format!("{} down", down.join(", "));
+                svc.drill = None;
+                let first = out.len();
+                settle(svc, p, cause, sys, &reason, now, out);
+                if let Some(Action::Record { transition, .. }) = out
+                    .get_mut(first..)
+                    .and_then(|new| new.iter_mut().find(|a| matches!(a, Action::Record { .. })))
+                {
+                    transition.evidence.insert(0, note);
+                }
+                return;
+            }
             let (ended, cause, reason) = match &svc.drill {
-                None => (true, Cause::DrillDeadline, "drill lost on restart; ended"),
-                Some(d) if now >= d.until => (true, Cause::DrillDeadline, "drill deadline reached"),
-                Some(d) if d.live && svc.backup(p) == Backup::Down => (
+                None => (
                     true,
-                    Cause::BackupDown,
-                    "backup down during a live drill; drill ended",
+                    Cause::DrillDeadline,
+                    "drill lost on restart; ended".into(),
                 ),
-                Some(_) => (false, Cause::DrillDeadline, ""),
+                Some(d) if now >= d.until => {
+                    (true, Cause::DrillDeadline, "drill deadline reached".into())
+                }
+                Some(_) => (false, Cause::DrillDeadline, String::new()),
             };
             if ended {
                 svc.drill = None;
-                settle(svc, p, cause, sys, reason, now, out);
+                settle(svc, p, cause, sys, &reason, now, out);
             }
             return;
         }
@@ -662,14 +842,8 @@ fn apply_rules(svc: &mut Service, p: &Policy, now: Timestamp, out: &mut Vec<Acti
         State::Operational | State::Degraded => {
             if svc.failover_condition(p) {
                 match svc.backup(p) {
-                    Backup::Up if flap_guard(svc, p, now, out) => {
-                        // Failed over too often lately: stay put rather than oscillate.
-                        if svc.state == State::Operational {
-                            let reason = "primary down; failover held back: flapping";
-                            let c = Cause::PrimaryDown;
-                            transition(svc, p, State::Degraded, c, sys, reason, now, out)
-                        }
-                    }
+                    // Never held back by flap damping: customers go to the healthy backup, and
+                    // damping holds them there longer instead (see `Recovering`).
                     Backup::Up => {
                         let reason = "primary down; backup healthy";
                         let c = Cause::PrimaryDown;
@@ -766,10 +940,7 @@ fn apply_rules(svc: &mut Service, p: &Policy, now: Timestamp, out: &mut Vec<Acti
                 let reason = "primary checks back up";
                 let c = Cause::PrimaryRecovered;
                 transition(svc, p, State::Operational, c, sys, reason, now, out);
-            } else if svc.failover_condition(p)
-                && svc.backup(p) == Backup::Up
-                && (svc.side == Side::Backup || !flap_guard(svc, p, now, out))
-            {
+            } else if svc.failover_condition(p) && svc.backup(p) == Backup::Up {
                 let reason = "backup healthy again; primary still down";
                 let c = Cause::BackupRecovered;
                 transition(svc, p, State::FailedOver, c, sys, reason, now, out);
@@ -777,9 +948,21 @@ fn apply_rules(svc: &mut Service, p: &Policy, now: Timestamp, out: &mut Vec<Acti
         }
         State::Maintenance | State::Drill => {}
     }
-    if svc.flapping && flap_hold(svc, p, now).is_none() {
-        svc.flapping = false;
-        out.push(Action::Flapping { on: false });
+    if svc.flapping {
+        match flap_hold(svc, p, now) {
+            None => {
+                svc.flapping = false;
+                svc.flap_wake = None;
+                out.push(Action::Flapping { on: false });
+            }
+            // More failovers joined the window: wake when the hold really ends, so it ends on
+            // time rather than at some later event.
+            Some(clear_at) if svc.flap_wake != Some(clear_at) => {
+                svc.flap_wake = Some(clear_at);
+                out.push(Action::WakeAt(clear_at));
+            }
+            Some(_) => {}
+        }
     }
 }
 
@@ -790,6 +973,7 @@ fn flap_guard(svc: &mut Service, p: &Policy, now: Timestamp, out: &mut Vec<Actio
         Some(clear_at) => {
             if !svc.flapping {
                 svc.flapping = true;
+                svc.flap_wake = Some(clear_at);
                 out.push(Action::Flapping { on: true });
                 out.push(Action::WakeAt(clear_at));
             }
@@ -799,17 +983,12 @@ fn flap_guard(svc: &mut Service, p: &Policy, now: Timestamp, out: &mut Vec<Actio
     }
 }
 
-/// While more than `max_failovers` automatic failovers fall in the window ending now,
-/// returns when the oldest of them leaves it.
+/// While `max_failovers` or more automatic failovers fall in the window ending now, returns
+/// when enough of them will have left it; forgets the failovers that already left it.
 fn flap_hold(svc: &mut Service, p: &Policy, now: Timestamp) -> Option<Timestamp> {
     let window_start = Timestamp(now.as_millis() - p.flap_window.as_millis() as i64);
     svc.auto_failovers.retain(|t| *t > window_start);
-    if p.max_failovers == 0 || (svc.auto_failovers.len() as u32) < p.max_failovers {
-        return None;
-    }
-    svc.auto_failovers
-        .first()
-        .map(|oldest| oldest.plus(p.flap_window).plus(Duration::from_millis(1)))
+    svc.flap_clear_at(p, now).map(|(clear_at, _)| clear_at)
 }
 
 /// Records one transition and the route switch it implies.
@@ -826,9 +1005,13 @@ fn transition(
 ) {
     let from = svc.state;
     let side_before = svc.side;
-    // A flapping service in outage keeps its routes on the backup: switching to a primary
-    // that is down too would only add one more oscillation.
-    let held = svc.flapping && to == State::Outage && side_before == Side::Backup;
+    // A flapping service in outage keeps its routes on the backup while the primary is down
+    // too: switching between two broken targets would only add one more oscillation. With
+    // the primary not down, customers go back to it rather than stay on a broken backup.
+    let held = svc.flapping
+        && to == State::Outage
+        && side_before == Side::Backup
+        && svc.failover_condition(p);
     let side_after = if held {
         Side::Backup
     } else {

@@ -7,7 +7,9 @@
 mod machine;
 pub mod window;
 
-pub use machine::{step, Action, Command, DrillRun, Event, Holds, Pin, Policy, Service};
+pub use machine::{
+    step, Action, Command, DrillRun, Event, HoldInForce, HoldKind, Holds, Pin, Policy, Service,
+};
 
 use crate::clock::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -133,6 +135,18 @@ impl Cause {
             Cause::MaintenanceScheduled => "maintenance_scheduled",
         }
     }
+
+    /// A change of check health (as opposed to an operator, a deadline or a window).
+    pub fn is_health(self) -> bool {
+        matches!(
+            self,
+            Cause::PrimaryDown
+                | Cause::PrimaryRecovered
+                | Cause::RecoveryHoldElapsed
+                | Cause::BackupDown
+                | Cause::BackupRecovered
+        )
+    }
 }
 
 /// One change of state, as recorded and announced.
@@ -154,4 +168,12 @@ pub struct Transition {
     /// from the JSON when unset, so records written before it existed read and hash the same.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_message: Option<String>,
+}
+
+impl Transition {
+    /// A drill ended by a real change of health (a check went down) rather than by its
+    /// deadline or an operator: the real decision applies and is announced as real.
+    pub fn interrupts_drill(&self) -> bool {
+        self.from == State::Drill && self.to != State::Drill && self.cause.is_health()
+    }
 }

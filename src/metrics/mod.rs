@@ -449,8 +449,8 @@ impl Metrics {
         self.services.configured(service);
     }
 
-    /// A drill of `service` ended at `at_secs` with `result` (`pass`, `fail` or `aborted`).
-    /// An aborted drill does not change the last success.
+    /// A drill of `service` ended at `at_secs` with `result` (`pass`, `fail`, `aborted` or
+    /// `interrupted`). An aborted or interrupted drill does not change the last success.
     pub fn drill(&self, service: &str, result: &str, at_secs: f64) {
         self.services.drill(service, result, at_secs);
     }
@@ -527,6 +527,12 @@ impl Metrics {
     /// The flapping signal of a service turned on or off.
     pub fn flapping(&self, service: &str, on: bool) {
         self.services.flapping(service, on);
+    }
+
+    /// The holds in force for a service now (flapping, pin, maintenance, recovery hold), with
+    /// their end times: `switchboard_service_hold` and its `_until_timestamp_seconds`.
+    pub fn holds(&self, service: &str, holds: &[crate::failover::HoldInForce]) {
+        self.services.holds(service, holds);
     }
 
     /// A service is no longer configured: drops its state and route series.

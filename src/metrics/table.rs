@@ -5,7 +5,7 @@
 //! vectors they cost hundreds of MiB and a second to encode; here a check is one small struct
 //! with a pre-escaped label string, and a scrape is a few passes of string appends.
 
-use crate::failover::{Side, State};
+use crate::failover::{HoldInForce, HoldKind, Side, State};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, RwLock};
@@ -458,7 +458,7 @@ pub const DETECTION_BUCKETS: [f64; 11] = [
     0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0,
 ];
 /// Drill results, in label order.
-const DRILL_RESULTS: [&str; 3] = ["aborted", "fail", "pass"];
+const DRILL_RESULTS: [&str; 4] = ["aborted", "fail", "interrupted", "pass"];
 
 #[derive(Clone, Default)]
 struct Detection {
@@ -481,6 +481,8 @@ struct ServiceValues {
     state: State,
     since: f64,
     flapping: bool,
+    /// By `HoldKind::ALL`: whether the hold is in force, and its end (Unix time, 0 if none).
+    holds: [(bool, f64); HoldKind::ALL.len()],
     routes: Vec<RouteRow>,
     detection: Detection,
     drills: Drills,
@@ -521,7 +523,7 @@ impl ServiceTable {
         header(
             out,
             "switchboard_drills_total",
-            "Drills finished, by service and result (pass, fail, aborted).",
+            "Drills finished, by service and result (pass, fail, aborted, interrupted).",
             "counter",
         );
         for (_, labels, v) in rows {
@@ -570,6 +572,7 @@ impl ServiceTable {
             state: State::Operational,
             since: 0.0,
             flapping: false,
+            holds: Default::default(),
             routes: Vec::new(),
             detection: Detection::default(),
             drills: Drills::default(),
@@ -594,6 +597,17 @@ impl ServiceTable {
         self.with(service, |v| v.flapping = on);
     }
 
+    pub fn holds(&self, service: &str, holds: &[HoldInForce]) {
+        self.with(service, |v| {
+            for (slot, kind) in v.holds.iter_mut().zip(HoldKind::ALL) {
+                *slot = match holds.iter().find(|h| h.kind == kind) {
+                    Some(h) => (true, h.until.map(|t| t.as_secs_f64()).unwrap_or(0.0)),
+                    None => (false, 0.0),
+                };
+            }
+        });
+    }
+
     /// Makes sure the service has a row (its detection and drill series at zero).
     pub fn configured(&self, service: &str) {
         self.with(service, |_| {});
@@ -610,14 +624,15 @@ impl ServiceTable {
         });
     }
 
-    /// A drill ended with `result` at `at_secs`; an aborted drill leaves the last success.
+    /// A drill ended with `result` at `at_secs`; an aborted drill, or one a real outage
+    /// interrupted, leaves the last success: it neither proved nor disproved the path.
     pub fn drill(&self, service: &str, result: &str, at_secs: f64) {
         self.with(service, |v| {
             if let Some(i) = DRILL_RESULTS.iter().position(|r| *r == result) {
                 v.drills.totals[i] += 1;
             }
             v.drills.last_at = at_secs;
-            if result != "aborted" {
+            if result != "aborted" && result != "interrupted" {
                 v.drills.last_success = u8::from(result == "pass");
             }
         });
@@ -697,6 +712,30 @@ impl ServiceTable {
                 "switchboard_service_flapping{{{labels}}} {}",
                 u8::from(v.flapping)
             );
+        }
+        header(out, "switchboard_service_hold", "1 while a hold changes what the automatic rules do (flapping: failback held; pin; maintenance; recovery_hold), by service and hold.", "gauge");
+        for (_, labels, v) in &rows {
+            for (kind, (on, _)) in HoldKind::ALL.iter().zip(v.holds) {
+                let hold = format!("hold=\"{}\"", kind.as_str());
+                sample(
+                    out,
+                    "switchboard_service_hold",
+                    &[&hold, labels],
+                    f64::from(u8::from(on)),
+                );
+            }
+        }
+        header(out, "switchboard_service_hold_until_timestamp_seconds", "When each hold in force ends by itself (Unix time); 0 when not in force or only an operator can end it.", "gauge");
+        for (_, labels, v) in &rows {
+            for (kind, (_, until)) in HoldKind::ALL.iter().zip(v.holds) {
+                let hold = format!("hold=\"{}\"", kind.as_str());
+                sample(
+                    out,
+                    "switchboard_service_hold_until_timestamp_seconds",
+                    &[&hold, labels],
+                    until,
+                );
+            }
         }
         header(
             out,

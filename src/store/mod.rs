@@ -14,8 +14,8 @@
 
 mod audit_log;
 mod control;
-mod groups;
 mod facts;
+mod groups;
 mod history;
 mod incidents;
 mod sqlite;
@@ -23,8 +23,8 @@ mod sqlite;
 pub use control::{
     AuditQuery, DrillRow, ReviewError, ScheduledWindow, KIND_REVIEW, REVIEWED_CAUSES,
 };
-pub use groups::{Composed, GroupDecision, NewPart, WaitingPart, KIND_GROUPED};
 pub use facts::{DeliveryCount, FinishedDrill, MetricFacts, TransitionCount};
+pub use groups::{Composed, GroupDecision, NewPart, WaitingPart, KIND_GROUPED};
 pub use history::{HistoryRow, DAY_S, FIVE_MINUTES_S};
 pub use incidents::{IncidentRecord, IncidentUpdateRecord, NewIncidentUpdate};
 pub use sqlite::Store;

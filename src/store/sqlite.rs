@@ -33,6 +33,7 @@ const MIGRATIONS: &[(u32, &str)] = &[
     (6, include_str!("migrations/0006_outbox.sql")),
     (7, include_str!("migrations/0007_announce_groups.sql")),
     (8, include_str!("migrations/0008_public_message.sql")),
+    (9, include_str!("migrations/0009_drill_interrupted.sql")),
 ];
 
 /// The first schema version with the audit log; `audit verify` refuses older files.
@@ -1362,6 +1363,31 @@ mod tests {
             "{err}"
         );
         assert!(store.transitions(None, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_drill_may_end_interrupted_and_older_drills_survive_the_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let row = crate::store::DrillRow {
+            id: "d1".into(),
+            service: "svc".into(),
+            mode: "dry_run".into(),
+            actor: "olga".into(),
+            reason: "r".into(),
+            ticket: None,
+            started_at: T0,
+            deadline: T0,
+            ended_at: None,
+            status: "running".into(),
+            report: "{}".into(),
+        };
+        store.insert_drill(&row).unwrap();
+        store
+            .update_drill("d1", "interrupted", Some(T0), "{}")
+            .unwrap();
+        assert_eq!(store.drill("d1").unwrap().unwrap().status, "interrupted");
+        assert!(store.update_drill("d1", "nonsense", None, "{}").is_err());
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub struct Target {
     pub form_down: Arc<AtomicBool>,
     /// 0: clean; n: every n-th request to `/form` fails (a noisy target).
     pub form_fail_every: Arc<AtomicU64>,
+    /// Breaks the backup form too (`set_backup_down`).
+    pub backup_down: Arc<AtomicBool>,
 }
 
 impl Target {
@@ -36,11 +38,14 @@ impl Target {
         let down = form_down.clone();
         let every = form_fail_every.clone();
         let form_requests = Arc::new(AtomicU64::new(0));
+        let backup_down = Arc::new(AtomicBool::new(false));
+        let b_down = backup_down.clone();
         thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut s) = stream else { continue };
                 let down = down.clone();
                 let (every, form_requests) = (every.clone(), form_requests.clone());
+                let b_down = b_down.clone();
                 thread::spawn(move || {
                     let mut buf = [0u8; 4096];
                     let n = s.read(&mut buf).unwrap_or(0);
@@ -56,6 +61,9 @@ impl Target {
                         }
                         "/form" if noise() => ("503 Service Unavailable", "noise"),
                         "/form" => ("200 OK", "<form><input name=request_subject></form>"),
+                        "/backup" if b_down.load(Ordering::SeqCst) => {
+                            ("503 Service Unavailable", "down")
+                        }
                         "/backup" => ("200 OK", "<form><input name=request_subject></form>"),
                         _ => ("404 Not Found", "no"),
                     };
@@ -71,6 +79,7 @@ impl Target {
             addr,
             form_down,
             form_fail_every,
+            backup_down,
         }
     }
 
@@ -85,6 +94,10 @@ impl Target {
 
     pub fn set_down(&self, down: bool) {
         self.form_down.store(down, Ordering::SeqCst);
+    }
+
+    pub fn set_backup_down(&self, down: bool) {
+        self.backup_down.store(down, Ordering::SeqCst);
     }
 }
 
