@@ -170,6 +170,10 @@ path = "var/switchboard.db"
 from = "Support Status <status@example.com>"
 transport = "file"
 dir = "var/mail"
+# Shorter than the defaults (30s, 2m) so the demo's 18-second outage shows both: on-call
+# hears within seconds in one grouped e-mail, customers once the change has lasted 15 s.
+group_window = "5s"
+customer_delay = "15s"
 
 [audiences]
 oncall = ["support-oncall@example.com"]

@@ -18,7 +18,7 @@ use daemon::{get, wait_until, write_config, Daemon, Target};
 use smtp::{require_aiosmtpd, SmtpServer};
 
 /// Families rebuilt from the store at start, compared value for value.
-const STORED: [&str; 15] = [
+const STORED: [&str; 18] = [
     "switchboard_service_state",
     "switchboard_service_state_since_timestamp_seconds",
     "switchboard_service_flapping",
@@ -34,6 +34,9 @@ const STORED: [&str; 15] = [
     "switchboard_announcements_total",
     "switchboard_announcement_last_success_timestamp_seconds",
     "switchboard_audit_records_total",
+    "switchboard_service_hold",
+    "switchboard_service_hold_until_timestamp_seconds",
+    "switchboard_announcements_suppressed_total",
 ];
 /// Ages of stored facts: they only grow across a restart.
 const AGES: [&str; 2] = [
