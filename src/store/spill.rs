@@ -153,7 +153,15 @@ fn write_atomically(path: &Path, body: &str) -> std::io::Result<()> {
 pub fn read_spill(path: &Path) -> Result<Option<Vec<Pending>>, SpillError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        // No file, or no directory to hold one (a `TMPDIR` that is not a directory).
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Ok(None)
+        }
         Err(source) => {
             return Err(SpillError::Read {
                 path: path.to_path_buf(),
