@@ -351,7 +351,10 @@ fn a_transition_waiting_for_a_full_disk_survives_sigterm_through_the_spill_file(
         "{}",
         w.log_text()
     );
-    assert!(w.spill_files(&w.spill_dir).is_empty(), "deleted once recorded");
+    assert!(
+        w.spill_files(&w.spill_dir).is_empty(),
+        "deleted once recorded"
+    );
     let d = w.daemon.as_ref().expect("running");
     assert_eq!(d.location("submit-ticket"), w.target.url("/backup"));
     assert_eq!(
@@ -404,7 +407,10 @@ fn a_spill_nobody_can_write_is_logged_as_lost_with_the_whole_transition() {
         .find(|l| l.contains("LOST transition ticket-submission operational -> failed_over"))
         .unwrap_or_else(|| panic!("no LOST line:\n{log}"));
     assert!(lost.contains("ERROR"), "{lost}");
-    assert!(lost.contains("\"announcements\""), "the whole record: {lost}");
+    assert!(
+        lost.contains("\"announcements\""),
+        "the whole record: {lost}"
+    );
     assert!(
         log.contains("cannot write the spill file"),
         "each refused place is named: {log}"

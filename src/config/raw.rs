@@ -661,7 +661,12 @@ impl Loader {
 
         let raw_storage = raw.storage.unwrap_or_default();
         let shutdown_grace = self
-            .duration(source, "shutdown_grace", raw_storage.shutdown_grace.as_ref(), true)
+            .duration(
+                source,
+                "shutdown_grace",
+                raw_storage.shutdown_grace.as_ref(),
+                true,
+            )
             .unwrap_or(Duration::from_secs(10));
         let storage = StorageConfig {
             path: base.join(
@@ -669,9 +674,7 @@ impl Loader {
                     .path
                     .map_or_else(|| "var/switchboard.db".to_string(), Spanned::into_inner),
             ),
-            spill_dir: raw_storage
-                .spill_dir
-                .map(|d| base.join(d.into_inner())),
+            spill_dir: raw_storage.spill_dir.map(|d| base.join(d.into_inner())),
             shutdown_grace,
         };
 

@@ -75,9 +75,10 @@ pub enum SpillError {
 /// Where the spill file of the database at `db` may be, in the order they are tried:
 /// beside the database, in `spill_dir`, in the system temp directory.
 pub fn spill_paths(db: &Path, spill_dir: Option<&Path>) -> Vec<PathBuf> {
-    let name = db
-        .file_name()
-        .map_or_else(|| "switchboard.db".into(), |n| n.to_string_lossy().into_owned());
+    let name = db.file_name().map_or_else(
+        || "switchboard.db".into(),
+        |n| n.to_string_lossy().into_owned(),
+    );
     let dir = db.parent().filter(|d| !d.as_os_str().is_empty());
     // The database's absolute path names it among other daemons' spills in a shared directory.
     let absolute = dir
