@@ -37,6 +37,8 @@ use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
+mod spill;
+
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -48,6 +50,8 @@ pub enum AppError {
     },
     #[error("e-mail transport: {0}")]
     Email(String),
+    #[error("spilled transitions: {0}")]
+    Spill(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -82,6 +86,8 @@ pub async fn run_with(
     };
     let store = Store::open(&config.storage.path).map_err(store_err)?;
     store.set_message_id_domain(&config.email.message_id_domain());
+    // What a previous run could not record goes in first, so services start from it.
+    spill::replay_at_start(&config, &store)?;
     let store = Arc::new(store);
     let mailer = Mailer::from_config(&config.email).map_err(|e| AppError::Email(e.to_string()))?;
     let templates = match &config.email.templates {
@@ -141,6 +147,7 @@ pub async fn run_with(
     }
 
     let (msg_tx, msg_rx) = mpsc::channel::<Msg>(1024);
+    let pending = spill::PendingCount::default();
     let outbox_wake = Arc::new(Notify::new());
     let permits = Arc::new(Semaphore::new(config.server.max_concurrent_probes as usize));
     let mut core = Core {
@@ -161,6 +168,7 @@ pub async fn run_with(
         unrecorded: std::collections::VecDeque::new(),
         retry_at: std::time::Instant::now(),
         retry_delay: RETRY_MIN,
+        pending: pending.clone(),
         templates: Arc::new(templates),
     };
     for s in &core.services {
@@ -244,7 +252,8 @@ pub async fn run_with(
     };
     let api_state = ApiState::new(snapshot_rx, move || m.render(), ready.clone())
         .with_control(Arc::new(auth), control)
-        .with_board(board.clone());
+        .with_board(board.clone())
+        .with_pending_transitions(pending);
     drop(msg_tx);
     let addr = listener
         .local_addr()
@@ -279,20 +288,15 @@ pub async fn run_with(
     );
 
     core.run(msg_rx, shutdown.clone()).await;
+    core.drain_on_shutdown(config.storage.shutdown_grace).await;
     let _ = shutdown.wait_for(|s| *s).await;
     core.probes_stop.send_replace(true);
     while tasks.join_next().await.is_some() {}
     Ok(())
 }
 
-/// A transition the store did not take yet, with what its commit writes.
-struct Unrecorded {
-    t: Transition,
-    audit: crate::audit::AuditContext,
-    announcements: Vec<crate::store::NewAnnouncement>,
-    /// E-mail waiting for its group (`announce::group`), written in the same transaction.
-    parts: Vec<crate::store::NewPart>,
-}
+/// A transition the store did not take yet, with what its commit writes (spilled at shutdown).
+use crate::store::spill::Pending as Unrecorded;
 
 /// The first and the longest wait between retries of unrecorded transitions.
 const RETRY_MIN: Duration = Duration::from_secs(1);
@@ -864,6 +868,8 @@ struct Core {
     /// When the next retry of `unrecorded` is due, and the delay after that.
     retry_at: std::time::Instant,
     retry_delay: Duration,
+    /// `unrecorded.len()` for `/readyz` (see `spill::pending_changed`).
+    pending: spill::PendingCount,
     /// Message templates, loaded once at start.
     templates: Arc<Templates>,
 }
@@ -1909,6 +1915,7 @@ impl Core {
                     announcements,
                     parts,
                 });
+                spill::show_pending(&self.metrics, &self.pending, self.unrecorded.len());
                 None
             }
         };
@@ -1954,6 +1961,7 @@ impl Core {
                     );
                     self.metrics.audit_recorded(crate::audit::KIND_TRANSITION);
                     self.unrecorded.pop_front();
+                    self.pending_changed();
                     self.outbox_wake.notify_one();
                     self.board.changed();
                 }

@@ -47,7 +47,7 @@ pub const KIND_OPERATOR_ACTION: &str = "operator_action";
 
 /// What the shell knows about a transition that the pure core does not: passed to
 /// `Store::commit_transition` and written into the audit record.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuditContext {
     /// Hash of the configuration in force (`Config::version`).
     pub config_version: String,

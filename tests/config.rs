@@ -399,3 +399,33 @@ fn grouping_settings_have_defaults_zero_is_allowed_and_a_service_may_set_its_own
     assert_eq!(config.email.customer_delay, Duration::ZERO);
     assert_eq!(config.email.message_id_domain(), "mail.example.net");
 }
+
+/// The spill settings: a 10 s grace and no `spill_dir` by default; `spill_dir` resolves against
+/// the main file like `path`; a malformed grace is reported with file and line.
+#[test]
+fn spill_settings_have_defaults_and_resolve_against_the_main_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |storage_extra: &str| {
+        std::fs::create_dir_all(dir.path().join("probes")).expect("mkdir");
+        std::fs::write(
+            dir.path().join("switchboard.toml"),
+            format!("probes = \"probes\"\n[storage]\npath = \"var/s.db\"\n{storage_extra}"),
+        )
+        .expect("write");
+        Config::load(&dir.path().join("switchboard.toml"))
+    };
+    let config = write("").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.storage.shutdown_grace, Duration::from_secs(10));
+    assert_eq!(config.storage.spill_dir, None);
+
+    let config =
+        write("shutdown_grace = \"0s\"\nspill_dir = \"spill\"\n").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.storage.shutdown_grace, Duration::ZERO);
+    assert_eq!(config.storage.spill_dir, Some(dir.path().join("spill")));
+
+    let err = write("shutdown_grace = \"soon\"\n").expect_err("not a duration");
+    assert!(
+        err.to_string().contains("switchboard.toml:4:"),
+        "file:line: {err}"
+    );
+}

@@ -45,6 +45,8 @@ pub struct ApiState {
     pub(crate) control: Option<control::Control>,
     /// Incidents, probe history and maintenance windows for the status page.
     board: Arc<Board>,
+    /// Transitions the store has not taken yet (disk full): not ready while any wait.
+    pending_transitions: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl ApiState {
@@ -62,6 +64,7 @@ impl ApiState {
             auth: Arc::new(auth::Auth::disabled()),
             control: None,
             board: Arc::new(Board::default()),
+            pending_transitions: Arc::default(),
         }
     }
 
@@ -76,6 +79,15 @@ impl ApiState {
     /// those parts of the page and the documents are empty).
     pub fn with_board(mut self, board: Arc<Board>) -> Self {
         self.board = board;
+        self
+    }
+
+    /// `/readyz` answers 503 while `pending` (kept by the core) is above zero.
+    pub fn with_pending_transitions(
+        mut self,
+        pending: Arc<std::sync::atomic::AtomicUsize>,
+    ) -> Self {
+        self.pending_transitions = pending;
         self
     }
 

@@ -36,8 +36,17 @@ pub async fn healthz() -> &'static str {
 
 /// `GET /readyz`: 200 once the daemon has loaded its state and started probing, else 503, so
 /// a load balancer does not send customers to a node that would redirect from stale state.
+/// Also 503, with the reason, while transitions wait in memory for a store that refuses them:
+/// that node holds work a restart would put at risk, and an orchestrator should know.
 pub async fn readyz(State(state): State<ApiState>) -> Response {
-    if state.ready.load(Ordering::Acquire) {
+    let pending = state.pending_transitions.load(Ordering::Acquire);
+    if pending > 0 {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {pending} transition(s) waiting for the store (disk full or database locked); see switchboard_store_pending_transitions\n"),
+        )
+            .into_response()
+    } else if state.ready.load(Ordering::Acquire) {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()

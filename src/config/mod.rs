@@ -60,6 +60,13 @@ pub struct ServerConfig {
 pub struct StorageConfig {
     /// SQLite file, resolved against the main file's directory.
     pub path: PathBuf,
+    /// Where the spill file goes when it cannot be written beside the database (the disk
+    /// being full is why there is one): ideally another file system. `None`: only the
+    /// system temp directory is tried after the database's own.
+    pub spill_dir: Option<PathBuf>,
+    /// How long a stopping daemon keeps retrying transitions the store refused before it
+    /// writes them to the spill file. Default 10 s.
+    pub shutdown_grace: Duration,
 }
 
 #[derive(Clone, Debug)]

@@ -90,6 +90,11 @@ pub struct RawServer {
 pub struct RawStorage {
     /// SQLite file, relative to this file. Default `var/switchboard.db`.
     pub path: Option<Spanned<String>>,
+    /// Directory for the spill file when the database's own directory refuses it, relative
+    /// to this file. Default: none (the system temp directory is the last resort).
+    pub spill_dir: Option<Spanned<String>>,
+    /// How long shutdown keeps retrying unrecorded transitions before spilling them. Default `10s`.
+    pub shutdown_grace: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -654,12 +659,23 @@ impl Loader {
             _ => None,
         };
 
+        let raw_storage = raw.storage.unwrap_or_default();
+        let shutdown_grace = self
+            .duration(
+                source,
+                "shutdown_grace",
+                raw_storage.shutdown_grace.as_ref(),
+                true,
+            )
+            .unwrap_or(Duration::from_secs(10));
         let storage = StorageConfig {
             path: base.join(
-                raw.storage
-                    .and_then(|s| s.path)
+                raw_storage
+                    .path
                     .map_or_else(|| "var/switchboard.db".to_string(), Spanned::into_inner),
             ),
+            spill_dir: raw_storage.spill_dir.map(|d| base.join(d.into_inner())),
+            shutdown_grace,
         };
 
         let email = self.validate_email(source, base, raw.email);

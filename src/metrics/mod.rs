@@ -45,6 +45,7 @@ pub struct Metrics {
     config_last_reload_successful: IntGauge,
     audit_records_total: IntCounterVec,
     store_errors_total: IntCounterVec,
+    store_pending_transitions: IntGauge,
     probe_loop_restarts_total: IntCounterVec,
     probe_local_errors_total: IntCounterVec,
     build_info: IntGaugeVec,
@@ -178,6 +179,11 @@ impl Metrics {
                 "switchboard_store_errors_total",
                 "Database or disk errors, by the store operation that failed. Any increase needs a human.",
                 &["operation"],
+            ),
+            store_pending_transitions: int_gauge(
+                r,
+                "switchboard_store_pending_transitions",
+                "Transitions decided but not yet recorded because the store refused them (disk full, database locked), waiting in memory with their announcements.",
             ),
             build_info: int_gauge_vec(
                 r,
@@ -435,6 +441,12 @@ impl Metrics {
         self.store_errors_total
             .with_label_values(&[operation])
             .inc();
+    }
+
+    /// `n` transitions wait in memory for the store to take them (0 once all are recorded).
+    pub fn store_pending_transitions(&self, n: usize) {
+        self.store_pending_transitions
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// A service is configured: its detection histogram exists from the start, at zero, so

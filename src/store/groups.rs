@@ -19,7 +19,7 @@ use std::time::Duration;
 
 /// A part to write with its transition: the rendered message for one audience, and when it
 /// may join a group.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NewPart {
     /// The rendered e-mail (channel `email`), exactly as it would be sent on its own.
     pub announcement: NewAnnouncement,

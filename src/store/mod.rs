@@ -18,6 +18,7 @@ mod facts;
 mod groups;
 mod history;
 mod incidents;
+pub mod spill;
 mod sqlite;
 
 pub use control::{
@@ -55,7 +56,7 @@ pub struct TransitionRecord {
 }
 
 /// An announcement to enqueue together with its transition.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NewAnnouncement {
     /// `oncall`, `customers` or `drill` (`announce::Audience::as_str`).
     pub audience: String,
