@@ -47,6 +47,7 @@ pub struct Metrics {
     store_errors_total: IntCounterVec,
     probe_loop_restarts_total: IntCounterVec,
     probe_local_errors_total: IntCounterVec,
+    clock_offset_seconds: Gauge,
     build_info: IntGaugeVec,
 }
 
@@ -178,6 +179,11 @@ impl Metrics {
                 "switchboard_store_errors_total",
                 "Database or disk errors, by the store operation that failed. Any increase needs a human.",
                 &["operation"],
+            ),
+            clock_offset_seconds: gauge(
+                r,
+                "switchboard_clock_offset_seconds",
+                "How far the system clock has been stepped from the daemon's clock since it started (negative: set back). Holds and deadlines follow the daemon's clock, which never jumps; a restart re-reads the system clock.",
             ),
             build_info: int_gauge_vec(
                 r,
@@ -493,6 +499,11 @@ impl Metrics {
     /// A probe started `secs` after it was scheduled to.
     pub fn schedule_lag(&self, secs: f64) {
         self.schedule_lag_seconds.observe(secs.max(0.0));
+    }
+
+    /// How far the system clock now is from the daemon's (`Timestamp::wall_offset_secs`).
+    pub fn clock_offset(&self, secs: f64) {
+        self.clock_offset_seconds.set(secs);
     }
 
     /// A configuration (re)load finished.
