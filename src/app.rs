@@ -992,7 +992,11 @@ impl Core {
         let now = Timestamp::now();
         for si in 0..self.services.len() {
             let s = &self.services[si];
-            if s.machine.deadlines(&s.policy, now).first().is_some_and(|t| *t <= now) {
+            if s.machine
+                .deadlines(&s.policy, now)
+                .first()
+                .is_some_and(|t| *t <= now)
+            {
                 self.on_event(si, Event::Tick, now);
             }
         }

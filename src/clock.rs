@@ -52,7 +52,11 @@ impl Timestamp {
     /// positive when it is ahead of the daemon's clock. Near zero unless someone set the
     /// clock (NTP's slewing moves both clocks alike).
     pub fn wall_offset() -> Duration {
-        Duration::from_millis(Timestamp::wall().as_millis().abs_diff(Timestamp::now().as_millis()))
+        Duration::from_millis(
+            Timestamp::wall()
+                .as_millis()
+                .abs_diff(Timestamp::now().as_millis()),
+        )
     }
 
     /// `wall_offset` with its sign, in seconds: negative when the wall clock was set back.

@@ -382,9 +382,11 @@ impl Service {
             self.drill.as_ref().map(|d| d.until),
             self.pin.as_ref().and_then(|x| x.until),
             self.maintenance_until,
-            self.flap_clear_at(p, now)
-                .filter(|_| self.flapping)
-                .map(|(clear_at, _)| clear_at),
+            // A flap hold whose window has already cleared is due now.
+            self.flapping.then(|| {
+                self.flap_clear_at(p, now)
+                    .map_or(now, |(clear_at, _)| clear_at)
+            }),
             self.primary_healthy_since
                 .filter(|_| self.state == State::Recovering && p.failback == Failback::Auto)
                 .map(|since| since.plus(p.recovery_hold)),
@@ -781,6 +783,15 @@ fn evaluate(svc: &mut Service, p: &Policy, now: Timestamp, out: &mut Vec<Action>
 /// Applies the automatic rules to the current health picture.
 fn apply_rules(svc: &mut Service, p: &Policy, now: Timestamp, out: &mut Vec<Action>) {
     let sys = "system";
+    // The flap hold ends with its window whatever else holds the service: under a drill, a
+    // pin or maintenance the rules below stop early, so it is ended here, and the flapping
+    // signal never outlives it. (Otherwise it ends at the bottom, after any failback.)
+    let held = svc.pin.is_some() || matches!(svc.state, State::Drill | State::Maintenance);
+    if held && svc.flapping && flap_hold(svc, p, now).is_none() {
+        svc.flapping = false;
+        svc.flap_wake = None;
+        out.push(Action::Flapping { on: false });
+    }
     // Holds that end with time.
     if svc
         .pin
