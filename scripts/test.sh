@@ -73,7 +73,7 @@ if ! command -v dnsmasq >/dev/null 2>&1 && [ ! -x /usr/sbin/dnsmasq ]; then
 fi
 
 # libfaketime steps the daemon's wall clock while it runs (tests/clock.rs).
-if [ ! -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]; then
+if ! compgen -G '/usr/lib/*/faketime/libfaketime.so.1' >/dev/null; then
     log "installing faketime (libfaketime, stepped-clock tests)"
     apt_install faketime
 fi
