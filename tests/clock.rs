@@ -1,6 +1,6 @@
 //! Time through the real daemon (issue 13 points 3 and 4): a wall clock stepped back under a
-//! live drill and a recovery hold (libfaketime, monotonic clock left alone), and a kill -9
-//! while flap damping holds the backup.
+//! live drill and a recovery hold and forward under another hold (libfaketime, monotonic clock
+//! left alone), and a kill -9 while flap damping holds the backup.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -153,12 +153,39 @@ fn a_wall_clock_stepped_back_cannot_keep_a_drill_or_a_recovery_hold_on_the_backu
         hold_late < Duration::from_secs(15),
         "failback {hold_late:?} after the hold's real end"
     );
+    // Set forward an hour during the next hold: it still lasts its 10 s, never less.
+    target.set_down(true);
+    wait_until("failed over again", Duration::from_secs(30), || {
+        state(&d, &t.viewer) == "failed_over"
+    });
+    let mended = Instant::now();
+    target.set_down(false);
+    wait_until("recovering again", Duration::from_secs(30), || {
+        state(&d, &t.viewer) == "recovering"
+    });
+    std::fs::write(&offset_file, "+3600\n").expect("step forward");
+    wait_until(
+        "the forward step shows in the metrics",
+        Duration::from_secs(20),
+        || metric(&d, "switchboard_clock_offset_seconds").is_some_and(|v| v > 3000.0),
+    );
+    wait_until(
+        "failback after the second hold",
+        Duration::from_secs(60),
+        || state(&d, &t.viewer) == "operational",
+    );
+    let forward_hold = mended.elapsed();
+    assert!(
+        forward_hold >= hold,
+        "failback {forward_hold:?} after the primary was mended, before the {hold:?} hold"
+    );
     println!(
-        "wall clock stepped back {STEP_SECS} s under each: the 10 s live drill ended {:.1} s after it started ({:.1} s past its real deadline); failback {:.1} s after the primary was mended (hold 10 s, {:.1} s past the hold's real end at most)",
+        "wall clock stepped back {STEP_SECS} s under each: the 10 s live drill ended {:.1} s after it started ({:.1} s past its real deadline); failback {:.1} s after the primary was mended (hold 10 s, {:.1} s past the hold's real end at most); set forward 1 h, the next failback came {:.1} s after the mend",
         drill_took.as_secs_f64(),
         drill_late.as_secs_f64(),
         (failback_at - primary_back).as_secs_f64(),
-        hold_late.as_secs_f64()
+        hold_late.as_secs_f64(),
+        forward_hold.as_secs_f64()
     );
 }
 
