@@ -72,6 +72,12 @@ if ! command -v dnsmasq >/dev/null 2>&1 && [ ! -x /usr/sbin/dnsmasq ]; then
     apt_install dnsmasq-base
 fi
 
+# libfaketime steps the daemon's wall clock while it runs (tests/clock.rs).
+if ! compgen -G '/usr/lib/*/faketime/libfaketime.so.1' >/dev/null; then
+    log "installing faketime (libfaketime, stepped-clock tests)"
+    apt_install faketime
+fi
+
 # Headless Chromium renders the status page as a person would see it.
 if ! command -v chromium >/dev/null 2>&1; then
     log "installing chromium (headless status page test)"

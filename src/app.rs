@@ -298,6 +298,9 @@ pub async fn run_with(
 /// A transition the store did not take yet, with what its commit writes (spilled at shutdown).
 use crate::store::spill::Pending as Unrecorded;
 
+/// How often the core looks again at services whose deadlines have passed (`Core::safety_tick`).
+const SAFETY_TICK: Duration = Duration::from_secs(5);
+
 /// The first and the longest wait between retries of unrecorded transitions.
 const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(30);
@@ -886,6 +889,9 @@ impl Core {
         // Outcomes change the page often; publish at most every 250 ms unless something switched.
         let mut publish = tokio::time::interval(Duration::from_millis(250));
         let mut dirty = false;
+        let mut safety = tokio::time::interval(SAFETY_TICK);
+        let mut clock_offset = 0.0;
+        safety.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // A first look at every service: schedules planned windows, ends a drill whose
         // deadline passed while the daemon was down, and wakes it again at the deadlines of
         // the holds it restored (drill, pin, maintenance), so none of them runs forever.
@@ -940,6 +946,7 @@ impl Core {
                     }
                     if dirty { self.publish(); dirty = false; }
                 },
+                _ = safety.tick() => clock_offset = self.safety_tick(clock_offset),
                 _ = shutdown.wait_for(|s| *s) => break,
             }
         }
@@ -949,27 +956,57 @@ impl Core {
         self.services.iter().position(|s| s.spec.id == service)
     }
 
-    /// Asks for a `Tick` at each deadline of the service's restored holds.
+    /// Asks for a `Tick` at every deadline of the service's restored holds (`deadlines`: drill,
+    /// pin, maintenance, flap window, recovery hold, planned windows).
     fn wake_for_holds(&self, si: usize, now: Timestamp) {
-        let m = &self.services[si].machine;
-        let deadlines = [
-            m.drill.as_ref().map(|d| d.until),
-            m.pin.as_ref().and_then(|p| p.until),
-            m.maintenance_until,
-        ];
-        for at in deadlines.into_iter().flatten().filter(|t| *t > now) {
-            self.wake_at(si, at, now);
+        let s = &self.services[si];
+        for at in s.machine.deadlines(&s.policy, now) {
+            self.wake_at(si, at);
         }
     }
 
-    fn wake_at(&self, si: usize, at: Timestamp, now: Timestamp) {
+    /// Sends a `Tick` once the daemon's clock has reached `at`. The wait is re-armed for what
+    /// is left until the clock says the deadline has really passed, so a wake-up that comes
+    /// early can never leave a hold in force with nothing to end it.
+    fn wake_at(&self, si: usize, at: Timestamp) {
         let tx = self.msg_tx.clone();
-        let delay = at.since(now);
         let service = self.services[si].spec.id.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
+            loop {
+                let left = at.since(Timestamp::now());
+                if left.is_zero() {
+                    break;
+                }
+                tokio::time::sleep(left).await;
+            }
             let _ = tx.send(Msg::Tick { service }).await;
         });
+    }
+
+    /// The safety net under the wake-ups: every service with a deadline that has passed is
+    /// looked at again. It also shows how far the system clock has been stepped away from
+    /// the daemon's (`switchboard_clock_offset_seconds`, and a warning when it moves), given
+    /// the offset it saw last time; returns the offset it sees now.
+    fn safety_tick(&mut self, last_offset: f64) -> f64 {
+        let offset = Timestamp::wall_offset_secs();
+        self.metrics.clock_offset(offset);
+        if (offset - last_offset).abs() >= 1.0 {
+            warn!(
+                "the system clock was stepped: it is now {offset:+.1} s from switchboard's clock, which holds and deadlines follow (it never jumps); timestamps keep this offset until the next start"
+            );
+        }
+        let now = Timestamp::now();
+        for si in 0..self.services.len() {
+            let s = &self.services[si];
+            if s.machine
+                .deadlines(&s.policy, now)
+                .first()
+                .is_some_and(|t| *t <= now)
+            {
+                self.on_event(si, Event::Tick, now);
+            }
+        }
+        offset
     }
 
     fn metrics_for_new_service(&self, s: &ServiceRuntime) {
@@ -1821,7 +1858,7 @@ impl Core {
                         self.services[si].spec.name
                     );
                 }
-                Action::WakeAt(at) => self.wake_at(si, at, now),
+                Action::WakeAt(at) => self.wake_at(si, at),
             }
         }
         self.publish();

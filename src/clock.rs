@@ -2,10 +2,19 @@
 //!
 //! The decision core (`health`, `failover`) never reads a clock; it is handed `Timestamp`s.
 //! The shell reads `Timestamp::now()` and passes it in. Tests construct timestamps directly.
+//!
+//! The daemon's clock is the wall clock read once, at the first call, and advanced from then
+//! on by the monotonic clock. So while the process runs, a hold (recovery hold, drill, pin,
+//! maintenance, flap window) lasts exactly its duration whatever happens to the wall clock: a
+//! step back cannot keep customers on the backup, a step forward cannot end a recovery hold
+//! early. Across a restart the wall clock is all there is: stored ends are compared with the
+//! wall clock read at the next start. A step of the system clock while the daemon runs shows
+//! as `switchboard_clock_offset_seconds` (`wall_offset`) until the next start re-reads it.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch (UTC).
 #[derive(
@@ -14,13 +23,45 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 #[serde(transparent)]
 pub struct Timestamp(pub i64);
 
+/// The wall clock at the process's first reading, and the monotonic instant it was taken at.
+static ANCHOR: OnceLock<(Timestamp, Instant)> = OnceLock::new();
+
+fn anchor() -> (Timestamp, Instant) {
+    *ANCHOR.get_or_init(|| (Timestamp::wall(), Instant::now()))
+}
+
 impl Timestamp {
-    /// Reads the wall clock. Only the shell calls this; the core is given timestamps.
+    /// The daemon's clock: the wall clock at the first reading plus the monotonic time since.
+    /// It never goes back and never jumps, whatever the system clock does (see the module
+    /// header). Only the shell calls this; the core is given timestamps.
     pub fn now() -> Timestamp {
+        let (wall, at) = anchor();
+        wall.plus(at.elapsed())
+    }
+
+    /// The system's wall clock as it reads now, steps and all. Used only to show how far it
+    /// has moved from the daemon's clock (`wall_offset`).
+    pub fn wall() -> Timestamp {
         let d = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or(Duration::ZERO);
         Timestamp(d.as_millis() as i64)
+    }
+
+    /// How far the wall clock has been stepped since the daemon's clock was anchored:
+    /// positive when it is ahead of the daemon's clock. Near zero unless someone set the
+    /// clock (NTP's slewing moves both clocks alike).
+    pub fn wall_offset() -> Duration {
+        Duration::from_millis(
+            Timestamp::wall()
+                .as_millis()
+                .abs_diff(Timestamp::now().as_millis()),
+        )
+    }
+
+    /// `wall_offset` with its sign, in seconds: negative when the wall clock was set back.
+    pub fn wall_offset_secs() -> f64 {
+        (Timestamp::wall().as_millis() - Timestamp::now().as_millis()) as f64 / 1000.0
     }
 
     pub fn from_millis(ms: i64) -> Timestamp {
@@ -66,6 +107,18 @@ mod tests {
     fn formats_rfc3339_utc_with_millis() {
         assert_eq!(Timestamp(0).rfc3339(), "1970-01-01T00:00:00.000Z");
         assert_eq!(Timestamp(1_500).rfc3339(), "1970-01-01T00:00:01.500Z");
+    }
+
+    #[test]
+    fn now_never_goes_back() {
+        let mut last = Timestamp::now();
+        for _ in 0..1000 {
+            let t = Timestamp::now();
+            assert!(t >= last);
+            last = t;
+        }
+        // Anchored to the wall clock: the two agree unless the clock was stepped meanwhile.
+        assert!(Timestamp::wall_offset() < Duration::from_secs(5));
     }
 
     #[test]

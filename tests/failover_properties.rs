@@ -6,7 +6,9 @@ use std::time::Duration;
 use switchboard::announce::{Audience, Kind};
 use switchboard::clock::Timestamp;
 use switchboard::config::{Failback, FailoverWhen};
-use switchboard::failover::{step, Action, Cause, Command, Event, Policy, Service, Side, State};
+use switchboard::failover::{
+    step, Action, Cause, Command, Event, HoldKind, Policy, Service, Side, State,
+};
 use switchboard::health::Health;
 
 const PRIMARY: [&str; 2] = ["p1", "p2"];
@@ -100,6 +102,8 @@ struct Step {
     /// Where the routes point after the step, and whether an operator pin holds them.
     side_after: Side,
     pinned: bool,
+    /// The whole decision state after the step (for restoring it as a restart does).
+    svc: Service,
 }
 
 fn run(p: &Policy, script: &[(u64, Input)]) -> Vec<Step> {
@@ -143,6 +147,7 @@ fn run(p: &Policy, script: &[(u64, Input)]) -> Vec<Step> {
             health: svc.health.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             side_after: svc.side,
             pinned: svc.pin.is_some(),
+            svc: svc.clone(),
         });
     }
     steps
@@ -342,6 +347,86 @@ proptest! {
                     let expected = switched || involves(State::Outage) || involves(State::Maintenance) || involves(State::Drill);
                     prop_assert_eq!(*announce, expected, "{:?} -> {:?}", t.from, t.to);
                 }
+            }
+        }
+    }
+}
+
+/// A restart at `now`: the state and holds as the store keeps them, and no health known yet.
+fn restored(p: &Policy, saved: &Service) -> Service {
+    let mut svc = Service::new("s", saved.state, saved.since);
+    svc.restore(p, saved.holds());
+    svc
+}
+
+/// The shell after a restore, with no health reported: a first `Tick` at `now`, a wake-up at
+/// every `deadlines` entry and every `WakeAt` asked for, nothing else, until `until`.
+/// Returns the service as it is then.
+fn wake_only_at_deadlines(
+    p: &Policy,
+    mut svc: Service,
+    now: Timestamp,
+    until: Timestamp,
+) -> Service {
+    let mut pending: std::collections::BTreeSet<Timestamp> =
+        svc.deadlines(p, now).into_iter().collect();
+    let mut at = now;
+    for _ in 0..200 {
+        for a in step(&mut svc, p, &Event::Tick, at) {
+            if let Action::WakeAt(t) = a {
+                pending.insert(t);
+            }
+        }
+        pending.extend(svc.deadlines(p, at));
+        match pending.iter().copied().find(|t| *t > at && *t <= until) {
+            Some(t) => at = t,
+            None => break,
+        }
+    }
+    svc
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    /// Issue 13: after a restart every hold with an end has a pending wake-up, and waking only
+    /// at those ends every one of them (drill, pin, maintenance, flap window), whatever state
+    /// the restart found.
+    #[test]
+    fn after_a_restore_every_hold_with_an_end_has_a_wake_up_and_ends(p in policy(), max in 1u32..4, s in script()) {
+        let p = Policy { max_failovers: max, flap_window: Duration::from_secs(1200), ..p };
+        for st in run(&p, &s) {
+            let saved = &st.svc;
+            let svc = restored(&p, saved);
+            let wakes = svc.deadlines(&p, st.now);
+            let holds = saved.holds();
+            let ends: Vec<Timestamp> = [holds.pin.and_then(|x| x.until), holds.maintenance_until, holds.drill.map(|d| d.until)]
+                .into_iter().flatten().collect();
+            for end in &ends {
+                prop_assert!(wakes.contains(end), "hold ending {:?} has no wake-up: {:?}", end, wakes);
+            }
+            let in_force = svc.holds_in_force(&p, st.now);
+            for h in &in_force {
+                if let Some(u) = h.until {
+                    prop_assert!(wakes.contains(&u), "{:?} until {:?} has no wake-up: {:?}", h.kind, u, wakes);
+                }
+            }
+            // The live service too, whose recovery hold lives in memory only.
+            let live = saved.deadlines(&p, st.now);
+            for h in saved.holds_in_force(&p, st.now) {
+                if let Some(u) = h.until {
+                    prop_assert!(live.contains(&u), "{:?} until {:?} has no wake-up: {:?}", h.kind, u, live);
+                }
+            }
+            // Woken at nothing but those, every hold with an end is over once its end has passed.
+            let last = ends.iter().chain(in_force.iter().filter_map(|h| h.until.as_ref())).max().copied();
+            if let Some(last) = last {
+                let after = wake_only_at_deadlines(&p, svc, st.now, last);
+                prop_assert!(after.drill.is_none(), "drill still running after {:?}", last);
+                prop_assert!(after.pin.as_ref().is_none_or(|x| x.until.is_none()), "pin still held after {:?}", last);
+                prop_assert!(after.state != State::Maintenance || after.maintenance_until.is_none(), "maintenance still on after {:?}", last);
+                let flap_hold = in_force.iter().any(|h| h.kind == HoldKind::Flapping);
+                prop_assert!(!(flap_hold && after.flapping), "still flapping after {:?}", last);
             }
         }
     }

@@ -978,3 +978,67 @@ fn holds_survive_a_restart_a_pin_keeps_the_routes_and_a_drill_keeps_its_deadline
         ]
     );
 }
+
+#[test]
+fn a_flap_hold_under_maintenance_ends_with_its_window_and_is_a_deadline() {
+    // Issue 13: flap damping holds the backup, then an operator starts open-ended maintenance.
+    // Maintenance stops the rules early, so the flap hold used to outlive its window (the
+    // flapping signal stayed on). It now ends with its window, and its end is one of the
+    // deadlines the shell keeps a wake-up at (after a restart too).
+    let p = Policy {
+        max_failovers: 1,
+        ..any()
+    };
+    let mut svc = Service::new("svc", State::Operational, Timestamp(0));
+    let trace = run(
+        &mut svc,
+        &p,
+        "0 backup healthy
+         0 form down
+         10 form healthy
+         310 tick
+         320 maint",
+    );
+    assert_eq!(
+        trace,
+        [
+            "0s operational -> failed_over primary_down announce in 0s",
+            "0s switch backup",
+            "10s failed_over -> recovering primary_recovered",
+            "10s wake 310s",
+            "310s flapping on",
+            "310s wake 3600s",
+            "320s recovering -> maintenance operator announce",
+        ]
+    );
+    assert_eq!(
+        svc.deadlines(&p, Timestamp(320_000)),
+        [Timestamp(3_600_001)]
+    );
+    let mut restored = Service::new("svc", svc.state, svc.since);
+    restored.restore(&p, svc.holds());
+    assert_eq!(
+        restored.deadlines(&p, Timestamp(320_000)),
+        [Timestamp(3_600_001)]
+    );
+    let trace = run(&mut svc, &p, "3601 tick");
+    assert_eq!(trace, ["3601s flapping off"]);
+    assert!(svc.deadlines(&p, Timestamp(3_601_000)).is_empty());
+}
+
+#[test]
+fn deadlines_name_every_hold_end_and_the_recovery_hold() {
+    let p = any();
+    let mut svc = Service::new("svc", State::Operational, Timestamp(0));
+    run(
+        &mut svc,
+        &p,
+        "0 backup healthy
+         0 form down
+         10 form healthy",
+    );
+    // Recovering: the recovery hold ends 300 s after the primary came back.
+    assert_eq!(svc.deadlines(&p, Timestamp(20_000)), [Timestamp(310_000)]);
+    run(&mut svc, &p, "20 pin backup until 900");
+    assert_eq!(svc.deadlines(&p, Timestamp(20_000)), [Timestamp(900_000)]);
+}

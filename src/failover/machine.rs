@@ -372,6 +372,35 @@ impl Service {
         holds
     }
 
+    /// Every instant at which something this service holds ends by itself, or a planned
+    /// window begins, as far as known at `now`: the end of a drill, a pin, maintenance, the
+    /// flap hold and the recovery hold, and the next start of a planned window. The shell
+    /// keeps a wake-up pending at each (after a restore too), so that no hold outlives its
+    /// end for want of an event. Sorted, without repeats. Pure: it changes nothing.
+    pub fn deadlines(&self, p: &Policy, now: Timestamp) -> Vec<Timestamp> {
+        let mut at: Vec<Timestamp> = [
+            self.drill.as_ref().map(|d| d.until),
+            self.pin.as_ref().and_then(|x| x.until),
+            self.maintenance_until,
+            // A flap hold whose window has already cleared is due now.
+            self.flapping.then(|| {
+                self.flap_clear_at(p, now)
+                    .map_or(now, |(clear_at, _)| clear_at)
+            }),
+            self.primary_healthy_since
+                .filter(|_| self.state == State::Recovering && p.failback == Failback::Auto)
+                .map(|since| since.plus(p.recovery_hold)),
+            active_window(p, now).map(|(end, _)| end),
+            p.windows.iter().filter_map(|w| w.next_start(now)).min(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        at.sort();
+        at.dedup();
+        at
+    }
+
     /// While `max_failovers` or more automatic failovers fall in the flap window ending at
     /// `now`: when enough of them will have left it for the hold to end, and how many there are.
     fn flap_clear_at(&self, p: &Policy, now: Timestamp) -> Option<(Timestamp, usize)> {
@@ -754,6 +783,15 @@ fn evaluate(svc: &mut Service, p: &Policy, now: Timestamp, out: &mut Vec<Action>
 /// Applies the automatic rules to the current health picture.
 fn apply_rules(svc: &mut Service, p: &Policy, now: Timestamp, out: &mut Vec<Action>) {
     let sys = "system";
+    // The flap hold ends with its window whatever else holds the service: under a drill, a
+    // pin or maintenance the rules below stop early, so it is ended here, and the flapping
+    // signal never outlives it. (Otherwise it ends at the bottom, after any failback.)
+    let held = svc.pin.is_some() || matches!(svc.state, State::Drill | State::Maintenance);
+    if held && svc.flapping && flap_hold(svc, p, now).is_none() {
+        svc.flapping = false;
+        svc.flap_wake = None;
+        out.push(Action::Flapping { on: false });
+    }
     // Holds that end with time.
     if svc
         .pin

@@ -48,6 +48,7 @@ pub struct Metrics {
     store_pending_transitions: IntGauge,
     probe_loop_restarts_total: IntCounterVec,
     probe_local_errors_total: IntCounterVec,
+    clock_offset_seconds: Gauge,
     build_info: IntGaugeVec,
 }
 
@@ -184,6 +185,11 @@ impl Metrics {
                 r,
                 "switchboard_store_pending_transitions",
                 "Transitions decided but not yet recorded because the store refused them (disk full, database locked), waiting in memory with their announcements.",
+            ),
+            clock_offset_seconds: gauge(
+                r,
+                "switchboard_clock_offset_seconds",
+                "How far the system clock has been stepped from the daemon's clock since it started (negative: set back). Holds and deadlines follow the daemon's clock, which never jumps; a restart re-reads the system clock.",
             ),
             build_info: int_gauge_vec(
                 r,
@@ -505,6 +511,11 @@ impl Metrics {
     /// A probe started `secs` after it was scheduled to.
     pub fn schedule_lag(&self, secs: f64) {
         self.schedule_lag_seconds.observe(secs.max(0.0));
+    }
+
+    /// How far the system clock now is from the daemon's (`Timestamp::wall_offset_secs`).
+    pub fn clock_offset(&self, secs: f64) {
+        self.clock_offset_seconds.set(secs);
     }
 
     /// A configuration (re)load finished.
