@@ -76,7 +76,11 @@ fn write_config(dir: &Path, checks: usize, api_port: u16, target: &str, variant:
     .expect("write main");
     let mut body = String::from("[service]\nid = \"large\"\nfailover_when = \"all\"\n");
     for n in 0..checks {
-        let role = if n % 4 == 3 { "role = \"backup\"\n" } else { "" };
+        let role = if n % 4 == 3 {
+            "role = \"backup\"\n"
+        } else {
+            ""
+        };
         // One check in ten differs between variants: a reload replaces those, keeps the rest.
         let path = if n % 10 == 0 { variant } else { 0 };
         body.push_str(&format!(
@@ -116,11 +120,7 @@ fn check_times(plan: &Plan) {
         }
         let (n0, t0) = *first.get_or_insert((n, best));
         // Linear: the time grows as the size does (both ratios equal); quadratic: as its square.
-        let growth = format!(
-            "x{:.1} for x{:.0}",
-            best / t0,
-            n as f64 / n0 as f64
-        );
+        let growth = format!("x{:.1} for x{:.0}", best / t0, n as f64 / n0 as f64);
         println!(
             "{:<34} {:>12} {:>16} {:>18} {:>10}",
             format!("{n} checks"),
@@ -183,7 +183,11 @@ fn token(main: &Path, name: &str, role: &str) -> String {
         .arg(main)
         .output()
         .expect("switchboard token new");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -277,7 +281,11 @@ fn reload(plan: &Plan) {
     println!(
         "{:<44} {:>14} {:>10}",
         "GET /api/v1/services idle, median / max",
-        format!("{} / {}", ms(idle[idle.len() / 2]), ms(idle[idle.len() - 1])),
+        format!(
+            "{} / {}",
+            ms(idle[idle.len() / 2]),
+            ms(idle[idle.len() - 1])
+        ),
         ""
     );
     println!(

@@ -256,7 +256,10 @@ impl Core {
                 }
             }
             for dropped in &d.dropped {
-                let c = &rt.spec.checks[dropped.old];
+                // Indices from the diff are into this very spec (the base was checked above).
+                let Some(c) = rt.spec.checks.get(dropped.old) else {
+                    continue;
+                };
                 if dropped.gone {
                     report.checks_changed.push(c.name.clone());
                     self.metrics.remove_check(&spec.id, c);
