@@ -254,11 +254,24 @@ fn reload(plan: &Plan) {
         "",
         "",
         "",
-        format!("{} / {}", ms(idle[idle.len() / 2]), ms(idle[idle.len() - 1])),
+        format!(
+            "{} / {}",
+            ms(idle[idle.len() / 2]),
+            ms(idle[idle.len() - 1])
+        ),
         ""
     );
     for variant in 1..=3 {
-        reload_once(port, dir.path(), n, &target_url, variant, &admin, &viewer, &log);
+        reload_once(
+            port,
+            dir.path(),
+            n,
+            &target_url,
+            variant,
+            &admin,
+            &viewer,
+            &log,
+        );
     }
     println!(
         "({n} checks in one file, one in ten changed by each reload; \"API\" is GET /api/v1/services, answered by the core)"
