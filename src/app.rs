@@ -37,6 +37,7 @@ use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
+mod reload;
 mod spill;
 
 /// Why the daemon could not start.
@@ -170,6 +171,7 @@ pub async fn run_with(
         retry_delay: RETRY_MIN,
         pending: pending.clone(),
         templates: Arc::new(templates),
+        reloads: reload::Reloads::default(),
     };
     for s in &core.services {
         core.metrics_for_new_service(s);
@@ -353,6 +355,8 @@ enum Msg {
         actor: String,
         reply: oneshot::Sender<Result<ReloadReport, ReloadError>>,
     },
+    /// A reload prepared off the core (`reload`), ready to swap in.
+    Reloaded(Result<Box<reload::Prepared>, ReloadError>),
     Review {
         audit_id: i64,
         actor: String,
@@ -875,6 +879,8 @@ struct Core {
     pending: spill::PendingCount,
     /// Message templates, loaded once at start.
     templates: Arc<Templates>,
+    /// The reload being prepared off the core and those waiting for it (`reload`).
+    reloads: reload::Reloads,
 }
 
 /// What one step of a service's machine did.
@@ -929,9 +935,8 @@ impl Core {
                     Some(Msg::ScheduleMaintenance { window, reply }) => {
                         let _ = reply.send(self.schedule_maintenance(window));
                     }
-                    Some(Msg::Reload { actor, reply }) => {
-                        let _ = reply.send(self.reload(&actor));
-                    }
+                    Some(Msg::Reload { actor, reply }) => self.reload(actor, reply),
+                    Some(Msg::Reloaded(prepared)) => self.reloaded(prepared),
                     Some(Msg::Review { audit_id, actor, note, reply }) => {
                         let _ = reply.send(self.review(audit_id, &actor, &note));
                     }
@@ -950,6 +955,9 @@ impl Core {
                 _ = shutdown.wait_for(|s| *s) => break,
             }
         }
+        // A reload still being prepared is not waited for; its callers hear that the daemon
+        // is stopping, and the HTTP server is not kept open by a request waiting for it.
+        self.abandon_reloads();
     }
 
     fn index(&self, service: &str) -> Option<usize> {
@@ -1461,206 +1469,11 @@ impl Core {
             now,
         );
         self.services[si].policy.windows.push(scheduled_window(&w));
+        self.reloads.maintenance_scheduled();
         self.show_windows();
         // The machine asks to be woken at the window's start (or enters it now).
         self.on_event(si, Event::Tick, now);
         Ok(id)
-    }
-
-    /// Re-reads the configuration file. Invalid: keep everything and say why. Valid: swap it
-    /// in, keeping the machine state (and holds) of services that still exist and the health
-    /// of checks whose definition did not change.
-    fn reload(&mut self, actor: &str) -> Result<ReloadReport, ReloadError> {
-        let path = self.config.source.clone();
-        let new = match Config::load(&path) {
-            Ok(c) => c,
-            Err(e) => {
-                self.metrics.config_reload(false);
-                let diagnostics: Vec<String> =
-                    e.diagnostics.iter().map(ToString::to_string).collect();
-                error!(
-                    "configuration reload by {actor} failed; keeping the running configuration: {}",
-                    diagnostics.join("; ")
-                );
-                return Err(ReloadError::Invalid { diagnostics });
-            }
-        };
-        let now = Timestamp::now();
-        let old = &self.config;
-        let mut restart_needed = Vec::new();
-        if new.server.listen != old.server.listen {
-            restart_needed.push("[server] listen".to_string());
-        }
-        if new.server.max_concurrent_probes != old.server.max_concurrent_probes {
-            restart_needed.push("[server] max_concurrent_probes".to_string());
-        }
-        if new.storage.path != old.storage.path {
-            restart_needed.push("[storage] path".to_string());
-        }
-        if format!("{:?}", new.email) != format!("{:?}", old.email) {
-            restart_needed.push("[email]".to_string());
-        }
-        if new.auth != old.auth {
-            restart_needed.push("[auth] tokens_file".to_string());
-        }
-        let hooks = |c: &Config| -> Vec<String> {
-            c.services
-                .iter()
-                .flat_map(|s| s.on_switch.iter().map(|h| format!("{h:?}")))
-                .collect()
-        };
-        if hooks(&new) != hooks(old) {
-            restart_needed.push("[[on_switch]] webhooks".to_string());
-        }
-
-        // Everything that reads the store happens first, so a store error leaves the running
-        // services untouched rather than half swapped.
-        let mut policies = std::collections::HashMap::new();
-        let mut fresh = std::collections::HashMap::new();
-        for spec in &new.services {
-            let store_err = |e: StoreError| ReloadError::Store(e.to_string());
-            if self.index(&spec.id).is_some() {
-                let policy = policy_for(spec, &self.store, now).map_err(store_err)?;
-                policies.insert(spec.id.clone(), policy);
-            } else {
-                let rt = ServiceRuntime::load(spec, &self.store, now).map_err(store_err)?;
-                fresh.insert(spec.id.clone(), rt);
-            }
-        }
-        let mut old_services: Vec<Option<ServiceRuntime>> = std::mem::take(&mut self.services)
-            .into_iter()
-            .map(Some)
-            .collect();
-        let mut report = ReloadReport {
-            config_version: new.version.clone(),
-            services_added: Vec::new(),
-            services_removed: Vec::new(),
-            services_changed: Vec::new(),
-            checks_changed: Vec::new(),
-            restart_needed,
-        };
-        let mut services = Vec::with_capacity(new.services.len());
-        for spec in &new.services {
-            let prev = old_services
-                .iter_mut()
-                .find(|o| o.as_ref().is_some_and(|o| o.spec.id == spec.id))
-                .and_then(Option::take);
-            match prev {
-                Some(mut rt) => {
-                    if format!("{:?}", rt.spec) != format!("{:?}", spec) {
-                        report.services_changed.push(spec.id.clone());
-                    }
-                    let mut checks = Vec::with_capacity(spec.checks.len());
-                    for c in &spec.checks {
-                        let kept = rt
-                            .spec
-                            .checks
-                            .iter()
-                            .position(|o| format!("{o:?}") == format!("{c:?}"))
-                            .map(|i| std::mem::replace(&mut rt.checks[i], CheckRuntime::new(now)));
-                        match kept {
-                            Some(k) => checks.push(k),
-                            None => {
-                                report.checks_changed.push(c.name.clone());
-                                self.metrics.check_configured(&spec.id, c);
-                                // Its health starts over: the machine forgets the old verdict.
-                                rt.machine.health.remove(&c.name);
-                                rt.machine.failing_since.remove(&c.name);
-                                rt.machine.detail.remove(&c.name);
-                                checks.push(CheckRuntime::new(now));
-                            }
-                        }
-                    }
-                    for c in &rt.spec.checks {
-                        if !spec
-                            .checks
-                            .iter()
-                            .any(|n| format!("{n:?}") == format!("{c:?}"))
-                        {
-                            if !spec.checks.iter().any(|n| n.name == c.name) {
-                                report.checks_changed.push(c.name.clone());
-                                self.metrics.remove_check(&spec.id, c);
-                            }
-                            rt.machine.health.remove(&c.name);
-                            rt.machine.failing_since.remove(&c.name);
-                            rt.machine.detail.remove(&c.name);
-                        }
-                    }
-                    rt.checks = checks;
-                    if let Some(policy) = policies.remove(&spec.id) {
-                        rt.policy = policy;
-                    }
-                    // The next window wake is asked for again under the new policy.
-                    rt.machine.next_window_wake = None;
-                    rt.spec = spec.clone();
-                    for r in &spec.routes {
-                        self.metrics
-                            .route_targets(&spec.id, &r.id, &r.primary, &r.backup, rt.side);
-                    }
-                    services.push(rt);
-                }
-                None => {
-                    let Some(rt) = fresh.remove(&spec.id) else {
-                        // Loaded above for every id that was not running; ids are unique.
-                        continue;
-                    };
-                    self.metrics_for_new_service(&rt);
-                    report.services_added.push(spec.id.clone());
-                    services.push(rt);
-                }
-            }
-        }
-        for gone in old_services.into_iter().flatten() {
-            info!(
-                "{}: no longer configured; its probes stop (its history stays in the store)",
-                gone.spec.name
-            );
-            for c in &gone.spec.checks {
-                self.metrics.remove_check(&gone.spec.id, c);
-            }
-            self.metrics.forget_service(&gone.spec.id);
-            report.services_removed.push(gone.spec.id.clone());
-        }
-        self.services = services;
-        self.config = Arc::new(new);
-        configure_status_page(&self.store, &self.board, &self.config);
-        self.store
-            .set_message_id_domain(&self.config.email.message_id_domain());
-        self.show_windows();
-        self.resolve_incidents_of_removed(&report.services_removed, actor);
-        self.start_probes();
-        for si in 0..self.services.len() {
-            self.on_event(si, Event::Tick, now);
-        }
-        self.publish();
-        self.metrics.config_reload(true);
-        self.audit_action(
-            None,
-            actor,
-            "configuration reload",
-            serde_json::json!({
-                "command": "reload",
-                "services_added": report.services_added,
-                "services_removed": report.services_removed,
-                "services_changed": report.services_changed,
-                "checks_changed": report.checks_changed,
-            }),
-            now,
-        );
-        info!(
-            "configuration reloaded by {actor}: version {}; {} services ({} added, {} removed, {} changed){}",
-            &report.config_version[..12.min(report.config_version.len())],
-            self.services.len(),
-            report.services_added.len(),
-            report.services_removed.len(),
-            report.services_changed.len(),
-            if report.restart_needed.is_empty() {
-                String::new()
-            } else {
-                format!("; needs a restart to apply: {}", report.restart_needed.join(", "))
-            }
-        );
-        Ok(report)
     }
 
     fn on_outcome(&mut self, si: usize, ci: usize, outcome: Outcome) -> bool {

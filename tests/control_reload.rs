@@ -242,3 +242,198 @@ fn reload_swaps_services_and_checks_keeps_state_and_refuses_an_invalid_file() {
     // And the daemon is still alive and serving after the signal.
     assert_eq!(get(&d.url("/healthz")).expect("healthz").status, 200);
 }
+
+// ---- scale: a reload of thousands of checks does not stop the daemon answering ----
+
+/// Checks in the large service file: enough that the reload used to freeze the core for
+/// minutes (it compared every new check with every old one by formatting both).
+const LARGE: usize = 3_000;
+
+/// A CA certificate in PEM, for the HTTPS check whose `ca_file` the reload reads.
+fn ca_pem() -> String {
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().expect("ca key");
+    ca.self_signed(&key).expect("ca cert").pem()
+}
+
+/// `probes/large.toml`: `LARGE` HTTP checks of `target`, probed every 10 minutes so that
+/// thousands of them barely load the machine, and one HTTPS check trusting `probes/ca.pem`.
+fn write_large_service(dir: &Path, target: &daemon::Target) {
+    let mut text = String::from("[service]\nid = \"large\"\nfailover_when = \"all\"\n");
+    for i in 0..LARGE {
+        text.push_str(&format!(
+            "\n[[check]]\nname = \"large-{i}\"\nurl = \"{}\"\ninterval = \"10m\"\ntimeout = \"2s\"\nconditions = [\"[STATUS] == 200\"]\n",
+            target.url(&format!("/form?{i}"))
+        ));
+    }
+    text.push_str(
+        "\n[[check]]\nname = \"large-private-ca\"\nurl = \"https://127.0.0.1:9/\"\ninterval = \"10m\"\ntimeout = \"2s\"\nca_file = \"ca.pem\"\n",
+    );
+    std::fs::write(dir.join("probes/large.toml"), text).expect("write large service");
+}
+
+/// Makes `path` a named pipe. A reload reading it waits until the test writes the CA, as a
+/// read from a hung network mount would: the reload is provably in progress for as long as
+/// the test needs, however fast or slow the machine.
+fn make_fifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("path");
+    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+    let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
+    assert_eq!(rc, 0, "mkfifo: {}", std::io::Error::last_os_error());
+}
+
+/// Waits until the daemon has the pipe open for reading — its reload is parked reading
+/// `ca_file` — and returns the writing end. Opening a pipe's writing end without blocking
+/// fails while nobody reads it.
+fn writer_once_read(path: &Path) -> std::fs::File {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut writer = None;
+    wait_until(
+        "the reload reading probes/ca.pem",
+        Duration::from_secs(60),
+        || {
+            writer = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(path)
+                .ok();
+            writer.is_some()
+        },
+    );
+    writer.expect("writer")
+}
+
+/// A request that must be answered within 5 s (generous: the daemon answers in milliseconds
+/// when its core is free; a core busy with a reload used to take minutes).
+fn answered_promptly(
+    what: &str,
+    method: &str,
+    url: &str,
+    token: &str,
+    body: Option<&str>,
+) -> daemon::Response {
+    let started = std::time::Instant::now();
+    let r = request(method, url, Some(token), body);
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "{what} took {took:?} during a reload"
+    );
+    assert_eq!(r.status, 200, "{what}: {r:?}");
+    r
+}
+
+#[test]
+fn a_reload_of_thousands_of_checks_keeps_the_api_and_commands_answering() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = Target::start();
+    let (main, port, t) = control::prepare(dir.path(), &target, None);
+    let d = Daemon::start_with(&main, port, &[], Some(&dir.path().join("daemon.log")));
+    wait_until("checks healthy", Duration::from_secs(30), || {
+        all_healthy(&d, &t.viewer, "ticket-submission")
+    });
+
+    write_large_service(dir.path(), &target);
+    let fifo = dir.path().join("probes/ca.pem");
+    make_fifo(&fifo);
+    let reload = {
+        let (url, admin) = (d.url("/-/reload"), t.admin.clone());
+        std::thread::spawn(move || request("POST", &url, Some(&admin), None))
+    };
+    let mut writer = writer_once_read(&fifo);
+
+    // The reload is in progress (it is reading the pipe): the core still answers the API and
+    // decides operator commands.
+    let r = answered_promptly(
+        "GET /api/v1/services",
+        "GET",
+        &d.url("/api/v1/services"),
+        &t.viewer,
+        None,
+    );
+    assert!(r.body.contains("ticket-submission"), "{}", r.body);
+    answered_promptly(
+        "a pin",
+        "POST",
+        &d.url("/api/v1/services/ticket-submission/pin"),
+        &t.operator,
+        Some(r#"{"reason":"held through the large reload","side":"backup"}"#),
+    );
+    assert_eq!(d.location("submit-ticket"), target.url("/backup"));
+    assert_eq!(get(&d.url("/healthz")).expect("healthz").status, 200);
+    assert!(!reload.is_finished(), "the reload waits for its ca_file");
+
+    // The CA arrives: the reload finishes and swaps in every check.
+    use std::io::Write;
+    let ca = ca_pem();
+    writer.write_all(ca.as_bytes()).expect("write CA");
+    drop(writer);
+    let r = reload.join().expect("reload thread");
+    assert_eq!(r.status, 200, "{r:?}");
+    let v = json(&r);
+    assert_eq!(v["services_added"], serde_json::json!(["large"]));
+    let s = answered_promptly(
+        "GET the large service",
+        "GET",
+        &d.url("/api/v1/services/large"),
+        &t.viewer,
+        None,
+    );
+    assert_eq!(
+        json(&s)["checks"].as_array().map(Vec::len),
+        Some(LARGE + 1),
+        "every check of the large file is configured"
+    );
+    // The pin made during the reload survived the swap.
+    let s = service(&d, &t.viewer, "ticket-submission");
+    assert_eq!(s["holds"]["pin"]["actor"], "olga", "{s}");
+    assert_eq!(d.location("submit-ticket"), target.url("/backup"));
+
+    // A second reload of the same large file, the CA now a plain file, changes nothing.
+    std::fs::remove_file(&fifo).expect("rm fifo");
+    std::fs::write(&fifo, &ca).expect("write CA file");
+    let r = answered_promptly("a reload", "POST", &d.url("/-/reload"), &t.admin, None);
+    let v = json(&r);
+    assert_eq!(v["services_changed"], serde_json::json!([]), "{v}");
+    assert_eq!(v["checks_changed"], serde_json::json!([]), "{v}");
+}
+
+#[test]
+fn sigterm_during_a_reload_of_thousands_of_checks_exits_promptly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = Target::start();
+    let (main, port, t) = control::prepare(dir.path(), &target, None);
+    let mut d = Daemon::start_with(&main, port, &[], Some(&dir.path().join("daemon.log")));
+    wait_until("checks healthy", Duration::from_secs(30), || {
+        all_healthy(&d, &t.viewer, "ticket-submission")
+    });
+    write_large_service(dir.path(), &target);
+    let fifo = dir.path().join("probes/ca.pem");
+    make_fifo(&fifo);
+    let pid = d.child.id() as libc::pid_t;
+    // SAFETY: signalling our own child by its pid.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0, "SIGHUP sent");
+    // Held open and never written: the reload stays in progress until the daemon exits.
+    let _writer = writer_once_read(&fifo);
+
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM sent");
+    let mut status = None;
+    wait_until(
+        "the daemon exits after SIGTERM",
+        Duration::from_secs(15),
+        || {
+            status = d.child.try_wait().expect("try_wait");
+            status.is_some()
+        },
+    );
+    let status = status.expect("exited");
+    assert!(status.success(), "a clean exit: {status:?}");
+    let log = std::fs::read_to_string(dir.path().join("daemon.log")).expect("log");
+    assert!(log.contains("shutting down"), "{log}");
+    assert!(
+        !log.contains("configuration reloaded by SIGHUP"),
+        "the reload never finished, and was not waited for: {log}"
+    );
+}

@@ -4,6 +4,7 @@
 //! reject unknown fields, then `validate`, which resolves defaults, parses URLs and
 //! conditions and collects *every* problem as a `file:line: message` diagnostic.
 
+pub mod diff;
 mod net;
 pub mod raw;
 

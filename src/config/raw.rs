@@ -400,24 +400,64 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     }
 }
 
-/// A file being validated: its path (as it appears in diagnostics) and text (for line numbers).
+/// A file being validated, as seen from one region of it: its path (as it appears in
+/// diagnostics), its whole text, the index of its line starts, and where the region starts.
+/// Each region is parsed on its own, so the spans serde hands back count from the region's
+/// start (`base`); adding it back gives the offset in the file.
+#[derive(Clone, Copy)]
 struct Source<'a> {
     path: &'a Path,
     text: &'a str,
+    lines: &'a LineIndex,
+    base: usize,
 }
 
-impl Source<'_> {
+impl<'a> Source<'a> {
+    /// The same file, seen from the region starting at byte `base`.
+    fn region(self, base: usize) -> Source<'a> {
+        Source { base, ..self }
+    }
+
+    /// The 1-based line of a span from this region.
     fn line(&self, span: Range<usize>) -> usize {
-        let end = span.start.min(self.text.len());
-        self.text.as_bytes()[..end]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1
+        self.lines.line(self.base + span.start)
     }
 
     fn at<T>(&self, spanned: &Spanned<T>) -> (PathBuf, usize) {
         (self.path.to_path_buf(), self.line(spanned.span()))
+    }
+}
+
+/// Where each line of a text starts, so that a byte offset's line number is a binary search
+/// instead of a count of the newlines before it: every diagnostic and every duplicate check
+/// asks for a line, and counting from the start of the file each time made loading one file
+/// of 10,000 checks take minutes (the time grew with the square of the size).
+struct LineIndex {
+    /// Offsets of the first byte of each line; the first is always 0.
+    starts: Vec<usize>,
+    len: usize,
+}
+
+impl LineIndex {
+    fn new(text: &str) -> LineIndex {
+        let mut starts = vec![0];
+        starts.extend(
+            text.bytes()
+                .enumerate()
+                .filter(|&(_, b)| b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
+        LineIndex {
+            starts,
+            len: text.len(),
+        }
+    }
+
+    /// The 1-based line holding byte `offset`: one more than the newlines before it. An
+    /// offset past the end counts as the end.
+    fn line(&self, offset: usize) -> usize {
+        let offset = offset.min(self.len);
+        self.starts.partition_point(|&start| start <= offset)
     }
 }
 
@@ -439,6 +479,9 @@ struct Loader {
     check_names: HashMap<String, Place>,
     route_ids: HashMap<String, Place>,
     webhook_ids: HashMap<String, Place>,
+    /// Bytes handed to the TOML parser so far: a test proves with it that loading costs
+    /// a small multiple of the files' size, not their size times their number of tables.
+    parsed_bytes: usize,
 }
 
 impl Loader {
@@ -484,12 +527,18 @@ impl Loader {
         }
     }
 
-    /// Parses `text` region by region into `T`, reporting every serde error with its line.
-    /// Returns the partial results in file order and whether any region failed.
-    fn parse_regions<T: DeserializeOwned>(
+    /// Parses the file region by region into `T`, reporting every serde error with its line.
+    /// Returns the partial results in file order, each with the source of its region (its
+    /// spans count from the region's start), and whether any region failed.
+    ///
+    /// Each region is parsed as its own text rather than as the whole file with the rest
+    /// blanked out: the blanked copy made every region cost as much as the file, so a file of
+    /// n checks cost n times its size.
+    fn parse_regions<'a, T: DeserializeOwned>(
         &mut self,
-        source: &Source<'_>,
-    ) -> Option<(Vec<T>, bool)> {
+        source: &Source<'a>,
+    ) -> Option<(Vec<(Source<'a>, T)>, bool)> {
+        self.parsed_bytes += source.text.len();
         let regions = match regions(source.text) {
             Ok(r) => r,
             Err(e) => {
@@ -506,19 +555,24 @@ impl Loader {
         let mut parts = Vec::new();
         let mut failed = false;
         for region in regions {
-            let mut text = isolate(source.text, region);
+            let here = source.region(region.start);
+            // Regions start at `[` (ASCII) or at 0, so no character is ever cut in half.
+            let mut text = std::borrow::Cow::Borrowed(&source.text[region]);
             // An unknown key says nothing about its neighbours: blank its line and parse again,
             // so one typo does not hide the next problem in the same table.
             for _ in 0..64 {
+                self.parsed_bytes += text.len();
                 match toml::from_str::<T>(&text) {
                     Ok(part) => {
-                        parts.push(part);
+                        parts.push((here, part));
                         break;
                     }
                     Err(e) => {
                         failed = true;
-                        let line = e.span().map_or(0, |s| source.line(s));
-                        let message = match e.span().and_then(|s| key_before(source.text, s.start))
+                        let line = e.span().map_or(0, |s| here.line(s));
+                        let message = match e
+                            .span()
+                            .and_then(|s| key_before(source.text, here.base + s.start))
                         {
                             Some(key) => format!("{key}: {}", toml_message(&e)),
                             None => toml_message(&e),
@@ -527,7 +581,7 @@ impl Loader {
                         match e.span() {
                             Some(span) if e.message().starts_with("unknown field") => {
                                 match without_line(&text, span.start) {
-                                    Some(next) => text = next,
+                                    Some(next) => text = std::borrow::Cow::Owned(next),
                                     None => break,
                                 }
                             }
@@ -542,11 +596,17 @@ impl Loader {
 
     fn load(&mut self, path: &Path) -> Option<Config> {
         let text = self.read(path)?;
-        let source = Source { path, text: &text };
+        let lines = LineIndex::new(&text);
+        let source = Source {
+            path,
+            text: &text,
+            lines: &lines,
+            base: 0,
+        };
         let (parts, _) = self.parse_regions::<RawMain>(&source)?;
-        let raw = merge_main(parts);
+        let (raw, at) = merge_main(source, parts);
         let base = path.parent().unwrap_or(Path::new(""));
-        let main = self.validate_main(&source, base, raw);
+        let main = self.validate_main(&at, base, raw);
 
         let services = self.load_services(&main.probes_dir, main.probes_line, path, &main.defaults);
         let (main, services) = (main, services?);
@@ -567,14 +627,15 @@ impl Loader {
         })
     }
 
-    fn validate_main(&mut self, source: &Source<'_>, base: &Path, raw: RawMain) -> Main {
-        let probes_line = raw.probes.as_ref().map_or(0, |p| source.line(p.span()));
+    fn validate_main(&mut self, at: &MainSources<'_>, base: &Path, raw: RawMain) -> Main {
+        let probes_line = raw.probes.as_ref().map_or(0, |p| at.probes.line(p.span()));
         let probes_dir = base.join(
             raw.probes
                 .map_or_else(|| "probes".to_string(), Spanned::into_inner),
         );
 
         let server = raw.server.unwrap_or_default();
+        let source = &at.server;
         let listen = match &server.listen {
             None => DEFAULT_LISTEN.parse().ok(),
             Some(l) => match l.get_ref().parse::<SocketAddr>() {
@@ -678,9 +739,10 @@ impl Loader {
             shutdown_grace,
         };
 
-        let email = self.validate_email(source, base, raw.email);
-        let statuspage_push = self.validate_statuspage_push(source, raw.statuspage_push);
-        let chat = self.validate_chat(source, raw.chat);
+        let email = self.validate_email(&at.email, base, raw.email);
+        let statuspage_push =
+            self.validate_statuspage_push(&at.statuspage_push, raw.statuspage_push);
+        let chat = self.validate_chat(&at.chat, raw.chat);
 
         let audiences = raw.audiences.unwrap_or_default();
         let mut addresses = |name: &str, list: Vec<Spanned<String>>| -> Vec<String> {
@@ -689,7 +751,7 @@ impl Loader {
                     let ok = a.get_ref().parse::<lettre::message::Mailbox>().is_ok();
                     if !ok {
                         self.report_at(
-                            source,
+                            &at.audiences,
                             a,
                             format!(
                                 "audiences.{name}: \"{}\" is not an e-mail address",
@@ -717,7 +779,7 @@ impl Loader {
         let auth = AuthConfig {
             tokens_file: raw.auth.and_then(|a| a.tokens_file).map(|f| base.join(f)),
         };
-        let defaults = self.validate_defaults(source, raw.defaults.unwrap_or_default());
+        let defaults = self.validate_defaults(&at.defaults, raw.defaults.unwrap_or_default());
 
         Main {
             probes_dir,
@@ -1223,19 +1285,28 @@ impl Loader {
 
     fn load_service_file(&mut self, path: &Path, defaults: &Defaults) -> Option<ServiceSpec> {
         let text = self.read(path)?;
-        let source = Source { path, text: &text };
-        let (parts, region_failed) = self.parse_regions::<RawServiceFile>(&source)?;
-        let mut service: Option<Spanned<RawService>> = None;
+        let lines = LineIndex::new(&text);
+        let whole = Source {
+            path,
+            text: &text,
+            lines: &lines,
+            base: 0,
+        };
+        let (parts, region_failed) = self.parse_regions::<RawServiceFile>(&whole)?;
+        // Each item keeps the source of the region it was parsed in, for its line numbers.
+        let mut service: Option<(Source<'_>, Spanned<RawService>)> = None;
         let mut raw_checks = Vec::new();
         let mut raw_routes = Vec::new();
         let mut raw_windows = Vec::new();
         let mut raw_hooks = Vec::new();
-        for part in parts {
-            raw_hooks.extend(part.on_switch);
-            service = service.or(part.service);
-            raw_checks.extend(part.check);
-            raw_routes.extend(part.route);
-            raw_windows.extend(part.maintenance);
+        for (src, part) in parts {
+            raw_hooks.extend(part.on_switch.into_iter().map(|h| (src, h)));
+            if service.is_none() {
+                service = part.service.map(|s| (src, s));
+            }
+            raw_checks.extend(part.check.into_iter().map(|c| (src, c)));
+            raw_routes.extend(part.route.into_iter().map(|r| (src, r)));
+            raw_windows.extend(part.maintenance.into_iter().map(|w| (src, w)));
         }
         // A [service] that failed to deserialize is still there: do not also claim its checks
         // belong to nothing.
@@ -1244,33 +1315,33 @@ impl Loader {
             if raw_checks.is_empty() && raw_routes.is_empty() && !region_failed {
                 self.report(path, 0, "no [service] table");
             }
-            for c in &raw_checks {
+            for (src, c) in &raw_checks {
                 let message = format!(
                     "check \"{}\" belongs to no service: this file has no [service] table",
                     c.get_ref().name.get_ref()
                 );
-                self.report_at(&source, c, message);
+                self.report_at(src, c, message);
             }
-            for r in &raw_routes {
+            for (src, r) in &raw_routes {
                 let message = format!(
                     "route \"{}\" belongs to no service: this file has no [service] table",
                     r.get_ref().id.get_ref()
                 );
-                self.report_at(&source, r, message);
+                self.report_at(src, r, message);
             }
         }
 
         let service_id = service
             .as_ref()
-            .map_or_else(String::new, |s| s.get_ref().id.get_ref().clone());
+            .map_or_else(String::new, |(_, s)| s.get_ref().id.get_ref().clone());
         let check_count = raw_checks.len();
         let checks: Vec<CheckSpec> = raw_checks
             .into_iter()
-            .filter_map(|c| self.validate_check(&source, c, &service_id, defaults))
+            .filter_map(|(src, c)| self.validate_check(&src, c, &service_id, defaults))
             .collect();
         let routes: Vec<RouteSpec> = raw_routes
             .into_iter()
-            .filter_map(|r| self.validate_route(&source, r, &service_id))
+            .filter_map(|(src, r)| self.validate_route(&src, r, &service_id))
             .collect();
         // Counting primaries is only meaningful when every check made it through; otherwise
         // the problem is already reported and a second, derived complaint would mislead.
@@ -1278,15 +1349,16 @@ impl Loader {
         let window_count = raw_windows.len();
         let windows: Vec<Window> = raw_windows
             .into_iter()
-            .filter_map(|w| self.validate_window(&source, w))
+            .filter_map(|(src, w)| self.validate_window(&src, w))
             .collect();
         let hook_count = raw_hooks.len();
         let hooks: Vec<WebhookSpec> = raw_hooks
             .into_iter()
             .enumerate()
-            .filter_map(|(n, h)| self.validate_webhook(&source, h, &service_id, n + 1))
+            .filter_map(|(n, (src, h))| self.validate_webhook(&src, h, &service_id, n + 1))
             .collect();
-        let mut spec = self.validate_service(&source, service?, checks, routes, checks_complete)?;
+        let (src, service) = service?;
+        let mut spec = self.validate_service(&src, service, checks, routes, checks_complete)?;
         if windows.len() != window_count || hooks.len() != hook_count {
             return None;
         }
@@ -2423,19 +2495,58 @@ struct Main {
     defaults: Defaults,
 }
 
-fn merge_main(parts: Vec<RawMain>) -> RawMain {
-    parts.into_iter().fold(RawMain::default(), |a, b| RawMain {
-        probes: a.probes.or(b.probes),
-        server: a.server.or(b.server),
-        storage: a.storage.or(b.storage),
-        email: a.email.or(b.email),
-        statuspage_push: a.statuspage_push.or(b.statuspage_push),
-        chat: a.chat.or(b.chat),
-        audiences: a.audiences.or(b.audiences),
-        status_page: a.status_page.or(b.status_page),
-        auth: a.auth.or(b.auth),
-        defaults: a.defaults.or(b.defaults),
-    })
+/// The source (region) each table of the main file was parsed in, for its line numbers.
+#[derive(Clone, Copy)]
+struct MainSources<'a> {
+    probes: Source<'a>,
+    server: Source<'a>,
+    email: Source<'a>,
+    statuspage_push: Source<'a>,
+    chat: Source<'a>,
+    audiences: Source<'a>,
+    defaults: Source<'a>,
+}
+
+/// The main file's regions as one `RawMain` (each table appears in exactly one region: the
+/// whole-file parse rejects a table defined twice), with the region each came from.
+fn merge_main<'a>(
+    whole: Source<'a>,
+    parts: Vec<(Source<'a>, RawMain)>,
+) -> (RawMain, MainSources<'a>) {
+    fn take<'a, T>(into: &mut Option<T>, from: Option<T>, at: &mut Source<'a>, src: Source<'a>) {
+        if into.is_none() && from.is_some() {
+            *into = from;
+            *at = src;
+        }
+    }
+    let mut raw = RawMain::default();
+    let mut at = MainSources {
+        probes: whole,
+        server: whole,
+        email: whole,
+        statuspage_push: whole,
+        chat: whole,
+        audiences: whole,
+        defaults: whole,
+    };
+    for (src, b) in parts {
+        take(&mut raw.probes, b.probes, &mut at.probes, src);
+        take(&mut raw.server, b.server, &mut at.server, src);
+        take(&mut raw.email, b.email, &mut at.email, src);
+        take(
+            &mut raw.statuspage_push,
+            b.statuspage_push,
+            &mut at.statuspage_push,
+            src,
+        );
+        take(&mut raw.chat, b.chat, &mut at.chat, src);
+        take(&mut raw.audiences, b.audiences, &mut at.audiences, src);
+        take(&mut raw.defaults, b.defaults, &mut at.defaults, src);
+        raw.storage = raw.storage.or(b.storage);
+        raw.status_page = raw.status_page.or(b.status_page);
+        raw.auth = raw.auth.or(b.auth);
+    }
+    (raw, at)
 }
 
 /// The default `[statuspage_push] api_base`.
@@ -2574,24 +2685,6 @@ fn regions(text: &str) -> Result<Vec<Range<usize>>, toml::de::Error> {
     Ok(bounds.windows(2).map(|w| w[0]..w[1]).collect())
 }
 
-/// The document with everything outside `keep` blanked, newlines kept, so spans and line
-/// numbers inside it are those of the original file.
-fn isolate(text: &str, keep: Range<usize>) -> String {
-    let blanked: Vec<u8> = text
-        .bytes()
-        .enumerate()
-        .map(|(i, b)| {
-            if keep.contains(&i) || b == b'\n' {
-                b
-            } else {
-                b' '
-            }
-        })
-        .collect();
-    // Regions start at `[` (ASCII), so no character is ever cut in half.
-    String::from_utf8(blanked).unwrap_or_default()
-}
-
 /// `text` with the line holding `offset` blanked, if that line is a plain key and what remains
 /// is still TOML (a key whose value spans several lines cannot be removed this way).
 fn without_line(text: &str, offset: usize) -> Option<String> {
@@ -2686,9 +2779,67 @@ mod tests {
         );
     }
 
+    /// What the loader reported before `LineIndex`: the newlines before the offset, plus one.
+    fn counted_line(text: &str, offset: usize) -> usize {
+        text.as_bytes()[..offset.min(text.len())]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+
     #[test]
-    fn isolate_keeps_offsets_and_lines() {
-        let text = "a = 1\n[x]\nb = 2\n";
-        assert_eq!(isolate(text, 6..16), "     \n[x]\nb = 2\n");
+    fn line_index_gives_the_same_line_as_counting_newlines_at_every_offset() {
+        let texts = [
+            "",
+            "\n",
+            "a",
+            "a = 1\n[x]\nb = 2\n",
+            "\n\n[[check]]\nname = \"é\"\r\nurl = \"x\"",
+        ];
+        for text in texts {
+            let index = LineIndex::new(text);
+            // Past the end counts as the end.
+            for offset in 0..text.len() + 3 {
+                assert_eq!(
+                    index.line(offset),
+                    counted_line(text, offset),
+                    "{text:?} at {offset}"
+                );
+            }
+        }
+    }
+
+    /// Every region is parsed as its own text, so the parser sees each byte of a file about
+    /// twice (once whole, to find the regions; once in its region) however many checks it
+    /// holds. Blanking the rest of the file for each region made it see the file once per
+    /// check: 10,000 checks in one file took minutes. Counted, not timed.
+    #[test]
+    fn loading_parses_each_byte_a_bounded_number_of_times_however_many_checks() {
+        for n in [10usize, 1_000, 4_000] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            std::fs::create_dir(dir.path().join("probes")).expect("mkdir");
+            let main = "probes = \"probes\"\n[server]\nlisten = \"127.0.0.1:9898\"\n";
+            std::fs::write(dir.path().join("switchboard.toml"), main).expect("write");
+            let mut body = String::from("[service]\nid = \"big\"\n");
+            for i in 0..n {
+                body.push_str(&format!(
+                    "\n[[check]]\nname = \"c{i}\"\nurl = \"http://127.0.0.1/{i}\"\nconditions = [\"[STATUS] == 200\"]\n"
+                ));
+            }
+            std::fs::write(dir.path().join("probes/big.toml"), &body).expect("write");
+            let mut loader = Loader::default();
+            let config = loader
+                .load(&dir.path().join("switchboard.toml"))
+                .expect("valid");
+            assert_eq!(config.checks().count(), n);
+            assert!(loader.diagnostics.is_empty(), "{:?}", loader.diagnostics);
+            let size = main.len() + body.len();
+            assert!(
+                loader.parsed_bytes <= 2 * size,
+                "{n} checks: {} bytes parsed for {size} bytes of configuration",
+                loader.parsed_bytes
+            );
+        }
     }
 }

@@ -1,0 +1,340 @@
+//! Configuration reload: the files parsed, validated and diffed off the core task; only the swap runs on the core.
+//!
+//! SIGHUP and `POST /-/reload` reach the core as `Msg::Reload`. The core hands the slow part to
+//! a thread of its own — load and validate the files, diff them against the running
+//! configuration by fingerprints (`config::diff`), read what the store holds for the services
+//! the new file has — and goes on deciding outcomes, commands and ticks, and noticing a
+//! SIGTERM, meanwhile. The thread sends the result back as `Msg::Reloaded` and the core swaps
+//! it in: a walk over the diff that moves each kept check's health across, linear in the
+//! number of checks, with no spec formatted or compared. Done on the core, a reload of 6,000
+//! checks in one service froze decisions for minutes and held up shutdown.
+//!
+//! Reloads run one at a time, in the order asked; one asked for while another is prepared
+//! waits its turn and reads the files when it starts. The work runs on a plain thread rather
+//! than a blocking task because the runtime waits for its blocking tasks when it shuts down,
+//! and a SIGTERM must not wait for a reload.
+
+use super::{policy_for, CheckRuntime, Core, Msg, ReloadError, ReloadReport, ServiceRuntime};
+use crate::clock::Timestamp;
+use crate::config::diff::ConfigDiff;
+use crate::config::Config;
+use crate::failover::{Event, Policy};
+use crate::store::Store;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use tracing::{error, info};
+
+/// Where a reload's answer goes.
+pub(super) type Reply = oneshot::Sender<Result<ReloadReport, ReloadError>>;
+
+/// The core's reload bookkeeping.
+#[derive(Default)]
+pub(super) struct Reloads {
+    /// The reload being prepared off the core: who asked, and where its answer goes.
+    current: Option<(String, Reply)>,
+    /// Reloads asked for while one was being prepared, in order.
+    waiting: VecDeque<(String, Reply)>,
+    /// Bumped by every maintenance window scheduled through the API: a reload that read the
+    /// stored windows before one was added reads them again when it swaps.
+    maintenance_epoch: u64,
+}
+
+impl Reloads {
+    /// A window was scheduled through the API.
+    pub(super) fn maintenance_scheduled(&mut self) {
+        self.maintenance_epoch += 1;
+    }
+}
+
+/// A new configuration worked out off the core, ready to swap in.
+pub(super) struct Prepared {
+    /// The running configuration it was diffed against.
+    base: Arc<Config>,
+    new: Config,
+    diff: ConfigDiff,
+    /// One per service of `new`, in order.
+    loaded: Vec<Loaded>,
+    /// `Reloads::maintenance_epoch` when the stored windows were read.
+    maintenance_epoch: u64,
+    /// How long loading, validating, diffing and reading the store took.
+    took: std::time::Duration,
+}
+
+/// What the store says about one service of the new configuration.
+enum Loaded {
+    /// Running now (at `old` in the running configuration): its policy, with the windows
+    /// scheduled through the API.
+    Running { old: usize, policy: Policy },
+    /// Not running: its remembered state and holds, or a fresh start.
+    Added(Box<ServiceRuntime>),
+}
+
+/// Loads, validates and diffs the configuration at `base.source`, and reads from the store
+/// what the swap needs. Runs off the core, so it may take its time.
+fn prepare(
+    base: Arc<Config>,
+    store: &Store,
+    maintenance_epoch: u64,
+) -> Result<Prepared, ReloadError> {
+    let started = std::time::Instant::now();
+    let new = Config::load(&base.source).map_err(|e| ReloadError::Invalid {
+        diagnostics: e.diagnostics.iter().map(ToString::to_string).collect(),
+    })?;
+    let diff = ConfigDiff::between(&base, &new);
+    let at = Timestamp::now();
+    let store_err = |e: crate::store::StoreError| ReloadError::Store(e.to_string());
+    let loaded = new
+        .services
+        .iter()
+        .zip(&diff.services)
+        .map(|(spec, d)| match d.old {
+            Some(old) => policy_for(spec, store, at).map(|policy| Loaded::Running { old, policy }),
+            None => ServiceRuntime::load(spec, store, at).map(|rt| Loaded::Added(Box::new(rt))),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(store_err)?;
+    Ok(Prepared {
+        base,
+        new,
+        diff,
+        loaded,
+        maintenance_epoch,
+        took: started.elapsed(),
+    })
+}
+
+impl Core {
+    /// A reload was asked for: started now, or after the one being prepared.
+    pub(super) fn reload(&mut self, actor: String, reply: Reply) {
+        if self.reloads.current.is_some() {
+            self.reloads.waiting.push_back((actor, reply));
+        } else {
+            self.start_reload(actor, reply);
+        }
+    }
+
+    fn start_reload(&mut self, actor: String, reply: Reply) {
+        let base = self.config.clone();
+        let store = self.store.clone();
+        let tx = self.msg_tx.clone();
+        let epoch = self.reloads.maintenance_epoch;
+        let spawned = std::thread::Builder::new()
+            .name("switchboard-reload".into())
+            .spawn(move || {
+                let prepared = prepare(base, &store, epoch).map(Box::new);
+                // The core is gone only when the daemon is stopping: nobody waits for this.
+                let _ = tx.blocking_send(Msg::Reloaded(prepared));
+            });
+        match spawned {
+            Ok(_) => self.reloads.current = Some((actor, reply)),
+            Err(e) => {
+                error!("configuration reload by {actor}: cannot start its thread: {e}");
+                let _ = reply.send(Err(ReloadError::Store(format!(
+                    "cannot start the reload: {e}"
+                ))));
+            }
+        }
+    }
+
+    /// The prepared reload is back: swap it in (or report why not), answer, start the next.
+    pub(super) fn reloaded(&mut self, prepared: Result<Box<Prepared>, ReloadError>) {
+        let Some((actor, reply)) = self.reloads.current.take() else {
+            return;
+        };
+        let result = match prepared {
+            Ok(p) if !Arc::ptr_eq(&p.base, &self.config) => {
+                // Only a reload changes the configuration and reloads run one at a time, so
+                // this does not happen; if it ever did, the diff would be against the wrong
+                // base: prepare again rather than swap it in.
+                self.reloads.waiting.push_front((actor, reply));
+                self.start_next_reload();
+                return;
+            }
+            Ok(p) => self.swap(&actor, *p),
+            Err(e) => {
+                if let ReloadError::Invalid { diagnostics } = &e {
+                    self.metrics.config_reload(false);
+                    error!(
+                        "configuration reload by {actor} failed; keeping the running configuration: {}",
+                        diagnostics.join("; ")
+                    );
+                }
+                Err(e)
+            }
+        };
+        let _ = reply.send(result);
+        self.start_next_reload();
+    }
+
+    /// The daemon is stopping: every reload asked for is answered so, none is swapped in.
+    pub(super) fn abandon_reloads(&mut self) {
+        let current = self.reloads.current.take();
+        for (_, reply) in current.into_iter().chain(self.reloads.waiting.drain(..)) {
+            let _ = reply.send(Err(ReloadError::Store(
+                "the daemon is shutting down".into(),
+            )));
+        }
+    }
+
+    fn start_next_reload(&mut self) {
+        if let Some((actor, reply)) = self.reloads.waiting.pop_front() {
+            self.start_reload(actor, reply);
+        }
+    }
+
+    /// Swaps in a prepared configuration, keeping the machine state (and holds) of services
+    /// that still exist and the health of checks whose definition did not change.
+    fn swap(&mut self, actor: &str, p: Prepared) -> Result<ReloadReport, ReloadError> {
+        let swap_started = std::time::Instant::now();
+        let Prepared {
+            new,
+            diff,
+            mut loaded,
+            maintenance_epoch,
+            took,
+            ..
+        } = p;
+        let now = Timestamp::now();
+        if maintenance_epoch != self.reloads.maintenance_epoch {
+            // A window was scheduled through the API after the store was read: read the
+            // policies again, before anything is touched, so a store error changes nothing.
+            for (spec, l) in new.services.iter().zip(loaded.iter_mut()) {
+                if let Loaded::Running { policy, .. } = l {
+                    *policy = policy_for(spec, &self.store, now)
+                        .map_err(|e| ReloadError::Store(e.to_string()))?;
+                }
+            }
+        }
+        let mut old_services: Vec<Option<ServiceRuntime>> = std::mem::take(&mut self.services)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut report = ReloadReport {
+            config_version: new.version.clone(),
+            services_added: Vec::new(),
+            services_removed: Vec::new(),
+            services_changed: Vec::new(),
+            checks_changed: Vec::new(),
+            restart_needed: diff.restart_needed,
+        };
+        let mut services = Vec::with_capacity(new.services.len());
+        for ((spec, d), l) in new.services.iter().zip(diff.services).zip(loaded) {
+            let (old, policy) = match l {
+                Loaded::Added(rt) => {
+                    self.metrics_for_new_service(&rt);
+                    report.services_added.push(spec.id.clone());
+                    services.push(*rt);
+                    continue;
+                }
+                Loaded::Running { old, policy } => (old, policy),
+            };
+            // The diff names each running service once, so it is still there.
+            let Some(mut rt) = old_services.get_mut(old).and_then(Option::take) else {
+                continue;
+            };
+            if d.changed {
+                report.services_changed.push(spec.id.clone());
+            }
+            let mut old_checks: Vec<Option<CheckRuntime>> = std::mem::take(&mut rt.checks)
+                .into_iter()
+                .map(Some)
+                .collect();
+            let mut checks = Vec::with_capacity(spec.checks.len());
+            for (c, kept) in spec.checks.iter().zip(&d.kept) {
+                match kept.and_then(|i| old_checks.get_mut(i).and_then(Option::take)) {
+                    Some(k) => checks.push(k),
+                    None => {
+                        report.checks_changed.push(c.name.clone());
+                        self.metrics.check_configured(&spec.id, c);
+                        // Its health starts over: the machine forgets the old verdict.
+                        rt.machine.health.remove(&c.name);
+                        rt.machine.failing_since.remove(&c.name);
+                        rt.machine.detail.remove(&c.name);
+                        checks.push(CheckRuntime::new(now));
+                    }
+                }
+            }
+            for dropped in &d.dropped {
+                // Indices from the diff are into this very spec (the base was checked above).
+                let Some(c) = rt.spec.checks.get(dropped.old) else {
+                    continue;
+                };
+                if dropped.gone {
+                    report.checks_changed.push(c.name.clone());
+                    self.metrics.remove_check(&spec.id, c);
+                }
+                rt.machine.health.remove(&c.name);
+                rt.machine.failing_since.remove(&c.name);
+                rt.machine.detail.remove(&c.name);
+            }
+            rt.checks = checks;
+            rt.policy = policy;
+            // The next window wake is asked for again under the new policy.
+            rt.machine.next_window_wake = None;
+            rt.spec = spec.clone();
+            for r in &spec.routes {
+                self.metrics
+                    .route_targets(&spec.id, &r.id, &r.primary, &r.backup, rt.side);
+            }
+            services.push(rt);
+        }
+        for gone in diff
+            .removed
+            .iter()
+            .filter_map(|&o| old_services.get_mut(o).and_then(Option::take))
+        {
+            info!(
+                "{}: no longer configured; its probes stop (its history stays in the store)",
+                gone.spec.name
+            );
+            for c in &gone.spec.checks {
+                self.metrics.remove_check(&gone.spec.id, c);
+            }
+            self.metrics.forget_service(&gone.spec.id);
+            report.services_removed.push(gone.spec.id.clone());
+        }
+        self.services = services;
+        self.config = Arc::new(new);
+        super::configure_status_page(&self.store, &self.board, &self.config);
+        self.store
+            .set_message_id_domain(&self.config.email.message_id_domain());
+        self.show_windows();
+        self.resolve_incidents_of_removed(&report.services_removed, actor);
+        self.start_probes();
+        for si in 0..self.services.len() {
+            self.on_event(si, Event::Tick, now);
+        }
+        self.publish();
+        self.metrics.config_reload(true);
+        self.audit_action(
+            None,
+            actor,
+            "configuration reload",
+            serde_json::json!({
+                "command": "reload",
+                "services_added": report.services_added,
+                "services_removed": report.services_removed,
+                "services_changed": report.services_changed,
+                "checks_changed": report.checks_changed,
+            }),
+            now,
+        );
+        info!(
+            "configuration reloaded by {actor}: version {}; {} services ({} added, {} removed, {} changed){}; prepared in {} ms off the core, swapped in {} ms",
+            &report.config_version[..12.min(report.config_version.len())],
+            self.services.len(),
+            report.services_added.len(),
+            report.services_removed.len(),
+            report.services_changed.len(),
+            if report.restart_needed.is_empty() {
+                String::new()
+            } else {
+                format!("; needs a restart to apply: {}", report.restart_needed.join(", "))
+            },
+            took.as_millis(),
+            swap_started.elapsed().as_millis(),
+        );
+        Ok(report)
+    }
+}
