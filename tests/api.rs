@@ -978,12 +978,15 @@ async fn status_page_shows_incidents_maintenance_uptime_bars_and_sparklines() {
     ] {
         assert!(html.contains(must), "missing {must:?} in\n{html}");
     }
-    // 90 bars per service, each with its own text alternative.
-    assert_eq!(html.matches("<rect ").count(), 2 * 90);
+    // 90 bars per service, drawn as one path per colour; every colour has its text
+    // alternative, and days with failed probes are named in it.
+    assert_eq!(html.matches("h-8z").count(), 2 * 90);
     assert_eq!(
-        html.matches("<rect ").count(),
-        html.matches("</title></rect>").count()
+        html.matches("<path ").count(),
+        html.matches("</title></path>").count()
     );
+    assert!(html.contains("days: no data"), "{html}");
+    assert!(html.contains(" 75.00%)</title>"), "{html}");
     // Headings: one h1, then h2 sections, then h3 items; never a skipped level.
     assert_eq!(html.matches("<h1").count(), 1);
     assert!(!html.contains("<h4"));
