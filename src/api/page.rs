@@ -317,7 +317,7 @@ fn render_bars(
             }
         };
         let class = &mut classes[i];
-        let _ = write!(class.2, "M{} 0h8v34h-8z", n * 10);
+        let _ = write!(class.2, "M{} 17h8", n * 10);
         class.4 += 1;
         if let Some(u) = agg.and_then(Agg::uptime).filter(|u| *u < 0.999) {
             let mut date = Timestamp(day).rfc3339();
@@ -325,7 +325,12 @@ fn render_bars(
             class.3.push((u, date));
         }
     }
-    for (fill, words, d, mut days, count) in classes {
+    // Every bar is a stroke 34 high: the commonest colour one dashed line (a dash per day,
+    // the gaps between bars), the other colours drawn over it, a short stroke per day.
+    let base = (0..classes.len())
+        .max_by_key(|&i| (classes[i].4, std::cmp::Reverse(i)))
+        .unwrap_or(0);
+    for (i, (fill, words, d, mut days, count)) in classes.into_iter().enumerate() {
         let plural = if count == 1 { "" } else { "s" };
         let mut title = format!("{count} day{plural}: {words}");
         if !days.is_empty() {
@@ -341,11 +346,19 @@ fn render_bars(
             }
             title.push(')');
         }
-        let _ = writeln!(
-            html,
-            r#"<path fill="{fill}" d="{d}"><title>{title}</title></path>"#,
-            title = escape(&title),
-        );
+        let title = escape(&title);
+        if i == base {
+            let _ = writeln!(
+                html,
+                r#"<path d="M0 17h{w}" stroke="{fill}" stroke-width="34" stroke-dasharray="8 2"><title>{title}</title></path>"#,
+                w = DAYS * 10,
+            );
+        } else {
+            let _ = writeln!(
+                html,
+                r#"<path d="{d}" stroke="{fill}" stroke-width="34"><title>{title}</title></path>"#
+            );
+        }
     }
     let _ = writeln!(
         html,
@@ -421,7 +434,8 @@ fn render_sparkline(html: &mut String, cid: &str, history: &ServiceHistory, now:
             .iter()
             .map(|p| {
                 let (x, y) = xy(*p);
-                format!("{x:.1},{y:.1}")
+                // Whole units of a 300 by 40 drawing are finer than any screen shows it.
+                format!("{x:.0},{y:.0}")
             })
             .collect();
         let _ = writeln!(
