@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 #[path = "support/daemon.rs"]
 mod daemon;
 
-use daemon::{get, wait_until, write_config, Daemon, Target};
+use daemon::{add_services, get, lag_buckets, lag_p99, wait_until, write_config, Daemon, Target};
 
 const SERVICES: usize = 40;
 const DAY_MS: i64 = 86_400_000;
@@ -98,44 +98,6 @@ fn gunzip(bytes: &[u8]) -> String {
     out
 }
 
-/// 39 more services beside the helper's `ticket-submission`, each with a primary and a
-/// backup check on the loopback target and a route.
-fn add_services(dir: &std::path::Path, target: &Target) {
-    for n in 1..SERVICES {
-        std::fs::write(
-            dir.join(format!("probes/svc-{n:02}.toml")),
-            format!(
-                r#"[service]
-id = "svc-{n:02}"
-name = "Support channel {n:02}"
-failover_when = "any"
-failback = "auto"
-recovery_hold = "2s"
-
-[[check]]
-name = "form-{n:02}"
-url = "{form}"
-conditions = ["[STATUS] == 200"]
-
-[[check]]
-name = "backup-{n:02}"
-role = "backup"
-url = "{backup}"
-conditions = ["[STATUS] == 200"]
-
-[[route]]
-id = "route-{n:02}"
-primary = "{form}"
-backup = "{backup}"
-"#,
-                form = target.url("/form"),
-                backup = target.url("/backup"),
-            ),
-        )
-        .expect("write service");
-    }
-}
-
 /// 90 days of stored probe history per service, with the bad days a real quarter has (a few
 /// days with failed probes, one outage day), so the page is measured as it looks in use.
 fn seed_history(db: &std::path::Path) {
@@ -200,43 +162,6 @@ fn transitions(text: &str) -> f64 {
         .sum()
 }
 
-/// The cumulative buckets of the schedule-lag histogram: (upper bound, count).
-fn lag_buckets(text: &str) -> Vec<(f64, f64)> {
-    text.lines()
-        .filter_map(|l| l.strip_prefix("switchboard_probe_schedule_lag_seconds_bucket{le=\""))
-        .filter_map(|rest| {
-            let (le, count) = rest.split_once("\"} ")?;
-            let le = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().ok()?
-            };
-            Some((le, count.parse().ok()?))
-        })
-        .collect()
-}
-
-/// The upper bound of the bucket holding the 99th percentile of the probes started between
-/// two scrapes, and how many started.
-fn lag_p99(before: &[(f64, f64)], after: &[(f64, f64)]) -> (f64, f64) {
-    let delta: Vec<(f64, f64)> = after
-        .iter()
-        .map(|(le, n)| {
-            let was = before
-                .iter()
-                .find(|(b, _)| b == le)
-                .map_or(0.0, |(_, n)| *n);
-            (*le, n - was)
-        })
-        .collect();
-    let total = delta.last().map_or(0.0, |(_, n)| *n);
-    let p99 = delta
-        .iter()
-        .find(|(_, n)| *n >= total * 0.99)
-        .map_or(f64::INFINITY, |(le, _)| *le);
-    (p99, total)
-}
-
 #[test]
 fn load_on_every_public_endpoint_delays_no_probe_and_causes_no_transition() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -246,7 +171,7 @@ fn load_on_every_public_endpoint_delays_no_probe_and_causes_no_transition() {
         dir.path().join("mail").display()
     );
     let (main, port) = write_config(dir.path(), &target, &mail);
-    add_services(dir.path(), &target);
+    add_services(dir.path(), &target, SERVICES);
     seed_history(&dir.path().join("var/switchboard.db"));
     let log = dir.path().join("daemon.log");
     let d = Daemon::start_with(&main, port, &[], Some(&log));
