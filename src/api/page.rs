@@ -251,6 +251,17 @@ fn percent(u: f64) -> String {
     }
 }
 
+/// The days of the uptime bars that have one colour.
+struct BarClass {
+    fill: &'static str,
+    words: &'static str,
+    /// One short vertical stroke per day (`M{x} 17h8`).
+    path: String,
+    /// (uptime, date) of its days with failed probes.
+    failed_days: Vec<(f64, String)>,
+    days: usize,
+}
+
 /// Days with failed probes named in a bar colour's title; the rest are counted.
 const WORST_DAYS_LISTED: usize = 5;
 
@@ -300,7 +311,7 @@ fn render_bars(
     // One path per colour, not one element per day: ninety titled bars per service made a
     // page of dozens of services a megabyte. Each path's title says what its colour means,
     // how many days have it and, for days with failed probes, which (the worst first).
-    let mut classes: Vec<(&str, &str, String, Vec<(f64, String)>, usize)> = Vec::new();
+    let mut classes: Vec<BarClass> = Vec::new();
     let mut by_day = history.days.iter().peekable();
     for n in 0..DAYS {
         let day = today - (DAYS - 1 - n) * DAY_MS;
@@ -309,28 +320,41 @@ fn render_bars(
             .next_if(|(d, _)| d.as_millis() == day)
             .map(|(_, a)| a);
         let (fill, words) = bar_colour(agg);
-        let i = match classes.iter().position(|c| c.0 == fill) {
+        let i = match classes.iter().position(|c| c.fill == fill) {
             Some(i) => i,
             None => {
-                classes.push((fill, words, String::new(), Vec::new(), 0));
+                classes.push(BarClass {
+                    fill,
+                    words,
+                    path: String::new(),
+                    failed_days: Vec::new(),
+                    days: 0,
+                });
                 classes.len() - 1
             }
         };
         let class = &mut classes[i];
-        let _ = write!(class.2, "M{} 17h8", n * 10);
-        class.4 += 1;
+        let _ = write!(class.path, "M{} 17h8", n * 10);
+        class.days += 1;
         if let Some(u) = agg.and_then(Agg::uptime).filter(|u| *u < 0.999) {
             let mut date = Timestamp(day).rfc3339();
             date.truncate(10);
-            class.3.push((u, date));
+            class.failed_days.push((u, date));
         }
     }
     // Every bar is a stroke 34 high: the commonest colour one dashed line (a dash per day,
     // the gaps between bars), the other colours drawn over it, a short stroke per day.
     let base = (0..classes.len())
-        .max_by_key(|&i| (classes[i].4, std::cmp::Reverse(i)))
+        .max_by_key(|&i| (classes[i].days, std::cmp::Reverse(i)))
         .unwrap_or(0);
-    for (i, (fill, words, d, mut days, count)) in classes.into_iter().enumerate() {
+    for (i, class) in classes.into_iter().enumerate() {
+        let BarClass {
+            fill,
+            words,
+            path: d,
+            failed_days: mut days,
+            days: count,
+        } = class;
         let plural = if count == 1 { "" } else { "s" };
         let mut title = format!("{count} day{plural}: {words}");
         if !days.is_empty() {
