@@ -48,6 +48,8 @@ pub struct ApiState {
     board: Arc<Board>,
     /// The public documents as last rendered (`cache`).
     docs: Arc<cache::Documents>,
+    /// Concurrent scrapes share one render (`ops::SharedRender`).
+    metrics_render: Arc<ops::SharedRender>,
 }
 
 impl ApiState {
@@ -66,6 +68,7 @@ impl ApiState {
             control: None,
             board: Arc::new(Board::default()),
             docs: Arc::default(),
+            metrics_render: Arc::default(),
         }
     }
 
