@@ -177,12 +177,10 @@ pub async fn serve_with(
     listener::serve(listener, router(state), limits, shutdown).await
 }
 
-/// Worker threads of the HTTP server's own runtime.
-const HTTP_WORKERS: usize = 1;
 /// Threads the HTTP runtime may use for blocking work (metrics rendering, store reads).
 const HTTP_BLOCKING_THREADS: usize = 2;
 
-/// `serve_with` on a runtime of its own: one worker thread (and at most two for blocking
+/// `serve_with` on a runtime of its own: one thread (and at most two more for blocking
 /// work) that serve every HTTP request, apart from the runtime the probes and the core run
 /// on. A crowd on `/status` then competes for that one thread, never for the probes'
 /// schedule: load on the public endpoints could otherwise start probes late and time them
@@ -197,8 +195,9 @@ pub async fn serve_isolated(
     // The socket is registered with the caller's runtime; it moves as a plain socket and is
     // registered again with the server's own.
     let std_listener = listener.into_std()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(HTTP_WORKERS)
+    // A current-thread runtime: the thread below is its one worker, with no work-stealing
+    // machinery to pay for on every request.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .max_blocking_threads(HTTP_BLOCKING_THREADS)
         .thread_name("switchboard-http")
         .enable_all()
