@@ -147,8 +147,7 @@ fn run(plan: &Plan, wrk: &str, nginx: &str) {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     println!("transitions during the whole run: {}", transitions + 0.0);
-    let _ = server.kill();
-    let _ = server.wait();
+    stop_nginx(server);
     drop(daemon);
 }
 
@@ -201,6 +200,24 @@ http {{
         get(&url).map(|r| r.status == 200).unwrap_or(false)
     });
     child
+}
+
+/// Stops nginx as its docs say (SIGQUIT to the master, which ends its workers); a SIGKILL
+/// would leave the worker running without its master.
+fn stop_nginx(mut master: Child) {
+    // SAFETY: kill only sends a signal to our own child's pid.
+    unsafe {
+        libc::kill(master.id() as libc::pid_t, libc::SIGQUIT);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = master.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = master.kill();
+    let _ = master.wait();
 }
 
 fn wrk_run(wrk: &str, plan: &Plan, url: &str) -> Figures {
