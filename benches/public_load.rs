@@ -98,7 +98,7 @@ fn run(plan: &Plan, wrk: &str, nginx: &str) {
         std::fs::write(site.join("html").join(file), body).expect("write static file");
     }
     let nginx_port = free_port();
-    let mut server = start_nginx(nginx, &site, nginx_port, &target.url("/form"));
+    let server = start_nginx(nginx, &site, nginx_port, &target.url("/form"));
 
     println!(
         "public_load: wrk -t2 -c{} -d{}s, {SERVICES} services (80 checks at 1 s) probed meanwhile",
