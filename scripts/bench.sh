@@ -3,7 +3,9 @@
 # Installs the exporter from Debian when it is missing (idempotent, non-interactive), builds
 # the bench in release mode and runs it. Extra arguments go to the bench binary, e.g.
 #   scripts/bench.sh --probes 5000 --concurrency 1,16,64 --no-https
-# See docs/benchmarks.md for what is measured and how.
+# `scripts/bench.sh public_load` runs the public-endpoint benchmark instead (wrk against the
+# daemon and against nginx serving the same bytes). See docs/benchmarks.md for what is
+# measured and how.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +23,18 @@ if [ -z "${BLACKBOX_EXPORTER:-}" ]; then
     fi
     BLACKBOX_EXPORTER="$(command -v prometheus-blackbox-exporter || command -v blackbox_exporter)"
     export BLACKBOX_EXPORTER
+fi
+
+# wrk and nginx for the public-endpoint benchmark (benches/public_load.rs), from Debian.
+if ! command -v wrk >/dev/null 2>&1 || ! command -v nginx >/dev/null 2>&1; then
+    log "installing wrk and nginx-light (Debian)"
+    apt_install wrk nginx-light
+fi
+
+if [ "${1:-}" = "public_load" ]; then
+    shift
+    log "cargo bench --bench public_load (release build)"
+    exec cargo bench --locked --bench public_load -- "$@"
 fi
 
 log "cargo bench --bench probe_cpu (release build)"

@@ -275,7 +275,8 @@ pub async fn run_with(
         let stop = async move {
             let _ = http_shutdown.wait_for(|s| *s).await;
         };
-        if let Err(e) = api::serve_with(listener, api_state, limits, stop).await {
+        // On its own runtime, so public traffic cannot delay probes or the core.
+        if let Err(e) = api::serve_isolated(listener, api_state, limits, stop).await {
             error!("HTTP server on {addr} failed: {e}");
         }
     });

@@ -161,6 +161,8 @@ pub struct Board {
     on_reload: Option<Box<dyn Fn(usize) + Send + Sync>>,
     /// Wakes `reload_on_change` (`changed`); many wakes while it works make one more reload.
     changed: tokio::sync::Notify,
+    /// Counts changes to `windows`, so the HTTP side knows when a cached page is out of date.
+    windows_version: std::sync::atomic::AtomicU64,
 }
 
 impl Board {
@@ -177,6 +179,7 @@ impl Board {
             windows: RwLock::new(windows),
             on_reload: None,
             changed: tokio::sync::Notify::new(),
+            windows_version: Default::default(),
         }
     }
 
@@ -201,6 +204,7 @@ impl Board {
             windows: RwLock::new(windows),
             on_reload: None,
             changed: tokio::sync::Notify::new(),
+            windows_version: Default::default(),
         }
     }
 
@@ -246,6 +250,19 @@ impl Board {
             Some((_, w)) => *w = planned,
             None => windows.push((service.to_owned(), planned)),
         }
+        self.windows_version
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+
+    /// How many times the planned windows changed; equal values mean equal windows.
+    pub fn windows_version(&self) -> u64 {
+        self.windows_version
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The probe history as of its last flush (replaced whole by each flush).
+    pub fn history(&self) -> Arc<HistoryView> {
+        self.history.as_ref().map(|h| h.view()).unwrap_or_default()
     }
 
     /// Everything a page render needs besides the snapshot, as of `now`.

@@ -978,12 +978,17 @@ async fn status_page_shows_incidents_maintenance_uptime_bars_and_sparklines() {
     ] {
         assert!(html.contains(must), "missing {must:?} in\n{html}");
     }
-    // 90 bars per service, each with its own text alternative.
-    assert_eq!(html.matches("<rect ").count(), 2 * 90);
+    // 90 bars per service, drawn as one path per colour; every colour has its text
+    // alternative, and days with failed probes are named in it.
+    // The commonest colour is one dashed line of 90 dashes; the others are drawn over it.
+    assert_eq!(html.matches("stroke-dasharray=\"8 2\"").count(), 2);
+    assert_eq!(html.matches("M0 17h900").count(), 2);
     assert_eq!(
-        html.matches("<rect ").count(),
-        html.matches("</title></rect>").count()
+        html.matches("<path ").count(),
+        html.matches("</title></path>").count()
     );
+    assert!(html.contains("days: no data"), "{html}");
+    assert!(html.contains(" 75.00%)</title>"), "{html}");
     // Headings: one h1, then h2 sections, then h3 items; never a skipped level.
     assert_eq!(html.matches("<h1").count(), 1);
     assert!(!html.contains("<h4"));
@@ -1261,4 +1266,76 @@ async fn the_incident_update_route_answers_like_the_rest_of_the_control_api() {
     );
     task.abort();
     server.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_scrapes_share_renders_but_none_is_older_than_its_request() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (_publish, rx) = watch::channel(Arc::new(fixture()));
+    let renders = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let r = renders.clone();
+    let state = ApiState::new(
+        rx,
+        move || {
+            // Slow enough that scrapes pile up behind a render.
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            format!("renders {}\n", r.fetch_add(1, Ordering::SeqCst) + 1)
+        },
+        Arc::new(AtomicBool::new(true)),
+    );
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(api::serve(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    let server = Server {
+        addr,
+        publish: watch::channel(Arc::new(fixture())).0,
+        ready: Arc::new(AtomicBool::new(true)),
+        stop,
+        task,
+    };
+    // One after another: each scrape gets a render of its own, never the previous one.
+    for n in 1..=3 {
+        assert_eq!(server.get("/metrics").await.body, format!("renders {n}\n"));
+    }
+    // Twenty at once: they share renders (the first one's, and the one after it).
+    let all = scrape_concurrently(&server, 20).await;
+    let distinct: BTreeSet<&String> = all.iter().collect();
+    assert!(distinct.len() <= 3, "{distinct:?}");
+    assert!(renders.load(Ordering::SeqCst) <= 6);
+    server.stop().await;
+}
+
+/// `n` concurrent GETs of `/metrics`; their bodies.
+async fn scrape_concurrently(server: &Server, n: usize) -> Vec<String> {
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let addr = server.addr;
+        set.spawn(async move {
+            let stream = TcpStream::connect(addr).await.expect("connect");
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .expect("handshake");
+            tokio::spawn(conn);
+            let request = hyper::Request::builder()
+                .uri("/metrics")
+                .header("host", addr.to_string())
+                .body(Empty::<Bytes>::new())
+                .expect("request");
+            let response = sender.send_request(request).await.expect("response");
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes();
+            String::from_utf8(body.to_vec()).expect("utf-8")
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(r) = set.join_next().await {
+        out.push(r.expect("task"));
+    }
+    out
 }

@@ -6,6 +6,7 @@
 //! daemon itself), `statuspage` and `page` (pure renderers), `error` (the one error shape).
 
 pub mod auth;
+pub mod cache;
 pub mod control;
 pub mod error;
 pub mod feeds;
@@ -47,6 +48,10 @@ pub struct ApiState {
     board: Arc<Board>,
     /// Transitions the store has not taken yet (disk full): not ready while any wait.
     pending_transitions: Arc<std::sync::atomic::AtomicUsize>,
+    /// The public documents as last rendered (`cache`).
+    docs: Arc<cache::Documents>,
+    /// Concurrent scrapes share one render (`ops::SharedRender`).
+    metrics_render: Arc<ops::SharedRender>,
 }
 
 impl ApiState {
@@ -65,6 +70,8 @@ impl ApiState {
             control: None,
             board: Arc::new(Board::default()),
             pending_transitions: Arc::default(),
+            docs: Arc::default(),
+            metrics_render: Arc::default(),
         }
     }
 
@@ -180,4 +187,46 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     listener::serve(listener, router(state), limits, shutdown).await
+}
+
+/// Threads the HTTP runtime may use for blocking work (metrics rendering, store reads).
+const HTTP_BLOCKING_THREADS: usize = 2;
+
+/// `serve_with` on a runtime of its own: one thread (and at most two more for blocking
+/// work) that serve every HTTP request, apart from the runtime the probes and the core run
+/// on. A crowd on `/status` then competes for that one thread, never for the probes'
+/// schedule: load on the public endpoints could otherwise start probes late and time them
+/// out, and the daemon would declare outages that were its own. Returns when the server has
+/// drained after `shutdown`.
+pub async fn serve_isolated(
+    listener: TcpListener,
+    state: ApiState,
+    limits: listener::Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    // The socket is registered with the caller's runtime; it moves as a plain socket and is
+    // registered again with the server's own.
+    let std_listener = listener.into_std()?;
+    // A current-thread runtime: the thread below is its one worker, with no work-stealing
+    // machinery to pay for on every request.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .max_blocking_threads(HTTP_BLOCKING_THREADS)
+        .thread_name("switchboard-http")
+        .enable_all()
+        .build()?;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("switchboard-http".into())
+        .spawn(move || {
+            let result = runtime.block_on(async move {
+                let listener = TcpListener::from_std(std_listener)?;
+                serve_with(listener, state, limits, shutdown).await
+            });
+            // Connections still open after the drain end with the runtime, off the caller.
+            runtime.shutdown_background();
+            let _ = done_tx.send(result);
+        })?;
+    done_rx
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::other("the HTTP server thread panicked")))
 }

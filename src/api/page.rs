@@ -251,7 +251,22 @@ fn percent(u: f64) -> String {
     }
 }
 
-/// 90 bars, one per UTC day, oldest first, as an inline SVG with a summary and a title per bar.
+/// The days of the uptime bars that have one colour.
+struct BarClass {
+    fill: &'static str,
+    words: &'static str,
+    /// One short vertical stroke per day (`M{x} 17h8`).
+    path: String,
+    /// (uptime, date) of its days with failed probes.
+    failed_days: Vec<(f64, String)>,
+    days: usize,
+}
+
+/// Days with failed probes named in a bar colour's title; the rest are counted.
+const WORST_DAYS_LISTED: usize = 5;
+
+/// 90 bars, one per UTC day, oldest first, as an inline SVG with a summary and a title per
+/// colour naming the worst days.
 /// While the history is shorter than the bars, the summary says since when it counts (the
 /// service's first appearance when that falls on its first day of data, else that day), so a
 /// day-old service never claims an uptime "over the last 90 days".
@@ -293,30 +308,81 @@ fn render_bars(
         w = DAYS * 10,
         summary_text = escape(&summary),
     );
+    // One path per colour, not one element per day: ninety titled bars per service made a
+    // page of dozens of services a megabyte. Each path's title says what its colour means,
+    // how many days have it and, for days with failed probes, which (the worst first).
+    let mut classes: Vec<BarClass> = Vec::new();
+    let mut by_day = history.days.iter().peekable();
     for n in 0..DAYS {
         let day = today - (DAYS - 1 - n) * DAY_MS;
-        let agg = history
-            .days
-            .iter()
-            .find(|(d, _)| d.as_millis() == day)
+        while by_day.next_if(|(d, _)| d.as_millis() < day).is_some() {}
+        let agg = by_day
+            .next_if(|(d, _)| d.as_millis() == day)
             .map(|(_, a)| a);
         let (fill, words) = bar_colour(agg);
-        let mut date = Timestamp(day).rfc3339();
-        date.truncate(10);
-        let detail = match agg.and_then(|a| a.uptime().map(|u| (u, a))) {
-            Some((u, a)) => format!(
-                "{date}: {} of {} probes succeeded ({words})",
-                percent(u),
-                a.total
-            ),
-            None => format!("{date}: {words}"),
+        let i = match classes.iter().position(|c| c.fill == fill) {
+            Some(i) => i,
+            None => {
+                classes.push(BarClass {
+                    fill,
+                    words,
+                    path: String::new(),
+                    failed_days: Vec::new(),
+                    days: 0,
+                });
+                classes.len() - 1
+            }
         };
-        let _ = writeln!(
-            html,
-            r#"<rect x="{x}" y="0" width="8" height="34" rx="1" fill="{fill}"><title>{detail}</title></rect>"#,
-            x = n * 10,
-            detail = escape(&detail),
-        );
+        let class = &mut classes[i];
+        let _ = write!(class.path, "M{} 17h8", n * 10);
+        class.days += 1;
+        if let Some(u) = agg.and_then(Agg::uptime).filter(|u| *u < 0.999) {
+            let mut date = Timestamp(day).rfc3339();
+            date.truncate(10);
+            class.failed_days.push((u, date));
+        }
+    }
+    // Every bar is a stroke 34 high: the commonest colour one dashed line (a dash per day,
+    // the gaps between bars), the other colours drawn over it, a short stroke per day.
+    let base = (0..classes.len())
+        .max_by_key(|&i| (classes[i].days, std::cmp::Reverse(i)))
+        .unwrap_or(0);
+    for (i, class) in classes.into_iter().enumerate() {
+        let BarClass {
+            fill,
+            words,
+            path: d,
+            failed_days: mut days,
+            days: count,
+        } = class;
+        let plural = if count == 1 { "" } else { "s" };
+        let mut title = format!("{count} day{plural}: {words}");
+        if !days.is_empty() {
+            days.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+            let listed: Vec<String> = days
+                .iter()
+                .take(WORST_DAYS_LISTED)
+                .map(|(u, date)| format!("{date} {}", percent(*u)))
+                .collect();
+            let _ = write!(title, " ({}", listed.join(", "));
+            if days.len() > WORST_DAYS_LISTED {
+                let _ = write!(title, " and {} more", days.len() - WORST_DAYS_LISTED);
+            }
+            title.push(')');
+        }
+        let title = escape(&title);
+        if i == base {
+            let _ = writeln!(
+                html,
+                r#"<path d="M0 17h{w}" stroke="{fill}" stroke-width="34" stroke-dasharray="8 2"><title>{title}</title></path>"#,
+                w = DAYS * 10,
+            );
+        } else {
+            let _ = writeln!(
+                html,
+                r#"<path d="{d}" stroke="{fill}" stroke-width="34"><title>{title}</title></path>"#
+            );
+        }
     }
     let _ = writeln!(
         html,
@@ -392,7 +458,8 @@ fn render_sparkline(html: &mut String, cid: &str, history: &ServiceHistory, now:
             .iter()
             .map(|p| {
                 let (x, y) = xy(*p);
-                format!("{x:.1},{y:.1}")
+                // Whole units of a 300 by 40 drawing are finer than any screen shows it.
+                format!("{x:.0},{y:.0}")
             })
             .collect();
         let _ = writeln!(

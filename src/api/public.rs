@@ -3,14 +3,15 @@
 //! Every handler reads one `Snapshot` (taken once, so a response never mixes two versions)
 //! and answers from it; none of them can change a route.
 
+use super::cache::{next_maintenance_change, UsesHistory};
 use super::error::ApiError;
 use super::{feeds, page, statuspage, ApiState};
 use crate::clock::Timestamp;
-use crate::view::{Snapshot, TargetKind};
+use crate::view::TargetKind;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use page::escape;
 use serde::Serialize;
@@ -119,13 +120,37 @@ pub async fn routes(State(state): State<ApiState>) -> Response {
     public_json(RoutesDoc { routes })
 }
 
-/// Builds a Statuspage document handler from a pure `(Snapshot, Extras) -> document` function.
+/// Never, for documents whose words do not age.
+const NEVER: Timestamp = Timestamp(i64::MAX);
+
+/// How long the page's own words about time ("5 minutes ago") may stand.
+const PAGE_WORDS_LAST_MS: i64 = 30_000;
+
+/// JSON of a document that is plain data; serialising it into memory cannot fail.
+fn json_bytes<T: Serialize>(doc: &T) -> Vec<u8> {
+    serde_json::to_vec(doc).unwrap_or_default()
+}
+
+/// Builds a Statuspage document handler from a pure `(Snapshot, Extras) -> document` function:
+/// rendered once per change and served from memory (`cache`). Widgets on other origins may
+/// read it (CORS).
 macro_rules! statuspage_handler {
     ($name:ident, $build:path) => {
-        pub async fn $name(State(state): State<ApiState>) -> Response {
-            let snapshot: std::sync::Arc<Snapshot> = state.snapshot();
-            let extras = state.board().extras(&snapshot, Timestamp::now());
-            public_json($build(&snapshot, &extras))
+        pub async fn $name(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+            state
+                .docs
+                .$name
+                .get(
+                    &state,
+                    UsesHistory::No,
+                    |snapshot, extras| {
+                        let body = json_bytes(&$build(snapshot, extras));
+                        (body, next_maintenance_change(extras, NEVER))
+                    },
+                    "application/json",
+                    true,
+                )
+                .respond(&headers)
         }
     };
 }
@@ -139,45 +164,58 @@ statuspage_handler!(maintenances, statuspage::maintenances_doc);
 statuspage_handler!(upcoming_maintenances, statuspage::upcoming_maintenances_doc);
 statuspage_handler!(active_maintenances, statuspage::active_maintenances_doc);
 
-/// A feed document with its media type; readers poll, so it may be cached briefly.
-fn feed(content_type: &'static str, body: String) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-        ],
-        body,
-    )
-        .into_response()
-}
-
 /// `GET /history.atom`: incidents and maintenances as an Atom 1.0 feed.
-pub async fn history_atom(State(state): State<ApiState>) -> Response {
-    let snapshot = state.snapshot();
-    let extras = state.board().extras(&snapshot, Timestamp::now());
-    feed(
-        "application/atom+xml; charset=utf-8",
-        feeds::atom(&snapshot, &extras),
-    )
+pub async fn history_atom(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    state
+        .docs
+        .atom
+        .get(
+            &state,
+            UsesHistory::No,
+            |snapshot, extras| {
+                let body = feeds::atom(snapshot, extras).into_bytes();
+                (body, next_maintenance_change(extras, NEVER))
+            },
+            "application/atom+xml; charset=utf-8",
+            false,
+        )
+        .respond(&headers)
 }
 
 /// `GET /history.rss`: the same entries as RSS 2.0.
-pub async fn history_rss(State(state): State<ApiState>) -> Response {
-    let snapshot = state.snapshot();
-    let extras = state.board().extras(&snapshot, Timestamp::now());
-    feed(
-        "application/rss+xml; charset=utf-8",
-        feeds::rss(&snapshot, &extras),
-    )
+pub async fn history_rss(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    state
+        .docs
+        .rss
+        .get(
+            &state,
+            UsesHistory::No,
+            |snapshot, extras| {
+                let body = feeds::rss(snapshot, extras).into_bytes();
+                (body, next_maintenance_change(extras, NEVER))
+            },
+            "application/rss+xml; charset=utf-8",
+            false,
+        )
+        .respond(&headers)
 }
 
-/// `GET /status`: the human page.
-pub async fn status_page(State(state): State<ApiState>) -> Response {
-    let snapshot = state.snapshot();
-    let extras = state.board().extras(&snapshot, Timestamp::now());
-    let mut response = Html(page::render(&snapshot, &extras)).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    response
+/// `GET /status`: the human page, rendered once per change (and at most every 30 seconds
+/// for its "minutes ago") and served from memory.
+pub async fn status_page(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    state
+        .docs
+        .status_page
+        .get(
+            &state,
+            UsesHistory::Yes,
+            |snapshot, extras| {
+                let body = page::render(snapshot, extras).into_bytes();
+                let words_age = Timestamp(extras.now.0 + PAGE_WORDS_LAST_MS);
+                (body, next_maintenance_change(extras, words_age))
+            },
+            "text/html; charset=utf-8",
+            false,
+        )
+        .respond(&headers)
 }

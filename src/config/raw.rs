@@ -723,7 +723,7 @@ impl Loader {
         let raw_storage = raw.storage.unwrap_or_default();
         let shutdown_grace = self
             .duration(
-                source,
+                &at.storage,
                 "shutdown_grace",
                 raw_storage.shutdown_grace.as_ref(),
                 true,
@@ -2500,6 +2500,7 @@ struct Main {
 struct MainSources<'a> {
     probes: Source<'a>,
     server: Source<'a>,
+    storage: Source<'a>,
     email: Source<'a>,
     statuspage_push: Source<'a>,
     chat: Source<'a>,
@@ -2523,6 +2524,7 @@ fn merge_main<'a>(
     let mut at = MainSources {
         probes: whole,
         server: whole,
+        storage: whole,
         email: whole,
         statuspage_push: whole,
         chat: whole,
@@ -2542,7 +2544,7 @@ fn merge_main<'a>(
         take(&mut raw.chat, b.chat, &mut at.chat, src);
         take(&mut raw.audiences, b.audiences, &mut at.audiences, src);
         take(&mut raw.defaults, b.defaults, &mut at.defaults, src);
-        raw.storage = raw.storage.or(b.storage);
+        take(&mut raw.storage, b.storage, &mut at.storage, src);
         raw.status_page = raw.status_page.or(b.status_page);
         raw.auth = raw.auth.or(b.auth);
     }

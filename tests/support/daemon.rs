@@ -344,3 +344,78 @@ pub fn metric_value(d: &Daemon, series: &str) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
+
+/// Adds services `svc-01` to `svc-{n-1}` beside `write_config`'s `ticket-submission` (so `n`
+/// in all), each with a primary and a backup check on `target` and a route `route-NN`.
+pub fn add_services(dir: &Path, target: &Target, n: usize) {
+    for i in 1..n {
+        std::fs::write(
+            dir.join(format!("probes/svc-{i:02}.toml")),
+            format!(
+                r#"[service]
+id = "svc-{i:02}"
+name = "Support channel {i:02}"
+failover_when = "any"
+failback = "auto"
+recovery_hold = "2s"
+
+[[check]]
+name = "form-{i:02}"
+url = "{form}"
+conditions = ["[STATUS] == 200"]
+
+[[check]]
+name = "backup-{i:02}"
+role = "backup"
+url = "{backup}"
+conditions = ["[STATUS] == 200"]
+
+[[route]]
+id = "route-{i:02}"
+primary = "{form}"
+backup = "{backup}"
+"#,
+                form = target.url("/form"),
+                backup = target.url("/backup"),
+            ),
+        )
+        .expect("write service");
+    }
+}
+
+/// The cumulative buckets of the schedule-lag histogram: (upper bound, count).
+pub fn lag_buckets(text: &str) -> Vec<(f64, f64)> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("switchboard_probe_schedule_lag_seconds_bucket{le=\""))
+        .filter_map(|rest| {
+            let (le, count) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The upper bound of the bucket holding the 99th percentile of the probes started between
+/// two scrapes, and how many started.
+pub fn lag_p99(before: &[(f64, f64)], after: &[(f64, f64)]) -> (f64, f64) {
+    let delta: Vec<(f64, f64)> = after
+        .iter()
+        .map(|(le, n)| {
+            let was = before
+                .iter()
+                .find(|(b, _)| b == le)
+                .map_or(0.0, |(_, n)| *n);
+            (*le, n - was)
+        })
+        .collect();
+    let total = delta.last().map_or(0.0, |(_, n)| *n);
+    let p99 = delta
+        .iter()
+        .find(|(_, n)| *n >= total * 0.99)
+        .map_or(f64::INFINITY, |(le, _)| *le);
+    (p99, total)
+}
