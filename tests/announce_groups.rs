@@ -63,37 +63,15 @@ success_threshold = 2
     )
     .expect("write main config");
     for (id, name) in SERVICES {
-        std::fs::write(
-            dir.join(format!("probes/{id}.toml")),
-            format!(
-                r#"[service]
-id = "{id}"
-name = "{name}"
-failover_when = "any"
-failback = "auto"
-recovery_hold = "1s"
-
-[[check]]
-name = "{id}-primary"
-url = "{form}"
-conditions = ["[STATUS] == 200"]
-
-[[check]]
-name = "{id}-backup"
-role = "backup"
-url = "{backup}"
-conditions = ["[STATUS] == 200"]
-
-[[route]]
-id = "{id}-route"
-primary = "{form}"
-backup = "{backup}"
-"#,
-                form = target.url("/form"),
-                backup = target.url("/backup"),
-            ),
-        )
-        .expect("write service file");
+        let service = daemon::ServiceFile {
+            id,
+            name,
+            recovery_hold: "1s",
+            primary: &format!("{id}-primary"),
+            backup: &format!("{id}-backup"),
+            route: &format!("{id}-route"),
+        };
+        service.write(dir, target);
     }
     (main, port)
 }

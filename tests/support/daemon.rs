@@ -349,37 +349,71 @@ pub fn metric_value(d: &Daemon, series: &str) -> Option<f64> {
 /// in all), each with a primary and a backup check on `target` and a route `route-NN`.
 pub fn add_services(dir: &Path, target: &Target, n: usize) {
     for i in 1..n {
+        let service = ServiceFile {
+            id: &format!("svc-{i:02}"),
+            name: &format!("Support channel {i:02}"),
+            recovery_hold: "2s",
+            primary: &format!("form-{i:02}"),
+            backup: &format!("backup-{i:02}"),
+            route: &format!("route-{i:02}"),
+        };
+        service.write(dir, target);
+    }
+}
+
+/// One service file: a primary check on `target`'s `/form`, a backup check on its `/backup`,
+/// and a route between them; automatic failover and failback.
+pub struct ServiceFile<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub recovery_hold: &'a str,
+    pub primary: &'a str,
+    pub backup: &'a str,
+    pub route: &'a str,
+}
+
+impl ServiceFile<'_> {
+    /// Writes it as `probes/{id}.toml` under `dir`.
+    pub fn write(&self, dir: &Path, target: &Target) {
+        let ServiceFile {
+            id,
+            name,
+            recovery_hold,
+            primary,
+            backup,
+            route,
+        } = self;
         std::fs::write(
-            dir.join(format!("probes/svc-{i:02}.toml")),
+            dir.join(format!("probes/{id}.toml")),
             format!(
                 r#"[service]
-id = "svc-{i:02}"
-name = "Support channel {i:02}"
+id = "{id}"
+name = "{name}"
 failover_when = "any"
 failback = "auto"
-recovery_hold = "2s"
+recovery_hold = "{recovery_hold}"
 
 [[check]]
-name = "form-{i:02}"
+name = "{primary}"
 url = "{form}"
 conditions = ["[STATUS] == 200"]
 
 [[check]]
-name = "backup-{i:02}"
+name = "{backup}"
 role = "backup"
-url = "{backup}"
+url = "{backup_url}"
 conditions = ["[STATUS] == 200"]
 
 [[route]]
-id = "route-{i:02}"
+id = "{route}"
 primary = "{form}"
-backup = "{backup}"
+backup = "{backup_url}"
 "#,
                 form = target.url("/form"),
-                backup = target.url("/backup"),
+                backup_url = target.url("/backup"),
             ),
         )
-        .expect("write service");
+        .expect("write service file");
     }
 }
 
