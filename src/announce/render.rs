@@ -7,16 +7,16 @@
 //! the cause, reason, evidence, states, runbook, status page and API links.
 //!
 //! The wording lives in templates (`templates/KIND.txt` and `KIND.html`, built into the
-//! binary and overridable from a directory with `[email] templates`); the engine is a
-//! plain `{{name}}` substitution (see `templates/README.md`). The blocks that need loops
-//! (routes, the on-call evidence) are built here, so templates stay free of logic.
+//! binary and overridable from a directory with `[email] templates`), run by the engine in
+//! `crate::template` (minijinja, HTML autoescaped; see `templates/README.md`). This module
+//! fills their placeholders: the blocks that need loops (routes, the on-call evidence) are
+//! built here, so the shipped templates stay free of logic.
 
 use super::Audience;
 use crate::failover::{Side, State, Transition};
+use crate::template::{Fill, GROUP};
 use crate::view::RouteView;
-use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
 
 /// What a message may say beyond the transition itself.
 #[derive(Clone, Debug)]
@@ -159,270 +159,7 @@ impl Kind {
     }
 }
 
-/// Placeholders whose values are inserted as they are in text and escaped in HTML.
-const SCALARS: [&str; 6] = [
-    "service_name",
-    "service_id",
-    "target",
-    "state",
-    "status_url",
-    "audience",
-];
-/// Placeholders built here: in HTML they are markup already.
-const BLOCKS: [&str; 4] = ["routes", "oncall", "status_link", "public_message"];
-/// The placeholders of the grouped message (`group.txt|html`): how many changes, the
-/// services' names, and the block of every change's own message.
-const GROUP_PLACEHOLDERS: [&str; 4] = ["count", "services", "audience", "changes"];
-/// The template of a message carrying several changes (not a transition kind).
-const GROUP: &str = "group";
-
-/// Why a template directory cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum TemplateError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: unknown placeholder {{{{{name}}}}} (known: {known})")]
-    Unknown {
-        path: PathBuf,
-        name: String,
-        known: String,
-    },
-    #[error("{path}: the first line must be \"Subject: ...\"")]
-    NoSubject { path: PathBuf },
-    #[error("{path}: unclosed {{{{")]
-    Unclosed { path: PathBuf },
-}
-
-/// One kind's templates: subject, text body, HTML body.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct KindTemplates {
-    subject: String,
-    text: String,
-    html: String,
-}
-
-/// Every kind's templates: the built-in ones, or a directory's overriding some of them.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Templates {
-    kinds: HashMap<&'static str, KindTemplates>,
-}
-
-macro_rules! embedded {
-    ($($kind:literal),*) => {
-        &[$(($kind,
-            include_str!(concat!("../../templates/", $kind, ".txt")),
-            include_str!(concat!("../../templates/", $kind, ".html")))),*]
-    };
-}
-
-/// The default templates, compiled in from `templates/` so the binary needs no files.
-const EMBEDDED: &[(&str, &str, &str)] = embedded!(
-    "failover",
-    "failback",
-    "outage",
-    "outage_resolved",
-    "recovering",
-    "maintenance_start",
-    "maintenance_end",
-    "drill_start",
-    "drill_end",
-    "flapping",
-    "update",
-    "group"
-);
-
-impl Default for Templates {
-    fn default() -> Self {
-        Templates::embedded()
-    }
-}
-
-impl Templates {
-    /// The built-in templates.
-    pub fn embedded() -> Templates {
-        let mut kinds = HashMap::new();
-        for &(kind, text, html) in EMBEDDED {
-            // Invariant: the built-in templates are valid; a unit test parses every one.
-            let parsed = parse(Path::new(kind), text, html).unwrap_or_else(|_| KindTemplates {
-                subject: kind.to_owned(),
-                text: text.to_owned(),
-                html: html.to_owned(),
-            });
-            kinds.insert(kind, parsed);
-        }
-        Templates { kinds }
-    }
-
-    /// The built-in templates, each replaced by `DIR/KIND.txt` / `DIR/KIND.html` where such
-    /// a file exists. Every file is checked: a subject line, known placeholders only.
-    pub fn load(dir: &Path) -> Result<Templates, TemplateError> {
-        if let Err(source) = std::fs::read_dir(dir) {
-            return Err(TemplateError::Read {
-                path: dir.to_path_buf(),
-                source,
-            });
-        }
-        let mut kinds = HashMap::new();
-        for &(kind, text, html) in EMBEDDED {
-            let read = |ext: &str, fallback: &str| -> Result<(PathBuf, String), TemplateError> {
-                let path = dir.join(format!("{kind}.{ext}"));
-                match std::fs::read_to_string(&path) {
-                    Ok(s) => Ok((path, s)),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        Ok((path, fallback.to_owned()))
-                    }
-                    Err(source) => Err(TemplateError::Read { path, source }),
-                }
-            };
-            let (text_path, text) = read("txt", text)?;
-            let (html_path, html) = read("html", html)?;
-            let t = parse(&text_path, &text, &html)?;
-            check_placeholders(&html_path, &t.html)?;
-            kinds.insert(kind, t);
-        }
-        Ok(Templates { kinds })
-    }
-
-    fn get(&self, kind: Kind) -> Option<&KindTemplates> {
-        self.kinds.get(kind.as_str())
-    }
-}
-
-/// The placeholders the template of `kind` may use.
-fn known_for(kind: &str) -> Vec<&'static str> {
-    if kind == GROUP {
-        GROUP_PLACEHOLDERS.to_vec()
-    } else {
-        SCALARS.iter().chain(BLOCKS.iter()).copied().collect()
-    }
-}
-
-fn parse(path: &Path, text: &str, html: &str) -> Result<KindTemplates, TemplateError> {
-    let (first, rest) = text.split_once('\n').unwrap_or((text, ""));
-    let subject = first
-        .strip_prefix("Subject:")
-        .ok_or_else(|| TemplateError::NoSubject {
-            path: path.to_path_buf(),
-        })?
-        .trim()
-        .to_owned();
-    // The blank line after the subject separates it from the body, as in a mail header.
-    let body = rest.strip_prefix('\n').unwrap_or(rest).to_owned();
-    check_placeholders(path, &subject)?;
-    check_placeholders(path, &body)?;
-    Ok(KindTemplates {
-        subject,
-        text: body,
-        html: html.to_owned(),
-    })
-}
-
-fn check_placeholders(path: &Path, template: &str) -> Result<(), TemplateError> {
-    // The file's stem names its kind (`group.txt`, `failover.html`).
-    let kind = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-    let known = known_for(kind);
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        let Some(len) = rest[start + 2..].find("}}") else {
-            return Err(TemplateError::Unclosed {
-                path: path.to_path_buf(),
-            });
-        };
-        let name = rest[start + 2..start + 2 + len].trim();
-        if !known.contains(&name) {
-            return Err(TemplateError::Unknown {
-                path: path.to_path_buf(),
-                name: name.to_owned(),
-                known: known.join(", "),
-            });
-        }
-        rest = &rest[start + 4 + len..];
-    }
-    Ok(())
-}
-
-/// Fills `{{name}}` from `values`. A line holding nothing but one placeholder whose value is
-/// empty is dropped, and the blank line after it too, so optional blocks leave no gap.
-fn fill(template: &str, values: &HashMap<&str, String>) -> String {
-    let mut out = String::with_capacity(template.len() * 2);
-    let mut skip_blank = false;
-    for line in template.split_inclusive('\n') {
-        let bare = line.trim_end_matches('\n');
-        if skip_blank {
-            skip_blank = false;
-            if bare.trim().is_empty() {
-                continue;
-            }
-        }
-        let trimmed = bare.trim();
-        if let Some(name) = trimmed
-            .strip_prefix("{{")
-            .and_then(|t| t.strip_suffix("}}"))
-            .map(str::trim)
-        {
-            if !name.contains("{{") && values.get(name).is_some_and(|v| v.is_empty()) {
-                skip_blank = true;
-                continue;
-            }
-        }
-        out.push_str(&substitute(line, values));
-    }
-    out
-}
-
-fn substitute(template: &str, values: &HashMap<&str, String>) -> String {
-    let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        match rest[start + 2..].find("}}") {
-            Some(len) => {
-                let name = rest[start + 2..start + 2 + len].trim();
-                match values.get(name) {
-                    Some(v) => out.push_str(v),
-                    None => out.push_str(&rest[start..start + 4 + len]),
-                }
-                rest = &rest[start + 4 + len..];
-            }
-            None => {
-                out.push_str(&rest[start..]);
-                rest = "";
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// The subject: filled, with every ` — ` part whose placeholders all came out empty left
-/// out (a service without routes has no "use ..." part).
-fn fill_subject(template: &str, values: &HashMap<&str, String>) -> String {
-    template
-        .split(" — ")
-        .filter(|part| {
-            let mut names = Vec::new();
-            let mut rest = *part;
-            while let Some(start) = rest.find("{{") {
-                match rest[start + 2..].find("}}") {
-                    Some(len) => {
-                        names.push(rest[start + 2..start + 2 + len].trim());
-                        rest = &rest[start + 4 + len..];
-                    }
-                    None => break,
-                }
-            }
-            names.is_empty()
-                || names
-                    .iter()
-                    .any(|n| values.get(n).is_some_and(|v| !v.is_empty()))
-        })
-        .map(|part| substitute(part, values))
-        .collect::<Vec<_>>()
-        .join(" — ")
-}
+pub use crate::template::{TemplateError, Templates};
 
 /// Renders the message about `t` for `audience` with the built-in templates.
 pub fn render(t: &Transition, audience: Audience, ctx: &MessageContext) -> Message {
@@ -438,24 +175,6 @@ pub fn render_with(
     audience: Audience,
     ctx: &MessageContext,
 ) -> Message {
-    let embedded;
-    let tpl = match templates.get(kind) {
-        Some(tpl) => tpl,
-        None => {
-            embedded = Templates::embedded();
-            match embedded.get(kind) {
-                Some(tpl) => tpl,
-                // Unreachable: every kind has a built-in template (tested).
-                None => {
-                    return Message {
-                        subject: ctx.service_name.clone(),
-                        text: String::new(),
-                        html: String::new(),
-                    }
-                }
-            }
-        }
-    };
     let internal = audience != Audience::Customers;
     let routes: Vec<RouteLine> = ctx
         .routes
@@ -480,44 +199,40 @@ pub fn render_with(
             format!("{}{more}", r.active_display())
         })
         .unwrap_or_default();
-    let scalars: [(&str, String); 6] = [
-        ("service_name", ctx.service_name.clone()),
-        ("service_id", t.service.clone()),
-        ("target", target),
-        ("state", t.to.as_str().replace('_', " ")),
-        ("status_url", ctx.status_url.clone()),
-        ("audience", audience.as_str().to_owned()),
-    ];
-    let mut plain: HashMap<&str, String> = scalars.iter().cloned().collect();
-    plain.insert("routes", text_routes(&routes));
-    plain.insert(
-        "oncall",
-        details.as_deref().map(text_details).unwrap_or_default(),
-    );
-    plain.insert("status_link", ctx.status_url.clone());
-    let mut markup: HashMap<&str, String> = scalars.iter().map(|(k, v)| (*k, escape(v))).collect();
-    markup.insert("routes", html_routes(&routes));
-    markup.insert(
-        "oncall",
-        details.as_deref().map(html_details).unwrap_or_default(),
-    );
-    markup.insert("status_link", link(&ctx.status_url));
+    let mut fill = Fill::new();
+    fill.scalar("service_name", ctx.service_name.as_str())
+        .scalar("service_id", t.service.as_str())
+        .scalar("target", target)
+        .scalar("state", t.to.as_str().replace('_', " "))
+        .scalar("status_url", ctx.status_url.as_str())
+        .scalar("audience", audience.as_str())
+        .block("routes", text_routes(&routes), html_routes(&routes))
+        .block(
+            "oncall",
+            details.as_deref().map(text_details).unwrap_or_default(),
+            details.as_deref().map(html_details).unwrap_or_default(),
+        )
+        .block(
+            "status_link",
+            ctx.status_url.as_str(),
+            link(&ctx.status_url),
+        );
     // The operator's words for everyone (the `reason` only ever reaches the on-call block).
     let said = t.public_message.as_deref().map(str::trim).unwrap_or("");
-    plain.insert("public_message", said.to_owned());
-    markup.insert(
+    fill.block(
         "public_message",
+        said,
         if said.is_empty() {
             String::new()
         } else {
             format!("<p>{}</p>", escape(said))
         },
     );
-
+    let r = templates.render(kind.as_str(), &fill);
     Message {
-        subject: fill_subject(&tpl.subject, &plain),
-        text: fill(&tpl.text, &plain),
-        html: fill(&tpl.html, &markup),
+        subject: r.subject,
+        text: r.text,
+        html: r.html,
     }
 }
 
@@ -550,24 +265,6 @@ pub fn render_group(
             html: one.html.map(str::to_owned).unwrap_or_default(),
         };
     }
-    let embedded;
-    let tpl = match templates.kinds.get(GROUP) {
-        Some(t) => t,
-        None => {
-            embedded = Templates::embedded();
-            match embedded.kinds.get(GROUP) {
-                Some(t) => t,
-                // Unreachable: `group` is built in (tested).
-                None => {
-                    return Message {
-                        subject: String::new(),
-                        text: String::new(),
-                        html: String::new(),
-                    }
-                }
-            }
-        }
-    };
     let mut names: Vec<&str> = Vec::new();
     for s in sections {
         if !names.contains(&s.service_name) {
@@ -595,22 +292,17 @@ pub fn render_group(
         };
         let _ = write!(html_block, "<hr>\n<h2>{}</h2>\n{inner}", escape(title));
     }
-    let count = sections.len().to_string();
     let services = names.join(", ");
-    let mut plain: HashMap<&str, String> = HashMap::new();
-    plain.insert("count", count.clone());
-    plain.insert("services", services.clone());
-    plain.insert("audience", audience.as_str().to_owned());
-    plain.insert("changes", text_block);
-    let mut markup: HashMap<&str, String> = HashMap::new();
-    markup.insert("count", count);
-    markup.insert("services", escape(&services));
-    markup.insert("audience", audience.as_str().to_owned());
-    markup.insert("changes", html_block);
+    let mut fill = Fill::new();
+    fill.scalar("count", sections.len().to_string())
+        .scalar("services", services)
+        .scalar("audience", audience.as_str())
+        .block("changes", text_block, html_block);
+    let r = templates.render(GROUP, &fill);
     Message {
-        subject: fill_subject(&tpl.subject, &plain),
-        text: fill(&tpl.text, &plain),
-        html: fill(&tpl.html, &markup),
+        subject: r.subject,
+        text: r.text,
+        html: r.html,
     }
 }
 
@@ -764,6 +456,7 @@ mod tests {
     use super::*;
     use crate::clock::Timestamp;
     use crate::failover::Cause;
+    use std::path::Path;
 
     const PRIMARY: &str = "https://support.example.com/hc/en-us/requests/new";
     const BACKUP: &str = "https://forms.example.net/support";
@@ -1208,7 +901,7 @@ Sent by Switchboard.
         std::fs::write(dir.path().join("outage.html"), "<p>{{service}}</p>").unwrap();
         let err = Templates::load(dir.path()).unwrap_err().to_string();
         assert!(
-            err.contains("outage.html: unknown placeholder {{service}} (known: service_name,"),
+            err.contains("outage.html:1: unknown placeholder {{service}} (known: service_name,"),
             "{err}"
         );
         std::fs::remove_file(dir.path().join("outage.html")).unwrap();
@@ -1226,7 +919,7 @@ Sent by Switchboard.
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
         assert_eq!(Templates::load(&dir).unwrap(), Templates::embedded());
         for kind in Kind::ALL {
-            assert!(Templates::embedded().get(kind).is_some(), "{kind:?}");
+            assert!(Templates::embedded().has(kind.as_str()), "{kind:?}");
             assert!(dir.join(format!("{}.txt", kind.as_str())).is_file());
         }
     }
