@@ -221,19 +221,21 @@ fn causes(e: &(dyn std::error::Error + 'static)) -> String {
     }
 }
 
-/// The rustls error somewhere in the chain (tokio-rustls wraps it in an `io::Error`).
+/// The rustls error somewhere in the chain. tokio-rustls wraps it in an `io::Error`, and
+/// hyper-rustls wraps that in another, whose `source` skips both: so each `io::Error` is
+/// opened too.
 fn tls_cause(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    fn within<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        let inner = e.downcast_ref::<std::io::Error>()?.get_ref()?;
+        within(inner)
+    }
     let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(cause) = next {
-        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+        if let Some(tls) = within(cause) {
             return Some(tls.to_string());
-        }
-        if let Some(inner) = cause
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        {
-            return Some(inner.to_string());
         }
         next = cause.source();
     }
@@ -377,6 +379,66 @@ mod tests {
         assert_eq!(
             err,
             "invalid URL: header authorization has an invalid value"
+        );
+    }
+
+    /// A TLS server on loopback for `localhost`, its certificate signed by a CA made here;
+    /// answers one request per connection with 204. Returns its port and the CA.
+    async fn tls_server() -> (u16, CertificateDer<'static>) {
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf_cert = leaf.signed_by(&leaf_key, &ca_cert, &ca_key).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf_cert.der().clone()],
+            rustls_pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap(),
+        )
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(s).await else {
+                        return;
+                    };
+                    let mut buf = vec![0u8; 4096];
+                    let _ = tls.read(&mut buf).await;
+                    let _ = tls
+                        .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+                        .await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        (port, ca_cert.der().clone())
+    }
+
+    #[tokio::test]
+    async fn tls_is_verified_against_the_webpki_roots_or_the_given_ca_only() {
+        let (port, ca) = tls_server().await;
+        let url = format!("https://localhost:{port}/x");
+        let private = client(&Roots::Certificates(vec![ca])).unwrap();
+        let r = private.get(&url).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 204);
+        // The public roots do not know the private CA: a TLS error naming rustls's reason.
+        let err = request(Method::GET, &url, &[], None, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, HttpError::Tls(origin, why) if origin == &format!("https://localhost:{port}") && why.contains("UnknownIssuer")),
+            "{err:?}"
         );
     }
 }
