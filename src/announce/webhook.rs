@@ -237,4 +237,114 @@ mod tests {
             ["(syntax error: unexpected end of input, expected end of variable block, line 1)"]
         );
     }
+
+    fn item(hook: &str, body: &str) -> OutboxItem {
+        OutboxItem {
+            id: 1,
+            transition_id: 1,
+            service: "ticket-submission".into(),
+            audience: format!("hook-{hook}"),
+            channel: "webhook".into(),
+            kind: "failover".into(),
+            message_id: "<m@example.com>".into(),
+            recipients: vec![hook.into()],
+            subject: String::new(),
+            text: body.into(),
+            html: None,
+            status: crate::store::OutboxStatus::Pending,
+            attempts: 0,
+            created_at: Timestamp(0),
+            next_attempt_at: Timestamp(0),
+            last_attempt_at: None,
+            last_error: None,
+            delivered_at: None,
+            detail: None,
+            given_up_at: None,
+        }
+    }
+
+    /// A receiver on loopback answering each connection with the next of `replies`;
+    /// returns its base URL and every request it read.
+    async fn receiver(
+        replies: Vec<&'static str>,
+    ) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            for reply in replies {
+                let (mut s, _) = l.accept().await.unwrap();
+                // The head, then as much body as Content-Length says.
+                let mut got = Vec::new();
+                let mut buf = vec![0u8; 8192];
+                loop {
+                    let n = s.read(&mut buf).await.unwrap();
+                    got.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&got);
+                    let done = text.split_once("\r\n\r\n").is_some_and(|(head, body)| {
+                        let len = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length: "))
+                            .map_or(0, |v| v.trim().parse::<usize>().unwrap_or(0));
+                        body.len() >= len
+                    });
+                    if n == 0 || done {
+                        break;
+                    }
+                }
+                log.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&got).into_owned());
+                s.write_all(reply.as_bytes()).await.unwrap();
+            }
+        });
+        (base, seen)
+    }
+
+    #[tokio::test]
+    async fn a_webhook_is_one_request_with_its_secret_header_and_only_2xx_delivers() {
+        let (base, seen) = receiver(vec![
+            "HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n",
+        ])
+        .await;
+        std::env::set_var("SB_UNIT_WEBHOOK_TOKEN", "s3cr3t");
+        let spec = WebhookSpec {
+            id: "banner".into(),
+            url: format!("{base}/hooks/banner").parse().unwrap(),
+            method: "PUT".into(),
+            headers: vec![(
+                "Authorization".into(),
+                "Bearer ${SB_UNIT_WEBHOOK_TOKEN}".into(),
+            )],
+            body: None,
+            timeout: std::time::Duration::from_secs(5),
+        };
+        let hooks = Webhooks::new([&spec]);
+        // A redirect is not followed: the receiver has not taken the message.
+        let err = hooks
+            .send(&item("banner", "{\"a\":1}"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "webhook \"banner\": answered 302, not 2xx");
+        let ok = hooks.send(&item("banner", "{\"a\":1}")).await.unwrap();
+        assert_eq!(ok, format!("204 from {base}/hooks/banner"));
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        for req in &seen {
+            assert!(req.starts_with("PUT /hooks/banner HTTP/1.1\r\n"), "{req}");
+            assert!(req.contains("authorization: Bearer s3cr3t\r\n"), "{req}");
+            assert!(req.contains("content-type: application/json\r\n"), "{req}");
+            assert!(req.ends_with("{\"a\":1}"), "{req}");
+        }
+        let err = hooks
+            .send(&item("gone", "{}"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "webhook \"gone\" is no longer configured");
+    }
 }

@@ -171,8 +171,16 @@ impl Default for Templates {
 }
 
 impl Templates {
-    /// The built-in templates.
+    /// The built-in templates, compiled once per process (a clone shares the compiled
+    /// templates).
     pub fn embedded() -> Templates {
+        static EMBEDDED_TEMPLATES: std::sync::OnceLock<Templates> = std::sync::OnceLock::new();
+        EMBEDDED_TEMPLATES
+            .get_or_init(Templates::compile_embedded)
+            .clone()
+    }
+
+    fn compile_embedded() -> Templates {
         let files = EMBEDDED.iter().map(|&(kind, text, html)| {
             (
                 kind,
