@@ -154,6 +154,8 @@ pub struct Templates {
     subjects: BTreeMap<String, Vec<SubjectPart>>,
     /// The files' texts by kind, `KIND.txt` and `KIND.html`: what two sets are compared by.
     sources: BTreeMap<String, (String, String)>,
+    /// The file each compiled template came from, for errors at render time.
+    paths: BTreeMap<String, PathBuf>,
 }
 
 impl PartialEq for Templates {
@@ -226,6 +228,7 @@ impl Templates {
         let mut env = environment();
         let mut subjects = BTreeMap::new();
         let mut sources = BTreeMap::new();
+        let mut paths = BTreeMap::new();
         for (kind, (text_path, text), (html_path, html)) in files {
             let known = known_for(kind);
             let (first, rest) = text.split_once('\n').unwrap_or((&text, ""));
@@ -247,6 +250,7 @@ impl Templates {
             for (i, part) in subject.split(SUBJECT_SEPARATOR).enumerate() {
                 let name = format!("{kind}.subject.{i}");
                 let placeholders = add(&mut env, &name, part.to_owned(), &text_path, 1, &known)?;
+                paths.insert(name.clone(), text_path.clone());
                 parts.push(SubjectPart { name, placeholders });
             }
             add(
@@ -266,6 +270,8 @@ impl Templates {
                 0,
                 &known,
             )?;
+            paths.insert(format!("{kind}.txt"), text_path);
+            paths.insert(format!("{kind}.html"), html_path);
             subjects.insert(kind.to_owned(), parts);
             sources.insert(kind.to_owned(), (text, html));
         }
@@ -273,6 +279,7 @@ impl Templates {
             env,
             subjects,
             sources,
+            paths,
         };
         // A trial render with every placeholder set finds what only shows when a template
         // runs (an unknown filter, a loop over a number), with its file and line.
@@ -315,7 +322,13 @@ impl Templates {
             self.env
                 .get_template(name)
                 .and_then(|t| t.render(Value::from(values.clone())))
-                .map_err(|e| invalid(Path::new(name), 0, &e))
+                .map_err(|e| {
+                    let path = self
+                        .paths
+                        .get(name)
+                        .map_or(Path::new(name), PathBuf::as_path);
+                    invalid(path, 0, &e)
+                })
         };
         let parts = self
             .subjects

@@ -102,7 +102,10 @@ fn errors_name_the_file_and_the_line() {
         "{e}"
     );
     let e = err("Subject: s\n\n{{ state|no_such_filter }}\n", "x");
-    assert!(e.contains("failover.txt:3: "), "{e}");
+    assert!(
+        e.contains("/failover.txt:3: "),
+        "the override's own path: {e}"
+    );
     assert!(e.contains("no_such_filter"), "{e}");
     // The group template has placeholders of its own.
     let e = with("group", "Subject: {{count}}\n\n{{ service_name }}\n", "x")
