@@ -308,3 +308,88 @@ impl ServiceDetail {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Confirmation, Role};
+    use crate::health::Health;
+    use crate::view::{CheckView, RouteView};
+
+    fn view(at: Timestamp) -> ServiceView {
+        ServiceView {
+            id: "tickets".into(),
+            name: "Ticket submission".into(),
+            state: State::FailedOver,
+            since: at,
+            cause: "primary_down".into(),
+            checks: vec![CheckView {
+                name: "form".into(),
+                role: Role::Primary,
+                target: "http://127.0.0.1/form".into(),
+                health: Health::Down,
+                last_outcome: Some("HTTP 500".into()),
+                last_probe_at: Some(at),
+            }],
+            routes: vec![RouteView {
+                id: "submit".into(),
+                service: "tickets".into(),
+                primary: "http://127.0.0.1/form".into(),
+                backup: "mailto:help@example.com".into(),
+                active: Side::Backup,
+            }],
+            created_at: at,
+            maintenance_until: None,
+        }
+    }
+
+    fn extras() -> DetailExtras {
+        DetailExtras {
+            side: Side::Backup,
+            failback: "auto",
+            flapping: false,
+            runbook: None,
+            checks: vec![CheckExtras {
+                failure_threshold: 2,
+                effective_failure_threshold: 3,
+                confirmation: Confirmation::Adaptive,
+            }],
+            holds: HoldsDetail {
+                pin: None,
+                maintenance: None,
+                drill: None,
+                flapping: None,
+                recovery_hold: None,
+                in_force: Vec::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn the_detail_shows_the_published_view_in_the_api_shape() {
+        let at = Timestamp::from_millis(1_700_000_000_000);
+        let v = serde_json::to_value(ServiceDetail::from_view(view(at), extras())).expect("json");
+        assert_eq!(v["state"], "failed_over");
+        assert_eq!(v["since"], at.rfc3339());
+        let check = &v["checks"][0];
+        assert_eq!(check["role"], "primary");
+        assert_eq!(check["health"], "down");
+        assert_eq!(check["last_outcome"], "HTTP 500");
+        assert_eq!(check["last_probe_at"], at.rfc3339());
+        assert_eq!(check["effective_failure_threshold"], 3);
+        assert_eq!(check["confirmation"], "adaptive");
+        let route = &v["routes"][0];
+        assert_eq!(route["active"], "backup");
+        assert_eq!(route["active_target"], "mailto:help@example.com");
+        // The document's fields, in the order clients have always received them.
+        let text =
+            serde_json::to_string(&ServiceDetail::from_view(view(at), extras())).expect("json");
+        let prefix = format!(
+            r#"{{"id":"tickets","name":"Ticket submission","state":"failed_over","since":"{}","cause":"primary_down","side":"backup","failback":"auto","flapping":false,"runbook":null,"checks":[{{"name":"form","role":"primary","#,
+            at.rfc3339()
+        );
+        assert!(text.starts_with(&prefix), "{text}");
+        assert!(text.contains(r#"],"routes":[{"id":"submit","#), "{text}");
+        assert!(text.ends_with(r#"}],"holds":{"pin":null,"maintenance":null,"drill":null,"flapping":null,"recovery_hold":null,"in_force":[]}}"#), "{text}");
+    }
+}

@@ -32,6 +32,7 @@ use tracing::{error, info, warn};
 /// How often the core looks again at services whose deadlines have passed (`Core::safety_tick`).
 const SAFETY_TICK: Duration = Duration::from_secs(5);
 
+/// Everything the core task owns and decides with; only the core task touches it.
 pub(super) struct Core {
     pub(super) config: Arc<Config>,
     pub(super) coordinator: Arc<dyn Coordinator>,

@@ -200,7 +200,7 @@ pub async fn run_with(
     core.publish();
     let snapshot_rx = core.snapshot_tx.subscribe();
 
-    let mut tasks = JoinSet::new();
+    let mut background = JoinSet::new();
 
     // Announcements: delivered from the durable outbox, so nothing recorded is lost. Grouped
     // e-mail is composed there too, when its group comes due.
@@ -215,7 +215,7 @@ pub async fn run_with(
         }
         Err(e) => warn!("cannot count suppressed announcements: {e}"),
     }
-    tasks.spawn(outbox::run_grouped(
+    background.spawn(outbox::run_grouped(
         store.clone(),
         transports,
         outbox_wake.clone(),
@@ -227,13 +227,13 @@ pub async fn run_with(
             events: group_tx,
         },
     ));
-    tasks.spawn(tasks::report_grouping(group_rx, metrics.clone()));
-    tasks.spawn(tasks::report_deliveries(
+    background.spawn(tasks::report_grouping(group_rx, metrics.clone()));
+    background.spawn(tasks::report_deliveries(
         delivery_rx,
         metrics.clone(),
         store.clone(),
     ));
-    tasks.spawn(tasks::watch_reviews(
+    background.spawn(tasks::watch_reviews(
         store.clone(),
         metrics.clone(),
         shutdown.clone(),
@@ -242,8 +242,8 @@ pub async fn run_with(
     outbox_wake.notify_one();
     // Probe history: written in batches, off the probe path. Incidents: reloaded for the page
     // after transitions, off the core task.
-    tasks.spawn(history::run(history, store.clone(), shutdown.clone()));
-    tasks.spawn(crate::view::reload_on_change(
+    background.spawn(history::run(history, store.clone(), shutdown.clone()));
+    background.spawn(crate::view::reload_on_change(
         board.clone(),
         shutdown.clone(),
     ));
@@ -290,7 +290,7 @@ pub async fn run_with(
         limits.max_connections
     );
     let mut http_shutdown = shutdown.clone();
-    tasks.spawn(async move {
+    background.spawn(async move {
         let stop = async move {
             let _ = http_shutdown.wait_for(|s| *s).await;
         };
@@ -313,7 +313,7 @@ pub async fn run_with(
     core.drain_on_shutdown(config.storage.shutdown_grace).await;
     let _ = shutdown.wait_for(|s| *s).await;
     core.probes_stop.send_replace(true);
-    while tasks.join_next().await.is_some() {}
+    while background.join_next().await.is_some() {}
     Ok(())
 }
 
