@@ -8,9 +8,12 @@
 //! `Msg::Reloaded` and the core applies the plan: a walk that moves each kept check's health
 //! across and tells each kept service's machine what changed (`Service::reconfigure`), linear
 //! in the number of checks, with no spec formatted or compared and no machine field edited
-//! from here. The announcement transports are not rebuilt: the plan lists a change to them as
-//! needing a restart, and the core keeps planning announcements for those it started with. Done on the core, a reload of 6,000
-//! checks in one service froze decisions for minutes and held up shutdown.
+//! from here. Done on the core, a reload of 6,000 checks in one service froze decisions for
+//! minutes and held up shutdown.
+//!
+//! The announcement transports are not rebuilt: the plan lists a change to them as needing a
+//! restart, and the core keeps planning announcements for those it started with
+//! (`record::TransportsInUse`).
 //!
 //! Reloads run one at a time, in the order asked; one asked for while another is prepared
 //! waits its turn and reads the files when it starts. The work runs on a plain thread rather
