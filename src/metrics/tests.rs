@@ -483,7 +483,11 @@ fn dns_exports_no_http_and_no_tls_series() {
 fn label_names_of_states_causes_classes_and_health_are_unchanged() {
     use crate::health::Health;
     fn serde_name<T: serde::Serialize>(v: T) -> String {
-        serde_json::to_value(v).unwrap().as_str().unwrap().to_string()
+        serde_json::to_value(v)
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_string()
     }
     let states = State::ALL.map(State::as_str);
     assert_eq!(
