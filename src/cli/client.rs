@@ -42,6 +42,28 @@ impl PublicArgs {
     }
 }
 
+/// Why an operator acts (internal) and the words customers read instead: every command
+/// that changes a service's routes or state takes both.
+#[derive(clap::Args, Clone)]
+pub struct Why {
+    /// Why: for the audit log and on-call, never shown to customers.
+    #[arg(long)]
+    reason: String,
+    #[command(flatten)]
+    public: PublicArgs,
+}
+
+impl Why {
+    /// A request body: `reason` and `public_message` beside the command's own `fields`.
+    fn body(&self, fields: Value) -> Value {
+        let mut body = json!({ "reason": self.reason, "public_message": self.public.message() });
+        if let (Some(body), Value::Object(fields)) = (body.as_object_mut(), fields) {
+            body.extend(fields);
+        }
+        body
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 pub enum SideArg {
     Primary,
@@ -56,22 +78,16 @@ pub enum MaintenanceCommand {
         /// How long, e.g. 2h (default: until `maintenance stop`).
         #[arg(long)]
         duration: Option<String>,
-        /// Why: for the audit log and on-call, never shown to customers.
-        #[arg(long)]
-        reason: String,
         #[command(flatten)]
-        public: PublicArgs,
+        why: Why,
         #[command(flatten)]
         api: ApiArgs,
     },
     /// End maintenance now.
     Stop {
         service: String,
-        /// Why: for the audit log and on-call, never shown to customers.
-        #[arg(long)]
-        reason: String,
         #[command(flatten)]
-        public: PublicArgs,
+        why: Why,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -84,11 +100,8 @@ pub enum MaintenanceCommand {
         /// How long, e.g. 2h.
         #[arg(long)]
         duration: String,
-        /// Why: for the audit log and on-call, never shown to customers.
-        #[arg(long)]
-        reason: String,
         #[command(flatten)]
-        public: PublicArgs,
+        why: Why,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -193,20 +206,17 @@ fn service_command(api: &ApiArgs, service: &str, what: &str, body: Value) -> Exi
     call(api, Request::post(path, Some(body)), 200, print_applied)
 }
 
-pub fn failover(
-    api: &ApiArgs,
-    service: &str,
-    reason: &str,
-    public: &PublicArgs,
-    force: bool,
-) -> ExitCode {
-    let body = json!({ "reason": reason, "force": force, "public_message": public.message() });
-    service_command(api, service, "failover", body)
+pub fn failover(api: &ApiArgs, service: &str, why: &Why, force: bool) -> ExitCode {
+    service_command(
+        api,
+        service,
+        "failover",
+        why.body(json!({ "force": force })),
+    )
 }
 
-pub fn failback(api: &ApiArgs, service: &str, reason: &str, public: &PublicArgs) -> ExitCode {
-    let body = json!({ "reason": reason, "public_message": public.message() });
-    service_command(api, service, "failback", body)
+pub fn failback(api: &ApiArgs, service: &str, why: &Why) -> ExitCode {
+    service_command(api, service, "failback", why.body(json!({})))
 }
 
 pub fn pin(
@@ -214,22 +224,19 @@ pub fn pin(
     service: &str,
     side: SideArg,
     until: Option<String>,
-    reason: &str,
-    public: &PublicArgs,
+    why: &Why,
     force: bool,
 ) -> ExitCode {
     let side = match side {
         SideArg::Primary => "primary",
         SideArg::Backup => "backup",
     };
-    let body = json!({ "side": side, "until": until, "reason": reason,
-        "public_message": public.message(), "force": force });
+    let body = why.body(json!({ "side": side, "until": until, "force": force }));
     service_command(api, service, "pin", body)
 }
 
-pub fn unpin(api: &ApiArgs, service: &str, reason: &str, public: &PublicArgs) -> ExitCode {
-    let body = json!({ "reason": reason, "public_message": public.message() });
-    service_command(api, service, "unpin", body)
+pub fn unpin(api: &ApiArgs, service: &str, why: &Why) -> ExitCode {
+    service_command(api, service, "unpin", why.body(json!({})))
 }
 
 /// `switchboard maintenance start|stop|schedule`.
@@ -238,34 +245,25 @@ pub fn maintenance(command: MaintenanceCommand) -> ExitCode {
         MaintenanceCommand::Start {
             service,
             duration,
-            reason,
-            public,
+            why,
             api,
         } => {
-            let body = json!({ "action": "start", "duration": duration,
-                "reason": reason, "public_message": public.message() });
+            let body = why.body(json!({ "action": "start", "duration": duration }));
             service_command(&api, &service, "maintenance", body)
         }
-        MaintenanceCommand::Stop {
-            service,
-            reason,
-            public,
-            api,
-        } => {
-            let body = json!({ "action": "stop", "reason": reason,
-                "public_message": public.message() });
+        MaintenanceCommand::Stop { service, why, api } => {
+            let body = why.body(json!({ "action": "stop" }));
             service_command(&api, &service, "maintenance", body)
         }
         MaintenanceCommand::Schedule {
             service,
             starts_at,
             duration,
-            reason,
-            public,
+            why,
             api,
         } => {
-            let body = json!({ "action": "schedule", "starts_at": starts_at,
-                "duration": duration, "reason": reason, "public_message": public.message() });
+            let body = why.body(json!({ "action": "schedule", "starts_at": starts_at,
+                "duration": duration }));
             let path = format!("/api/v1/services/{}/maintenance", path_segment(&service));
             call(&api, Request::post(path, Some(body)), 201, |a| {
                 if let Some(v) = a.json() {

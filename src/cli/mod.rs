@@ -17,7 +17,7 @@ mod simulate;
 mod token;
 
 use clap::{Parser, Subcommand};
-use client::{ApiArgs, PublicArgs, SideArg};
+use client::{ApiArgs, SideArg, Why};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use switchboard::config::Config;
@@ -49,33 +49,7 @@ pub enum Command {
     },
     /// Drive the real decision core over simulated months and compare it with a plain
     /// "N consecutive failures" policy on the same probe data.
-    Simulate {
-        #[arg(long, default_value_t = 30)]
-        days: u32,
-        #[arg(long, default_value_t = 4)]
-        services: u32,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Share of probes failing at random, in percent.
-        #[arg(long, default_value_t = 3.0)]
-        noise_percent: f64,
-        /// Simulate the services, checks and thresholds of this configuration instead of the
-        /// built-in set (`--services` is then unused).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Share of probes failing at random as a fraction (0.03 = 3 %); wins over --noise-percent.
-        #[arg(long)]
-        noise: Option<f64>,
-        /// Months of 30 days; wins over --days.
-        #[arg(long)]
-        months: Option<u32>,
-        /// True outages (1 minute to 4 hours) per service-month.
-        #[arg(long, default_value_t = 8)]
-        outages: u32,
-        /// Bursts of 1-8 s where every primary probe fails, per service-month.
-        #[arg(long, default_value_t = 30)]
-        bursts: u32,
-    },
+    Simulate(simulate::Options),
     /// Run one check once: exit 0 on success, 1 on failure, 2 on a usage or config error.
     Probe {
         #[arg(long, default_value = "switchboard.toml")]
@@ -112,11 +86,8 @@ pub enum Command {
     /// Switch a service to its backup now (client of the HTTP API).
     Failover {
         service: String,
-        /// Why: for the audit log and on-call, never shown to customers.
-        #[arg(long)]
-        reason: String,
         #[command(flatten)]
-        public: PublicArgs,
+        why: Why,
         /// Admin only: switch even to a backup whose checks are down.
         #[arg(long)]
         force: bool,
@@ -126,11 +97,8 @@ pub enum Command {
     /// Switch a service back to its primary now (client of the HTTP API).
     Failback {
         service: String,
-        /// Why: for the audit log and on-call, never shown to customers.
-        #[arg(long)]
-        reason: String,
         #[command(flatten)]
-        public: PublicArgs,
+        why: Why,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -142,11 +110,8 @@ pub enum Command {
         /// When the pin ends by itself: RFC 3339 (2026-12-01T18:00:00Z) or a duration from now (2h).
         #[arg(long)]
         until: Option<String>,
-        /// Why: for the audit log and on-call, never shown to customers.
-        #[arg(long)]
-        reason: String,
         #[command(flatten)]
-        public: PublicArgs,
+        why: Why,
         /// Admin only: pin to a backup whose checks are down.
         #[arg(long)]
         force: bool,
@@ -156,11 +121,8 @@ pub enum Command {
     /// Release a pin: the automatic rules decide again (client of the HTTP API).
     Unpin {
         service: String,
-        /// Why: for the audit log and on-call, never shown to customers.
-        #[arg(long)]
-        reason: String,
         #[command(flatten)]
-        public: PublicArgs,
+        why: Why,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -192,27 +154,7 @@ impl Command {
             Command::Run { config } => run::run(&config),
             Command::Demo => demo::run(),
             Command::Check { config } => run::check(&config),
-            Command::Simulate {
-                days,
-                services,
-                seed,
-                noise_percent,
-                config,
-                noise,
-                months,
-                outages,
-                bursts,
-            } => simulate::run(simulate::Options {
-                days,
-                services,
-                seed,
-                noise_percent,
-                config,
-                noise,
-                months,
-                outages,
-                bursts,
-            }),
+            Command::Simulate(options) => simulate::run(options),
             Command::Probe {
                 config,
                 check,
@@ -224,32 +166,20 @@ impl Command {
             Command::Drill { command } => drill::run(command),
             Command::Failover {
                 service,
-                reason,
-                public,
+                why,
                 force,
                 api,
-            } => client::failover(&api, &service, &reason, &public, force),
-            Command::Failback {
-                service,
-                reason,
-                public,
-                api,
-            } => client::failback(&api, &service, &reason, &public),
+            } => client::failover(&api, &service, &why, force),
+            Command::Failback { service, why, api } => client::failback(&api, &service, &why),
             Command::Pin {
                 service,
                 side,
                 until,
-                reason,
-                public,
+                why,
                 force,
                 api,
-            } => client::pin(&api, &service, side, until, &reason, &public, force),
-            Command::Unpin {
-                service,
-                reason,
-                public,
-                api,
-            } => client::unpin(&api, &service, &reason, &public),
+            } => client::pin(&api, &service, side, until, &why, force),
+            Command::Unpin { service, why, api } => client::unpin(&api, &service, &why),
             Command::Maintenance { command } => client::maintenance(command),
             Command::Review {
                 audit_id,

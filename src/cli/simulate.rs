@@ -4,17 +4,35 @@ use super::load_config;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// The command's flags as clap parsed them (see `Command::Simulate` for their meaning).
+// The command's flags (no doc comment here: clap would take it for the command's about,
+// which is the doc comment of `Command::Simulate`).
+#[derive(clap::Args)]
 pub struct Options {
-    pub days: u32,
-    pub services: u32,
-    pub seed: u64,
-    pub noise_percent: f64,
-    pub config: Option<PathBuf>,
-    pub noise: Option<f64>,
-    pub months: Option<u32>,
-    pub outages: u32,
-    pub bursts: u32,
+    #[arg(long, default_value_t = 30)]
+    days: u32,
+    #[arg(long, default_value_t = 4)]
+    services: u32,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Share of probes failing at random, in percent.
+    #[arg(long, default_value_t = 3.0)]
+    noise_percent: f64,
+    /// Simulate the services, checks and thresholds of this configuration instead of the
+    /// built-in set (`--services` is then unused).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Share of probes failing at random as a fraction (0.03 = 3 %); wins over --noise-percent.
+    #[arg(long)]
+    noise: Option<f64>,
+    /// Months of 30 days; wins over --days.
+    #[arg(long)]
+    months: Option<u32>,
+    /// True outages (1 minute to 4 hours) per service-month.
+    #[arg(long, default_value_t = 8)]
+    outages: u32,
+    /// Bursts of 1-8 s where every primary probe fails, per service-month.
+    #[arg(long, default_value_t = 30)]
+    bursts: u32,
 }
 
 /// Prints the comparison report; exit 2 on a noise out of range or an invalid `--config`.
