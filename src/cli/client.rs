@@ -64,7 +64,9 @@ impl Why {
     }
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+/// `--side`: clap's value names and the API's `side` are both the snake_case names.
+#[derive(Clone, Copy, ValueEnum, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum SideArg {
     Primary,
     Backup,
@@ -227,10 +229,7 @@ pub fn pin(
     why: &Why,
     force: bool,
 ) -> ExitCode {
-    let side = match side {
-        SideArg::Primary => "primary",
-        SideArg::Backup => "backup",
-    };
+    let side: &str = side.into();
     let body = why.body(json!({ "side": side, "until": until, "force": force }));
     service_command(api, service, "pin", body)
 }
