@@ -6,6 +6,8 @@ use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 use hyper::{Response, StatusCode, Version};
 
+/// Records the response head in `progress`; answers a redirect's `Location` without reading
+/// its body, or reads the body up to `max_body` bytes (the rest is never read).
 pub(super) async fn read_response(
     response: Response<Incoming>,
     max_body: usize,
@@ -78,6 +80,6 @@ pub(super) async fn read_response(
     Ok(Next::Done)
 }
 
-pub(super) fn is_redirect(status: StatusCode) -> bool {
+fn is_redirect(status: StatusCode) -> bool {
     matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308)
 }

@@ -102,7 +102,9 @@ pub(super) async fn exchange_once(
     }
 }
 
-pub(super) async fn resolve(
+/// The target's addresses of the check's `ip_version`, in resolver order; an IP literal is
+/// its own answer.
+async fn resolve(
     host: &Host<&str>,
     port: u16,
     version: IpVersion,
@@ -136,7 +138,7 @@ pub(super) async fn resolve(
 
 /// Connects to the first address that accepts, in resolver order (which honours the system's
 /// address preference, e.g. gai.conf); the last error is reported when none does.
-pub(super) async fn connect(addrs: &[SocketAddr]) -> Result<(TcpStream, SocketAddr), HttpError> {
+async fn connect(addrs: &[SocketAddr]) -> Result<(TcpStream, SocketAddr), HttpError> {
     let mut last = None;
     for &addr in addrs {
         match TcpStream::connect(addr).await {
@@ -149,7 +151,7 @@ pub(super) async fn connect(addrs: &[SocketAddr]) -> Result<(TcpStream, SocketAd
 }
 
 /// Speaks HTTP over an established (and possibly TLS) stream: send, await the head, read the body.
-pub(super) async fn exchange<S>(
+async fn exchange<S>(
     stream: S,
     h2: bool,
     request: Request<Full<Bytes>>,
@@ -194,7 +196,7 @@ where
 /// Polls the connection and the request together on this task instead of spawning the
 /// connection: when the probe's timeout drops this future, the socket goes with it, and no task
 /// outlives the probe.
-pub(super) async fn drive<C, W>(conn: C, work: W) -> Result<Next, HttpError>
+async fn drive<C, W>(conn: C, work: W) -> Result<Next, HttpError>
 where
     C: Future<Output = Result<(), hyper::Error>>,
     W: Future<Output = Result<Next, HttpError>>,

@@ -40,6 +40,8 @@ pub(super) fn keep_cookies(jar: &mut CookieStore, headers: &hyper::HeaderMap, ur
     }
 }
 
+/// The request for one hop over HTTP/1.1 (`h2` false) or HTTP/2, with the probe's default
+/// headers, the configured ones, and `cookie` from the jar.
 pub(super) fn build_request(
     hop: &Hop,
     cookie: Option<HeaderValue>,
