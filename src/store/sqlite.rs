@@ -202,6 +202,11 @@ impl Store {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The database file this store opened (`None` in memory), for read-only companions.
+    pub fn path(&self) -> Option<&Path> {
+        self.file.as_ref().map(|f| f.path.as_path())
+    }
+
     /// This database's random instance id, created once with it.
     pub fn instance_id(&self) -> &str {
         &self.instance
