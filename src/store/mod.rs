@@ -9,7 +9,8 @@
 //! The same transaction appends the transition's hash-chained audit record (`audit_log.rs`;
 //! the record and the chain are described in `crate::audit`).
 //!
-//! `Store` is the SQLite implementation (`sqlite.rs`, numbered migrations in `migrations/`):
+//! `Store` is the SQLite implementation (opened in `open.rs`, numbered migrations in
+//! `migrations/`; one file per concern beside it):
 //! short synchronous calls on one connection, for the writer thread and for command-line
 //! tools. Async code reaches the store only through `StoreHandle` (`handle.rs`): writes go
 //! to the one writer thread in call order, reads to read-only connections beside it.
@@ -21,8 +22,14 @@ mod groups;
 mod handle;
 mod history;
 mod incidents;
+mod open;
+mod outbox;
+mod rows;
+mod services;
 pub mod spill;
-mod sqlite;
+#[cfg(test)]
+mod tests;
+mod transitions;
 
 pub use control::{
     AuditQuery, DrillRow, ReviewError, ScheduledWindow, KIND_REVIEW, REVIEWED_CAUSES,
@@ -32,7 +39,7 @@ pub use groups::{Composed, GroupDecision, NewPart, WaitingPart, KIND_GROUPED};
 pub use handle::StoreHandle;
 pub use history::{HistoryRow, DAY_S, FIVE_MINUTES_S};
 pub use incidents::{IncidentRecord, IncidentUpdateRecord, NewIncidentUpdate};
-pub use sqlite::Store;
+pub use open::Store;
 
 use crate::clock::Timestamp;
 use crate::failover::{State, Transition};
