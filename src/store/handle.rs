@@ -23,6 +23,22 @@
 //! the transition's transaction; migrations run once, on the writer's connection, at open.
 //! An in-memory database (tests, dry runs) has no second connection to read through, so its
 //! reads go to the writer.
+//!
+//! Converting a call site (mechanical): with `store: StoreHandle`,
+//! - `block_in_place(|| store.X(&a, &b))` or a plain `store.X(..)` in async code, when `X`
+//!   writes: `store.write(move |s| s.X(&a, &b)).await`, arguments moved in owned; the named
+//!   `commit_transition(_with)`, `append_audit` and `enqueue_notice_with` take them owned;
+//! - the same when `X` only reads: `store.read(move |s| s.X(&a)).await`;
+//! - `spawn_blocking(move || store.X(..)).await` (a `Result<Result<..>, JoinError>`):
+//!   `store.read(..)` or `store.write(..)`, one `Result` less to unwrap;
+//! - on a thread of its own (reload preparation): `write_blocking` / `read_blocking`;
+//! - several calls that must see each other (a review, then the count of pending reviews):
+//!   one `write` closure making both calls;
+//! - at start, before the runtime's tasks run: keep the synchronous `Store` calls, then
+//!   `StoreHandle::start(store)`.
+//!
+//! Errors are the ones the `Store` method returns (`StoreError`, or a type that wraps it such
+//! as `ReviewError`); `StoreError::WriterGone` is the only new one.
 
 use super::{Store, StoreError};
 use crate::audit::{AuditContext, AuditRecord, NewAuditRecord};
@@ -130,26 +146,55 @@ impl StoreHandle {
     }
 
     /// Runs `f` on the writer thread, after every write queued before it. The job is queued
-    /// now, when `write` is called; the returned future only waits for its answer.
+    /// now, when `write` is called; the returned future only waits for its answer, and
+    /// dropping it does not take the write back.
     pub fn write<T, E, F>(&self, f: F) -> impl Future<Output = Result<T, E>> + Send + 'static
     where
         F: FnOnce(&Store) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
+        let answer = self.queue(f);
+        async move {
+            match answer {
+                Some(rx) => rx
+                    .await
+                    .unwrap_or_else(|_| Err(StoreError::WriterGone.into())),
+                None => Err(StoreError::WriterGone.into()),
+            }
+        }
+    }
+
+    /// [`StoreHandle::write`] for a thread outside the async runtime (the reload's own thread,
+    /// a command-line tool): blocks the calling thread until the writer answers. Panics when
+    /// called from async code, which must use `write`.
+    pub fn write_blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Store) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        match self.queue(f) {
+            Some(rx) => rx
+                .blocking_recv()
+                .unwrap_or_else(|_| Err(StoreError::WriterGone.into())),
+            None => Err(StoreError::WriterGone.into()),
+        }
+    }
+
+    /// Queues `f` for the writer; `None` when the writer is gone.
+    fn queue<T, E, F>(&self, f: F) -> Option<tokio::sync::oneshot::Receiver<Result<T, E>>>
+    where
+        F: FnOnce(&Store) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |s: &Store| {
             // The caller may have stopped waiting; the write is done either way.
             let _ = tx.send(f(s));
         });
-        let queued = self.inner.jobs.send(job).is_ok();
-        async move {
-            if !queued {
-                return Err(StoreError::WriterGone.into());
-            }
-            rx.await
-                .unwrap_or_else(|_| Err(StoreError::WriterGone.into()))
-        }
+        self.inner.jobs.send(job).ok().map(|()| rx)
     }
 
     /// Runs `f` on a read-only connection, beside the writer: it sees every commit that was
@@ -164,24 +209,22 @@ impl StoreHandle {
             return self.write(f).await;
         }
         let inner = self.inner.clone();
-        let res = tokio::task::spawn_blocking(move || {
-            let Readers::File { path, idle } = &inner.readers else {
-                unreachable!("checked above: this handle reads from its file");
-            };
-            let borrowed = idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-            let store = match borrowed {
-                Some(s) => s,
-                None => Store::open_read_only(path)?,
-            };
-            let out = f(&store);
-            let mut idle = idle.lock().unwrap_or_else(|p| p.into_inner());
-            if idle.len() < MAX_IDLE {
-                idle.push(store);
-            }
-            out
-        })
-        .await;
-        res.unwrap_or_else(|_| Err(StoreError::WriterGone.into()))
+        tokio::task::spawn_blocking(move || inner.read_file(f))
+            .await
+            .unwrap_or_else(|_| Err(StoreError::WriterGone.into()))
+    }
+
+    /// [`StoreHandle::read`] for a thread outside the async runtime; blocks it meanwhile.
+    pub fn read_blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Store) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        match self.inner.readers {
+            Readers::Writer => self.write_blocking(f),
+            Readers::File { .. } => self.inner.read_file(f),
+        }
     }
 
     /// [`Store::commit_transition_with`] on the writer: the transition, its audit record, its
@@ -224,6 +267,36 @@ impl StoreHandle {
         parts: Vec<NewPart>,
     ) -> impl Future<Output = Result<Vec<i64>, StoreError>> + Send + 'static {
         self.write(move |s| s.enqueue_notice_with(&service, at, &announcements, &parts))
+    }
+}
+
+impl Inner {
+    /// Runs `f` on a pooled read-only connection, on the calling thread.
+    fn read_file<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&Store) -> Result<T, E>,
+        E: From<StoreError>,
+    {
+        let Readers::File { path, idle } = &self.readers else {
+            unreachable!("only a handle over a file reads through read-only connections");
+        };
+        let pooled = idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let store = match pooled {
+            Some(s) if s.check_file().is_ok() => s,
+            // The file at the path is not the one these connections read (replaced, or
+            // deleted): none of them is kept, and a new one opens what is there now, or fails.
+            Some(_) => {
+                idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                Store::open_read_only(path)?
+            }
+            None => Store::open_read_only(path)?,
+        };
+        let out = f(&store);
+        let mut idle = idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(store);
+        }
+        out
     }
 }
 

@@ -10,10 +10,11 @@
 //! the record and the chain are described in `crate::audit`).
 //!
 //! `Store` is the SQLite implementation (opened in `open.rs`, numbered migrations in
-//! `migrations/`; one file per concern beside it):
-//! short synchronous calls on one connection, for the writer thread and for command-line
-//! tools. Async code reaches the store only through `StoreHandle` (`handle.rs`): writes go
-//! to the one writer thread in call order, reads to read-only connections beside it.
+//! `migrations/`, one file per concern beside it): short synchronous calls on one
+//! connection, for the writer thread, for start-up before the tasks run, and for
+//! command-line tools. Async code reaches the store through `StoreHandle` (`handle.rs`):
+//! writes go to the one writer thread in call order, reads to read-only connections beside
+//! it. Async code should never call `Store` directly, nor wrap it in `block_in_place`.
 
 mod audit_log;
 mod control;

@@ -150,7 +150,9 @@ impl Store {
         let instance = read_instance(&conn).unwrap_or_default();
         Ok(Store {
             conn: Mutex::new(conn),
-            file: None,
+            // Kept so a long-lived reader can tell that the file was replaced (`check_file`);
+            // a read-only store never writes, so the guard's main use does not arise.
+            file: FileIdentity::of(path).ok(),
             words: RwLock::default(),
             instance,
             id_domain: RwLock::new(super::DEFAULT_MESSAGE_ID_DOMAIN.to_owned()),

@@ -189,3 +189,31 @@ async fn a_panicking_write_answers_writer_gone_and_the_next_write_runs() {
     let rec = handle.write(|s| s.ensure_service("a", T0)).await.unwrap();
     assert_eq!(rec.id, "a");
 }
+
+#[test]
+fn a_thread_outside_the_runtime_writes_and_reads_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let handle = StoreHandle::open(&dir.path().join("switchboard.db")).unwrap();
+    let h = handle.clone();
+    let seen = std::thread::spawn(move || {
+        h.write_blocking(|s| s.ensure_service("added-by-reload", T0))?;
+        h.read_blocking(|s| s.load_services())
+    })
+    .join()
+    .unwrap()
+    .unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].id, "added-by-reload");
+}
+
+#[tokio::test]
+async fn a_reader_never_reads_from_a_deleted_database_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let handle = StoreHandle::open(&dir.path().join("var/switchboard.db")).unwrap();
+    handle.write(|s| s.ensure_service("a", T0)).await.unwrap();
+    // The read leaves its connection in the pool, still open on the file.
+    assert_eq!(handle.read(|s| s.load_services()).await.unwrap().len(), 1);
+    std::fs::remove_dir_all(dir.path().join("var")).unwrap();
+    let err = handle.read(|s| s.load_services()).await.unwrap_err();
+    assert!(matches!(err, StoreError::NoDatabase { .. }), "{err}");
+}
