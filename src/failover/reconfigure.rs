@@ -28,11 +28,9 @@ impl Service {
 
 #[cfg(test)]
 mod tests {
-    use super::super::machine::{step, Event, Policy};
-    use super::super::{Side, State};
-    use super::*;
     use crate::clock::Timestamp;
     use crate::config::{Failback, FailoverWhen};
+    use crate::failover::{step, Event, Policy, Service, Side, State};
     use crate::health::Health;
     use std::time::Duration;
 
