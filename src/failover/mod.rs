@@ -2,14 +2,20 @@
 //!
 //! `step(&mut Service, &Policy, &Event, now) -> Vec<Action>` updates the service's decision
 //! state and returns what the shell must do. The same events in give the same actions out.
-//! This file holds the vocabulary; `machine.rs` holds the rules.
+//! This file holds the vocabulary; `machine.rs` holds the machine's data and `step`, and the
+//! files beside it the rules, one concern each.
 
+mod commands;
+mod drills;
+mod holds;
 mod machine;
+mod reconfigure;
+mod rules;
 pub mod window;
 
-pub use machine::{
-    step, Action, Command, DrillRun, Event, HoldInForce, HoldKind, Holds, Pin, Policy, Service,
-};
+pub use drills::DrillRun;
+pub use holds::{HoldInForce, HoldKind, Holds, Pin};
+pub use machine::{step, Action, Command, Event, Policy, Service};
 
 use crate::clock::Timestamp;
 use serde::{Deserialize, Serialize};
