@@ -4,32 +4,16 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-#[path = "support/control.rs"]
-mod control;
-#[path = "support/daemon.rs"]
-mod daemon;
-#[path = "support/smtp.rs"]
-mod smtp;
+use crate::support::control;
+use crate::support::daemon;
+use crate::support::smtp;
 
-use daemon::{get, wait_until, write_config, Daemon, Target};
+use daemon::{metric, wait_until, write_config, Daemon, Target};
 use smtp::{parse_mail, require_aiosmtpd, SmtpServer};
-
-fn metrics(d: &Daemon) -> String {
-    get(&d.url("/metrics")).map(|r| r.body).unwrap_or_default()
-}
-
-/// The value of the one series whose line starts with `prefix` (name and labels).
-fn metric(d: &Daemon, prefix: &str) -> Option<f64> {
-    metrics(d)
-        .lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
 
 fn fail_over(target: &Target, d: &Daemon) {
     wait_until("primary probed healthy", Duration::from_secs(30), || {
-        d.location("submit-ticket") == target.url("/form") && metrics(d).contains("probe_success")
+        d.location("submit-ticket") == target.url("/form") && d.metrics().contains("probe_success")
     });
     target.set_down(true);
     wait_until("route switched to backup", Duration::from_secs(30), || {
@@ -41,7 +25,7 @@ fn fail_over(target: &Target, d: &Daemon) {
 fn mail_for_a_failover_while_smtp_is_down_arrives_exactly_once_when_it_returns() {
     require_aiosmtpd();
     let dir = tempfile::tempdir().unwrap();
-    let smtp_port = smtp::free_port();
+    let smtp_port = crate::support::free_port();
     let target = Target::start();
     let (config, port) = write_config(
         dir.path(),
@@ -116,7 +100,7 @@ fn mail_for_a_failover_while_smtp_is_down_arrives_exactly_once_when_it_returns()
 fn messages_still_failing_at_the_give_up_age_are_given_up_counted_and_not_sent_later() {
     require_aiosmtpd();
     let dir = tempfile::tempdir().unwrap();
-    let smtp_port = smtp::free_port();
+    let smtp_port = crate::support::free_port();
     let target = Target::start();
     let (config, port) = write_config(
         dir.path(),

@@ -8,12 +8,10 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-#[path = "support/daemon.rs"]
-mod daemon;
-#[path = "support/smtp.rs"]
-mod smtp;
+use crate::support::daemon;
+use crate::support::smtp;
 
-use daemon::{free_port, get, metric_value, wait_until, write_config, Daemon, Target};
+use daemon::{free_port, get, metric, wait_until, write_config, Daemon, Target};
 use smtp::{parse_mail, require_aiosmtpd, ParsedMail, SmtpServer};
 
 /// Generous: these are behaviour tests, never speed tests.
@@ -103,13 +101,12 @@ fn components(d: &Daemon) -> BTreeMap<String, String> {
 /// every change has been taken and carried out.
 fn settled(d: &Daemon) {
     wait_until("no announcement waiting or pending", LIMIT, || {
-        metric_value(
+        metric(
             d,
             r#"switchboard_announcements_waiting{audience="customers"}"#,
         ) == Some(0.0)
-            && metric_value(d, r#"switchboard_announcements_waiting{audience="oncall"}"#)
-                == Some(0.0)
-            && metric_value(d, "switchboard_outbox_backlog ") == Some(0.0)
+            && metric(d, r#"switchboard_announcements_waiting{audience="oncall"}"#) == Some(0.0)
+            && metric(d, "switchboard_outbox_backlog ") == Some(0.0)
     });
 }
 
@@ -187,7 +184,7 @@ fn a_nine_second_blip_of_three_services_on_one_host_reaches_no_customer_and_onca
 
     // Customers' parts are decided once their delay has run: all six undone.
     wait_until("customer announcements suppressed as undone", LIMIT, || {
-        metric_value(
+        metric(
             &d,
             r#"switchboard_announcements_suppressed_total{audience="customers",reason="undone"}"#,
         ) == Some(6.0)
@@ -215,7 +212,7 @@ fn a_nine_second_blip_of_three_services_on_one_host_reaches_no_customer_and_onca
         );
     }
     assert_eq!(
-        metric_value(
+        metric(
             &d,
             r#"switchboard_announcements_total{audience="oncall",channel="email",kind="grouped",result="success"}"#
         ),
@@ -288,7 +285,7 @@ fn an_outage_of_three_services_reaches_customers_once_and_its_recovery_once() {
     // Customers never see on-call's evidence, grouped or not.
     assert!(!text(outage).contains("For on-call"), "{}", text(outage));
     assert_eq!(
-        metric_value(
+        metric(
             &d,
             r#"switchboard_announcements_suppressed_total{audience="customers",reason="undone"}"#
         ),
@@ -356,7 +353,7 @@ fn two_fresh_databases_give_the_same_first_transition_different_message_ids() {
 fn a_grouped_message_keeps_its_message_id_through_retries_and_a_sigkill() {
     require_aiosmtpd();
     let dir = tempfile::tempdir().expect("tempdir");
-    let smtp_port = smtp::free_port();
+    let smtp_port = crate::support::free_port();
     let target = Target::start();
     // The relay is down at first: the composed groups fail and are retried.
     let (config, port) = write_three_services(

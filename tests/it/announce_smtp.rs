@@ -4,8 +4,7 @@
 //! outbox, and reads what arrived with an independent MIME parser. aiosmtpd must be
 //! installed: without it these tests fail with instructions, they never skip.
 
-#[path = "support/smtp.rs"]
-mod smtp;
+use crate::support::smtp;
 
 use smtp::{maildir_messages, parse_mail, require_aiosmtpd, SmtpServer};
 use std::collections::BTreeSet;
@@ -221,7 +220,7 @@ async fn failover_mail_arrives_over_smtp_once_with_the_stored_message_id() {
 async fn mail_queued_while_smtp_is_down_arrives_exactly_once_when_it_returns() {
     require_aiosmtpd();
     let dir = tempfile::tempdir().unwrap();
-    let port = smtp::free_port();
+    let port = crate::support::free_port();
     let url = format!("smtp://127.0.0.1:{port}");
     let store = Arc::new(Store::open(&dir.path().join("switchboard.db")).unwrap());
     let rows = commit_failover(&store);
@@ -402,7 +401,7 @@ async fn delivered_by_backup(mailer: Mailer, dir: &std::path::Path, backup: &Smt
 async fn a_closed_primary_relay_falls_back_to_the_backup_relay() {
     let dir = tempfile::tempdir().unwrap();
     let backup = SmtpServer::start(&dir.path().join("backup-maildir"));
-    let closed = format!("smtp://127.0.0.1:{}", smtp::free_port());
+    let closed = format!("smtp://127.0.0.1:{}", crate::support::free_port());
     delivered_by_backup(
         mailer_with_backup(&closed, &backup.url()),
         dir.path(),
@@ -443,7 +442,7 @@ async fn when_both_relays_fail_the_row_stays_pending_and_the_error_names_both() 
     let dir = tempfile::tempdir().unwrap();
     let primary = smtp::RefusingServer::start(dir.path(), "rcpt");
     let url = format!("smtp://127.0.0.1:{}", primary.port);
-    let closed = format!("smtp://127.0.0.1:{}", smtp::free_port());
+    let closed = format!("smtp://127.0.0.1:{}", crate::support::free_port());
     let store = Arc::new(Store::open_in_memory().unwrap());
     let rows = commit_failover(&store);
     let done = outbox::deliver_due(
@@ -525,7 +524,7 @@ fn email_test_prints_the_servers_reply_and_the_message_arrives() {
 #[test]
 fn email_test_fails_with_exit_1_and_a_clear_error_that_never_shows_the_password() {
     let dir = tempfile::tempdir().unwrap();
-    let port = smtp::free_port();
+    let port = crate::support::free_port();
     // Nobody listens.
     let config = write_email_config(dir.path(), &format!("smtp://127.0.0.1:{port}"));
     let (code, out, err) = email_test_cli(&config, "ops@example.com", None);

@@ -5,13 +5,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-#[path = "support/control.rs"]
-mod control;
-#[path = "support/daemon.rs"]
-mod daemon;
+use crate::support::control;
+use crate::support::daemon;
 
-use control::{all_healthy, metric, request, service};
-use daemon::{wait_until, Daemon, Target};
+use control::{all_healthy, request, service};
+use daemon::{metric, wait_until, Daemon, Target};
 
 const SERVICE: &str = "ticket-submission";
 /// Debian's `libfaketime` (package `faketime`, installed by scripts/test.sh), under the

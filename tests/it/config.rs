@@ -12,7 +12,7 @@ use switchboard::config::{
 };
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    crate::support::repo("")
 }
 
 /// Loads `fixture/switchboard.toml` and compares the diagnostics, relative to `fixture`, with `expect`.

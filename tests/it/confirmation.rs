@@ -7,13 +7,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-#[path = "support/control.rs"]
-mod control;
-#[path = "support/daemon.rs"]
-mod daemon;
+use crate::support::control;
+use crate::support::daemon;
 
-use control::{add_tokens, metric, service};
-use daemon::{wait_until, write_config, Daemon, Target};
+use control::{add_tokens, service};
+use daemon::{metric, wait_until, write_config, Daemon, Target};
 
 const THRESHOLD: &str =
     r#"switchboard_check_failure_threshold{check="ticket-form",service="ticket-submission"} "#;

@@ -3,15 +3,13 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-#[path = "support/control.rs"]
-mod control;
-#[path = "support/daemon.rs"]
-mod daemon;
+use crate::support::control;
+use crate::support::daemon;
 
 use control::{
-    all_healthy, assert_error, audit, json, metric, request, request_headers, request_with, service,
+    all_healthy, assert_error, audit, json, request, request_headers, request_with, service,
 };
-use daemon::{get, wait_until, Target};
+use daemon::{get, metric, wait_until, Target};
 
 const SVC: &str = "/api/v1/services/ticket-submission";
 

@@ -3,10 +3,8 @@
 use std::process::Command;
 use std::time::Duration;
 
-#[path = "support/control.rs"]
-mod control;
-#[path = "support/daemon.rs"]
-mod daemon;
+use crate::support::control;
+use crate::support::daemon;
 
 use control::{all_healthy, json};
 use daemon::{get, wait_until, Target};

@@ -3,13 +3,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-#[path = "support/control.rs"]
-mod control;
-#[path = "support/daemon.rs"]
-mod daemon;
+use crate::support::daemon;
+use crate::support::{self, control};
 
-use control::{all_healthy, json, metric, request, service};
-use daemon::{get, wait_until, Daemon, Target};
+use control::{all_healthy, json, request, service};
+use daemon::{get, metric, wait_until, Daemon, Target};
 
 fn write_service(dir: &Path, id: &str, url: &str, route: &str) {
     std::fs::write(
@@ -326,6 +324,8 @@ fn answered_promptly(
 
 #[test]
 fn a_reload_of_thousands_of_checks_keeps_the_api_and_commands_answering() {
+    // Heavy: a reload of 3,000 checks.
+    let _turn = support::heavy();
     let dir = tempfile::tempdir().expect("tempdir");
     let target = Target::start();
     let (main, port, t) = control::prepare(dir.path(), &target, None);
@@ -401,6 +401,8 @@ fn a_reload_of_thousands_of_checks_keeps_the_api_and_commands_answering() {
 
 #[test]
 fn sigterm_during_a_reload_of_thousands_of_checks_exits_promptly() {
+    // Heavy: a reload of 3,000 checks, and a deadline on the exit.
+    let _turn = support::heavy();
     let dir = tempfile::tempdir().expect("tempdir");
     let target = Target::start();
     let (main, port, t) = control::prepare(dir.path(), &target, None);

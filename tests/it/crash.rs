@@ -17,13 +17,12 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
-#[path = "support/daemon.rs"]
-mod daemon;
-#[path = "support/smtp.rs"]
-mod smtp;
+use crate::support::daemon;
+use crate::support::smtp;
 
+use crate::support::free_port;
 use daemon::{get, wait_until, write_config_with, Target};
-use smtp::{free_port, maildir_messages, require_aiosmtpd};
+use smtp::{maildir_messages, require_aiosmtpd};
 
 /// Generous: these are correctness tests, never speed tests.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -58,7 +57,7 @@ impl SlowSmtp {
             Slowness::BeforeStoring => "before",
             Slowness::AfterStoring => "after",
         };
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/slow_smtp.py");
+        let script = crate::support::script("slow_smtp.py");
         let child = Command::new("python3")
             .arg(script)
             .arg(port.to_string())
@@ -318,18 +317,7 @@ impl World {
 
     /// (from, to) of every recorded transition, in order.
     fn transitions(&self) -> Vec<(String, String)> {
-        let conn = rusqlite::Connection::open_with_flags(
-            self.db(),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .expect("open the database read-only");
-        let mut stmt = conn
-            .prepare("SELECT from_state, to_state FROM transitions ORDER BY id")
-            .expect("prepare");
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .expect("query");
-        rows.map(|r| r.expect("row")).collect()
+        daemon::stored_transitions(&self.db())
     }
 
     /// Waits until every recorded announcement is marked delivered and stored by the SMTP

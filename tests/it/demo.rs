@@ -8,10 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-#[path = "support/daemon.rs"]
-mod daemon;
+use crate::support::daemon;
 
-use daemon::{get, wait_until, write_config, Daemon, Target};
+use daemon::{get, wait_until, write_config, Daemon, Target, FILE_MAIL};
 
 /// `switchboard demo`, stopped with SIGTERM (then SIGKILL) on drop.
 struct Demo {
@@ -156,11 +155,7 @@ fn the_demos_drill_command_works_while_its_outage_has_the_ticket_form_failed_ove
 fn a_fresh_daemons_status_page_says_since_when_its_uptime_counts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let target = Target::start();
-    let (config, port) = write_config(
-        dir.path(),
-        &target,
-        "transport = \"file\"\ndir = \"var/mail\"",
-    );
+    let (config, port) = write_config(dir.path(), &target, FILE_MAIL);
     let d = Daemon::start(&config, port);
     let mut html = String::new();
     wait_until("probe history on the page", Duration::from_secs(30), || {

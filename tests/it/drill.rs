@@ -1,64 +1,15 @@
 //! Drills with the real binary: a live drill over real SMTP (aiosmtpd) and a real webhook receiver with every step of its report checked, a dry run and an abort, the refusals, and a drill whose deadline outlives a SIGKILL.
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-#[path = "support/control.rs"]
-mod control;
-#[path = "support/daemon.rs"]
-mod daemon;
-#[path = "support/smtp.rs"]
-mod smtp;
+use crate::support::http::Receiver;
+use crate::support::{control, daemon, smtp};
 
-use control::{all_healthy, assert_error, audit, json, metric, request, step, wait_drill};
-use daemon::{component_status, wait_until, Daemon, Target};
+use control::{all_healthy, assert_error, audit, json, request, step, wait_drill};
+use daemon::{component_status, metric, wait_until, Daemon, Target};
 use smtp::{parse_mail, SmtpServer};
 
 const SERVICE: &str = "ticket-submission";
-
-/// A webhook receiver that accepts everything; returns its URL and the bodies received.
-fn receiver() -> (String, Arc<Mutex<Vec<String>>>) {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}/hooks/banner", l.local_addr().expect("addr"));
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-            let mut raw = Vec::new();
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = s.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                raw.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&raw).to_string();
-                if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let len = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    if body.len() >= len {
-                        log.lock().expect("lock").push(body.to_string());
-                        break;
-                    }
-                }
-            }
-            let _ = write!(
-                s,
-                "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            );
-        }
-    });
-    (url, seen)
-}
 
 fn start_drill(d: &Daemon, token: &str, mode: &str, duration: &str) -> daemon::Response {
     request(
@@ -76,7 +27,8 @@ fn a_live_drill_switches_verifies_announces_and_reverts_with_every_step_timed() 
     let dir = tempfile::tempdir().expect("tempdir");
     let smtp = SmtpServer::start(&dir.path().join("maildir"));
     let target = Target::start();
-    let (hook, calls) = receiver();
+    let hooks = Receiver::start(0);
+    let hook = &hooks.url;
     let email = format!("transport = \"smtp\"\nsmtp_url = \"{}\"", smtp.url());
     let (main, port, t) = control::prepare(dir.path(), &target, Some(&email));
     let svc = dir.path().join("probes/ticket-submission.toml");
@@ -171,7 +123,7 @@ fn a_live_drill_switches_verifies_announces_and_reverts_with_every_step_timed() 
     }
     // The webhook followed the switch and the switch back.
     wait_until("webhook calls", Duration::from_secs(30), || {
-        calls.lock().expect("lock").len() >= 2
+        hooks.requests().len() >= 2
     });
 
     // Listed, counted, audited.

@@ -4,12 +4,12 @@
 use std::thread;
 use std::time::Duration;
 
-#[path = "support/daemon.rs"]
-mod daemon;
-#[path = "support/smtp.rs"]
-mod smtp;
+use crate::support::daemon;
+use crate::support::smtp;
 
-use daemon::{component_status, get, read_dir_texts, wait_until, write_config, Daemon, Target};
+use daemon::{
+    component_status, get, read_dir_texts, wait_until, write_config, Daemon, Target, FILE_MAIL,
+};
 use smtp::{parse_mail, SmtpServer};
 
 #[test]
@@ -118,11 +118,7 @@ fn failover_and_failback_end_to_end_over_real_smtp() {
 fn sigkill_while_failed_over_keeps_backup_and_sends_nothing_twice() {
     let dir = tempfile::tempdir().expect("tempdir");
     let target = Target::start();
-    let (config, port) = write_config(
-        dir.path(),
-        &target,
-        "transport = \"file\"\ndir = \"var/mail\"",
-    );
+    let (config, port) = write_config(dir.path(), &target, FILE_MAIL);
     let mail = dir.path().join("var/mail");
     let emls = || -> Vec<String> { read_dir_texts(&mail) };
     let backup = target.url("/backup");

@@ -2,15 +2,12 @@
 
 use std::time::Duration;
 
-#[path = "support/control.rs"]
-mod control;
-#[path = "support/daemon.rs"]
-mod daemon;
-#[path = "support/smtp.rs"]
-mod smtp;
+use crate::support::control;
+use crate::support::daemon;
+use crate::support::smtp;
 
-use control::{json, metric, request, service};
-use daemon::{wait_until, Daemon, Target};
+use control::{json, request, service};
+use daemon::{metric, wait_until, Daemon, Target};
 
 const SERVICE: &str = "ticket-submission";
 const SVC: &str = "/api/v1/services/ticket-submission";

@@ -2,10 +2,9 @@
 //! recovery after the restart resolves that same incident (never a second one), with the
 //! `switchboard_incidents_open` gauge following.
 
-#[path = "support/daemon.rs"]
-mod daemon;
+use crate::support::daemon;
 
-use daemon::{get, wait_until, write_config, Daemon, Target};
+use daemon::{get, wait_until, write_config, Daemon, Target, FILE_MAIL};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -28,11 +27,7 @@ fn incidents_open(d: &Daemon) -> String {
 fn an_incident_survives_a_crash_and_is_resolved_by_the_recovery() {
     let dir = tempfile::tempdir().expect("tempdir");
     let target = Target::start();
-    let (config, port) = write_config(
-        dir.path(),
-        &target,
-        "transport = \"file\"\ndir = \"var/mail\"",
-    );
+    let (config, port) = write_config(dir.path(), &target, FILE_MAIL);
     let mut d = Daemon::start(&config, port);
     assert_eq!(incidents_open(&d), "switchboard_incidents_open 0");
     assert_eq!(

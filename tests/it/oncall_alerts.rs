@@ -2,8 +2,7 @@
 //! every alert is tested both firing and not firing, and every alert carries the labels and
 //! annotations on-call relies on, with a runbook_url naming a runbook that exists.
 
-#[path = "support/oncall.rs"]
-mod oncall;
+use crate::support::oncall;
 
 use oncall::{promtool, repo, runbook_file, yaml, RUNBOOK_BASE};
 use std::collections::BTreeMap;

@@ -4,8 +4,7 @@
 //! the overview's state timeline, stacked HTTP phases). Whether each query returns data is
 //! tests/oncall_prometheus_e2e.rs's job, against a real Prometheus.
 
-#[path = "support/oncall.rs"]
-mod oncall;
+use crate::support::oncall;
 
 use oncall::{dashboards, metric_names, panel_queries, panels};
 use std::collections::HashSet;

@@ -3,8 +3,7 @@
 //! engine on this machine), and for compose: YAML, every mounted file present, `promtool check
 //! config` on its Prometheus config laid out as mounted, `switchboard check` on its config.
 
-#[path = "support/oncall.rs"]
-mod oncall;
+use crate::support::oncall;
 
 use oncall::{dashboards, panels, promtool, repo, yaml};
 use std::path::Path;

@@ -6,12 +6,10 @@
 //! The alert rules are the shipped file with every `for:` shortened to 2s (a test-only copy
 //! written next to the Prometheus config), so the test waits seconds instead of minutes.
 
-#[path = "support/daemon.rs"]
-mod daemon;
-#[path = "support/oncall.rs"]
-mod oncall;
+use crate::support::oncall;
+use crate::support::{self, daemon};
 
-use daemon::{free_port, get, wait_until, write_config, Daemon, Target};
+use daemon::{free_port, get, wait_until, write_config, Daemon, Target, FILE_MAIL};
 use oncall::{metric_names, panel_queries, promtool, repo, PanelQuery};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -250,14 +248,12 @@ fn firing(p: &Prometheus) -> Vec<(String, String, String)> {
 
 #[test]
 fn dashboards_and_alerts_work_against_real_prometheus_after_a_failover() {
+    // Heavy: a real Prometheus beside the daemon, with deadlines on its scrapes and rules.
+    let _turn = support::heavy();
     let dir = tempfile::tempdir().expect("tempdir");
     let target = Target::start();
     let https = https_server();
-    let (config, port) = write_config(
-        dir.path(),
-        &target,
-        "transport = \"file\"\ndir = \"var/mail\"",
-    );
+    let (config, port) = write_config(dir.path(), &target, FILE_MAIL);
     // A second service whose primary is HTTPS, for the certificate and TLS panels.
     std::fs::write(
         dir.path().join("probes/support-portal.toml"),
@@ -386,7 +382,7 @@ backup = "{backup}"
     thread::sleep(Duration::from_secs(3));
     let metrics = get(&d.url("/metrics")).expect("GET /metrics").body;
     let names = exported(&metrics);
-    let declared = include_str!("../src/metrics/mod.rs");
+    let declared = include_str!("../../src/metrics/mod.rs");
 
     let range = started.elapsed().as_secs() + 5;
     let end = now();

@@ -3,12 +3,10 @@
 //! in the OpenAPI document the running daemon serves (or its public HTTP table), and every
 //! runbook link (alert rules, service files, dashboards, runbooks themselves) names a file.
 
-#[path = "support/daemon.rs"]
-mod daemon;
-#[path = "support/oncall.rs"]
-mod oncall;
+use crate::support::daemon;
+use crate::support::oncall;
 
-use daemon::{get, write_config, Daemon, Target};
+use daemon::{get, write_config, Daemon, Target, FILE_MAIL};
 use oncall::{dashboards, panels, repo, runbook_file, yaml, RUNBOOK_BASE};
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -317,11 +315,7 @@ fn request(base: &str, method: &str, path: &str) -> u16 {
 fn runbook_api_calls_are_in_the_served_openapi_document_or_the_public_table() {
     let dir = tempfile::tempdir().expect("tempdir");
     let target = Target::start();
-    let (config, port) = write_config(
-        dir.path(),
-        &target,
-        "transport = \"file\"\ndir = \"var/mail\"",
-    );
+    let (config, port) = write_config(dir.path(), &target, FILE_MAIL);
     let d = Daemon::start(&config, port);
     let doc = get(&d.url("/api/v1/openapi.json")).expect("GET /api/v1/openapi.json");
     assert_eq!(

@@ -6,12 +6,9 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-#[path = "support/control.rs"]
-mod control;
-#[path = "support/daemon.rs"]
-mod daemon;
-#[path = "support/smtp.rs"]
-mod smtp;
+use crate::support::control;
+use crate::support::daemon;
+use crate::support::smtp;
 
 use control::{all_healthy, json, request};
 use daemon::{get, wait_until, Daemon, Target};

@@ -4,66 +4,19 @@
 //! flood, lie, reset. Assertions are about classes, ordering and bounds, never tight durations,
 //! so the tests hold on a slow, shared machine.
 
+use crate::support::check::{self, class, SLACK};
+use crate::support::http as peer;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use switchboard::config::{CheckKind, CheckSpec, HttpCheck, Role};
-use switchboard::probe::condition::Condition;
-use switchboard::probe::{http, ErrorClass, Outcome};
+use switchboard::probe::ErrorClass;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// Generous: a probe that should finish does so long before this on any machine.
-const TIMEOUT: Duration = Duration::from_secs(10);
 /// For tests that wait for the timeout on purpose.
 const SHORT_TIMEOUT: Duration = Duration::from_secs(1);
-/// What a timed-out probe may overrun its timeout by on a loaded machine.
-const SLACK: Duration = Duration::from_secs(3);
-
-fn spec(url: &str, edit: impl FnOnce(&mut CheckSpec, &mut HttpCheck)) -> CheckSpec {
-    let mut http = HttpCheck {
-        url: url.parse().expect("test URL"),
-        method: "GET".to_string(),
-        headers: Vec::new(),
-        body: None,
-        max_redirects: 10,
-        max_body_bytes: 1 << 20,
-        insecure: false,
-        net: Default::default(),
-    };
-    let mut check = CheckSpec {
-        name: "test-check".to_string(),
-        service: "test-service".to_string(),
-        role: Role::Primary,
-        interval: Duration::from_secs(30),
-        timeout: TIMEOUT,
-        retry_interval: Duration::from_secs(5),
-        failure_threshold: 3,
-        success_threshold: 2,
-        confirmation: Default::default(),
-        conditions: Vec::new(),
-        kind: CheckKind::Http(http.clone()),
-    };
-    edit(&mut check, &mut http);
-    check.kind = CheckKind::Http(http);
-    check
-}
-
-/// Runs the probe, guarded so a probe that ignores its timeout fails the test instead of hanging it.
-async fn probe(check: &CheckSpec) -> Outcome {
-    let CheckKind::Http(http) = &check.kind else {
-        unreachable!("built as an HTTP check above")
-    };
-    tokio::time::timeout(check.timeout + SLACK, http::probe(check, http))
-        .await
-        .expect("probe outlived its timeout plus slack")
-}
-
-fn class(o: &Outcome) -> Option<ErrorClass> {
-    o.error.as_ref().map(|e| e.class)
-}
 
 /// Serves every accepted connection on 127.0.0.1 with `handler`; returns the address.
 async fn serve<F, Fut>(handler: F) -> SocketAddr
@@ -81,62 +34,10 @@ where
     addr
 }
 
-/// A request as the hand-written servers see it.
-#[derive(Debug, Default)]
-struct SeenRequest {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl SeenRequest {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Reads one request head and its Content-Length body.
-async fn read_request<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> SeenRequest {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte).await {
-            Ok(1) => buf.push(byte[0]),
-            _ => return SeenRequest::default(),
-        }
-    }
-    let head = String::from_utf8_lossy(&buf);
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next().unwrap_or_default().split(' ');
-    let method = first.next().unwrap_or_default().to_string();
-    let path = first.next().unwrap_or_default().to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(": "))
-        .map(|(n, v)| (n.to_string(), v.to_string()))
-        .collect();
-    let len = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0u8; len];
-    let _ = stream.read_exact(&mut body).await;
-    SeenRequest {
-        method,
-        path,
-        headers,
-        body,
-    }
-}
-
 /// Answers every request with a fixed response.
 async fn fixed(response: &'static str) -> SocketAddr {
     serve(move |mut s| async move {
-        read_request(&mut s).await;
+        let _ = peer::read_async(&mut s).await;
         let _ = s.write_all(response.as_bytes()).await;
         let _ = s.shutdown().await;
     })
@@ -148,11 +49,8 @@ async fn ok_200_is_success_with_measured_phases() {
     let addr = fixed("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello").await;
     // `localhost` so that the resolve phase really happens (answered from /etc/hosts; if it
     // lists ::1 first, the probe falls back to 127.0.0.1).
-    let o = probe(&spec(
-        &format!("http://localhost:{}/form", addr.port()),
-        |_, _| {},
-    ))
-    .await;
+    let o =
+        check::run(&check::http(&format!("http://localhost:{}/form", addr.port())).spec()).await;
     assert!(o.success, "{o:?}");
     assert_eq!(o.error, None);
     assert_eq!(o.status, Some(200));
@@ -173,7 +71,7 @@ async fn ok_200_is_success_with_measured_phases() {
 #[tokio::test]
 async fn ip_literal_skips_resolve() {
     let addr = fixed("HTTP/1.1 204 No Content\r\n\r\n").await;
-    let o = probe(&spec(&format!("http://{addr}/"), |_, _| {})).await;
+    let o = check::run(&check::http(&format!("http://{addr}/")).spec()).await;
     assert!(o.success, "{o:?}");
     assert_eq!(o.status, Some(204));
     assert_eq!(o.phases.resolve, Duration::ZERO);
@@ -182,7 +80,7 @@ async fn ip_literal_skips_resolve() {
 #[tokio::test]
 async fn status_500_is_failure_without_conditions() {
     let addr = fixed("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops").await;
-    let o = probe(&spec(&format!("http://{addr}/"), |_, _| {})).await;
+    let o = check::run(&check::http(&format!("http://{addr}/")).spec()).await;
     assert!(!o.success);
     assert_eq!(o.status, Some(500));
     assert_eq!(class(&o), Some(ErrorClass::Conditions));
@@ -197,7 +95,7 @@ async fn connection_refused_is_connect_error() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let o = probe(&spec(&format!("http://{addr}/"), |_, _| {})).await;
+    let o = check::run(&check::http(&format!("http://{addr}/")).spec()).await;
     assert!(!o.success);
     assert_eq!(class(&o), Some(ErrorClass::Connect), "{o:?}");
     assert_eq!(o.status, None);
@@ -212,8 +110,10 @@ async fn server_that_never_answers_times_out_within_the_timeout() {
         drop(s);
     })
     .await;
-    let check = spec(&format!("http://{addr}/"), |c, _| c.timeout = SHORT_TIMEOUT);
-    let o = probe(&check).await;
+    let check = check::http(&format!("http://{addr}/"))
+        .timeout(SHORT_TIMEOUT)
+        .spec();
+    let o = check::run(&check).await;
     assert!(!o.success);
     assert_eq!(class(&o), Some(ErrorClass::Timeout), "{o:?}");
     assert!(o.duration >= SHORT_TIMEOUT);
@@ -229,7 +129,7 @@ async fn server_that_never_answers_times_out_within_the_timeout() {
 #[tokio::test]
 async fn slow_loris_body_times_out_keeping_status() {
     let addr = serve(|mut s| async move {
-        read_request(&mut s).await;
+        let _ = peer::read_async(&mut s).await;
         let _ = s
             .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
             .await;
@@ -241,8 +141,10 @@ async fn slow_loris_body_times_out_keeping_status() {
         }
     })
     .await;
-    let check = spec(&format!("http://{addr}/"), |c, _| c.timeout = SHORT_TIMEOUT);
-    let o = probe(&check).await;
+    let check = check::http(&format!("http://{addr}/"))
+        .timeout(SHORT_TIMEOUT)
+        .spec();
+    let o = check::run(&check).await;
     assert_eq!(class(&o), Some(ErrorClass::Timeout), "{o:?}");
     assert_eq!(o.status, Some(200), "the head arrived before the timeout");
     assert!(
@@ -262,7 +164,7 @@ async fn huge_body_is_read_only_up_to_the_cap() {
     let addr = serve(move |mut s| {
         let (written, done) = (w.clone(), d.clone());
         async move {
-            read_request(&mut s).await;
+            let _ = peer::read_async(&mut s).await;
             let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {ANNOUNCED}\r\n\r\n");
             let _ = s.write_all(head.as_bytes()).await;
             let chunk = vec![b'a'; 64 * 1024];
@@ -276,10 +178,10 @@ async fn huge_body_is_read_only_up_to_the_cap() {
         }
     })
     .await;
-    let check = spec(&format!("http://{addr}/"), |_, h| {
-        h.max_body_bytes = 1 << 20
-    });
-    let o = probe(&check).await;
+    let check = check::http(&format!("http://{addr}/"))
+        .with_http(|h| h.max_body_bytes = 1 << 20)
+        .spec();
+    let o = check::run(&check).await;
     assert!(o.success, "{o:?}");
     assert_eq!(o.content_length, 1 << 20);
     assert!(o.body_truncated);
@@ -297,9 +199,11 @@ async fn huge_body_is_read_only_up_to_the_cap() {
 #[tokio::test]
 async fn body_exactly_at_the_cap_is_not_truncated() {
     let addr = fixed("HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n12345678").await;
-    let o = probe(&spec(&format!("http://{addr}/"), |_, h| {
-        h.max_body_bytes = 8
-    }))
+    let o = check::run(
+        &check::http(&format!("http://{addr}/"))
+            .with_http(|h| h.max_body_bytes = 8)
+            .spec(),
+    )
     .await;
     assert!(o.success, "{o:?}");
     assert_eq!(o.content_length, 8);
@@ -309,9 +213,11 @@ async fn body_exactly_at_the_cap_is_not_truncated() {
 #[tokio::test]
 async fn redirect_loop_is_too_many_redirects() {
     let addr = fixed("HTTP/1.1 302 Found\r\nLocation: /again\r\nContent-Length: 0\r\n\r\n").await;
-    let o = probe(&spec(&format!("http://{addr}/"), |_, h| {
-        h.max_redirects = 3
-    }))
+    let o = check::run(
+        &check::http(&format!("http://{addr}/"))
+            .with_http(|h| h.max_redirects = 3)
+            .spec(),
+    )
     .await;
     assert!(!o.success);
     assert_eq!(class(&o), Some(ErrorClass::TooManyRedirects), "{o:?}");
@@ -322,7 +228,7 @@ async fn redirect_loop_is_too_many_redirects() {
 /// Redirects `/start` to `/final` (302), which answers 200 with the method it saw.
 async fn redirecting_server() -> SocketAddr {
     serve(|mut s| async move {
-        let req = read_request(&mut s).await;
+        let req = peer::read_async(&mut s).await.unwrap_or_default();
         let response = if req.path == "/start" {
             "HTTP/1.1 302 Found\r\nLocation: /final\r\nContent-Length: 0\r\n\r\n".to_string()
         } else {
@@ -340,7 +246,7 @@ async fn redirecting_server() -> SocketAddr {
 #[tokio::test]
 async fn redirect_is_followed_to_the_final_response() {
     let addr = redirecting_server().await;
-    let o = probe(&spec(&format!("http://{addr}/start"), |_, _| {})).await;
+    let o = check::run(&check::http(&format!("http://{addr}/start")).spec()).await;
     assert!(o.success, "{o:?}");
     assert_eq!(o.status, Some(200));
     assert_eq!(o.redirects, 1);
@@ -350,11 +256,13 @@ async fn redirect_is_followed_to_the_final_response() {
 #[tokio::test]
 async fn post_redirected_by_302_becomes_get() {
     let addr = redirecting_server().await;
-    let check = spec(&format!("http://{addr}/start"), |_, h| {
-        h.method = "POST".to_string();
-        h.body = Some("a=1".to_string());
-    });
-    let o = probe(&check).await;
+    let check = check::http(&format!("http://{addr}/start"))
+        .with_http(|h| {
+            h.method = "POST".to_string();
+            h.body = Some("a=1".to_string());
+        })
+        .spec();
+    let o = check::run(&check).await;
     assert!(o.success, "{o:?}");
     assert_eq!(o.content_length, 3, "the final request was a GET");
 }
@@ -362,9 +270,11 @@ async fn post_redirected_by_302_becomes_get() {
 #[tokio::test]
 async fn max_redirects_zero_reports_the_redirect_itself() {
     let addr = redirecting_server().await;
-    let o = probe(&spec(&format!("http://{addr}/start"), |_, h| {
-        h.max_redirects = 0
-    }))
+    let o = check::run(
+        &check::http(&format!("http://{addr}/start"))
+            .with_http(|h| h.max_redirects = 0)
+            .spec(),
+    )
     .await;
     assert!(o.success, "a 302 is within 200..=399: {o:?}");
     assert_eq!(o.status, Some(302));
@@ -374,7 +284,7 @@ async fn max_redirects_zero_reports_the_redirect_itself() {
 #[tokio::test]
 async fn garbage_response_is_protocol_error() {
     let addr = fixed("SSH-2.0-OpenSSH_9.2\r\n\x00\x01\x02 this is not http\r\n\r\n").await;
-    let o = probe(&spec(&format!("http://{addr}/"), |_, _| {})).await;
+    let o = check::run(&check::http(&format!("http://{addr}/")).spec()).await;
     assert!(!o.success);
     assert_eq!(class(&o), Some(ErrorClass::Protocol), "{o:?}");
     assert_eq!(o.status, None);
@@ -383,7 +293,7 @@ async fn garbage_response_is_protocol_error() {
 #[tokio::test]
 async fn connection_reset_mid_body_is_a_failure() {
     let addr = serve(|mut s| async move {
-        read_request(&mut s).await;
+        let _ = peer::read_async(&mut s).await;
         let _ = s
             .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial")
             .await;
@@ -393,7 +303,7 @@ async fn connection_reset_mid_body_is_a_failure() {
         drop(s);
     })
     .await;
-    let o = probe(&spec(&format!("http://{addr}/"), |_, _| {})).await;
+    let o = check::run(&check::http(&format!("http://{addr}/")).spec()).await;
     assert!(!o.success, "{o:?}");
     assert_eq!(class(&o), Some(ErrorClass::Protocol), "{o:?}");
     assert_eq!(o.status, Some(200));
@@ -401,12 +311,12 @@ async fn connection_reset_mid_body_is_a_failure() {
 
 #[tokio::test]
 async fn method_headers_and_body_are_sent_as_configured() {
-    let (tx, rx) = tokio::sync::oneshot::channel::<SeenRequest>();
+    let (tx, rx) = tokio::sync::oneshot::channel::<peer::Request>();
     let tx = Arc::new(std::sync::Mutex::new(Some(tx)));
     let addr = serve(move |mut s| {
         let tx = tx.clone();
         async move {
-            let req = read_request(&mut s).await;
+            let req = peer::read_async(&mut s).await.unwrap_or_default();
             let _ = s
                 .write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
                 .await;
@@ -416,15 +326,17 @@ async fn method_headers_and_body_are_sent_as_configured() {
         }
     })
     .await;
-    let check = spec(&format!("http://{addr}/api/tickets?canary=1"), |_, h| {
-        h.method = "POST".to_string();
-        h.headers = vec![
-            ("Content-Type".to_string(), "application/json".to_string()),
-            ("X-Canary".to_string(), "yes".to_string()),
-        ];
-        h.body = Some(r#"{"subject":"canary"}"#.to_string());
-    });
-    let o = probe(&check).await;
+    let check = check::http(&format!("http://{addr}/api/tickets?canary=1"))
+        .with_http(|h| {
+            h.method = "POST".to_string();
+            h.headers = vec![
+                ("Content-Type".to_string(), "application/json".to_string()),
+                ("X-Canary".to_string(), "yes".to_string()),
+            ];
+            h.body = Some(r#"{"subject":"canary"}"#.to_string());
+        })
+        .spec();
+    let o = check::run(&check).await;
     assert!(o.success, "{o:?}");
     assert_eq!(o.status, Some(201));
     let req = rx.await.expect("server saw the request");
@@ -441,7 +353,7 @@ async fn method_headers_and_body_are_sent_as_configured() {
 #[tokio::test]
 async fn outcome_json_uses_contract_field_names() {
     let addr = fixed("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await;
-    let o = probe(&spec(&format!("http://{addr}/"), |_, _| {})).await;
+    let o = check::run(&check::http(&format!("http://{addr}/")).spec()).await;
     let json = serde_json::to_value(&o).unwrap();
     for key in [
         "check",
@@ -523,7 +435,7 @@ mod tls {
                 let Ok(mut s) = acceptor.accept(s).await else {
                     return;
                 };
-                read_request(&mut s).await;
+                let _ = peer::read_async(&mut s).await;
                 let _ = s
                     .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                     .await;
@@ -599,7 +511,7 @@ mod tls {
     async fn h2_is_used_when_alpn_negotiates_it() {
         let addr = h2_server().await;
         let url = format!("https://localhost:{}/h2?x=1", addr.port());
-        let o = probe(&spec(&url, |_, h| h.insecure = true)).await;
+        let o = check::run(&check::http(&url).insecure(true).spec()).await;
         assert!(o.success, "{o:?}");
         assert_eq!(o.http_version, Some(2.0));
         assert_eq!(o.status, Some(200));
@@ -610,10 +522,14 @@ mod tls {
     async fn h2_body_is_read_only_up_to_the_cap() {
         let addr = h2_server().await;
         let url = format!("https://localhost:{}/big", addr.port());
-        let o = probe(&spec(&url, |_, h| {
-            h.insecure = true;
-            h.max_body_bytes = 100_000;
-        }))
+        let o = check::run(
+            &check::http(&url)
+                .with_http(|h| {
+                    h.insecure = true;
+                    h.max_body_bytes = 100_000;
+                })
+                .spec(),
+        )
         .await;
         assert!(o.success, "{o:?}");
         assert_eq!(o.content_length, 100_000);
@@ -624,7 +540,7 @@ mod tls {
     async fn self_signed_certificate_fails_verification_by_default() {
         let server = tls_server(rustls::DEFAULT_VERSIONS).await;
         let url = format!("https://localhost:{}/", server.addr.port());
-        let o = probe(&spec(&url, |_, _| {})).await;
+        let o = check::run(&check::http(&url).spec()).await;
         assert!(!o.success);
         assert_eq!(class(&o), Some(ErrorClass::Tls), "{o:?}");
         assert_eq!(o.status, None);
@@ -635,7 +551,7 @@ mod tls {
     async fn insecure_accepts_self_signed_and_reports_tls() {
         let server = tls_server(rustls::DEFAULT_VERSIONS).await;
         let url = format!("https://localhost:{}/", server.addr.port());
-        let o = probe(&spec(&url, |_, h| h.insecure = true)).await;
+        let o = check::run(&check::http(&url).insecure(true).spec()).await;
         assert!(o.success, "{o:?}");
         assert_eq!(o.status, Some(200));
         assert_eq!(o.http_version, Some(1.1), "ALPN chose http/1.1");
@@ -650,11 +566,11 @@ mod tls {
         let expired = certificate(&["localhost"], Some(((2020, 1, 1), (2021, 1, 1))));
         let server = tls_server_with(expired, rustls::DEFAULT_VERSIONS).await;
         let url = format!("https://localhost:{}/", server.addr.port());
-        let o = probe(&spec(&url, |_, _| {})).await;
+        let o = check::run(&check::http(&url).spec()).await;
         assert_eq!(class(&o), Some(ErrorClass::Tls), "{o:?}");
         // With verification off the probe succeeds, and the expiry in the past is what
         // `[CERTIFICATE_EXPIRATION]` conditions and `probe_ssl_earliest_cert_expiry` alerts see.
-        let o = probe(&spec(&url, |_, h| h.insecure = true)).await;
+        let o = check::run(&check::http(&url).insecure(true).spec()).await;
         assert!(o.success, "{o:?}");
         let expiry = o.tls.expect("TLS info").earliest_cert_expiry;
         assert_eq!(expiry, server.not_after);
@@ -666,7 +582,7 @@ mod tls {
         let other = certificate(&["support.example.com"], None);
         let server = tls_server_with(other, rustls::DEFAULT_VERSIONS).await;
         let url = format!("https://localhost:{}/", server.addr.port());
-        let o = probe(&spec(&url, |_, _| {})).await;
+        let o = check::run(&check::http(&url).spec()).await;
         assert_eq!(class(&o), Some(ErrorClass::Tls), "{o:?}");
     }
 
@@ -681,11 +597,8 @@ mod tls {
                 .await;
         })
         .await;
-        let o = probe(&spec(
-            &format!("https://localhost:{}/", addr.port()),
-            |_, _| {},
-        ))
-        .await;
+        let o =
+            check::run(&check::http(&format!("https://localhost:{}/", addr.port())).spec()).await;
         assert_eq!(class(&o), Some(ErrorClass::Tls), "{o:?}");
     }
 
@@ -693,7 +606,7 @@ mod tls {
     async fn tls12_server_reports_tls_1_2() {
         let server = tls_server(&[&rustls::version::TLS12]).await;
         let url = format!("https://localhost:{}/", server.addr.port());
-        let o = probe(&spec(&url, |_, h| h.insecure = true)).await;
+        let o = check::run(&check::http(&url).insecure(true).spec()).await;
         assert!(o.success, "{o:?}");
         assert_eq!(o.tls.expect("TLS info").version, "TLS 1.2");
     }
@@ -704,13 +617,11 @@ mod tls {
 #[tokio::test]
 async fn failing_condition_names_the_resolved_condition() {
     let addr = fixed("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello").await;
-    let check = spec(&format!("http://{addr}/"), |c, _| {
-        c.conditions = vec![
-            Condition::parse("[STATUS] == 200").unwrap(),
-            Condition::parse("[BODY] == pat(*request_subject*)").unwrap(),
-        ];
-    });
-    let o = probe(&check).await;
+    let check = check::http(&format!("http://{addr}/"))
+        .condition("[STATUS] == 200")
+        .condition("[BODY] == pat(*request_subject*)")
+        .spec();
+    let o = check::run(&check).await;
     assert!(!o.success);
     assert_eq!(o.conditions.len(), 2);
     assert!(o.conditions[0].success);
@@ -727,10 +638,10 @@ async fn network_error_fails_even_when_conditions_hold() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let check = spec(&format!("http://{addr}/"), |c, _| {
-        c.conditions = vec![Condition::parse("[CONNECTED] == false").unwrap()];
-    });
-    let o = probe(&check).await;
+    let check = check::http(&format!("http://{addr}/"))
+        .condition("[CONNECTED] == false")
+        .spec();
+    let o = check::run(&check).await;
     assert!(!o.success);
     assert_eq!(class(&o), Some(ErrorClass::Connect));
 }

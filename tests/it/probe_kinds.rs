@@ -2,60 +2,17 @@
 //! silent server, a flood, self-signed / expired / wrong-host TLS servers, aiosmtpd (plain,
 //! STARTTLS, implicit TLS), hostile SMTP and DNS peers, and dnsmasq.
 
-#[path = "support/smtp.rs"]
-mod smtp;
+use crate::support::smtp;
 
-use smtp::SmtpServer;
+use crate::support::check::{self, class, run};
+use smtp::{SinkTls, SmtpServer, TlsSink};
 use std::time::Duration;
-use switchboard::config::{CheckKind, CheckSpec, Role, SmtpCheck, TcpCheck};
-use switchboard::probe::{self, ErrorClass, Outcome};
+use switchboard::probe::ErrorClass;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-fn check(kind: CheckKind) -> CheckSpec {
-    CheckSpec {
-        name: "intake".into(),
-        service: "mail".into(),
-        role: Role::Primary,
-        interval: Duration::from_secs(30),
-        timeout: Duration::from_secs(2),
-        retry_interval: Duration::from_secs(5),
-        failure_threshold: 3,
-        success_threshold: 2,
-        confirmation: Default::default(),
-        conditions: Vec::new(),
-        kind,
-    }
-}
-
-fn tcp(port: u16) -> TcpCheck {
-    TcpCheck {
-        host: "127.0.0.1".into(),
-        port,
-        send: None,
-        expect: None,
-        expect_regex: None,
-        tls: false,
-        insecure: false,
-        net: Default::default(),
-    }
-}
-
-fn smtp_check(port: u16, starttls: bool) -> SmtpCheck {
-    SmtpCheck {
-        host: "127.0.0.1".into(),
-        port,
-        starttls,
-        tls: false,
-        insecure: true,
-        ehlo: "probe.switchboard.test".into(),
-        net: Default::default(),
-    }
-}
-
-fn condition(text: &str) -> switchboard::probe::condition::Condition {
-    switchboard::probe::condition::Condition::parse(text).expect("condition parses")
-}
+/// For the tests that wait for a timeout on purpose.
+const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A server that answers each connection with `reply` after reading one chunk (or at once).
 async fn serve(reply: &'static [u8], read_first: bool) -> u16 {
@@ -76,17 +33,11 @@ async fn serve(reply: &'static [u8], read_first: bool) -> u16 {
     port
 }
 
-fn class(o: &Outcome) -> Option<ErrorClass> {
-    o.error.as_ref().map(|e| e.class)
-}
-
 #[tokio::test]
 async fn tcp_connects_sends_and_finds_the_expected_reply() {
     let port = serve(b"+OK support intake ready\r\n", true).await;
-    let mut t = tcp(port);
-    t.send = Some("HELLO\r\n".into());
-    t.expect = Some("intake ready".into());
-    let o = probe::run(&check(CheckKind::Tcp(t))).await;
+    let t = check::tcp(port).send("HELLO\r\n").expect("intake ready");
+    let o = run(&t.spec()).await;
     assert!(o.success, "{o:?}");
     assert!(o.phases.connect > Duration::ZERO);
 }
@@ -94,9 +45,7 @@ async fn tcp_connects_sends_and_finds_the_expected_reply() {
 #[tokio::test]
 async fn tcp_expect_mismatch_refused_port_and_silence_fail_with_their_class() {
     let port = serve(b"-ERR go away\r\n", false).await;
-    let mut t = tcp(port);
-    t.expect = Some("ready".into());
-    let o = probe::run(&check(CheckKind::Tcp(t))).await;
+    let o = run(&check::tcp(port).expect("ready").spec()).await;
     assert_eq!(class(&o), Some(ErrorClass::Protocol), "{o:?}");
 
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
@@ -104,7 +53,7 @@ async fn tcp_expect_mismatch_refused_port_and_silence_fail_with_their_class() {
         .local_addr()
         .expect("addr")
         .port();
-    let o = probe::run(&check(CheckKind::Tcp(tcp(closed)))).await;
+    let o = run(&check::tcp(closed).spec()).await;
     assert_eq!(class(&o), Some(ErrorClass::Connect), "{o:?}");
 
     let silent = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -115,10 +64,9 @@ async fn tcp_expect_mismatch_refused_port_and_silence_fail_with_their_class() {
             held.push(s);
         }
     });
-    let mut t = tcp(port);
-    t.expect = Some("anything".into());
+    let t = check::tcp(port).expect("anything").timeout(TIMEOUT);
     let started = std::time::Instant::now();
-    let o = probe::run(&check(CheckKind::Tcp(t))).await;
+    let o = run(&t.spec()).await;
     assert_eq!(class(&o), Some(ErrorClass::Timeout), "{o:?}");
     assert!(
         started.elapsed() < Duration::from_secs(10),
@@ -165,17 +113,14 @@ async fn tls_kind_verifies_certificates_and_reports_expiry_when_insecure() {
             });
         }
     });
-    let mut t = tcp(port);
-    t.tls = true;
-    let o = probe::run(&check(CheckKind::Tcp(t.clone()))).await;
+    let t = check::tls(port);
+    let o = run(&t.clone().spec()).await;
     assert_eq!(
         class(&o),
         Some(ErrorClass::Tls),
         "self-signed fails verification: {o:?}"
     );
-    t.insecure = true;
-    t.expect = Some("hello over tls".into());
-    let o = probe::run(&check(CheckKind::Tcp(t))).await;
+    let o = run(&t.insecure(true).expect("hello over tls").spec()).await;
     assert!(o.success, "{o:?}");
     let tls = o.tls.expect("TLS info");
     assert!(tls.version.starts_with("TLS 1."), "{}", tls.version);
@@ -192,10 +137,10 @@ async fn smtp_reads_the_banner_and_ehlo_of_a_real_server_and_requires_starttls_w
         .next()
         .and_then(|p| p.parse().ok())
         .expect("port");
-    let o = probe::run(&check(CheckKind::Smtp(smtp_check(port, false)))).await;
+    let o = run(&check::smtp(port).spec()).await;
     assert!(o.success, "banner + EHLO against aiosmtpd: {o:?}");
     assert_eq!(o.status, Some(220));
-    let o = probe::run(&check(CheckKind::Smtp(smtp_check(port, true)))).await;
+    let o = run(&check::smtp(port).starttls().spec()).await;
     assert_eq!(class(&o), Some(ErrorClass::Tls), "{o:?}");
     assert!(
         o.error
@@ -208,7 +153,7 @@ async fn smtp_reads_the_banner_and_ehlo_of_a_real_server_and_requires_starttls_w
 #[tokio::test]
 async fn smtp_refusing_banner_and_garbage_fail_as_protocol_errors() {
     let port = serve(b"554 5.3.2 intake closed for maintenance\r\n", false).await;
-    let o = probe::run(&check(CheckKind::Smtp(smtp_check(port, false)))).await;
+    let o = run(&check::smtp(port).spec()).await;
     assert_eq!(class(&o), Some(ErrorClass::Protocol), "{o:?}");
     assert_eq!(o.status, Some(554));
     assert!(
@@ -219,73 +164,23 @@ async fn smtp_refusing_banner_and_garbage_fail_as_protocol_errors() {
     );
 
     let port = serve(b"\x00\x01garbage that is not smtp\r\n", false).await;
-    let o = probe::run(&check(CheckKind::Smtp(smtp_check(port, false)))).await;
+    let o = run(&check::smtp(port).spec()).await;
     assert_eq!(class(&o), Some(ErrorClass::Protocol), "{o:?}");
 }
 
 /// aiosmtpd with a self-signed certificate: STARTTLS on one port, implicit TLS on another.
 struct TlsSmtp {
-    children: Vec<std::process::Child>,
-    starttls_port: u16,
-    smtps_port: u16,
-    _dir: tempfile::TempDir,
+    starttls: TlsSink,
+    smtps: TlsSink,
 }
 
 impl TlsSmtp {
     fn start() -> TlsSmtp {
-        let dir = tempfile::tempdir().expect("tempdir");
         let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
-        let (crt, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-        std::fs::write(&crt, cert.cert.pem()).expect("write cert");
-        std::fs::write(&key, cert.key_pair.serialize_pem()).expect("write key");
-        let free = || {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .map(|a| a.port())
-                .expect("free port")
-        };
-        let (starttls_port, smtps_port) = (free(), free());
-        let spawn = |port: u16, tls_args: [&str; 2]| {
-            std::process::Command::new("python3")
-                .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
-                .args(["-c", "aiosmtpd.handlers.Sink", "--no-requiretls"])
-                .arg(tls_args[0])
-                .arg(&crt)
-                .arg(tls_args[1])
-                .arg(&key)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .expect("python3 with aiosmtpd is required: run ./scripts/test.sh")
-        };
-        let children = vec![
-            spawn(starttls_port, ["--tlscert", "--tlskey"]),
-            spawn(smtps_port, ["--smtpscert", "--smtpskey"]),
-        ];
-        let started = std::time::Instant::now();
-        for port in [starttls_port, smtps_port] {
-            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(
-                    started.elapsed() < Duration::from_secs(20),
-                    "aiosmtpd did not start"
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
+        let (crt, key) = (cert.cert.pem(), cert.key_pair.serialize_pem());
         TlsSmtp {
-            children,
-            starttls_port,
-            smtps_port,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for TlsSmtp {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
+            starttls: TlsSink::start(&crt, &key, SinkTls::Starttls),
+            smtps: TlsSink::start(&crt, &key, SinkTls::Implicit),
         }
     }
 }
@@ -293,28 +188,22 @@ impl Drop for TlsSmtp {
 #[tokio::test]
 async fn smtp_negotiates_starttls_and_implicit_tls_with_a_real_server() {
     let server = TlsSmtp::start();
-    let o = probe::run(&check(CheckKind::Smtp(smtp_check(
-        server.starttls_port,
-        true,
-    ))))
-    .await;
+    let o = run(&check::smtp(server.starttls.port).starttls().spec()).await;
     assert!(o.success, "STARTTLS negotiated: {o:?}");
     let tls = o.tls.as_ref().expect("TLS info after STARTTLS");
     assert!(tls.version.starts_with("TLS 1."), "{}", tls.version);
     assert!(o.phases.tls > Duration::ZERO);
 
-    let mut verified = smtp_check(server.starttls_port, true);
-    verified.insecure = false;
-    let o = probe::run(&check(CheckKind::Smtp(verified))).await;
+    let verified = check::smtp(server.starttls.port).starttls().insecure(false);
+    let o = run(&verified.spec()).await;
     assert_eq!(
         class(&o),
         Some(ErrorClass::Tls),
         "a self-signed certificate fails verification: {o:?}"
     );
 
-    let mut implicit = smtp_check(server.smtps_port, false);
-    implicit.tls = true;
-    let o = probe::run(&check(CheckKind::Smtp(implicit))).await;
+    let implicit = check::smtp(server.smtps.port).with_smtp(|s| s.tls = true);
+    let o = run(&implicit.spec()).await;
     assert!(o.success, "implicit TLS (SMTPS): {o:?}");
     assert!(o.tls.is_some());
 }
@@ -382,26 +271,12 @@ fn big_txt_args() -> String {
         .join(",")
 }
 
-fn dns(port: u16, name: &str, rcode: &str, answers: &[&str]) -> CheckKind {
-    CheckKind::Dns(switchboard::config::DnsCheck {
-        server: "127.0.0.1".parse().expect("ip"),
-        port,
-        name: name.into(),
-        qtype: 1,
-        expect_rcode: rcode.into(),
-        expect_answers: answers.iter().map(|a| a.to_string()).collect(),
-    })
-}
-
 #[tokio::test]
 async fn dns_checks_rcode_and_answers_against_a_real_server() {
     let server = Dnsmasq::start();
-    let o = probe::run(&check(dns(
-        server.port,
-        "support.example.com",
-        "NOERROR",
-        &["127.0.0.7"],
-    )))
+    let o = run(&check::dns(server.port, "support.example.com")
+        .answers(&["127.0.0.7"])
+        .spec())
     .await;
     assert!(o.success, "{o:?}");
     // As in blackbox: the server is an IP address, so nothing is resolved; the query itself
@@ -414,12 +289,9 @@ async fn dns_checks_rcode_and_answers_against_a_real_server() {
     let counts = o.dns.expect("a reply's record counts");
     assert_eq!(counts.answer_rrs, 1, "{o:?}");
 
-    let o = probe::run(&check(dns(
-        server.port,
-        "support.example.com",
-        "NOERROR",
-        &["10.9.9.9"],
-    )))
+    let o = run(&check::dns(server.port, "support.example.com")
+        .answers(&["10.9.9.9"])
+        .spec())
     .await;
     assert_eq!(class(&o), Some(ErrorClass::Dns), "{o:?}");
     assert!(
@@ -429,7 +301,7 @@ async fn dns_checks_rcode_and_answers_against_a_real_server() {
         "{o:?}"
     );
 
-    let o = probe::run(&check(dns(server.port, "nope.example.net", "NOERROR", &[]))).await;
+    let o = run(&check::dns(server.port, "nope.example.net").spec()).await;
     assert_eq!(class(&o), Some(ErrorClass::Dns), "{o:?}");
     assert!(
         o.error
@@ -438,22 +310,16 @@ async fn dns_checks_rcode_and_answers_against_a_real_server() {
         "{o:?}"
     );
 
-    let o = probe::run(&check(dns(
-        server.port,
-        "nope.example.net",
-        "NXDOMAIN",
-        &[],
-    )))
+    let o = run(&check::dns(server.port, "nope.example.net")
+        .rcode("NXDOMAIN")
+        .spec())
     .await;
     assert!(o.success, "NXDOMAIN expected and seen: {o:?}");
 
-    let mut with_condition = check(dns(server.port, "support.example.com", "NOERROR", &[]));
-    with_condition.conditions =
-        vec![
-            switchboard::probe::condition::Condition::parse("[DNS_RCODE] == NOERROR")
-                .expect("condition"),
-        ];
-    let o = probe::run(&with_condition).await;
+    let with_condition = check::dns(server.port, "support.example.com")
+        .condition("[DNS_RCODE] == NOERROR")
+        .spec();
+    let o = run(&with_condition).await;
     assert!(o.success, "{o:?}");
     assert_eq!(o.conditions[0].resolved, "[DNS_RCODE] (NOERROR) == NOERROR");
 }
@@ -464,19 +330,13 @@ async fn dns_to_a_silent_server_times_out_within_the_timeout() {
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     let port = silent.local_addr().expect("addr").port();
     let started = std::time::Instant::now();
-    let o = probe::run(&check(dns(port, "support.example.com", "NOERROR", &[]))).await;
+    let o = run(&check::dns(port, "support.example.com")
+        .timeout(TIMEOUT)
+        .spec())
+    .await;
     assert_eq!(class(&o), Some(ErrorClass::Timeout), "{o:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
     drop(silent);
-}
-
-fn dns_type(port: u16, name: &str, qtype: &str, answers: &[String]) -> CheckKind {
-    let CheckKind::Dns(mut d) = dns(port, name, "NOERROR", &[]) else {
-        unreachable!("dns() builds a dns check")
-    };
-    d.qtype = switchboard::probe::dns::type_number(qtype).expect("known type");
-    d.expect_answers = answers.to_vec();
-    CheckKind::Dns(d)
 }
 
 #[tokio::test]
@@ -501,22 +361,18 @@ async fn dns_truncated_reply_is_asked_again_over_tcp_and_mx_reads_like_dig() {
     let whole: String = (b'a'..=b'd')
         .map(|c| (c as char).to_string().repeat(200))
         .collect();
-    let o = probe::run(&check(dns_type(
-        server.port,
-        "big.example.org",
-        "TXT",
-        std::slice::from_ref(&whole),
-    )))
+    let o = run(&check::dns(server.port, "big.example.org")
+        .qtype("TXT")
+        .answers(std::slice::from_ref(&whole))
+        .spec())
     .await;
     assert!(o.success, "the whole 800-byte TXT arrives over TCP: {o:?}");
     assert_eq!(o.content_length, 800);
 
-    let o = probe::run(&check(dns_type(
-        server.port,
-        "example.org",
-        "MX",
-        &["10 mail.example.org".to_string()],
-    )))
+    let o = run(&check::dns(server.port, "example.org")
+        .qtype("MX")
+        .answers(&["10 mail.example.org".to_string()])
+        .spec())
     .await;
     assert!(o.success, "{o:?}");
 }
@@ -540,7 +396,7 @@ fn udp_responder(reply: fn(&[u8]) -> Vec<Vec<u8>>) -> u16 {
 async fn dns_garbage_is_a_protocol_error_and_stray_replies_are_not_believed() {
     // Our id, then bytes that are not a DNS message.
     let port = udp_responder(|q| vec![[&q[..2], b"\x81\x80garbage".as_slice()].concat()]);
-    let o = probe::run(&check(dns(port, "support.example.com", "NOERROR", &[]))).await;
+    let o = run(&check::dns(port, "support.example.com").spec()).await;
     assert_eq!(class(&o), Some(ErrorClass::Protocol), "{o:?}");
 
     // A well-formed NOERROR reply, but with another id, and one for another name: neither
@@ -554,7 +410,10 @@ async fn dns_garbage_is_a_protocol_error_and_stray_replies_are_not_believed() {
         other_name[13] = b'x';
         vec![other_id, other_name]
     });
-    let o = probe::run(&check(dns(port, "support.example.com", "NOERROR", &[]))).await;
+    let o = run(&check::dns(port, "support.example.com")
+        .timeout(TIMEOUT)
+        .spec())
+    .await;
     assert_eq!(class(&o), Some(ErrorClass::Timeout), "{o:?}");
     assert!(
         o.error
@@ -567,12 +426,10 @@ async fn dns_garbage_is_a_protocol_error_and_stray_replies_are_not_believed() {
 #[tokio::test]
 async fn tcp_connected_and_ip_conditions_see_the_connection() {
     let port = serve(b"", false).await;
-    let mut c = check(CheckKind::Tcp(tcp(port)));
-    c.conditions = vec![
-        condition("[CONNECTED] == true"),
-        condition("[IP] == 127.0.0.1"),
-    ];
-    let o = probe::run(&c).await;
+    let c = check::tcp(port)
+        .condition("[CONNECTED] == true")
+        .condition("[IP] == 127.0.0.1");
+    let o = run(&c.spec()).await;
     assert!(o.success, "{o:?}");
     assert_eq!(o.conditions[0].resolved, "[CONNECTED] (true) == true");
     assert_eq!(
@@ -600,9 +457,7 @@ async fn flood() -> u16 {
 #[tokio::test]
 async fn tcp_endless_reply_without_the_expected_text_stops_at_the_cap() {
     let port = flood().await;
-    let mut t = tcp(port);
-    t.expect = Some("ready".into());
-    let o = probe::run(&check(CheckKind::Tcp(t))).await;
+    let o = run(&check::tcp(port).expect("ready").spec()).await;
     assert_eq!(class(&o), Some(ErrorClass::Protocol), "{o:?}");
     assert!(
         o.content_length <= 64 * 1024,
@@ -648,17 +503,16 @@ async fn tls_server(names: &[&str], valid: (i32, i32)) -> u16 {
 #[tokio::test]
 async fn tls_kind_expired_certificate_fails_verification_and_its_expiry_condition() {
     let port = tls_server(&["localhost", "127.0.0.1"], (2020, 2021)).await;
-    let mut t = tcp(port);
-    t.tls = true;
-    let o = probe::run(&check(CheckKind::Tcp(t.clone()))).await;
+    let t = check::tls(port);
+    let o = run(&t.clone().spec()).await;
     assert_eq!(class(&o), Some(ErrorClass::Tls), "{o:?}");
     assert!(o.tls.is_none(), "no TLS info without a handshake");
 
     // With verification off the handshake completes, and the expiry tells the truth.
-    t.insecure = true;
-    let mut c = check(CheckKind::Tcp(t));
-    c.conditions = vec![condition("[CERTIFICATE_EXPIRATION] > 168h")];
-    let o = probe::run(&c).await;
+    let c = t
+        .insecure(true)
+        .condition("[CERTIFICATE_EXPIRATION] > 168h");
+    let o = run(&c.spec()).await;
     assert_eq!(class(&o), Some(ErrorClass::Conditions), "{o:?}");
     let tls = o.tls.as_ref().expect("TLS info");
     assert!(
@@ -672,10 +526,8 @@ async fn tls_kind_expired_certificate_fails_verification_and_its_expiry_conditio
 #[tokio::test]
 async fn tls_kind_wrong_host_certificate_fails_as_tls() {
     let port = tls_server(&["other.example.net"], (2020, 2100)).await;
-    let mut t = tcp(port);
-    t.tls = true;
-    t.host = "localhost".into();
-    let o = probe::run(&check(CheckKind::Tcp(t))).await;
+    let t = check::tls(port).with_tcp(|t| t.host = "localhost".into());
+    let o = run(&t.spec()).await;
     assert_eq!(class(&o), Some(ErrorClass::Tls), "{o:?}");
 }
 
@@ -719,13 +571,11 @@ async fn smtp_multi_line_banner_and_ehlo_are_read_whole() {
         ],
     )
     .await;
-    let mut c = check(CheckKind::Smtp(smtp_check(port, false)));
-    c.conditions = vec![condition("[STATUS] == 220")];
-    let o = probe::run(&c).await;
+    let o = run(&check::smtp(port).condition("[STATUS] == 220").spec()).await;
     assert!(o.success, "{o:?}");
 
     // The same server asked for STARTTLS, which its EHLO does not list.
-    let o = probe::run(&check(CheckKind::Smtp(smtp_check(port, true)))).await;
+    let o = run(&check::smtp(port).starttls().spec()).await;
     assert_eq!(class(&o), Some(ErrorClass::Tls), "{o:?}");
 }
 
@@ -747,14 +597,14 @@ async fn smtp_hostile_replies_fail_as_protocol_errors() {
         ("sign before the code", b"+22 hello\r\n".as_slice()),
     ] {
         let port = smtp_peer(banner, &[b"250 ok\r\n", b"221 bye\r\n"]).await;
-        let o = probe::run(&check(CheckKind::Smtp(smtp_check(port, false)))).await;
+        let o = run(&check::smtp(port).spec()).await;
         assert_eq!(class(&o), Some(ErrorClass::Protocol), "{what}: {o:?}");
     }
 
     // An endless multi-line banner is cut at the line limit, not read forever.
     let endless: &'static [u8] = Box::leak(b"220-more\r\n".repeat(10_000).into_boxed_slice());
     let port = smtp_peer(endless, &[]).await;
-    let o = probe::run(&check(CheckKind::Smtp(smtp_check(port, false)))).await;
+    let o = run(&check::smtp(port).spec()).await;
     assert_eq!(class(&o), Some(ErrorClass::Protocol), "{o:?}");
     assert!(
         o.error
@@ -765,7 +615,7 @@ async fn smtp_hostile_replies_fail_as_protocol_errors() {
 
     // EHLO refused.
     let port = smtp_peer(b"220 hi\r\n", &[b"502 5.5.1 not here\r\n"]).await;
-    let o = probe::run(&check(CheckKind::Smtp(smtp_check(port, false)))).await;
+    let o = run(&check::smtp(port).spec()).await;
     assert_eq!(class(&o), Some(ErrorClass::Protocol), "{o:?}");
 }
 
@@ -780,7 +630,7 @@ async fn smtp_server_that_never_greets_times_out_during_processing() {
         }
     });
     let started = std::time::Instant::now();
-    let o = probe::run(&check(CheckKind::Smtp(smtp_check(port, true)))).await;
+    let o = run(&check::smtp(port).starttls().timeout(TIMEOUT).spec()).await;
     assert_eq!(class(&o), Some(ErrorClass::Timeout), "{o:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(

@@ -3,45 +3,15 @@
 //! `ip_version` (servers on 127.0.0.1 and ::1), and tcp `expect_regex` (a socket server that
 //! answers in pieces). Checks are loaded from TOML, so `ca_file` is read the way users give it.
 
+use crate::support::check::{load, message, run};
+use crate::support::smtp::{SinkTls, TlsSink};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
-use switchboard::config::{CheckSpec, Config};
-use switchboard::probe::{self, ErrorClass, Outcome};
+use switchboard::config::CheckSpec;
+use switchboard::probe::{self, ErrorClass};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-
-const SLACK: Duration = Duration::from_secs(3);
-
-/// Writes a service file holding `checks` (and `files`, such as a CA bundle, beside it), loads
-/// it, and returns its checks by name order.
-fn load(checks: &str, files: &[(&str, &str)]) -> (tempfile::TempDir, Vec<CheckSpec>) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(dir.path().join("probes")).expect("mkdir");
-    std::fs::write(dir.path().join("switchboard.toml"), "probes = \"probes\"\n").expect("write");
-    std::fs::write(
-        dir.path().join("probes/s.toml"),
-        format!("[service]\nid = \"s\"\n\n{checks}"),
-    )
-    .expect("write");
-    for (name, text) in files {
-        std::fs::write(dir.path().join("probes").join(name), text).expect("write");
-    }
-    let config =
-        Config::load(&dir.path().join("switchboard.toml")).unwrap_or_else(|e| panic!("{e}"));
-    let checks = config.checks().cloned().collect();
-    (dir, checks)
-}
-
-async fn run(check: &CheckSpec) -> Outcome {
-    tokio::time::timeout(check.timeout + SLACK, probe::run(check))
-        .await
-        .expect("probe outlived its timeout plus slack")
-}
-
-fn message(o: &Outcome) -> &str {
-    o.error.as_ref().map_or("", |e| e.message.as_str())
-}
 
 /// A private CA and a server certificate it signed for `support.test` only.
 struct Pki {
@@ -381,65 +351,11 @@ timeout = "2s"
     );
 }
 
-/// aiosmtpd offering STARTTLS with the private CA's certificate for `support.test`.
-struct Smtpd {
-    child: std::process::Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Smtpd {
-    fn start(pki: &Pki) -> Smtpd {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (crt, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-        std::fs::write(&crt, &pki.leaf_pem).expect("write cert");
-        std::fs::write(&key, &pki.leaf_key_pem).expect("write key");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let child = std::process::Command::new("python3")
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
-            .args([
-                "-c",
-                "aiosmtpd.handlers.Sink",
-                "--no-requiretls",
-                "--tlscert",
-            ])
-            .arg(&crt)
-            .arg("--tlskey")
-            .arg(&key)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("python3 with aiosmtpd is required: run ./scripts/test.sh");
-        let started = std::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "aiosmtpd did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Smtpd {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Smtpd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn smtp_starttls_verifies_against_the_check_ca_file_and_server_name() {
     let pki = pki();
-    let server = Smtpd::start(&pki);
+    // aiosmtpd offering STARTTLS with the private CA's certificate for `support.test`.
+    let server = TlsSink::start(&pki.leaf_pem, &pki.leaf_key_pem, SinkTls::Starttls);
     let port = server.port;
     let (_dir, checks) = load(
         &format!(

@@ -3,22 +3,20 @@
 //! JSON document names the form id, and the submit endpoint answers 201 only with the right
 //! token, form id and cookie. Checks are loaded from TOML, as users write them.
 
+use crate::support::check::{self, run};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use switchboard::config::{CheckSpec, Config};
-use switchboard::probe::{self, ErrorClass, Outcome};
+use switchboard::config::CheckSpec;
+use switchboard::probe::{ErrorClass, Outcome};
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-
-/// What a probe may overrun its timeout by on a loaded machine.
-const SLACK: Duration = Duration::from_secs(3);
 
 /// The ticket form's server side: one CSRF token per session.
 #[derive(Default)]
@@ -145,24 +143,8 @@ async fn site() -> (SocketAddr, Arc<Site>) {
 
 /// Loads one check (TOML, after `[[check]]`) in a service file and returns it.
 fn load(check: &str) -> CheckSpec {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(dir.path().join("probes")).expect("mkdir");
-    std::fs::write(dir.path().join("switchboard.toml"), "probes = \"probes\"\n").expect("write");
-    std::fs::write(
-        dir.path().join("probes/tickets.toml"),
-        format!("[service]\nid = \"tickets\"\n\n[[check]]\n{check}"),
-    )
-    .expect("write");
-    let config =
-        Config::load(&dir.path().join("switchboard.toml")).unwrap_or_else(|e| panic!("{e}"));
-    let first = config.checks().next().cloned();
-    first.expect("one check")
-}
-
-async fn run(check: &CheckSpec) -> Outcome {
-    tokio::time::timeout(check.timeout + SLACK, probe::run(check))
-        .await
-        .expect("probe outlived its timeout plus slack")
+    let (_dir, checks) = check::load(&format!("[[check]]\n{check}"), &[]);
+    checks.into_iter().next().expect("one check")
 }
 
 /// The shipped flow: load the form (CSRF by regex), read the form id (JSON), submit.

@@ -1,12 +1,10 @@
 //! Prometheus's own tools judge what we expose: `promtool check metrics` on a live `/metrics`
 //! after probes and a failover, and `promtool check config` on the shipped scrape config.
 
-#[path = "support/daemon.rs"]
-mod daemon;
-#[path = "support/oncall.rs"]
-mod oncall;
+use crate::support::daemon;
+use crate::support::oncall;
 
-use daemon::{get, wait_until, write_config, Daemon, Target};
+use daemon::{get, wait_until, write_config, Daemon, Target, FILE_MAIL};
 use std::io::Write;
 use std::time::Duration;
 
@@ -19,11 +17,7 @@ fn promtool(args: &[&str], stdin: &str) -> (bool, String) {
 fn promtool_finds_nothing_to_complain_about_in_live_metrics() {
     let dir = tempfile::tempdir().expect("tempdir");
     let target = Target::start();
-    let (config, port) = write_config(
-        dir.path(),
-        &target,
-        "transport = \"file\"\ndir = \"var/mail\"",
-    );
+    let (config, port) = write_config(dir.path(), &target, FILE_MAIL);
     let d = Daemon::start(&config, port);
     target.set_down(true);
     let backup = target.url("/backup");

@@ -6,10 +6,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-#[path = "support/daemon.rs"]
-mod daemon;
+use crate::support::{self, daemon};
 
-use daemon::{add_services, get, lag_buckets, lag_p99, wait_until, write_config, Daemon, Target};
+use daemon::{
+    add_services, lag_buckets, lag_p99, scrape, series_sum, wait_until, write_config, Daemon,
+    Target, FILE_MAIL,
+};
 
 const SERVICES: usize = 40;
 const DAY_MS: i64 = 86_400_000;
@@ -149,35 +151,25 @@ fn seed_history(db: &std::path::Path) {
         .expect("seed history");
 }
 
-fn metrics(port: u16) -> String {
-    get(&format!("http://127.0.0.1:{port}/metrics"))
-        .expect("metrics")
-        .body
-}
-
+/// Every transition the daemon counted, all services and states summed.
 fn transitions(text: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with("switchboard_transitions_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    series_sum(text, "switchboard_transitions_total{")
 }
 
 #[test]
 fn load_on_every_public_endpoint_delays_no_probe_and_causes_no_transition() {
+    // Heavy: 50 clients on 40 services, and a verdict on the probes' schedule lag.
+    let _turn = support::heavy();
     let dir = tempfile::tempdir().expect("tempdir");
     let target = Target::start();
-    let mail = format!(
-        "transport = \"file\"\ndir = \"{}\"",
-        dir.path().join("mail").display()
-    );
-    let (main, port) = write_config(dir.path(), &target, &mail);
+    let (main, port) = write_config(dir.path(), &target, FILE_MAIL);
     add_services(dir.path(), &target, SERVICES);
     seed_history(&dir.path().join("var/switchboard.db"));
     let log = dir.path().join("daemon.log");
     let d = Daemon::start_with(&main, port, &[], Some(&log));
     let operational = "state=\"operational\"} 1";
     wait_until("every service operational", Duration::from_secs(60), || {
-        metrics(port)
+        scrape(port)
             .lines()
             .filter(|l| l.starts_with("switchboard_service_state{") && l.ends_with(operational))
             .count()
@@ -240,7 +232,7 @@ fn load_on_every_public_endpoint_delays_no_probe_and_causes_no_transition() {
     assert_eq!(go.header("cache-control"), Some("no-store"));
 
     // 50 clients hammer /status, summary.json, /go and /metrics for 20 s.
-    let before = metrics(port);
+    let before = scrape(port);
     let (transitions_before, lag_before) = (transitions(&before), lag_buckets(&before));
     let served = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
@@ -290,7 +282,7 @@ fn load_on_every_public_endpoint_delays_no_probe_and_causes_no_transition() {
         c.join().expect("client");
     }
     let elapsed = started.elapsed();
-    let after = metrics(port);
+    let after = scrape(port);
     let (p99, probes) = lag_p99(&lag_before, &lag_buckets(&after));
     let transitions_during = transitions(&after) - transitions_before;
     let served = served.load(Ordering::Relaxed);

@@ -2,8 +2,7 @@
 //! 127.0.0.1) that check method, path, the `Authorization: OAuth` header and the JSON body,
 //! answer 429 with `Retry-After`, and time each request as it arrives.
 
-#[path = "support/daemon.rs"]
-mod daemon;
+use crate::support::{daemon, http};
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -20,7 +19,7 @@ use switchboard::config::{
 use switchboard::failover::{Cause, Side, State, Transition};
 use switchboard::store::{OutboxStatus, Store};
 use switchboard::view::RouteView;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Notify};
 
@@ -65,39 +64,18 @@ impl FakeApi {
                 let log = log.clone();
                 let script = script.clone();
                 tokio::spawn(async move {
-                    let mut raw = Vec::new();
-                    let mut buf = [0u8; 4096];
-                    let (head, body) = loop {
-                        let n = s.read(&mut buf).await.unwrap_or(0);
-                        if n == 0 {
-                            return;
-                        }
-                        raw.extend_from_slice(&buf[..n]);
-                        let text = String::from_utf8_lossy(&raw).to_string();
-                        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                            let len = head
-                                .lines()
-                                .find_map(|l| {
-                                    l.to_ascii_lowercase()
-                                        .strip_prefix("content-length:")
-                                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                                })
-                                .unwrap_or(0);
-                            if body.len() >= len {
-                                break (head.to_string(), body.to_string());
-                            }
-                        }
+                    let Some(request) = http::read_async(&mut s).await else {
+                        return;
                     };
                     let at = Instant::now();
-                    let mut lines = head.lines();
-                    let mut first = lines.next().unwrap_or("").split(' ');
-                    let method = first.next().unwrap_or("").to_string();
-                    let path = first.next().unwrap_or("").to_string();
-                    let headers = lines
-                        .filter_map(|l| l.split_once(':'))
-                        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-                        .collect();
-                    let body = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
+                    let body =
+                        serde_json::from_slice(&request.body).unwrap_or(serde_json::Value::Null);
+                    let http::Request {
+                        method,
+                        path,
+                        headers,
+                        ..
+                    } = request;
                     log.lock().unwrap().push(Seen {
                         method,
                         path,
@@ -247,8 +225,8 @@ fn transports(
 
 #[tokio::test]
 async fn failover_opens_an_incident_after_a_429_and_failback_resolves_it_paced() {
+    // Set before the tests start (`support::TEST_ENV`): the outbox reads it in this process.
     const KEY_ENV: &str = "SWITCHBOARD_TEST_STATUSPAGE_KEY_A";
-    std::env::set_var(KEY_ENV, "key-abc123");
     let api = FakeApi::start(vec![
         (429, "Retry-After: 2\r\n", r#"{"error":"rate limited"}"#),
         (
@@ -348,8 +326,8 @@ async fn failover_opens_an_incident_after_a_429_and_failback_resolves_it_paced()
 
 #[tokio::test]
 async fn maintenance_sets_the_component_and_requests_stay_a_second_apart() {
+    // Set before the tests start (`support::TEST_ENV`).
     const KEY_ENV: &str = "SWITCHBOARD_TEST_STATUSPAGE_KEY_B";
-    std::env::set_var(KEY_ENV, "key-maint");
     let api = FakeApi::start(vec![]).await;
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());

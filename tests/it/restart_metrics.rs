@@ -6,12 +6,9 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-#[path = "support/control.rs"]
-mod control;
-#[path = "support/daemon.rs"]
-mod daemon;
-#[path = "support/smtp.rs"]
-mod smtp;
+use crate::support::control;
+use crate::support::daemon;
+use crate::support::smtp;
 
 use control::{json, request, wait_drill};
 use daemon::{get, wait_until, write_config, Daemon, Target};
@@ -96,7 +93,7 @@ fn stored_fact_series_read_the_same_after_sigterm_and_after_kill_9() {
     require_aiosmtpd();
     let dir = tempfile::tempdir().expect("tempdir");
     let target = Target::start();
-    let smtp_port = smtp::free_port();
+    let smtp_port = crate::support::free_port();
     let (main, port) = write_config(
         dir.path(),
         &target,

@@ -9,12 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-#[path = "support/daemon.rs"]
-mod daemon;
-#[path = "support/smtp.rs"]
-mod smtp;
+use crate::support::daemon;
+use crate::support::smtp;
 
-use daemon::{get, metric_value, wait_until, write_config_with, Daemon, Target};
+use daemon::{get, metric, wait_until, write_config_with, Daemon, Target};
 use smtp::{parse_mail, require_aiosmtpd, SmtpServer};
 
 /// Generous: these are correctness tests, never speed tests.
@@ -169,13 +167,13 @@ impl World {
     fn fail_over_on_a_full_disk(&mut self, env: &[(&str, &str)]) {
         let d = self.start(env);
         wait_until("service operational", LIMIT, || {
-            metric_value(
+            metric(
                 d,
                 "switchboard_service_state{service=\"ticket-submission\",state=\"operational\"}",
             ) == Some(1.0)
         });
         assert_eq!(
-            metric_value(d, "switchboard_store_pending_transitions"),
+            metric(d, "switchboard_store_pending_transitions"),
             Some(0.0)
         );
         self.tmpfs.fill(&self.db);
@@ -187,7 +185,7 @@ impl World {
         wait_until("the failed commit is logged", LIMIT, || {
             self.log_text().contains("could not record transition")
         });
-        let pending = metric_value(d, "switchboard_store_pending_transitions");
+        let pending = metric(d, "switchboard_store_pending_transitions");
         assert!(pending.is_some_and(|n| n > 0.0), "gauge: {pending:?}");
         let ready = get(&d.url("/readyz")).expect("/readyz");
         assert_eq!(ready.status, 503, "{ready:?}");
@@ -232,18 +230,7 @@ impl World {
     }
 
     fn transitions(&self) -> Vec<(String, String)> {
-        let conn = rusqlite::Connection::open_with_flags(
-            &self.db,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .expect("open read-only");
-        let mut stmt = conn
-            .prepare("SELECT from_state, to_state FROM transitions ORDER BY id")
-            .expect("prepare");
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .expect("query");
-        rows.map(|r| r.expect("row")).collect()
+        daemon::stored_transitions(&self.db)
     }
 
     /// Message-IDs of the outbox rows and whether each is delivered.
@@ -358,7 +345,7 @@ fn a_transition_waiting_for_a_full_disk_survives_sigterm_through_the_spill_file(
     let d = w.daemon.as_ref().expect("running");
     assert_eq!(d.location("submit-ticket"), w.target.url("/backup"));
     assert_eq!(
-        metric_value(d, "switchboard_store_pending_transitions"),
+        metric(d, "switchboard_store_pending_transitions"),
         Some(0.0)
     );
     w.assert_recorded_and_delivered_once();

@@ -4,10 +4,9 @@
 //! console message is logged, and screenshots (desktop and phone) are kept in
 //! target/screenshots/.
 
-#[path = "support/daemon.rs"]
-mod daemon;
+use crate::support::{self, daemon};
 
-use daemon::{get, wait_until, write_config, Daemon, Target};
+use daemon::{get, wait_until, write_config, Daemon, Target, FILE_MAIL};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -65,6 +64,8 @@ fn console_problems(log: &str) -> Vec<String> {
 /// The console check above must be able to fail: a page that logs an error and throws is caught.
 #[test]
 fn the_console_check_catches_a_page_that_logs_errors() {
+    // Heavy: a headless Chromium.
+    let _turn = support::heavy();
     let dir = tempfile::tempdir().expect("tempdir");
     let page = dir.path().join("bad.html");
     std::fs::write(
@@ -123,13 +124,11 @@ fn screenshot(url: &str, name: &str, width: u32, height: u32) {
 
 #[test]
 fn chromium_shows_the_failover_and_the_recovery_on_the_status_page() {
+    // Heavy: a headless Chromium beside the daemon.
+    let _turn = support::heavy();
     let dir = tempfile::tempdir().expect("tempdir");
     let target = Target::start();
-    let (config, port) = write_config(
-        dir.path(),
-        &target,
-        "transport = \"file\"\ndir = \"var/mail\"",
-    );
+    let (config, port) = write_config(dir.path(), &target, FILE_MAIL);
     let d = Daemon::start(&config, port);
     let url = d.url("/status");
     // A few healthy probes first, so the history has something to show before the outage.

@@ -1,5 +1,4 @@
 //! Shared by the control-API tests: raw HTTP requests with a method, token and body, and a daemon set up with tokens of each role.
-#![allow(dead_code)]
 
 use super::daemon::{write_config, Daemon, Response, Target};
 use std::io::{Read, Write};
@@ -81,23 +80,7 @@ pub fn request_headers(
     let _ = s.write_all(body.as_bytes());
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    Response {
-        status,
-        headers,
-        body: body.to_string(),
-    }
+    Response::parse(&raw)
 }
 
 pub fn json(r: &Response) -> serde_json::Value {
@@ -219,14 +202,4 @@ pub fn audit(d: &Daemon, token: &str, query: &str) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
         .collect()
-}
-
-/// A metric's value from `/metrics` (the first series whose line starts with `prefix`).
-pub fn metric(d: &Daemon, prefix: &str) -> Option<f64> {
-    let r = super::daemon::get(&d.url("/metrics")).expect("metrics");
-    r.body
-        .lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }

@@ -1,6 +1,5 @@
 //! Shared by the end-to-end tests: a breakable loopback target, the real daemon as a child
 //! process, a minimal HTTP client and a config writer with fast timings.
-#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -148,6 +147,13 @@ impl Daemon {
         format!("{}{path}", self.base)
     }
 
+    /// Its `/metrics` text (empty while it does not answer).
+    pub fn metrics(&self) -> String {
+        get(&self.url("/metrics"))
+            .map(|r| r.body)
+            .unwrap_or_default()
+    }
+
     pub fn location(&self, route: &str) -> String {
         let r = get(&self.url(&format!("/go/{route}"))).expect("GET /go");
         assert_eq!(r.status, 307, "/go/{route} answers 307: {r:?}");
@@ -176,6 +182,28 @@ pub struct Response {
 }
 
 impl Response {
+    /// Parses a whole response as read to the end of a `Connection: close` exchange (status
+    /// 0 when there is none).
+    pub fn parse(raw: &[u8]) -> Response {
+        let text = String::from_utf8_lossy(raw).to_string();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let mut lines = head.lines();
+        let status = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
+        Response {
+            status,
+            headers,
+            body: body.to_string(),
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<String> {
         self.headers
             .iter()
@@ -199,23 +227,7 @@ pub fn get(url: &str) -> std::io::Result<Response> {
     )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    Ok(Response {
-        status,
-        headers,
-        body: body.to_string(),
-    })
+    Ok(Response::parse(&raw))
 }
 
 /// Polls `cond` until it holds; panics naming `what` after `limit` (generous: never a speed test).
@@ -237,6 +249,10 @@ pub fn read_dir_texts(dir: &Path) -> Vec<String> {
         .filter_map(|p| std::fs::read_to_string(p).ok())
         .collect()
 }
+
+/// The `[email]` lines for e-mail written as `.eml` files under `var/mail` of the config's
+/// directory, for tests that do not read the mail or read it there.
+pub const FILE_MAIL: &str = "transport = \"file\"\ndir = \"var/mail\"";
 
 /// Writes a config with fast timings for `target` into `dir`; returns (main file, API port).
 pub fn write_config(dir: &Path, target: &Target, email: &str) -> (PathBuf, u16) {
@@ -321,6 +337,21 @@ backup = "{backup}"
     (main, port)
 }
 
+/// (from, to) of every transition recorded in the database at `db`, in order, read through a
+/// read-only connection beside the daemon's.
+pub fn stored_transitions(db: &Path) -> Vec<(String, String)> {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open the database read-only");
+    let mut stmt = conn
+        .prepare("SELECT from_state, to_state FROM transitions ORDER BY id")
+        .expect("prepare");
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query");
+    rows.map(|r| r.expect("row")).collect()
+}
+
 pub fn component_status(d: &Daemon) -> String {
     let r = get(&d.url("/api/v2/summary.json")).expect("summary.json");
     assert_eq!(r.status, 200);
@@ -333,16 +364,33 @@ pub fn component_status(d: &Daemon) -> String {
         .to_string()
 }
 
-/// The value of the one `/metrics` series whose line starts with `series` (name and
-/// labels, in the order the daemon writes them), if it is there.
-pub fn metric_value(d: &Daemon, series: &str) -> Option<f64> {
-    get(&d.url("/metrics"))
-        .ok()?
-        .body
-        .lines()
-        .find(|l| l.starts_with(series))
+/// The `/metrics` text served on `port` of 127.0.0.1 (empty while it does not answer).
+pub fn scrape(port: u16) -> String {
+    get(&format!("http://127.0.0.1:{port}/metrics"))
+        .map(|r| r.body)
+        .unwrap_or_default()
+}
+
+/// The value of the first series in `text` whose line starts with `prefix` (name and labels,
+/// in the order the daemon writes them), if it is there.
+pub fn series(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
+}
+
+/// The sum of every series in `text` whose line starts with `prefix` (all label values).
+pub fn series_sum(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The value of the daemon's first series whose line starts with `prefix`, if it is there.
+pub fn metric(d: &Daemon, prefix: &str) -> Option<f64> {
+    series(&d.metrics(), prefix)
 }
 
 /// Adds services `svc-01` to `svc-{n-1}` beside `write_config`'s `ticket-submission` (so `n`

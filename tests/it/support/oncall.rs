@@ -1,15 +1,11 @@
-//! Shared by the on-call tests (tests/oncall_*.rs): repository paths, YAML read through
+//! Shared by the on-call tests (`oncall_*`): repository paths, YAML read through
 //! python3's PyYAML (no YAML crate in the build), promtool, and the Grafana dashboards' queries.
-#![allow(dead_code)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// A path inside the repository.
-pub fn repo(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
+pub use super::repo;
 
 /// Parses a YAML file into JSON with python3 and PyYAML (installed by scripts/test.sh).
 pub fn yaml(path: &Path) -> serde_json::Value {

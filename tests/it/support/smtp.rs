@@ -3,13 +3,13 @@
 //! The tests that use it must fail, not skip, when aiosmtpd is missing: a test suite that
 //! passes without an SMTP server proves nothing about e-mail delivery.
 
-#![allow(dead_code)] // Each test binary uses a different subset of these helpers.
-
 use std::fs::File;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use super::free_port;
 
 const MISSING: &str = "aiosmtpd is not installed, and these tests need a real SMTP server. \
 Run the project's test script (it installs what is missing), or install it by hand: \
@@ -25,12 +25,6 @@ pub fn require_aiosmtpd() {
         .map(|s| s.success())
         .unwrap_or(false);
     assert!(ok, "{MISSING}");
-}
-
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port");
-    l.local_addr().expect("local addr").port()
 }
 
 /// A running aiosmtpd that stores every message it accepts in a Maildir. Killed on drop.
@@ -202,7 +196,7 @@ impl RefusingServer {
         let log = dir.join(format!("refusing-{port}.log"));
         let out = File::create(&log).expect("create log");
         let err = out.try_clone().expect("clone log handle");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/refusing_smtp.py");
+        let script = super::script("refusing_smtp.py");
         let mut cmd = Command::new("python3");
         cmd.arg(script).arg(port.to_string()).arg(mode);
         if mode == "tls" {
@@ -279,7 +273,7 @@ impl TlsSmtpServer {
         let log = dir.join(format!("tls-smtp-{port}.log"));
         let out = File::create(&log).expect("create log");
         let err = out.try_clone().expect("clone log handle");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/tls_smtp.py");
+        let script = super::script("tls_smtp.py");
         let child = Command::new("python3")
             .arg(script)
             .arg(port.to_string())
@@ -326,6 +320,69 @@ impl TlsSmtpServer {
 }
 
 impl Drop for TlsSmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How a `TlsSink` speaks TLS.
+#[derive(Clone, Copy, Debug)]
+pub enum SinkTls {
+    /// Plain at first, STARTTLS offered in its EHLO reply.
+    Starttls,
+    /// TLS from the first byte (SMTPS).
+    Implicit,
+}
+
+/// aiosmtpd that takes mail and discards it, speaking TLS with the certificate and key given
+/// (PEM), for the probe tests. Killed on drop.
+pub struct TlsSink {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsSink {
+    pub fn start(cert_pem: &str, key_pem: &str, tls: SinkTls) -> TlsSink {
+        require_aiosmtpd();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (crt, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&crt, cert_pem).expect("write cert");
+        std::fs::write(&key, key_pem).expect("write key");
+        let port = free_port();
+        let [cert_flag, key_flag] = match tls {
+            SinkTls::Starttls => ["--tlscert", "--tlskey"],
+            SinkTls::Implicit => ["--smtpscert", "--smtpskey"],
+        };
+        let child = Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args(["-c", "aiosmtpd.handlers.Sink", "--no-requiretls"])
+            .arg(cert_flag)
+            .arg(&crt)
+            .arg(key_flag)
+            .arg(&key)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start python3 -m aiosmtpd: {e}. {MISSING}"));
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "aiosmtpd did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        TlsSink {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for TlsSink {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
