@@ -113,7 +113,7 @@ fn run(all: &[WaitingPart], end: u64) -> Run {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(128))]
+    #![proptest_config(crate::support::proptest_config(128))]
 
     #[test]
     fn grouping_decides_each_part_once_and_keeps_customers_truthful(

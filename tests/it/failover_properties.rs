@@ -192,7 +192,7 @@ fn records(st: &Step) -> impl Iterator<Item = &switchboard::failover::Transition
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+    #![proptest_config(crate::support::proptest_config(1000))]
 
     #[test]
     fn same_events_in_same_actions_out(p in policy(), s in script()) {
@@ -387,7 +387,7 @@ fn wake_only_at_deadlines(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+    #![proptest_config(crate::support::proptest_config(1000))]
 
     /// Issue 13: after a restart every hold with an end has a pending wake-up, and waking only
     /// at those ends every one of them (drill, pin, maintenance, flap window), whatever state
@@ -465,7 +465,7 @@ mod confirmation {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
+        #![proptest_config(crate::support::proptest_config(256))]
 
         #[test]
         fn fixed_confirmation_is_down_after_exactly_failure_threshold_failures(

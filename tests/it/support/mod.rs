@@ -51,6 +51,20 @@ extern "C" fn set_test_env() {
     }
 }
 
+/// A proptest config running `cases` cases, whose failures are kept beside the test module
+/// (`tests/it/NAME.proptest-regressions`) and replayed first on every run. Proptest's default
+/// looks for a `lib.rs` or `main.rs` above the module and, finding `tests/it/main.rs`, would
+/// keep them in `tests/proptest-regressions/NAME.txt` instead.
+pub fn proptest_config(cases: u32) -> proptest::test_runner::Config {
+    proptest::test_runner::Config {
+        cases,
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"),
+        )),
+        ..Default::default()
+    }
+}
+
 /// Held for the whole of each heavy test, so that no two run at once: those that load the
 /// machine or measure it (thousands of connections, 40 services under 50 clients, a reload of
 /// 3,000 checks, a headless browser, a real Prometheus). Two together would disturb each
