@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::support::daemon;
 use crate::support::smtp;
 
-use daemon::{free_port, get, metric, wait_until, write_config, Daemon, Target};
+use daemon::{get, metric, wait_until, write_config, Daemon, Target};
 use smtp::{parse_mail, require_aiosmtpd, ParsedMail, SmtpServer};
 
 /// Generous: these are behaviour tests, never speed tests.
@@ -23,6 +23,7 @@ const SERVICES: [(&str, &str); 3] = [
     ("scheduling", "Scheduling"),
 ];
 
+/// The audiences `daemon::write_main_config` writes.
 const ONCALL: &str = "support-oncall@example.com";
 const CUSTOMERS: &str = "support-announce@example.com";
 
@@ -30,36 +31,7 @@ const CUSTOMERS: &str = "support-announce@example.com";
 /// issue), each with its own route to `/backup`, fast probes and a 1 s recovery hold.
 /// `email` is the rest of the `[email]` table. Returns (main file, API port).
 fn write_three_services(dir: &Path, target: &Target, email: &str) -> (PathBuf, u16) {
-    let port = free_port();
-    std::fs::create_dir_all(dir.join("probes")).expect("mkdir");
-    let main = dir.join("switchboard.toml");
-    std::fs::write(
-        &main,
-        format!(
-            r#"probes = "probes"
-[server]
-listen = "127.0.0.1:{port}"
-[storage]
-path = "var/switchboard.db"
-[email]
-from = "Support Status <status@example.com>"
-{email}
-[audiences]
-oncall = ["{ONCALL}"]
-customers = ["{CUSTOMERS}"]
-drill = ["support-ops@example.com"]
-[status_page]
-title = "Grouping test"
-[defaults]
-interval = "1s"
-timeout = "1s"
-retry_interval = "200ms"
-failure_threshold = 2
-success_threshold = 2
-"#
-        ),
-    )
-    .expect("write main config");
+    let (main, port) = daemon::write_main_config(dir, "var/switchboard.db", email);
     for (id, name) in SERVICES {
         let service = daemon::ServiceFile {
             id,

@@ -4,7 +4,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use crate::support::control;
-use crate::support::daemon;
+use crate::support::{daemon, tls};
 
 use control::all_healthy;
 use daemon::{wait_until, Target};
@@ -278,18 +278,7 @@ fn tls_proxy(daemon: std::net::SocketAddr) -> (u16, String) {
     let leaf_cert = leaf
         .signed_by(&leaf_key, &ca_cert, &ca_key)
         .expect("signed leaf");
-    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![leaf_cert.der().clone()],
-        rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).expect("key"),
-    )
-    .expect("server config");
-    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let acceptor = tls::acceptor(tls::Identity::from_rcgen(&leaf_cert, &leaf_key));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     listener.set_nonblocking(true).expect("nonblocking");

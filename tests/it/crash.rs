@@ -188,11 +188,7 @@ impl Daemon {
 
     /// The value of the first series whose line starts with `prefix` (name and labels).
     fn metric(&self, prefix: &str) -> Option<f64> {
-        self.metrics()
-            .lines()
-            .find(|l| l.starts_with(prefix))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
+        daemon::series(&self.metrics(), prefix)
     }
 
     fn state_is(&self, state: &str) -> bool {

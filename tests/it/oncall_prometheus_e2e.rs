@@ -7,7 +7,7 @@
 //! written next to the Prometheus config), so the test waits seconds instead of minutes.
 
 use crate::support::oncall;
-use crate::support::{self, daemon};
+use crate::support::{self, daemon, tls};
 
 use daemon::{free_port, get, wait_until, write_config, Daemon, Target, FILE_MAIL};
 use oncall::{metric_names, panel_queries, promtool, repo, PanelQuery};
@@ -25,20 +25,8 @@ const EXPORTED_ON_FIRST_EVENT: &[&str] = &["switchboard_store_errors_total"];
 
 /// A loopback HTTPS server with a self-signed certificate, answering every request with 200.
 fn https_server() -> u16 {
-    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
-        .expect("certificate");
-    let der = cert.cert.der().clone();
-    let key =
-        rustls::pki_types::PrivateKeyDer::try_from(cert.key_pair.serialize_der()).expect("key");
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_no_client_auth()
-    .with_single_cert(vec![der], key)
-    .expect("server config");
-    let config = Arc::new(config);
+    let identity = tls::self_signed(&["127.0.0.1", "localhost"]);
+    let config = Arc::new(tls::server_config(identity, rustls::DEFAULT_VERSIONS));
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind https");
     let port = listener.local_addr().expect("addr").port();
     thread::spawn(move || {

@@ -355,15 +355,7 @@ async fn outcome_json_uses_contract_field_names() {
     let addr = fixed("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await;
     let o = check::run(&check::http(&format!("http://{addr}/")).spec()).await;
     let json = serde_json::to_value(&o).unwrap();
-    for key in [
-        "check",
-        "success",
-        "conditions",
-        "status",
-        "duration_seconds",
-        "phases",
-        "error",
-    ] {
+    for key in check::OUTCOME_FIELDS {
         assert!(json.get(key).is_some(), "missing {key} in {json}");
     }
     for phase in ["resolve", "connect", "tls", "processing", "transfer"] {
@@ -375,8 +367,8 @@ mod tls {
     //! HTTPS targets with a self-signed certificate generated per test.
 
     use super::*;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-    use rustls::ServerConfig;
+    use crate::support::tls as support_tls;
+    use rustls::pki_types::CertificateDer;
     use tokio_rustls::TlsAcceptor;
 
     struct TlsServer {
@@ -385,47 +377,17 @@ mod tls {
         not_after: i64,
     }
 
-    /// A fresh self-signed certificate for `names`, valid from `not_before` to `not_after`
-    /// (rcgen's defaults when `None`), with its PKCS#8 key.
-    fn certificate(
-        names: &[&str],
-        validity: Option<(Ymd, Ymd)>,
-    ) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
-        let mut params =
-            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .expect("certificate params");
-        if let Some(((y0, m0, d0), (y1, m1, d1))) = validity {
-            params.not_before = rcgen::date_time_ymd(y0, m0, d0);
-            params.not_after = rcgen::date_time_ymd(y1, m1, d1);
-        }
-        let key_pair = rcgen::KeyPair::generate().expect("key pair");
-        let cert = params
-            .self_signed(&key_pair)
-            .expect("self-signed certificate");
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pair.serialize_der()));
-        (cert.der().clone(), key)
-    }
-
-    /// (year, month, day).
-    type Ymd = (i32, u8, u8);
-
     /// An HTTPS server for `localhost` with a fresh self-signed certificate, speaking HTTP/1.1.
     async fn tls_server(versions: &[&'static rustls::SupportedProtocolVersion]) -> TlsServer {
-        tls_server_with(certificate(&["localhost"], None), versions).await
+        tls_server_with(support_tls::self_signed(&["localhost"]), versions).await
     }
 
     async fn tls_server_with(
-        (cert, key): (CertificateDer<'static>, PrivateKeyDer<'static>),
+        identity: support_tls::Identity,
         versions: &[&'static rustls::SupportedProtocolVersion],
     ) -> TlsServer {
-        let not_after = x509_not_after(&cert);
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(versions)
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert], key)
-            .unwrap();
+        let not_after = x509_not_after(&identity.cert);
+        let mut config = support_tls::server_config(identity, versions);
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let addr = serve(move |s| {
@@ -454,17 +416,8 @@ mod tls {
     /// An HTTPS server that offers only `h2` by ALPN and answers with HTTP/2: `/big` streams
     /// 10 MiB, anything else echoes `METHOD path?query` as the body.
     async fn h2_server() -> SocketAddr {
-        let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
-            .expect("generate certificate");
-        let key =
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(generated.key_pair.serialize_der()));
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![generated.cert.der().clone()], key)
-            .unwrap();
+        let identity = support_tls::self_signed(&["localhost"]);
+        let mut config = support_tls::server_config(identity, rustls::DEFAULT_VERSIONS);
         config.alpn_protocols = vec![b"h2".to_vec()];
         let acceptor = TlsAcceptor::from(Arc::new(config));
         serve(move |s| {
@@ -563,7 +516,7 @@ mod tls {
 
     #[tokio::test]
     async fn expired_certificate_fails_by_default_and_shows_its_expiry_when_insecure() {
-        let expired = certificate(&["localhost"], Some(((2020, 1, 1), (2021, 1, 1))));
+        let expired = support_tls::certificate(&["localhost"], Some(((2020, 1, 1), (2021, 1, 1))));
         let server = tls_server_with(expired, rustls::DEFAULT_VERSIONS).await;
         let url = format!("https://localhost:{}/", server.addr.port());
         let o = check::run(&check::http(&url).spec()).await;
@@ -579,7 +532,7 @@ mod tls {
 
     #[tokio::test]
     async fn certificate_for_another_host_fails() {
-        let other = certificate(&["support.example.com"], None);
+        let other = support_tls::self_signed(&["support.example.com"]);
         let server = tls_server_with(other, rustls::DEFAULT_VERSIONS).await;
         let url = format!("https://localhost:{}/", server.addr.port());
         let o = check::run(&check::http(&url).spec()).await;

@@ -5,6 +5,7 @@
 use crate::support::smtp;
 
 use crate::support::check::{self, class, run};
+use crate::support::tls;
 use smtp::{SinkTls, SmtpServer, TlsSink};
 use std::time::Duration;
 use switchboard::probe::ErrorClass;
@@ -87,19 +88,7 @@ async fn tcp_expect_mismatch_refused_port_and_silence_fail_with_their_class() {
 
 #[tokio::test]
 async fn tls_kind_verifies_certificates_and_reports_expiry_when_insecure() {
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
-    let der = cert.cert.der().clone();
-    let key =
-        rustls::pki_types::PrivateKeyDer::try_from(cert.key_pair.serialize_der()).expect("key");
-    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_no_client_auth()
-    .with_single_cert(vec![der], key)
-    .expect("server config");
-    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let acceptor = tls::acceptor(tls::self_signed(&["localhost"]));
     let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = l.local_addr().expect("addr").port();
     tokio::spawn(async move {
@@ -468,23 +457,8 @@ async fn tcp_endless_reply_without_the_expected_text_stops_at_the_cap() {
 
 /// A TLS server with a self-signed certificate for `names`, valid in the given years.
 async fn tls_server(names: &[&str], valid: (i32, i32)) -> u16 {
-    let mut params =
-        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-            .expect("params");
-    params.not_before = rcgen::date_time_ymd(valid.0, 1, 1);
-    params.not_after = rcgen::date_time_ymd(valid.1, 1, 1);
-    let key_pair = rcgen::KeyPair::generate().expect("key pair");
-    let cert = params.self_signed(&key_pair).expect("certificate");
-    let key = rustls::pki_types::PrivateKeyDer::try_from(key_pair.serialize_der()).expect("key");
-    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_no_client_auth()
-    .with_single_cert(vec![cert.der().clone()], key)
-    .expect("server config");
-    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let identity = tls::certificate(names, Some(((valid.0, 1, 1), (valid.1, 1, 1))));
+    let acceptor = tls::acceptor(identity);
     let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = l.local_addr().expect("addr").port();
     tokio::spawn(async move {

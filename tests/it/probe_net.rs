@@ -5,6 +5,7 @@
 
 use crate::support::check::{load, message, run};
 use crate::support::smtp::{SinkTls, TlsSink};
+use crate::support::tls;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,15 +52,12 @@ async fn tls_server(pki: &Pki) -> u16 {
 }
 
 async fn tls_server_with(pki: &Pki, versions: &[&'static rustls::SupportedProtocolVersion]) -> u16 {
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(versions)
-    .expect("versions")
-    .with_no_client_auth()
-    .with_single_cert(vec![pki.leaf_der.clone()], pki.leaf_key.clone_key())
-    .expect("server config");
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let identity = tls::Identity {
+        cert: pki.leaf_der.clone(),
+        key: pki.leaf_key.clone_key(),
+    };
+    let acceptor =
+        tokio_rustls::TlsAcceptor::from(Arc::new(tls::server_config(identity, versions)));
     let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = l.local_addr().expect("addr").port();
     tokio::spawn(async move {

@@ -363,15 +363,7 @@ async fn the_json_output_keeps_the_top_level_fields_and_adds_steps() {
     let base = format!("http://{addr}");
     let o = run(&load(&flow(&base, &base, "${csrf|url}"))).await;
     let v = serde_json::to_value(&o).expect("serializes");
-    for field in [
-        "check",
-        "success",
-        "conditions",
-        "status",
-        "duration_seconds",
-        "phases",
-        "error",
-    ] {
+    for field in check::OUTCOME_FIELDS {
         assert!(v.get(field).is_some(), "{field} missing: {v}");
     }
     let steps = v["steps"].as_array().expect("steps array");

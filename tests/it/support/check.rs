@@ -209,6 +209,18 @@ pub async fn run(check: &CheckSpec) -> Outcome {
         .expect("probe outlived its timeout plus slack")
 }
 
+/// The top-level fields of an outcome's JSON (`switchboard probe --json`), the contract every
+/// kind keeps.
+pub const OUTCOME_FIELDS: &[&str] = &[
+    "check",
+    "success",
+    "conditions",
+    "status",
+    "duration_seconds",
+    "phases",
+    "error",
+];
+
 /// The outcome's error class (`None` on success).
 pub fn class(o: &Outcome) -> Option<ErrorClass> {
     o.error.as_ref().map(|e| e.class)

@@ -259,18 +259,11 @@ pub fn write_config(dir: &Path, target: &Target, email: &str) -> (PathBuf, u16) 
     write_config_with(dir, target, email, "var/switchboard.db", "2s")
 }
 
-/// `write_config` with the SQLite path and the recovery hold chosen by the caller.
-///
-/// E-mail is neither grouped nor delayed (`group_window` and `customer_delay` at `0s`):
-/// the tests using this helper are about something else, and each change's own e-mail at
-/// once is what they count. `tests/announce_groups.rs` tests grouping with its own config.
-pub fn write_config_with(
-    dir: &Path,
-    target: &Target,
-    email: &str,
-    storage: &str,
-    hold: &str,
-) -> (PathBuf, u16) {
+/// Writes the main config file with fast probe timings into `dir` (and creates `probes/`
+/// beside it): the API on a free port, the database at `storage`, the audiences (on-call
+/// `support-oncall@`, customers `support-announce@`, drill `support-ops@example.com`), and
+/// `email`, the `[email]` table after its `from`. Returns (main file, API port).
+pub fn write_main_config(dir: &Path, storage: &str, email: &str) -> (PathBuf, u16) {
     let port = free_port();
     std::fs::create_dir_all(dir.join("probes")).expect("mkdir");
     let main = dir.join("switchboard.toml");
@@ -284,8 +277,6 @@ listen = "127.0.0.1:{port}"
 path = "{storage}"
 [email]
 from = "Support Status <status@example.com>"
-group_window = "0s"
-customer_delay = "0s"
 {email}
 [audiences]
 oncall = ["support-oncall@example.com"]
@@ -303,6 +294,23 @@ success_threshold = 2
         ),
     )
     .expect("write main config");
+    (main, port)
+}
+
+/// `write_config` with the SQLite path and the recovery hold chosen by the caller.
+///
+/// E-mail is neither grouped nor delayed (`group_window` and `customer_delay` at `0s`):
+/// the tests using this helper are about something else, and each change's own e-mail at
+/// once is what they count. `tests/announce_groups.rs` tests grouping with its own config.
+pub fn write_config_with(
+    dir: &Path,
+    target: &Target,
+    email: &str,
+    storage: &str,
+    hold: &str,
+) -> (PathBuf, u16) {
+    let email = format!("group_window = \"0s\"\ncustomer_delay = \"0s\"\n{email}");
+    let (main, port) = write_main_config(dir, storage, &email);
     std::fs::write(
         dir.join("probes/ticket-submission.toml"),
         format!(

@@ -1,8 +1,9 @@
 //! What the integration tests share, each helper once: `check` builds probe checks (one
 //! constructor per kind), `daemon` runs the real binary against a breakable target, `control`
 //! speaks to its API, `smtp` runs real SMTP servers, `oncall` reads the on-call files, `http`
-//! is a bare HTTP peer; here: repository paths, the environment set before the tests start,
-//! and the turn-taking of the heavy tests.
+//! is a bare HTTP peer, `tls` makes certificates and server configs; here: repository paths,
+//! the environment set before the tests start, the proptest config, and the turn-taking of
+//! the heavy tests.
 //!
 //! The tests run as threads of one process. So no test changes the process's environment
 //! (pass it to a child with `Command::env`; what the library itself must read is in
@@ -15,6 +16,7 @@ pub mod daemon;
 pub mod http;
 pub mod oncall;
 pub mod smtp;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
