@@ -89,19 +89,11 @@ async fn tcp_expect_mismatch_refused_port_and_silence_fail_with_their_class() {
 #[tokio::test]
 async fn tls_kind_verifies_certificates_and_reports_expiry_when_insecure() {
     let acceptor = tls::acceptor(tls::self_signed(&["localhost"]));
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = l.local_addr().expect("addr").port();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                if let Ok(mut tls) = acceptor.accept(s).await {
-                    let _ = tls.write_all(b"hello over tls\n").await;
-                    let _ = tls.shutdown().await;
-                }
-            });
-        }
-    });
+    let port = tls::serve(acceptor, |mut tls| async move {
+        let _ = tls.write_all(b"hello over tls\n").await;
+        let _ = tls.shutdown().await;
+    })
+    .await;
     let t = check::tls(port);
     let o = run(&t.clone().spec()).await;
     assert_eq!(
@@ -458,20 +450,10 @@ async fn tcp_endless_reply_without_the_expected_text_stops_at_the_cap() {
 /// A TLS server with a self-signed certificate for `names`, valid in the given years.
 async fn tls_server(names: &[&str], valid: (i32, i32)) -> u16 {
     let identity = tls::certificate(names, Some(((valid.0, 1, 1), (valid.1, 1, 1))));
-    let acceptor = tls::acceptor(identity);
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = l.local_addr().expect("addr").port();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                if let Ok(mut tls) = acceptor.accept(s).await {
-                    let _ = tls.shutdown().await;
-                }
-            });
-        }
-    });
-    port
+    tls::serve(tls::acceptor(identity), |mut tls| async move {
+        let _ = tls.shutdown().await;
+    })
+    .await
 }
 
 #[tokio::test]

@@ -58,32 +58,22 @@ async fn tls_server_with(pki: &Pki, versions: &[&'static rustls::SupportedProtoc
     };
     let acceptor =
         tokio_rustls::TlsAcceptor::from(Arc::new(tls::server_config(identity, versions)));
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = l.local_addr().expect("addr").port();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(s).await else {
-                    return;
-                };
-                let mut buf = [0u8; 2048];
-                let got = tokio::time::timeout(Duration::from_millis(300), tls.read(&mut buf))
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .unwrap_or(0);
-                let reply: &[u8] = if got > 0 {
-                    b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\nprivate"
-                } else {
-                    b"hello from the private CA\n"
-                };
-                let _ = tls.write_all(reply).await;
-                let _ = tls.shutdown().await;
-            });
-        }
-    });
-    port
+    tls::serve(acceptor, |mut tls| async move {
+        let mut buf = [0u8; 2048];
+        let got = tokio::time::timeout(Duration::from_millis(300), tls.read(&mut buf))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or(0);
+        let reply: &[u8] = if got > 0 {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\nprivate"
+        } else {
+            b"hello from the private CA\n"
+        };
+        let _ = tls.write_all(reply).await;
+        let _ = tls.shutdown().await;
+    })
+    .await
 }
 
 #[tokio::test]

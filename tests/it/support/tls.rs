@@ -3,7 +3,10 @@
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::{ServerConfig, SupportedProtocolVersion};
+use std::future::Future;
 use std::sync::Arc;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 /// (year, month, day).
@@ -61,4 +64,28 @@ pub fn server_config(
 /// A tokio acceptor presenting `identity` over TLS 1.3 and 1.2.
 pub fn acceptor(identity: Identity) -> TlsAcceptor {
     TlsAcceptor::from(Arc::new(server_config(identity, rustls::DEFAULT_VERSIONS)))
+}
+
+/// Serves TLS through `acceptor` on a port of 127.0.0.1, handing every connection whose
+/// handshake completes to `handler` (one task each); returns the port.
+pub async fn serve<F, Fut>(acceptor: TlsAcceptor, handler: F) -> u16
+where
+    F: Fn(TlsStream<TcpStream>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let handler = Arc::new(handler);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (acceptor, handler) = (acceptor.clone(), handler.clone());
+            tokio::spawn(async move {
+                // A client that rejects the certificate aborts the handshake: nothing to serve.
+                if let Ok(tls) = acceptor.accept(stream).await {
+                    handler(tls).await;
+                }
+            });
+        }
+    });
+    port
 }
