@@ -197,12 +197,20 @@ struct Dnsmasq {
 }
 
 impl Dnsmasq {
+    /// Starts it on a port free for both UDP and TCP, trying another port when it cannot bind
+    /// (a socket of a test running beside this one may take the port in between).
     fn start() -> Dnsmasq {
-        let port = std::net::UdpSocket::bind("127.0.0.1:0")
-            .and_then(|s| s.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let child = std::process::Command::new("dnsmasq")
+        for _ in 0..5 {
+            if let Some(server) = Dnsmasq::start_on(udp_and_tcp_port()) {
+                return server;
+            }
+        }
+        panic!("dnsmasq did not start on any of five ports");
+    }
+
+    /// `None` when dnsmasq exits at once, as it does when its port is taken.
+    fn start_on(port: u16) -> Option<Dnsmasq> {
+        let mut child = std::process::Command::new("dnsmasq")
             .args([
                 "--keep-in-foreground",
                 "--no-resolv",
@@ -227,13 +235,27 @@ impl Dnsmasq {
         // Ready once it answers over TCP (dnsmasq serves both).
         let started = std::time::Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(_)) = child.try_wait() {
+                return None;
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(20),
                 "dnsmasq did not start"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Dnsmasq { child, port }
+        Some(Dnsmasq { child, port })
+    }
+}
+
+/// A loopback port that was free for TCP and UDP a moment ago (dnsmasq serves both on one).
+fn udp_and_tcp_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind tcp");
+        let port = tcp.local_addr().expect("addr").port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
     }
 }
 

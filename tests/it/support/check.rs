@@ -1,6 +1,8 @@
 //! Check specs for the probe tests, built one way: a constructor per probe kind that fills in
 //! every field with a test's defaults, builder methods for the fields tests set, and the
 //! guarded `run` that every probe test calls. A new probe kind adds its constructor here.
+//! Multi-step checks (`steps`) are the exception: they are written as TOML and read with
+//! `load`, because their templates and extract rules only exist once the loader parsed them.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -18,7 +20,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// What a timed-out probe may overrun its timeout by on a loaded machine.
 pub const SLACK: Duration = Duration::from_secs(3);
 
-/// A check under construction; `spec()` (or `into()`) gives the config's `CheckSpec`.
+/// A check under construction; `spec()` gives the config's `CheckSpec`.
 #[derive(Clone, Debug)]
 pub struct Check(CheckSpec);
 
@@ -192,12 +194,6 @@ impl Check {
         self.with_dns(|d| {
             d.expect_answers = answers.iter().map(|a| a.as_ref().to_string()).collect()
         })
-    }
-}
-
-impl From<Check> for CheckSpec {
-    fn from(check: Check) -> CheckSpec {
-        check.0
     }
 }
 
