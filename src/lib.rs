@@ -18,7 +18,9 @@ pub mod history; // probe history for the status page: summed in memory, flushed
 pub mod html; // HTML escaping for the status page and e-mail
 pub mod incident; // pure: what a transition does to a service's incident
 pub mod metrics; // Prometheus registry and named telemetry events
+pub mod pem; // PEM certificates (CA bundles) read with rustls-pki-types
 pub mod probe; // run one check once -> Outcome (http, conditions)
 pub mod sim; // `switchboard simulate`: the core over a simulated month, against a plain policy
 pub mod store; // SQLite: service state, transitions, outbox
+pub mod template; // message and webhook-body templates (minijinja): load, validate, render
 pub mod view; // read-only snapshot the HTTP side serves // `switchboard demo`: simulated support site + scripted outage

@@ -13,12 +13,12 @@ use super::{
     HttpStep, IpVersion, NetOptions, Role, RouteSpec, ServerConfig, ServiceSpec, SmtpCheck,
     StatusPageConfig, StatuspagePushConfig, StepsCheck, StorageConfig, TcpCheck, WebhookSpec,
 };
-use crate::announce::webhook;
 use crate::clock::Timestamp;
 use crate::failover::window::{Cron, Schedule, Window};
 use crate::failover::Side;
 use crate::probe::condition::Condition;
 use crate::probe::steps::{Extraction, Template};
+use crate::template::webhook;
 use serde::de::{DeserializeOwned, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
@@ -997,7 +997,7 @@ impl Loader {
         };
         let templates = raw.templates.and_then(|t| {
             let dir = base.join(t.get_ref());
-            match crate::announce::render::Templates::load(&dir) {
+            match crate::template::Templates::load(&dir) {
                 Ok(_) => Some(dir),
                 Err(e) => {
                     self.report_at(source, &t, format!("email.templates: {e}"));
