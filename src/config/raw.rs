@@ -7,6 +7,7 @@
 //! visible. Every leaf that validation may complain about is `Spanned`, so each diagnostic
 //! carries the line it is about.
 
+use super::Side;
 use super::{
     Audiences, AuthConfig, ChatConfig, CheckKind, CheckSpec, Config, ConfigError, Confirmation,
     Defaults, Diagnostic, DnsCheck, EmailConfig, EmailTransport, Failback, FailoverWhen, HttpCheck,
@@ -15,10 +16,9 @@ use super::{
 };
 use crate::announce::webhook;
 use crate::clock::Timestamp;
-use crate::failover::window::{Cron, Schedule, Window};
-use crate::failover::Side;
-use crate::probe::condition::Condition;
-use crate::probe::steps::{Extraction, Template};
+use crate::lang::condition::Condition;
+use crate::lang::template::{Extraction, Template};
+use crate::lang::window::{Cron, Schedule, Window};
 use serde::de::{DeserializeOwned, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
@@ -1923,11 +1923,11 @@ impl Loader {
         };
         let dns_type = match &raw.query_type {
             None => Some(1),
-            Some(t) => match crate::probe::dns::type_number(t.get_ref()) {
+            Some(t) => match crate::lang::dns::type_number(t.get_ref()) {
                 Some(n) => Some(n),
                 None => {
                     let names: Vec<&str> =
-                        crate::probe::dns::TYPES.iter().map(|(n, _)| *n).collect();
+                        crate::lang::dns::TYPES.iter().map(|(n, _)| *n).collect();
                     let message = format!(
                         "query_type \"{}\" is not one of {}",
                         t.get_ref(),
@@ -1942,7 +1942,7 @@ impl Loader {
         let dns_rcode = match &raw.expect_rcode {
             None => Some("NOERROR".to_string()),
             Some(r)
-                if crate::probe::dns::RCODES
+                if crate::lang::dns::RCODES
                     .contains(&r.get_ref().to_ascii_uppercase().as_str()) =>
             {
                 Some(r.get_ref().to_ascii_uppercase())
@@ -1951,7 +1951,7 @@ impl Loader {
                 let message = format!(
                     "expect_rcode \"{}\" is not one of {}",
                     r.get_ref(),
-                    crate::probe::dns::RCODES.join(", ")
+                    crate::lang::dns::RCODES.join(", ")
                 );
                 self.report_at(source, r, message);
                 ok = false;
@@ -2236,7 +2236,7 @@ impl Loader {
                 .collect();
             let url = template(self, "url", &step.url).and_then(|t| {
                 let filled = t
-                    .render(&stand_in, crate::probe::steps::Context::Url)
+                    .render(&stand_in, crate::lang::template::Context::Url)
                     .unwrap_or_default();
                 match Url::parse(&filled) {
                     Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => Some(t),
@@ -2264,7 +2264,7 @@ impl Loader {
                 match template(self, &field, value) {
                     Some(t) => {
                         let filled = t
-                            .render(&stand_in, crate::probe::steps::Context::Text)
+                            .render(&stand_in, crate::lang::template::Context::Text)
                             .unwrap_or_default();
                         if hyper::header::HeaderValue::from_str(&filled).is_err() {
                             let message = format!(

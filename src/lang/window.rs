@@ -1,4 +1,4 @@
-//! Maintenance windows from config: one-off (start + duration) or recurring (a 5-field cron
+//! Planned maintenance windows: one-off (start + duration) or recurring (a 5-field cron
 //! expression in UTC + duration). Pure date arithmetic on `Timestamp`s; no clock reads.
 
 use crate::clock::Timestamp;
