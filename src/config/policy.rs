@@ -7,26 +7,26 @@
 use serde::{Deserialize, Serialize};
 
 /// Which target of its routes a service sends customers to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Side {
     Primary,
     Backup,
 }
 
 impl Side {
+    /// As configuration, metrics and the API write it (the same words as serde's).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Side::Primary => "primary",
-            Side::Backup => "backup",
-        }
+        self.into()
     }
 }
 
 /// Whether a noisy target needs more consecutive failures than `failure_threshold`
 /// (`confirmation = "adaptive" | "fixed"`); `health` explains the rule and its cap.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, strum::IntoStaticStr)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Confirmation {
     /// `failure_threshold`, raised by at most `health::NOISE_MAX_EXTRA` on a noisy target.
     #[default]
@@ -37,10 +37,7 @@ pub enum Confirmation {
 
 impl Confirmation {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Confirmation::Adaptive => "adaptive",
-            Confirmation::Fixed => "fixed",
-        }
+        self.into()
     }
 }
 
@@ -74,3 +71,23 @@ impl Thresholds {
 
 /// At most this many failures are added to `failure_threshold` on a noisy target.
 pub const NOISE_MAX_EXTRA: u32 = 3;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The words `as_str` gives (metrics, API, status) are the ones serde writes and reads.
+    #[test]
+    fn names_are_the_serialized_words() {
+        for side in [Side::Primary, Side::Backup] {
+            let json = serde_json::to_string(&side).expect("serializes");
+            assert_eq!(json, format!("\"{}\"", side.as_str()));
+        }
+        assert_eq!(Side::Primary.as_str(), "primary");
+        for c in [Confirmation::Adaptive, Confirmation::Fixed] {
+            let json = serde_json::to_string(&c).expect("serializes");
+            assert_eq!(json, format!("\"{}\"", c.as_str()));
+        }
+        assert_eq!(Confirmation::Fixed.as_str(), "fixed");
+    }
+}

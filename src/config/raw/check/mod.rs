@@ -32,7 +32,10 @@ use std::time::Duration;
 use toml::Spanned;
 
 /// The kinds of check, as `kind = "..."` names them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString, strum::VariantArray,
+)]
+#[strum(serialize_all = "lowercase")]
 pub enum Kind {
     Http,
     Steps,
@@ -43,28 +46,14 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
-        Kind::Http,
-        Kind::Steps,
-        Kind::Tcp,
-        Kind::Tls,
-        Kind::Smtp,
-        Kind::Dns,
-    ];
+    pub const ALL: &'static [Kind] = <Kind as strum::VariantArray>::VARIANTS;
 
     pub fn name(self) -> &'static str {
-        match self {
-            Kind::Http => "http",
-            Kind::Steps => "steps",
-            Kind::Tcp => "tcp",
-            Kind::Tls => "tls",
-            Kind::Smtp => "smtp",
-            Kind::Dns => "dns",
-        }
+        self.into()
     }
 
     fn parse(name: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.name() == name)
+        name.parse().ok()
     }
 
     /// "an http check", "a dns check": for messages.
@@ -99,7 +88,8 @@ impl Kind {
             ));
         }
         let owners: Vec<&str> = Kind::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .filter(|k| k.fields().contains(&field))
             .map(Kind::name)
             .collect();
