@@ -161,3 +161,32 @@ fn every_kinds_field_list_comes_from_its_struct() {
     assert!(Kind::Dns.fields().contains(&"query_name"));
     assert!(!Kind::Http.fields().contains(&"query_name"));
 }
+
+/// Loads a configuration whose one service file is `body`, as written.
+fn load_service(body: &str) -> Result<crate::config::Config, crate::config::ConfigError> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("probes")).expect("mkdir");
+    std::fs::write(dir.path().join("switchboard.toml"), "probes = \"probes\"\n").expect("write");
+    std::fs::write(dir.path().join("probes/s.toml"), body).expect("write");
+    super::load(&dir.path().join("switchboard.toml"))
+}
+
+/// Checks of one kind may share an inline array; checks of several kinds cannot, since the
+/// array is read with one kind's struct, and the message says what to write instead.
+#[test]
+fn an_inline_array_of_checks_is_read_with_one_kind() {
+    let same = "check = [{ name = \"a\", url = \"http://127.0.0.1/a\" }, { name = \"b\", url = \"http://127.0.0.1/b\" }]\n[service]\nid = \"s\"\n";
+    assert_eq!(load_service(same).expect("loads").checks().count(), 2);
+
+    let mixed = "check = [{ name = \"a\", url = \"http://127.0.0.1/a\" }, { name = \"b\", kind = \"tcp\", target = \"127.0.0.1:1\" }]\n[service]\nid = \"s\"\n";
+    let e = load_service(mixed).expect_err("refused");
+    let messages: Vec<String> = e
+        .diagnostics
+        .iter()
+        .map(|d| format!("{}: {}", d.line, d.message))
+        .collect();
+    assert_eq!(
+        messages,
+        ["1: checks of different kinds in one array: write each as its own [[check]] table"]
+    );
+}
