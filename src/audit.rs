@@ -35,7 +35,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::Duration;
+
+mod export;
+
+pub use export::{export, parse_since, Format, SinceError, CSV_COLUMNS};
 
 /// The `prev_hash` of the first record.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -440,136 +443,6 @@ pub fn verify(
     }
 }
 
-/// Export formats of `switchboard audit export`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    Jsonl,
-    Csv,
-}
-
-/// CSV columns, in the order of the JSON export.
-pub const CSV_COLUMNS: [&str; 18] = [
-    "id",
-    "kind",
-    "at",
-    "node",
-    "actor",
-    "service",
-    "from",
-    "to",
-    "cause",
-    "reason",
-    "evidence",
-    "routes_before",
-    "routes_after",
-    "config_version",
-    "transition_id",
-    "detail",
-    "prev_hash",
-    "hash",
-];
-
-/// Writes `records` in `format`: JSON Lines (one object per line, every field), or CSV
-/// (RFC 4180: a header row, CRLF line ends, JSON-valued fields as compact JSON text, empty
-/// cells for absent values).
-pub fn export(records: &[AuditRecord], format: Format) -> String {
-    let mut out = String::new();
-    match format {
-        Format::Jsonl => {
-            for r in records {
-                // Cannot fail for this type (see `canonical_json`); a `null` line would be
-                // visible to the auditor rather than a silently missing record.
-                out.push_str(&serde_json::to_string(r).unwrap_or_else(|_| "null".to_owned()));
-                out.push('\n');
-            }
-        }
-        Format::Csv => {
-            csv_row(&mut out, CSV_COLUMNS.iter().map(|c| (*c).to_owned()));
-            for r in records {
-                let opt = |v: &Option<String>| v.clone().unwrap_or_default();
-                csv_row(
-                    &mut out,
-                    [
-                        r.id.to_string(),
-                        r.kind.clone(),
-                        r.at.rfc3339(),
-                        r.node.clone(),
-                        r.actor.clone(),
-                        opt(&r.service),
-                        opt(&r.from),
-                        opt(&r.to),
-                        opt(&r.cause),
-                        r.reason.clone(),
-                        json(&r.evidence),
-                        json(&r.routes_before),
-                        json(&r.routes_after),
-                        r.config_version.clone(),
-                        r.transition_id.map(|i| i.to_string()).unwrap_or_default(),
-                        canonical(&r.detail),
-                        r.prev_hash.clone(),
-                        r.hash.clone(),
-                    ],
-                );
-            }
-        }
-    }
-    out
-}
-
-/// Compact JSON text of a CSV cell's structured value (cannot fail for the types used).
-fn json<T: Serialize>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_default()
-}
-
-fn csv_row(out: &mut String, cells: impl IntoIterator<Item = String>) {
-    for (i, c) in cells.into_iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(&csv_quote(&c));
-    }
-    out.push_str("\r\n");
-}
-
-/// RFC 4180 quoting: a cell with a comma, a quote, a line break or surrounding spaces is
-/// wrapped in quotes, with inner quotes doubled; any other cell is written as is.
-pub fn csv_quote(cell: &str) -> String {
-    let needs =
-        cell.contains([',', '"', '\n', '\r']) || cell.starts_with(' ') || cell.ends_with(' ');
-    if needs {
-        format!("\"{}\"", cell.replace('"', "\"\""))
-    } else {
-        cell.to_owned()
-    }
-}
-
-/// Why an `--since` value was refused.
-#[derive(Debug, thiserror::Error)]
-#[error("--since {value:?} is neither an RFC 3339 time (2026-11-28T17:00:00Z) nor a duration ago (24h, \"7d ago\")")]
-pub struct SinceError {
-    pub value: String,
-}
-
-/// Parses `--since`: an RFC 3339 time, or a humantime duration (optionally followed by
-/// `ago`) counted back from `now`.
-pub fn parse_since(value: &str, now: Timestamp) -> Result<Timestamp, SinceError> {
-    let err = || SinceError {
-        value: value.to_owned(),
-    };
-    let v = value.trim();
-    if let Ok(t) = humantime::parse_rfc3339_weak(v) {
-        let ms = t
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_err(|_| err())?
-            .as_millis();
-        return Ok(Timestamp(i64::try_from(ms).map_err(|_| err())?));
-    }
-    let d: Duration =
-        humantime::parse_duration(v.strip_suffix("ago").unwrap_or(v).trim()).map_err(|_| err())?;
-    let ms = i64::try_from(d.as_millis()).map_err(|_| err())?;
-    Ok(Timestamp(now.0.saturating_sub(ms)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -762,14 +635,61 @@ mod tests {
         );
     }
 
+    /// The CSV cells of `text`'s rows after the header, as an RFC 4180 reader sees them.
+    fn csv_cells(text: &str) -> Vec<Vec<String>> {
+        csv::Reader::from_reader(text.as_bytes())
+            .records()
+            .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+            .collect()
+    }
+
     #[test]
-    fn csv_quotes_only_what_needs_it() {
-        assert_eq!(csv_quote("plain"), "plain");
-        assert_eq!(csv_quote("a,b"), "\"a,b\"");
-        assert_eq!(csv_quote("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_quote("two\nlines"), "\"two\nlines\"");
-        assert_eq!(csv_quote(" padded"), "\" padded\"");
-        assert_eq!(csv_quote(""), "");
+    fn csv_quotes_commas_quotes_and_line_breaks_and_nothing_else() {
+        let mut c = chain(1);
+        c[0].reason = "a,b \"hi\"\r\nnext".into();
+        c[0].actor = "plain".into();
+        c[0].service = None;
+        c[0].config_version = " padded ".into();
+        let text = export(&c, Format::Csv);
+        assert!(
+            text.starts_with(&(CSV_COLUMNS.join(",") + "\r\n")),
+            "{text}"
+        );
+        assert!(text.ends_with("\r\n"));
+        // Quoted with inner quotes doubled; the line break inside stays as written.
+        assert!(text.contains(",\"a,b \"\"hi\"\"\r\nnext\","), "{text}");
+        // No quotes where none are needed: a plain word, an empty cell, surrounding spaces
+        // (RFC 4180 keeps spaces as part of the field).
+        assert!(text.contains(",node-a,plain,,operational,"), "{text}");
+        assert!(text.contains("}\", padded ,1,{},"), "{text}");
+        // JSON cells hold quotes, so they are quoted.
+        assert!(
+            text.contains(",\"[\"\"portal-form: down (HTTP 503)\"\"]\","),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn csv_export_reads_back_cell_for_cell() {
+        let mut c = chain(2);
+        c[1].reason = "pin, \"just in case\"\nsecond line".into();
+        c[1].transition_id = None;
+        let cells = csv_cells(&export(&c, Format::Csv));
+        assert_eq!(cells.len(), 2);
+        for (row, r) in cells.iter().zip(&c) {
+            assert_eq!(row.len(), CSV_COLUMNS.len());
+            assert_eq!(row[0], r.id.to_string());
+            assert_eq!(row[9], r.reason);
+            assert_eq!(
+                serde_json::from_str::<Vec<String>>(&row[10]).unwrap(),
+                r.evidence
+            );
+            assert_eq!(
+                row[14],
+                r.transition_id.map(|i| i.to_string()).unwrap_or_default()
+            );
+            assert_eq!((&row[16], &row[17]), (&r.prev_hash, &r.hash));
+        }
     }
 
     #[test]

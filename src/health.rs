@@ -22,8 +22,11 @@ use crate::clock::Timestamp;
 pub use crate::config::{Thresholds, NOISE_MAX_EXTRA};
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// A check's smoothed health. The snake_case names are metric label values and API fields:
+/// serde and strum must agree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Health {
     /// Not probed yet since start.
     Unknown,
@@ -35,12 +38,7 @@ pub enum Health {
 
 impl Health {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Health::Unknown => "unknown",
-            Health::Healthy => "healthy",
-            Health::Suspect => "suspect",
-            Health::Down => "down",
-        }
+        self.into()
     }
 
     /// Counts as up for failover decisions: healthy, or suspect (not yet confirmed down).

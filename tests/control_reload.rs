@@ -243,6 +243,63 @@ fn reload_swaps_services_and_checks_keeps_state_and_refuses_an_invalid_file() {
     assert_eq!(get(&d.url("/healthz")).expect("healthz").status, 200);
 }
 
+// ---- announcement transports: built at start, so a reload that adds one needs a restart ----
+
+/// Outbox rows over `channel`, read from the daemon's database.
+fn outbox_rows(db: &Path, channel: &str) -> i64 {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("open the database");
+    c.query_row(
+        "SELECT COUNT(*) FROM outbox WHERE channel = ?1",
+        [channel],
+        |r| r.get(0),
+    )
+    .expect("count outbox rows")
+}
+
+#[test]
+fn a_reload_that_adds_chat_reports_a_restart_and_plans_no_message_it_cannot_send() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = Target::start();
+    let (main, port, t) = control::prepare(dir.path(), &target, None);
+    let d = Daemon::start_with(&main, port, &[], Some(&dir.path().join("daemon.log")));
+    wait_until("checks healthy", Duration::from_secs(30), || {
+        all_healthy(&d, &t.viewer, "ticket-submission")
+    });
+
+    // `[chat]` added to the running daemon: the chat transport is built at start, so the
+    // reload says it needs a restart rather than leaving messages to fail.
+    let text = std::fs::read_to_string(&main).expect("read main config");
+    std::fs::write(
+        &main,
+        format!("{text}\n[chat]\nwebhook_url = \"http://127.0.0.1:9/hook\"\n"),
+    )
+    .expect("write main config");
+    let r = request("POST", &d.url("/-/reload"), Some(&t.admin), None);
+    assert_eq!(r.status, 200, "{r:?}");
+    let v = json(&r);
+    assert_eq!(v["restart_needed"], serde_json::json!(["[chat]"]), "{v}");
+    let log = std::fs::read_to_string(dir.path().join("daemon.log")).expect("log");
+    assert!(log.contains("needs a restart to apply: [chat]"), "{log}");
+
+    // A failover now announces by e-mail as before, and plans no chat message: the outbox row
+    // is written with the transition, before the command is answered.
+    let r = request(
+        "POST",
+        &d.url("/api/v1/services/ticket-submission/failover"),
+        Some(&t.operator),
+        Some(r#"{"reason":"after the chat reload"}"#),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let db = dir.path().join("var/switchboard.db");
+    assert!(outbox_rows(&db, "email") > 0, "the failover is announced");
+    assert_eq!(
+        outbox_rows(&db, "chat"),
+        0,
+        "no chat message planned for a transport the daemon does not have"
+    );
+}
+
 // ---- scale: a reload of thousands of checks does not stop the daemon answering ----
 
 /// Checks in the large service file: enough that the reload used to freeze the core for

@@ -3,13 +3,13 @@
 //! Every handler first extracts a `Caller` (401 without a valid token), checks its role
 //! (403), then parses the body (400 malformed JSON, 413 too large, 415 not JSON, 422 wrong
 //! types, unknown fields or a missing/empty `reason`, each naming the field). Commands go to
-//! the core task through `CoreHandle`; the failover machine's refusal becomes a 409 with its
+//! the core task through the `core::Core` trait; the failover machine's refusal becomes a 409 with its
 //! reason. Nothing here changes state itself.
 
 use super::auth::{Caller, Role};
+use super::core::{CommandError, Core, DrillRequest, ReloadError, ServiceDetail};
 use super::error::ApiError;
 use super::ApiState;
-use crate::app::{CommandError, CoreHandle, DrillRequest, ReloadError};
 use crate::audit::AuditRow;
 use crate::clock::Timestamp;
 use crate::failover::{Command, Side};
@@ -43,7 +43,7 @@ pub const MAX_HOLD: Duration = Duration::from_secs(366 * 24 * 3600);
 /// What the control handlers reach: the core and the store (read-only here).
 #[derive(Clone, Debug)]
 pub struct Control {
-    pub core: CoreHandle,
+    pub core: Arc<dyn Core>,
     pub store: Arc<Store>,
 }
 
@@ -313,7 +313,7 @@ fn service_id(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError
 
 #[derive(Serialize)]
 struct ServicesDoc {
-    services: Vec<crate::app::ServiceDetail>,
+    services: Vec<ServiceDetail>,
 }
 
 /// `GET /api/v1/services`.

@@ -4,10 +4,13 @@
 //! here changes a route or a state, so the decision core stays the only writer. Each endpoint
 //! family lives in its own file: `public` (customers, widgets), `ops` (metrics, probes of the
 //! daemon itself), `statuspage` and `page` (pure renderers), `error` (the one error shape).
+//! What the control endpoints need from the core is the `core::Core` trait and its data
+//! types, which the shell implements: the server knows nothing of the daemon around it.
 
 pub mod auth;
 pub mod cache;
 pub mod control;
+pub mod core;
 pub mod error;
 pub mod feeds;
 mod headers;

@@ -2,21 +2,30 @@
 //!
 //! SIGHUP and `POST /-/reload` reach the core as `Msg::Reload`. The core hands the slow part to
 //! a thread of its own — load and validate the files, diff them against the running
-//! configuration by fingerprints (`config::diff`), read what the store holds for the services
-//! the new file has — and goes on deciding outcomes, commands and ticks, and noticing a
-//! SIGTERM, meanwhile. The thread sends the result back as `Msg::Reloaded` and the core swaps
-//! it in: a walk over the diff that moves each kept check's health across, linear in the
-//! number of checks, with no spec formatted or compared. Done on the core, a reload of 6,000
-//! checks in one service froze decisions for minutes and held up shutdown.
+//! configuration into a `ReloadPlan` (`config::diff`, pure, by fingerprints), read what the
+//! store holds for the services the new file has — and goes on deciding outcomes, commands
+//! and ticks, and noticing a SIGTERM, meanwhile. The thread sends the result back as
+//! `Msg::Reloaded` and the core applies the plan: a walk that moves each kept check's health
+//! across and tells each kept service's machine what changed (`Service::reconfigure`), linear
+//! in the number of checks, with no spec formatted or compared and no machine field edited
+//! from here. Done on the core, a reload of 6,000 checks in one service froze decisions for
+//! minutes and held up shutdown.
+//!
+//! The announcement transports are not rebuilt: the plan lists a change to them as needing a
+//! restart, and the core keeps planning announcements for those it started with
+//! (`record::TransportsInUse`).
 //!
 //! Reloads run one at a time, in the order asked; one asked for while another is prepared
 //! waits its turn and reads the files when it starts. The work runs on a plain thread rather
 //! than a blocking task because the runtime waits for its blocking tasks when it shuts down,
 //! and a SIGTERM must not wait for a reload.
 
-use super::{policy_for, CheckRuntime, Core, Msg, ReloadError, ReloadReport, ServiceRuntime};
+use super::core::Core;
+use super::handle::Msg;
+use super::service::{policy_for, CheckRuntime, ServiceRuntime};
+use crate::api::core::{ReloadError, ReloadReport};
 use crate::clock::Timestamp;
-use crate::config::diff::ConfigDiff;
+use crate::config::diff::ReloadPlan;
 use crate::config::Config;
 use crate::failover::{Event, Policy};
 use crate::store::Store;
@@ -52,7 +61,7 @@ pub(super) struct Prepared {
     /// The running configuration it was diffed against.
     base: Arc<Config>,
     new: Config,
-    diff: ConfigDiff,
+    plan: ReloadPlan,
     /// One per service of `new`, in order.
     loaded: Vec<Loaded>,
     /// `Reloads::maintenance_epoch` when the stored windows were read.
@@ -81,13 +90,13 @@ fn prepare(
     let new = Config::load(&base.source).map_err(|e| ReloadError::Invalid {
         diagnostics: e.diagnostics.iter().map(ToString::to_string).collect(),
     })?;
-    let diff = ConfigDiff::between(&base, &new);
+    let plan = ReloadPlan::diff(&base, &new);
     let at = Timestamp::now();
     let store_err = |e: crate::store::StoreError| ReloadError::Store(e.to_string());
     let loaded = new
         .services
         .iter()
-        .zip(&diff.services)
+        .zip(&plan.services)
         .map(|(spec, d)| match d.old {
             Some(old) => policy_for(spec, store, at).map(|policy| Loaded::Running { old, policy }),
             None => ServiceRuntime::load(spec, store, at).map(|rt| Loaded::Added(Box::new(rt))),
@@ -97,7 +106,7 @@ fn prepare(
     Ok(Prepared {
         base,
         new,
-        diff,
+        plan,
         loaded,
         maintenance_epoch,
         took: started.elapsed(),
@@ -145,7 +154,7 @@ impl Core {
         let result = match prepared {
             Ok(p) if !Arc::ptr_eq(&p.base, &self.config) => {
                 // Only a reload changes the configuration and reloads run one at a time, so
-                // this does not happen; if it ever did, the diff would be against the wrong
+                // this does not happen; if it ever did, the plan would be against the wrong
                 // base: prepare again rather than swap it in.
                 self.reloads.waiting.push_front((actor, reply));
                 self.start_next_reload();
@@ -189,7 +198,7 @@ impl Core {
         let swap_started = std::time::Instant::now();
         let Prepared {
             new,
-            diff,
+            plan,
             mut loaded,
             maintenance_epoch,
             took,
@@ -216,10 +225,10 @@ impl Core {
             services_removed: Vec::new(),
             services_changed: Vec::new(),
             checks_changed: Vec::new(),
-            restart_needed: diff.restart_needed,
+            restart_needed: plan.restart_needed,
         };
         let mut services = Vec::with_capacity(new.services.len());
-        for ((spec, d), l) in new.services.iter().zip(diff.services).zip(loaded) {
+        for ((spec, d), l) in new.services.iter().zip(plan.services).zip(loaded) {
             let (old, policy) = match l {
                 Loaded::Added(rt) => {
                     self.metrics_for_new_service(&rt);
@@ -229,7 +238,7 @@ impl Core {
                 }
                 Loaded::Running { old, policy } => (old, policy),
             };
-            // The diff names each running service once, so it is still there.
+            // The plan names each running service once, so it is still there.
             let Some(mut rt) = old_services.get_mut(old).and_then(Option::take) else {
                 continue;
             };
@@ -245,33 +254,24 @@ impl Core {
                 match kept.and_then(|i| old_checks.get_mut(i).and_then(Option::take)) {
                     Some(k) => checks.push(k),
                     None => {
+                        // New or changed: its health starts over (the machine forgets the
+                        // old verdict in `reconfigure` below).
                         report.checks_changed.push(c.name.clone());
                         self.metrics.check_configured(&spec.id, c);
-                        // Its health starts over: the machine forgets the old verdict.
-                        rt.machine.health.remove(&c.name);
-                        rt.machine.failing_since.remove(&c.name);
-                        rt.machine.detail.remove(&c.name);
                         checks.push(CheckRuntime::new(now));
                     }
                 }
             }
-            for dropped in &d.dropped {
-                // Indices from the diff are into this very spec (the base was checked above).
-                let Some(c) = rt.spec.checks.get(dropped.old) else {
-                    continue;
-                };
-                if dropped.gone {
+            for dropped in d.dropped.iter().filter(|d| d.gone) {
+                // Indices from the plan are into this very spec (the base was checked above).
+                if let Some(c) = rt.spec.checks.get(dropped.old) {
                     report.checks_changed.push(c.name.clone());
                     self.metrics.remove_check(&spec.id, c);
                 }
-                rt.machine.health.remove(&c.name);
-                rt.machine.failing_since.remove(&c.name);
-                rt.machine.detail.remove(&c.name);
             }
+            rt.machine.reconfigure(d.forgotten(&rt.spec, spec));
             rt.checks = checks;
             rt.policy = policy;
-            // The next window wake is asked for again under the new policy.
-            rt.machine.next_window_wake = None;
             rt.spec = spec.clone();
             for r in &spec.routes {
                 self.metrics
@@ -279,7 +279,7 @@ impl Core {
             }
             services.push(rt);
         }
-        for gone in diff
+        for gone in plan
             .removed
             .iter()
             .filter_map(|&o| old_services.get_mut(o).and_then(Option::take))
@@ -336,5 +336,51 @@ impl Core {
             swap_started.elapsed().as_millis(),
         );
         Ok(report)
+    }
+
+    /// A service removed from the configuration is no longer watched: its open incident is
+    /// resolved with an update saying so, rather than left open on the status page forever.
+    fn resolve_incidents_of_removed(&self, removed: &[String], actor: &str) {
+        if removed.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        // `incidents(0)`: every unresolved incident (and no resolved ones).
+        let open = match tokio::task::block_in_place(|| store.incidents(0)) {
+            Ok(all) => all,
+            Err(e) => {
+                self.metrics.store_error("incidents");
+                error!("could not read incidents of removed services: {e}");
+                return;
+            }
+        };
+        for inc in open
+            .iter()
+            .filter(|i| i.is_open() && removed.contains(&i.service))
+        {
+            let update = crate::store::NewIncidentUpdate {
+                status: crate::incident::IncidentStatus::Resolved,
+                body: "This channel is no longer monitored here: it was removed from the \
+                       configuration."
+                    .to_string(),
+                actor: actor.to_string(),
+                at: Timestamp::now(),
+            };
+            match tokio::task::block_in_place(|| store.add_incident_update(&inc.public_id, &update))
+            {
+                Ok(_) => info!(
+                    "{}: incident {} resolved: the service was removed from the configuration",
+                    inc.service, inc.public_id
+                ),
+                Err(e) => {
+                    self.metrics.store_error("add_incident_update");
+                    error!(
+                        "{}: could not resolve incident {} of the removed service: {e}",
+                        inc.service, inc.public_id
+                    );
+                }
+            }
+        }
+        self.board.changed();
     }
 }

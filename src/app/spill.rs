@@ -5,7 +5,8 @@
 //! when: replay before the services' state is read (so they start from what was decided),
 //! spill only after `[storage] shutdown_grace` of retrying has not emptied the queue.
 
-use super::{AppError, Core};
+use super::core::Core;
+use super::AppError;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::spill::{spill_paths, write_spill, Pending};
@@ -47,25 +48,25 @@ pub(super) fn show_pending(metrics: &Metrics, pending: &PendingCount, n: usize) 
 impl Core {
     /// Tells the gauge and `/readyz` how many transitions wait; called whenever the queue changes.
     pub(super) fn pending_changed(&self) {
-        show_pending(&self.metrics, &self.pending, self.unrecorded.len());
+        show_pending(&self.metrics, &self.queue.pending, self.queue.waiting.len());
     }
 
     /// At shutdown: keeps retrying what the store refused, once a second, for `grace`; then
     /// spills what still waits, and if even that fails logs every lost transition whole.
     pub(super) async fn drain_on_shutdown(&mut self, grace: Duration) {
-        if self.unrecorded.is_empty() {
+        if self.queue.waiting.is_empty() {
             return;
         }
         warn!(
             "{} transition(s) not yet recorded at shutdown; retrying for up to {}s",
-            self.unrecorded.len(),
+            self.queue.waiting.len(),
             grace.as_secs_f64()
         );
         let deadline = Instant::now() + grace;
         loop {
             self.retry_unrecorded();
             self.pending_changed();
-            if self.unrecorded.is_empty() || Instant::now() >= deadline {
+            if self.queue.waiting.is_empty() || Instant::now() >= deadline {
                 break;
             }
             let wait = deadline
@@ -73,11 +74,11 @@ impl Core {
                 .min(Duration::from_secs(1));
             tokio::time::sleep(wait).await;
         }
-        if self.unrecorded.is_empty() {
+        if self.queue.waiting.is_empty() {
             info!("every waiting transition was recorded before shutdown");
             return;
         }
-        let pending: Vec<Pending> = self.unrecorded.drain(..).collect();
+        let pending: Vec<Pending> = self.queue.waiting.drain(..).collect();
         let paths = spill_paths(
             &self.config.storage.path,
             self.config.storage.spill_dir.as_deref(),

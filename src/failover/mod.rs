@@ -18,9 +18,24 @@ use crate::clock::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// The service's failover state (design.md, "Failover states").
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+/// The service's failover state (design.md, "Failover states"). The snake_case names are
+/// stored, exported as metric labels and served by the API: serde and strum must agree.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    PartialOrd,
+    Ord,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum State {
     Operational,
     Degraded,
@@ -43,19 +58,11 @@ impl State {
     ];
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            State::Operational => "operational",
-            State::Degraded => "degraded",
-            State::FailedOver => "failed_over",
-            State::Recovering => "recovering",
-            State::Outage => "outage",
-            State::Maintenance => "maintenance",
-            State::Drill => "drill",
-        }
+        self.into()
     }
 
     pub fn parse(s: &str) -> Option<State> {
-        State::ALL.into_iter().find(|st| st.as_str() == s)
+        s.parse().ok()
     }
 
     /// The Statuspage v2 component status this state shows as.
@@ -84,9 +91,10 @@ impl fmt::Display for State {
     }
 }
 
-/// Why a transition happened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Why a transition happened. The snake_case names are stored and exported as metric labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Cause {
     /// Primary checks went down and the failover condition was met.
     PrimaryDown,
@@ -109,17 +117,7 @@ pub enum Cause {
 
 impl Cause {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Cause::PrimaryDown => "primary_down",
-            Cause::PrimaryRecovered => "primary_recovered",
-            Cause::RecoveryHoldElapsed => "recovery_hold_elapsed",
-            Cause::BackupDown => "backup_down",
-            Cause::BackupRecovered => "backup_recovered",
-            Cause::Operator => "operator",
-            Cause::DrillDeadline => "drill_deadline",
-            Cause::MaintenanceEnded => "maintenance_ended",
-            Cause::MaintenanceScheduled => "maintenance_scheduled",
-        }
+        self.into()
     }
 
     /// A change of check health (as opposed to an operator, a deadline or a window).

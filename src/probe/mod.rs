@@ -19,9 +19,11 @@ use crate::config::{CheckKind, CheckSpec};
 use serde::Serialize;
 use std::time::Duration;
 
-/// Why a probe failed, coarse enough to alert and group on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+/// Why a probe failed, coarse enough to alert and group on. The snake_case names are in the
+/// outcome's JSON, the store and the logs: serde and strum must agree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ErrorClass {
     /// Name resolution failed.
     Dns,
@@ -44,16 +46,7 @@ pub enum ErrorClass {
 
 impl ErrorClass {
     pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorClass::Dns => "dns",
-            ErrorClass::Connect => "connect",
-            ErrorClass::Tls => "tls",
-            ErrorClass::Timeout => "timeout",
-            ErrorClass::Protocol => "protocol",
-            ErrorClass::TooManyRedirects => "too_many_redirects",
-            ErrorClass::Conditions => "conditions",
-            ErrorClass::Local => "local",
-        }
+        self.into()
     }
 }
 
