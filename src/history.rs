@@ -11,7 +11,7 @@
 //! meant to use; its latency is the probe's total duration.
 
 use crate::clock::Timestamp;
-use crate::store::{HistoryRow, Store, StoreError, DAY_S, FIVE_MINUTES_S};
+use crate::store::{HistoryRow, Store, StoreError, StoreHandle, DAY_S, FIVE_MINUTES_S};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
@@ -30,6 +30,17 @@ const DAY_MS: i64 = DAY_S as i64 * 1000;
 const FINE_MS: i64 = FIVE_MINUTES_S as i64 * 1000;
 /// Five-minute buckets are kept this long (the daily roll-up keeps the rest).
 const FINE_KEEP_MS: i64 = 2 * DAY_MS;
+
+/// Pending sums taken for one flush: per service, (bucket start in ms, sums).
+type Taken = Vec<(String, Vec<(i64, Agg)>)>;
+
+/// Where each flush prunes: five-minute buckets older than two days, days older than `DAYS`.
+fn prune_before(now: Timestamp) -> (Timestamp, Timestamp) {
+    (
+        Timestamp(now.0 - FINE_KEEP_MS),
+        Timestamp(floor(now.0, DAY_MS) - (DAYS - 1) * DAY_MS),
+    )
+}
 
 /// Sums over the probes of one bucket.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -194,10 +205,55 @@ impl History {
         self.view.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Writes every pending bucket in one transaction and updates the view. On a store error
-    /// the pending sums are put back, to be written by the next flush. Returns the rows written.
+    /// Writes every pending bucket in one transaction (on the store's writer thread) and
+    /// updates the view. On a store error the pending sums are put back, to be written by the
+    /// next flush. Returns the rows written.
+    pub async fn flush_to(&self, store: &StoreHandle, now: Timestamp) -> Result<usize, StoreError> {
+        let (taken, rows) = self.take_pending();
+        let (prune_fine, prune_days) = prune_before(now);
+        let res = store
+            .write(move |s| {
+                s.add_history(&rows, prune_fine, prune_days)
+                    .map(|()| rows.len())
+            })
+            .await;
+        self.settle(taken, res, now)
+    }
+
+    /// [`History::flush_to`] on a store in hand, on the calling thread: for tests and
+    /// previews that have no writer thread.
     pub fn flush(&self, store: &Store, now: Timestamp) -> Result<usize, StoreError> {
-        let taken: Vec<(String, Vec<(i64, Agg)>)> = {
+        let (taken, rows) = self.take_pending();
+        let (prune_fine, prune_days) = prune_before(now);
+        let res = store
+            .add_history(&rows, prune_fine, prune_days)
+            .map(|()| rows.len());
+        self.settle(taken, res, now)
+    }
+
+    /// After a write: keeps what was written and rebuilds the view, or puts it all back.
+    fn settle(
+        &self,
+        taken: Taken,
+        written: Result<usize, StoreError>,
+        now: Timestamp,
+    ) -> Result<usize, StoreError> {
+        match written {
+            Ok(n) => {
+                self.keep(&taken);
+                self.rebuild(now);
+                Ok(n)
+            }
+            Err(e) => {
+                self.put_back(taken);
+                Err(e)
+            }
+        }
+    }
+
+    /// Takes the pending sums, and the rows that write them (five-minute and daily buckets).
+    fn take_pending(&self) -> (Taken, Vec<HistoryRow>) {
+        let taken: Taken = {
             let mut pending = lock(&self.pending);
             pending
                 .iter_mut()
@@ -216,36 +272,36 @@ impl History {
                 rows.push(row(id, DAY_S, day, &agg));
             }
         }
-        let prune_fine = Timestamp(now.0 - FINE_KEEP_MS);
-        let prune_days = Timestamp(floor(now.0, DAY_MS) - (DAYS - 1) * DAY_MS);
-        if let Err(e) = store.add_history(&rows, prune_fine, prune_days) {
-            let mut pending = lock(&self.pending);
-            for (id, list) in taken {
-                let back = pending.entry(id).or_default();
-                for (bucket, agg) in list {
-                    match back.iter_mut().find(|(b, _)| *b == bucket) {
-                        Some((_, a)) => a.merge(&agg),
-                        None => back.push((bucket, agg)),
-                    }
-                }
-            }
-            return Err(e);
-        }
-        {
-            let mut kept = lock(&self.kept);
-            for (id, list) in &taken {
-                let k = kept.entry(id.clone()).or_default();
-                for (bucket, agg) in list {
-                    k.days.entry(floor(*bucket, DAY_MS)).or_default().merge(agg);
-                    k.hours
-                        .entry(floor(*bucket, HOUR_MS))
-                        .or_default()
-                        .merge(agg);
+        (taken, rows)
+    }
+
+    /// Returns sums the store did not take to the pending ones (which may have grown since).
+    fn put_back(&self, taken: Taken) {
+        let mut pending = lock(&self.pending);
+        for (id, list) in taken {
+            let back = pending.entry(id).or_default();
+            for (bucket, agg) in list {
+                match back.iter_mut().find(|(b, _)| *b == bucket) {
+                    Some((_, a)) => a.merge(&agg),
+                    None => back.push((bucket, agg)),
                 }
             }
         }
-        self.rebuild(now);
-        Ok(rows.len())
+    }
+
+    /// Adds written sums to what the view is built from.
+    fn keep(&self, taken: &Taken) {
+        let mut kept = lock(&self.kept);
+        for (id, list) in taken {
+            let k = kept.entry(id.clone()).or_default();
+            for (bucket, agg) in list {
+                k.days.entry(floor(*bucket, DAY_MS)).or_default().merge(agg);
+                k.hours
+                    .entry(floor(*bucket, HOUR_MS))
+                    .or_default()
+                    .merge(agg);
+            }
+        }
     }
 
     /// Drops what fell out of the window and publishes a fresh view.
@@ -290,7 +346,15 @@ fn agg_of(row: &HistoryRow) -> Agg {
 }
 
 /// Flushes `history` every `FLUSH_EVERY` until shutdown, and once more on the way out.
-pub async fn run(history: Arc<History>, store: Arc<Store>, mut shutdown: watch::Receiver<bool>) {
+///
+/// `store` is the daemon's `StoreHandle` (an `Arc<Store>` still converts, with a writer
+/// thread of its own, while the shell moves to the handle).
+pub async fn run(
+    history: Arc<History>,
+    store: impl Into<StoreHandle>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let store: StoreHandle = store.into();
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -298,12 +362,8 @@ pub async fn run(history: Arc<History>, store: Arc<Store>, mut shutdown: watch::
             _ = tick.tick() => false,
             _ = shutdown.wait_for(|s| *s) => true,
         };
-        let (h, s) = (history.clone(), store.clone());
-        let res = tokio::task::spawn_blocking(move || h.flush(&s, Timestamp::now())).await;
-        match res {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => error!("probe history not written (kept for the next try): {e}"),
-            Err(e) => error!("probe history flush failed: {e}"),
+        if let Err(e) = history.flush_to(&store, Timestamp::now()).await {
+            error!("probe history not written (kept for the next try): {e}");
         }
         if stopping {
             return;
@@ -321,9 +381,10 @@ mod tests {
         vec!["a".into(), "b".into()]
     }
 
-    #[test]
-    fn probes_are_summed_in_memory_and_written_once_per_bucket() {
-        let store = Store::open_in_memory().unwrap();
+    #[tokio::test]
+    async fn probes_are_summed_in_memory_and_written_once_per_bucket() {
+        let store = Arc::new(Store::open_in_memory().unwrap());
+        let handle = StoreHandle::shared(store.clone());
         let h = History::new(services());
         for i in 0..1000 {
             h.record("a", i % 10 != 0, Duration::from_millis(20 + i % 7), NOW);
@@ -331,7 +392,7 @@ mod tests {
         h.record("b", false, Duration::from_millis(5), NOW);
         assert!(h.view().service("a").is_none(), "nothing flushed yet");
         // Two services, one five-minute bucket and one day each: four rows for 1001 probes.
-        assert_eq!(h.flush(&store, NOW).unwrap(), 4);
+        assert_eq!(h.flush_to(&handle, NOW).await.unwrap(), 4);
         let a = h.view().service("a").cloned().unwrap();
         assert_eq!(a.days.len(), 1);
         assert_eq!(a.days[0].1.total, 1000);
@@ -342,7 +403,7 @@ mod tests {
         let b = h.view().service("b").cloned().unwrap();
         assert_eq!(b.uptime(), Some(0.0));
         // An empty flush writes nothing and keeps the view.
-        assert_eq!(h.flush(&store, NOW).unwrap(), 0);
+        assert_eq!(h.flush_to(&handle, NOW).await.unwrap(), 0);
         assert_eq!(h.view().service("a").cloned().unwrap(), a);
 
         // A restart reads the same history back from the store.
@@ -350,15 +411,16 @@ mod tests {
         assert_eq!(again.view().service("a").cloned().unwrap(), a);
     }
 
-    #[test]
-    fn days_roll_up_and_fall_out_after_90_days() {
-        let store = Store::open_in_memory().unwrap();
+    #[tokio::test]
+    async fn days_roll_up_and_fall_out_after_90_days() {
+        let store = Arc::new(Store::open_in_memory().unwrap());
+        let handle = StoreHandle::shared(store.clone());
         let h = History::new(services());
         let day = |n: i64| Timestamp(NOW.0 - n * DAY_MS);
         for n in [0, 1, 89, 90, 120] {
             h.record("a", true, Duration::from_millis(10), day(n));
         }
-        h.flush(&store, NOW).unwrap();
+        h.flush_to(&handle, NOW).await.unwrap();
         let a = h.view().service("a").cloned().unwrap();
         let ages: Vec<i64> = a
             .days
@@ -376,29 +438,31 @@ mod tests {
         assert_eq!(a.hours.len(), 1);
     }
 
-    #[test]
-    fn a_failed_write_keeps_the_sums_for_the_next_flush() {
+    #[tokio::test]
+    async fn a_failed_write_keeps_the_sums_for_the_next_flush() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("var/h.db");
-        let store = Store::open(&path).unwrap();
+        let handle = StoreHandle::open(&path).unwrap();
         let h = History::new(services());
         h.record("a", true, Duration::from_millis(10), NOW);
         std::fs::remove_dir_all(dir.path().join("var")).unwrap();
-        assert!(h.flush(&store, NOW).is_err());
+        assert!(h.flush_to(&handle, NOW).await.is_err());
         h.record("a", false, Duration::from_millis(30), NOW);
-        let store = Store::open(&path).unwrap();
-        h.flush(&store, NOW).unwrap();
+        drop(handle);
+        let handle = StoreHandle::open(&path).unwrap();
+        h.flush_to(&handle, NOW).await.unwrap();
         let a = h.view().service("a").cloned().unwrap();
         assert_eq!((a.days[0].1.ok, a.days[0].1.total), (1, 2));
     }
 
-    #[test]
-    fn a_service_added_by_a_reload_is_counted_under_its_own_id() {
-        let store = Store::open_in_memory().unwrap();
+    #[tokio::test]
+    async fn a_service_added_by_a_reload_is_counted_under_its_own_id() {
+        let store = Arc::new(Store::open_in_memory().unwrap());
+        let handle = StoreHandle::shared(store.clone());
         let h = History::new(services());
         h.record("added-later", false, Duration::from_millis(10), NOW);
         h.record("a", true, Duration::from_millis(10), NOW);
-        h.flush(&store, NOW).unwrap();
+        h.flush_to(&handle, NOW).await.unwrap();
         let view = h.view();
         assert_eq!(view.service("added-later").unwrap().uptime(), Some(0.0));
         assert_eq!(view.service("a").unwrap().uptime(), Some(1.0));

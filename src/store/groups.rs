@@ -9,7 +9,8 @@
 //! `sent` or `suppressed`. A crash therefore composes a group once or not at all, and the
 //! delivery loop's usual guarantees (at least once, same Message-ID) take over from there.
 
-use super::sqlite::{parse_json_strings, parse_state};
+use super::outbox::{self, NewRow};
+use super::rows::{self, parse_json_strings, parse_state};
 use super::{NewAnnouncement, Store, StoreError};
 use crate::clock::Timestamp;
 use crate::failover::State;
@@ -97,14 +98,8 @@ impl Store {
         self.check_file()?;
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let waiting = {
-            let mut stmt = tx.prepare(&format!(
-                "{PART_SELECT} WHERE p.status = 'waiting' ORDER BY p.id"
-            ))?;
-            let rows = stmt.query_map([], raw_part)?;
-            rows.map(|r| r?.into_part())
-                .collect::<Result<Vec<_>, StoreError>>()?
-        };
+        let sql = format!("{PART_SELECT} WHERE p.status = 'waiting' ORDER BY p.id");
+        let waiting = rows::all(&tx, &sql, [], read_part)?;
         if waiting.is_empty() {
             return Ok(Composed::default());
         }
@@ -138,14 +133,9 @@ impl Store {
                     let Some(first) = parts.first() else { continue };
                     let message_id = if parts.len() == 1 {
                         // A part alone keeps the per-transition form it always had.
-                        let id_audience = if first.kind == "flapping" {
-                            format!("{audience}.flapping")
-                        } else {
-                            audience.clone()
-                        };
                         self.message_ids().for_transition(
                             first.transition_id,
-                            &id_audience,
+                            &outbox::id_audience(&audience, &first.kind),
                             "email",
                             &first.service,
                             now,
@@ -153,31 +143,22 @@ impl Store {
                     } else {
                         self.message_ids().for_group(first.id, &audience, now)
                     };
-                    let recipients_json =
-                        serde_json::to_string(&recipients).map_err(|source| StoreError::Json {
-                            what: "announcement recipients",
-                            source,
-                        })?;
-                    tx.execute(
-                        "INSERT INTO outbox
-                           (transition_id, audience, channel, kind, message_id, recipients,
-                            subject, body_text, body_html, created_at_ms, next_attempt_at_ms,
-                            first_part_id)
-                         VALUES (?1, ?2, 'email', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)",
-                        params![
-                            first.transition_id,
-                            audience,
-                            kind,
+                    let outbox_id = outbox::insert_row(
+                        &tx,
+                        &NewRow {
+                            transition_id: first.transition_id,
+                            audience: &audience,
+                            channel: "email",
+                            kind: &kind,
                             message_id,
-                            recipients_json,
-                            subject,
-                            text,
-                            html,
-                            now.as_millis(),
-                            first.id
-                        ],
+                            recipients: &recipients,
+                            subject: &subject,
+                            text: &text,
+                            html: html.as_deref(),
+                            at: now,
+                            first_part_id: first.id,
+                        },
                     )?;
-                    let outbox_id = tx.last_insert_rowid();
                     for p in &parts {
                         let n = tx.execute(
                             "UPDATE announcement_parts SET status = 'sent', outbox_id = ?2,
@@ -307,68 +288,26 @@ const PART_SELECT: &str = "SELECT p.id, p.transition_id, t.service, p.service_na
         p.body_text, p.body_html, p.created_at_ms, p.ready_at_ms, p.window_ms
      FROM announcement_parts p JOIN transitions t ON t.id = p.transition_id";
 
-/// Raw column values; converted with our own errors afterwards (see `sqlite.rs`).
-struct RawPart {
-    id: i64,
-    transition_id: i64,
-    service: String,
-    service_name: String,
-    from: String,
-    to: String,
-    at_ms: i64,
-    audience: String,
-    kind: String,
-    recipients: String,
-    subject: String,
-    text: String,
-    html: Option<String>,
-    created_at_ms: i64,
-    ready_at_ms: i64,
-    window_ms: i64,
-}
-
-fn raw_part(r: &Row<'_>) -> rusqlite::Result<RawPart> {
-    Ok(RawPart {
+/// Reads a row of `PART_SELECT`.
+fn read_part(r: &Row<'_>) -> Result<WaitingPart, StoreError> {
+    Ok(WaitingPart {
         id: r.get(0)?,
         transition_id: r.get(1)?,
         service: r.get(2)?,
         service_name: r.get(3)?,
-        from: r.get(4)?,
-        to: r.get(5)?,
-        at_ms: r.get(6)?,
+        from: parse_state(&r.get::<_, String>(4)?)?,
+        to: parse_state(&r.get::<_, String>(5)?)?,
+        at: Timestamp::from_millis(r.get(6)?),
         audience: r.get(7)?,
         kind: r.get(8)?,
-        recipients: r.get(9)?,
+        recipients: parse_json_strings("part recipients", &r.get::<_, String>(9)?)?,
         subject: r.get(10)?,
         text: r.get(11)?,
         html: r.get(12)?,
-        created_at_ms: r.get(13)?,
-        ready_at_ms: r.get(14)?,
-        window_ms: r.get(15)?,
+        created_at: Timestamp::from_millis(r.get(13)?),
+        ready_at: Timestamp::from_millis(r.get(14)?),
+        window: Duration::from_millis(u64::try_from(r.get::<_, i64>(15)?).unwrap_or(0)),
     })
-}
-
-impl RawPart {
-    fn into_part(self) -> Result<WaitingPart, StoreError> {
-        Ok(WaitingPart {
-            id: self.id,
-            transition_id: self.transition_id,
-            service: self.service,
-            service_name: self.service_name,
-            from: parse_state(&self.from)?,
-            to: parse_state(&self.to)?,
-            at: Timestamp::from_millis(self.at_ms),
-            audience: self.audience,
-            kind: self.kind,
-            recipients: parse_json_strings("part recipients", &self.recipients)?,
-            subject: self.subject,
-            text: self.text,
-            html: self.html,
-            created_at: Timestamp::from_millis(self.created_at_ms),
-            ready_at: Timestamp::from_millis(self.ready_at_ms),
-            window: Duration::from_millis(u64::try_from(self.window_ms).unwrap_or(0)),
-        })
-    }
 }
 
 #[cfg(test)]

@@ -9,26 +9,38 @@
 //! The same transaction appends the transition's hash-chained audit record (`audit_log.rs`;
 //! the record and the chain are described in `crate::audit`).
 //!
-//! `Store` is the SQLite implementation (`sqlite.rs`, numbered migrations in `migrations/`).
-//! Every call is short and synchronous; async callers wrap it in `spawn_blocking`.
+//! `Store` is the SQLite implementation (opened in `open.rs`, numbered migrations in
+//! `migrations/`, one file per concern beside it): short synchronous calls on one
+//! connection, for the writer thread, for start-up before the tasks run, and for
+//! command-line tools. Async code reaches the store through `StoreHandle` (`handle.rs`):
+//! writes go to the one writer thread in call order, reads to read-only connections beside
+//! it. Async code should never call `Store` directly, nor wrap it in `block_in_place`.
 
 mod audit_log;
 mod control;
 mod facts;
 mod groups;
+mod handle;
 mod history;
 mod incidents;
+mod open;
+mod outbox;
+mod rows;
+mod services;
 pub mod spill;
-mod sqlite;
+#[cfg(test)]
+mod tests;
+mod transitions;
 
 pub use control::{
     AuditQuery, DrillRow, ReviewError, ScheduledWindow, KIND_REVIEW, REVIEWED_CAUSES,
 };
 pub use facts::{DeliveryCount, FinishedDrill, MetricFacts, TransitionCount};
 pub use groups::{Composed, GroupDecision, NewPart, WaitingPart, KIND_GROUPED};
+pub use handle::StoreHandle;
 pub use history::{HistoryRow, DAY_S, FIVE_MINUTES_S};
 pub use incidents::{IncidentRecord, IncidentUpdateRecord, NewIncidentUpdate};
-pub use sqlite::Store;
+pub use open::Store;
 
 use crate::clock::Timestamp;
 use crate::failover::{State, Transition};
@@ -196,6 +208,12 @@ pub enum StoreError {
     NoDatabase { path: std::path::PathBuf },
     #[error("the database schema is version {found}, which predates the audit log (version 2); run the daemon once to migrate it")]
     NoAuditLog { found: u32 },
+    /// The writer thread did not answer: it has stopped (or could not start), or the call
+    /// panicked on it. Nothing of that call was committed.
+    #[error(
+        "the store's writer did not answer (it stopped, or the call panicked); nothing was written"
+    )]
+    WriterGone,
 }
 
 /// How this database names its messages: a random id created once with the database
