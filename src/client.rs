@@ -1,18 +1,14 @@
 //! The HTTP client behind `switchboard status`, `drill ...`, `failover` and `failback`: one request to the control API, answered as JSON.
 //!
-//! HTTP/1.1 over hyper (already a dependency) to `SWITCHBOARD_URL`: plain `http://` (the daemon
-//! listens on loopback by default), or `https://` to a daemon behind a TLS proxy, verified
-//! against the webpki roots or, with `SWITCHBOARD_CA_FILE`, a private CA. The token is never
-//! sent in clear text to an `https://` URL: there is no fallback.
+//! The shared reqwest client (`announce::http::client`: HTTP/1.1, no redirects, no proxy)
+//! to `SWITCHBOARD_URL`: plain `http://` (the daemon listens on loopback by default), or
+//! `https://` to a daemon behind a TLS proxy, verified against the webpki roots or, with
+//! `SWITCHBOARD_CA_FILE`, a private CA. The token is never sent in clear text to an
+//! `https://` URL: there is no fallback.
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper::Request;
-use hyper_util::rt::TokioIo;
+use crate::announce::http::{self, HttpError, Roots};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpStream;
 
 /// The default daemon address (`[server] listen` default).
 pub const DEFAULT_URL: &str = "http://127.0.0.1:9898";
@@ -53,13 +49,13 @@ impl Answer {
 /// The daemon to talk to and the token to present.
 #[derive(Clone, Debug)]
 pub struct Client {
+    /// `host:port`, as errors name it.
     host: String,
-    /// The name to verify the certificate for, when `tls` is set.
-    server_name: String,
-    base_path: String,
+    /// `scheme://host:port` plus the URL's path without its trailing `/`.
+    base: String,
+    https: bool,
     token: Option<String>,
-    /// `Some` for `https://`: how the daemon's certificate is verified.
-    tls: Option<Arc<rustls::ClientConfig>>,
+    http: reqwest::Client,
 }
 
 impl Client {
@@ -73,38 +69,43 @@ impl Client {
         let host = u
             .host_str()
             .ok_or_else(|| ClientError::BadUrl(url.to_string()))?;
-        let server_name = host.trim_matches(['[', ']']).to_string();
         let port = u.port_or_known_default().unwrap_or(80);
         let host = if host.contains(':') && !host.starts_with('[') {
             format!("[{host}]:{port}")
         } else {
             format!("{host}:{port}")
         };
-        let tls = if https {
-            Some(Arc::new(tls_config(RootSource::Webpki)?))
-        } else {
-            None
-        };
+        let base_path = u.path().trim_end_matches('/').to_string();
         Ok(Client {
+            base: format!("{}://{host}{base_path}", u.scheme()),
             host,
-            server_name,
-            base_path: u.path().trim_end_matches('/').to_string(),
+            https,
             token: token.filter(|t| !t.is_empty()),
-            tls,
+            http: build(&Roots::Webpki)?,
         })
     }
 
     /// Verifies an `https://` daemon against the CA certificates in `path` (PEM) instead of
     /// the webpki roots; no effect on `http://`.
     pub fn with_ca_file(mut self, path: &Path) -> Result<Client, ClientError> {
-        if self.tls.is_some() {
-            self.tls = Some(Arc::new(tls_config(RootSource::File(path))?));
+        if self.https {
+            let certs = crate::pem::read_certificates(path).map_err(|e| ClientError::BadCa {
+                path: path.display().to_string(),
+                detail: e.to_string(),
+            })?;
+            self.http = build(&Roots::Certificates(certs)).map_err(|e| match e {
+                ClientError::BadUrl(detail) => ClientError::BadCa {
+                    path: path.display().to_string(),
+                    detail,
+                },
+                other => other,
+            })?;
         }
         Ok(self)
     }
 
     fn scheme(&self) -> &'static str {
-        if self.tls.is_some() {
+        if self.https {
             "https"
         } else {
             "http"
@@ -134,63 +135,34 @@ impl Client {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<Answer, ClientError> {
+        let origin = format!("{}://{}", self.scheme(), self.host);
         let unreachable = |detail: String| ClientError::Unreachable {
-            url: format!("{}://{}", self.scheme(), self.host),
+            url: origin.clone(),
             detail,
         };
-        let stream = TcpStream::connect(&self.host)
-            .await
+        let method = reqwest::Method::from_bytes(method.as_bytes())
             .map_err(|e| unreachable(e.to_string()))?;
-        let mut sender = match &self.tls {
-            None => {
-                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                    .await
-                    .map_err(|e| unreachable(e.to_string()))?;
-                tokio::spawn(conn);
-                sender
-            }
-            Some(config) => {
-                let name = rustls::pki_types::ServerName::try_from(self.server_name.clone())
-                    .map_err(|e| unreachable(format!("server name: {e}")))?;
-                let tls = tokio_rustls::TlsConnector::from(config.clone())
-                    .connect(name, stream)
-                    .await
-                    .map_err(|e| unreachable(format!("TLS: {e}")))?;
-                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-                    .await
-                    .map_err(|e| unreachable(e.to_string()))?;
-                tokio::spawn(conn);
-                sender
-            }
-        };
-        let mut req = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base_path))
-            .header(hyper::header::HOST, &self.host);
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(t) = &self.token {
-            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+            req = req.bearer_auth(t);
         }
-        let bytes = match body {
-            Some(b) => {
-                req = req.header(hyper::header::CONTENT_TYPE, "application/json");
-                Bytes::from(b.to_string())
-            }
-            None => Bytes::new(),
+        if let Some(b) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(b.to_string());
+        }
+        let failed = |e: reqwest::Error| {
+            unreachable(match http::classify(e, &origin) {
+                HttpError::Tls(_, detail) => format!("TLS: {detail}"),
+                HttpError::Connect(_, detail)
+                | HttpError::Http(_, detail)
+                | HttpError::Url(detail) => detail,
+                other => other.to_string(),
+            })
         };
-        let req = req
-            .body(Full::new(bytes))
-            .map_err(|e| unreachable(e.to_string()))?;
-        let res = sender
-            .send_request(req)
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
+        let res = req.send().await.map_err(failed)?;
         let status = res.status().as_u16();
-        let body = res
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| unreachable(e.to_string()))?
-            .to_bytes();
+        let body = res.bytes().await.map_err(failed)?;
         Ok(Answer {
             status,
             body: String::from_utf8_lossy(&body).into_owned(),
@@ -198,39 +170,9 @@ impl Client {
     }
 }
 
-enum RootSource<'a> {
-    Webpki,
-    File(&'a Path),
-}
-
-/// A verifying TLS configuration offering HTTP/1.1 only (the client speaks nothing else).
-fn tls_config(roots: RootSource<'_>) -> Result<rustls::ClientConfig, ClientError> {
-    let mut store = rustls::RootCertStore::empty();
-    match roots {
-        RootSource::Webpki => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-        RootSource::File(path) => {
-            let bad = |detail: String| ClientError::BadCa {
-                path: path.display().to_string(),
-                detail,
-            };
-            let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                let cert = cert.map_err(|e| bad(e.to_string()))?;
-                store.add(cert).map_err(|e| bad(e.to_string()))?;
-            }
-            if store.is_empty() {
-                return Err(bad("no PEM certificate in it".to_string()));
-            }
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ClientError::BadUrl(format!("TLS set-up: {e}")))?
-        .with_root_certificates(store)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+/// The shared client for `roots`; a TLS set-up failure is reported like a bad URL was.
+fn build(roots: &Roots) -> Result<reqwest::Client, ClientError> {
+    http::client(roots).map_err(|e| ClientError::BadUrl(e.to_string()))
 }
 
 /// Exit codes of the client commands (documented in README.md).
@@ -437,12 +379,12 @@ mod tests {
     fn urls_must_be_http_or_https_and_keep_their_path() {
         let c = Client::new("http://127.0.0.1:9999/sb/", None).unwrap();
         assert_eq!(c.host, "127.0.0.1:9999");
-        assert_eq!(c.base_path, "/sb");
-        assert!(c.tls.is_none());
+        assert_eq!(c.base, "http://127.0.0.1:9999/sb");
+        assert!(!c.https);
         let s = Client::new("https://status.example.com/", None).unwrap();
         assert_eq!(s.host, "status.example.com:443");
-        assert_eq!(s.server_name, "status.example.com");
-        assert!(s.tls.is_some());
+        assert_eq!(s.base, "https://status.example.com:443");
+        assert!(s.https);
         assert!(Client::new("ftp://example.com", None).is_err());
         assert!(Client::new("not a url", None).is_err());
         assert_eq!(

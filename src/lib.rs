@@ -19,7 +19,9 @@ pub mod html; // HTML escaping for the status page and e-mail
 pub mod incident; // pure: what a transition does to a service's incident
 pub mod lang; // layer 0 languages: conditions, step templates, DNS vocabulary, planned windows
 pub mod metrics; // Prometheus registry and named telemetry events
+pub mod pem; // PEM certificates (CA bundles) read with rustls-pki-types
 pub mod probe; // run one check once -> Outcome (http, conditions)
 pub mod sim; // `switchboard simulate`: the core over a simulated month, against a plain policy
 pub mod store; // SQLite: service state, transitions, outbox
+pub mod template; // message and webhook-body templates (minijinja): load, validate, render
 pub mod view; // read-only snapshot the HTTP side serves // `switchboard demo`: simulated support site + scripted outage

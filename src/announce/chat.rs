@@ -5,11 +5,11 @@
 //! error; only the receiver's scheme, host and port are.
 
 use super::http;
-use super::outbox::Failure;
 use super::render::{Kind, Message};
+use super::transport::Failure;
 use crate::config::ChatConfig;
 use crate::store::{NewAnnouncement, OutboxItem};
-use hyper::Method;
+use reqwest::Method;
 use std::time::Duration;
 
 /// Each request's timeout.

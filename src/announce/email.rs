@@ -447,19 +447,11 @@ fn read_password_file(path: &std::path::Path) -> Result<String, EmailError> {
 
 /// The certificates of a PEM file, as DER.
 fn read_ca_file(path: &std::path::Path) -> Result<Vec<Vec<u8>>, EmailError> {
-    let err = |message: String| EmailError::CaFile {
+    let certs = crate::pem::read_certificates(path).map_err(|e| EmailError::CaFile {
         path: path.to_path_buf(),
-        message,
-    };
-    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-    let certs: Vec<Vec<u8>> = rustls_pemfile::certs(&mut bytes.as_slice())
-        .map(|c| c.map(|der| der.as_ref().to_vec()))
-        .collect::<Result<_, _>>()
-        .map_err(|e| err(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(err("holds no PEM certificate".into()));
-    }
-    Ok(certs)
+        message: e.to_string(),
+    })?;
+    Ok(certs.iter().map(|der| der.as_ref().to_vec()).collect())
 }
 
 fn relay(raw: &str, password: Option<String>, ca: Option<&[Vec<u8>]>) -> Result<Relay, EmailError> {

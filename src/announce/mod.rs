@@ -17,10 +17,11 @@
 pub mod chat;
 pub mod email;
 pub mod group;
-mod http;
+pub mod http;
 pub mod outbox;
 pub mod render;
 pub mod statuspage_push;
+pub mod transport;
 pub mod webhook;
 
 pub use email::{EmailError, Mailer};

@@ -13,11 +13,11 @@ use super::chat::Chat;
 use super::group;
 use super::render::Templates;
 use super::statuspage_push::StatuspagePush;
+pub use super::transport::{Deliver, Failure};
 use super::webhook::Webhooks;
 use super::Mailer;
 use crate::clock::Timestamp;
 use crate::store::{Composed, OutboxItem, Store, StoreError};
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify};
@@ -45,30 +45,6 @@ pub struct Delivery {
     /// This failure was the last: the row is older than the give-up age and is no longer
     /// retried.
     pub given_up: bool,
-}
-
-/// Why a transport did not take a row: the text (never a secret), and how long the
-/// receiver asked us to wait (`Retry-After`), which the retry honours when it is longer
-/// than the backoff.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Failure {
-    pub message: String,
-    pub retry_after: Option<Duration>,
-}
-
-impl From<String> for Failure {
-    fn from(message: String) -> Failure {
-        Failure {
-            message,
-            retry_after: None,
-        }
-    }
-}
-
-/// A transport the outbox can hand a row to: e-mail, webhooks, or all of them by channel.
-pub trait Deliver: Send + Sync {
-    /// Sends one row; `Ok` carries what the receiver said, `Err` why it did not take it.
-    fn deliver(&self, item: &OutboxItem) -> impl Future<Output = Result<String, Failure>> + Send;
 }
 
 impl Deliver for Mailer {

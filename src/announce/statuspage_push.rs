@@ -17,13 +17,13 @@
 //! `Authorization: OAuth <key>`; it never appears in a row, a log line or an error.
 
 use super::http;
-use super::outbox::Failure;
 use super::render::Kind;
+use super::transport::Failure;
 use crate::clock::Timestamp;
 use crate::config::StatuspagePushConfig;
 use crate::failover::{State, Transition};
 use crate::store::{NewAnnouncement, OutboxItem, Store};
-use hyper::Method;
+use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,116 +5,46 @@
 //! Header values may name environment variables as `${NAME}`; they are resolved when the
 //! request is sent and never stored, logged or shown in errors.
 
-use crate::config::{CheckKind, CheckSpec, HttpCheck, Role, WebhookSpec};
+use super::http;
+use crate::config::WebhookSpec;
 use crate::failover::Transition;
-use crate::probe::condition::Condition;
 use crate::store::{NewAnnouncement, OutboxItem};
+use crate::template::webhook::{self as template, BodyValues};
 use crate::view::RouteView;
+use reqwest::Method;
 use std::collections::HashMap;
 
-/// The placeholders a body template may use.
-pub const PLACEHOLDERS: [&str; 10] = [
-    "service",
-    "service_name",
-    "from",
-    "to",
-    "side",
-    "cause",
-    "reason",
-    "at",
-    "routes",
-    "public_message",
-];
+pub use crate::template::webhook::{env_refs, unknown_placeholders, DEFAULT_BODY, PLACEHOLDERS};
 
-/// The body sent when a webhook has no template: every placeholder, as JSON.
-pub const DEFAULT_BODY: &str = r#"{"service":"{{service}}","service_name":"{{service_name}}","from":"{{from}}","to":"{{to}}","side":"{{side}}","cause":"{{cause}}","reason":"{{reason}}","at":"{{at}}","routes":{{routes}}}"#;
-
-/// The placeholders used in `template` that are not known, for load-time validation.
-pub fn unknown_placeholders(template: &str) -> Vec<String> {
-    let mut unknown = Vec::new();
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        let Some(len) = rest[start + 2..].find("}}") else {
-            unknown.push(rest[start..].to_string());
-            break;
-        };
-        let name = rest[start + 2..start + 2 + len].trim();
-        if !PLACEHOLDERS.contains(&name) {
-            unknown.push(name.to_string());
-        }
-        rest = &rest[start + 2 + len + 2..];
-    }
-    unknown
-}
-
-/// The environment variables named as `${NAME}` in `value`.
-pub fn env_refs(value: &str) -> Vec<&str> {
-    let mut names = Vec::new();
-    let mut rest = value;
-    while let Some(start) = rest.find("${") {
-        match rest[start + 2..].find('}') {
-            Some(len) => {
-                names.push(&rest[start + 2..start + 2 + len]);
-                rest = &rest[start + 3 + len..];
-            }
-            None => break,
-        }
-    }
-    names
-}
-
-/// Text for a JSON string's inside: quotes, backslashes and control characters escaped.
-fn json_inner(s: &str) -> String {
-    let quoted = serde_json::Value::String(s.to_string()).to_string();
-    quoted[1..quoted.len() - 1].to_string()
-}
-
-/// Renders `template` for `t`: string placeholders are JSON-escaped (write them inside quotes),
-/// `{{routes}}` becomes a JSON object of route id to the target now in use.
+/// Renders `template` for `t` (see `crate::template::webhook`: string placeholders are
+/// escaped for the inside of a JSON string, `{{routes}}` is a JSON object of route id to the
+/// target now in use). A template that fails at send time (it passed validation) is logged
+/// and the default body is sent, so the receiver still hears of the switch.
 pub fn render(template: &str, t: &Transition, service_name: &str, routes: &[RouteView]) -> String {
     let side = routes.first().map_or(t.to.routes_side(), |r| r.active);
-    let route_map: serde_json::Map<String, serde_json::Value> = routes
-        .iter()
-        .map(|r| (r.id.clone(), r.active_target().into()))
-        .collect();
-    let values: HashMap<&str, String> = HashMap::from([
-        ("service", json_inner(&t.service)),
-        ("service_name", json_inner(service_name)),
-        ("from", t.from.as_str().to_string()),
-        ("to", t.to.as_str().to_string()),
-        ("side", side.as_str().to_string()),
-        ("cause", t.cause.as_str().to_string()),
-        ("reason", json_inner(&t.reason)),
-        ("at", t.at.rfc3339()),
-        ("routes", serde_json::Value::Object(route_map).to_string()),
+    let mut values = BodyValues::new();
+    values
+        .string("service", t.service.as_str())
+        .string("service_name", service_name)
+        .string("from", t.from.as_str())
+        .string("to", t.to.as_str())
+        .string("side", side.as_str())
+        .string("cause", t.cause.as_str())
+        .string("reason", t.reason.as_str())
+        .string("at", t.at.rfc3339())
+        .map(
+            "routes",
+            routes
+                .iter()
+                .map(|r| (r.id.clone(), r.active_target().to_owned())),
+        )
         // For a hook that shows text to customers (a help-centre banner): the operator's
         // public words, empty when there are none; `reason` is internal.
-        (
-            "public_message",
-            json_inner(t.public_message.as_deref().unwrap_or("")),
-        ),
-    ]);
-    let mut out = String::with_capacity(template.len() + 128);
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        match rest[start + 2..].find("}}") {
-            Some(len) => {
-                let name = rest[start + 2..start + 2 + len].trim();
-                match values.get(name) {
-                    Some(v) => out.push_str(v),
-                    None => out.push_str(&rest[start..start + 4 + len]),
-                }
-                rest = &rest[start + 4 + len..];
-            }
-            None => {
-                out.push_str(&rest[start..]);
-                rest = "";
-            }
-        }
-    }
-    out.push_str(rest);
-    out
+        .string("public_message", t.public_message.as_deref().unwrap_or(""));
+    template::render(template, &values).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, service = %t.service, "webhook body template failed; sending the default body");
+        template::render(DEFAULT_BODY, &values).unwrap_or_default()
+    })
 }
 
 /// The outbox rows for a route switch: one per webhook of the service.
@@ -182,7 +112,7 @@ impl Webhooks {
             .hooks
             .get(&id)
             .ok_or_else(|| WebhookError::Unknown(id.clone()))?;
-        let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
+        let mut headers = vec![("Content-Type", "application/json".to_string())];
         for (name, value) in &hook.headers {
             let mut resolved = value.clone();
             for var in env_refs(value) {
@@ -194,44 +124,28 @@ impl Webhooks {
                 resolved = resolved.replace(&format!("${{{var}}}"), &v);
             }
             headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
-            headers.push((name.clone(), resolved));
+            headers.push((name.as_str(), resolved));
         }
-        // A webhook call is an HTTP request with one condition: the HTTP probe already does
-        // timeouts, TLS, capped bodies and hostile peers right, so it is reused, not copied.
-        let check = CheckSpec {
-            name: format!("webhook {id}"),
-            service: item.service.clone(),
-            role: Role::Primary,
-            interval: hook.timeout,
-            timeout: hook.timeout,
-            retry_interval: hook.timeout,
-            failure_threshold: 1,
-            success_threshold: 1,
-            confirmation: Default::default(),
-            conditions: vec![Condition::parse("[STATUS] < 300").map_err(|e| {
-                WebhookError::Failed {
-                    hook: id.clone(),
-                    detail: e.to_string(),
-                }
-            })?],
-            kind: CheckKind::Http(HttpCheck {
-                url: hook.url.clone(),
-                method: hook.method.clone(),
-                headers,
-                body: Some(item.text.clone()),
-                max_redirects: 0,
-                max_body_bytes: 64 * 1024,
-                insecure: false,
-                net: Default::default(),
-            }),
+        let failed = |detail: String| WebhookError::Failed {
+            hook: id.clone(),
+            detail,
         };
-        let outcome = crate::probe::run(&check).await;
-        match (outcome.success, outcome.status) {
-            (true, Some(status)) => Ok(format!("{status} from {}", hook.url)),
-            _ => Err(WebhookError::Failed {
-                hook: id,
-                detail: outcome.summary(),
-            }),
+        let method = Method::from_bytes(hook.method.as_bytes())
+            .map_err(|_| failed(format!("{:?} is not an HTTP method", hook.method)))?;
+        // A webhook is a message, not a probe: one request through the shared client (no
+        // redirects followed, the receiver's answer read and capped), 2xx is delivered.
+        let r = http::request(
+            method,
+            hook.url.as_str(),
+            &headers,
+            Some(item.text.clone()),
+            hook.timeout,
+        )
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+        match r.status {
+            200..=299 => Ok(format!("{} from {}", r.status, hook.url)),
+            status => Err(failed(format!("answered {status}, not 2xx"))),
         }
     }
 }
@@ -320,14 +234,117 @@ mod tests {
         );
         assert_eq!(
             unknown_placeholders("{{state}} {{service}} {{oops"),
-            ["state", "{{oops"]
+            ["(syntax error: unexpected end of input, expected end of variable block, line 1)"]
         );
     }
 
-    #[test]
-    fn env_references_are_found() {
-        assert_eq!(env_refs("Bearer ${CDN_TOKEN}"), ["CDN_TOKEN"]);
-        assert_eq!(env_refs("${A}:${B}"), ["A", "B"]);
-        assert!(env_refs("plain").is_empty());
+    fn item(hook: &str, body: &str) -> OutboxItem {
+        OutboxItem {
+            id: 1,
+            transition_id: 1,
+            service: "ticket-submission".into(),
+            audience: format!("hook-{hook}"),
+            channel: "webhook".into(),
+            kind: "failover".into(),
+            message_id: "<m@example.com>".into(),
+            recipients: vec![hook.into()],
+            subject: String::new(),
+            text: body.into(),
+            html: None,
+            status: crate::store::OutboxStatus::Pending,
+            attempts: 0,
+            created_at: Timestamp(0),
+            next_attempt_at: Timestamp(0),
+            last_attempt_at: None,
+            last_error: None,
+            delivered_at: None,
+            detail: None,
+            given_up_at: None,
+        }
+    }
+
+    /// A receiver on loopback answering each connection with the next of `replies`;
+    /// returns its base URL and every request it read.
+    async fn receiver(
+        replies: Vec<&'static str>,
+    ) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            for reply in replies {
+                let (mut s, _) = l.accept().await.unwrap();
+                // The head, then as much body as Content-Length says.
+                let mut got = Vec::new();
+                let mut buf = vec![0u8; 8192];
+                loop {
+                    let n = s.read(&mut buf).await.unwrap();
+                    got.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&got);
+                    let done = text.split_once("\r\n\r\n").is_some_and(|(head, body)| {
+                        let len = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length: "))
+                            .map_or(0, |v| v.trim().parse::<usize>().unwrap_or(0));
+                        body.len() >= len
+                    });
+                    if n == 0 || done {
+                        break;
+                    }
+                }
+                log.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&got).into_owned());
+                s.write_all(reply.as_bytes()).await.unwrap();
+            }
+        });
+        (base, seen)
+    }
+
+    #[tokio::test]
+    async fn a_webhook_is_one_request_with_its_secret_header_and_only_2xx_delivers() {
+        let (base, seen) = receiver(vec![
+            "HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n",
+        ])
+        .await;
+        std::env::set_var("SB_UNIT_WEBHOOK_TOKEN", "s3cr3t");
+        let spec = WebhookSpec {
+            id: "banner".into(),
+            url: format!("{base}/hooks/banner").parse().unwrap(),
+            method: "PUT".into(),
+            headers: vec![(
+                "Authorization".into(),
+                "Bearer ${SB_UNIT_WEBHOOK_TOKEN}".into(),
+            )],
+            body: None,
+            timeout: std::time::Duration::from_secs(5),
+        };
+        let hooks = Webhooks::new([&spec]);
+        // A redirect is not followed: the receiver has not taken the message.
+        let err = hooks
+            .send(&item("banner", "{\"a\":1}"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "webhook \"banner\": answered 302, not 2xx");
+        let ok = hooks.send(&item("banner", "{\"a\":1}")).await.unwrap();
+        assert_eq!(ok, format!("204 from {base}/hooks/banner"));
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        for req in &seen {
+            assert!(req.starts_with("PUT /hooks/banner HTTP/1.1\r\n"), "{req}");
+            assert!(req.contains("authorization: Bearer s3cr3t\r\n"), "{req}");
+            assert!(req.contains("content-type: application/json\r\n"), "{req}");
+            assert!(req.ends_with("{\"a\":1}"), "{req}");
+        }
+        let err = hooks
+            .send(&item("gone", "{}"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "webhook \"gone\" is no longer configured");
     }
 }

@@ -264,7 +264,7 @@ impl Loader {
         };
         let templates = raw.templates.and_then(|t| {
             let dir = base.join(t.get_ref());
-            match crate::announce::render::Templates::load(&dir) {
+            match crate::template::Templates::load(&dir) {
                 Ok(_) => Some(dir),
                 Err(e) => {
                     self.report_at(source, &t, format!("email.templates: {e}"));

@@ -1,8 +1,8 @@
 //! `[[on_switch]]`: a webhook a service calls when its routes switch, as written and validated.
 
 use super::{Loader, Source, Unique};
-use crate::announce::webhook;
 use crate::config::WebhookSpec;
+use crate::template::webhook;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;

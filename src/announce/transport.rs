@@ -1,0 +1,34 @@
+//! What every transport shares with the outbox: the [`Deliver`] trait and the [`Failure`] a
+//! transport reports.
+//!
+//! It lives apart from `outbox` so that the dependency runs one way: the outbox loop
+//! dispatches to the transports (`email`, `webhook`, `statuspage_push`, `chat`), and the
+//! transports know only this small contract, never the loop.
+
+use crate::store::OutboxItem;
+use std::future::Future;
+use std::time::Duration;
+
+/// Why a transport did not take a row: the text (never a secret), and how long the
+/// receiver asked us to wait (`Retry-After`), which the retry honours when it is longer
+/// than the backoff.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub message: String,
+    pub retry_after: Option<Duration>,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure {
+            message,
+            retry_after: None,
+        }
+    }
+}
+
+/// A transport the outbox can hand a row to: e-mail, webhooks, or all of them by channel.
+pub trait Deliver: Send + Sync {
+    /// Sends one row; `Ok` carries what the receiver said, `Err` why it did not take it.
+    fn deliver(&self, item: &OutboxItem) -> impl Future<Output = Result<String, Failure>> + Send;
+}
