@@ -1,7 +1,9 @@
-//! Maintenance windows from config: one-off (start + duration) or recurring (a 5-field cron
+//! Planned maintenance windows: one-off (start + duration) or recurring (a 5-field cron
 //! expression in UTC + duration). Pure date arithmetic on `Timestamp`s; no clock reads.
 
 use crate::clock::Timestamp;
+use chrono::{TimeZone, Utc};
+use std::fmt;
 use std::time::Duration;
 
 /// A planned maintenance window.
@@ -44,16 +46,32 @@ impl Window {
 /// Fields take `*`, numbers, ranges `a-b`, lists `a,b` and steps `*/n` or `a-b/n`; months and
 /// days of the week also take names (`jan`, `sun`). As in cron, when both day fields are
 /// restricted a day matches if either does.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// The syntax is checked here, with a message per field, so a configuration accepts exactly
+/// this documented subset (croner alone would also take `L`, `W`, `#`, `?` and seconds);
+/// croner then finds the occurrences, which is the date arithmetic not worth keeping by hand.
+#[derive(Clone)]
 pub struct Cron {
     text: String,
-    minutes: u64,
-    hours: u64,
-    days: u64,
-    months: u64,
-    weekdays: u64,
-    day_star: bool,
-    weekday_star: bool,
+    /// Boxed: croner's parsed form is some 250 bytes, and most windows are one-offs.
+    schedule: Box<croner::Cron>,
+}
+
+/// Two expressions are the same when they were written the same: the schedule is a function
+/// of the text (and croner's has no equality of its own).
+impl PartialEq for Cron {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for Cron {}
+
+/// The text is the whole of it; croner's parsed form would only repeat it at length.
+impl fmt::Debug for Cron {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Cron").field(&self.text).finish()
+    }
 }
 
 const MONTHS: [&str; 12] = [
@@ -61,6 +79,7 @@ const MONTHS: [&str; 12] = [
 ];
 const WEEKDAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
 
+/// Checks one field of an expression; the values it matches, one bit per value.
 fn field(text: &str, what: &str, lo: u32, hi: u32, names: &[&str]) -> Result<u64, String> {
     let value = |s: &str| -> Result<u32, String> {
         let lower = s.to_ascii_lowercase();
@@ -112,20 +131,18 @@ impl Cron {
                 f.len()
             ));
         }
-        let mut weekdays = field(f[4], "day-of-week", 0, 7, &WEEKDAYS)?;
-        // 7 is Sunday too.
-        if weekdays & (1 << 7) != 0 {
-            weekdays |= 1;
-        }
+        field(f[0], "minute", 0, 59, &[])?;
+        field(f[1], "hour", 0, 23, &[])?;
+        field(f[2], "day-of-month", 1, 31, &[])?;
+        field(f[3], "month", 1, 12, &MONTHS)?;
+        // 7 is Sunday too, as croner reads it.
+        field(f[4], "day-of-week", 0, 7, &WEEKDAYS)?;
+        let schedule = croner::Cron::new(&f.join(" "))
+            .parse()
+            .map_err(|e| format!("\"{text}\": {e}"))?;
         Ok(Cron {
             text: text.to_string(),
-            minutes: field(f[0], "minute", 0, 59, &[])?,
-            hours: field(f[1], "hour", 0, 23, &[])?,
-            days: field(f[2], "day-of-month", 1, 31, &[])?,
-            months: field(f[3], "month", 1, 12, &MONTHS)?,
-            weekdays,
-            day_star: f[2] == "*",
-            weekday_star: f[4] == "*",
+            schedule: Box::new(schedule),
         })
     }
 
@@ -133,58 +150,21 @@ impl Cron {
         &self.text
     }
 
-    fn day_matches(&self, day: u32, weekday: u32) -> bool {
-        let d = self.days & (1 << day) != 0;
-        let w = self.weekdays & (1 << weekday) != 0;
-        match (self.day_star, self.weekday_star) {
-            (true, true) => true,
-            (true, false) => w,
-            (false, true) => d,
-            (false, false) => d || w,
-        }
-    }
-
     /// The first matching minute strictly after `t`, within the next five years.
     pub fn next_after(&self, t: Timestamp) -> Option<Timestamp> {
         const MIN: i64 = 60_000;
         const DAY: i64 = 86_400_000;
+        // The search starts at the minute after `t`'s, like cron; croner looks from the second
+        // after the one it is given, so give it `t`'s whole second.
         let first = (t.as_millis().div_euclid(MIN) + 1) * MIN;
-        let mut day_start = first.div_euclid(DAY) * DAY;
-        for _ in 0..(5 * 366) {
-            let days = day_start / DAY;
-            let (_, month, day) = civil_from_days(days);
-            let weekday = (days + 4).rem_euclid(7) as u32; // 1970-01-01 was a Thursday.
-            if self.months & (1 << month) != 0 && self.day_matches(day, weekday) {
-                for hour in 0..24 {
-                    if self.hours & (1 << hour) == 0 {
-                        continue;
-                    }
-                    for minute in 0..60 {
-                        let at = day_start + (hour * 60 + minute) * MIN;
-                        if at >= first && self.minutes & (1 << minute) != 0 {
-                            return Some(Timestamp(at));
-                        }
-                    }
-                }
-            }
-            day_start += DAY;
-        }
-        None
+        let horizon = first.div_euclid(DAY) * DAY + 5 * 366 * DAY;
+        let from = Utc
+            .timestamp_millis_opt(t.as_millis().div_euclid(1000) * 1000)
+            .single()?;
+        let next = self.schedule.find_next_occurrence(&from, false).ok()?;
+        let at = next.timestamp_millis();
+        (at < horizon).then_some(Timestamp(at))
     }
-}
-
-/// (year, month 1-12, day 1-31) of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]
@@ -238,6 +218,16 @@ mod tests {
         );
     }
 
+    /// A date that never comes (the 30th of February) has no next occurrence, found quickly:
+    /// a window on it is simply never active.
+    #[test]
+    fn a_date_that_never_comes_has_no_next() {
+        let never = Cron::parse("0 0 30 feb *").expect("valid syntax");
+        let started = std::time::Instant::now();
+        assert_eq!(never.next_after(at("2026-11-28T00:00:00Z")), None);
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    }
+
     #[test]
     fn both_day_fields_restricted_means_either() {
         // The 1st of the month or any Monday, whichever comes first.
@@ -249,6 +239,80 @@ mod tests {
             next("0 0 1 * mon", "2026-11-30T01:00:00Z"),
             "2026-12-01T00:00:00.000Z"
         );
+    }
+
+    /// Whether a minute (its start, in ms) matches `expr`, read straight from the documented
+    /// rules: each field's set of values; either day field when both are restricted.
+    fn rules(expr: &str) -> impl Fn(i64) -> bool {
+        use chrono::{Datelike, Timelike};
+        let f: Vec<&str> = expr.split_whitespace().collect();
+        let bits =
+            |i: usize, what, lo, hi, names: &[&str]| field(f[i], what, lo, hi, names).unwrap();
+        let mut weekdays = bits(4, "day-of-week", 0, 7, &WEEKDAYS);
+        if weekdays & (1 << 7) != 0 {
+            weekdays |= 1;
+        }
+        let (minutes, hours) = (bits(0, "minute", 0, 59, &[]), bits(1, "hour", 0, 23, &[]));
+        let days = bits(2, "day-of-month", 1, 31, &[]);
+        let months = bits(3, "month", 1, 12, &MONTHS);
+        let (day_star, weekday_star) = (f[2] == "*", f[4] == "*");
+        move |ms| {
+            let t = Utc.timestamp_millis_opt(ms).single().unwrap();
+            let has = |set: u64, v: u32| set & (1 << v) != 0;
+            let day = has(days, t.day());
+            let weekday = has(weekdays, t.weekday().num_days_from_sunday());
+            let day_ok = match (day_star, weekday_star) {
+                (true, true) => true,
+                (true, false) => weekday,
+                (false, true) => day,
+                (false, false) => day || weekday,
+            };
+            day_ok && has(minutes, t.minute()) && has(hours, t.hour()) && has(months, t.month())
+        }
+    }
+
+    /// croner finds what the rules say, minute by minute: the first matching minute strictly
+    /// after the start, for every shape of field the syntax allows.
+    #[test]
+    fn croner_finds_the_minute_the_rules_name() {
+        let exprs = [
+            "0 3 * * sun",
+            "*/15 * * * *",
+            "5/20 1-3 * * *",
+            "0 12 * * 1-5",
+            "0 0 * * 7",
+            "30 2 1,15 * *",
+            "0 0 1 * mon",
+            "0 6 13 * fri",
+            "45 23 * mar,nov sat",
+            "0 0 31 * *",
+            "10-20/5 */6 2-9/3 * *",
+            "0 9 * feb-apr 0,3",
+        ];
+        let starts = [
+            "2026-11-28T17:01:30Z",
+            "2026-12-31T23:59:59Z",
+            "2027-02-27T06:00:00Z",
+            "2028-02-28T12:34:56Z",
+        ];
+        const MIN: i64 = 60_000;
+        for expr in exprs {
+            let cron = Cron::parse(expr).expect(expr);
+            let matches = rules(expr);
+            for start in starts {
+                let t = at(start);
+                let first = (t.as_millis().div_euclid(MIN) + 1) * MIN;
+                let expected = (0..120 * 1440)
+                    .map(|i| first + i * MIN)
+                    .find(|&m| matches(m));
+                let expected = expected.expect("every expression here matches within 120 days");
+                assert_eq!(
+                    cron.next_after(t),
+                    Some(Timestamp(expected)),
+                    "{expr} after {start}"
+                );
+            }
+        }
     }
 
     #[test]
