@@ -585,4 +585,40 @@ mod tests {
         stop.send(true).unwrap();
         task.await.unwrap();
     }
+
+    #[tokio::test]
+    async fn a_board_over_a_file_reads_what_the_writer_committed() {
+        use crate::failover::Transition;
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreHandle::open(&dir.path().join("board.db")).unwrap();
+        store
+            .write(|s| s.ensure_service("s", Timestamp(0)).map(|_| ()))
+            .await
+            .unwrap();
+        let board = Board::new(
+            store.clone(),
+            Arc::new(History::new(vec!["s".into()])),
+            Vec::new(),
+        );
+        assert_eq!(board.reload_incidents().await.unwrap(), 0);
+        let t = Transition {
+            service: "s".into(),
+            from: State::Operational,
+            to: State::Outage,
+            cause: Cause::PrimaryDown,
+            at: Timestamp(1),
+            actor: "system".into(),
+            reason: "down".into(),
+            evidence: Vec::new(),
+            public_message: None,
+        };
+        store
+            .commit_transition(t, "v".into(), Vec::new())
+            .await
+            .unwrap();
+        // Read on a read-only connection beside the writer: the awaited commit is visible.
+        assert_eq!(board.reload_incidents().await.unwrap(), 1);
+        assert_eq!(board.incidents().len(), 1);
+        assert!(board.incidents()[0].is_open());
+    }
 }

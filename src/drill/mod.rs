@@ -53,6 +53,8 @@ pub fn new_id(now: Timestamp) -> String {
 
 /// What a drill monitor needs.
 pub struct Context {
+    /// The daemon's way into the store: the report is saved through its writer, the outbox
+    /// rows it watches are read beside it.
     pub store: StoreHandle,
     pub metrics: Arc<Metrics>,
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
