@@ -348,7 +348,7 @@ fn agg_of(row: &HistoryRow) -> Agg {
 /// Flushes `history` every `FLUSH_EVERY` until shutdown, and once more on the way out.
 ///
 /// `store` is the daemon's `StoreHandle` (an `Arc<Store>` still converts, with a writer
-/// thread of its own, while the shell moves to the handle).
+/// thread of its own, for callers that hold the store itself).
 pub async fn run(
     history: Arc<History>,
     store: impl Into<StoreHandle>,

@@ -9,7 +9,7 @@ use crate::failover::window::Window;
 use crate::failover::{Cause, Side, State};
 use crate::health::Health;
 use crate::history::{History, HistoryView};
-use crate::store::{IncidentRecord, Store, StoreError};
+use crate::store::{IncidentRecord, StoreError, StoreHandle};
 use serde::Serialize;
 use std::sync::{Arc, RwLock};
 
@@ -152,7 +152,7 @@ pub const RECENT_INCIDENTS: usize = 50;
 /// refreshes them after an operator's update.
 #[derive(Default)]
 pub struct Board {
-    store: Option<Arc<Store>>,
+    store: Option<StoreHandle>,
     incidents: RwLock<Arc<Vec<IncidentRecord>>>,
     history: Option<Arc<History>>,
     /// Per service id: its planned windows (configured, and scheduled by operators).
@@ -166,14 +166,15 @@ pub struct Board {
 }
 
 impl Board {
-    /// A board over `store` and `history`, with each service's planned windows.
+    /// A board over `store` and `history`, with each service's planned windows. `store` is
+    /// the daemon's `StoreHandle` (an `Arc<Store>` converts, with a writer thread of its own).
     pub fn new(
-        store: Arc<Store>,
+        store: impl Into<StoreHandle>,
         history: Arc<History>,
         windows: Vec<(String, Vec<Window>)>,
     ) -> Board {
         Board {
-            store: Some(store),
+            store: Some(store.into()),
             incidents: RwLock::default(),
             history: Some(history),
             windows: RwLock::new(windows),
@@ -208,7 +209,8 @@ impl Board {
         }
     }
 
-    pub fn store(&self) -> Option<&Arc<Store>> {
+    /// The store the incidents are read from (none for a fixed board).
+    pub fn store(&self) -> Option<&StoreHandle> {
         self.store.as_ref()
     }
 
@@ -219,12 +221,13 @@ impl Board {
         self.changed.notify_one();
     }
 
-    /// Reads the incidents again from the store; returns how many are open.
-    pub fn reload_incidents(&self) -> Result<usize, StoreError> {
+    /// Reads the incidents again from the store (on a read-only connection, so a commit in
+    /// progress does not hold it up); returns how many are open.
+    pub async fn reload_incidents(&self) -> Result<usize, StoreError> {
         let Some(store) = &self.store else {
             return Ok(self.incidents().iter().filter(|i| i.is_open()).count());
         };
-        let incidents = store.incidents(RECENT_INCIDENTS)?;
+        let incidents = store.read(|s| s.incidents(RECENT_INCIDENTS)).await?;
         let open = incidents.iter().filter(|i| i.is_open()).count();
         // The gauge first: whoever sees the new incidents then also sees the count.
         if let Some(f) = &self.on_reload {
@@ -287,11 +290,8 @@ pub async fn reload_on_change(board: Arc<Board>, mut shutdown: tokio::sync::watc
             _ = board.changed.notified() => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
-        let b = board.clone();
-        match tokio::task::spawn_blocking(move || b.reload_incidents()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!("could not reload incidents for the status page: {e}"),
-            Err(e) => tracing::error!("incident reload failed: {e}"),
+        if let Err(e) = board.reload_incidents().await {
+            tracing::error!("could not reload incidents for the status page: {e}");
         }
     }
 }
@@ -397,6 +397,7 @@ pub fn maintenances(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
 
     #[test]
     fn target_kinds_and_what_people_read() {
@@ -583,5 +584,41 @@ mod tests {
         assert_eq!(board.incidents().len(), 1);
         stop.send(true).unwrap();
         task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_board_over_a_file_reads_what_the_writer_committed() {
+        use crate::failover::Transition;
+        let dir = tempfile::tempdir().unwrap();
+        let store = StoreHandle::open(&dir.path().join("board.db")).unwrap();
+        store
+            .write(|s| s.ensure_service("s", Timestamp(0)).map(|_| ()))
+            .await
+            .unwrap();
+        let board = Board::new(
+            store.clone(),
+            Arc::new(History::new(vec!["s".into()])),
+            Vec::new(),
+        );
+        assert_eq!(board.reload_incidents().await.unwrap(), 0);
+        let t = Transition {
+            service: "s".into(),
+            from: State::Operational,
+            to: State::Outage,
+            cause: Cause::PrimaryDown,
+            at: Timestamp(1),
+            actor: "system".into(),
+            reason: "down".into(),
+            evidence: Vec::new(),
+            public_message: None,
+        };
+        store
+            .commit_transition(t, "v".into(), Vec::new())
+            .await
+            .unwrap();
+        // Read on a read-only connection beside the writer: the awaited commit is visible.
+        assert_eq!(board.reload_incidents().await.unwrap(), 1);
+        assert_eq!(board.incidents().len(), 1);
+        assert!(board.incidents()[0].is_open());
     }
 }

@@ -111,9 +111,9 @@ pub async fn add_update(
         at: Timestamp::now(),
     };
     let id = id.to_owned();
-    let stored = tokio::task::spawn_blocking(move || store.add_incident_update(&id, &update))
-        .await
-        .map_err(|e| ApiError::Internal(format!("incident update task: {e}")))?;
+    let stored = store
+        .write(move |s| s.add_incident_update(&id, &update))
+        .await;
     let record = match stored {
         Ok(r) => r,
         Err(StoreError::NoSuchIncident(id)) => {
@@ -125,7 +125,7 @@ pub async fn add_update(
             )))
         }
     };
-    if let Err(e) = board.reload_incidents() {
+    if let Err(e) = board.reload_incidents().await {
         // The update is stored; the page catches up at the next transition or update.
         tracing::error!("incident update stored, but the page could not reload incidents: {e}");
     }

@@ -6,12 +6,12 @@ use crate::api::core::{Applied, AppliedTransition, CommandError};
 use crate::audit::NewAuditRecord;
 use crate::clock::Timestamp;
 use crate::failover::{Command, Event};
-use crate::store::ScheduledWindow;
+use crate::store::{ScheduledWindow, StoreError};
 use tracing::{error, info};
 
 impl Core {
     /// Runs one operator command, audits it with the caller's name, and answers.
-    pub(super) fn on_command(
+    pub(super) async fn on_command(
         &mut self,
         service: &str,
         command: Command,
@@ -29,9 +29,12 @@ impl Core {
         }
         let (actor, reason) = command_actor(&command);
         let now = Timestamp::now();
-        let stepped =
-            self.on_event_with(si, Event::Command(command), now, public_message.as_deref());
-        let audit_id = self.audit_command(si, &actor, &reason, what, params, &stepped, now);
+        let stepped = self
+            .on_event_with(si, Event::Command(command), now, public_message.as_deref())
+            .await;
+        let audit_id = self
+            .audit_command(si, &actor, &reason, what, params, &stepped, now)
+            .await;
         match stepped.rejected {
             Some(r) => Err(CommandError::Rejected(r)),
             None => Ok(self.applied(si, stepped.transitions, audit_id)),
@@ -56,7 +59,7 @@ impl Core {
 
     /// Appends the operator-action audit record of a command, accepted or rejected.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn audit_command(
+    pub(super) async fn audit_command(
         &self,
         si: usize,
         actor: &str,
@@ -74,10 +77,11 @@ impl Core {
             "transition_ids": stepped.transitions.iter().filter_map(|t| t.transition_id).collect::<Vec<_>>(),
         });
         self.audit_action(Some(&self.services[si].spec.id), actor, reason, detail, now)
+            .await
     }
 
     /// Appends an operator-action record; a failure is logged and counted, not hidden.
-    pub(super) fn audit_action(
+    pub(super) async fn audit_action(
         &self,
         service: Option<&str>,
         actor: &str,
@@ -95,8 +99,7 @@ impl Core {
             node: self.coordinator.node().to_owned(),
             detail,
         };
-        let store = self.store.clone();
-        match tokio::task::block_in_place(|| store.append_audit(&rec)) {
+        match self.store.append_audit(rec).await {
             Ok(r) => {
                 self.metrics
                     .audit_recorded(crate::audit::KIND_OPERATOR_ACTION);
@@ -110,7 +113,7 @@ impl Core {
         }
     }
 
-    pub(super) fn review(
+    pub(super) async fn review(
         &self,
         audit_id: i64,
         actor: &str,
@@ -138,11 +141,15 @@ impl Core {
             prev_hash: String::new(),
             hash: String::new(),
         };
-        let store = self.store.clone();
-        let res = tokio::task::block_in_place(|| {
-            let r = store.review(audit_id, actor, note, &draft)?;
-            Ok::<_, ReviewError>((r, store.pending_reviews()?))
-        });
+        let (actor_owned, note_owned) = (actor.to_owned(), note.to_owned());
+        // One write making both calls, so the count includes the review just recorded.
+        let res = self
+            .store
+            .write(move |s| {
+                let r = s.review(audit_id, &actor_owned, &note_owned, &draft)?;
+                Ok::<_, ReviewError>((r, s.pending_reviews()?))
+            })
+            .await;
         match res {
             Ok((rec, (n, oldest))) => {
                 self.metrics.audit_recorded(crate::store::KIND_REVIEW);
@@ -166,24 +173,32 @@ impl Core {
 
     /// Appends an operator action that does not go through a service's machine (an incident
     /// update) to the audit chain.
-    pub(super) fn audit_other(
+    pub(super) async fn audit_other(
         &self,
         actor: &str,
         reason: &str,
         detail: serde_json::Value,
     ) -> Option<i64> {
         self.audit_action(None, actor, reason, detail, Timestamp::now())
+            .await
     }
 
-    pub(super) fn schedule_maintenance(&mut self, w: ScheduledWindow) -> Result<i64, CommandError> {
+    pub(super) async fn schedule_maintenance(
+        &mut self,
+        w: ScheduledWindow,
+    ) -> Result<i64, CommandError> {
         let si = self
             .index(&w.service)
             .ok_or_else(|| CommandError::UnknownService(w.service.clone()))?;
-        let store = self.store.clone();
-        let id = tokio::task::block_in_place(|| store.schedule_maintenance(&w)).map_err(|e| {
-            self.metrics.store_error("schedule_maintenance");
-            CommandError::Store(e.to_string())
-        })?;
+        let stored = w.clone();
+        let id = self
+            .store
+            .write(move |s| s.schedule_maintenance(&stored))
+            .await
+            .map_err(|e: StoreError| {
+                self.metrics.store_error("schedule_maintenance");
+                CommandError::Store(e.to_string())
+            })?;
         let now = Timestamp::now();
         self.audit_action(
             Some(&w.service),
@@ -197,12 +212,13 @@ impl Core {
                 "public_message": w.public_message,
             }),
             now,
-        );
+        )
+        .await;
         self.services[si].policy.windows.push(scheduled_window(&w));
         self.reloads.maintenance_scheduled();
         self.show_windows();
         // The machine asks to be woken at the window's start (or enters it now).
-        self.on_event(si, Event::Tick, now);
+        self.on_event(si, Event::Tick, now).await;
         Ok(id)
     }
 }

@@ -22,7 +22,7 @@ use crate::health::Health;
 use crate::history::History;
 use crate::metrics::Metrics;
 use crate::probe::Outcome;
-use crate::store::Store;
+use crate::store::{StoreError, StoreHandle};
 use crate::view::{Board, Snapshot};
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,7 +36,7 @@ const SAFETY_TICK: Duration = Duration::from_secs(5);
 pub(super) struct Core {
     pub(super) config: Arc<Config>,
     pub(super) coordinator: Arc<dyn Coordinator>,
-    pub(super) store: Arc<Store>,
+    pub(super) store: StoreHandle,
     pub(super) metrics: Arc<Metrics>,
     pub(super) services: Vec<ServiceRuntime>,
     pub(super) snapshot_tx: watch::Sender<Arc<Snapshot>>,
@@ -87,7 +87,7 @@ impl Core {
         // the holds it restored (drill, pin, maintenance), so none of them runs forever.
         let now = Timestamp::now();
         for si in 0..self.services.len() {
-            self.on_event(si, Event::Tick, now);
+            self.on_event(si, Event::Tick, now).await;
             self.wake_for_holds(si, now);
         }
         loop {
@@ -95,47 +95,48 @@ impl Core {
                 msg = rx.recv() => match msg {
                     Some(Msg::Outcome { generation, service, check, outcome, reply }) => {
                         let confirm = generation == self.generation
-                            && self.on_outcome(service, check, *outcome);
+                            && self.on_outcome(service, check, *outcome).await;
                         let _ = reply.send(confirm);
                         dirty = true;
                     }
                     Some(Msg::Tick { service }) => {
                         if let Some(si) = self.index(&service) {
-                            self.on_event(si, Event::Tick, Timestamp::now());
+                            self.on_event(si, Event::Tick, Timestamp::now()).await;
                         }
                     }
                     Some(Msg::Command { service, command, what, params, public_message, reply }) => {
-                        let _ = reply.send(self.on_command(&service, command, &what, params, public_message));
+                        let applied = self.on_command(&service, command, &what, params, public_message).await;
+                        let _ = reply.send(applied);
                     }
                     Some(Msg::Inspect { reply }) => {
                         let _ = reply.send(self.services.iter().map(ServiceRuntime::detail).collect());
                     }
                     Some(Msg::DrillStart { request, reply }) => {
-                        let _ = reply.send(self.start_drill(request));
+                        let _ = reply.send(self.start_drill(request).await);
                     }
                     Some(Msg::DrillAbort { id, actor, reason, public_message, reply }) => {
-                        let _ = reply.send(self.abort_drill(&id, actor, reason, public_message));
+                        let _ = reply.send(self.abort_drill(&id, actor, reason, public_message).await);
                     }
                     Some(Msg::ScheduleMaintenance { window, reply }) => {
-                        let _ = reply.send(self.schedule_maintenance(window));
+                        let _ = reply.send(self.schedule_maintenance(window).await);
                     }
                     Some(Msg::Reload { actor, reply }) => self.reload(actor, reply),
-                    Some(Msg::Reloaded(prepared)) => self.reloaded(prepared),
+                    Some(Msg::Reloaded(prepared)) => self.reloaded(prepared).await,
                     Some(Msg::Review { audit_id, actor, note, reply }) => {
-                        let _ = reply.send(self.review(audit_id, &actor, &note));
+                        let _ = reply.send(self.review(audit_id, &actor, &note).await);
                     }
                     Some(Msg::Audit { actor, reason, detail, reply }) => {
-                        let _ = reply.send(self.audit_other(&actor, &reason, detail));
+                        let _ = reply.send(self.audit_other(&actor, &reason, detail).await);
                     }
                     None => break,
                 },
                 _ = publish.tick() => {
                     if self.queue.retry_due() {
-                        self.retry_unrecorded();
+                        self.retry_unrecorded().await;
                     }
                     if dirty { self.publish(); dirty = false; }
                 },
-                _ = safety.tick() => clock_offset = self.safety_tick(clock_offset),
+                _ = safety.tick() => clock_offset = self.safety_tick(clock_offset).await,
                 _ = shutdown.wait_for(|s| *s) => break,
             }
         }
@@ -179,7 +180,7 @@ impl Core {
     /// looked at again. It also shows how far the system clock has been stepped away from
     /// the daemon's (`switchboard_clock_offset_seconds`, and a warning when it moves), given
     /// the offset it saw last time; returns the offset it sees now.
-    pub(super) fn safety_tick(&mut self, last_offset: f64) -> f64 {
+    pub(super) async fn safety_tick(&mut self, last_offset: f64) -> f64 {
         let offset = Timestamp::wall_offset_secs();
         self.metrics.clock_offset(offset);
         if (offset - last_offset).abs() >= 1.0 {
@@ -195,7 +196,7 @@ impl Core {
                 .first()
                 .is_some_and(|t| *t <= now)
             {
-                self.on_event(si, Event::Tick, now);
+                self.on_event(si, Event::Tick, now).await;
             }
         }
         offset
@@ -253,7 +254,7 @@ impl Core {
         }
     }
 
-    pub(super) fn on_outcome(&mut self, si: usize, ci: usize, outcome: Outcome) -> bool {
+    pub(super) async fn on_outcome(&mut self, si: usize, ci: usize, outcome: Outcome) -> bool {
         let now = Timestamp::now();
         let svc = &mut self.services[si];
         let spec = &svc.spec.checks[ci];
@@ -333,18 +334,19 @@ impl Core {
                     detail: summary,
                 },
                 now,
-            );
+            )
+            .await;
         }
         confirm
     }
 
-    pub(super) fn on_event(&mut self, si: usize, event: Event, now: Timestamp) -> Stepped {
-        self.on_event_with(si, event, now, None)
+    pub(super) async fn on_event(&mut self, si: usize, event: Event, now: Timestamp) -> Stepped {
+        self.on_event_with(si, event, now, None).await
     }
 
     /// `on_event` for an operator's command: `public_message` (theirs, if given) goes on every
     /// transition the command causes. The rules know nothing of it; it is words, not a decision.
-    pub(super) fn on_event_with(
+    pub(super) async fn on_event_with(
         &mut self,
         si: usize,
         event: Event,
@@ -367,12 +369,13 @@ impl Core {
         if holds != svc.saved_holds {
             let store = self.store.clone();
             let id = svc.spec.id.clone();
-            let saved = serde_json::to_string(&holds)
-                .map_err(|e| e.to_string())
-                .and_then(|json| {
-                    tokio::task::block_in_place(|| store.set_holds(&id, &json, now))
-                        .map_err(|e| e.to_string())
-                });
+            let saved = match serde_json::to_string(&holds) {
+                Ok(json) => store
+                    .write(move |s| s.set_holds(&id, &json, now))
+                    .await
+                    .map_err(|e: StoreError| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
             match saved {
                 Ok(()) => svc.saved_holds = holds,
                 Err(e) => error!(
@@ -414,8 +417,9 @@ impl Core {
                         transition.cause.as_str(),
                         transition.at.rfc3339(),
                     );
-                    let transition_id =
-                        self.record(si, transition, announce, detected_in, side_after);
+                    let transition_id = self
+                        .record(si, transition, announce, detected_in, side_after)
+                        .await;
                     stepped.transitions.push(AppliedTransition {
                         transition_id,
                         from,
@@ -427,7 +431,7 @@ impl Core {
                 Action::SwitchRoutes { to } => self.switch(si, to),
                 Action::Flapping { on } => {
                     if on {
-                        self.announce_flapping(si, now);
+                        self.announce_flapping(si, now).await;
                     }
                     let svc = &self.services[si];
                     self.metrics.flapping(&svc.spec.id, on);

@@ -4,11 +4,14 @@ use super::core::Core;
 use crate::api::core::{Applied, CommandError, DrillRequest};
 use crate::clock::Timestamp;
 use crate::failover::{Command, Event, Side, State};
-use crate::store::DrillRow;
+use crate::store::{DrillRow, StoreError};
 use tracing::{error, info};
 
 impl Core {
-    pub(super) fn start_drill(&mut self, req: DrillRequest) -> Result<DrillRow, CommandError> {
+    pub(super) async fn start_drill(
+        &mut self,
+        req: DrillRequest,
+    ) -> Result<DrillRow, CommandError> {
         let si = self
             .index(&req.service)
             .ok_or_else(|| CommandError::UnknownService(req.service.clone()))?;
@@ -27,12 +30,14 @@ impl Core {
             actor: req.actor.clone(),
             reason: req.reason.clone(),
         };
-        let stepped = self.on_event_with(
-            si,
-            Event::Command(command),
-            now,
-            req.public_message.as_deref(),
-        );
+        let stepped = self
+            .on_event_with(
+                si,
+                Event::Command(command),
+                now,
+                req.public_message.as_deref(),
+            )
+            .await;
         let switched_at = Timestamp::now();
         let mode = if req.live { "live" } else { "dry_run" };
         let params = serde_json::json!({
@@ -48,7 +53,8 @@ impl Core {
             params,
             &stepped,
             now,
-        );
+        )
+        .await;
         if let Some(r) = stepped.rejected {
             return Err(CommandError::Rejected(r));
         }
@@ -73,8 +79,9 @@ impl Core {
             on_backup: svc.side == Side::Backup,
         });
         let row = report.row();
-        let store = self.store.clone();
-        if let Err(e) = tokio::task::block_in_place(|| store.insert_drill(&row)) {
+        let stored = row.clone();
+        let inserted = self.store.write(move |s| s.insert_drill(&stored)).await;
+        if let Err(e) = inserted {
             self.metrics.store_error("insert_drill");
             error!("drill {id}: could not store its report: {e}");
         }
@@ -106,9 +113,8 @@ impl Core {
     }
 
     /// Finishes the reports of drills that were running when the daemon last stopped.
-    pub(super) fn resume_drills(&self) {
-        let store = self.store.clone();
-        let running = match tokio::task::block_in_place(|| store.running_drills()) {
+    pub(super) async fn resume_drills(&self) {
+        let running = match self.store.read(|s| s.running_drills()).await {
             Ok(r) => r,
             Err(e) => {
                 error!("cannot read running drills: {e}");
@@ -123,8 +129,13 @@ impl Core {
                         "drill {}: stored report unreadable; marking it failed",
                         row.id
                     );
-                    let _ =
-                        store.update_drill(&row.id, "fail", Some(Timestamp::now()), &row.report);
+                    let (id, report) = (row.id.clone(), row.report.clone());
+                    let _: Result<_, StoreError> = self
+                        .store
+                        .write(move |s| {
+                            s.update_drill(&id, "fail", Some(Timestamp::now()), &report)
+                        })
+                        .await;
                     continue;
                 }
             };
@@ -135,18 +146,22 @@ impl Core {
                 None => {
                     let mut report = report;
                     report.interrupt("the service is no longer configured");
-                    let _ = store.update_drill(
-                        &row.id,
+                    let (id, status, ended, json) = (
+                        row.id.clone(),
                         report.status.as_str(),
                         report.ended_at_ts(),
-                        &report.json(),
+                        report.json(),
                     );
+                    let _: Result<_, StoreError> = self
+                        .store
+                        .write(move |s| s.update_drill(&id, status, ended, &json))
+                        .await;
                 }
             }
         }
     }
 
-    pub(super) fn abort_drill(
+    pub(super) async fn abort_drill(
         &mut self,
         id: &str,
         actor: String,
@@ -158,8 +173,8 @@ impl Core {
             .iter()
             .position(|s| s.machine.drill.as_ref().is_some_and(|d| d.id == id));
         let Some(si) = si else {
-            let store = self.store.clone();
-            return match tokio::task::block_in_place(|| store.drill(id)) {
+            let key = id.to_owned();
+            return match self.store.read(move |s| s.drill(&key)).await {
                 Ok(Some(row)) => Err(CommandError::Rejected(format!(
                     "drill {id} is no longer running ({})",
                     row.status
@@ -180,5 +195,6 @@ impl Core {
             serde_json::json!({ "drill": id, "public_message": public_message }),
             public_message,
         )
+        .await
     }
 }

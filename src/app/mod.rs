@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::history::{self, History};
 use crate::incident::{RouteWords, ServiceWords};
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoreHandle};
 use crate::view::{target_display, Board, Snapshot};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -158,13 +158,21 @@ pub async fn run_with(
         source,
     })?;
     let history = Arc::new(history);
+    store.describe_services(service_words(&config));
+
+    // Start-up is done with the store directly; from here on the core, its tasks, the drill
+    // monitors, the history and the status page reach it through the writer thread and the
+    // read-only connections. The outbox, the Statuspage push and the control API still take
+    // the `Arc<Store>` (their own conversion is separate): the handle shares that store, so
+    // their writes and the writer's are still serialised by its connection lock.
+    let store_handle = StoreHandle::shared(store.clone());
     let m = metrics.clone();
     let board = Arc::new(
-        Board::new(store.clone(), history.clone(), Vec::new())
+        Board::new(store_handle.clone(), history.clone(), Vec::new())
             .on_reload(move |open| m.incidents_open(open)),
     );
-    configure_status_page(&store, &board, &config);
-    if let Err(e) = board.reload_incidents() {
+    configure_windows(&board, &config);
+    if let Err(e) = board.reload_incidents().await {
         error!("could not read incidents for the status page: {e}");
     }
 
@@ -175,7 +183,7 @@ pub async fn run_with(
     let mut core = Core {
         config: config.clone(),
         coordinator: Arc::new(SingleNode::from_host()),
-        store: store.clone(),
+        store: store_handle.clone(),
         metrics: metrics.clone(),
         services,
         snapshot_tx: watch::Sender::new(Arc::new(empty_snapshot(&config))),
@@ -231,10 +239,10 @@ pub async fn run_with(
     background.spawn(tasks::report_deliveries(
         delivery_rx,
         metrics.clone(),
-        store.clone(),
+        store_handle.clone(),
     ));
     background.spawn(tasks::watch_reviews(
-        store.clone(),
+        store_handle.clone(),
         metrics.clone(),
         shutdown.clone(),
     ));
@@ -242,7 +250,11 @@ pub async fn run_with(
     outbox_wake.notify_one();
     // Probe history: written in batches, off the probe path. Incidents: reloaded for the page
     // after transitions, off the core task.
-    background.spawn(history::run(history, store.clone(), shutdown.clone()));
+    background.spawn(history::run(
+        history,
+        store_handle.clone(),
+        shutdown.clone(),
+    ));
     background.spawn(crate::view::reload_on_change(
         board.clone(),
         shutdown.clone(),
@@ -252,7 +264,7 @@ pub async fn run_with(
     core.start_probes();
 
     // Drills that were running when the daemon stopped: their reports are finished from here.
-    core.resume_drills();
+    core.resume_drills().await;
 
     // HTTP.
     let ready = Arc::new(AtomicBool::new(false));
@@ -367,11 +379,10 @@ fn empty_snapshot(config: &Config) -> Snapshot {
     }
 }
 
-/// Tells the status page's parts what the configuration says: the names and route targets
-/// incidents are worded with, and each service's planned maintenance windows. Called at
-/// start, and again after a configuration reload.
-pub fn configure_status_page(store: &Store, board: &Board, config: &Config) {
-    store.describe_services(service_words(config));
+/// Shows each configured service's planned maintenance windows on the status page. Called at
+/// start, and again after a configuration reload (which also tells the store the names and
+/// route targets incidents are worded with, `service_words`).
+fn configure_windows(board: &Board, config: &Config) {
     for s in &config.services {
         board.set_windows(&s.id, s.maintenance.clone());
     }

@@ -57,7 +57,7 @@ impl RetryQueue {
 
 impl Core {
     /// Writes the transition and its announcements in one transaction, before any switch.
-    pub(super) fn record(
+    pub(super) async fn record(
         &mut self,
         si: usize,
         t: Transition,
@@ -110,9 +110,14 @@ impl Core {
         // While earlier transitions wait for a retry, this one queues behind them: the store
         // must see every service's transitions in order.
         let res = if self.queue.waiting.is_empty() {
-            tokio::task::block_in_place(|| {
-                store.commit_transition_with(&t, audit.clone(), &announcements, &parts)
-            })
+            store
+                .commit_transition_with(
+                    t.clone(),
+                    audit.clone(),
+                    announcements.clone(),
+                    parts.clone(),
+                )
+                .await
         } else {
             Err(StoreError::Deferred)
         };
@@ -172,12 +177,17 @@ impl Core {
 
     /// Writes the transitions whose commit failed, oldest first, stopping at the first that
     /// fails again (and backing off, doubling up to `RETRY_MAX`).
-    pub(super) fn retry_unrecorded(&mut self) {
+    pub(super) async fn retry_unrecorded(&mut self) {
         while let Some(u) = self.queue.waiting.front() {
-            let store = self.store.clone();
-            let res = tokio::task::block_in_place(|| {
-                store.commit_transition_with(&u.t, u.audit.clone(), &u.announcements, &u.parts)
-            });
+            let res = self
+                .store
+                .commit_transition_with(
+                    u.t.clone(),
+                    u.audit.clone(),
+                    u.announcements.clone(),
+                    u.parts.clone(),
+                )
+                .await;
             match res {
                 Ok(_) => {
                     info!(
@@ -212,7 +222,7 @@ impl Core {
 
     /// Queues the on-call alert that the service is flapping: not a transition, so it is
     /// attached to the service's latest one (the failover it keeps repeating).
-    pub(super) fn announce_flapping(&mut self, si: usize, now: Timestamp) {
+    pub(super) async fn announce_flapping(&mut self, si: usize, now: Timestamp) {
         let svc = &self.services[si];
         let state = svc.machine.state;
         let t = Transition {
@@ -261,7 +271,7 @@ impl Core {
             group::hold(rows, &svc.spec.name, now, hold_for(&self.config, &svc.spec));
         let store = self.store.clone();
         let id = svc.spec.id.clone();
-        match tokio::task::block_in_place(|| store.enqueue_notice_with(&id, now, &rows, &parts)) {
+        match store.enqueue_notice_with(id, now, rows, parts).await {
             Ok(_) => self.outbox_wake.notify_one(),
             Err(e) => {
                 self.metrics.store_error("enqueue_notice");

@@ -28,7 +28,7 @@ use crate::clock::Timestamp;
 use crate::config::diff::ReloadPlan;
 use crate::config::Config;
 use crate::failover::{Event, Policy};
-use crate::store::Store;
+use crate::store::{StoreError, StoreHandle};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -83,7 +83,7 @@ enum Loaded {
 /// what the swap needs. Runs off the core, so it may take its time.
 fn prepare(
     base: Arc<Config>,
-    store: &Store,
+    store: &StoreHandle,
     maintenance_epoch: u64,
 ) -> Result<Prepared, ReloadError> {
     let started = std::time::Instant::now();
@@ -93,13 +93,22 @@ fn prepare(
     let plan = ReloadPlan::diff(&base, &new);
     let at = Timestamp::now();
     let store_err = |e: crate::store::StoreError| ReloadError::Store(e.to_string());
+    // This thread is outside the runtime: it may wait for the store. A running service's
+    // policy is only read; an added one is registered (`ensure_service`), so it goes to the writer.
     let loaded = new
         .services
         .iter()
         .zip(&plan.services)
-        .map(|(spec, d)| match d.old {
-            Some(old) => policy_for(spec, store, at).map(|policy| Loaded::Running { old, policy }),
-            None => ServiceRuntime::load(spec, store, at).map(|rt| Loaded::Added(Box::new(rt))),
+        .map(|(spec, d)| {
+            let spec = spec.clone();
+            match d.old {
+                Some(old) => store
+                    .read_blocking(move |s| policy_for(&spec, s, at))
+                    .map(|policy| Loaded::Running { old, policy }),
+                None => store
+                    .write_blocking(move |s| ServiceRuntime::load(&spec, s, at))
+                    .map(|rt| Loaded::Added(Box::new(rt))),
+            }
         })
         .collect::<Result<Vec<_>, _>>()
         .map_err(store_err)?;
@@ -147,7 +156,7 @@ impl Core {
     }
 
     /// The prepared reload is back: swap it in (or report why not), answer, start the next.
-    pub(super) fn reloaded(&mut self, prepared: Result<Box<Prepared>, ReloadError>) {
+    pub(super) async fn reloaded(&mut self, prepared: Result<Box<Prepared>, ReloadError>) {
         let Some((actor, reply)) = self.reloads.current.take() else {
             return;
         };
@@ -160,7 +169,7 @@ impl Core {
                 self.start_next_reload();
                 return;
             }
-            Ok(p) => self.swap(&actor, *p),
+            Ok(p) => self.swap(&actor, *p).await,
             Err(e) => {
                 if let ReloadError::Invalid { diagnostics } = &e {
                     self.metrics.config_reload(false);
@@ -194,7 +203,7 @@ impl Core {
 
     /// Swaps in a prepared configuration, keeping the machine state (and holds) of services
     /// that still exist and the health of checks whose definition did not change.
-    fn swap(&mut self, actor: &str, p: Prepared) -> Result<ReloadReport, ReloadError> {
+    async fn swap(&mut self, actor: &str, p: Prepared) -> Result<ReloadReport, ReloadError> {
         let swap_started = std::time::Instant::now();
         let Prepared {
             new,
@@ -210,7 +219,11 @@ impl Core {
             // policies again, before anything is touched, so a store error changes nothing.
             for (spec, l) in new.services.iter().zip(loaded.iter_mut()) {
                 if let Loaded::Running { policy, .. } = l {
-                    *policy = policy_for(spec, &self.store, now)
+                    let spec = spec.clone();
+                    *policy = self
+                        .store
+                        .read(move |s| policy_for(&spec, s, now))
+                        .await
                         .map_err(|e| ReloadError::Store(e.to_string()))?;
                 }
             }
@@ -296,14 +309,28 @@ impl Core {
         }
         self.services = services;
         self.config = Arc::new(new);
-        super::configure_status_page(&self.store, &self.board, &self.config);
-        self.store
-            .set_message_id_domain(&self.config.email.message_id_domain());
+        // The words incidents are written with and the Message-ID domain live on the writer's
+        // connection: set there, in the order of the writes around them.
+        let words = super::service_words(&self.config);
+        let domain = self.config.email.message_id_domain();
+        let described = self
+            .store
+            .write(move |s| {
+                s.describe_services(words);
+                s.set_message_id_domain(&domain);
+                Ok::<_, StoreError>(())
+            })
+            .await;
+        if let Err(e) = described {
+            error!("configuration reload by {actor}: the store did not take the new service names: {e}");
+        }
+        super::configure_windows(&self.board, &self.config);
         self.show_windows();
-        self.resolve_incidents_of_removed(&report.services_removed, actor);
+        self.resolve_incidents_of_removed(&report.services_removed, actor)
+            .await;
         self.start_probes();
         for si in 0..self.services.len() {
-            self.on_event(si, Event::Tick, now);
+            self.on_event(si, Event::Tick, now).await;
         }
         self.publish();
         self.metrics.config_reload(true);
@@ -319,7 +346,8 @@ impl Core {
                 "checks_changed": report.checks_changed,
             }),
             now,
-        );
+        )
+        .await;
         info!(
             "configuration reloaded by {actor}: version {}; {} services ({} added, {} removed, {} changed){}; prepared in {} ms off the core, swapped in {} ms",
             &report.config_version[..12.min(report.config_version.len())],
@@ -340,13 +368,12 @@ impl Core {
 
     /// A service removed from the configuration is no longer watched: its open incident is
     /// resolved with an update saying so, rather than left open on the status page forever.
-    fn resolve_incidents_of_removed(&self, removed: &[String], actor: &str) {
+    async fn resolve_incidents_of_removed(&self, removed: &[String], actor: &str) {
         if removed.is_empty() {
             return;
         }
-        let store = self.store.clone();
         // `incidents(0)`: every unresolved incident (and no resolved ones).
-        let open = match tokio::task::block_in_place(|| store.incidents(0)) {
+        let open = match self.store.read(|s| s.incidents(0)).await {
             Ok(all) => all,
             Err(e) => {
                 self.metrics.store_error("incidents");
@@ -366,7 +393,11 @@ impl Core {
                 actor: actor.to_string(),
                 at: Timestamp::now(),
             };
-            match tokio::task::block_in_place(|| store.add_incident_update(&inc.public_id, &update))
+            let id = inc.public_id.clone();
+            match self
+                .store
+                .write(move |s| s.add_incident_update(&id, &update))
+                .await
             {
                 Ok(_) => info!(
                     "{}: incident {} resolved: the service was removed from the configuration",

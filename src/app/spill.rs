@@ -64,7 +64,7 @@ impl Core {
         );
         let deadline = Instant::now() + grace;
         loop {
-            self.retry_unrecorded();
+            self.retry_unrecorded().await;
             self.pending_changed();
             if self.queue.waiting.is_empty() || Instant::now() >= deadline {
                 break;
@@ -78,12 +78,23 @@ impl Core {
             info!("every waiting transition was recorded before shutdown");
             return;
         }
-        let pending: Vec<Pending> = self.queue.waiting.drain(..).collect();
+        let pending: Arc<Vec<Pending>> = Arc::new(self.queue.waiting.drain(..).collect());
         let paths = spill_paths(
             &self.config.storage.path,
             self.config.storage.spill_dir.as_deref(),
         );
-        let res = tokio::task::block_in_place(|| write_spill(&paths, &pending));
+        // Writing the file ends in an fsync: on the blocking pool, not on a runtime worker.
+        let (to_write, tried) = (pending.clone(), paths.clone());
+        let res = tokio::task::spawn_blocking(move || write_spill(&paths, &to_write))
+            .await
+            .unwrap_or_else(|e| {
+                let why = std::io::Error::other(format!("the spill task failed: {e}"));
+                Err(tried
+                    .into_iter()
+                    .next()
+                    .map(|p| vec![(p, why)])
+                    .unwrap_or_default())
+            });
         match res {
             Ok(path) => warn!(
                 "spilled {} unrecorded transition(s) with {} announcement(s) to {}; the next start records them before anything else",
@@ -100,7 +111,7 @@ impl Core {
                 }
                 // The last record of them: each line is the whole transition with its
                 // announcements, as the spill file would have held it.
-                for p in &pending {
+                for p in pending.iter() {
                     error!(
                         "LOST transition {} {} -> {} at {} with {} announcement(s): {}",
                         p.t.service,

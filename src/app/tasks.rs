@@ -6,7 +6,7 @@ use crate::clock::Timestamp;
 use crate::config::{CheckSpec, Config};
 use crate::metrics::Metrics;
 use crate::probe;
-use crate::store::Store;
+use crate::store::{Store, StoreError, StoreHandle};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
@@ -168,7 +168,7 @@ fn age_of(oldest: Option<Timestamp>) -> f64 {
 /// backlog and its oldest age (ages grow by themselves, so they are refreshed on a timer
 /// rather than on events).
 pub(super) async fn watch_reviews(
-    store: Arc<Store>,
+    store: StoreHandle,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -178,26 +178,21 @@ pub(super) async fn watch_reviews(
             _ = every.tick() => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
-        let s = store.clone();
-        match tokio::task::spawn_blocking(move || s.pending_reviews()).await {
-            Ok(Ok((n, oldest))) => {
+        match store.read(|s| s.pending_reviews()).await {
+            Ok((n, oldest)) => {
                 let age = oldest
                     .map(|t| Timestamp::now().since(t).as_secs_f64())
                     .unwrap_or(0.0);
                 metrics.reviews(n, age);
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 metrics.store_error("pending_reviews");
                 warn!("cannot count pending reviews: {e}");
             }
-            Err(_) => return,
         }
         // The outbox's oldest age grows by itself too, also while no delivery is attempted
         // (a row waiting out its backoff).
-        let s = store.clone();
-        if let Ok(Ok((backlog, oldest))) =
-            tokio::task::spawn_blocking(move || s.outbox_backlog()).await
-        {
+        if let Ok((backlog, oldest)) = store.read(|s| s.outbox_backlog()).await {
             metrics.outbox(backlog, age_of(oldest));
         }
     }
@@ -228,7 +223,7 @@ pub(super) async fn report_grouping(
 pub(super) async fn report_deliveries(
     mut rx: mpsc::UnboundedReceiver<Delivery>,
     metrics: Arc<Metrics>,
-    store: Arc<Store>,
+    store: StoreHandle,
 ) {
     while let Some(d) = rx.recv().await {
         let what = match d.item.channel.as_str() {
@@ -271,7 +266,8 @@ pub(super) async fn report_deliveries(
                 warn!("{what} not delivered yet: {e}; will retry");
             }
         }
-        if let Ok((backlog, oldest)) = store.outbox_backlog() {
+        let backlog: Result<_, StoreError> = store.read(|s| s.outbox_backlog()).await;
+        if let Ok((backlog, oldest)) = backlog {
             let age = oldest
                 .map(|t| Timestamp::now().since(t).as_secs_f64())
                 .unwrap_or(0.0);

@@ -22,7 +22,7 @@ use crate::clock::Timestamp;
 use crate::config::ServiceSpec;
 use crate::failover::Cause;
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreHandle};
+use crate::store::StoreHandle;
 use crate::view::Snapshot;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -53,7 +53,9 @@ pub fn new_id(now: Timestamp) -> String {
 
 /// What a drill monitor needs.
 pub struct Context {
-    pub store: Arc<Store>,
+    /// The daemon's way into the store: the report is saved through its writer, the outbox
+    /// rows it watches are read beside it.
+    pub store: StoreHandle,
     pub metrics: Arc<Metrics>,
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
     pub spec: Arc<ServiceSpec>,
@@ -64,34 +66,6 @@ pub struct Context {
 }
 
 type Shared = Arc<Mutex<Report>>;
-
-/// A monitor's context with the store reached through the writer and readers.
-///
-/// Why a separate type: the shell still hands `Context` an `Arc<Store>`; `Watch::new`
-/// starts a handle over it (`StoreHandle::from`, which also accepts a `StoreHandle`, so this
-/// stays valid when the shell passes its handle). It derefs to the `Context` it wraps for
-/// everything else.
-struct Watch {
-    store: StoreHandle,
-    ctx: Context,
-}
-
-impl Watch {
-    fn new(ctx: Context) -> Watch {
-        Watch {
-            store: StoreHandle::from(ctx.store.clone()),
-            ctx,
-        }
-    }
-}
-
-impl std::ops::Deref for Watch {
-    type Target = Context;
-
-    fn deref(&self) -> &Context {
-        &self.ctx
-    }
-}
 
 /// A cause (as the snapshot spells it) that is a change of check health: the machine ends a
 /// drill with one only when a check of the service went down.

@@ -2,7 +2,7 @@
 
 use super::report::{DrillStatus, End, Report, StepStatus};
 use super::steps::{email_accepted, reverted, status_page, verify_backup, webhooks};
-use super::{health_cause, Context, Shared, Watch};
+use super::{health_cause, Context, Shared};
 use crate::audit::NewAuditRecord;
 use crate::clock::Timestamp;
 use crate::failover::State;
@@ -14,7 +14,7 @@ use tracing::{error, info, warn};
 /// The report is copied and its save queued in one step, with no await between: the steps
 /// watched concurrently (one task, `join!`) therefore queue their saves in the order they
 /// changed the report, and a later save never carries an older report.
-pub(super) async fn update(ctx: &Watch, r: &Shared, f: impl FnOnce(&mut Report)) {
+pub(super) async fn update(ctx: &Context, r: &Shared, f: impl FnOnce(&mut Report)) {
     let (id, status, ended, json) = {
         let mut g = r.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut g);
@@ -31,7 +31,6 @@ pub(super) async fn update(ctx: &Watch, r: &Shared, f: impl FnOnce(&mut Report))
 
 /// Watches a drill that just started until its report is complete.
 pub async fn monitor(ctx: Context, report: Report) {
-    let ctx = Watch::new(ctx);
     let live = report.mode == "live";
     let deadline = Timestamp(report.deadline_ms);
     let start = report.start();
@@ -55,7 +54,7 @@ pub async fn monitor(ctx: Context, report: Report) {
 }
 
 /// Resolves once the published snapshot shows the drill ended by a real outage.
-async fn interrupted(ctx: &Watch) {
+async fn interrupted(ctx: &Context) {
     let mut rx = ctx.snapshot.clone();
     loop {
         let ended = rx
@@ -75,7 +74,6 @@ async fn interrupted(ctx: &Watch) {
 /// Finishes the report of a drill that was running when the daemon stopped: what was being
 /// watched then is lost (failed, saying so); the revert is still observed.
 pub async fn resume(ctx: Context, mut report: Report) {
-    let ctx = Watch::new(ctx);
     let live = report.mode == "live";
     let deadline = Timestamp(report.deadline_ms);
     for s in &mut report.steps {
@@ -89,7 +87,7 @@ pub async fn resume(ctx: Context, mut report: Report) {
     finish(&ctx, &shared, end).await;
 }
 
-async fn finish(ctx: &Watch, shared: &Shared, end: End) {
+async fn finish(ctx: &Context, shared: &Shared, end: End) {
     let now = Timestamp::now();
     update(ctx, shared, |r| {
         if let End::Interrupted(why) = &end {

@@ -2,7 +2,7 @@
 
 use super::monitor::update;
 use super::report::{End, StepStatus};
-use super::{health_cause, Shared, Watch, POLL};
+use super::{health_cause, Context, Shared, POLL};
 use crate::clock::Timestamp;
 use crate::failover::{Side, State};
 use crate::health::Health;
@@ -10,7 +10,7 @@ use crate::store::OutboxStatus;
 use std::time::Duration;
 
 /// Probes every backup check once, now.
-pub(super) async fn verify_backup(ctx: &Watch, r: &Shared, start: Timestamp, target: Duration) {
+pub(super) async fn verify_backup(ctx: &Context, r: &Shared, start: Timestamp, target: Duration) {
     let checks: Vec<_> = ctx.spec.backup_checks().collect();
     if checks.is_empty() {
         update(ctx, r, |r| {
@@ -70,7 +70,7 @@ pub(super) async fn verify_backup(ctx: &Watch, r: &Shared, start: Timestamp, tar
 /// Waits for the outbox rows of `channel` (and, for e-mail, the drill audience) of the
 /// drill's transition to be delivered, until `start + target`.
 async fn deliveries(
-    ctx: &Watch,
+    ctx: &Context,
     start: Timestamp,
     target: Duration,
     pick: impl Fn(&crate::store::OutboxItem) -> bool,
@@ -151,7 +151,7 @@ fn observed(
     )
 }
 
-pub(super) async fn email_accepted(ctx: &Watch, r: &Shared, start: Timestamp, target: Duration) {
+pub(super) async fn email_accepted(ctx: &Context, r: &Shared, start: Timestamp, target: Duration) {
     let res = deliveries(ctx, start, target, |row| {
         row.channel == "email" && row.audience == "drill"
     })
@@ -173,7 +173,7 @@ pub(super) async fn email_accepted(ctx: &Watch, r: &Shared, start: Timestamp, ta
 }
 
 pub(super) async fn webhooks(
-    ctx: &Watch,
+    ctx: &Context,
     r: &Shared,
     start: Timestamp,
     target: Duration,
@@ -232,7 +232,7 @@ pub(super) async fn webhooks(
 }
 
 /// The published snapshot (what `/status` and `/api/v2/*.json` serve) shows the drill.
-pub(super) async fn status_page(ctx: &Watch, r: &Shared, start: Timestamp, target: Duration) {
+pub(super) async fn status_page(ctx: &Context, r: &Shared, start: Timestamp, target: Duration) {
     let mut rx = ctx.snapshot.clone();
     let id = ctx.spec.id.clone();
     let seen = tokio::time::timeout(target, async {
@@ -303,7 +303,7 @@ fn down_checks(s: &crate::view::ServiceView) -> String {
 /// Waits for the service to leave the drill (and, after a planned end of a live drill, for
 /// the routes to be back on the primary). Returns how the drill ended.
 pub(super) async fn reverted(
-    ctx: &Watch,
+    ctx: &Context,
     r: &Shared,
     deadline: Timestamp,
     target: Duration,

@@ -556,7 +556,7 @@ fn transition(service: &str, from: State, to: State, at: i64) -> Transition {
 /// the e-mail intake failed over and is still on its backup (an open one); both services
 /// have probe history from today; ticket submission has a planned window in progress
 /// (every minute, lasting an hour) and a one-off window tomorrow.
-fn board() -> (Arc<Board>, Arc<Store>) {
+async fn board() -> (Arc<Board>, Arc<Store>) {
     let store = Arc::new(Store::open_in_memory().expect("store"));
     for id in ["ticket-submission", "email-intake"] {
         store
@@ -626,7 +626,7 @@ fn board() -> (Arc<Board>, Arc<Store>) {
         ],
     )];
     let board = Arc::new(Board::new(store.clone(), history, windows));
-    board.reload_incidents().expect("incidents");
+    board.reload_incidents().await.expect("incidents");
     (board, store)
 }
 
@@ -635,7 +635,7 @@ async fn start_with_board(snapshot: Snapshot) -> (Server, Arc<Board>, ApiState) 
     let addr = listener.local_addr().expect("addr");
     let (publish, rx) = watch::channel(Arc::new(snapshot));
     let ready = Arc::new(AtomicBool::new(true));
-    let (board, _store) = board();
+    let (board, _store) = board().await;
     let state =
         ApiState::new(rx, || METRICS_TEXT.to_string(), ready.clone()).with_board(board.clone());
     let (stop, stopped) = oneshot::channel::<()>();
