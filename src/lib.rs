@@ -10,7 +10,7 @@ pub mod client; // the HTTP client behind `status`, `drill`, `failover`, `failba
 pub mod clock; // Timestamp; the one wall-clock read
 pub mod cluster; // the coordinator seam: single node always leads
 pub mod config; // raw TOML -> validated Config with file:line diagnostics
-pub mod demo;
+pub mod demo; // `switchboard demo`: simulated support site + scripted outage
 pub mod drill; // drills: the timed report of an operator-started exercise of the failover path
 pub mod failover; // pure failover state machine per service
 pub mod health; // pure: outcomes -> check health
@@ -24,4 +24,4 @@ pub mod probe; // run one check once -> Outcome (http, conditions)
 pub mod sim; // `switchboard simulate`: the core over a simulated month, against a plain policy
 pub mod store; // SQLite: service state, transitions, outbox
 pub mod template; // message and webhook-body templates (minijinja): load, validate, render
-pub mod view; // read-only snapshot the HTTP side serves // `switchboard demo`: simulated support site + scripted outage
+pub mod view; // read-only snapshot the HTTP side serves

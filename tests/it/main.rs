@@ -28,6 +28,7 @@ mod failover_scenarios;
 mod hardening;
 mod holds;
 mod incidents;
+mod layers;
 mod oncall_alerts;
 mod oncall_dashboards;
 mod oncall_deploy;
