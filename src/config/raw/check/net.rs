@@ -108,15 +108,15 @@ impl Loader {
         let bytes = std::fs::read(path).map_err(|e| format!("cannot be read: {e}"))?;
         self.hasher.update(&bytes);
         let mut certs = Vec::new();
-        for (n, cert) in rustls_pemfile::certs(&mut bytes.as_slice()).enumerate() {
-            let cert = cert.map_err(|e| format!("is not valid PEM: {e}"))?;
+        for (n, cert) in crate::pem::certificates(&bytes)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .enumerate()
+        {
             rustls::RootCertStore::empty()
                 .add(cert.clone())
                 .map_err(|e| format!("certificate {} is not a usable CA: {e}", n + 1))?;
             certs.push(cert.as_ref().to_vec());
-        }
-        if certs.is_empty() {
-            return Err("holds no PEM certificate".to_string());
         }
         Ok(certs)
     }
