@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::history::{self, History};
 use crate::incident::{RouteWords, ServiceWords};
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoreHandle};
 use crate::view::{target_display, Board, Snapshot};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -111,6 +111,7 @@ pub async fn run_with(
     // What a previous run could not record goes in first, so services start from it.
     spill::replay_at_start(&config, &store)?;
     let store = Arc::new(store);
+    let store_handle = StoreHandle::shared(store.clone());
     let mailer = Mailer::from_config(&config.email).map_err(|e| AppError::Email(e.to_string()))?;
     let templates = match &config.email.templates {
         Some(dir) => Templates::load(dir).map_err(|e| AppError::Email(e.to_string()))?,
@@ -122,7 +123,7 @@ pub async fn run_with(
         statuspage: config
             .statuspage_push
             .clone()
-            .map(|c| StatuspagePush::new(c, store.clone())),
+            .map(|c| StatuspagePush::new(c, store_handle.clone())),
         chat: config.chat.clone().map(Chat::new),
     });
     let metrics = Arc::new(Metrics::new());
@@ -216,7 +217,7 @@ pub async fn run_with(
         Err(e) => warn!("cannot count suppressed announcements: {e}"),
     }
     background.spawn(outbox::run_grouped(
-        store.clone(),
+        store_handle.clone(),
         transports,
         outbox_wake.clone(),
         delivery_tx,
@@ -269,7 +270,7 @@ pub async fn run_with(
     );
     let control = crate::api::control::Control {
         core: Arc::new(handle.clone()),
-        store: store.clone(),
+        store: store_handle.clone(),
     };
     let api_state = ApiState::new(snapshot_rx, move || m.render(), ready.clone())
         .with_control(Arc::new(auth), control)
