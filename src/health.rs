@@ -18,6 +18,8 @@
 //! whenever it changes.
 
 use crate::clock::Timestamp;
+/// The thresholds are configuration, so they are defined there; this path stays for callers.
+pub use crate::config::{Thresholds, NOISE_MAX_EXTRA};
 use serde::{Deserialize, Serialize};
 
 /// A check's smoothed health. The snake_case names are metric label values and API fields:
@@ -45,37 +47,8 @@ impl Health {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Thresholds {
-    pub failure: u32,
-    pub success: u32,
-    /// Raise the failure threshold on noisy targets (see the module docs).
-    pub adaptive: bool,
-}
-
-impl Thresholds {
-    pub fn new(failure: u32, success: u32) -> Thresholds {
-        Thresholds {
-            failure,
-            success,
-            adaptive: true,
-        }
-    }
-
-    /// The most consecutive failures a check can ever need: the cap of adaptive confirmation.
-    pub fn max_failures(self) -> u32 {
-        if self.adaptive {
-            self.failure.max(1) + NOISE_MAX_EXTRA
-        } else {
-            self.failure.max(1)
-        }
-    }
-}
-
 /// Scheduled probes seen while healthy before the noise estimate is trusted.
 const NOISE_MIN_SAMPLES: u32 = 32;
-/// At most this many failures are added to `failure_threshold` on a noisy target.
-pub const NOISE_MAX_EXTRA: u32 = 3;
 /// Scheduled probes in a month at a 30 s interval, and the false `Down`s tolerated in it.
 const PROBES_PER_MONTH: f64 = 86_400.0;
 const FALSE_DOWNS_PER_MONTH: f64 = 0.01;

@@ -17,6 +17,7 @@ pub mod health; // pure: outcomes -> check health
 pub mod history; // probe history for the status page: summed in memory, flushed in batches
 pub mod html; // HTML escaping for the status page and e-mail
 pub mod incident; // pure: what a transition does to a service's incident
+pub mod lang; // layer 0 languages: conditions, step templates, DNS vocabulary, planned windows
 pub mod metrics; // Prometheus registry and named telemetry events
 pub mod pem; // PEM certificates (CA bundles) read with rustls-pki-types
 pub mod probe; // run one check once -> Outcome (http, conditions)

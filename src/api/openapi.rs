@@ -2,7 +2,7 @@
 //!
 //! Paths, methods, roles and summaries come from `control::ENDPOINTS`, which a test holds
 //! equal to the routes the router answers; bodies and responses are described next to each
-//! other here and checked against the running daemon by schemathesis (`tests/control_openapi.rs`).
+//! other here and checked against the running daemon by schemathesis (`tests/it/control_openapi.rs`).
 //! Written by hand rather than derived (utoipa) to keep the dependency tree as it is: the
 //! document is small and the schemathesis run is what keeps it true.
 

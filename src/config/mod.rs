@@ -6,11 +6,13 @@
 
 pub mod diff;
 mod net;
+mod policy;
 pub mod raw;
 
 pub use net::IpRange;
+pub use policy::{Confirmation, Side, Thresholds, NOISE_MAX_EXTRA};
 
-use crate::probe::condition::Condition;
+use crate::lang::condition::Condition;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -220,27 +222,6 @@ pub struct Defaults {
     pub confirmation: Confirmation,
 }
 
-/// Whether a noisy target needs more consecutive failures than `failure_threshold`
-/// (`confirmation = "adaptive" | "fixed"`); `health` explains the rule and its cap.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Confirmation {
-    /// `failure_threshold`, raised by at most `health::NOISE_MAX_EXTRA` on a noisy target.
-    #[default]
-    Adaptive,
-    /// Exactly `failure_threshold`.
-    Fixed,
-}
-
-impl Confirmation {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Confirmation::Adaptive => "adaptive",
-            Confirmation::Fixed => "fixed",
-        }
-    }
-}
-
 impl Default for Defaults {
     fn default() -> Self {
         Defaults {
@@ -268,9 +249,9 @@ pub struct ServiceSpec {
     pub max_failovers: u32,
     pub flap_window: Duration,
     /// Where customers go during maintenance.
-    pub maintenance_side: crate::failover::Side,
+    pub maintenance_side: Side,
     /// Planned maintenance windows (`[[maintenance]]`).
-    pub maintenance: Vec<crate::failover::window::Window>,
+    pub maintenance: Vec<crate::lang::window::Window>,
     /// Webhooks called when the service's routes switch (`[[on_switch]]`).
     pub on_switch: Vec<WebhookSpec>,
     pub checks: Vec<CheckSpec>,
@@ -359,8 +340,8 @@ pub struct CheckSpec {
 
 impl CheckSpec {
     /// The thresholds `health` applies to this check's outcomes.
-    pub fn thresholds(&self) -> crate::health::Thresholds {
-        crate::health::Thresholds {
+    pub fn thresholds(&self) -> Thresholds {
+        Thresholds {
             failure: self.failure_threshold,
             success: self.success_threshold,
             adaptive: self.confirmation == Confirmation::Adaptive,
@@ -502,17 +483,17 @@ pub struct StepsCheck {
 pub struct HttpStep {
     /// Unique within its check.
     pub name: String,
-    pub url: crate::probe::steps::Template,
+    pub url: crate::lang::template::Template,
     pub method: String,
-    pub headers: Vec<(String, crate::probe::steps::Template)>,
-    pub body: Option<crate::probe::steps::Template>,
+    pub headers: Vec<(String, crate::lang::template::Template)>,
+    pub body: Option<crate::lang::template::Template>,
     /// 0 = do not follow redirects.
     pub max_redirects: u32,
     /// This step's own limit; the check's timeout bounds the whole sequence regardless.
     pub timeout: Option<Duration>,
     pub conditions: Vec<Condition>,
     /// Values taken from this step's response, in the order written.
-    pub extract: Vec<crate::probe::steps::Extraction>,
+    pub extract: Vec<crate::lang::template::Extraction>,
 }
 
 /// The mail intake: banner, EHLO, STARTTLS (or implicit TLS).

@@ -1,6 +1,6 @@
 //! The failover machine: its data, and `step`, the one entry point: check health, operator commands and time in; transitions, route switches and wake-ups out.
 //!
-//! Rules (design.md, each a property test in `tests/failover_properties.rs`):
+//! Rules (design.md, each a property test in `tests/it/failover_properties.rs`):
 //! - never switch automatically to a backup whose checks are down;
 //! - each state change yields exactly one transition record;
 //! - past `max_failovers` automatic failovers within `flap_window`, hold the backup (delay

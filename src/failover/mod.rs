@@ -11,8 +11,12 @@ mod holds;
 mod machine;
 mod reconfigure;
 mod rules;
-pub mod window;
 
+/// Planned windows are configuration's language (`lang::window`); the old path stays.
+pub use crate::lang::window;
+
+/// `Side` is configuration vocabulary (`maintenance_route`), so it is defined there.
+pub use crate::config::Side;
 pub use drills::DrillRun;
 pub use holds::{HoldInForce, HoldKind, Holds, Pin};
 pub use machine::{step, Action, Command, Event, Policy, Service};
@@ -91,23 +95,6 @@ impl State {
 impl fmt::Display for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// Which target of its routes a service sends customers to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Side {
-    Primary,
-    Backup,
-}
-
-impl Side {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Side::Primary => "primary",
-            Side::Backup => "backup",
-        }
     }
 }
 

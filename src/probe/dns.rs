@@ -10,38 +10,12 @@ use super::tcp::{Phase, Seen};
 use super::{DnsInfo, ErrorClass, Outcome, ProbeError};
 use crate::clock::Timestamp;
 use crate::config::{CheckSpec, DnsCheck};
+use crate::lang::dns::rcode_name;
+pub use crate::lang::dns::{type_number, RCODES, TYPES};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
-
-/// Record types by name and number.
-pub const TYPES: [(&str, u16); 7] = [
-    ("A", 1),
-    ("NS", 2),
-    ("CNAME", 5),
-    ("SOA", 6),
-    ("MX", 15),
-    ("TXT", 16),
-    ("AAAA", 28),
-];
-
-pub const RCODES: [&str; 6] = [
-    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED",
-];
-
-pub fn type_number(name: &str) -> Option<u16> {
-    TYPES
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| *v)
-}
-
-fn rcode_name(code: u8) -> String {
-    RCODES
-        .get(code as usize)
-        .map_or_else(|| format!("RCODE{code}"), |s| s.to_string())
-}
 
 /// UDP receive buffer. Without EDNS a server answers in at most 512 bytes over UDP; the
 /// larger buffer tolerates servers that ignore that, and anything longer is cut by the kernel.

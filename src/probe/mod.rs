@@ -4,7 +4,8 @@
 //! A network error, timeout or TLS failure is a failed outcome whatever the conditions say.
 //! Probes hold no state between runs; thresholds and smoothing live in `health`.
 
-pub mod condition;
+/// The condition language lives in `lang` (config parses it, probes evaluate it); the old path stays.
+pub use crate::lang::condition;
 pub mod dns;
 pub mod http;
 pub mod report;
@@ -86,13 +87,8 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
 }
 
-/// One evaluated condition: its text, whether it held, and the resolved form such as `[STATUS] (500) == 200`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct ConditionResult {
-    pub condition: String,
-    pub success: bool,
-    pub resolved: String,
-}
+/// One evaluated condition (defined with the condition language, in `lang`).
+pub use crate::lang::condition::ConditionResult;
 
 /// What TLS looked like, when TLS was used.
 #[derive(Clone, Debug, PartialEq, Serialize)]
