@@ -17,7 +17,7 @@ pub use super::transport::{Deliver, Failure};
 use super::webhook::Webhooks;
 use super::Mailer;
 use crate::clock::Timestamp;
-use crate::store::{Composed, OutboxItem, Store, StoreError};
+use crate::store::{Composed, OutboxItem, StoreError, StoreHandle};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify};
@@ -130,17 +130,18 @@ impl Grouping {
 /// Composes every group due at `now` into its outbox row (one transaction), and reports
 /// suppressed parts and what still waits.
 pub async fn compose_due(
-    store: &Arc<Store>,
+    store: &StoreHandle,
     grouping: &Grouping,
     now: Timestamp,
 ) -> Result<Composed, StoreError> {
     let templates = grouping.templates.clone();
-    let composed = blocking(store, move |s| {
-        s.compose_groups(now, |waiting, last| {
-            group::plan(waiting, last, now, &templates)
+    let composed = store
+        .write(move |s| {
+            s.compose_groups(now, |waiting, last| {
+                group::plan(waiting, last, now, &templates)
+            })
         })
-    })
-    .await?;
+        .await?;
     for (audience, kind, reason) in &composed.suppressed {
         // A closed channel only means nobody listens any more.
         let _ = grouping.events.send(GroupEvent::Suppressed {
@@ -149,7 +150,7 @@ pub async fn compose_due(
             reason: reason.clone(),
         });
     }
-    let waiting = blocking(store, |s| s.waiting_parts()).await?;
+    let waiting = store.read(|s| s.waiting_parts()).await?;
     let _ = grouping.events.send(GroupEvent::Waiting(waiting));
     Ok(composed)
 }
@@ -157,7 +158,7 @@ pub async fn compose_due(
 /// Runs until `shutdown` turns true (or its sender is dropped): on `wake` (after a commit)
 /// or every `POLL_INTERVAL`, delivers every due row. Gives up after [`GIVE_UP_AFTER`].
 pub async fn run<D: Deliver + 'static>(
-    store: Arc<Store>,
+    store: StoreHandle,
     mailer: Arc<D>,
     wake: Arc<Notify>,
     events: mpsc::UnboundedSender<Delivery>,
@@ -168,7 +169,7 @@ pub async fn run<D: Deliver + 'static>(
 
 /// [`run`] with the give-up age chosen by the caller (`[email] give_up_after`).
 pub async fn run_with<D: Deliver + 'static>(
-    store: Arc<Store>,
+    store: StoreHandle,
     mailer: Arc<D>,
     wake: Arc<Notify>,
     events: mpsc::UnboundedSender<Delivery>,
@@ -190,7 +191,7 @@ pub async fn run_with<D: Deliver + 'static>(
 /// [`run_with`], composing grouped e-mail with `grouping` before each delivery pass. Groups
 /// come due by time alone, so the `POLL_INTERVAL` pass is what sends them (within a second).
 pub async fn run_grouped<D: Deliver + 'static>(
-    store: Arc<Store>,
+    store: StoreHandle,
     mailer: Arc<D>,
     wake: Arc<Notify>,
     events: mpsc::UnboundedSender<Delivery>,
@@ -208,8 +209,8 @@ pub async fn run_grouped<D: Deliver + 'static>(
         }
         // A pass against a relay that swallows packets can take BATCH x SMTP_TIMEOUT, so
         // shutdown interrupts it. That is safe: an interrupted send leaves its row pending
-        // (sent again later with the same Message-ID), and a started store write runs to
-        // completion on the blocking pool.
+        // (sent again later with the same Message-ID), and a queued store write runs to
+        // completion on the store's writer thread.
         let pass = tokio::select! {
             r = deliver_due_with(&store, mailer.as_ref(), Timestamp::now(), BATCH, give_up_after) => r,
             _ = shutdown.wait_for(|stop| *stop) => return,
@@ -244,9 +245,10 @@ pub async fn run_grouped<D: Deliver + 'static>(
 }
 
 /// One pass: sends every row due at `now` (up to `limit`) and records each result.
-/// Returns what happened to each, in order. Store reads happen off the async threads.
+/// Returns what happened to each, in order. Reads go to a read-only connection and
+/// writes to the store's writer thread, so SQLite's fsyncs never stall the runtime.
 pub async fn deliver_due<D: Deliver>(
-    store: &Arc<Store>,
+    store: &StoreHandle,
     mailer: &D,
     now: Timestamp,
     limit: usize,
@@ -256,13 +258,13 @@ pub async fn deliver_due<D: Deliver>(
 
 /// [`deliver_due`] with the give-up age chosen by the caller.
 pub async fn deliver_due_with<D: Deliver>(
-    store: &Arc<Store>,
+    store: &StoreHandle,
     mailer: &D,
     now: Timestamp,
     limit: usize,
     give_up_after: Duration,
 ) -> Result<Vec<Delivery>, StoreError> {
-    let due = blocking(store, move |s| s.due_announcements(now, limit)).await?;
+    let due = store.read(move |s| s.due_announcements(now, limit)).await?;
     let mut out = Vec::with_capacity(due.len());
     for item in due {
         out.push(deliver_one(store, mailer, item, give_up_after).await);
@@ -281,7 +283,7 @@ pub fn retry_delay(attempts: u32, retry_after: Option<Duration>) -> Duration {
 }
 
 async fn deliver_one<D: Deliver>(
-    store: &Arc<Store>,
+    store: &StoreHandle,
     mailer: &D,
     item: OutboxItem,
     give_up_after: Duration,
@@ -293,7 +295,7 @@ async fn deliver_one<D: Deliver>(
     let result = match sent {
         Ok(detail) => {
             let d = detail.clone();
-            if let Err(e) = blocking(store, move |s| s.mark_delivered(id, at, &d)).await {
+            if let Err(e) = store.write(move |s| s.mark_delivered(id, at, &d)).await {
                 // Sent but not recorded: the row stays pending and will be sent once more
                 // with the same Message-ID. Loud, because it is a store problem.
                 tracing::error!(outbox_id = id, error = %e, "outbox: sent but could not mark delivered");
@@ -312,9 +314,11 @@ async fn deliver_one<D: Deliver>(
                 .min(deadline);
             given_up = at >= deadline;
             let recorded = if given_up {
-                blocking(store, move |s| s.mark_given_up(id, at, &msg)).await
+                store.write(move |s| s.mark_given_up(id, at, &msg)).await
             } else {
-                blocking(store, move |s| s.mark_failed(id, at, &msg, next)).await
+                store
+                    .write(move |s| s.mark_failed(id, at, &msg, next))
+                    .await
             };
             if let Err(se) = recorded {
                 tracing::error!(outbox_id = id, error = %se, "outbox: could not record a failed attempt");
@@ -330,25 +334,12 @@ async fn deliver_one<D: Deliver>(
     }
 }
 
-/// Runs a short store call on the blocking pool, so SQLite's fsyncs never stall the runtime.
-async fn blocking<T, F>(store: &Arc<Store>, f: F) -> Result<T, StoreError>
-where
-    T: Send + 'static,
-    F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-{
-    let store = Arc::clone(store);
-    match tokio::task::spawn_blocking(move || f(&store)).await {
-        Ok(r) => r,
-        // The closure panicked: surface it (a bug), instead of hiding it from the caller.
-        Err(join) => std::panic::resume_unwind(join.into_panic()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{EmailConfig, EmailTransport};
     use crate::failover::{Cause, State, Transition};
+    use crate::store::Store;
     use crate::store::{NewAnnouncement, OutboxStatus};
 
     #[test]
@@ -390,6 +381,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_send_stays_pending_with_backoff() {
         let store = Arc::new(Store::open_in_memory().unwrap());
+        let handle = StoreHandle::shared(store.clone());
         let id = commit(&store);
         // Port 9 on loopback ("discard") is closed in test environments: connection refused.
         let cfg = EmailConfig::new(
@@ -400,7 +392,7 @@ mod tests {
         );
         let mailer = Mailer::with_password(&cfg, None).unwrap();
         let before = Timestamp::now();
-        let done = deliver_due(&store, &mailer, Timestamp(i64::MAX), 10)
+        let done = deliver_due(&handle, &mailer, Timestamp(i64::MAX), 10)
             .await
             .unwrap();
         assert_eq!(done.len(), 1);
@@ -426,11 +418,12 @@ mod tests {
     #[tokio::test]
     async fn a_row_still_failing_at_the_give_up_age_is_given_up_and_kept() {
         let store = Arc::new(Store::open_in_memory().unwrap());
+        let handle = StoreHandle::shared(store.clone());
         let give_up = Duration::from_secs(3600);
         // Written 59 minutes ago: one more failure is retried, but no later than the age.
         let created = Timestamp(Timestamp::now().as_millis() - 59 * 60 * 1000);
         let id = commit_at(&store, created);
-        let done = deliver_due_with(&store, &refused(), Timestamp(i64::MAX), 10, give_up)
+        let done = deliver_due_with(&handle, &refused(), Timestamp(i64::MAX), 10, give_up)
             .await
             .unwrap();
         assert!(!done[0].given_up);
@@ -443,7 +436,7 @@ mod tests {
 
         // At the age it fails again: given up, kept with its error, never due again.
         let done = deliver_due_with(
-            &store,
+            &handle,
             &refused(),
             Timestamp(i64::MAX),
             10,
@@ -491,6 +484,7 @@ mod tests {
     async fn the_file_transport_delivers_once_and_the_next_pass_sends_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open_in_memory().unwrap());
+        let handle = StoreHandle::shared(store.clone());
         let id = commit(&store);
         let cfg = EmailConfig::new(
             "status@example.com",
@@ -499,7 +493,7 @@ mod tests {
             },
         );
         let mailer = Mailer::with_password(&cfg, None).unwrap();
-        let done = deliver_due(&store, &mailer, Timestamp::now(), 10)
+        let done = deliver_due(&handle, &mailer, Timestamp::now(), 10)
             .await
             .unwrap();
         let path = done[0].result.clone().unwrap();
@@ -508,7 +502,7 @@ mod tests {
         let row = store.outbox_item(id).unwrap().unwrap();
         assert_eq!(row.status, OutboxStatus::Delivered);
         assert_eq!(row.detail.as_deref(), Some(path.as_str()));
-        assert!(deliver_due(&store, &mailer, Timestamp(i64::MAX), 10)
+        assert!(deliver_due(&handle, &mailer, Timestamp(i64::MAX), 10)
             .await
             .unwrap()
             .is_empty());
@@ -521,6 +515,7 @@ mod tests {
         tempfile::TempDir,
     ) {
         let store = Arc::new(Store::open_in_memory().unwrap());
+        let handle = StoreHandle::shared(store.clone());
         let dir = tempfile::tempdir().unwrap();
         let cfg = EmailConfig::new(
             "status@example.com",
@@ -531,7 +526,7 @@ mod tests {
         let mailer = Arc::new(Mailer::with_password(&cfg, None).unwrap());
         let (tx, _rx) = mpsc::unbounded_channel();
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(run(store, mailer, Arc::new(Notify::new()), tx, stop_rx));
+        let task = tokio::spawn(run(handle, mailer, Arc::new(Notify::new()), tx, stop_rx));
         (task, stop, dir)
     }
 

@@ -22,10 +22,9 @@ use super::transport::Failure;
 use crate::clock::Timestamp;
 use crate::config::StatuspagePushConfig;
 use crate::failover::{State, Transition};
-use crate::store::{NewAnnouncement, OutboxItem, Store};
+use crate::store::{NewAnnouncement, OutboxItem, StoreError, StoreHandle};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -129,7 +128,7 @@ pub fn plan(
 /// Sends `statuspage` rows. Shared by the outbox loop; paced across all rows.
 pub struct StatuspagePush {
     cfg: StatuspagePushConfig,
-    store: Arc<Store>,
+    store: StoreHandle,
     /// When the next request may start.
     next_slot: Mutex<Instant>,
 }
@@ -144,7 +143,7 @@ impl std::fmt::Debug for StatuspagePush {
 }
 
 impl StatuspagePush {
-    pub fn new(cfg: StatuspagePushConfig, store: Arc<Store>) -> StatuspagePush {
+    pub fn new(cfg: StatuspagePushConfig, store: StoreHandle) -> StatuspagePush {
         StatuspagePush {
             cfg,
             store,
@@ -164,12 +163,11 @@ impl StatuspagePush {
         })?;
         let service = item.service.clone();
         let incident = {
-            let store = self.store.clone();
             let s = service.clone();
-            tokio::task::spawn_blocking(move || store.statuspage_incident(&s))
+            self.store
+                .read(move |store| store.statuspage_incident(&s))
                 .await
-                .map_err(|e| Failure::from(e.to_string()))?
-                .map_err(|e| Failure::from(e.to_string()))?
+                .map_err(|e: StoreError| Failure::from(e.to_string()))?
         };
         let page = &self.cfg.page_id;
         let base = &self.cfg.api_base;
@@ -270,12 +268,13 @@ impl StatuspagePush {
                     _ => None,
                 };
                 if let Some(update) = update {
-                    let store = self.store.clone();
-                    let res = tokio::task::spawn_blocking(move || {
-                        store.set_statuspage_incident(&service, update.as_deref(), now)
-                    })
-                    .await;
-                    if !matches!(res, Ok(Ok(()))) {
+                    let res = self
+                        .store
+                        .write(move |store| {
+                            store.set_statuspage_incident(&service, update.as_deref(), now)
+                        })
+                        .await;
+                    if res.is_err() {
                         tracing::error!("statuspage: could not record the incident id");
                     }
                 }

@@ -111,6 +111,11 @@ pub async fn run_with(
     // What a previous run could not record goes in first, so services start from it.
     spill::replay_at_start(&config, &store)?;
     let store = Arc::new(store);
+    // Start-up reads and writes the store directly, before any task runs; everything started
+    // from here (the core, its tasks, drill monitors, history, the status page, the outbox,
+    // the Statuspage push, the control API) reaches it only through this handle: one writer
+    // thread and read-only connections.
+    let store_handle = StoreHandle::shared(store.clone());
     let mailer = Mailer::from_config(&config.email).map_err(|e| AppError::Email(e.to_string()))?;
     let templates = match &config.email.templates {
         Some(dir) => Templates::load(dir).map_err(|e| AppError::Email(e.to_string()))?,
@@ -122,7 +127,7 @@ pub async fn run_with(
         statuspage: config
             .statuspage_push
             .clone()
-            .map(|c| StatuspagePush::new(c, store.clone())),
+            .map(|c| StatuspagePush::new(c, store_handle.clone())),
         chat: config.chat.clone().map(Chat::new),
     });
     let metrics = Arc::new(Metrics::new());
@@ -160,12 +165,6 @@ pub async fn run_with(
     let history = Arc::new(history);
     store.describe_services(service_words(&config));
 
-    // Start-up is done with the store directly; from here on the core, its tasks, the drill
-    // monitors, the history and the status page reach it through the writer thread and the
-    // read-only connections. The outbox, the Statuspage push and the control API still take
-    // the `Arc<Store>` (their own conversion is separate): the handle shares that store, so
-    // their writes and the writer's are still serialised by its connection lock.
-    let store_handle = StoreHandle::shared(store.clone());
     let m = metrics.clone();
     let board = Arc::new(
         Board::new(store_handle.clone(), history.clone(), Vec::new())
@@ -224,7 +223,7 @@ pub async fn run_with(
         Err(e) => warn!("cannot count suppressed announcements: {e}"),
     }
     background.spawn(outbox::run_grouped(
-        store.clone(),
+        store_handle.clone(),
         transports,
         outbox_wake.clone(),
         delivery_tx,
@@ -281,7 +280,7 @@ pub async fn run_with(
     );
     let control = crate::api::control::Control {
         core: Arc::new(handle.clone()),
-        store: store.clone(),
+        store: store_handle.clone(),
     };
     let api_state = ApiState::new(snapshot_rx, move || m.render(), ready.clone())
         .with_control(Arc::new(auth), control)

@@ -14,7 +14,7 @@ use switchboard::announce::{self, outbox, Delivery, Mailer, MessageContext};
 use switchboard::clock::Timestamp;
 use switchboard::config::{Audiences, EmailConfig, EmailTransport};
 use switchboard::failover::{Cause, Side, State, Transition};
-use switchboard::store::{OutboxItem, OutboxStatus, Store};
+use switchboard::store::{OutboxItem, OutboxStatus, Store, StoreHandle};
 use switchboard::view::RouteView;
 use tokio::sync::{mpsc, watch, Notify};
 
@@ -95,7 +95,7 @@ impl Loop {
         let (tx, events) = mpsc::unbounded_channel();
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(outbox::run(
-            Arc::clone(store),
+            StoreHandle::shared(Arc::clone(store)),
             Arc::new(mailer),
             Arc::clone(&wake),
             tx,
@@ -209,9 +209,14 @@ async fn failover_mail_arrives_over_smtp_once_with_the_stored_message_id() {
 
     // A second pass, even far in the future, sends nothing again.
     let mailer = smtp_mailer(&server.url());
-    let again = outbox::deliver_due(&store, &mailer, Timestamp(i64::MAX), 100)
-        .await
-        .unwrap();
+    let again = outbox::deliver_due(
+        &StoreHandle::shared(store.clone()),
+        &mailer,
+        Timestamp(i64::MAX),
+        100,
+    )
+    .await
+    .unwrap();
     assert!(again.is_empty());
     assert_eq!(server.messages().len(), 2);
 }
@@ -227,9 +232,14 @@ async fn mail_queued_while_smtp_is_down_arrives_exactly_once_when_it_returns() {
 
     // Nobody listens yet: every attempt fails, and every row stays pending for a retry.
     let before = Timestamp::now();
-    let first = outbox::deliver_due(&store, &smtp_mailer(&url), Timestamp::now(), 100)
-        .await
-        .unwrap();
+    let first = outbox::deliver_due(
+        &StoreHandle::shared(store.clone()),
+        &smtp_mailer(&url),
+        Timestamp::now(),
+        100,
+    )
+    .await
+    .unwrap();
     assert_eq!(first.len(), 2);
     assert!(first.iter().all(|d| d.result.is_err()), "{first:?}");
     for r in &rows {
@@ -263,9 +273,14 @@ async fn mail_queued_while_smtp_is_down_arrives_exactly_once_when_it_returns() {
         assert_eq!(row.status, OutboxStatus::Delivered);
         assert_eq!(row.attempts, 2);
     }
-    let again = outbox::deliver_due(&store, &smtp_mailer(&url), Timestamp(i64::MAX), 100)
-        .await
-        .unwrap();
+    let again = outbox::deliver_due(
+        &StoreHandle::shared(store.clone()),
+        &smtp_mailer(&url),
+        Timestamp(i64::MAX),
+        100,
+    )
+    .await
+    .unwrap();
     assert!(again.is_empty());
     assert_eq!(server.messages().len(), 2);
 }
@@ -285,9 +300,14 @@ async fn file_transport_writes_an_eml_with_the_right_headers() {
     );
     let mailer = Mailer::with_password(&cfg, None).unwrap();
 
-    let done = outbox::deliver_due(&store, &mailer, Timestamp::now(), 100)
-        .await
-        .unwrap();
+    let done = outbox::deliver_due(
+        &StoreHandle::shared(store.clone()),
+        &mailer,
+        Timestamp::now(),
+        100,
+    )
+    .await
+    .unwrap();
     assert_eq!(done.len(), 2);
     for d in &done {
         let path = std::path::PathBuf::from(d.result.as_ref().expect("written"));
@@ -332,13 +352,18 @@ async fn a_crash_between_send_and_mark_resends_once_with_the_same_message_id() {
 
     // Restart: the same file, a fresh outbox pass.
     let store = Arc::new(Store::open(&db).unwrap());
-    let done = outbox::deliver_due(&store, &smtp_mailer(&server.url()), Timestamp::now(), 100)
-        .await
-        .unwrap();
+    let done = outbox::deliver_due(
+        &StoreHandle::shared(store.clone()),
+        &smtp_mailer(&server.url()),
+        Timestamp::now(),
+        100,
+    )
+    .await
+    .unwrap();
     assert_eq!(done.len(), 2);
     assert!(done.iter().all(|d| d.result.is_ok()), "{done:?}");
     let again = outbox::deliver_due(
-        &store,
+        &StoreHandle::shared(store.clone()),
         &smtp_mailer(&server.url()),
         Timestamp(i64::MAX),
         100,
@@ -381,9 +406,14 @@ fn mailer_with_backup(primary: &str, backup: &str) -> Mailer {
 async fn delivered_by_backup(mailer: Mailer, dir: &std::path::Path, backup: &SmtpServer) {
     let store = Arc::new(Store::open(&dir.join("switchboard.db")).unwrap());
     let rows = commit_failover(&store);
-    let done = outbox::deliver_due(&store, &mailer, Timestamp::now(), 100)
-        .await
-        .unwrap();
+    let done = outbox::deliver_due(
+        &StoreHandle::shared(store.clone()),
+        &mailer,
+        Timestamp::now(),
+        100,
+    )
+    .await
+    .unwrap();
     assert_eq!(done.len(), 2);
     for d in &done {
         let reply = d.result.as_ref().expect("the backup relay took it");
@@ -446,7 +476,7 @@ async fn when_both_relays_fail_the_row_stays_pending_and_the_error_names_both() 
     let store = Arc::new(Store::open_in_memory().unwrap());
     let rows = commit_failover(&store);
     let done = outbox::deliver_due(
-        &store,
+        &StoreHandle::shared(store.clone()),
         &mailer_with_backup(&url, &closed),
         Timestamp::now(),
         100,
@@ -569,7 +599,7 @@ async fn starttls_and_implicit_tls_with_auth_deliver_to_a_real_server() {
         let store = Arc::new(Store::open_in_memory().unwrap());
         let rows = commit_failover(&store);
         let done = outbox::deliver_due(
-            &store,
+            &StoreHandle::shared(store.clone()),
             &tls_mailer(&url, &server.ca_pem, "pw-right"),
             Timestamp::now(),
             100,
@@ -594,7 +624,7 @@ async fn starttls_and_implicit_tls_with_auth_deliver_to_a_real_server() {
         let store = Arc::new(Store::open_in_memory().unwrap());
         commit_failover(&store);
         let done = outbox::deliver_due(
-            &store,
+            &StoreHandle::shared(store.clone()),
             &tls_mailer(&url, &server.ca_pem, "pw-wrong-secret"),
             Timestamp::now(),
             100,
@@ -690,7 +720,12 @@ async fn connect_and_command_timeouts_bound_a_relay_that_goes_silent() {
         // Generous bound: without the timeouts this would wait forever.
         let done = tokio::time::timeout(
             Duration::from_secs(20),
-            outbox::deliver_due(&store, &mailer, Timestamp::now(), 1),
+            outbox::deliver_due(
+                &StoreHandle::shared(store.clone()),
+                &mailer,
+                Timestamp::now(),
+                1,
+            ),
         )
         .await
         .expect("the send gives up on its own")

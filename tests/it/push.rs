@@ -17,7 +17,7 @@ use switchboard::config::{
     Audiences, ChatConfig, EmailConfig, EmailTransport, StatuspagePushConfig,
 };
 use switchboard::failover::{Cause, Side, State, Transition};
-use switchboard::store::{OutboxStatus, Store};
+use switchboard::store::{OutboxStatus, Store, StoreHandle};
 use switchboard::view::RouteView;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
@@ -178,7 +178,7 @@ async fn run_outbox(
     let (stop, stop_rx) = watch::channel(false);
     let wake = Arc::new(Notify::new());
     let task = tokio::spawn(outbox::run(
-        store,
+        StoreHandle::shared(store),
         Arc::new(transports),
         wake.clone(),
         tx,
@@ -218,7 +218,7 @@ fn transports(
     Transports {
         mailer: Mailer::with_password(&cfg, None).unwrap(),
         webhooks: Webhooks::default(),
-        statuspage: sp.map(|c| StatuspagePush::new(c, store.clone())),
+        statuspage: sp.map(|c| StatuspagePush::new(c, StoreHandle::shared(store.clone()))),
         chat: chat.map(|webhook_url| Chat::new(ChatConfig { webhook_url })),
     }
 }
@@ -407,9 +407,14 @@ async fn a_missing_api_key_keeps_the_row_pending_without_calling_the_api() {
         api_key_env: "SWITCHBOARD_TEST_STATUSPAGE_KEY_UNSET".into(),
     };
     let t = transports(&store, dir.path(), Some(sp), None);
-    let done = outbox::deliver_due(&store, &t, Timestamp::now(), 10)
-        .await
-        .unwrap();
+    let done = outbox::deliver_due(
+        &StoreHandle::shared(store.clone()),
+        &t,
+        Timestamp::now(),
+        10,
+    )
+    .await
+    .unwrap();
     // Only the failover's row is due: the failback's waits behind it.
     assert_eq!(done.len(), 1);
     assert_eq!(
@@ -435,7 +440,7 @@ async fn chat_gets_oncalls_news_as_slack_json_in_order_retrying_a_failure() {
     let (stop, stop_rx) = watch::channel(false);
     let wake = Arc::new(Notify::new());
     let task = tokio::spawn(outbox::run(
-        store.clone(),
+        StoreHandle::shared(store.clone()),
         Arc::new(t),
         wake.clone(),
         tx,

@@ -8,7 +8,7 @@ use crate::api::error::ApiError;
 use crate::api::ApiState;
 use crate::audit::AuditRow;
 use crate::clock::Timestamp;
-use crate::store::AuditQuery;
+use crate::store::{AuditQuery, StoreError};
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -66,10 +66,10 @@ pub(super) async fn audit(
         limit: limit(q.limit, 100, 10_000)?,
     };
     let store = control(&state)?.store.clone();
-    let rows = tokio::task::spawn_blocking(move || store.query_audit(&query))
+    let rows = store
+        .read(move |s| s.query_audit(&query))
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(|e: StoreError| ApiError::Internal(e.to_string()))?;
     let mut out = String::new();
     for (row, review) in rows {
         let line = match &row {

@@ -7,7 +7,7 @@ use crate::api::core::DrillRequest;
 use crate::api::error::ApiError;
 use crate::api::ApiState;
 use crate::clock::Timestamp;
-use crate::store::DrillRow;
+use crate::store::{DrillRow, StoreError};
 use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -98,10 +98,10 @@ pub(super) async fn drills(
     let Query(q) = q?;
     let limit = limit(q.limit, 50, 1000)?;
     let store = control(&state)?.store.clone();
-    let rows = tokio::task::spawn_blocking(move || store.drills(q.service.as_deref(), limit))
+    let rows = store
+        .read(move |s| s.drills(q.service.as_deref(), limit))
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(|e: StoreError| ApiError::Internal(e.to_string()))?;
     let drills = rows.iter().map(drill_doc).collect::<Result<Vec<_>, _>>()?;
     Ok(Json(serde_json::json!({ "drills": drills })).into_response())
 }
@@ -116,10 +116,10 @@ pub(super) async fn drill(
     let id = service_id(id)?;
     let store = control(&state)?.store.clone();
     let key = id.clone();
-    let row = tokio::task::spawn_blocking(move || store.drill(&key))
+    let row = store
+        .read(move |s| s.drill(&key))
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e: StoreError| ApiError::Internal(e.to_string()))?
         .ok_or_else(|| ApiError::NotFound(format!("no drill with id {id:?}")))?;
     Ok(Json(drill_doc(&row)?).into_response())
 }

@@ -27,7 +27,7 @@ use super::auth::{Caller, Role};
 use super::core::{CommandError, Core};
 use super::error::ApiError;
 use super::ApiState;
-use crate::store::Store;
+use crate::store::StoreHandle;
 use audit::{audit, review};
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -39,11 +39,12 @@ use reload::reload;
 use services::{failback, failover, pin, service, services, unpin};
 use std::sync::Arc;
 
-/// What the control handlers reach: the core and the store (read-only here).
+/// What the control handlers reach: the core and the store (read-only here, through the
+/// handle's read-only connections).
 #[derive(Clone, Debug)]
 pub struct Control {
     pub core: Arc<dyn Core>,
-    pub store: Arc<Store>,
+    pub store: StoreHandle,
 }
 
 /// The control routes, each path and method from `ENDPOINTS` (a unit test keeps them equal).
