@@ -50,6 +50,20 @@ impl Fingerprint {
         Fingerprint(w.0.finalize().into())
     }
 
+    /// The `[email]` settings the mailer is built from at start (sender, relays, TLS, timeouts,
+    /// templates): everything but what a reload applies, because it is read again for each
+    /// transition (`group_window`, `customer_delay`, `runbook_base_url`) or set in the store
+    /// after the swap (`message_id_domain`).
+    fn of_mailer(email: &super::EmailConfig) -> Fingerprint {
+        Fingerprint::of(&super::EmailConfig {
+            runbook_base_url: None,
+            group_window: std::time::Duration::ZERO,
+            customer_delay: std::time::Duration::ZERO,
+            message_id_domain: None,
+            ..email.clone()
+        })
+    }
+
     /// A service's own settings: everything but its checks.
     fn of_settings(spec: &ServiceSpec) -> Fingerprint {
         Fingerprint::of(&ServiceSpec {
@@ -215,7 +229,7 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
     if new.storage.path != old.storage.path {
         restart_needed.push("[storage] path".to_string());
     }
-    if Fingerprint::of(&new.email) != Fingerprint::of(&old.email) {
+    if Fingerprint::of_mailer(&new.email) != Fingerprint::of_mailer(&old.email) {
         restart_needed.push("[email]".to_string());
     }
     if new.chat != old.chat {
@@ -243,6 +257,7 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
 mod tests {
     use super::*;
     use std::path::Path;
+    use std::time::Duration;
 
     /// A configuration of `files` (name, text) under a temporary directory.
     fn load(dir: &Path, files: &[(&str, &str)]) -> Config {
@@ -503,5 +518,24 @@ mod tests {
         );
         assert_eq!(plan.restart_needed, ["[chat]", "[statuspage_push]"]);
         assert!(plan.services_unchanged());
+    }
+    #[test]
+    fn email_settings_read_per_transition_need_no_restart_but_the_mailer_does() {
+        let a = service("a", &[("a1", "1"), ("a2", "2")]);
+        let b = service("b", &[("b1", "1")]);
+        let (old, _, _) = plan_to(&[("a.toml", &a), ("b.toml", &b)], "");
+        let mut new = old.clone();
+        new.email.group_window = Duration::from_secs(60);
+        new.email.customer_delay = Duration::from_secs(300);
+        new.email.runbook_base_url = Some("https://runbooks.example.com/".to_string());
+        new.email.message_id_domain = Some("status.example.com".to_string());
+        let plan = ReloadPlan::diff(&old, &new);
+        assert!(
+            plan.restart_needed.is_empty(),
+            "applied by the reload itself: {:?}",
+            plan.restart_needed
+        );
+        new.email.from = "Other <other@example.com>".to_string();
+        assert_eq!(ReloadPlan::diff(&old, &new).restart_needed, ["[email]"]);
     }
 }
