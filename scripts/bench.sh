@@ -4,7 +4,9 @@
 # the bench in release mode and runs it. Extra arguments go to the bench binary, e.g.
 #   scripts/bench.sh --probes 5000 --concurrency 1,16,64 --no-https
 # `scripts/bench.sh public_load` runs the public-endpoint benchmark instead (wrk against the
-# daemon and against nginx serving the same bytes). See docs/benchmarks.md for what is
+# daemon and against nginx serving the same bytes); `scripts/bench.sh deployed_cpu` runs the
+# as-deployed CPU benchmark (the real daemon next to the exporter driven by Debian's
+# `prometheus`, which it installs when missing). See docs/benchmarks.md for what is
 # measured and how.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +37,16 @@ if [ "${1:-}" = "public_load" ]; then
     shift
     log "cargo bench --bench public_load (release build)"
     exec cargo bench --locked --bench public_load -- "$@"
+fi
+
+if [ "${1:-}" = "deployed_cpu" ]; then
+    shift
+    if ! command -v prometheus >/dev/null 2>&1; then
+        log "installing prometheus (Debian)"
+        apt_install prometheus
+    fi
+    log "cargo bench --bench deployed_cpu (release build)"
+    exec cargo bench --locked --bench deployed_cpu -- "$@"
 fi
 
 log "cargo bench --bench probe_cpu (release build)"
