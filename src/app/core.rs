@@ -137,7 +137,10 @@ impl Core {
                     if dirty { self.publish(); dirty = false; }
                 },
                 _ = safety.tick() => clock_offset = self.safety_tick(clock_offset).await,
-                _ = shutdown.wait_for(|s| *s) => break,
+                // Awaited inside a block so that the borrowed value it returns is dropped at
+                // once: held in `select!`'s output across the other branches' awaits, it would
+                // make this future unable to move between worker threads.
+                _ = async { let _ = shutdown.wait_for(|s| *s).await; } => break,
             }
         }
         // A reload still being prepared is not waited for; its callers hear that the daemon

@@ -121,7 +121,7 @@ async fn reload_on_sighup(
 pub(super) fn daemon<F, Fut>(body: F) -> ExitCode
 where
     F: FnOnce(watch::Receiver<bool>) -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
+    Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
 {
     let rt = match runtime() {
         Ok(rt) => rt,
@@ -134,12 +134,17 @@ where
             tracing::info!("shutting down");
             let _ = tx.send(true);
         });
-        match body(rx).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
+        // The daemon runs as a task on the runtime's workers, not on this thread inside
+        // `block_on`: the core then shares the workers with the probe loops, so handing it an
+        // outcome and answering it wake no other thread (two futex wake-ups per probe before).
+        match tokio::spawn(body(rx)).await {
+            Ok(Ok(())) => ExitCode::SUCCESS,
+            Ok(Err(e)) => {
                 eprintln!("switchboard: {e}");
                 ExitCode::from(1)
             }
+            // A panic in the daemon ends the process as it did when it ran on this thread.
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
         }
     })
 }
