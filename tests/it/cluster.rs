@@ -210,3 +210,203 @@ async fn without_an_etcd_majority_nobody_acts_and_leading_resumes_after() {
     let _ = a.stop.send(true);
     let _ = b.stop.send(true);
 }
+
+/// A node's store in cluster mode: its file, the replicating writer and the applier.
+struct Replica {
+    store: Arc<switchboard::store::Store>,
+    handle: switchboard::store::StoreHandle,
+    applier: Arc<switchboard::store::cluster_log::Applier>,
+    stop: watch::Sender<bool>,
+}
+
+fn replica(
+    etcd: &EtcdCluster,
+    dir: &std::path::Path,
+    node: &Node,
+    name: &str,
+    prefix: &str,
+) -> Replica {
+    use switchboard::store::cluster_log::{Applier, ClusterLog, Replicator};
+    use switchboard::store::{Store, StoreHandle};
+    let store = Arc::new(Store::open(&dir.join(format!("{name}.db"))).unwrap());
+    store.enable_capture().unwrap();
+    let log = ClusterLog::new(client(etcd), prefix);
+    let replicator = Replicator::new(
+        log.clone(),
+        node.fence.clone(),
+        name.into(),
+        tokio::runtime::Handle::current(),
+        Duration::from_secs(2),
+    );
+    let handle = StoreHandle::around(store.clone(), Some(Arc::new(replicator)));
+    let applier = Arc::new(Applier::new(log, handle.clone()));
+    let (stop, rx) = watch::channel(false);
+    tokio::spawn(applier.clone().run(rx));
+    Replica {
+        store,
+        handle,
+        applier,
+        stop,
+    }
+}
+
+fn transition(
+    from: switchboard::failover::State,
+    to: switchboard::failover::State,
+    at: i64,
+) -> switchboard::failover::Transition {
+    switchboard::failover::Transition {
+        service: "portal".into(),
+        from,
+        to,
+        cause: switchboard::failover::Cause::PrimaryDown,
+        at: switchboard::clock::Timestamp(at),
+        actor: "system".into(),
+        reason: "form failing".into(),
+        evidence: vec!["portal-form: down".into()],
+        public_message: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leaders_writes_reach_every_node_in_order_and_a_deposed_leader_writes_nothing() {
+    use switchboard::clock::Timestamp;
+    use switchboard::failover::State;
+    let etcd = EtcdCluster::start(3);
+    let dir = tempfile::tempdir().unwrap();
+    let ttl = Duration::from_secs(9);
+    let a = node_with(&etcd, "a", "/t4", ttl);
+    wait_for("a leads", Duration::from_secs(10), || {
+        a.coordinator.is_leader()
+    })
+    .await;
+    let b = node_with(&etcd, "b", "/t4", ttl);
+    wait_for("b follows", Duration::from_secs(10), || {
+        matches!(b.shared.role(), Role::Follower(Some(_)))
+    })
+    .await;
+    let ra = replica(&etcd, dir.path(), &a, "a", "/t4");
+    let rb = replica(&etcd, dir.path(), &b, "b", "/t4");
+
+    // The leader writes: a service, a failover with its on-call e-mail, an operator's
+    // audit record, a failback.
+    ra.handle
+        .write(|s| s.ensure_service("portal", Timestamp(1)).map(|_| ()))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    ra.handle
+        .commit_transition(
+            transition(State::Operational, State::FailedOver, 10),
+            "v1".into(),
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    let one_write = started.elapsed();
+    ra.handle
+        .commit_transition(
+            transition(State::FailedOver, State::Operational, 20),
+            "v1".into(),
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    let mut applied = rb.applier.applied();
+    let lag = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), applied.wait_for(|s| *s >= 3))
+        .await
+        .expect("the follower applies the leader's three entries")
+        .unwrap();
+    println!(
+        "replicated write {one_write:?}; follower caught up {:?} after the last",
+        lag.elapsed()
+    );
+    assert_eq!(
+        ra.store.replicated_rows().unwrap(),
+        rb.store.replicated_rows().unwrap()
+    );
+    let verdict = rb.store.verify_audit().unwrap();
+    assert!(
+        matches!(
+            verdict,
+            switchboard::audit::Verdict::Intact { records: 2, .. }
+        ),
+        "the follower's audit chain is the leader's: {verdict}"
+    );
+
+    // A follower cannot write shared state behind the log's back.
+    let refused = rb
+        .handle
+        .write(|s| s.ensure_service("other", Timestamp(2)).map(|_| ()))
+        .await;
+    assert!(
+        matches!(refused, Err(switchboard::store::StoreError::Replica(_))),
+        "{refused:?}"
+    );
+    assert!(!rb
+        .store
+        .replicated_rows()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("\"other\"")));
+
+    // a is deposed (its loop frozen, its key taken by b): its next write is fenced, rolled
+    // back here, and never reaches the log.
+    a.task.abort();
+    let raw = client(&etcd);
+    raw.txn(
+        &[],
+        &[Op::Delete {
+            key: b"/t4/leader".to_vec(),
+        }],
+        &[],
+    )
+    .await
+    .unwrap();
+    wait_for("b leads", Duration::from_secs(5), || {
+        b.coordinator.is_leader()
+    })
+    .await;
+    let before = ra.store.replicated_rows().unwrap();
+    let fenced = ra
+        .handle
+        .commit_transition(
+            transition(State::Operational, State::FailedOver, 30),
+            "v1".into(),
+            Vec::new(),
+        )
+        .await;
+    assert!(
+        matches!(fenced, Err(switchboard::store::StoreError::Replica(ref m)) if m.contains("fenced")),
+        "{fenced:?}"
+    );
+    assert_eq!(
+        ra.store.replicated_rows().unwrap(),
+        before,
+        "the fenced write was rolled back"
+    );
+    // The new leader carries on from the same log: its write is entry 4 on both nodes.
+    rb.handle
+        .commit_transition(
+            transition(State::Operational, State::FailedOver, 40),
+            "v1".into(),
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    let mut applied_a = ra.applier.applied();
+    tokio::time::timeout(Duration::from_secs(5), applied_a.wait_for(|s| *s >= 4))
+        .await
+        .expect("the old leader applies the new leader's entry")
+        .unwrap();
+    assert_eq!(
+        ra.store.replicated_rows().unwrap(),
+        rb.store.replicated_rows().unwrap()
+    );
+    assert_eq!(rb.store.applied_seq().unwrap().0, 4);
+    for r in [&ra, &rb] {
+        let _ = r.stop.send(true);
+    }
+    let _ = b.stop.send(true);
+}
