@@ -14,6 +14,7 @@ mod audit;
 mod cli;
 mod clock;
 mod cluster;
+mod cluster_daemon;
 mod config;
 mod confirmation;
 mod control_api;
