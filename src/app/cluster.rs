@@ -2,7 +2,8 @@
 //!
 //! A node starts as a follower: it applies the replicated log to its own file and serves the
 //! public side (`/go`, the status page, the Statuspage JSON and feeds, `/metrics`,
-//! `/healthz`, `/readyz`) from that replica. Control requests get a 503 naming the leader.
+//! `/healthz`, `/readyz`) from that replica, and forwards control requests to the leader
+//! (`api::forward`).
 //! When the election makes it leader, it first applies the whole log, then runs the daemon
 //! (`run_parts`) over the same file with the replicating writer and the election's
 //! coordinator, until its term ends (it stepped down, was fenced, or the daemon stops); then
@@ -141,6 +142,7 @@ pub(super) async fn run(
             handle.clone(),
             shutdown.clone(),
             metrics_text.clone(),
+            &cluster.name,
         )
         .await;
         if *shutdown.borrow() {
@@ -213,6 +215,7 @@ async fn follow(
     handle: StoreHandle,
     shutdown: watch::Receiver<bool>,
     metrics_text: Arc<dyn Fn() -> String + Send + Sync>,
+    node: &str,
 ) {
     let history = Arc::new(History::new(
         config.services.iter().map(|s| s.id.clone()).collect(),
@@ -251,7 +254,24 @@ async fn follow(
         })
     };
 
-    let state = ApiState::new(snapshot_rx, move || metrics_text(), ready).with_board(board);
+    let forward = {
+        let shared = shared.clone();
+        crate::api::forward::Forward {
+            leader: Arc::new(move || match shared.role() {
+                Role::Follower(Some(l)) => Some((l.name, l.url)),
+                _ => None,
+            }),
+            node: node.to_string(),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .build()
+                .unwrap_or_default(),
+        }
+    };
+    let state = ApiState::new(snapshot_rx, move || metrics_text(), ready)
+        .with_board(board)
+        .with_forward(forward);
     let nofile = api::listener::raise_nofile();
     let reserved = u64::from(config.server.max_concurrent_probes) * 2 + 256;
     let limits = api::listener::Limits::for_descriptors(nofile, reserved);

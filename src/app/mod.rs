@@ -231,7 +231,7 @@ pub(crate) async fn run_parts(
     let permits = Arc::new(Semaphore::new(config.server.max_concurrent_probes as usize));
     let mut core = Core {
         config: config.clone(),
-        coordinator,
+        coordinator: coordinator.clone(),
         store: store_handle.clone(),
         metrics: metrics.clone(),
         services,
@@ -274,7 +274,10 @@ pub(crate) async fn run_parts(
     }
     background.spawn(outbox::run_grouped(
         store_handle.clone(),
-        transports,
+        Arc::new(crate::announce::transport::WhileLeader {
+            inner: transports,
+            coordinator: coordinator.clone(),
+        }),
         outbox_wake.clone(),
         delivery_tx,
         shutdown.clone(),
