@@ -134,17 +134,15 @@ pub(super) async fn run(
         if *shutdown.borrow() {
             break;
         }
-        follow(
-            &config,
-            dup()?,
-            &shared,
-            &applier,
-            handle.clone(),
-            shutdown.clone(),
-            metrics_text.clone(),
-            &cluster.name,
-        )
-        .await;
+        let me = Follower {
+            config: &config,
+            shared: &shared,
+            applier: &applier,
+            handle: handle.clone(),
+            metrics_text: metrics_text.clone(),
+            node: &cluster.name,
+        };
+        follow(&me, dup()?, shutdown.clone()).await;
         if *shutdown.borrow() {
             break;
         }
@@ -205,24 +203,31 @@ fn term_ends(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) -> watch:
     rx
 }
 
+/// What a follower phase serves from.
+struct Follower<'a> {
+    config: &'a Arc<Config>,
+    shared: &'a Arc<Shared>,
+    applier: &'a Arc<Applier>,
+    handle: StoreHandle,
+    metrics_text: Arc<dyn Fn() -> String + Send + Sync>,
+    node: &'a str,
+}
+
 /// The follower phase: serves the public side from the replica until this node leads or
 /// the daemon stops.
-async fn follow(
-    config: &Arc<Config>,
-    listener: TcpListener,
-    shared: &Arc<Shared>,
-    applier: &Arc<Applier>,
-    handle: StoreHandle,
-    shutdown: watch::Receiver<bool>,
-    metrics_text: Arc<dyn Fn() -> String + Send + Sync>,
-    node: &str,
-) {
+async fn follow(me: &Follower<'_>, listener: TcpListener, shutdown: watch::Receiver<bool>) {
+    let (config, shared, applier) = (
+        Arc::clone(me.config),
+        Arc::clone(me.shared),
+        Arc::clone(me.applier),
+    );
+    let (handle, metrics_text, node) = (me.handle.clone(), me.metrics_text.clone(), me.node);
     let history = Arc::new(History::new(
         config.services.iter().map(|s| s.id.clone()).collect(),
     ));
     let board = Arc::new(Board::new(handle.clone(), history, Vec::new()));
-    super::configure_windows(&board, config);
-    let first = replica_snapshot(config, &handle).await;
+    super::configure_windows(&board, &config);
+    let first = replica_snapshot(&config, &handle).await;
     let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(first));
     let ready = Arc::new(AtomicBool::new(shared.etcd_reachable()));
 
