@@ -370,3 +370,107 @@ fn commands_on_a_follower_run_on_the_leader_a_drill_outlives_its_leader_and_a_pa
         assert!(ok, "audit verify on {}: {out}", n.name);
     }
 }
+
+#[test]
+fn without_an_etcd_majority_nodes_serve_act_on_nothing_and_alert_and_decide_the_outage_when_it_returns(
+) {
+    let _turn = crate::support::heavy();
+    let mut etcd = EtcdCluster::start(3);
+    let target = Target::start();
+    let mut nodes: Vec<Node> = ["a", "b", "c"]
+        .iter()
+        .map(|n| node(n, &etcd, &target, "/sb-quorum"))
+        .collect();
+    for n in &mut nodes {
+        n.start();
+    }
+    wait_until("one leader", Duration::from_secs(20), || {
+        nodes.iter().filter(|n| n.leads()).count() == 1
+    });
+    let prom_dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
+    let prom = crate::support::prometheus::Prometheus::start(prom_dir.path(), &ports);
+    let (primary, backup) = (target.url("/form"), target.url("/backup"));
+
+    // etcd loses its majority, then the primary breaks.
+    etcd.stop_member(0);
+    etcd.stop_member(1);
+    let lost = Instant::now();
+    wait_until("no node acts", LEASE + Duration::from_secs(3), || {
+        !nodes.iter().any(Node::leads)
+    });
+    println!(
+        "no leader {:?} after etcd lost its majority (lease {LEASE:?})",
+        lost.elapsed()
+    );
+    target.set_down(true);
+    let mail_before: usize = nodes.iter().map(|n| n.mail().len()).sum();
+    // Meanwhile every node keeps answering customers, from its last state.
+    let mut answered = 0;
+    let watch = Instant::now();
+    while watch.elapsed() < Duration::from_secs(8) {
+        for n in &nodes {
+            assert_eq!(
+                n.go().as_deref(),
+                Some(primary.as_str()),
+                "{} keeps the routes",
+                n.name
+            );
+            let page = get(&format!("http://127.0.0.1:{}/status", n.port)).expect("/status");
+            assert_eq!(page.status, 200);
+            answered += 2;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    println!("{answered} /go and /status requests answered while etcd had no majority");
+    for n in &nodes {
+        assert!(
+            crate::support::daemon::stored_transitions(&n.db()).is_empty(),
+            "{} recorded nothing",
+            n.name
+        );
+    }
+    assert_eq!(
+        nodes.iter().map(|n| n.mail().len()).sum::<usize>(),
+        mail_before,
+        "nothing announced"
+    );
+    // The alerts fire in a real Prometheus.
+    wait_until(
+        "SwitchboardClusterNoLeader and SwitchboardEtcdUnreachable fire",
+        Duration::from_secs(60),
+        || {
+            let firing: Vec<String> = prom.firing().into_iter().map(|(name, _)| name).collect();
+            firing.contains(&"SwitchboardClusterNoLeader".to_string())
+                && firing.contains(&"SwitchboardEtcdUnreachable".to_string())
+        },
+    );
+
+    // etcd is back: a leader is elected and decides the outage that began meanwhile.
+    etcd.start_member(0);
+    etcd.start_member(1);
+    let back = Instant::now();
+    wait_until("the outage is decided", Duration::from_secs(30), || {
+        nodes
+            .iter()
+            .all(|n| n.go().as_deref() == Some(backup.as_str()))
+    });
+    println!(
+        "failed over {:?} after etcd's majority returned",
+        back.elapsed()
+    );
+    let leader = nodes.iter().find(|n| n.leads()).expect("a leader");
+    wait_until("the failover is announced", Duration::from_secs(10), || {
+        leader
+            .mail()
+            .iter()
+            .any(|m| m.contains("support-oncall@example.com"))
+    });
+    for n in &nodes {
+        wait_until(
+            "every node recorded the failover once",
+            Duration::from_secs(5),
+            || crate::support::daemon::stored_transitions(&n.db()).len() == 1,
+        );
+    }
+}
