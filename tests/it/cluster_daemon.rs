@@ -474,3 +474,150 @@ fn without_an_etcd_majority_nodes_serve_act_on_nothing_and_alert_and_decide_the_
         );
     }
 }
+
+/// Message-ID of every message in a Maildir -> copies.
+fn stored_ids(maildir: &std::path::Path) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for path in crate::support::smtp::maildir_messages(maildir) {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let id = text
+            .lines()
+            .take_while(|l| !l.is_empty())
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("message-id")
+                    .then(|| v.trim().to_owned())
+            })
+            .unwrap_or_else(|| panic!("{} has no Message-ID", path.display()));
+        *counts.entry(id).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// (Message-ID, status) of every outbox row of the database at `db`.
+fn outbox(db: &std::path::Path) -> Vec<(String, String)> {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let mut stmt = conn
+        .prepare("SELECT message_id, status FROM outbox WHERE channel = 'email' ORDER BY id")
+        .unwrap();
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    rows.map(|r| r.unwrap()).collect()
+}
+
+#[test]
+fn twenty_cycles_with_the_leader_killed_at_random_points_lose_no_announcement() {
+    let _turn = crate::support::heavy();
+    crate::support::smtp::require_aiosmtpd();
+    let etcd = EtcdCluster::start(3);
+    let target = Target::start();
+    let mail_dir = tempfile::tempdir().unwrap();
+    let maildir = mail_dir.path().join("maildir");
+    let smtp = crate::support::smtp::SmtpServer::start(&maildir);
+    let email = format!(
+        "transport = \"smtp\"\nsmtp_url = \"{}\"\nconnect_timeout = \"2s\"",
+        smtp.url()
+    );
+    let mut nodes: Vec<Node> = ["a", "b", "c"]
+        .iter()
+        .map(|name| {
+            let n = node(name, &etcd, &target, "/sb-cycles");
+            // SMTP to the one real server, quick failbacks, and no flap damping: twenty
+            // failovers in a row are the point here.
+            let text = std::fs::read_to_string(&n.config)
+                .unwrap()
+                .replace(FILE_MAIL, &email);
+            std::fs::write(&n.config, text).unwrap();
+            let service = n.dir.path().join("probes/ticket-submission.toml");
+            let text = std::fs::read_to_string(&service).unwrap().replace(
+                "recovery_hold = \"2s\"",
+                "recovery_hold = \"1s\"\nmax_failovers = 0",
+            );
+            std::fs::write(&service, text).unwrap();
+            n
+        })
+        .collect();
+    for n in &mut nodes {
+        n.start();
+    }
+    let (primary, backup) = (target.url("/form"), target.url("/backup"));
+    // A small generator with its seed printed, so a failing run can be replayed.
+    let mut seed: u64 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    println!("seed {seed}");
+    let mut next = move |below: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % below
+    };
+    let everyone_on =
+        |nodes: &[Node], url: &str| nodes.iter().all(|n| n.go().as_deref() == Some(url));
+    let mut kills = 0;
+    for cycle in 0..20 {
+        wait_until("one leader", Duration::from_secs(20), || {
+            nodes.iter().filter(|n| n.leads()).count() == 1
+        });
+        // Kill in the failover half or the failback half, after 0 to 2.5 s.
+        let kill_in_failover = next(2) == 0;
+        let delay = Duration::from_millis(next(2500));
+        for (down, url) in [(true, &backup), (false, &primary)] {
+            target.set_down(down);
+            if kill_in_failover == down {
+                std::thread::sleep(delay);
+                if let Some(i) = nodes.iter().position(Node::leads) {
+                    nodes[i].daemon.as_mut().unwrap().kill9();
+                    kills += 1;
+                    nodes[i].start();
+                }
+            }
+            wait_until(
+                &format!("cycle {cycle}: every node on {url}"),
+                Duration::from_secs(40),
+                || everyone_on(&nodes, url),
+            );
+        }
+    }
+    // Every announcement recorded is delivered; the leader's outbox drains.
+    let db = nodes[0].db();
+    wait_until("the outbox drains", Duration::from_secs(60), || {
+        let rows = outbox(&db);
+        !rows.is_empty() && rows.iter().all(|(_, s)| s == "delivered")
+    });
+    let rows = outbox(&db);
+    let stored = stored_ids(&maildir);
+    let lost: Vec<&String> = rows
+        .iter()
+        .map(|(id, _)| id)
+        .filter(|id| !stored.contains_key(*id))
+        .collect();
+    let strays: Vec<&String> = stored
+        .keys()
+        .filter(|id| !rows.iter().any(|(r, _)| r == *id))
+        .collect();
+    let duplicates: usize = stored.values().map(|n| n - 1).sum();
+    let transitions = crate::support::daemon::stored_transitions(&db).len();
+    println!(
+        "20 cycles, {kills} leaders killed: {transitions} transitions, {} announcements recorded, {} delivered messages, {} lost, {duplicates} duplicate(s) (same Message-ID)",
+        rows.len(),
+        stored.values().sum::<usize>(),
+        lost.len()
+    );
+    assert!(
+        transitions >= 40,
+        "every cycle failed over and back: {transitions}"
+    );
+    assert!(lost.is_empty(), "lost: {lost:?}");
+    assert!(strays.is_empty(), "messages nobody recorded: {strays:?}");
+    assert!(
+        duplicates <= kills,
+        "{duplicates} duplicates for {kills} leader changes"
+    );
+    for n in &nodes {
+        let (ok, out) = audit_verify(&n.db());
+        assert!(ok, "audit verify on {}: {out}", n.name);
+    }
+}
