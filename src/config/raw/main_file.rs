@@ -2,6 +2,7 @@
 //! `[storage]`, `[audiences]`, `[status_page]`, `[auth]`, `[defaults]`; `[email]` and the
 //! pushes are in `email.rs`).
 
+use super::check::RawBrowser;
 use super::email::{RawChat, RawEmail, RawStatuspagePush};
 use super::regions::parse_plain;
 use super::{
@@ -33,6 +34,8 @@ pub struct RawMain {
     pub defaults: Option<RawDefaults>,
     pub statuspage_push: Option<Spanned<RawStatuspagePush>>,
     pub chat: Option<Spanned<RawChat>>,
+    /// How browser checks run Chromium.
+    pub browser: Option<RawBrowser>,
 }
 
 /// `[statuspage_push]`: keep an Atlassian Statuspage page in step with failovers.
@@ -289,6 +292,7 @@ impl Loader {
             tokens_file: raw.auth.and_then(|a| a.tokens_file).map(|f| base.join(f)),
         };
         let defaults = self.validate_defaults(&at.defaults, raw.defaults.unwrap_or_default());
+        self.validate_browser(&at.browser, base, raw.browser);
 
         Main {
             probes_dir,
@@ -362,6 +366,7 @@ struct MainSources<'a> {
     chat: Source<'a>,
     audiences: Source<'a>,
     defaults: Source<'a>,
+    browser: Source<'a>,
 }
 
 /// The main file's regions as one `RawMain` (each table appears in exactly one region: the
@@ -386,6 +391,7 @@ fn merge_main<'a>(
         chat: whole,
         audiences: whole,
         defaults: whole,
+        browser: whole,
     };
     for (src, b) in parts {
         take(&mut raw.probes, b.probes, &mut at.probes, src);
@@ -401,6 +407,7 @@ fn merge_main<'a>(
         take(&mut raw.audiences, b.audiences, &mut at.audiences, src);
         take(&mut raw.defaults, b.defaults, &mut at.defaults, src);
         take(&mut raw.storage, b.storage, &mut at.storage, src);
+        take(&mut raw.browser, b.browser, &mut at.browser, src);
         raw.status_page = raw.status_page.or(b.status_page);
         raw.auth = raw.auth.or(b.auth);
     }
