@@ -167,19 +167,48 @@ pub struct StatuspagePushConfig {
     pub api_key_env: String,
 }
 
-/// `[chat]`: a Slack-compatible incoming webhook.
+/// `[chat]`: Slack (or a Slack-compatible receiver): an incoming webhook, or a bot that keeps
+/// one thread per incident.
 #[derive(Clone, PartialEq)]
 pub struct ChatConfig {
-    /// A secret (anyone holding it can post), so `Debug` does not show it.
-    pub webhook_url: String,
+    /// An incoming webhook: a secret (anyone holding it can post), so `Debug` does not show
+    /// it. `None` when a bot posts instead.
+    pub webhook_url: Option<String>,
+    /// A bot posting with `chat.postMessage`, each incident's messages in one thread.
+    pub bot: Option<SlackBot>,
 }
 
 impl fmt::Debug for ChatConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ChatConfig")
-            .field("webhook_url", &"<redacted>")
+            .field(
+                "webhook_url",
+                &self.webhook_url.as_ref().map(|_| "<redacted>"),
+            )
+            .field("bot", &self.bot)
             .finish()
     }
+}
+
+/// A Slack bot: where it posts and where its token is read from (at send time, so the token
+/// is never held in the config, logged or stored).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SlackBot {
+    /// The channel id, e.g. `C0123456789`.
+    pub channel: String,
+    pub token: TokenSource,
+    /// e.g. `https://slack.com/api`, without a trailing slash.
+    pub api_base: String,
+}
+
+/// Where a secret is read from when it is needed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TokenSource {
+    /// An environment variable's name.
+    Env(String),
+    /// A file (resolved against the directory of the file that names it); surrounding
+    /// whitespace is ignored.
+    File(PathBuf),
 }
 
 #[derive(Clone, Debug, PartialEq)]

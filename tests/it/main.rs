@@ -46,6 +46,7 @@ mod push;
 mod restart_metrics;
 mod simulate_config;
 mod simulation;
+mod slack;
 mod spill;
 mod status_page_browser;
 mod webhook;

@@ -254,7 +254,7 @@ impl Loader {
         let email = self.validate_email(&at.email, base, raw.email);
         let statuspage_push =
             self.validate_statuspage_push(&at.statuspage_push, raw.statuspage_push);
-        let chat = self.validate_chat(&at.chat, raw.chat);
+        let chat = self.validate_chat(&at.chat, base, raw.chat);
 
         let audiences = raw.audiences.unwrap_or_default();
         let mut addresses = |name: &str, list: Vec<Spanned<String>>| -> Vec<String> {
