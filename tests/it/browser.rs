@@ -298,6 +298,9 @@ fn a_page_that_never_loads_or_never_yields_fails_within_the_timeout_and_no_chrom
             "",
             "{check}: a browser outlived the probe"
         );
+        // The profile went with the browser, even though the process exited at once.
+        let left: Vec<_> = std::fs::read_dir(tmp.path()).expect("tmp").collect();
+        assert!(left.is_empty(), "{check}: left in TMPDIR: {left:?}");
     }
 }
 
@@ -366,5 +369,56 @@ async fn three_probes_for_one_slot() {
         third.duration >= Duration::from_secs(3),
         "{:?}",
         third.duration
+    );
+}
+
+/// In the daemon, each step's time of the last run is a series beside blackbox's
+/// `probe_success`, and the check's health follows the browser's verdict.
+#[test]
+fn the_daemon_exports_each_step_s_time() {
+    use crate::support::daemon;
+    let _heavy = support::heavy();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = site();
+    let (main, port) = daemon::write_main_config(
+        dir.path(),
+        "var/switchboard.db",
+        "transport = \"file\"\ndir = \"var/mail\"\n[browser]\nscreenshot_dir = \"shots\"\n",
+    );
+    std::fs::write(
+        dir.path().join("probes/help.toml"),
+        format!(
+            "[service]\nid = \"help\"\nname = \"Help centre\"\n\n[[check]]\nname = \"form\"\nkind = \"browser\"\ninterval = \"20s\"\ntimeout = \"20s\"\n{}\n\
+             [[route]]\nid = \"r\"\nprimary = \"https://support.example.com/\"\nbackup = \"https://forms.example.net/\"\n",
+            journey(&base, "Request received: Printer on fire")
+        ),
+    )
+    .expect("write");
+    let d = daemon::Daemon::start(&main, port);
+    let want = format!(
+        r#"probe_browser_step_duration_seconds{{check="form",instance="{base}/form",service="help",step="send"}}"#
+    );
+    // The first probe starts within one interval.
+    daemon::wait_until("the steps exported", Duration::from_secs(60), || {
+        d.metrics().contains(&want)
+    });
+    let m = d.metrics();
+    for step in ["1-open", "2-wait_for", "3-fill", "send", "5-expect_text"] {
+        let prefix = format!(
+            r#"probe_browser_step_duration_seconds{{check="form",instance="{base}/form",service="help",step="{step}"}} "#
+        );
+        let value: f64 = m
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{m}"))
+            .parse()
+            .expect("a number");
+        assert!(value > 0.0, "{step}: {value}");
+    }
+    assert!(
+        m.lines().any(|l| l.starts_with("probe_success{")
+            && l.contains(r#"check="form""#)
+            && l.ends_with(" 1")),
+        "{m}"
     );
 }

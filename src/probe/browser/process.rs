@@ -170,12 +170,14 @@ impl Drop for Browser {
         // tokio reaps the dropped child in the background.
         drop(self.child.take());
         if let Some(profile) = self.profile.take() {
-            // Off the async worker: a profile holds thousands of small files. The processes
-            // are dead (SIGKILL), so none writes into it while it is removed.
-            std::thread::spawn(move || {
-                std::thread::sleep(std::time::Duration::from_millis(200));
-                let _ = std::fs::remove_dir_all(profile);
-            });
+            // Removed here and now, though it blocks briefly: this is the rare path (a timeout),
+            // and a removal left to another thread is lost when the process exits right after
+            // (`switchboard probe`). A process of the group still being killed on another CPU
+            // may add a file meanwhile; the second attempt, a moment later, takes that too.
+            if std::fs::remove_dir_all(&profile).is_err() {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                let _ = std::fs::remove_dir_all(&profile);
+            }
         }
     }
 }
