@@ -421,4 +421,11 @@ fn the_daemon_exports_each_step_s_time() {
             && l.ends_with(" 1")),
         "{m}"
     );
+    // Prometheus's own linter accepts the new family as exported.
+    let (ok, said) = crate::support::oncall::promtool(
+        &["check", "metrics"],
+        &crate::support::oncall::repo(""),
+        &m,
+    );
+    assert!(ok && said.trim().is_empty(), "promtool: {said}");
 }
