@@ -339,3 +339,69 @@ async fn webhook(url: &str, item: &OutboxItem) -> Result<String, Failure> {
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_is_read_at_send_time_and_errors_never_show_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("slack.token");
+        std::fs::write(&file, "  xoxb-file-secret\n").unwrap();
+        assert_eq!(
+            read_token(&TokenSource::File(file.clone())).unwrap(),
+            "xoxb-file-secret"
+        );
+        std::fs::write(&file, "xoxb-a\nxoxb-b\n").unwrap();
+        let e = read_token(&TokenSource::File(file.clone())).unwrap_err();
+        assert!(!e.message.contains("xoxb"), "{}", e.message);
+        let e = read_token(&TokenSource::File(dir.path().join("missing"))).unwrap_err();
+        assert!(e.message.contains("missing"), "{}", e.message);
+        let e = read_token(&TokenSource::Env("SWITCHBOARD_TEST_NO_SUCH_TOKEN".into())).unwrap_err();
+        assert_eq!(
+            e.message,
+            "environment variable SWITCHBOARD_TEST_NO_SUCH_TOKEN (the Slack bot token) is not set"
+        );
+    }
+
+    #[test]
+    fn debug_shows_neither_the_webhook_nor_a_token() {
+        let chat = Chat::new(ChatConfig {
+            webhook_url: Some("https://hooks.slack.com/services/T/B/s3cr3t".into()),
+            bot: None,
+        });
+        let shown = format!("{chat:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
+
+    #[test]
+    fn only_the_end_of_an_incident_closes_its_thread() {
+        for kind in [
+            "failback",
+            "outage_resolved",
+            "drill_end",
+            "maintenance_end",
+        ] {
+            assert!(ends_incident(kind), "{kind}");
+        }
+        for kind in [
+            "failover",
+            "outage",
+            "recovering",
+            "flapping",
+            "drill_start",
+        ] {
+            assert!(!ends_incident(kind), "{kind}");
+        }
+    }
+
+    #[test]
+    fn long_values_are_cut_to_slack_s_limits() {
+        let long = "é".repeat(200);
+        let cut = cut(&long, HEADER_MAX);
+        assert_eq!(cut.chars().count(), HEADER_MAX);
+        assert!(cut.ends_with('…'));
+    }
+}
