@@ -238,8 +238,14 @@ impl Chat {
             }
             None => None,
         };
+        let ends = ends_incident(&item.kind);
         if let Some(ts) = &thread {
             body["thread_ts"] = Value::String(ts.clone());
+            // The end of an incident is also shown in the channel, so nobody has to open
+            // the thread to learn that it is over.
+            if ends {
+                body["reply_broadcast"] = Value::Bool(true);
+            }
         }
         let url = format!("{}/chat.postMessage", bot.api_base);
         let r = http::request(
@@ -271,7 +277,6 @@ impl Chat {
             return Err(Failure::from(format!("chat.postMessage refused: {error}")));
         }
         let ts = answer["ts"].as_str().unwrap_or("").to_owned();
-        let ends = ends_incident(&item.kind);
         let keep = match (&thread, ends) {
             // The incident is over: its thread gets no more replies.
             (Some(_), true) => Some(None),

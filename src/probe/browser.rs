@@ -262,6 +262,7 @@ async fn act(
     match &step.action {
         BrowserAction::Open(url) => {
             let left = until.saturating_duration_since(Instant::now());
+            cdp.document_status = None;
             let navigated = tokio::time::timeout(
                 left,
                 cdp.page("Page.navigate", json!({ "url": url.as_str() })),
@@ -272,6 +273,14 @@ async fn act(
                 message: format!("{url} did not answer within {}", secs(left)),
             })??;
             if let Some(error) = navigated["errorText"].as_str().filter(|e| !e.is_empty()) {
+                // An error status with an empty body is a failed navigation to Chromium.
+                if let Some(s) = cdp.document_status.filter(|s| *s >= 400) {
+                    seen.status = Some(s);
+                    return Err(Failed {
+                        class: ErrorClass::Conditions,
+                        message: format!("{url} answered HTTP {s}"),
+                    });
+                }
                 return Err(Failed {
                     class: navigation_class(error),
                     message: format!("{url} did not load: {error}"),
@@ -292,6 +301,9 @@ async fn act(
                 .as_u64()
                 .and_then(|s| u16::try_from(s).ok())
                 .filter(|s| *s > 0);
+            // The document's own response first; the page's navigation entry if that event
+            // was not seen.
+            let status = cdp.document_status.or(status);
             seen.status = status.or(seen.status);
             if let Some(s) = status.filter(|s| *s >= 400) {
                 return Err(Failed {
@@ -411,10 +423,27 @@ async fn screenshot(
     settings: &crate::config::BrowserSettings,
 ) -> Result<PathBuf, String> {
     use base64::Engine;
-    let shot = cdp
-        .page("Page.captureScreenshot", json!({ "format": "png" }))
-        .await
-        .map_err(|e| e.to_string())?;
+    let capture = json!({ "format": "png" });
+    let shot = match cdp.page("Page.captureScreenshot", capture.clone()).await {
+        Ok(shot) => shot,
+        // A failed navigation replaced the page's renderer (Chromium's error page), which
+        // ended our session: attach again and take the error page as the customer saw it.
+        Err(mut last) => {
+            let mut shot = None;
+            for _ in 0..5 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                cdp.attach().await.map_err(|e| e.to_string())?;
+                match cdp.page("Page.captureScreenshot", capture.clone()).await {
+                    Ok(s) => {
+                        shot = Some(s);
+                        break;
+                    }
+                    Err(e) => last = e,
+                }
+            }
+            shot.ok_or_else(|| last.to_string())?
+        }
+    };
     let data = shot["data"].as_str().ok_or("the browser sent no image")?;
     let png = base64::engine::general_purpose::STANDARD
         .decode(data)

@@ -304,6 +304,36 @@ fn a_page_that_never_loads_or_never_yields_fails_within_the_timeout_and_no_chrom
     }
 }
 
+/// A page the server answers with an error is not what customers came for, however it renders.
+#[test]
+fn an_error_page_fails_the_open_step_with_its_status() {
+    let _heavy = support::heavy();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let base = site();
+    let main = write_config(
+        dir.path(),
+        1,
+        &[(
+            "gone",
+            "20s",
+            format!("[[check.step]]\naction = \"open\"\nurl = \"{base}/moved\"\n"),
+        )],
+    );
+    let (out, v, _) = probe(&main, "gone", tmp.path());
+    assert_eq!(out.status.code(), Some(1), "{v:#}");
+    assert_eq!(v["status"], 404, "{v:#}");
+    assert_eq!(v["error"]["class"], "conditions", "{v:#}");
+    let message = v["error"]["message"].as_str().expect("message");
+    assert!(
+        message.starts_with(&format!(
+            "step \"1-open\" (open): {base}/moved answered HTTP 404"
+        )),
+        "{message}"
+    );
+    assert!(dir.path().join("shots/gone.png").exists(), "{message}");
+}
+
 #[test]
 fn browsers_past_the_cap_wait_for_a_slot_within_their_timeout() {
     let _heavy = support::heavy();

@@ -86,6 +86,16 @@ fn one_thread_per_incident_kept_across_a_restart() {
         );
     }
     assert!(incident.len() >= 2, "{incident:#?}");
+    // Only the message that ends the incident is also shown in the channel.
+    for r in &incident[1..] {
+        let broadcast = body(r)["reply_broadcast"] == true;
+        assert_eq!(
+            broadcast,
+            subject(r).contains("back on primary"),
+            "{}",
+            subject(r)
+        );
+    }
 
     // The next incident starts a thread of its own, whose replies follow it.
     let before = incident.len();

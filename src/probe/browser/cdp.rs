@@ -29,8 +29,12 @@ pub struct Cdp {
     browser: Browser,
     next_id: u64,
     buffer: Vec<u8>,
-    /// The page's session (`Target.attachToTarget` with `flatten`).
+    /// The page's target and session (`Target.attachToTarget` with `flatten`).
+    target: Option<String>,
     session: Option<String>,
+    /// The HTTP status of the last document the page received (`Network.responseReceived`),
+    /// the one event this client keeps: a failed navigation reports only an error name.
+    pub document_status: Option<u16>,
 }
 
 impl Cdp {
@@ -39,7 +43,9 @@ impl Cdp {
             browser,
             next_id: 1,
             buffer: Vec::with_capacity(64 * 1024),
+            target: None,
             session: None,
+            document_status: None,
         }
     }
 
@@ -54,6 +60,16 @@ impl Cdp {
             .browser_command("Target.createTarget", json!({ "url": "about:blank" }))
             .await?;
         let id = target["targetId"].as_str().ok_or(CdpError::Malformed)?;
+        self.target = Some(id.to_string());
+        self.attach().await?;
+        self.page("Network.enable", json!({})).await?;
+        Ok(())
+    }
+
+    /// Attaches (again) to the tab. A failed navigation moves the tab to an error page in
+    /// another renderer, which ends the old session: taking the screenshot then needs a new one.
+    pub async fn attach(&mut self) -> Result<(), CdpError> {
+        let id = self.target.clone().ok_or(CdpError::Malformed)?;
         let attached = self
             .browser_command(
                 "Target.attachToTarget",
@@ -123,8 +139,16 @@ impl Cdp {
         self.browser.to_browser.write_all(&bytes).await?;
         loop {
             let reply = self.read_message().await?;
-            // Events and replies to other sessions' commands are not ours.
+            // Events and replies to other sessions' commands are not ours, but for the status
+            // of the page's document.
             if reply.get("id").and_then(Value::as_u64) != Some(id) {
+                if reply["method"] == "Network.responseReceived"
+                    && reply["params"]["type"] == "Document"
+                {
+                    self.document_status = reply["params"]["response"]["status"]
+                        .as_u64()
+                        .and_then(|s| u16::try_from(s).ok());
+                }
                 continue;
             }
             if let Some(error) = reply.get("error") {
