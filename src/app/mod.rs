@@ -170,7 +170,10 @@ pub(crate) async fn run_parts(
             .statuspage_push
             .clone()
             .map(|c| StatuspagePush::new(c, store_handle.clone())),
-        chat: config.chat.clone().map(Chat::new),
+        chat: config
+            .chat
+            .clone()
+            .map(|c| Chat::with_store(c, store_handle.clone())),
     });
     let metrics = Arc::new(Metrics::new());
     metrics.config_reload_configured();

@@ -2,6 +2,7 @@
 //! `[storage]`, `[audiences]`, `[status_page]`, `[auth]`, `[defaults]`; `[email]` and the
 //! pushes are in `email.rs`).
 
+use super::check::RawBrowser;
 use super::cluster::RawCluster;
 use super::email::{RawChat, RawEmail, RawStatuspagePush};
 use super::regions::parse_plain;
@@ -35,6 +36,8 @@ pub struct RawMain {
     pub statuspage_push: Option<Spanned<RawStatuspagePush>>,
     pub chat: Option<Spanned<RawChat>>,
     pub cluster: Option<Spanned<RawCluster>>,
+    /// How browser checks run Chromium.
+    pub browser: Option<RawBrowser>,
 }
 
 /// `[statuspage_push]`: keep an Atlassian Statuspage page in step with failovers.
@@ -254,7 +257,7 @@ impl Loader {
         let email = self.validate_email(&at.email, base, raw.email);
         let statuspage_push =
             self.validate_statuspage_push(&at.statuspage_push, raw.statuspage_push);
-        let chat = self.validate_chat(&at.chat, raw.chat);
+        let chat = self.validate_chat(&at.chat, base, raw.chat);
         let listen_url = server.as_ref().map(|s| format!("http://{}", s.listen));
         let cluster = self.validate_cluster(&at.cluster, raw.cluster, base, listen_url.as_deref());
 
@@ -294,6 +297,7 @@ impl Loader {
             tokens_file: raw.auth.and_then(|a| a.tokens_file).map(|f| base.join(f)),
         };
         let defaults = self.validate_defaults(&at.defaults, raw.defaults.unwrap_or_default());
+        self.validate_browser(&at.browser, base, raw.browser);
 
         Main {
             probes_dir,
@@ -370,6 +374,7 @@ struct MainSources<'a> {
     cluster: Source<'a>,
     audiences: Source<'a>,
     defaults: Source<'a>,
+    browser: Source<'a>,
 }
 
 /// The main file's regions as one `RawMain` (each table appears in exactly one region: the
@@ -395,6 +400,7 @@ fn merge_main<'a>(
         cluster: whole,
         audiences: whole,
         defaults: whole,
+        browser: whole,
     };
     for (src, b) in parts {
         take(&mut raw.probes, b.probes, &mut at.probes, src);
@@ -411,6 +417,7 @@ fn merge_main<'a>(
         take(&mut raw.audiences, b.audiences, &mut at.audiences, src);
         take(&mut raw.defaults, b.defaults, &mut at.defaults, src);
         take(&mut raw.storage, b.storage, &mut at.storage, src);
+        take(&mut raw.browser, b.browser, &mut at.browser, src);
         raw.status_page = raw.status_page.or(b.status_page);
         raw.auth = raw.auth.or(b.auth);
     }
