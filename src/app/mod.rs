@@ -198,6 +198,8 @@ pub async fn run_with(
         templates: Arc::new(templates),
         in_use: record::TransportsInUse::of(&config),
         reloads: reload::Reloads::default(),
+        // Heartbeats live for the daemon's life: a reload keeps them (`start_probes`).
+        heartbeats: Arc::new(crate::probe::heartbeat::Heartbeats::new()),
     };
     for s in &core.services {
         core.metrics_for_new_service(s);
@@ -281,6 +283,7 @@ pub async fn run_with(
     let control = crate::api::control::Control {
         core: Arc::new(handle.clone()),
         store: store_handle.clone(),
+        heartbeats: core.heartbeats.clone(),
     };
     let api_state = ApiState::new(snapshot_rx, move || m.render(), ready.clone())
         .with_control(Arc::new(auth), control)

@@ -7,7 +7,10 @@
 /// The condition language lives in `lang` (config parses it, probes evaluate it); the old path stays.
 pub use crate::lang::condition;
 pub mod dns;
+pub mod heartbeat;
 pub mod http;
+pub(crate) mod imap;
+pub mod mail_roundtrip;
 pub mod report;
 pub mod smtp;
 pub mod steps;
@@ -182,5 +185,8 @@ pub async fn run(check: &CheckSpec) -> Outcome {
         CheckKind::Tcp(tcp) => tcp::probe(check, tcp).await,
         CheckKind::Smtp(smtp) => smtp::probe(check, smtp).await,
         CheckKind::Dns(dns) => dns::probe(check, dns).await,
+        CheckKind::MailRoundtrip(m) => mail_roundtrip::probe(check, m).await,
+        // Judged by the daemon from the heartbeats jobs send (`heartbeat::Heartbeats`).
+        CheckKind::Heartbeat(_) => heartbeat::outside_daemon(check),
     }
 }

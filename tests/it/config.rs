@@ -358,6 +358,8 @@ conditions = ["[STATUS] == any(201, 302)"]
                 assert_eq!((d.qtype, d.name.as_str()), (15, "example.com"));
                 "dns"
             }
+            // Kinds this file does not configure.
+            _ => "other",
         })
         .collect();
     assert_eq!(kinds, ["smtp", "tcp", "tls", "dns", "steps"]);

@@ -14,6 +14,7 @@ pub mod check;
 pub mod control;
 pub mod daemon;
 pub mod http;
+pub mod imap;
 pub mod oncall;
 pub mod smtp;
 pub mod tls;
