@@ -311,6 +311,12 @@ impl Session {
             .map(|_| ())
     }
 
+    /// NOOP: the standard poll (RFC 9051 6.1.2). Servers look for new mail at it; a SEARCH
+    /// alone may be answered from what the server had already seen.
+    pub(crate) async fn noop(&mut self) -> Result<(), ProbeError> {
+        self.ok("NOOP", "NOOP").await.map(|_| ())
+    }
+
     /// The UIDs of messages whose `header` contains `value`.
     pub(crate) async fn search_header(
         &mut self,

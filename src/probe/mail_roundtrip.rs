@@ -173,6 +173,7 @@ async fn wait_imap(
     progress.stage = "waiting for the canary";
     loop {
         progress.looks += 1;
+        session.noop().await?;
         let uids = session.search_header(CANARY_HEADER, token).await?;
         if !uids.is_empty() {
             arrived(progress);

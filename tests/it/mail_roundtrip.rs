@@ -314,3 +314,91 @@ conditions = ["[STATUS] == 200", "[BODY].count > 0"]
     assert_eq!(message(&o), "search: the search API answered 401");
     assert!(started.elapsed() < Duration::from_secs(2), "{o:?}");
 }
+
+#[tokio::test]
+async fn starttls_and_auth_to_smtp_and_imaps_or_starttls_to_dovecot_verify_a_private_ca() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // aiosmtpd requiring STARTTLS and AUTH, delivering into the Maildir Dovecot serves with
+    // the same certificate (signed by a test CA for 127.0.0.1).
+    let smtp = crate::support::smtp::TlsSmtpServer::start(
+        dir.path(),
+        "starttls",
+        "relay-user",
+        "smtp-Pa55",
+    );
+    let (cert, key) = (
+        dir.path().join("starttls-cert.pem"),
+        dir.path().join("starttls-key.pem"),
+    );
+    let dovecot = Dovecot::start_with(
+        &dir.path().join("imap"),
+        Some(&smtp.maildir),
+        Some((&cert, &key)),
+    );
+    let smtp_pw = dir.path().join("smtp-password");
+    std::fs::write(&smtp_pw, "smtp-Pa55\n").expect("write");
+    let service = |imap_tls: &str, imap_port: u16, ca: &str| {
+        format!(
+            r#"
+[[check]]
+name = "intake-roundtrip"
+kind = "mail_roundtrip"
+from = "canary@example.com"
+to = "support@example.com"
+poll_interval = "100ms"
+timeout = "5s"
+[check.smtp]
+host = "127.0.0.1"
+port = {smtp}
+tls = "starttls"
+user = "relay-user"
+password_file = "{smtp_pw}"
+{ca}
+[check.imap]
+host = "127.0.0.1"
+port = {imap_port}
+tls = "{imap_tls}"
+user = "{USER}"
+password_file = "{imap_pw}"
+{ca}
+"#,
+            smtp = smtp.port,
+            smtp_pw = smtp_pw.display(),
+            imap_pw = dovecot.password_file.display(),
+        )
+    };
+    let ca = format!("ca_file = \"{}\"", smtp.ca_pem.display());
+    let imaps = dovecot.imaps_port.expect("imaps port");
+    for (mode, port) in [("implicit", imaps), ("starttls", dovecot.port)] {
+        let (_d, checks) = check::load(&service(mode, port, &ca), &[]);
+        let o = run(&checks[0]).await;
+        assert!(
+            o.success,
+            "{mode}: {o:?}\n{}\n{}",
+            smtp.log_text(),
+            dovecot.log()
+        );
+        assert!(o.tls.is_some(), "the SMTP session's TLS is reported: {o:?}");
+        assert!(step(&o, "arrived").success, "{o:?}");
+    }
+    assert!(
+        smtp.log_text().contains("auth ok relay-user"),
+        "{}",
+        smtp.log_text()
+    );
+    assert!(
+        dovecot.messages().is_empty(),
+        "both canaries were deleted once seen"
+    );
+
+    // Without the private CA the SMTP server's certificate is not trusted: a TLS failure,
+    // before any password is sent.
+    let (_d, checks) = check::load(&service("implicit", imaps, ""), &[]);
+    let o = run(&checks[0]).await;
+    assert_eq!(class(&o), Some(ErrorClass::Tls), "{o:?}");
+    assert!(
+        !smtp.log_text().contains("auth failed"),
+        "{}",
+        smtp.log_text()
+    );
+}

@@ -24,10 +24,13 @@ pub const USER: &str = "canary";
 /// Its password.
 pub const PASSWORD: &str = "s3cret-imap-pw";
 
-/// A running Dovecot serving one user's Maildir over plain IMAP on 127.0.0.1.
+/// A running Dovecot serving one user's Maildir over IMAP on 127.0.0.1 (plain, and with a
+/// certificate also STARTTLS on `port` and implicit TLS on `imaps_port`).
 pub struct Dovecot {
     child: Child,
     pub port: u16,
+    /// IMAPS, when started with a certificate.
+    pub imaps_port: Option<u16>,
     /// The user's Maildir (with `new/`, `cur/`, `tmp/`): point aiosmtpd at it.
     pub maildir: PathBuf,
     /// A file holding `PASSWORD`, for `password_file`.
@@ -39,9 +42,16 @@ impl Dovecot {
     /// Starts Dovecot with its configuration, state and the Maildir under `dir`, and waits
     /// until it greets.
     pub fn start(dir: &Path) -> Dovecot {
+        Dovecot::start_with(dir, None, None)
+    }
+
+    /// `start`, serving `maildir` (default `dir/Maildir`) and, given a certificate and key
+    /// (PEM files), speaking TLS: STARTTLS on `port`, implicit TLS on `imaps_port`.
+    pub fn start_with(dir: &Path, maildir: Option<&Path>, tls: Option<(&Path, &Path)>) -> Dovecot {
         assert!(Path::new(DOVECOT).exists(), "{MISSING}");
         let port = free_port();
-        let maildir = dir.join("Maildir");
+        let imaps_port = tls.map(|_| free_port());
+        let maildir = maildir.map_or_else(|| dir.join("Maildir"), Path::to_path_buf);
         for sub in ["", "new", "cur", "tmp"] {
             std::fs::create_dir_all(maildir.join(sub)).expect("create Maildir");
         }
@@ -83,7 +93,7 @@ state_dir = {d}/state
 log_path = {d}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 first_valid_uid = 1
@@ -106,7 +116,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {imaps}
   }}
 }}
 service anvil {{
@@ -116,7 +127,16 @@ service stats {{
   chroot =
 }}
 "#,
-            maildir = maildir.display()
+            maildir = maildir.display(),
+            ssl = match tls {
+                None => "ssl = no".to_string(),
+                Some((cert, key)) => format!(
+                    "ssl = yes\nssl_cert = <{}\nssl_key = <{}",
+                    cert.display(),
+                    key.display()
+                ),
+            },
+            imaps = imaps_port.unwrap_or(0),
         );
         std::fs::write(dir.join("dovecot.conf"), conf).expect("write dovecot.conf");
         let out = File::create(dir.join("dovecot.out")).expect("create dovecot.out");
@@ -133,6 +153,7 @@ service stats {{
         let mut server = Dovecot {
             child,
             port,
+            imaps_port,
             maildir,
             password_file,
             dir: dir.to_path_buf(),
