@@ -223,15 +223,42 @@ fn the_heartbeat_endpoint_answers_wrong_tokens_unknown_checks_other_kinds_and_ba
         "message: longer than 500",
     );
 
-    // A job that ran and failed says so: the check fails with its words.
-    let r = beat(
-        &d,
-        "ticket-sync-job",
-        Some(TOKEN),
-        Some(r#"{"status": "down", "message": "Zendesk API 503 for 10 minutes"}"#),
+    // A job that ran and failed says so, here through `switchboard heartbeat` as a cron job
+    // would: the check fails with its words.
+    let cli = |token: Option<&str>, args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        cmd.arg("heartbeat")
+            .args(args)
+            .env("SWITCHBOARD_URL", &d.base);
+        cmd.env_remove("SWITCHBOARD_HEARTBEAT_TOKEN");
+        if let Some(t) = token {
+            cmd.env("SWITCHBOARD_HEARTBEAT_TOKEN", t);
+        }
+        cmd.output().expect("run switchboard heartbeat")
+    };
+    let out = cli(None, &["ticket-sync-job"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("SWITCHBOARD_HEARTBEAT_TOKEN"),
+        "{out:?}"
     );
-    assert_eq!(r.status, 200, "{r:?}");
-    assert_eq!(json(&r)["status"], "down");
+    let out = cli(Some("not-the-token"), &["ticket-sync-job"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let out = cli(
+        Some(TOKEN),
+        &[
+            "ticket-sync-job",
+            "--down",
+            "--message",
+            "Zendesk API 503 for 10 minutes",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .starts_with("heartbeat for ticket-sync-job recorded at 20"),
+        "{out:?}"
+    );
     wait_until(
         "the reported failure failing the check",
         Duration::from_secs(10),
