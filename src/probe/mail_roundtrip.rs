@@ -44,6 +44,8 @@ struct Progress {
     arrived: Option<Duration>,
     /// How many times arrival was looked for.
     looks: u32,
+    /// Why the last search did not find the canary, when it said more than "not yet".
+    last_search: Option<String>,
 }
 
 /// A fresh token: 128 random bits in hex, unguessable, so only this canary matches it.
@@ -67,10 +69,15 @@ pub async fn probe(check: &CheckSpec, m: &MailRoundtripCheck) -> Outcome {
             Some(ProbeError {
                 class: ErrorClass::Timeout,
                 message: format!(
-                    "the canary (token {token}) did not arrive within {} (looked {} time{})",
+                    "the canary (token {token}) did not arrive within {} (looked {} time{}{})",
                     humantime::format_duration(check.timeout),
                     progress.looks,
-                    if progress.looks == 1 { "" } else { "s" }
+                    if progress.looks == 1 { "" } else { "s" },
+                    progress
+                        .last_search
+                        .as_ref()
+                        .map(|why| format!("; last search: {why}"))
+                        .unwrap_or_default()
                 ),
             })
         }
@@ -123,6 +130,15 @@ fn steps(p: &Progress, error: Option<&ProbeError>) -> Vec<StepResult> {
     vec![step("accepted", accepted, None), arrived]
 }
 
+/// `e` with its message starting `which: `, so an error names the server it came from (the
+/// connection steps shared with other kinds do not).
+fn from_server(which: &str, mut e: ProbeError) -> ProbeError {
+    if !e.message.starts_with(&format!("{which}: ")) {
+        e.message = format!("{which}: {}", e.message);
+    }
+    e
+}
+
 async fn run(
     m: &MailRoundtripCheck,
     token: &str,
@@ -133,21 +149,27 @@ async fn run(
         MailConfirm::Imap(imap) => {
             progress.stage = "connecting to the IMAP server";
             let mut imap_seen = Seen::default();
-            let mut session = Session::connect(&imap.server, &mut imap_seen).await?;
+            let mut session = Session::connect(&imap.server, &mut imap_seen)
+                .await
+                .map_err(|e| from_server("imap", e))?;
             progress.stage = "logging in to the IMAP server";
             let user = imap.server.user.as_deref().unwrap_or_default();
             let password = password(&imap.server, "imap")?;
             session.login(user, &password).await?;
             drop(password);
             session.select(&imap.mailbox).await?;
-            send(m, token, seen, progress).await?;
+            send(m, token, seen, progress)
+                .await
+                .map_err(|e| from_server("smtp", e))?;
             let found = wait_imap(&mut session, imap, m, token, progress).await;
             // LOGOUT is a courtesy: whatever it answers, the result stands.
             let _ = tokio::time::timeout(Duration::from_secs(1), session.logout()).await;
             found
         }
         MailConfirm::Search(search) => {
-            send(m, token, seen, progress).await?;
+            send(m, token, seen, progress)
+                .await
+                .map_err(|e| from_server("smtp", e))?;
             wait_search(search, m, token, progress).await
         }
     }
@@ -215,6 +237,9 @@ async fn wait_search(
                 message: format!("search: the search API answered {status}"),
             });
         }
+        // Kept for the deadline's message: a search API that errs looks like mail that never
+        // came unless it is named.
+        progress.last_search = o.error.map(|e| e.message);
         tokio::time::sleep(m.poll_interval).await;
     }
 }

@@ -258,8 +258,11 @@ async fn search_api(maildir: std::path::PathBuf) -> u16 {
                     .iter()
                     .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains(&token)))
                     .count();
+                let broken = req.header("authorization") == Some("Bearer broken-key");
                 let (status, body) = if auth {
                     ("200 OK", format!("{{\"count\": {count}}}"))
+                } else if broken {
+                    ("500 Internal Server Error", "{}".to_string())
                 } else {
                     ("401 Unauthorized", "{}".to_string())
                 };
@@ -313,6 +316,16 @@ conditions = ["[STATUS] == 200", "[BODY].count > 0"]
     assert_eq!(class(&o), Some(ErrorClass::Conditions), "{o:?}");
     assert_eq!(message(&o), "search: the search API answered 401");
     assert!(started.elapsed() < Duration::from_secs(2), "{o:?}");
+
+    // A search API that keeps failing is named at the deadline, not mistaken for lost mail.
+    let (_dir, checks) = check::load(&service("broken-key"), &[]);
+    let o = run(&checks[0]).await;
+    assert_eq!(class(&o), Some(ErrorClass::Timeout), "{o:?}");
+    assert!(
+        message(&o).ends_with("; last search: condition failed: [STATUS] (500) == 200)"),
+        "{}",
+        message(&o)
+    );
 }
 
 #[tokio::test]
