@@ -13,6 +13,8 @@ mod api;
 mod audit;
 mod cli;
 mod clock;
+mod cluster;
+mod cluster_daemon;
 mod config;
 mod confirmation;
 mod control_api;
