@@ -267,6 +267,10 @@ fn operation(e: &Endpoint) -> Value {
                 "401".into(),
                 error_response("No bearer token, or not this check's token"),
             );
+            responses.insert(
+                "429".into(),
+                error_response("Too many wrong or missing tokens from this client"),
+            );
             responses.insert("400".into(), error_response("Malformed JSON or path"));
             responses.insert("404".into(), error_response("No such check"));
             responses.insert("405".into(), error_response("Wrong method"));

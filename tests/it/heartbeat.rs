@@ -271,6 +271,28 @@ fn the_heartbeat_endpoint_answers_wrong_tokens_unknown_checks_other_kinds_and_ba
         },
     );
 
+    // Guessing is throttled per client like the API's tokens: past five wrong tokens a client
+    // is answered 429, while the right token is still taken from it and other clients are
+    // not slowed.
+    let from = |token: &str| {
+        crate::support::control::request_with(
+            "POST",
+            &d.url("/api/v1/heartbeats/ticket-sync-job"),
+            Some(token),
+            None,
+            Some("application/json"),
+            Some("127.0.0.3".parse().expect("ip")),
+        )
+    };
+    for n in 1..=5 {
+        assert_eq!(from(&format!("guess-{n}")).status, 401, "guess {n}");
+    }
+    let r = from("guess-6");
+    assert_eq!(r.status, 429, "{r:?}");
+    assert!(r.header("retry-after").is_some(), "{r:?}");
+    assert_eq!(from(TOKEN).status, 200);
+    assert_eq!(beat(&d, "ticket-sync-job", Some(TOKEN), None).status, 200);
+
     // The token never appears in what the daemon logged.
     let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default();
     assert!(!log.contains(TOKEN), "{log}");
