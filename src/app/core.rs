@@ -61,6 +61,8 @@ pub(super) struct Core {
     pub(super) in_use: TransportsInUse,
     /// The reload being prepared off the core and those waiting for it (`reload`).
     pub(super) reloads: reload::Reloads,
+    /// What jobs reported to heartbeat checks; shared with the control API, kept by reloads.
+    pub(super) heartbeats: Arc<crate::probe::heartbeat::Heartbeats>,
 }
 
 /// What one step of a service's machine did.
@@ -230,6 +232,8 @@ impl Core {
         self.probes_stop.send_replace(true);
         self.generation += 1;
         self.probes_stop = watch::Sender::new(false);
+        // Before the loops start, so every heartbeat check is watched from now on.
+        self.heartbeats.configure(&self.config);
         for (si, s) in self.config.services.iter().enumerate() {
             for ci in 0..s.checks.len() {
                 tokio::spawn(supervised_probe_loop(
@@ -241,6 +245,7 @@ impl Core {
                         tx: self.msg_tx.clone(),
                         metrics: self.metrics.clone(),
                         permits: self.permits.clone(),
+                        heartbeats: self.heartbeats.clone(),
                     },
                     self.shutdown.clone(),
                     self.probes_stop.subscribe(),

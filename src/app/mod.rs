@@ -255,6 +255,8 @@ pub(crate) async fn run_parts(
         templates: Arc::new(templates),
         in_use: record::TransportsInUse::of(&config),
         reloads: reload::Reloads::default(),
+        // Heartbeats live for the daemon's life: a reload keeps them (`start_probes`).
+        heartbeats: Arc::new(crate::probe::heartbeat::Heartbeats::new()),
     };
     for s in &core.services {
         core.metrics_for_new_service(s);
@@ -341,6 +343,7 @@ pub(crate) async fn run_parts(
     let control = crate::api::control::Control {
         core: Arc::new(handle.clone()),
         store: store_handle.clone(),
+        heartbeats: core.heartbeats.clone(),
     };
     let api_state = ApiState::new(
         snapshot_rx,

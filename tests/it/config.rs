@@ -359,6 +359,8 @@ conditions = ["[STATUS] == any(201, 302)"]
                 "dns"
             }
             CheckKind::Browser(_) => "browser",
+            // Kinds this file does not configure.
+            _ => "other",
         })
         .collect();
     assert_eq!(kinds, ["smtp", "tcp", "tls", "dns", "steps"]);

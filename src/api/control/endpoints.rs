@@ -106,6 +106,13 @@ pub const ENDPOINTS: &[Endpoint] = &[
     },
     Endpoint {
         method: "post",
+        path: "/api/v1/heartbeats/{check}",
+        // Not a role: the check's own heartbeat token (see `heartbeats.rs`).
+        role: None,
+        summary: "A job reports that it ran (heartbeat check), with the check's own token",
+    },
+    Endpoint {
+        method: "post",
         path: "/-/reload",
         role: Some(Role::Admin),
         summary: "Reload the configuration (keeps the running one if invalid)",

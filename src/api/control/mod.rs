@@ -15,6 +15,7 @@ mod audit;
 mod body;
 mod drills;
 mod endpoints;
+mod heartbeats;
 mod incidents;
 mod maintenance;
 mod reload;
@@ -33,6 +34,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use drills::{drill, drill_abort, drill_start, drills};
+use heartbeats::heartbeat;
 use incidents::incident_update;
 use maintenance::maintenance;
 use reload::reload;
@@ -45,6 +47,8 @@ use std::sync::Arc;
 pub struct Control {
     pub core: Arc<dyn Core>,
     pub store: StoreHandle,
+    /// The heartbeats jobs report (`heartbeats.rs`), which the probe loops judge.
+    pub heartbeats: Arc<crate::probe::heartbeat::Heartbeats>,
 }
 
 /// The control routes, each path and method from `ENDPOINTS` (a unit test keeps them equal).
@@ -64,6 +68,7 @@ pub fn router() -> Router<ApiState> {
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/audit/{id}/review", post(review))
         .route("/api/v1/incidents/{id}/updates", post(incident_update))
+        .route("/api/v1/heartbeats/{check}", post(heartbeat))
         .route("/-/reload", post(reload))
         .route("/api/v1/openapi.json", get(super::openapi::handler))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -15,6 +15,7 @@ pub mod control;
 pub mod daemon;
 pub mod etcd;
 pub mod http;
+pub mod imap;
 pub mod oncall;
 pub mod prometheus;
 pub mod smtp;
