@@ -60,6 +60,12 @@ pub struct AuditContext {
     pub routes_before: BTreeMap<String, String>,
     /// Route id -> the target customers are sent to after it.
     pub routes_after: BTreeMap<String, String>,
+    /// What the decision rests on (`failover::Action::Record`'s grounds): the checks'
+    /// verdicts with outcome, vantage, time and streak, the window or hold that ended. Written
+    /// as the record's `detail.grounds`; absent when empty, so records without it read and
+    /// hash as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grounds: Vec<crate::failover::Ground>,
 }
 
 /// Only the config version is known (callers that predate the audit log, and store tests):

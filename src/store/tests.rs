@@ -559,6 +559,7 @@ fn audit_ctx() -> AuditContext {
         node: "node-a".into(),
         routes_before: [("submit-ticket".to_owned(), "https://p".to_owned())].into(),
         routes_after: [("submit-ticket".to_owned(), "https://b".to_owned())].into(),
+        grounds: Vec::new(),
     }
 }
 

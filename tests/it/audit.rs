@@ -118,6 +118,7 @@ fn write_known_records(db: &Path) -> Vec<switchboard::audit::AuditRecord> {
         node: "vantage-eu-1".into(),
         routes_before: routes(before),
         routes_after: routes(after),
+        grounds: Vec::new(),
     };
     let ann = NewAnnouncement {
         audience: "oncall".into(),
