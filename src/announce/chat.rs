@@ -6,7 +6,7 @@
 
 use super::http;
 use super::render::{Kind, Message};
-use super::transport::Failure;
+use super::transport::{Failure, Receipt};
 use crate::config::ChatConfig;
 use crate::store::{NewAnnouncement, OutboxItem};
 use reqwest::Method;
@@ -47,7 +47,7 @@ impl Chat {
         Chat { cfg }
     }
 
-    pub async fn send(&self, item: &OutboxItem) -> Result<String, Failure> {
+    pub async fn send(&self, item: &OutboxItem) -> Result<Receipt, Failure> {
         let r = http::request(
             Method::POST,
             &self.cfg.webhook_url,
@@ -58,7 +58,10 @@ impl Chat {
         .await
         .map_err(|e| Failure::from(format!("chat webhook: {e}")))?;
         match r.status {
-            200..=299 => Ok(format!("{} from the chat webhook", r.status)),
+            200..=299 => Ok(Receipt::http(
+                r.status,
+                format!("{} from the chat webhook", r.status),
+            )),
             429 => Err(Failure {
                 message: "chat webhook: 429 rate limited".to_owned(),
                 retry_after: r.retry_after,

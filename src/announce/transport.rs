@@ -6,6 +6,8 @@
 //! transports know only this small contract, never the loop.
 
 use crate::store::OutboxItem;
+/// What a receiver said when it took a row (defined by the store, which keeps it as proof).
+pub use crate::store::Receipt;
 use std::future::Future;
 use std::time::Duration;
 
@@ -29,6 +31,7 @@ impl From<String> for Failure {
 
 /// A transport the outbox can hand a row to: e-mail, webhooks, or all of them by channel.
 pub trait Deliver: Send + Sync {
-    /// Sends one row; `Ok` carries what the receiver said, `Err` why it did not take it.
-    fn deliver(&self, item: &OutboxItem) -> impl Future<Output = Result<String, Failure>> + Send;
+    /// Sends one row; `Ok` carries what the receiver said (the proof the audit chain keeps),
+    /// `Err` why it did not take it.
+    fn deliver(&self, item: &OutboxItem) -> impl Future<Output = Result<Receipt, Failure>> + Send;
 }

@@ -522,3 +522,179 @@ fn since_filters_by_time_in_both_forms() {
     assert_eq!(code, 2);
     assert!(err.contains("--since \"last tuesday\""), "{err}");
 }
+
+// Issue 16 point 2: delivery proof is chained. The real outbox delivers to a real SMTP server
+// (aiosmtpd), and the real binary's export shows each final result as its own record, linked
+// to the transition it announces.
+
+/// The exported records of `f`, parsed, with `audit verify` passing first.
+fn exported(f: &Fixture) -> Vec<serde_json::Value> {
+    let (code, out, err) = f.audit(&["verify"]);
+    assert_eq!(code, 0, "verify: {out}{err}");
+    let (code, out, err) = f.audit(&["export", "--format", "jsonl"]);
+    assert_eq!(code, 0, "{err}");
+    out.lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+/// Commits a failover of `ticket-submission` with an e-mail to on-call and customers.
+fn commit_failover_with_mail(store: &Store) -> i64 {
+    let now = Timestamp::now();
+    store
+        .ensure_service("ticket-submission", now)
+        .expect("ensure");
+    let t = Transition {
+        at: now,
+        ..transition(
+            State::Operational,
+            State::FailedOver,
+            Cause::PrimaryDown,
+            0,
+            "primary down; backup healthy",
+        )
+    };
+    let mail = |audience: &str, to: &str| NewAnnouncement {
+        audience: audience.into(),
+        channel: "email".into(),
+        kind: "failover".into(),
+        recipients: vec![to.into()],
+        subject: format!("switched ({audience})"),
+        text: "use the backup".into(),
+        html: None,
+    };
+    store
+        .commit_transition(
+            &t,
+            "cfg-0123456789ab",
+            &[
+                mail("oncall", "support-oncall@example.com"),
+                mail("customers", "support-announce@example.com"),
+            ],
+        )
+        .expect("commit")
+        .transition_id
+}
+
+fn mailer(url: &str) -> switchboard::announce::Mailer {
+    let cfg = switchboard::config::EmailConfig::new(
+        "Support Status <status@example.com>",
+        switchboard::config::EmailTransport::Smtp { url: url.into() },
+    );
+    switchboard::announce::Mailer::with_password(&cfg, None).expect("mailer")
+}
+
+#[tokio::test]
+async fn each_accepted_email_is_chained_with_its_message_id_and_the_servers_reply() {
+    use crate::support::smtp;
+    let f = Fixture::new();
+    let maildir = f.dir.path().join("maildir");
+    let server = smtp::SmtpServer::start(&maildir);
+    let store = std::sync::Arc::new(Store::open(&f.db()).expect("store"));
+    let tid = commit_failover_with_mail(&store);
+    let handle = switchboard::store::StoreHandle::shared(store.clone());
+    let done = switchboard::announce::outbox::deliver_due(
+        &handle,
+        &mailer(&server.url()),
+        Timestamp(i64::MAX),
+        10,
+    )
+    .await
+    .expect("deliver");
+    assert_eq!(done.len(), 2);
+    assert!(
+        done.iter()
+            .all(|d| d.result.is_ok() && d.audited == Some("announcement_delivered")),
+        "{done:?}"
+    );
+    drop(handle);
+    drop(store);
+
+    let arrived: Vec<String> = server
+        .messages()
+        .iter()
+        .map(|m| {
+            smtp::parse_mail(m)
+                .header("Message-ID")
+                .expect("Message-ID")
+                .to_owned()
+        })
+        .collect();
+    let recs = exported(&f);
+    let transition_record = recs
+        .iter()
+        .find(|r| r["kind"] == "transition")
+        .expect("the transition's record");
+    let proofs: Vec<&serde_json::Value> = recs
+        .iter()
+        .filter(|r| r["kind"] == "announcement_delivered")
+        .collect();
+    assert_eq!(proofs.len(), 2, "{recs:#?}");
+    for p in &proofs {
+        let d = &p["detail"];
+        let id = d["message_id"].as_str().expect("message_id");
+        assert!(
+            arrived.iter().any(|a| a == id),
+            "{id} not among {arrived:?}"
+        );
+        // What aiosmtpd answered to the message's DATA.
+        assert!(
+            d["reply"].as_str().is_some_and(|r| r.starts_with("250")),
+            "{d}"
+        );
+        assert_eq!(d["transition_id"], tid);
+        assert_eq!(d["transition_record"], transition_record["id"]);
+        assert_eq!(p["service"], "ticket-submission");
+        assert!(p["id"].as_i64() > transition_record["id"].as_i64());
+    }
+    let audiences: std::collections::BTreeSet<&str> = proofs
+        .iter()
+        .filter_map(|p| p["detail"]["audience"].as_str())
+        .collect();
+    assert_eq!(audiences, ["customers", "oncall"].into());
+}
+
+#[tokio::test]
+async fn an_email_given_up_is_chained_with_its_last_error() {
+    use crate::support::smtp;
+    let f = Fixture::new();
+    let refusing = smtp::RefusingServer::start(f.dir.path(), "rcpt");
+    let store = std::sync::Arc::new(Store::open(&f.db()).expect("store"));
+    let tid = commit_failover_with_mail(&store);
+    let handle = switchboard::store::StoreHandle::shared(store.clone());
+    // A give-up age of zero: the first refusal is the last attempt.
+    let done = switchboard::announce::outbox::deliver_due_with(
+        &handle,
+        &mailer(&format!("smtp://127.0.0.1:{}", refusing.port)),
+        Timestamp(i64::MAX),
+        10,
+        std::time::Duration::ZERO,
+    )
+    .await
+    .expect("deliver");
+    assert_eq!(done.len(), 2);
+    assert!(
+        done.iter()
+            .all(|d| d.given_up && d.audited == Some("announcement_given_up")),
+        "{done:?}"
+    );
+    drop(handle);
+    drop(store);
+    let recs = exported(&f);
+    let gone: Vec<&serde_json::Value> = recs
+        .iter()
+        .filter(|r| r["kind"] == "announcement_given_up")
+        .collect();
+    assert_eq!(gone.len(), 2, "{recs:#?}");
+    for g in gone {
+        assert_eq!(g["detail"]["transition_id"], tid);
+        let err = g["detail"]["last_error"].as_str().unwrap_or_default();
+        assert!(err.contains("554"), "the server's refusal: {err}");
+        assert!(
+            g["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("given up after 1 attempt")),
+            "{g}"
+        );
+    }
+}
