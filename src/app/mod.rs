@@ -74,6 +74,8 @@ pub enum AppError {
     Email(String),
     #[error("spilled transitions: {0}")]
     Spill(String),
+    #[error("{0}")]
+    Cluster(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -101,6 +103,15 @@ pub async fn run_with(
     mut shutdown: watch::Receiver<bool>,
     on_ready: impl FnOnce(CoreHandle),
 ) -> Result<(), AppError> {
+    if config.cluster.is_some() {
+        // The election and fenced writes exist (`cluster/`); replicating the store through
+        // etcd does not yet, and a node acting on its own file beside others would decide
+        // twice. Refuse rather than run as a single node that believes it is a cluster.
+        return Err(AppError::Cluster(format!(
+            "{}: [cluster] is not supported by this build yet (leader election is, shared state is not); remove [cluster] to run as a single node",
+            config.source.display()
+        )));
+    }
     let config = Arc::new(config);
     let store_err = |source| AppError::Store {
         path: config.storage.path.display().to_string(),

@@ -6,7 +6,7 @@ use super::rows::{self, parse_json_strings, u32_from};
 use super::{MessageIds, NewAnnouncement, OutboxItem, OutboxStatus, Store, StoreError};
 use crate::audit::{AuditRecord, KIND_ANNOUNCEMENT_DELIVERED, KIND_ANNOUNCEMENT_GIVEN_UP};
 use crate::clock::Timestamp;
-use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 
 impl Store {
     /// Pending outbox rows whose next attempt is due at `now`, oldest due first.
@@ -89,7 +89,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         self.check_file()?;
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = super::open::begin(&mut conn)?;
         if tx.execute(sql, params![id, at.as_millis(), text])? == 0 {
             ensure_outbox_row(&tx, id)?;
             return Ok(false);
@@ -156,7 +156,7 @@ impl Store {
     ) -> Result<Vec<i64>, StoreError> {
         self.check_file()?;
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = super::open::begin(&mut conn)?;
         let latest: Option<i64> = tx.query_row(
             "SELECT MAX(id) FROM transitions WHERE service = ?1",
             [service],

@@ -13,6 +13,7 @@ mod api;
 mod audit;
 mod cli;
 mod clock;
+mod cluster;
 mod config;
 mod confirmation;
 mod control_api;

@@ -13,6 +13,7 @@
 //! what they share: the loader, its diagnostics, line numbers and the common value checks.
 
 mod check;
+mod cluster;
 mod email;
 mod main_file;
 mod regions;
