@@ -698,3 +698,123 @@ async fn an_email_given_up_is_chained_with_its_last_error() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_statuspage_push_is_chained_with_its_http_status_and_incident_id() {
+    use switchboard::announce::outbox::{deliver_due, Transports};
+    use switchboard::announce::statuspage_push::{self, StatuspagePush};
+    use switchboard::announce::webhook::Webhooks;
+    use switchboard::announce::{Kind, Mailer};
+    use switchboard::config::StatuspagePushConfig;
+    use tokio::io::AsyncWriteExt;
+
+    // A Statuspage API on loopback: the incident is created (201 with its id), then resolved.
+    let api = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", api.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok((mut s, _)) = api.accept().await {
+            if crate::support::http::read_async(&mut s).await.is_none() {
+                continue;
+            }
+            n += 1;
+            let (status, body) = if n == 1 {
+                (201, r#"{"id":"inc-audit-1"}"#)
+            } else {
+                (200, r#"{"id":"inc-audit-1","status":"resolved"}"#)
+            };
+            let reply = format!(
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(reply.as_bytes()).await;
+            let _ = s.shutdown().await;
+        }
+    });
+
+    let f = Fixture::new();
+    let store = std::sync::Arc::new(Store::open(&f.db()).expect("store"));
+    let now = Timestamp::now();
+    store
+        .ensure_service("ticket-submission", now)
+        .expect("ensure");
+    let mut ids = Vec::new();
+    for (i, (from, to, cause)) in [
+        (State::Operational, State::FailedOver, Cause::PrimaryDown),
+        (
+            State::FailedOver,
+            State::Operational,
+            Cause::RecoveryHoldElapsed,
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let t = Transition {
+            at: now.plus(std::time::Duration::from_millis(i as u64)),
+            ..transition(from, to, cause, 0, "r")
+        };
+        let row = statuspage_push::plan(Kind::of(&t), &t, "cmp-1", "Ticket submission", "words")
+            .expect("a statuspage row");
+        ids.push(
+            store
+                .commit_transition(&t, "cfg-0123456789ab", &[row])
+                .expect("commit")
+                .transition_id,
+        );
+    }
+    let handle = switchboard::store::StoreHandle::shared(store.clone());
+    let file = switchboard::config::EmailConfig::new(
+        "status@example.com",
+        switchboard::config::EmailTransport::File {
+            dir: f.dir.path().join("mail"),
+        },
+    );
+    let transports = Transports {
+        mailer: Mailer::with_password(&file, None).expect("mailer"),
+        webhooks: Webhooks::default(),
+        statuspage: Some(StatuspagePush::new(
+            StatuspagePushConfig {
+                page_id: "pg1".into(),
+                api_base: format!("{base}/v1"),
+                // Set for the whole test process by `support::TEST_ENV`.
+                api_key_env: "SWITCHBOARD_TEST_STATUSPAGE_KEY_A".into(),
+            },
+            handle.clone(),
+        )),
+        chat: None,
+    };
+    // The resolve waits for the opening (one stream), so two passes send both.
+    for _ in 0..2 {
+        let done = deliver_due(&handle, &transports, Timestamp(i64::MAX), 10)
+            .await
+            .expect("deliver");
+        assert!(done.iter().all(|d| d.result.is_ok()), "{done:?}");
+    }
+    drop(transports);
+    drop(handle);
+    drop(store);
+
+    let recs = exported(&f);
+    let pushes: Vec<&serde_json::Value> = recs
+        .iter()
+        .filter(|r| r["kind"] == "announcement_delivered" && r["detail"]["channel"] == "statuspage")
+        .collect();
+    assert_eq!(pushes.len(), 2, "{recs:#?}");
+    let seen: Vec<(i64, u64, &str)> = pushes
+        .iter()
+        .map(|p| {
+            (
+                p["detail"]["transition_id"].as_i64().unwrap_or(0),
+                p["detail"]["http_status"].as_u64().unwrap_or(0),
+                p["detail"]["incident_id"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [(ids[0], 201, "inc-audit-1"), (ids[1], 200, "inc-audit-1")]
+    );
+}
