@@ -437,6 +437,13 @@ impl Fence {
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
+
+    /// Ends this node's term now (Patroni's rule: a leader that cannot write its state to
+    /// the DCS demotes itself): the daemon stops acting, and the next leader, perhaps this
+    /// node again, starts from the replicated log.
+    pub fn resign(&self, why: &str) {
+        step_down(&self.shared, why);
+    }
 }
 
 async fn fenced(

@@ -158,6 +158,13 @@ impl super::handle::Around for Replicator {
             Ok(applied) => store.capture_end(applied),
             Err(e) => {
                 let _ = store.capture_end(None);
+                // A leader whose decision did not reach the log must not go on acting on it:
+                // its memory is now ahead of the cluster's state. It steps down; whoever leads
+                // next (this node too) starts again from the log.
+                if self.fence.shared().acting_term().is_some() {
+                    self.fence
+                        .resign(&format!("a write did not reach the replicated log: {e}"));
+                }
                 Err(e)
             }
         }

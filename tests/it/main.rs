@@ -15,6 +15,7 @@ mod audit_checklist;
 mod cli;
 mod clock;
 mod cluster;
+mod cluster_daemon;
 mod config;
 mod confirmation;
 mod control_api;

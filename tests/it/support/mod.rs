@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod etcd;
 pub mod http;
 pub mod oncall;
+pub mod prometheus;
 pub mod smtp;
 pub mod tls;
 
