@@ -198,3 +198,56 @@ pub(super) fn grounds(svc: &Service, p: &Policy, to: State) -> Vec<Ground> {
 pub(super) fn lines(grounds: &[Ground]) -> Vec<String> {
     grounds.iter().map(Ground::line).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Grounds travel in the spill file (`AuditContext`) and are written into the audit
+    /// record: times as RFC 3339 text, the kind as a tag, and back again unchanged.
+    #[test]
+    fn grounds_round_trip_as_json_with_readable_times() {
+        let grounds = vec![
+            Ground::Check(Observation {
+                check: "ticket-form".into(),
+                role: "primary".into(),
+                health: Health::Down,
+                outcome: "failed (connect): connection refused".into(),
+                vantage: "node-a".into(),
+                at: Some(Timestamp(1_700_000_000_000)),
+                streak: 3,
+                threshold: 3,
+            }),
+            Ground::Window {
+                reason: "database upgrade".into(),
+                start: Timestamp(1_700_000_000_000),
+                end: Timestamp(1_700_000_600_000),
+                event: "began".into(),
+            },
+            Ground::HoldEnded {
+                hold: "drill".into(),
+                id: Some("d1".into()),
+                until: Timestamp(1_700_000_000_000),
+            },
+        ];
+        let json = serde_json::to_value(&grounds).expect("serialise");
+        assert_eq!(json[0]["kind"], "check");
+        assert_eq!(json[0]["at"], "2023-11-14T22:13:20.000Z");
+        assert_eq!(json[0]["health"], "down");
+        assert_eq!(json[1]["kind"], "window");
+        assert_eq!(json[1]["end"], "2023-11-14T22:23:20.000Z");
+        assert_eq!(json[2]["kind"], "hold_ended");
+        let back: Vec<Ground> = serde_json::from_value(json).expect("deserialise");
+        assert_eq!(back, grounds);
+        let never = Observation {
+            at: None,
+            ..grounds[0].check().expect("a check").clone()
+        };
+        let v = serde_json::to_value(&never).expect("serialise");
+        assert_eq!(v["at"], serde_json::Value::Null);
+        assert_eq!(
+            serde_json::from_value::<Observation>(v).expect("back"),
+            never
+        );
+    }
+}
