@@ -38,6 +38,7 @@ use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
+mod anchor;
 mod commands;
 mod core;
 mod drills;
@@ -110,6 +111,11 @@ pub async fn run_with(
     store.set_message_id_domain(&config.email.message_id_domain());
     // What a previous run could not record goes in first, so services start from it.
     spill::replay_at_start(&config, &store)?;
+    // The audit key and the configuration in force, before anything else is recorded.
+    {
+        use crate::cluster::Coordinator;
+        anchor::start(&config, &store, SingleNode::from_host().node()).map_err(store_err)?;
+    }
     let store = Arc::new(store);
     // Start-up reads and writes the store directly, before any task runs; everything started
     // from here (the core, its tasks, drill monitors, history, the status page, the outbox,
@@ -245,6 +251,12 @@ pub async fn run_with(
         metrics.clone(),
         shutdown.clone(),
     ));
+    background.spawn(anchor::run(
+        store_handle.clone(),
+        metrics.clone(),
+        config.audit.clone(),
+        shutdown.clone(),
+    ));
     // Deliver whatever a previous run recorded and did not send.
     outbox_wake.notify_one();
     // Probe history: written in batches, off the probe path. Incidents: reloaded for the page
@@ -322,6 +334,7 @@ pub async fn run_with(
 
     core.run(msg_rx, shutdown.clone()).await;
     core.drain_on_shutdown(config.storage.shutdown_grace).await;
+    anchor::at_shutdown(&store_handle, &metrics, &config.audit).await;
     let _ = shutdown.wait_for(|s| *s).await;
     core.probes_stop.send_replace(true);
     while background.join_next().await.is_some() {}

@@ -17,6 +17,7 @@
 //! it. Async code should never call `Store` directly, nor wrap it in `block_in_place`.
 
 mod audit_log;
+mod config_versions;
 mod control;
 mod facts;
 mod groups;
@@ -32,6 +33,9 @@ pub mod spill;
 mod tests;
 mod transitions;
 
+pub use config_versions::{
+    ConfigLoad, ConfigLookupError, LoadResult, StoredConfig, StoredFile, StoredLoad,
+};
 pub use control::{
     AuditQuery, DrillRow, ReviewError, ScheduledWindow, KIND_REVIEW, REVIEWED_CAUSES,
 };
@@ -204,6 +208,9 @@ pub enum StoreError {
         path: std::path::PathBuf,
         why: String,
     },
+    /// The configured audit key cannot extend the stored chain (missing or another key).
+    #[error("{0}")]
+    AuditKey(String),
     #[error("no database at {path} (has the daemon run with this configuration?)")]
     NoDatabase { path: std::path::PathBuf },
     #[error("the database schema is version {found}, which predates the audit log (version 2); run the daemon once to migrate it")]

@@ -1,5 +1,6 @@
 //! The announcement outbox: rows written with their transition (or as a notice after it), delivery results, and the Statuspage incident ids.
 
+use super::audit_log;
 use super::groups::{self, NewPart};
 use super::rows::{self, parse_json_strings, u32_from};
 use super::{MessageIds, NewAnnouncement, OutboxItem, OutboxStatus, Store, StoreError};
@@ -262,6 +263,8 @@ pub(super) fn insert_row(tx: &Connection, r: &NewRow<'_>) -> Result<i64, StoreEr
         what: "announcement recipients",
         source,
     })?;
+    // On-call e-mail anchors the audit chain's head outside the database (`audit_log`).
+    let (text, html) = audit_log::with_head_footer(tx, r.audience, r.channel, r.text, r.html)?;
     tx.execute(
         "INSERT INTO outbox
            (transition_id, audience, channel, kind, message_id, recipients, subject,
@@ -275,8 +278,8 @@ pub(super) fn insert_row(tx: &Connection, r: &NewRow<'_>) -> Result<i64, StoreEr
             r.message_id,
             recipients,
             r.subject,
-            r.text,
-            r.html,
+            text,
+            html,
             r.at.as_millis(),
             r.first_part_id
         ],

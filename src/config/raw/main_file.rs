@@ -2,6 +2,7 @@
 //! `[storage]`, `[audiences]`, `[status_page]`, `[auth]`, `[defaults]`; `[email]` and the
 //! pushes are in `email.rs`).
 
+use super::audit::RawAudit;
 use super::email::{RawChat, RawEmail, RawStatuspagePush};
 use super::regions::parse_plain;
 use super::{
@@ -33,6 +34,7 @@ pub struct RawMain {
     pub defaults: Option<RawDefaults>,
     pub statuspage_push: Option<Spanned<RawStatuspagePush>>,
     pub chat: Option<Spanned<RawChat>>,
+    pub audit: Option<RawAudit>,
 }
 
 /// `[statuspage_push]`: keep an Atlassian Statuspage page in step with failovers.
@@ -104,6 +106,7 @@ pub struct RawDefaults {
 
 impl Loader {
     pub(super) fn load(&mut self, path: &Path) -> Option<Config> {
+        self.base = path.parent().unwrap_or(Path::new("")).to_path_buf();
         let text = self.read(path)?;
         let lines = LineIndex::new(&text);
         let source = Source {
@@ -131,8 +134,10 @@ impl Loader {
             status_page: main.status_page,
             auth: main.auth,
             defaults: main.defaults,
+            audit: main.audit,
             services: services.into_iter().map(std::sync::Arc::new).collect(),
             version: hex::encode(std::mem::take(&mut self.hasher).finalize()),
+            files: std::sync::Arc::new(std::mem::take(&mut self.files)),
         })
     }
 
@@ -289,6 +294,7 @@ impl Loader {
             tokens_file: raw.auth.and_then(|a| a.tokens_file).map(|f| base.join(f)),
         };
         let defaults = self.validate_defaults(&at.defaults, raw.defaults.unwrap_or_default());
+        let audit = self.validate_audit(&at.audit, base, raw.audit);
 
         Main {
             probes_dir,
@@ -302,6 +308,7 @@ impl Loader {
             status_page,
             auth,
             defaults,
+            audit,
         }
     }
 
@@ -349,6 +356,7 @@ struct Main {
     status_page: StatusPageConfig,
     auth: AuthConfig,
     defaults: Defaults,
+    audit: crate::config::AuditConfig,
 }
 
 /// The source (region) each table of the main file was parsed in, for its line numbers.
@@ -362,6 +370,7 @@ struct MainSources<'a> {
     chat: Source<'a>,
     audiences: Source<'a>,
     defaults: Source<'a>,
+    audit: Source<'a>,
 }
 
 /// The main file's regions as one `RawMain` (each table appears in exactly one region: the
@@ -386,6 +395,7 @@ fn merge_main<'a>(
         chat: whole,
         audiences: whole,
         defaults: whole,
+        audit: whole,
     };
     for (src, b) in parts {
         take(&mut raw.probes, b.probes, &mut at.probes, src);
@@ -401,6 +411,7 @@ fn merge_main<'a>(
         take(&mut raw.audiences, b.audiences, &mut at.audiences, src);
         take(&mut raw.defaults, b.defaults, &mut at.defaults, src);
         take(&mut raw.storage, b.storage, &mut at.storage, src);
+        take(&mut raw.audit, b.audit, &mut at.audit, src);
         raw.status_page = raw.status_page.or(b.status_page);
         raw.auth = raw.auth.or(b.auth);
     }
