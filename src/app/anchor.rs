@@ -82,10 +82,11 @@ pub(super) async fn run(
 ) {
     let mut last_anchor = tokio::time::Instant::now();
     anchor(&store, &metrics, &audit, "start").await;
+    let every = METRICS_EVERY.min(audit.anchor_interval);
     loop {
         tokio::select! {
             _ = shutdown.wait_for(|s| *s) => return,
-            _ = tokio::time::sleep(METRICS_EVERY) => {}
+            _ = tokio::time::sleep(every) => {}
         }
         if last_anchor.elapsed() >= audit.anchor_interval {
             last_anchor = tokio::time::Instant::now();

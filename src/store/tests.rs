@@ -472,7 +472,11 @@ fn outbox_items_come_due_fail_with_backoff_and_deliver_once() {
         item.html.as_deref(),
         Some(format!("<p>html</p><p>{footer}</p>\n").as_str())
     );
-    assert!(item.text.ends_with(&format!("\n{footer}\n")), "{}", item.text);
+    assert!(
+        item.text.ends_with(&format!("\n{footer}\n")),
+        "{}",
+        item.text
+    );
     assert_eq!(
         store.due_announcements(Timestamp(T0.0 - 1), 10).unwrap(),
         vec![]
