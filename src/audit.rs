@@ -29,6 +29,20 @@
 //! `sqlite_sequence` (the highest id ever handed out) catches a truncated tail, and the last
 //! hash that `verify` prints is the anchor to keep outside the database against an attacker
 //! who rewrites the whole file.
+//!
+//! # Keys and anchors
+//!
+//! Hashes alone do not stop someone with the database file: they can rewrite every row and
+//! recompute every hash (the recipe above is public). With `[audit] key_file`, each record
+//! also carries `mac` = HMAC-SHA-256(key, `hash`) and `key_id` (which key), outside the hashed
+//! fields so unkeyed chains hash as before. The hash covers `prev_hash`, so a valid MAC on a
+//! record vouches for the chain up to it; a recomputation without the key fails at the first
+//! rewritten record. Records written before a key was configured stay unkeyed; the first
+//! keyed record (an `audit_key` record the daemon writes when it starts with a new key) is
+//! where `verify_with` says the keyed part starts, and from there on a record without a MAC
+//! is reported as stripped. What a key cannot show (a cut-off tail, a rewrite of the unkeyed
+//! part) the anchors show: the head's id and hash written outside the database (log lines,
+//! on-call e-mail, metrics, an anchor file), which `verify_with` compares with the chain.
 
 use crate::clock::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -898,6 +912,99 @@ mod tests {
         c[1].id = 2;
         let p = broken(verify(&rows(c), 2, None));
         assert_eq!((p.tamper, p.id), (Tamper::Relinked, 2));
+    }
+
+    /// `chain(n)` with records from `from` on sealed under `key`.
+    fn keyed_chain(n: i64, from: i64, key: &[u8]) -> Vec<AuditRecord> {
+        let mut c = chain(n);
+        for r in c.iter_mut().filter(|r| r.id >= from) {
+            r.seal(key);
+        }
+        c
+    }
+
+    #[test]
+    fn a_keyed_chain_verifies_with_its_key_and_names_where_the_keyed_part_starts() {
+        let key = [9u8; 32];
+        let c = keyed_chain(4, 3, &key);
+        let checks = Checks {
+            key: Some(&key),
+            anchors: &[],
+        };
+        let Verdict::Intact { scope, .. } = verify_with(&rows(c.clone()), 4, None, checks) else {
+            panic!("intact expected")
+        };
+        assert_eq!(scope.keyed_from, Some(3));
+        assert!(scope.key_checked);
+        let text = scope.explain().join("\n");
+        assert!(text.contains("authenticated: records 3..4"), "{text}");
+        assert!(text.contains("not authenticated: records 1..2"), "{text}");
+        // Python's hmac gives the same MAC: hmac.new(key, hash.encode(), sha256).
+        assert_eq!(c[2].mac.as_deref(), Some(mac(&key, &c[2].hash).as_str()));
+        assert!(mac_matches(&key, &c[2].hash, c[2].mac.as_deref().unwrap()));
+        assert!(!mac_matches(
+            &[1u8; 32],
+            &c[2].hash,
+            c[2].mac.as_deref().unwrap()
+        ));
+    }
+
+    #[test]
+    fn a_missing_mac_after_the_keyed_part_starts_and_a_wrong_key_are_named() {
+        let key = [9u8; 32];
+        let mut c = keyed_chain(4, 2, &key);
+        c[2].mac = None;
+        c[2].key_id = None;
+        let p = broken(verify_with(&rows(c), 4, None, Checks::default()));
+        assert_eq!((p.tamper, p.id), (Tamper::Unauthenticated, 3));
+        assert!(p.message.contains("keyed from record 2"), "{p}");
+
+        let c = keyed_chain(2, 1, &key);
+        let other = [1u8; 32];
+        let p = broken(verify_with(
+            &rows(c),
+            2,
+            None,
+            Checks {
+                key: Some(&other),
+                anchors: &[],
+            },
+        ));
+        assert_eq!((p.tamper, p.id), (Tamper::WrongKey, 1));
+    }
+
+    #[test]
+    fn anchors_must_match_a_record_of_the_chain() {
+        let c = chain(3);
+        let good = Anchor {
+            sequence: 2,
+            hash: c[1].hash[..12].to_owned(),
+            source: "log".into(),
+        };
+        let bad = Anchor {
+            hash: "0123456789ab".into(),
+            ..good.clone()
+        };
+        let gone = Anchor {
+            sequence: 4,
+            ..good.clone()
+        };
+        let with = |a: &Anchor| {
+            verify_with(
+                &rows(c.clone()),
+                3,
+                None,
+                Checks {
+                    key: None,
+                    anchors: std::slice::from_ref(a),
+                },
+            )
+        };
+        assert!(matches!(with(&good), Verdict::Intact { .. }));
+        assert_eq!(broken(with(&bad)).tamper, Tamper::AnchorMismatch);
+        assert!(broken(with(&gone))
+            .message
+            .contains("chain ends at record 3"));
     }
 
     #[test]
