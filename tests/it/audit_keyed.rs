@@ -733,3 +733,89 @@ fn a_keyed_daemon_anchors_its_head_keeps_its_configuration_history_and_bundles_t
     assert!(!exited.expect("exited").success(), "{err}");
     assert!(err.contains("no [audit] key_file is configured"), "{err}");
 }
+
+/// Reads a bundle's drill reports and records with Python's `tarfile` alone.
+const BUNDLE_DRILLS_PY: &str = r#"
+import json, sys, tarfile
+t = tarfile.open(sys.argv[1], "r:gz")
+names = [n for n in t.getnames() if n.startswith("audit-bundle/drills/")]
+drills = [json.loads(t.extractfile(n).read()) for n in sorted(names)]
+recs = t.extractfile("audit-bundle/records.jsonl").read().decode().splitlines()
+print(json.dumps({"drills": drills, "records": [json.loads(l)["id"] for l in recs]}))
+"#;
+
+#[test]
+fn a_bundle_holds_the_periods_records_and_drill_reports() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (db, key) = keyed_database(dir.path());
+    let store = Store::open(&db).expect("open");
+    let now = Timestamp::now().0;
+    let drill = |id: &str, started: i64| {
+        switchboard::store::DrillRow {
+        id: id.into(),
+        service: "ticket-submission".into(),
+        mode: "dry_run".into(),
+        actor: "olga".into(),
+        reason: "Q4 drill".into(),
+        ticket: Some("CHG-7".into()),
+        started_at: Timestamp(started),
+        deadline: Timestamp(started + 600_000),
+        ended_at: Some(Timestamp(started + 30_000)),
+        status: "pass".into(),
+        report: r#"{"result":"pass","steps":[{"step":"decision","target_seconds":5,"seconds":0.2,"passed":true}]}"#.into(),
+    }
+    };
+    store
+        .insert_drill(&drill("drill-recent", now - 86_400_000))
+        .expect("drill");
+    store
+        .insert_drill(&drill("drill-old", T0))
+        .expect("old drill");
+    drop(store);
+    let bundle = dir.path().join("b.tar.gz");
+    let (code, _, err) = switchboard(
+        &[
+            "audit",
+            "bundle",
+            "--db",
+            s(&db),
+            "--key-file",
+            s(&key),
+            "--since",
+            "30d",
+            "-o",
+            s(&bundle),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let b: serde_json::Value =
+        serde_json::from_str(&python(BUNDLE_DRILLS_PY, &[s(&bundle)])).expect("JSON");
+    // The known records are from 2023: outside a 30-day period.
+    assert_eq!(b["records"], serde_json::json!([]), "{b}");
+    let drills = b["drills"].as_array().expect("drills");
+    assert_eq!(drills.len(), 1, "only the period's drill: {b}");
+    assert_eq!(drills[0]["id"], "drill-recent");
+    assert_eq!(drills[0]["ticket"], "CHG-7");
+    assert_eq!(drills[0]["report"]["steps"][0]["target_seconds"], 5);
+
+    let bundle = dir.path().join("all.tar.gz");
+    let (code, _, err) = switchboard(
+        &[
+            "audit",
+            "bundle",
+            "--db",
+            s(&db),
+            "--since",
+            "36500d",
+            "-o",
+            s(&bundle),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let b: serde_json::Value =
+        serde_json::from_str(&python(BUNDLE_DRILLS_PY, &[s(&bundle)])).expect("JSON");
+    assert_eq!(b["records"], serde_json::json!([1, 2, 3, 4, 5, 6]), "{b}");
+    assert_eq!(b["drills"].as_array().map(Vec::len), Some(2), "{b}");
+}
