@@ -819,3 +819,65 @@ fn a_bundle_holds_the_periods_records_and_drill_reports() {
     assert_eq!(b["records"], serde_json::json!([1, 2, 3, 4, 5, 6]), "{b}");
     assert_eq!(b["drills"].as_array().map(Vec::len), Some(2), "{b}");
 }
+
+/// Starts the daemon on `main`, waits for it to serve, and stops it with SIGTERM.
+fn run_once(main: &Path, port: u16) {
+    let mut d = Daemon::start(main, port);
+    let pid = d.child.id() as libc::pid_t;
+    // SAFETY: signalling our own child by its pid.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    assert!(d.child.wait().expect("wait").success());
+}
+
+#[test]
+fn stored_configurations_keep_secrets_out_and_an_edited_one_breaks_verify() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let target = Target::start();
+    let (main, port) = write_config(root, &target, FILE_MAIL);
+    run_once(&main, port);
+    // The same files with a chat webhook, whose URL is a secret written in the file.
+    let secret_url = "http://127.0.0.1:9/hooks/T000/SECRET-chat-token-42";
+    let mut text = std::fs::read_to_string(&main).expect("read");
+    text.push_str(&format!("[chat]\nwebhook_url = \"{secret_url}\"\n"));
+    std::fs::write(&main, text).expect("write");
+    run_once(&main, port);
+
+    let cfg = s(&main);
+    let (code, list, err) = switchboard(&["audit", "config", "--config", cfg], &[]);
+    assert_eq!(code, 0, "{err}");
+    let versions: Vec<&str> = list
+        .lines()
+        .map(|l| l.split(' ').next().unwrap_or(""))
+        .collect();
+    assert_eq!(versions.len(), 2, "{list}");
+    let (code, shown, err) = switchboard(&["audit", "config", "--config", cfg, versions[1]], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !shown.contains("SECRET-chat-token-42")
+            && shown.contains("webhook_url = \"<redacted: [chat] webhook_url>\"")
+            && shown.contains("# redacted: [chat] webhook_url in switchboard.toml"),
+        "{shown}"
+    );
+    let (code, out, err) = switchboard(&["audit", "verify", "--config", cfg], &[]);
+    assert_eq!(code, 0, "a redacted version is not tampering: {out}{err}");
+
+    // Someone edits the stored copy of the first version: it no longer hashes to its name.
+    let db = root.join("var/switchboard.db");
+    let conn = rusqlite::Connection::open(&db).expect("open");
+    let changed = conn
+        .execute(
+            "UPDATE config_versions SET contents = replace(contents, 'failover_when = \\\"any\\\"', 'failover_when = \\\"all\\\"') WHERE version = ?1",
+            [versions[0]],
+        )
+        .expect("tamper");
+    assert_eq!(changed, 1);
+    drop(conn);
+    let (code, _, err) = switchboard(&["audit", "verify", "--config", cfg], &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("configuration version {}", versions[0]))
+            && err.contains("a stored file was edited"),
+        "{err}"
+    );
+}
