@@ -109,13 +109,14 @@ pub async fn run_with(
     };
     let store = Store::open(&config.storage.path).map_err(store_err)?;
     store.set_message_id_domain(&config.email.message_id_domain());
-    // What a previous run could not record goes in first, so services start from it.
-    spill::replay_at_start(&config, &store)?;
-    // The audit key and the configuration in force, before anything else is recorded.
+    // The audit key and the configuration in force, before anything else is recorded (the
+    // spilled transitions below included: their records are sealed with the key too).
     {
         use crate::cluster::Coordinator;
         anchor::start(&config, &store, SingleNode::from_host().node()).map_err(store_err)?;
     }
+    // What a previous run could not record goes in first, so services start from it.
+    spill::replay_at_start(&config, &store)?;
     let store = Arc::new(store);
     // Start-up reads and writes the store directly, before any task runs; everything started
     // from here (the core, its tasks, drill monitors, history, the status page, the outbox,

@@ -421,12 +421,15 @@ pub(super) fn check(conn: &Connection) -> Result<Option<Problem>, StoreError> {
             )));
         }
     }
-    // Once the history starts, every version a record names must be stored: a version
-    // replaced under another name leaves the records pointing at nothing.
+    // Once the history starts, every version a transition names must be stored: the daemon
+    // records the configuration it runs before it decides anything, so a version missing
+    // was removed or renamed. (Other records may name a version that was never in force:
+    // `switchboard token new` audits with the files as they are on disk.)
     let orphan: Option<(i64, String)> = conn
         .query_row(
             "SELECT a.id, a.config_version FROM audit a
-             WHERE a.at_ms >= (SELECT MIN(first_seen_at_ms) FROM config_versions)
+             WHERE a.kind = 'transition'
+               AND a.at_ms >= (SELECT MIN(first_seen_at_ms) FROM config_versions)
                AND a.config_version NOT IN (SELECT version FROM config_versions)
              ORDER BY a.id LIMIT 1",
             [],

@@ -705,6 +705,30 @@ fn a_keyed_daemon_anchors_its_head_keeps_its_configuration_history_and_bundles_t
     );
     assert_eq!(code, 2, "an existing archive is not overwritten");
 
+    // `switchboard token new` audits from its own process: with the key, so the chain stays
+    // whole.
+    let mut text = std::fs::read_to_string(&main).expect("read");
+    text.push_str("[auth]\ntokens_file = \"tokens.toml\"\n");
+    std::fs::write(&main, text).expect("write");
+    let (code, _, err) = switchboard(
+        &[
+            "token", "new", "auditor", "--role", "viewer", "--config", cfg,
+        ],
+        &env,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("not audited"), "{err}");
+    let (code, _, err) = switchboard(&["audit", "verify", "--config", cfg], &[]);
+    assert_eq!(code, 0, "the token's record is keyed too: {err}");
+    let (_, export, _) = switchboard(
+        &["audit", "export", "--config", cfg, "--format", "jsonl"],
+        &[],
+    );
+    let token_rec: serde_json::Value =
+        serde_json::from_str(export.lines().last().expect("records")).expect("JSON");
+    assert_eq!(token_rec["detail"]["command"], "token_new", "{token_rec}");
+    assert!(token_rec["mac"].is_string(), "{token_rec}");
+
     // The keyed chain cannot be extended without its key: the daemon refuses to start.
     let text = std::fs::read_to_string(&main).expect("read");
     let without_key = text.replace("key_file = \"audit.key\"\n", "");
