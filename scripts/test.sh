@@ -97,6 +97,12 @@ if ! command -v chromium >/dev/null 2>&1; then
     apt_install chromium
 fi
 
+# A real etcd cluster (three members on loopback) for the cluster tests (tests/it/cluster.rs).
+if [ ! -x /usr/bin/etcd ]; then
+    log "installing etcd-server (cluster tests)"
+    apt_install etcd-server
+fi
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -37,6 +37,8 @@ pub struct Config {
     pub statuspage_push: Option<StatuspagePushConfig>,
     /// `[chat]`, when configured.
     pub chat: Option<ChatConfig>,
+    /// `[cluster]`: several nodes coordinating through etcd; `None` is one node alone.
+    pub cluster: Option<ClusterConfig>,
     pub audiences: Audiences,
     pub status_page: StatusPageConfig,
     pub auth: AuthConfig,
@@ -173,6 +175,29 @@ pub struct StatuspagePushConfig {
     pub api_base: String,
     /// The environment variable holding the API key (read at send time).
     pub api_key_env: String,
+}
+
+/// `[cluster]`: this node in a cluster of Switchboards coordinating through etcd.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterConfig {
+    /// This node's unique name (also its vantage name).
+    pub name: String,
+    /// etcd client URLs, without credentials.
+    pub etcd: Vec<String>,
+    /// Key prefix of this cluster, e.g. `/switchboard`.
+    pub prefix: String,
+    /// The leader key's lease.
+    pub lease_ttl: Duration,
+    /// How peers and the CLI reach this node.
+    pub advertise_url: String,
+    /// etcd user, when etcd authenticates.
+    pub user: Option<String>,
+    /// Environment variable holding the etcd password (read at start, never stored here).
+    pub password_env: String,
+    /// File holding the etcd password, instead of the variable.
+    pub password_file: Option<PathBuf>,
+    /// CA bundle for `https://` endpoints.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `[chat]`: a Slack-compatible incoming webhook.

@@ -16,6 +16,8 @@ use prometheus::{
 };
 
 mod announce;
+mod cluster;
+pub use cluster::cluster_text;
 mod daemon;
 mod probes;
 mod services;

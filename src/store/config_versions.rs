@@ -147,7 +147,8 @@ impl Store {
     pub fn record_config_load(&self, load: &ConfigLoad<'_>) -> Result<(), StoreError> {
         self.check_file()?;
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // `begin`: a savepoint inside the cluster writer's outer transaction, else IMMEDIATE.
+        let tx = super::open::begin(&mut conn)?;
         let known: bool = tx
             .query_row(
                 "SELECT 1 FROM config_versions WHERE version = ?1",

@@ -14,6 +14,8 @@ mod audit;
 mod audit_keyed;
 mod cli;
 mod clock;
+mod cluster;
+mod cluster_daemon;
 mod config;
 mod confirmation;
 mod control_api;

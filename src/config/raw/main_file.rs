@@ -3,13 +3,14 @@
 //! pushes are in `email.rs`).
 
 use super::audit::RawAudit;
+use super::cluster::RawCluster;
 use super::email::{RawChat, RawEmail, RawStatuspagePush};
 use super::regions::parse_plain;
 use super::{
     timeout_message, LineIndex, Loader, Source, DEFAULT_LISTEN, DEFAULT_MAX_CONCURRENT_PROBES,
 };
 use crate::config::{
-    Audiences, AuthConfig, ChatConfig, Config, Defaults, EmailConfig, ServerConfig,
+    Audiences, AuthConfig, ChatConfig, ClusterConfig, Config, Defaults, EmailConfig, ServerConfig,
     StatusPageConfig, StatuspagePushConfig, StorageConfig,
 };
 use serde::Deserialize;
@@ -35,6 +36,7 @@ pub struct RawMain {
     pub statuspage_push: Option<Spanned<RawStatuspagePush>>,
     pub chat: Option<Spanned<RawChat>>,
     pub audit: Option<RawAudit>,
+    pub cluster: Option<Spanned<RawCluster>>,
 }
 
 /// `[statuspage_push]`: keep an Atlassian Statuspage page in step with failovers.
@@ -130,6 +132,7 @@ impl Loader {
             email: main.email?,
             statuspage_push: main.statuspage_push?,
             chat: main.chat?,
+            cluster: main.cluster?,
             audiences: main.audiences,
             status_page: main.status_page,
             auth: main.auth,
@@ -257,6 +260,8 @@ impl Loader {
         let statuspage_push =
             self.validate_statuspage_push(&at.statuspage_push, raw.statuspage_push);
         let chat = self.validate_chat(&at.chat, raw.chat);
+        let listen_url = server.as_ref().map(|s| format!("http://{}", s.listen));
+        let cluster = self.validate_cluster(&at.cluster, raw.cluster, base, listen_url.as_deref());
 
         let audiences = raw.audiences.unwrap_or_default();
         let mut addresses = |name: &str, list: Vec<Spanned<String>>| -> Vec<String> {
@@ -304,6 +309,7 @@ impl Loader {
             email,
             statuspage_push,
             chat,
+            cluster,
             audiences,
             status_page,
             auth,
@@ -352,6 +358,7 @@ struct Main {
     email: Option<EmailConfig>,
     statuspage_push: Option<Option<StatuspagePushConfig>>,
     chat: Option<Option<ChatConfig>>,
+    cluster: Option<Option<ClusterConfig>>,
     audiences: Audiences,
     status_page: StatusPageConfig,
     auth: AuthConfig,
@@ -368,6 +375,7 @@ struct MainSources<'a> {
     email: Source<'a>,
     statuspage_push: Source<'a>,
     chat: Source<'a>,
+    cluster: Source<'a>,
     audiences: Source<'a>,
     defaults: Source<'a>,
     audit: Source<'a>,
@@ -393,6 +401,7 @@ fn merge_main<'a>(
         email: whole,
         statuspage_push: whole,
         chat: whole,
+        cluster: whole,
         audiences: whole,
         defaults: whole,
         audit: whole,
@@ -408,6 +417,7 @@ fn merge_main<'a>(
             src,
         );
         take(&mut raw.chat, b.chat, &mut at.chat, src);
+        take(&mut raw.cluster, b.cluster, &mut at.cluster, src);
         take(&mut raw.audiences, b.audiences, &mut at.audiences, src);
         take(&mut raw.defaults, b.defaults, &mut at.defaults, src);
         take(&mut raw.storage, b.storage, &mut at.storage, src);

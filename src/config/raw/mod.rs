@@ -14,6 +14,7 @@
 
 mod audit;
 mod check;
+mod cluster;
 mod email;
 mod main_file;
 mod regions;

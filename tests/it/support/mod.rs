@@ -13,8 +13,10 @@
 pub mod check;
 pub mod control;
 pub mod daemon;
+pub mod etcd;
 pub mod http;
 pub mod oncall;
+pub mod prometheus;
 pub mod smtp;
 pub mod tls;
 
