@@ -123,6 +123,24 @@ fn success(e: &Endpoint) -> (&'static str, Value) {
             })),
         ),
         ("get", "/api/v1/services/{id}") => ("200", json_of(reference("Service"))),
+        ("get", "/api/v1/cluster") => (
+            "200",
+            json_of(json!({
+                "type": "object", "required": ["node", "leader", "nodes"],
+                "properties": {
+                    "node": { "type": "string", "description": "The node that answered" },
+                    "leader": { "type": ["string", "null"] },
+                    "etcd_up": { "type": "boolean" },
+                    "lease_age_seconds": { "type": ["number", "null"] },
+                    "nodes": { "type": "array", "items": { "type": "object",
+                        "required": ["name", "url", "role", "applied", "in_sync"],
+                        "properties": {
+                            "name": { "type": "string" }, "url": { "type": "string" },
+                            "role": { "type": "string" }, "applied": { "type": "integer" },
+                            "in_sync": { "type": "boolean" } } } }
+                }
+            })),
+        ),
         ("post", "/api/v1/services/{id}/maintenance") => (
             "200",
             json!({ "application/json": { "schema": { "oneOf": [

@@ -28,7 +28,8 @@ pub(super) fn secrets(config: &Config) -> Vec<(String, &'static str)> {
     config
         .chat
         .iter()
-        .map(|c| (c.webhook_url.clone(), "[chat] webhook_url"))
+        .filter_map(|c| c.webhook_url.clone())
+        .map(|url| (url, "[chat] webhook_url"))
         .collect()
 }
 

@@ -134,6 +134,7 @@ pub async fn run_with(
         store_handle,
         coordinator: Arc::new(SingleNode::from_host()),
         extra_metrics: None,
+        cluster_view: None,
     };
     run_parts(config, listener, shutdown, on_ready, parts).await
 }
@@ -145,6 +146,8 @@ pub(crate) struct Parts {
     pub store_handle: StoreHandle,
     pub coordinator: Arc<dyn crate::cluster::Coordinator>,
     pub extra_metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
+    /// `GET /api/v1/cluster` (cluster mode).
+    pub cluster_view: Option<crate::api::ClusterView>,
 }
 
 /// The daemon over `parts`: a single node's whole life, or a cluster leader's term.
@@ -160,6 +163,7 @@ pub(crate) async fn run_parts(
         store_handle,
         coordinator,
         extra_metrics,
+        cluster_view,
     } = parts;
     let store_err = |source| AppError::Store {
         path: config.storage.path.display().to_string(),
@@ -177,7 +181,10 @@ pub(crate) async fn run_parts(
             .statuspage_push
             .clone()
             .map(|c| StatuspagePush::new(c, store_handle.clone())),
-        chat: config.chat.clone().map(Chat::new),
+        chat: config
+            .chat
+            .clone()
+            .map(|c| Chat::with_store(c, store_handle.clone())),
     });
     let metrics = Arc::new(Metrics::new());
     metrics.config_reload_configured();
@@ -362,6 +369,10 @@ pub(crate) async fn run_parts(
     .with_control(Arc::new(auth), control)
     .with_board(board.clone())
     .with_pending_transitions(pending);
+    let api_state = match cluster_view {
+        Some(view) => api_state.with_cluster(view),
+        None => api_state,
+    };
     drop(msg_tx);
     let addr = listener
         .local_addr()

@@ -191,7 +191,7 @@ pub(super) fn path_segment(s: &str) -> String {
 
 /// `switchboard status`: the services table, or the API's JSON with `--json`.
 pub fn status(api: &ApiArgs, json: bool) -> ExitCode {
-    call(
+    let code = call(
         api,
         Request::get("/api/v1/services".into()),
         200,
@@ -199,7 +199,18 @@ pub fn status(api: &ApiArgs, json: bool) -> ExitCode {
             (true, _) | (false, None) => println!("{}", a.body.trim()),
             (false, Some(v)) => print!("{}", format_services(&v)),
         },
-    )
+    );
+    // In cluster mode, the cluster below the services (a single node answers 404: nothing).
+    if code == ExitCode::SUCCESS && !json {
+        if let Ok((client, rt)) = connect(api) {
+            if let Ok(a) = rt.block_on(client.send("GET", "/api/v1/cluster", None)) {
+                if let (200, Some(v)) = (a.status, a.json()) {
+                    print!("{}", switchboard::client::format_cluster(&v));
+                }
+            }
+        }
+    }
+    code
 }
 
 /// One operator command on a service (`POST /api/v1/services/{id}/{what}`), its result printed.

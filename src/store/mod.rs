@@ -17,6 +17,7 @@
 //! it. Async code should never call `Store` directly, nor wrap it in `block_in_place`.
 
 mod audit_log;
+mod chat;
 pub mod cluster_log;
 mod config_versions;
 mod control;

@@ -26,10 +26,12 @@ pub(super) const MIGRATIONS: &[(u32, &str)] = &[
     (7, include_str!("migrations/0007_announce_groups.sql")),
     (8, include_str!("migrations/0008_public_message.sql")),
     (9, include_str!("migrations/0009_drill_interrupted.sql")),
+    // 10 is left to work landing beside this one: versions need only grow.
     (
         11,
         include_str!("migrations/0011_audit_keys_config_history.sql"),
     ),
+    (12, include_str!("migrations/0012_chat_threads.sql")),
 ];
 
 /// The first schema version with the audit log; `audit verify` refuses older files.

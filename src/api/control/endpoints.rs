@@ -16,6 +16,12 @@ pub struct Endpoint {
 pub const ENDPOINTS: &[Endpoint] = &[
     Endpoint {
         method: "get",
+        path: "/api/v1/cluster",
+        role: Some(Role::Viewer),
+        summary: "The cluster as this node sees it: leader, nodes, each node's sync state (404 on a single node)",
+    },
+    Endpoint {
+        method: "get",
         path: "/api/v1/services",
         role: Some(Role::Viewer),
         summary: "Every service: state, since, cause, side, checks with health, holds",

@@ -50,6 +50,7 @@ pub struct Control {
 /// The control routes, each path and method from `ENDPOINTS` (a unit test keeps them equal).
 pub fn router() -> Router<ApiState> {
     Router::new()
+        .route("/api/v1/cluster", get(cluster))
         .route("/api/v1/services", get(services))
         .route("/api/v1/services/{id}", get(service))
         .route("/api/v1/services/{id}/failover", post(failover))
@@ -66,6 +67,19 @@ pub fn router() -> Router<ApiState> {
         .route("/-/reload", post(reload))
         .route("/api/v1/openapi.json", get(super::openapi::handler))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+}
+
+/// `GET /api/v1/cluster`: answered by this node itself, leader or follower.
+async fn cluster(
+    axum::extract::State(state): axum::extract::State<ApiState>,
+    caller: Caller,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    require(&state, &caller, Role::Viewer)?;
+    let view = state
+        .cluster
+        .clone()
+        .ok_or_else(|| ApiError::not_found("not in cluster mode: this daemon runs alone"))?;
+    Ok(axum::Json(view().await))
 }
 
 /// The control state, or 404 when the control API is not enabled.

@@ -3,6 +3,7 @@
 //! pushes are in `email.rs`).
 
 use super::audit::RawAudit;
+use super::check::RawBrowser;
 use super::cluster::RawCluster;
 use super::email::{RawChat, RawEmail, RawStatuspagePush};
 use super::regions::parse_plain;
@@ -37,6 +38,8 @@ pub struct RawMain {
     pub chat: Option<Spanned<RawChat>>,
     pub audit: Option<RawAudit>,
     pub cluster: Option<Spanned<RawCluster>>,
+    /// How browser checks run Chromium.
+    pub browser: Option<RawBrowser>,
 }
 
 /// `[statuspage_push]`: keep an Atlassian Statuspage page in step with failovers.
@@ -259,7 +262,7 @@ impl Loader {
         let email = self.validate_email(&at.email, base, raw.email);
         let statuspage_push =
             self.validate_statuspage_push(&at.statuspage_push, raw.statuspage_push);
-        let chat = self.validate_chat(&at.chat, raw.chat);
+        let chat = self.validate_chat(&at.chat, base, raw.chat);
         let listen_url = server.as_ref().map(|s| format!("http://{}", s.listen));
         let cluster = self.validate_cluster(&at.cluster, raw.cluster, base, listen_url.as_deref());
 
@@ -300,6 +303,7 @@ impl Loader {
         };
         let defaults = self.validate_defaults(&at.defaults, raw.defaults.unwrap_or_default());
         let audit = self.validate_audit(&at.audit, base, raw.audit);
+        self.validate_browser(&at.browser, base, raw.browser);
 
         Main {
             probes_dir,
@@ -379,6 +383,7 @@ struct MainSources<'a> {
     audiences: Source<'a>,
     defaults: Source<'a>,
     audit: Source<'a>,
+    browser: Source<'a>,
 }
 
 /// The main file's regions as one `RawMain` (each table appears in exactly one region: the
@@ -405,6 +410,7 @@ fn merge_main<'a>(
         audiences: whole,
         defaults: whole,
         audit: whole,
+        browser: whole,
     };
     for (src, b) in parts {
         take(&mut raw.probes, b.probes, &mut at.probes, src);
@@ -422,6 +428,7 @@ fn merge_main<'a>(
         take(&mut raw.defaults, b.defaults, &mut at.defaults, src);
         take(&mut raw.storage, b.storage, &mut at.storage, src);
         take(&mut raw.audit, b.audit, &mut at.audit, src);
+        take(&mut raw.browser, b.browser, &mut at.browser, src);
         raw.status_page = raw.status_page.or(b.status_page);
         raw.auth = raw.auth.or(b.auth);
     }

@@ -26,8 +26,8 @@ mod webhook;
 
 pub use audit::RawAudit;
 pub use check::{
-    Kind, RawCheck, RawDnsCheck, RawHttpCheck, RawSmtpCheck, RawStep, RawStepsCheck, RawTcpCheck,
-    RawTlsCheck, RawUnknownCheck,
+    Kind, RawBrowser, RawBrowserCheck, RawBrowserStep, RawCheck, RawDnsCheck, RawHttpCheck,
+    RawSmtpCheck, RawStep, RawStepsCheck, RawTcpCheck, RawTlsCheck, RawUnknownCheck,
 };
 pub use email::{RawChat, RawEmail, RawStatuspagePush, DEFAULT_STATUSPAGE_API};
 pub use main_file::{
@@ -180,6 +180,8 @@ struct Loader {
     /// Bytes handed to the TOML parser so far: a test proves with it that loading costs
     /// a small multiple of the files' size, not their size times their number of tables.
     parsed_bytes: usize,
+    /// `[browser]`, validated with the main file, shared by every browser check.
+    browser: Option<std::sync::Arc<super::BrowserSettings>>,
 }
 
 impl Loader {

@@ -147,7 +147,9 @@ fn a_kind_that_names_no_kind_is_reported_at_the_kind() {
     let got = diagnostics("[[check]]\nname = \"n\"\nkind = \"ftp\"\nurl = \"ftp://x/\"\n");
     assert_eq!(
         got,
-        [r#"s.toml:5: kind "ftp" is not one of "http", "steps", "tcp", "tls", "smtp", "dns""#]
+        [
+            r#"s.toml:5: kind "ftp" is not one of "http", "steps", "tcp", "tls", "smtp", "dns", "browser""#
+        ]
     );
 }
 

@@ -6,6 +6,7 @@
 //! another kind is an unknown field of this one; its message says which kinds have it. The
 //! field lists come from the structs themselves (`fields_of`), so no list is kept by hand.
 
+mod browser;
 mod dns;
 mod http;
 mod net;
@@ -14,6 +15,7 @@ mod steps;
 mod tcp;
 mod tls;
 
+pub use browser::{RawBrowser, RawBrowserCheck, RawBrowserStep};
 pub use dns::RawDnsCheck;
 pub use http::RawHttpCheck;
 pub use smtp::RawSmtpCheck;
@@ -43,6 +45,7 @@ pub enum Kind {
     Tls,
     Smtp,
     Dns,
+    Browser,
 }
 
 impl Kind {
@@ -75,6 +78,7 @@ impl Kind {
             Kind::Tls => fields_of::<RawTlsCheck>(),
             Kind::Smtp => fields_of::<RawSmtpCheck>(),
             Kind::Dns => fields_of::<RawDnsCheck>(),
+            Kind::Browser => fields_of::<RawBrowserCheck>(),
         }
     }
 
@@ -115,6 +119,7 @@ pub enum RawCheck {
     Tls(RawTlsCheck),
     Smtp(RawSmtpCheck),
     Dns(RawDnsCheck),
+    Browser(RawBrowserCheck),
     Unknown(RawUnknownCheck),
 }
 
@@ -127,6 +132,7 @@ impl RawCheck {
             RawCheck::Tls(c) => &c.name,
             RawCheck::Smtp(c) => &c.name,
             RawCheck::Dns(c) => &c.name,
+            RawCheck::Browser(c) => &c.name,
             RawCheck::Unknown(c) => &c.name,
         }
     }
@@ -198,6 +204,7 @@ pub(super) fn parse_service_region(
         Some(Some(Kind::Tls)) => parse_as(text, Kind::Tls, RawCheck::Tls),
         Some(Some(Kind::Smtp)) => parse_as(text, Kind::Smtp, RawCheck::Smtp),
         Some(Some(Kind::Dns)) => parse_as(text, Kind::Dns, RawCheck::Dns),
+        Some(Some(Kind::Browser)) => parse_as(text, Kind::Browser, RawCheck::Browser),
         Some(None) => toml::from_str::<RawServiceFile<RawUnknownCheck>>(text)
             .map(|f| f.map_checks(RawCheck::Unknown))
             .map_err(|e| RegionError::new(text, &e, |_, _| None)),
@@ -343,6 +350,11 @@ impl Loader {
             RawCheck::Dns(r) => {
                 let settled = self.settle(source, common!(r), defaults);
                 let kind = self.dns_check(source, r);
+                (settled, kind)
+            }
+            RawCheck::Browser(r) => {
+                let settled = self.settle(source, common!(r), defaults);
+                let kind = self.browser_check(source, r, settled.timeout);
                 (settled, kind)
             }
             RawCheck::Unknown(r) => {
