@@ -165,13 +165,25 @@ pub(super) async fn run(
         // is extended only with its key) and the configuration in force recorded, through
         // the log like every write.
         let (c, node) = (config.clone(), cluster.name.clone());
-        handle
+        match handle
             .write(move |s| super::anchor::start(&c, s, &node))
             .await
-            .map_err(|source| AppError::Store {
-                path: config.storage.path.display().to_string(),
-                source,
-            })?;
+        {
+            Ok(()) => {}
+            Err(source @ StoreError::AuditKey(_)) => {
+                return Err(AppError::Store {
+                    path: config.storage.path.display().to_string(),
+                    source,
+                })
+            }
+            // The log refused the write (fenced, etcd unreachable): as when the log cannot
+            // be applied, follow again and retry rather than act.
+            Err(e) => {
+                warn!("cluster: elected, but cannot record the configuration in force ({e}); not acting yet");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        }
         let term = term_ends(shared.clone(), shutdown.clone());
         let ready = on_ready.take();
         info!("cluster: {} leads; starting the daemon", cluster.name);
