@@ -35,6 +35,19 @@ if ! command -v schemathesis >/dev/null 2>&1; then
 fi
 command -v schemathesis >/dev/null 2>&1 || { echo "schemathesis still missing (is pip's bin directory on PATH?)" >&2; exit 1; }
 
+# The audit tests (tests/it/audit_keyed.rs) validate every exported record against the shipped
+# JSON Schema (docs/audit-record.schema.json, draft 2020-12) with python3's jsonschema.
+if ! python3 -c 'import jsonschema' >/dev/null 2>&1; then
+    log "installing jsonschema"
+    if python3 -m pip --version >/dev/null 2>&1; then
+        python3 -m pip install --quiet --disable-pip-version-check jsonschema \
+            || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages jsonschema
+    else
+        apt_install python3-jsonschema
+    fi
+fi
+python3 -c 'import jsonschema' || { echo "jsonschema still missing" >&2; exit 1; }
+
 # Prometheus's promtool judges /metrics and the shipped scrape config.
 if ! command -v promtool >/dev/null 2>&1; then
     log "installing prometheus (for promtool)"

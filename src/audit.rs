@@ -29,6 +29,20 @@
 //! `sqlite_sequence` (the highest id ever handed out) catches a truncated tail, and the last
 //! hash that `verify` prints is the anchor to keep outside the database against an attacker
 //! who rewrites the whole file.
+//!
+//! # Keys and anchors
+//!
+//! Hashes alone do not stop someone with the database file: they can rewrite every row and
+//! recompute every hash (the recipe above is public). With `[audit] key_file`, each record
+//! also carries `mac` = HMAC-SHA-256(key, `hash`) and `key_id` (which key), outside the hashed
+//! fields so unkeyed chains hash as before. The hash covers `prev_hash`, so a valid MAC on a
+//! record vouches for the chain up to it; a recomputation without the key fails at the first
+//! rewritten record. Records written before a key was configured stay unkeyed; the first
+//! keyed record (an `audit_key` record the daemon writes when it starts with a new key) is
+//! where `verify_with` says the keyed part starts, and from there on a record without a MAC
+//! is reported as stripped. What a key cannot show (a cut-off tail, a rewrite of the unkeyed
+//! part) the anchors show: the head's id and hash written outside the database (log lines,
+//! on-call e-mail, metrics, an anchor file), which `verify_with` compares with the chain.
 
 use crate::clock::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -36,9 +50,14 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fmt;
 
+pub mod diff;
 mod export;
+pub mod tar;
 
-pub use export::{export, parse_since, Format, SinceError, CSV_COLUMNS};
+pub use export::{
+    bundle, export, parse_since, Bundle, BundleConfig, Format, SinceError, BUNDLE_DIR, CSV_COLUMNS,
+    RECORD_SCHEMA,
+};
 
 /// The `prev_hash` of the first record.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -54,6 +73,12 @@ pub const KIND_ANNOUNCEMENT_DELIVERED: &str = "announcement_delivered";
 /// `kind` of a record saying an announcement was given up, with its last error. Written in
 /// the transaction that marks the outbox row given up.
 pub const KIND_ANNOUNCEMENT_GIVEN_UP: &str = "announcement_given_up";
+/// `kind` of the record a daemon with a new `[audit] key_file` writes first: the keyed part
+/// of the chain starts with it.
+pub const KIND_AUDIT_KEY: &str = "audit_key";
+/// `kind` of a configuration reload that was refused (SIGHUP or `POST /-/reload` with an
+/// invalid configuration), with the loader's diagnostics.
+pub const KIND_CONFIG_REJECTED: &str = "config_rejected";
 
 /// What the shell knows about a transition that the pure core does not: passed to
 /// `Store::commit_transition` and written into the audit record.
@@ -140,16 +165,25 @@ pub struct AuditRecord {
     pub detail: serde_json::Value,
     pub prev_hash: String,
     pub hash: String,
+    /// Which key authenticated the record (`key_id`), absent on records written without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// HMAC-SHA-256 (hex) of `hash` under the audit key; absent without a key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 impl AuditRecord {
-    /// The canonical JSON that `hash` is the SHA-256 of: every field but `hash`, keys sorted.
+    /// The canonical JSON that `hash` is the SHA-256 of: every field but `hash`, `key_id`
+    /// and `mac` (which are computed from the hash), keys sorted.
     pub fn canonical_json(&self) -> String {
         // Serialising a struct of strings, integers, maps and JSON values cannot fail; should
         // it ever, the record hashes as `null` and verification fails loudly, never silently.
         let mut v = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
         if let serde_json::Value::Object(m) = &mut v {
             m.remove("hash");
+            m.remove("key_id");
+            m.remove("mac");
         }
         let mut out = String::new();
         write_canonical(&v, &mut out);
@@ -161,10 +195,38 @@ impl AuditRecord {
         hex::encode(Sha256::digest(self.canonical_json().as_bytes()))
     }
 
+    /// Authenticates the record under `key`: its `key_id` and the MAC of its (final) hash.
+    pub fn seal(&mut self, key: &[u8]) {
+        self.key_id = Some(key_id(key));
+        self.mac = Some(mac(key, &self.hash));
+    }
+
     /// `record 5 (ticket-submission, 2026-11-28T17:38:41.123Z)`: how reports name a record.
     pub fn label(&self) -> String {
         label(self.id, self.service.as_deref(), Some(self.at))
     }
+}
+
+/// The MAC of a record: HMAC-SHA-256 under the audit key of its hash (the 64 lowercase hex
+/// characters as ASCII), in lowercase hex. The hash covers `prev_hash`, so a record's MAC
+/// vouches for every record before it; recomputing the chain without the key cannot produce
+/// MACs that verify. Python: `hmac.new(key, hash.encode(), hashlib.sha256).hexdigest()`.
+pub fn mac(key: &[u8], hash: &str) -> String {
+    let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    hex::encode(ring::hmac::sign(&k, hash.as_bytes()).as_ref())
+}
+
+/// Whether `mac` is the MAC of `hash` under `key` (compared in constant time).
+pub fn mac_matches(key: &[u8], hash: &str, mac: &str) -> bool {
+    let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    hex::decode(mac).is_ok_and(|tag| ring::hmac::verify(&k, hash.as_bytes(), &tag).is_ok())
+}
+
+/// A key's public name: the first 16 hex characters of HMAC-SHA-256 under the key of the
+/// text `switchboard audit key id`. It tells which key authenticated a record and reveals
+/// nothing of the key.
+pub fn key_id(key: &[u8]) -> String {
+    mac(key, "switchboard audit key id")[..16].to_owned()
 }
 
 fn label(id: i64, service: Option<&str>, at: Option<Timestamp>) -> String {
@@ -280,6 +342,15 @@ pub enum Tamper {
     Unreadable,
     /// The `transitions` table disagrees with the ledger.
     TransitionsEdited,
+    /// A MAC is missing or does not verify with the key: the record was rewritten by someone
+    /// without the key.
+    Unauthenticated,
+    /// The key given is not the one that authenticated the chain.
+    WrongKey,
+    /// The chain disagrees with a head anchored outside the database.
+    AnchorMismatch,
+    /// A stored configuration's content does not hash to its version.
+    ConfigEdited,
 }
 
 /// The first thing found wrong, naming the record.
@@ -303,8 +374,68 @@ pub enum Verdict {
     Intact {
         records: u64,
         last_hash: Option<String>,
+        /// What the walk could and could not vouch for.
+        scope: Scope,
     },
     Broken(Problem),
+}
+
+/// What an intact verdict covers: which records are authenticated by a key, whether the MACs
+/// were checked, and how many anchors were compared.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Scope {
+    /// The head's id (0 for an empty log).
+    pub last_id: i64,
+    /// The first record carrying a MAC: the keyed part runs from it to the head.
+    pub keyed_from: Option<i64>,
+    /// The key id of the keyed part.
+    pub key_id: Option<String>,
+    /// Whether the MACs were checked (a key was given).
+    pub key_checked: bool,
+    /// Anchors compared with the chain.
+    pub anchors_checked: usize,
+}
+
+impl Scope {
+    /// Plain sentences saying what was checked and what could not be, for `audit verify`.
+    pub fn explain(&self) -> Vec<String> {
+        let mut out = vec![
+            "checked: every record's hash against its fields, the links between records, gaps in the ids, a deleted tail, and the transitions table against the ledger".to_owned(),
+        ];
+        match (self.keyed_from, self.key_checked) {
+            (Some(from), true) => {
+                out.push(format!(
+                    "authenticated: records {from}..{} carry MACs that verify with key {}",
+                    self.last_id,
+                    self.key_id.as_deref().unwrap_or("?")
+                ));
+                if from > 1 {
+                    out.push(format!(
+                        "not authenticated: records 1..{} were written before the key was configured; a recomputation of them is detected only against an anchor",
+                        from - 1
+                    ));
+                }
+            }
+            (Some(from), false) => out.push(format!(
+                "NOT checked: records {from}..{} carry MACs (key {}), but no key was given (--key-file), so a wholesale recomputation of the chain would not be detected here",
+                self.last_id,
+                self.key_id.as_deref().unwrap_or("?")
+            )),
+            (None, _) if self.last_id > 0 => out.push(
+                "not authenticated: no record carries a MAC (no [audit] key_file was configured), so a wholesale recomputation of the chain would not be detected except against an anchor".to_owned(),
+            ),
+            (None, _) => {}
+        }
+        out.push(if self.anchors_checked == 0 {
+            "anchors: none given (--anchor-file, --anchor SEQ:HASH), so a truncated or rewritten head is not compared with any copy kept outside the database".to_owned()
+        } else {
+            format!(
+                "anchors: {} compared, each matches the chain",
+                self.anchors_checked
+            )
+        });
+        out
+    }
 }
 
 impl fmt::Display for Verdict {
@@ -313,18 +444,52 @@ impl fmt::Display for Verdict {
             Verdict::Intact {
                 records,
                 last_hash: Some(h),
+                ..
             } => write!(f, "audit: {records} records, chain intact, last hash {h}"),
             Verdict::Intact {
                 records,
                 last_hash: None,
+                ..
             } => write!(f, "audit: {records} records, chain intact"),
             Verdict::Broken(p) => write!(f, "audit: chain BROKEN at {p}"),
         }
     }
 }
 
+/// A chain head written down outside the database (a log line, an e-mail footer, the
+/// anchor file): the record's id and its hash, or the first characters of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Anchor {
+    pub sequence: i64,
+    /// The hash or a prefix of it (at least 8 hex characters).
+    pub hash: String,
+    /// Where it was read, for the report (`anchors.jsonl:3`, `--anchor`).
+    pub source: String,
+}
+
+/// What `verify` checks the rows with besides their own hashes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Checks<'a> {
+    /// The audit key: every MAC is checked with it.
+    pub key: Option<&'a [u8]>,
+    pub anchors: &'a [Anchor],
+}
+
 fn short(h: &str) -> &str {
     h.get(..12).unwrap_or(h)
+}
+
+/// The first 12 hex characters of a hash: how the head is anchored in log lines, e-mail
+/// footers and the metric (48 bits: enough that a rewritten chain matching it by chance is
+/// out of reach, short enough to read aloud).
+pub fn short_hash(h: &str) -> &str {
+    short(h)
+}
+
+/// How the head is written in log lines and e-mail footers: `record 42, hash 3f2a9c1b04de`
+/// (`audit verify --anchor 42:3f2a9c1b04de` checks it).
+pub fn head_text(sequence: i64, hash: &str) -> String {
+    format!("record {sequence}, hash {}", short(hash))
 }
 
 fn missing(from: i64, to: i64) -> String {
@@ -350,6 +515,24 @@ pub fn verify(
     highest_id_issued: i64,
     transitions: Option<TransitionMismatch>,
 ) -> Verdict {
+    verify_with(rows, highest_id_issued, transitions, Checks::default())
+}
+
+/// `verify`, checking every MAC with `checks.key` and comparing the chain with
+/// `checks.anchors` as well.
+///
+/// With a key: once a record carries a MAC, every later one must carry a valid MAC under that
+/// key (a daemon with a key writes a keyed `audit_key` record as soon as it starts, so a
+/// chain with no MAC at all while a key is given had its MACs stripped or never had the key).
+/// Without a key the MACs cannot be checked and the scope says so.
+pub fn verify_with(
+    rows: &[AuditRow],
+    highest_id_issued: i64,
+    transitions: Option<TransitionMismatch>,
+    checks: Checks<'_>,
+) -> Verdict {
+    let given_key_id = checks.key.map(key_id);
+    let mut keyed_from: Option<(i64, String)> = None;
     let mut prev: Option<&AuditRecord> = None;
     for row in rows {
         let rec = match row {
@@ -419,6 +602,9 @@ pub fn verify(
                 ),
             });
         }
+        if let Some(p) = check_mac(rec, &mut keyed_from, checks.key, given_key_id.as_deref()) {
+            return Verdict::Broken(p);
+        }
         prev = Some(rec);
     }
     let last_id = prev.map_or(0, |p| p.id);
@@ -450,10 +636,122 @@ pub fn verify(
             ),
         });
     }
+    let last_id = prev.map_or(0, |p| p.id);
+    if let (Some(given), None) = (&given_key_id, &keyed_from) {
+        if last_id > 0 {
+            return Verdict::Broken(Problem {
+                tamper: Tamper::Unauthenticated,
+                id: 1,
+                message: format!(
+                    "records 1..{last_id}: no record carries a MAC, but key {given} was given: a daemon with [audit] key_file writes a keyed record as soon as it starts, so the MACs were stripped (and the chain perhaps recomputed), or this database never had the key"
+                ),
+            });
+        }
+    }
+    let by_id = |id: i64| -> Option<&AuditRecord> {
+        let first = match rows.first() {
+            Some(Ok(r)) => r.id,
+            _ => return None,
+        };
+        match rows.get(usize::try_from(id - first).ok()?) {
+            Some(Ok(r)) if r.id == id => Some(r),
+            _ => None,
+        }
+    };
+    for a in checks.anchors {
+        let problem = match by_id(a.sequence) {
+            None => Some(format!(
+                "record {}: anchored ({}, hash {}…) but the chain ends at record {last_id}: records were deleted after the anchor was taken",
+                a.sequence, a.source, short(&a.hash)
+            )),
+            Some(r) if !r.hash.starts_with(&a.hash) || a.hash.len() < 8 => Some(format!(
+                "{}: hash {}… differs from the anchor ({}, hash {}…): the chain was rewritten after the anchor was taken",
+                r.label(),
+                short(&r.hash),
+                a.source,
+                short(&a.hash)
+            )),
+            Some(_) => None,
+        };
+        if let Some(message) = problem {
+            return Verdict::Broken(Problem {
+                tamper: Tamper::AnchorMismatch,
+                id: a.sequence,
+                message,
+            });
+        }
+    }
     Verdict::Intact {
         records: rows.len() as u64,
         last_hash: prev.map(|p| p.hash.clone()),
+        scope: Scope {
+            last_id,
+            keyed_from: keyed_from.as_ref().map(|(id, _)| *id),
+            key_id: keyed_from.map(|(_, k)| k),
+            key_checked: checks.key.is_some(),
+            anchors_checked: checks.anchors.len(),
+        },
     }
+}
+
+/// The MAC checks of one record whose hash is right: `keyed_from` remembers the first keyed
+/// record (and its key id) so an unkeyed record after it is caught.
+fn check_mac(
+    rec: &AuditRecord,
+    keyed_from: &mut Option<(i64, String)>,
+    key: Option<&[u8]>,
+    given_key_id: Option<&str>,
+) -> Option<Problem> {
+    let problem = |tamper, message: String| {
+        Some(Problem {
+            tamper,
+            id: rec.id,
+            message: format!("{}: {message}", rec.label()),
+        })
+    };
+    let (Some(kid), Some(m)) = (&rec.key_id, &rec.mac) else {
+        if rec.key_id.is_some() || rec.mac.is_some() {
+            return problem(
+                Tamper::Unauthenticated,
+                "has a key id or a MAC but not both: the record was edited".to_owned(),
+            );
+        }
+        return match keyed_from {
+            Some((from, _)) => problem(
+                Tamper::Unauthenticated,
+                format!("carries no MAC although the chain is keyed from record {from}: its MAC was stripped, or it was written without the key"),
+            ),
+            None => None,
+        };
+    };
+    match keyed_from {
+        None => *keyed_from = Some((rec.id, kid.clone())),
+        Some((from, first)) if first != kid => {
+            return problem(
+                Tamper::Unauthenticated,
+                format!(
+                    "is keyed with {kid}, but the chain is keyed with {first} from record {from}"
+                ),
+            )
+        }
+        Some(_) => {}
+    }
+    let (Some(key), Some(given)) = (key, given_key_id) else {
+        return None;
+    };
+    if kid != given {
+        return problem(
+            Tamper::WrongKey,
+            format!("was authenticated with key {kid}, not with the given key {given}: give the key that authenticated this chain"),
+        );
+    }
+    if !mac_matches(key, &rec.hash, m) {
+        return problem(
+            Tamper::Unauthenticated,
+            "MAC does not verify with the key: the record was rewritten and its hash recomputed (or its MAC replaced) by someone without the key".to_owned(),
+        );
+    }
+    None
 }
 
 #[cfg(test)]
@@ -480,6 +778,8 @@ mod tests {
             detail: serde_json::json!({}),
             prev_hash: prev_hash.into(),
             hash: String::new(),
+            key_id: None,
+            mac: None,
         };
         r.hash = r.compute_hash();
         r
@@ -547,7 +847,11 @@ mod tests {
             verify(&rows(c), 3, None),
             Verdict::Intact {
                 records: 3,
-                last_hash: Some(last)
+                last_hash: Some(last),
+                scope: Scope {
+                    last_id: 3,
+                    ..Scope::default()
+                }
             }
         );
         assert_eq!(
@@ -621,6 +925,99 @@ mod tests {
         c[1].id = 2;
         let p = broken(verify(&rows(c), 2, None));
         assert_eq!((p.tamper, p.id), (Tamper::Relinked, 2));
+    }
+
+    /// `chain(n)` with records from `from` on sealed under `key`.
+    fn keyed_chain(n: i64, from: i64, key: &[u8]) -> Vec<AuditRecord> {
+        let mut c = chain(n);
+        for r in c.iter_mut().filter(|r| r.id >= from) {
+            r.seal(key);
+        }
+        c
+    }
+
+    #[test]
+    fn a_keyed_chain_verifies_with_its_key_and_names_where_the_keyed_part_starts() {
+        let key = [9u8; 32];
+        let c = keyed_chain(4, 3, &key);
+        let checks = Checks {
+            key: Some(&key),
+            anchors: &[],
+        };
+        let Verdict::Intact { scope, .. } = verify_with(&rows(c.clone()), 4, None, checks) else {
+            panic!("intact expected")
+        };
+        assert_eq!(scope.keyed_from, Some(3));
+        assert!(scope.key_checked);
+        let text = scope.explain().join("\n");
+        assert!(text.contains("authenticated: records 3..4"), "{text}");
+        assert!(text.contains("not authenticated: records 1..2"), "{text}");
+        // Python's hmac gives the same MAC: hmac.new(key, hash.encode(), sha256).
+        assert_eq!(c[2].mac.as_deref(), Some(mac(&key, &c[2].hash).as_str()));
+        assert!(mac_matches(&key, &c[2].hash, c[2].mac.as_deref().unwrap()));
+        assert!(!mac_matches(
+            &[1u8; 32],
+            &c[2].hash,
+            c[2].mac.as_deref().unwrap()
+        ));
+    }
+
+    #[test]
+    fn a_missing_mac_after_the_keyed_part_starts_and_a_wrong_key_are_named() {
+        let key = [9u8; 32];
+        let mut c = keyed_chain(4, 2, &key);
+        c[2].mac = None;
+        c[2].key_id = None;
+        let p = broken(verify_with(&rows(c), 4, None, Checks::default()));
+        assert_eq!((p.tamper, p.id), (Tamper::Unauthenticated, 3));
+        assert!(p.message.contains("keyed from record 2"), "{p}");
+
+        let c = keyed_chain(2, 1, &key);
+        let other = [1u8; 32];
+        let p = broken(verify_with(
+            &rows(c),
+            2,
+            None,
+            Checks {
+                key: Some(&other),
+                anchors: &[],
+            },
+        ));
+        assert_eq!((p.tamper, p.id), (Tamper::WrongKey, 1));
+    }
+
+    #[test]
+    fn anchors_must_match_a_record_of_the_chain() {
+        let c = chain(3);
+        let good = Anchor {
+            sequence: 2,
+            hash: c[1].hash[..12].to_owned(),
+            source: "log".into(),
+        };
+        let bad = Anchor {
+            hash: "0123456789ab".into(),
+            ..good.clone()
+        };
+        let gone = Anchor {
+            sequence: 4,
+            ..good.clone()
+        };
+        let with = |a: &Anchor| {
+            verify_with(
+                &rows(c.clone()),
+                3,
+                None,
+                Checks {
+                    key: None,
+                    anchors: std::slice::from_ref(a),
+                },
+            )
+        };
+        assert!(matches!(with(&good), Verdict::Intact { .. }));
+        assert_eq!(broken(with(&bad)).tamper, Tamper::AnchorMismatch);
+        assert!(broken(with(&gone))
+            .message
+            .contains("chain ends at record 3"));
     }
 
     #[test]

@@ -161,6 +161,29 @@ pub(super) async fn run(
             tokio::time::sleep(Duration::from_millis(500)).await;
             continue;
         }
+        // The audit key bound to the replicating writer (or leading refused: a keyed chain
+        // is extended only with its key) and the configuration in force recorded, through
+        // the log like every write.
+        let (c, node) = (config.clone(), cluster.name.clone());
+        match handle
+            .write(move |s| super::anchor::start(&c, s, &node))
+            .await
+        {
+            Ok(()) => {}
+            Err(source @ StoreError::AuditKey(_)) => {
+                return Err(AppError::Store {
+                    path: config.storage.path.display().to_string(),
+                    source,
+                })
+            }
+            // The log refused the write (fenced, etcd unreachable): as when the log cannot
+            // be applied, follow again and retry rather than act.
+            Err(e) => {
+                warn!("cluster: elected, but cannot record the configuration in force ({e}); not acting yet");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        }
         let term = term_ends(shared.clone(), shutdown.clone());
         let ready = on_ready.take();
         info!("cluster: {} leads; starting the daemon", cluster.name);

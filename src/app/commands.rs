@@ -140,6 +140,8 @@ impl Core {
             detail: serde_json::json!({ "reviews": audit_id }),
             prev_hash: String::new(),
             hash: String::new(),
+            key_id: None,
+            mac: None,
         };
         let (actor_owned, note_owned) = (actor.to_owned(), note.to_owned());
         // One write making both calls, so the count includes the review just recorded.

@@ -38,6 +38,7 @@ use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
+mod anchor;
 mod cluster;
 mod commands;
 mod core;
@@ -114,6 +115,12 @@ pub async fn run_with(
     };
     let store = Store::open(&config.storage.path).map_err(store_err)?;
     store.set_message_id_domain(&config.email.message_id_domain());
+    // The audit key and the configuration in force, before anything else is recorded (the
+    // spilled transitions below included: their records are sealed with the key too).
+    {
+        use crate::cluster::Coordinator;
+        anchor::start(&config, &store, SingleNode::from_host().node()).map_err(store_err)?;
+    }
     // What a previous run could not record goes in first, so services start from it.
     spill::replay_at_start(&config, &store)?;
     let store = Arc::new(store);
@@ -307,6 +314,12 @@ pub(crate) async fn run_parts(
         metrics.clone(),
         shutdown.clone(),
     ));
+    background.spawn(anchor::run(
+        store_handle.clone(),
+        metrics.clone(),
+        config.audit.clone(),
+        shutdown.clone(),
+    ));
     // Deliver whatever a previous run recorded and did not send.
     outbox_wake.notify_one();
     // Probe history: written in batches, off the probe path. Incidents: reloaded for the page
@@ -399,6 +412,7 @@ pub(crate) async fn run_parts(
 
     core.run(msg_rx, shutdown.clone()).await;
     core.drain_on_shutdown(config.storage.shutdown_grace).await;
+    anchor::at_shutdown(&store_handle, &metrics, &config.audit).await;
     let _ = shutdown.wait_for(|s| *s).await;
     core.probes_stop.send_replace(true);
     while background.join_next().await.is_some() {}

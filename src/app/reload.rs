@@ -24,11 +24,12 @@ use super::core::Core;
 use super::handle::Msg;
 use super::service::{policy_for, CheckRuntime, ServiceRuntime};
 use crate::api::core::{ReloadError, ReloadReport};
+use crate::audit::{self, NewAuditRecord};
 use crate::clock::Timestamp;
 use crate::config::diff::ReloadPlan;
-use crate::config::Config;
+use crate::config::{Config, ConfigFiles};
 use crate::failover::{Event, Policy};
-use crate::store::{StoreError, StoreHandle};
+use crate::store::{ConfigLoad, LoadResult, StoreError, StoreHandle};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -85,11 +86,17 @@ fn prepare(
     base: Arc<Config>,
     store: &StoreHandle,
     maintenance_epoch: u64,
+    rejected: Rejected,
 ) -> Result<Prepared, ReloadError> {
     let started = std::time::Instant::now();
-    let new = Config::load(&base.source).map_err(|e| ReloadError::Invalid {
-        diagnostics: e.diagnostics.iter().map(ToString::to_string).collect(),
-    })?;
+    let new = match Config::load(&base.source) {
+        Ok(c) => c,
+        Err(e) => {
+            let diagnostics: Vec<String> = e.diagnostics.iter().map(ToString::to_string).collect();
+            rejected.record(&base, store, e.files, &diagnostics);
+            return Err(ReloadError::Invalid { diagnostics });
+        }
+    };
     let plan = ReloadPlan::diff(&base, &new);
     let at = Timestamp::now();
     let store_err = |e: crate::store::StoreError| ReloadError::Store(e.to_string());
@@ -122,6 +129,77 @@ fn prepare(
     })
 }
 
+/// What auditing a rejected reload needs on the reload's thread: who asked, the node, and
+/// the metrics to count the record.
+struct Rejected {
+    actor: String,
+    node: String,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl Rejected {
+    /// Audits a reload the loader refused (`config_rejected`, with its diagnostics) and keeps
+    /// the files it read in the configuration history, so an auditor sees what was tried.
+    /// A store error is logged: the reload's answer is the diagnostics either way.
+    fn record(
+        self,
+        base: &Config,
+        store: &StoreHandle,
+        files: ConfigFiles,
+        diagnostics: &[String],
+    ) {
+        let version = files.version().unwrap_or_default();
+        let rec = NewAuditRecord {
+            kind: audit::KIND_CONFIG_REJECTED.to_owned(),
+            at: Timestamp::now(),
+            actor: self.actor.clone(),
+            service: None,
+            reason: format!(
+                "configuration reload rejected ({} problem(s)); the running configuration stays in force",
+                diagnostics.len()
+            ),
+            config_version: base.version.clone(),
+            node: self.node,
+            detail: serde_json::json!({
+                "command": "reload",
+                "rejected_version": version,
+                "diagnostics": diagnostics,
+                "files": files.reads.iter().map(|r| serde_json::json!({
+                    "path": r.path, "sha256": r.sha256
+                })).collect::<Vec<_>>(),
+            }),
+        };
+        let diagnostics = diagnostics.to_vec();
+        let secrets = super::anchor::secrets(base);
+        let actor = self.actor.clone();
+        let written = store.write_blocking(move |s| {
+            let r = s.append_audit(&rec)?;
+            s.record_config_load(&ConfigLoad {
+                files: &files,
+                version: &version,
+                at: r.at,
+                trigger: "reload",
+                actor: &actor,
+                result: LoadResult::Rejected,
+                diagnostics: &diagnostics,
+                audit_id: Some(r.id),
+                secrets: &secrets,
+            })?;
+            Ok::<_, StoreError>(r.id)
+        });
+        match written {
+            Ok(_) => self.metrics.audit_recorded(audit::KIND_CONFIG_REJECTED),
+            Err(e) => {
+                self.metrics.store_error("append_audit");
+                error!(
+                    "could not audit the rejected configuration reload by {}: {e}",
+                    self.actor
+                );
+            }
+        }
+    }
+}
+
 impl Core {
     /// A reload was asked for: started now, or after the one being prepared.
     pub(super) fn reload(&mut self, actor: String, reply: Reply) {
@@ -137,10 +215,15 @@ impl Core {
         let store = self.store.clone();
         let tx = self.msg_tx.clone();
         let epoch = self.reloads.maintenance_epoch;
+        let rejected = Rejected {
+            actor: actor.clone(),
+            node: self.coordinator.node().to_owned(),
+            metrics: self.metrics.clone(),
+        };
         let spawned = std::thread::Builder::new()
             .name("switchboard-reload".into())
             .spawn(move || {
-                let prepared = prepare(base, &store, epoch).map(Box::new);
+                let prepared = prepare(base, &store, epoch, rejected).map(Box::new);
                 // The core is gone only when the daemon is stopping: nobody waits for this.
                 let _ = tx.blocking_send(Msg::Reloaded(prepared));
             });
@@ -334,20 +417,22 @@ impl Core {
         }
         self.publish();
         self.metrics.config_reload(true);
-        self.audit_action(
-            None,
-            actor,
-            "configuration reload",
-            serde_json::json!({
-                "command": "reload",
-                "services_added": report.services_added,
-                "services_removed": report.services_removed,
-                "services_changed": report.services_changed,
-                "checks_changed": report.checks_changed,
-            }),
-            now,
-        )
-        .await;
+        let audit_id = self
+            .audit_action(
+                None,
+                actor,
+                "configuration reload",
+                serde_json::json!({
+                    "command": "reload",
+                    "services_added": report.services_added,
+                    "services_removed": report.services_removed,
+                    "services_changed": report.services_changed,
+                    "checks_changed": report.checks_changed,
+                }),
+                now,
+            )
+            .await;
+        self.record_applied_load(actor, audit_id, now).await;
         info!(
             "configuration reloaded by {actor}: version {}; {} services ({} added, {} removed, {} changed){}; prepared in {} ms off the core, swapped in {} ms",
             &report.config_version[..12.min(report.config_version.len())],
@@ -364,6 +449,33 @@ impl Core {
             swap_started.elapsed().as_millis(),
         );
         Ok(report)
+    }
+
+    /// Keeps the configuration now in force in the configuration history, with the reload's
+    /// audit record.
+    async fn record_applied_load(&self, actor: &str, audit_id: Option<i64>, at: Timestamp) {
+        let config = self.config.clone();
+        let actor_owned = actor.to_owned();
+        let written = self
+            .store
+            .write(move |s| {
+                s.record_config_load(&ConfigLoad {
+                    files: &config.files,
+                    version: &config.version,
+                    at,
+                    trigger: "reload",
+                    actor: &actor_owned,
+                    result: LoadResult::Applied,
+                    diagnostics: &config.warnings(),
+                    audit_id,
+                    secrets: &super::anchor::secrets(&config),
+                })
+            })
+            .await;
+        if let Err(e) = written {
+            self.metrics.store_error("record_config_load");
+            error!("configuration reload by {actor}: could not keep it in the configuration history: {e}");
+        }
     }
 
     /// A service removed from the configuration is no longer watched: its open incident is

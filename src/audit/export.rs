@@ -12,8 +12,8 @@ pub enum Format {
     Csv,
 }
 
-/// CSV columns, in the order of the JSON export.
-pub const CSV_COLUMNS: [&str; 18] = [
+/// CSV columns, in the order of the JSON export (`key_id` and `mac` empty on unkeyed records).
+pub const CSV_COLUMNS: [&str; 20] = [
     "id",
     "kind",
     "at",
@@ -32,6 +32,8 @@ pub const CSV_COLUMNS: [&str; 18] = [
     "detail",
     "prev_hash",
     "hash",
+    "key_id",
+    "mac",
 ];
 
 /// Writes `records` in `format`: JSON Lines (one object per line, every field), or CSV
@@ -54,7 +56,7 @@ pub fn export(records: &[AuditRecord], format: Format) -> String {
     }
 }
 
-/// The CSV export. Writing into memory cannot fail (every row has the header's 18 cells and
+/// The CSV export. Writing into memory cannot fail (every row has the header's 20 cells and
 /// there is no I/O), and the cells are `String`s, so the bytes are UTF-8; the fallbacks keep
 /// the function total rather than panicking on that invariant.
 fn csv_export(records: &[AuditRecord]) -> String {
@@ -83,6 +85,8 @@ fn csv_export(records: &[AuditRecord]) -> String {
             canonical(&r.detail),
             r.prev_hash.clone(),
             r.hash.clone(),
+            opt(&r.key_id),
+            opt(&r.mac),
         ]);
     }
     let bytes = w.into_inner().unwrap_or_default();
@@ -119,4 +123,167 @@ pub fn parse_since(value: &str, now: Timestamp) -> Result<Timestamp, SinceError>
         humantime::parse_duration(v.strip_suffix("ago").unwrap_or(v).trim()).map_err(|_| err())?;
     let ms = i64::try_from(d.as_millis()).map_err(|_| err())?;
     Ok(Timestamp(now.0.saturating_sub(ms)))
+}
+
+/// A configuration version for the bundle: its text as `audit config` prints it, its files,
+/// and its stored metadata (loads, redactions) as JSON.
+pub struct BundleConfig {
+    pub version: String,
+    pub text: String,
+    pub files: Vec<(std::path::PathBuf, String)>,
+    pub meta: serde_json::Value,
+}
+
+/// Everything an evidence bundle holds, gathered by the caller from the store.
+pub struct Bundle {
+    pub generated_at: Timestamp,
+    pub since: Timestamp,
+    /// The database it was made from, as named to the command.
+    pub source: String,
+    /// The records of the period, in id order.
+    pub records: Vec<AuditRecord>,
+    /// `audit verify`'s verdict over the whole chain and what it could and could not check.
+    pub verify: String,
+    pub intact: bool,
+    pub configs: Vec<BundleConfig>,
+    /// Drill id -> the drill with its report, as JSON.
+    pub drills: Vec<(String, serde_json::Value)>,
+}
+
+/// The schema of a JSON Lines record, shipped in the bundle and in the repository.
+pub const RECORD_SCHEMA: &str = include_str!("../../docs/audit-record.schema.json");
+
+/// The directory every file of a bundle is under.
+pub const BUNDLE_DIR: &str = "audit-bundle";
+
+/// The bundle as a `.tar.gz`: README.txt, records.jsonl, records.csv,
+/// audit-record.schema.json, verify.txt, configs/<version>.txt and .json, drills/<id>.json,
+/// all under `audit-bundle/`.
+pub fn bundle(b: &Bundle) -> Result<Vec<u8>, super::tar::TarError> {
+    let mtime = u64::try_from(b.generated_at.0 / 1000).unwrap_or(0);
+    let mut entries = Vec::new();
+    let mut add = |name: String, bytes: Vec<u8>| {
+        entries.push(super::tar::Entry {
+            path: format!("{BUNDLE_DIR}/{name}"),
+            bytes,
+            mtime,
+        })
+    };
+    add("README.txt".into(), readme(b).into_bytes());
+    add(
+        "records.jsonl".into(),
+        export(&b.records, Format::Jsonl).into_bytes(),
+    );
+    add(
+        "records.csv".into(),
+        export(&b.records, Format::Csv).into_bytes(),
+    );
+    add(
+        "audit-record.schema.json".into(),
+        RECORD_SCHEMA.as_bytes().to_vec(),
+    );
+    add("verify.txt".into(), b.verify.clone().into_bytes());
+    for c in &b.configs {
+        let v = super::short_hash(&c.version);
+        add(format!("configs/{v}.txt"), c.text.clone().into_bytes());
+        let meta = serde_json::to_string_pretty(&c.meta).unwrap_or_default() + "\n";
+        add(format!("configs/{v}.json"), meta.into_bytes());
+    }
+    for (id, d) in &b.drills {
+        // Drill ids are `drill-<stamp>-<hex>`; anything else is made safe for a file name.
+        let safe: String = id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(60)
+            .collect();
+        let text = serde_json::to_string_pretty(d).unwrap_or_default() + "\n";
+        add(format!("drills/{safe}.json"), text.into_bytes());
+    }
+    super::tar::tar_gz(&entries)
+}
+
+/// The auditor's guide to the bundle: what each file is and how to check it without
+/// Switchboard.
+fn readme(b: &Bundle) -> String {
+    let first = b.records.first();
+    let last = b.records.last();
+    let range = match (first, last) {
+        (Some(f), Some(l)) => format!("records {} to {}", f.id, l.id),
+        _ => "no records".to_owned(),
+    };
+    let keyed = b.records.iter().filter(|r| r.mac.is_some()).count();
+    format!(
+        r#"Switchboard audit evidence bundle
+=================================
+
+Period:        from {since} to {generated} (when this bundle was made)
+Made from:     {source}
+Contents:      {range} ({n} records, {keyed} of them authenticated with the audit key),
+               {configs} configuration version(s), {drills} drill report(s)
+Chain check:   {verdict}
+
+Files
+-----
+records.jsonl             The audit records of the period, one JSON object per line,
+                          oldest first. Each line is described by audit-record.schema.json
+                          (JSON Schema 2020-12).
+records.csv               The same records as CSV (RFC 4180, header row, CRLF line ends);
+                          structured fields are JSON text in their cell.
+audit-record.schema.json  The JSON Schema of a record, with what each field means.
+verify.txt                `switchboard audit verify` over the whole chain when the bundle was
+                          made: the verdict, then what it could and could not check.
+configs/<version>.txt     Each configuration version in force or loaded during the period:
+                          every file as loaded (secrets are never in these files; environment
+                          variables and key files stay named references), its loads (start,
+                          reload, rejected reloads with their diagnostics).
+configs/<version>.json    The same as JSON, with each file's SHA-256.
+drills/<id>.json          Each drill of the period with its report: every step's target,
+                          measured time and pass/fail, and the overall result.
+
+Checking the records yourself
+-----------------------------
+Each record's "hash" is the SHA-256 (lowercase hex) of the record without "hash", "key_id"
+and "mac", as JSON with keys sorted at every level, no whitespace, non-ASCII characters
+unescaped. "prev_hash" is the previous record's hash (64 zeros for record 1; for the first
+record of this period, the hash of the record before it). In Python:
+
+    import hashlib, hmac, json
+    prev = None
+    for line in open("records.jsonl", encoding="utf-8"):
+        rec = json.loads(line)
+        h = rec.pop("hash"); key_id = rec.pop("key_id", None); mac = rec.pop("mac", None)
+        canon = json.dumps(rec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        assert hashlib.sha256(canon.encode("utf-8")).hexdigest() == h, rec["id"]
+        assert prev is None or rec["prev_hash"] == prev, rec["id"]
+        prev = h
+        # With the audit key (bytes), a keyed record's MAC:
+        # assert hmac.new(key, h.encode(), hashlib.sha256).hexdigest() == mac
+
+Hashes alone show that no record was edited, removed or reordered, but not that the whole
+chain was not recomputed: that is what the MACs (checked with the key, which is kept outside
+the database) and the anchors (the head's sequence and hash in log lines, on-call e-mail
+footers, the switchboard_audit_head_sequence metric and the anchor file) are for; compare an
+anchor's sequence and hash with the record of that id.
+
+A configuration version is the SHA-256 of its files' bytes in load order; "config_version" in
+a record names the version in force when it was written.
+"#,
+        since = b.since.rfc3339(),
+        generated = b.generated_at.rfc3339(),
+        source = b.source,
+        n = b.records.len(),
+        configs = b.configs.len(),
+        drills = b.drills.len(),
+        verdict = if b.intact {
+            "intact (see verify.txt)"
+        } else {
+            "BROKEN (see verify.txt)"
+        },
+    )
 }

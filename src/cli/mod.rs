@@ -1,7 +1,8 @@
 //! The command line: clap's definition of every command, and the dispatch to one file per family.
 //!
 //! `run.rs` (run, check, probe and the daemon's runtime), `demo.rs`, `simulate.rs`,
-//! `token.rs`, `audit.rs` (verify and export read the database; `list` asks the daemon),
+//! `token.rs`, `audit.rs` (verify, export, config, diff and bundle read the database; `keygen`
+//! writes a key file; `list` asks the daemon),
 //! `email.rs`, and the clients of the HTTP API: `client.rs` (one request, its answer
 //! printed, its status mapped to the exit code, written once for every command) and
 //! `drill.rs`. Exit codes: 0 success, 1 failure or refusal, 2 usage or config error, 3 the

@@ -98,6 +98,19 @@ fn audit_token_created(config: &Config, name: &str, role: Role) {
             .to_string(),
         detail: serde_json::json!({ "command": "token_new", "token": name, "role": role.as_str() }),
     };
+    // A keyed chain is extended only with its key (the daemon's rule too): the key is bound
+    // first, or the record is not written.
+    let note = switchboard::audit::NewAuditRecord {
+        kind: switchboard::audit::KIND_AUDIT_KEY.to_string(),
+        reason: "audit records are authenticated with [audit] key_file from this record on"
+            .to_string(),
+        detail: serde_json::json!({}),
+        ..rec.clone()
+    };
+    if let Err(e) = store.start_audit_key(config.audit.key.as_ref(), &note) {
+        eprintln!("warning: the token was created but not audited: {e}");
+        return;
+    }
     if let Err(e) = store.append_audit(&rec) {
         eprintln!("warning: the token was created but not audited: {e}");
     }

@@ -244,6 +244,10 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
     if new.auth != old.auth {
         restart_needed.push("[auth] tokens_file".to_string());
     }
+    // The chain's key and the anchor task are set up at start.
+    if new.audit != old.audit {
+        restart_needed.push("[audit]".to_string());
+    }
     let hooks = |c: &Config| -> Vec<Fingerprint> {
         c.services
             .iter()

@@ -4,11 +4,15 @@
 //! reject unknown fields, then `validate`, which resolves defaults, parses URLs and
 //! conditions and collects *every* problem as a `file:line: message` diagnostic.
 
+pub mod audit;
 pub mod diff;
+mod files;
 mod net;
 mod policy;
 pub mod raw;
 
+pub use audit::{AuditConfig, AuditKey};
+pub use files::{ConfigFiles, FileRead};
 pub use net::IpRange;
 pub use policy::{Confirmation, Side, Thresholds, NOISE_MAX_EXTRA};
 
@@ -41,8 +45,12 @@ pub struct Config {
     pub defaults: Defaults,
     /// Shared, so the daemon's per-service state can point at its spec without a copy.
     pub services: Vec<std::sync::Arc<ServiceSpec>>,
+    /// `[audit]`: the chain's key and anchors.
+    pub audit: AuditConfig,
     /// SHA-256 (hex) of every file that went into this config, in load order.
     pub version: String,
+    /// Those files, byte for byte (the configuration history stores them).
+    pub files: std::sync::Arc<ConfigFiles>,
 }
 
 #[derive(Clone, Debug)]
@@ -823,6 +831,8 @@ impl fmt::Display for Diagnostic {
 #[derive(Clone, Debug, thiserror::Error)]
 pub struct ConfigError {
     pub diagnostics: Vec<Diagnostic>,
+    /// The files read before loading stopped, for the record of a rejected reload.
+    pub files: ConfigFiles,
 }
 
 impl fmt::Display for ConfigError {
@@ -844,6 +854,13 @@ impl Config {
         raw::load(path)
     }
 
+    /// Loads `path` as an auditor does: secret references (environment variables named by
+    /// webhook headers, `[audit] key_file`) are kept as references, neither read nor
+    /// required, so an auditor's copy of the configuration loads without production secrets.
+    pub fn load_for_audit(path: &Path) -> Result<Config, ConfigError> {
+        raw::load_as(path, true)
+    }
+
     pub fn service(&self, id: &str) -> Option<&ServiceSpec> {
         self.services.iter().find(|s| s.id == id).map(|s| &**s)
     }
@@ -860,6 +877,33 @@ impl Config {
     /// What is valid but probably not meant, for `switchboard check` to print: services whose
     /// relative `runbook` cannot become a link because `[email] runbook_base_url` is unset.
     pub fn warnings(&self) -> Vec<String> {
+        let mut out = self.audit_key_warnings();
+        out.extend(self.runbook_warnings());
+        out
+    }
+
+    /// A key file others may read is a key others may have: it then authenticates nothing.
+    fn audit_key_warnings(&self) -> Vec<String> {
+        use std::os::unix::fs::PermissionsExt;
+        let Some(path) = self
+            .audit
+            .key_file
+            .as_ref()
+            .filter(|_| self.audit.key.is_some())
+        else {
+            return Vec::new();
+        };
+        match std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777) {
+            Ok(mode) if mode & 0o077 != 0 => vec![format!(
+                "{}: [audit] key_file {} has mode {mode:04o}: group or others can read the audit key; chmod 600 it",
+                self.source.display(),
+                path.display()
+            )],
+            _ => Vec::new(),
+        }
+    }
+
+    fn runbook_warnings(&self) -> Vec<String> {
         self.services
             .iter()
             .filter_map(|s| {

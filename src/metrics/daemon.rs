@@ -60,6 +60,16 @@ impl Metrics {
         self.audit_records_total.with_label_values(&[kind]).inc();
     }
 
+    /// The audit chain's head is record `sequence` with `hash`: the gauge, and the info series
+    /// naming its short hash (the previous head's series is removed).
+    pub fn audit_head(&self, sequence: i64, hash: &str) {
+        self.audit_head_sequence.set(sequence);
+        self.audit_head_info.reset();
+        self.audit_head_info
+            .with_label_values(&[&sequence.to_string(), crate::audit::short_hash(hash)])
+            .set(1);
+    }
+
     /// The store failed during `operation` (e.g. `commit_transition`); the caller logs the error.
     pub fn store_error(&self, operation: &str) {
         self.store_errors_total

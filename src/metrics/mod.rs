@@ -50,6 +50,8 @@ pub struct Metrics {
     config_reloads_total: IntCounterVec,
     config_last_reload_successful: IntGauge,
     audit_records_total: IntCounterVec,
+    audit_head_sequence: IntGauge,
+    audit_head_info: IntGaugeVec,
     store_errors_total: IntCounterVec,
     store_pending_transitions: IntGauge,
     probe_loop_restarts_total: IntCounterVec,
@@ -176,6 +178,17 @@ impl Metrics {
                 "switchboard_audit_records_total",
                 "Records appended to the hash-chained audit log, by kind.",
                 &["kind"],
+            ),
+            audit_head_sequence: int_gauge(
+                r,
+                "switchboard_audit_head_sequence",
+                "The id of the newest audit record (the chain's head), anchored outside the database: compare it with `switchboard audit verify --anchor SEQ:HASH`.",
+            ),
+            audit_head_info: int_gauge_vec(
+                r,
+                "switchboard_audit_head_info",
+                "Always 1; labelled with the chain head's sequence and the first 12 hex characters of its hash (one series, replaced as the head moves).",
+                &["sequence", "hash"],
             ),
             probe_local_errors_total: counter_vec(
                 r,

@@ -31,42 +31,112 @@ pub(super) fn append(conn: &Connection, draft: &AuditRecord) -> Result<AuditReco
         ..draft.clone()
     };
     rec.hash = rec.compute_hash();
+    let (key_id, mac): (Option<String>, Option<String>) =
+        conn.query_row("SELECT audit_key_id(), audit_mac(?1)", [&rec.hash], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    rec.key_id = key_id;
+    rec.mac = mac;
     let json = |what: &'static str, r: Result<String, serde_json::Error>| {
         r.map_err(|source| StoreError::Json { what, source })
     };
+    let values = params![
+        rec.id,
+        rec.kind,
+        rec.at.as_millis(),
+        rec.node,
+        rec.actor,
+        rec.service,
+        rec.from,
+        rec.to,
+        rec.cause,
+        rec.reason,
+        json("audit evidence", serde_json::to_string(&rec.evidence))?,
+        json(
+            "audit routes_before",
+            serde_json::to_string(&rec.routes_before)
+        )?,
+        json(
+            "audit routes_after",
+            serde_json::to_string(&rec.routes_after)
+        )?,
+        rec.config_version,
+        rec.transition_id,
+        crate::audit::canonical(&rec.detail),
+        rec.prev_hash,
+        rec.hash,
+        rec.key_id,
+        rec.mac,
+    ];
+    // An unkeyed record leaves the key columns out: migration 2 backfills records before
+    // migration 11 has added them.
+    let (columns, n) = if rec.mac.is_some() {
+        (", key_id, mac", 20)
+    } else {
+        ("", 18)
+    };
+    let placeholders: Vec<String> = (1..=n).map(|i| format!("?{i}")).collect();
     conn.execute(
-        "INSERT INTO audit
-           (id, kind, at_ms, node, actor, service, from_state, to_state, cause, reason, evidence,
-            routes_before, routes_after, config_version, transition_id, detail, prev_hash, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
-        params![
-            rec.id,
-            rec.kind,
-            rec.at.as_millis(),
-            rec.node,
-            rec.actor,
-            rec.service,
-            rec.from,
-            rec.to,
-            rec.cause,
-            rec.reason,
-            json("audit evidence", serde_json::to_string(&rec.evidence))?,
-            json(
-                "audit routes_before",
-                serde_json::to_string(&rec.routes_before)
-            )?,
-            json(
-                "audit routes_after",
-                serde_json::to_string(&rec.routes_after)
-            )?,
-            rec.config_version,
-            rec.transition_id,
-            crate::audit::canonical(&rec.detail),
-            rec.prev_hash,
-            rec.hash,
-        ],
+        &format!(
+            "INSERT INTO audit
+               (id, kind, at_ms, node, actor, service, from_state, to_state, cause, reason,
+                evidence, routes_before, routes_after, config_version, transition_id, detail,
+                prev_hash, hash{columns})
+             VALUES ({})",
+            placeholders.join(", ")
+        ),
+        &values[..n],
     )?;
     Ok(rec)
+}
+
+/// Binds `key` (or none) to `conn` as the functions `append` seals records with:
+/// `audit_key_id()` (the key's id, NULL without a key) and `audit_mac(hash)` (the MAC, NULL
+/// without a key). Called once when the write connection opens (no key) and again when the
+/// daemon hands the store its key.
+pub(super) fn bind_key(
+    conn: &Connection,
+    key: Option<crate::config::AuditKey>,
+) -> Result<(), StoreError> {
+    use rusqlite::functions::FunctionFlags;
+    let id = key.as_ref().map(|k| crate::audit::key_id(k.bytes()));
+    conn.create_scalar_function("audit_key_id", 0, FunctionFlags::SQLITE_UTF8, move |_| {
+        Ok(id.clone())
+    })?;
+    conn.create_scalar_function("audit_mac", 1, FunctionFlags::SQLITE_UTF8, move |ctx| {
+        let hash: String = ctx.get(0)?;
+        Ok(key.as_ref().map(|k| crate::audit::mac(k.bytes(), &hash)))
+    })?;
+    Ok(())
+}
+
+/// The chain's head: the newest record's id and hash, or `None` for an empty log.
+pub(super) fn head(conn: &Connection) -> Result<Option<(i64, String)>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?)
+}
+
+/// The key id of the newest keyed record, and whether the head itself is keyed: what the
+/// daemon compares its key with at start.
+pub(super) fn newest_key(conn: &Connection) -> Result<(Option<(i64, String)>, bool), StoreError> {
+    let newest: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT id, key_id FROM audit WHERE key_id IS NOT NULL ORDER BY id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let head = head(conn)?.map(|(id, _)| id);
+    let head_keyed = match (&newest, head) {
+        (Some((k, _)), Some(h)) => *k == h,
+        _ => false,
+    };
+    Ok((newest, head_keyed))
 }
 
 /// The highest audit id SQLite ever issued (0 if none), from `sqlite_sequence`: it outlives
@@ -85,7 +155,7 @@ pub(super) fn highest_id_issued(conn: &Connection) -> Result<i64, StoreError> {
 pub(super) const SELECT: &str =
     "SELECT id, kind, at_ms, node, actor, service, from_state, to_state, cause,
         reason, evidence, routes_before, routes_after, config_version, transition_id, detail,
-        prev_hash, hash
+        prev_hash, hash, key_id, mac
      FROM audit";
 
 /// Every record at or after `since` (all when `None`), in id order. A row whose JSON columns
@@ -95,7 +165,19 @@ pub(super) fn read(
     conn: &Connection,
     since: Option<Timestamp>,
 ) -> Result<Vec<AuditRow>, StoreError> {
-    let sql = format!("{SELECT} WHERE ?1 IS NULL OR at_ms >= ?1 ORDER BY id");
+    // A database from before migration 11 (read by `switchboard audit`, which never
+    // migrates) has no key columns: its records read as unkeyed.
+    let keyed: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('audit') WHERE name = 'mac'",
+        [],
+        |r| r.get(0),
+    )?;
+    let select = if keyed {
+        SELECT.to_owned()
+    } else {
+        SELECT.replace("key_id, mac", "NULL, NULL")
+    };
+    let sql = format!("{select} WHERE ?1 IS NULL OR at_ms >= ?1 ORDER BY id");
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map([since.map(Timestamp::as_millis)], raw)?;
     rows.map(|r| Ok(r?.into_row())).collect()
@@ -120,6 +202,8 @@ pub(super) struct Raw {
     detail: String,
     prev_hash: String,
     hash: String,
+    key_id: Option<String>,
+    mac: Option<String>,
 }
 
 pub(super) fn raw(r: &Row<'_>) -> rusqlite::Result<Raw> {
@@ -142,6 +226,8 @@ pub(super) fn raw(r: &Row<'_>) -> rusqlite::Result<Raw> {
         detail: r.get(15)?,
         prev_hash: r.get(16)?,
         hash: r.get(17)?,
+        key_id: r.get(18)?,
+        mac: r.get(19)?,
     })
 }
 
@@ -179,6 +265,8 @@ impl Raw {
             detail,
             prev_hash: self.prev_hash,
             hash: self.hash,
+            key_id: self.key_id,
+            mac: self.mac,
         })
     }
 }
@@ -317,6 +405,8 @@ pub(super) fn backfill(conn: &Connection) -> Result<(), StoreError> {
                 detail: serde_json::json!({ "backfilled": true }),
                 prev_hash: String::new(),
                 hash: String::new(),
+                key_id: None,
+                mac: None,
             };
             Ok((draft, r.get::<_, String>(8)?))
         })?
@@ -329,4 +419,40 @@ pub(super) fn backfill(conn: &Connection) -> Result<(), StoreError> {
         append(conn, &draft)?;
     }
     Ok(())
+}
+
+/// An on-call e-mail's text and HTML with the chain's head as a footer line (`Audit chain
+/// head: record 42, hash 3f2a9c1b04de`), read in the transaction that queues the message, so
+/// it names the newest record at that moment (for a transition's own message: its record).
+/// Every other row, or an empty log, is left as it is.
+pub(super) fn with_head_footer(
+    conn: &Connection,
+    audience: &str,
+    channel: &str,
+    text: &str,
+    html: Option<&str>,
+) -> Result<(String, Option<String>), StoreError> {
+    let head = if audience == "oncall" && channel == "email" {
+        head(conn)?
+    } else {
+        None
+    };
+    let Some((seq, hash)) = head else {
+        return Ok((text.to_owned(), html.map(str::to_owned)));
+    };
+    let line = format!("Audit chain head: {}", crate::audit::head_text(seq, &hash));
+    let mut text = text.to_owned();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&line);
+    text.push('\n');
+    let html = html.map(|h| {
+        let p = format!("<p>{line}</p>\n");
+        match h.rfind("</body>") {
+            Some(i) => format!("{}{p}{}", &h[..i], &h[i..]),
+            None => format!("{h}{p}"),
+        }
+    });
+    Ok((text, html))
 }

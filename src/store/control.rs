@@ -365,6 +365,8 @@ mod tests {
             detail: serde_json::json!({}),
             prev_hash: String::new(),
             hash: String::new(),
+            key_id: None,
+            mac: None,
         }
     }
 

@@ -19,6 +19,7 @@
 mod audit_log;
 mod chat;
 pub mod cluster_log;
+mod config_versions;
 mod control;
 mod facts;
 mod groups;
@@ -35,6 +36,9 @@ pub mod spill;
 mod tests;
 mod transitions;
 
+pub use config_versions::{
+    ConfigLoad, ConfigLookupError, LoadResult, StoredConfig, StoredFile, StoredLoad,
+};
 pub use control::{
     AuditQuery, DrillRow, ReviewError, ScheduledWindow, KIND_REVIEW, REVIEWED_CAUSES,
 };
@@ -212,6 +216,9 @@ pub enum StoreError {
         path: std::path::PathBuf,
         why: String,
     },
+    /// The configured audit key cannot extend the stored chain (missing or another key).
+    #[error("{0}")]
+    AuditKey(String),
     #[error("no database at {path} (has the daemon run with this configuration?)")]
     NoDatabase { path: std::path::PathBuf },
     #[error("the database schema is version {found}, which predates the audit log (version 2); run the daemon once to migrate it")]

@@ -303,6 +303,8 @@ pub(super) fn insert_row(tx: &Connection, r: &NewRow<'_>) -> Result<i64, StoreEr
         what: "announcement recipients",
         source,
     })?;
+    // On-call e-mail anchors the audit chain's head outside the database (`audit_log`).
+    let (text, html) = audit_log::with_head_footer(tx, r.audience, r.channel, r.text, r.html)?;
     tx.execute(
         "INSERT INTO outbox
            (transition_id, audience, channel, kind, message_id, recipients, subject,
@@ -316,8 +318,8 @@ pub(super) fn insert_row(tx: &Connection, r: &NewRow<'_>) -> Result<i64, StoreEr
             r.message_id,
             recipients,
             r.subject,
-            r.text,
-            r.html,
+            text,
+            html,
             r.at.as_millis(),
             r.first_part_id
         ],
@@ -529,6 +531,8 @@ fn audit_delivery(
             detail,
             prev_hash: String::new(),
             hash: String::new(),
+            key_id: None,
+            mac: None,
         },
     )?;
     Ok(())

@@ -465,7 +465,18 @@ fn outbox_items_come_due_fail_with_backoff_and_deliver_once() {
     assert_eq!(item.attempts, 0);
     assert_eq!(item.service, "ticket-submission");
     assert_eq!(item.recipients, vec!["oncall@example.com".to_string()]);
-    assert_eq!(item.html.as_deref(), Some("<p>html</p>"));
+    // On-call e-mail carries the audit chain's head (the transition's own record) as a footer.
+    let (seq, hash) = store.audit_head().unwrap().unwrap();
+    let footer = format!("Audit chain head: record {seq}, hash {}", &hash[..12]);
+    assert_eq!(
+        item.html.as_deref(),
+        Some(format!("<p>html</p><p>{footer}</p>\n").as_str())
+    );
+    assert!(
+        item.text.ends_with(&format!("\n{footer}\n")),
+        "{}",
+        item.text
+    );
     assert_eq!(
         store.due_announcements(Timestamp(T0.0 - 1), 10).unwrap(),
         vec![]
@@ -620,7 +631,7 @@ fn a_transition_writes_one_chained_audit_record_with_its_context() {
     );
     assert!(matches!(
         store.verify_audit().unwrap(),
-        Verdict::Intact { records: 2, last_hash: Some(ref h) } if *h == recs[1].hash
+        Verdict::Intact { records: 2, last_hash: Some(ref h), .. } if *h == recs[1].hash
     ));
 }
 

@@ -129,6 +129,8 @@ impl Store {
                 detail: transition_detail(t, &audit)?,
                 prev_hash: String::new(),
                 hash: String::new(),
+                key_id: None,
+                mac: None,
             },
         )?;
 
@@ -170,6 +172,8 @@ impl Store {
                 detail: r.detail.clone(),
                 prev_hash: String::new(),
                 hash: String::new(),
+                key_id: None,
+                mac: None,
             },
         )?;
         tx.commit()?;
@@ -185,12 +189,59 @@ impl Store {
     /// Walks the whole audit chain and cross-checks the transitions table against it, in one
     /// read transaction so a concurrent commit cannot make a consistent log look broken.
     pub fn verify_audit(&self) -> Result<Verdict, StoreError> {
+        self.verify_audit_with(audit::Checks::default())
+    }
+
+    /// `verify_audit`, also checking every MAC with the key and the chain against anchors
+    /// (`audit::verify_with`), and the stored configuration versions against their hashes.
+    pub fn verify_audit_with(&self, checks: audit::Checks<'_>) -> Result<Verdict, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
         let rows = audit_log::read(&tx, None)?;
         let issued = audit_log::highest_id_issued(&tx)?;
         let mismatch = audit_log::cross_check(&tx)?;
-        Ok(audit::verify(&rows, issued, mismatch))
+        let verdict = audit::verify_with(&rows, issued, mismatch, checks);
+        if matches!(verdict, Verdict::Broken(_)) {
+            return Ok(verdict);
+        }
+        Ok(super::config_versions::check(&tx)?.map_or(verdict, Verdict::Broken))
+    }
+
+    /// The chain's head (newest record's id and hash), `None` for an empty log.
+    pub fn audit_head(&self) -> Result<Option<(i64, String)>, StoreError> {
+        audit_log::head(&self.conn())
+    }
+
+    /// Binds `key` to the writer for every record appended from now on, after checking that
+    /// it may extend this chain: refused when the chain is keyed and no key or another key is
+    /// given (a record written so would break `audit verify`). With a key and a head that is
+    /// not yet keyed, appends `note` (an `audit_key` record) so the keyed part starts at once
+    /// (an empty keyed part would look like stripped MACs) and returns it.
+    pub fn start_audit_key(
+        &self,
+        key: Option<&crate::config::AuditKey>,
+        note: &NewAuditRecord,
+    ) -> Result<Option<AuditRecord>, StoreError> {
+        let (newest, head_keyed) = audit_log::newest_key(&self.conn())?;
+        let given = key.map(|k| audit::key_id(k.bytes()));
+        match (&newest, &given) {
+            (Some((id, kid)), None) => {
+                return Err(StoreError::AuditKey(format!(
+                    "the audit chain is authenticated with key {kid} (record {id} is keyed), but no [audit] key_file is configured: records written now would carry no MAC and `audit verify --key-file` would report them as stripped; configure the key"
+                )))
+            }
+            (Some((id, kid)), Some(g)) if kid != g => {
+                return Err(StoreError::AuditKey(format!(
+                    "[audit] key_file holds key {g}, but the audit chain is authenticated with key {kid} (record {id}): configure the key that authenticated it"
+                )))
+            }
+            _ => {}
+        }
+        self.set_audit_key(key.cloned())?;
+        if given.is_none() || head_keyed {
+            return Ok(None);
+        }
+        self.append_audit(note).map(Some)
     }
 
     /// The last `limit` transitions, of one service or of all, oldest first (newest last).

@@ -479,11 +479,11 @@ fn csv_export_is_exact_with_rfc4180_quoting() {
     let ev = r#""[""ticket-form: down (HTTP 503 — \""Service Unavailable\"")""]""#;
     let rt = |t: &str| format!(r#""{{""submit-ticket"":""{t}""}}""#);
     let expected = [
-        "id,kind,at,node,actor,service,from,to,cause,reason,evidence,routes_before,routes_after,config_version,transition_id,detail,prev_hash,hash".to_owned(),
-        format!("1,transition,2023-11-14T22:13:21.000Z,vantage-eu-1,system,ticket-submission,operational,failed_over,primary_down,\"primary down, backup healthy\",{ev},{},{},cfg-0123456789ab,1,{{}},{zeros},{}", rt(PRIMARY), rt(BACKUP), h[0]),
-        format!("2,transition,2023-11-14T22:14:20.000Z,vantage-eu-1,system,ticket-submission,failed_over,recovering,primary_recovered,primary healthy again; holding,{ev},{},{},cfg-0123456789ab,2,{{}},{},{}", rt(BACKUP), rt(BACKUP), h[0], h[1]),
-        format!("3,transition,2023-11-14T22:15:20.000Z,vantage-eu-1,system,ticket-submission,recovering,operational,recovery_hold_elapsed,recovery hold elapsed,{ev},{},{},cfg-0123456789ab,3,{{}},{},{}", rt(BACKUP), rt(PRIMARY), h[1], h[2]),
-        format!("4,operator_action,2023-11-14T22:16:20.000Z,vantage-eu-1,alice,ticket-submission,,,,\"pin, \"\"just in case\"\"\nsecond line\",[],{{}},{{}},cfg-0123456789ab,,\"{{\"\"command\"\":\"\"pin\"\",\"\"side\"\":\"\"backup\"\"}}\",{},{}", h[2], h[3]),
+        "id,kind,at,node,actor,service,from,to,cause,reason,evidence,routes_before,routes_after,config_version,transition_id,detail,prev_hash,hash,key_id,mac".to_owned(),
+        format!("1,transition,2023-11-14T22:13:21.000Z,vantage-eu-1,system,ticket-submission,operational,failed_over,primary_down,\"primary down, backup healthy\",{ev},{},{},cfg-0123456789ab,1,{{}},{zeros},{},,", rt(PRIMARY), rt(BACKUP), h[0]),
+        format!("2,transition,2023-11-14T22:14:20.000Z,vantage-eu-1,system,ticket-submission,failed_over,recovering,primary_recovered,primary healthy again; holding,{ev},{},{},cfg-0123456789ab,2,{{}},{},{},,", rt(BACKUP), rt(BACKUP), h[0], h[1]),
+        format!("3,transition,2023-11-14T22:15:20.000Z,vantage-eu-1,system,ticket-submission,recovering,operational,recovery_hold_elapsed,recovery hold elapsed,{ev},{},{},cfg-0123456789ab,3,{{}},{},{},,", rt(BACKUP), rt(PRIMARY), h[1], h[2]),
+        format!("4,operator_action,2023-11-14T22:16:20.000Z,vantage-eu-1,alice,ticket-submission,,,,\"pin, \"\"just in case\"\"\nsecond line\",[],{{}},{{}},cfg-0123456789ab,,\"{{\"\"command\"\":\"\"pin\"\",\"\"side\"\":\"\"backup\"\"}}\",{},{},,", h[2], h[3]),
     ]
     .map(|l| l + "\r\n")
     .concat();

@@ -12,6 +12,7 @@ mod announce_smtp;
 mod api;
 mod audit;
 mod audit_checklist;
+mod audit_keyed;
 mod browser;
 mod cli;
 mod clock;

@@ -2,6 +2,7 @@
 //! `[storage]`, `[audiences]`, `[status_page]`, `[auth]`, `[defaults]`; `[email]` and the
 //! pushes are in `email.rs`).
 
+use super::audit::RawAudit;
 use super::check::RawBrowser;
 use super::cluster::RawCluster;
 use super::email::{RawChat, RawEmail, RawStatuspagePush};
@@ -35,6 +36,7 @@ pub struct RawMain {
     pub defaults: Option<RawDefaults>,
     pub statuspage_push: Option<Spanned<RawStatuspagePush>>,
     pub chat: Option<Spanned<RawChat>>,
+    pub audit: Option<RawAudit>,
     pub cluster: Option<Spanned<RawCluster>>,
     /// How browser checks run Chromium.
     pub browser: Option<RawBrowser>,
@@ -109,6 +111,7 @@ pub struct RawDefaults {
 
 impl Loader {
     pub(super) fn load(&mut self, path: &Path) -> Option<Config> {
+        self.base = path.parent().unwrap_or(Path::new("")).to_path_buf();
         let text = self.read(path)?;
         let lines = LineIndex::new(&text);
         let source = Source {
@@ -137,8 +140,10 @@ impl Loader {
             status_page: main.status_page,
             auth: main.auth,
             defaults: main.defaults,
+            audit: main.audit,
             services: services.into_iter().map(std::sync::Arc::new).collect(),
             version: hex::encode(std::mem::take(&mut self.hasher).finalize()),
+            files: std::sync::Arc::new(std::mem::take(&mut self.files)),
         })
     }
 
@@ -297,6 +302,7 @@ impl Loader {
             tokens_file: raw.auth.and_then(|a| a.tokens_file).map(|f| base.join(f)),
         };
         let defaults = self.validate_defaults(&at.defaults, raw.defaults.unwrap_or_default());
+        let audit = self.validate_audit(&at.audit, base, raw.audit);
         self.validate_browser(&at.browser, base, raw.browser);
 
         Main {
@@ -312,6 +318,7 @@ impl Loader {
             status_page,
             auth,
             defaults,
+            audit,
         }
     }
 
@@ -360,6 +367,7 @@ struct Main {
     status_page: StatusPageConfig,
     auth: AuthConfig,
     defaults: Defaults,
+    audit: crate::config::AuditConfig,
 }
 
 /// The source (region) each table of the main file was parsed in, for its line numbers.
@@ -374,6 +382,7 @@ struct MainSources<'a> {
     cluster: Source<'a>,
     audiences: Source<'a>,
     defaults: Source<'a>,
+    audit: Source<'a>,
     browser: Source<'a>,
 }
 
@@ -400,6 +409,7 @@ fn merge_main<'a>(
         cluster: whole,
         audiences: whole,
         defaults: whole,
+        audit: whole,
         browser: whole,
     };
     for (src, b) in parts {
@@ -417,6 +427,7 @@ fn merge_main<'a>(
         take(&mut raw.audiences, b.audiences, &mut at.audiences, src);
         take(&mut raw.defaults, b.defaults, &mut at.defaults, src);
         take(&mut raw.storage, b.storage, &mut at.storage, src);
+        take(&mut raw.audit, b.audit, &mut at.audit, src);
         take(&mut raw.browser, b.browser, &mut at.browser, src);
         raw.status_page = raw.status_page.or(b.status_page);
         raw.auth = raw.auth.or(b.auth);

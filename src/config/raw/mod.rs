@@ -12,6 +12,7 @@
 //! kind), `route.rs` and `webhook.rs` its routes and `on_switch` webhooks. This file holds
 //! what they share: the loader, its diagnostics, line numbers and the common value checks.
 
+mod audit;
 mod check;
 mod cluster;
 mod email;
@@ -23,6 +24,7 @@ mod service;
 mod tests;
 mod webhook;
 
+pub use audit::RawAudit;
 pub use check::{
     Kind, RawBrowser, RawBrowserCheck, RawBrowserStep, RawCheck, RawDnsCheck, RawHttpCheck,
     RawSmtpCheck, RawStep, RawStepsCheck, RawTcpCheck, RawTlsCheck, RawUnknownCheck,
@@ -60,12 +62,23 @@ const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 // ---------------------------------------------------------------------------------------
 
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let mut loader = Loader::default();
+    load_as(path, false)
+}
+
+/// `load`, or (`auditor`) the auditor's load: secret references (`${VAR}` in webhook
+/// headers, `[audit] key_file`) are kept as references and neither resolved nor required, so
+/// `switchboard audit` runs where none of the production secrets exist.
+pub fn load_as(path: &Path, auditor: bool) -> Result<Config, ConfigError> {
+    let mut loader = Loader {
+        auditor,
+        ..Loader::default()
+    };
     let config = loader.load(path);
     if loader.diagnostics.is_empty() {
         // `load` only returns `None` after recording a diagnostic.
         config.ok_or(ConfigError {
             diagnostics: Vec::new(),
+            files: loader.files,
         })
     } else {
         // Stable, so problems on one line keep the order they were found in.
@@ -74,6 +87,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
         Err(ConfigError {
             diagnostics: loader.diagnostics,
+            files: loader.files,
         })
     }
 }
@@ -157,6 +171,12 @@ struct Loader {
     check_names: HashMap<String, Place>,
     route_ids: HashMap<String, Place>,
     webhook_ids: HashMap<String, Place>,
+    /// Loading for an auditor: secret references are not resolved (`load_as`).
+    auditor: bool,
+    /// Every file read, in order, for the configuration history (`ConfigFiles`).
+    files: super::ConfigFiles,
+    /// The main file's directory: stored paths are shown relative to it.
+    base: PathBuf,
     /// Bytes handed to the TOML parser so far: a test proves with it that loading costs
     /// a small multiple of the files' size, not their size times their number of tables.
     parsed_bytes: usize,
@@ -193,6 +213,7 @@ impl Loader {
             }
         };
         self.hasher.update(&bytes);
+        self.files.add(&self.base, path, &bytes);
         match String::from_utf8(bytes) {
             Ok(text) => Some(text),
             Err(e) => {

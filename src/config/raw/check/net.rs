@@ -107,6 +107,7 @@ impl Loader {
     fn ca_bundle(&mut self, path: &Path) -> Result<Vec<Vec<u8>>, String> {
         let bytes = std::fs::read(path).map_err(|e| format!("cannot be read: {e}"))?;
         self.hasher.update(&bytes);
+        self.files.add(&self.base, path, &bytes);
         let mut certs = Vec::new();
         for (n, cert) in crate::pem::certificates(&bytes)
             .map_err(|e| e.to_string())?
