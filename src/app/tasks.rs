@@ -91,6 +91,8 @@ async fn probe_loop(
     // Shared, not cloned: ten thousand checks would otherwise hold ten thousand copies.
     let check = &config.services[si].checks[ci];
     let mut due = tokio::time::Instant::now() + first_delay(check);
+    // A vendor feed that answered 429 or 5xx is polled less often until it answers again.
+    let mut backoff: Option<Duration> = None;
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(due) => {}
@@ -114,6 +116,7 @@ async fn probe_loop(
             _ = stop.wait_for(|s| *s) => return,
         };
         drop(permit);
+        let vendor = outcome.vendor.clone();
         let (reply, confirm) = oneshot::channel();
         let msg = Msg::Outcome {
             generation,
@@ -129,11 +132,26 @@ async fn probe_loop(
         // Confirmation re-probes follow at `retry_interval`; otherwise keep the cadence from the
         // planned start so checks stay spread, but never schedule in the past.
         let now = tokio::time::Instant::now();
-        due = if confirm {
+        let normal = if confirm {
             (started + check.retry_interval).max(now)
         } else {
             (due + check.interval).max(now)
         };
+        let (wait, kept) = probe::vendor_status::next_delay(
+            normal.saturating_duration_since(started),
+            check.interval,
+            backoff,
+            vendor.as_deref(),
+        );
+        if kept.is_some() {
+            warn!(
+                check = check.name.as_str(),
+                "vendor feed throttled or failing; next poll in {}",
+                humantime::format_duration(wait)
+            );
+        }
+        backoff = kept;
+        due = (started + wait).max(now);
     }
 }
 

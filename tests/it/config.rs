@@ -358,6 +358,7 @@ conditions = ["[STATUS] == any(201, 302)"]
                 assert_eq!((d.qtype, d.name.as_str()), (15, "example.com"));
                 "dns"
             }
+            CheckKind::VendorStatus(_) => "vendor_status",
         })
         .collect();
     assert_eq!(kinds, ["smtp", "tcp", "tls", "dns", "steps"]);

@@ -47,4 +47,5 @@ mod simulate_config;
 mod simulation;
 mod spill;
 mod status_page_browser;
+mod vendor;
 mod webhook;

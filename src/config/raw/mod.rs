@@ -156,6 +156,8 @@ struct Loader {
     check_names: HashMap<String, Place>,
     route_ids: HashMap<String, Place>,
     webhook_ids: HashMap<String, Place>,
+    /// Every `corroborate` name with where it is written, resolved once all files are read.
+    corroborations: Vec<(PathBuf, usize, String)>,
     /// Bytes handed to the TOML parser so far: a test proves with it that loading costs
     /// a small multiple of the files' size, not their size times their number of tables.
     parsed_bytes: usize,

@@ -13,6 +13,7 @@
 pub mod check;
 pub mod control;
 pub mod daemon;
+pub mod feeds;
 pub mod http;
 pub mod oncall;
 pub mod smtp;

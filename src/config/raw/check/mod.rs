@@ -13,6 +13,7 @@ mod smtp;
 mod steps;
 mod tcp;
 mod tls;
+mod vendor_status;
 
 pub use dns::RawDnsCheck;
 pub use http::RawHttpCheck;
@@ -20,6 +21,7 @@ pub use smtp::RawSmtpCheck;
 pub use steps::{RawStep, RawStepsCheck};
 pub use tcp::RawTcpCheck;
 pub use tls::RawTlsCheck;
+pub use vendor_status::RawVendorStatusCheck;
 
 use super::regions::RegionError;
 use super::service::RawServiceFile;
@@ -43,6 +45,8 @@ pub enum Kind {
     Tls,
     Smtp,
     Dns,
+    #[strum(serialize = "vendor_status")]
+    VendorStatus,
 }
 
 impl Kind {
@@ -75,6 +79,7 @@ impl Kind {
             Kind::Tls => fields_of::<RawTlsCheck>(),
             Kind::Smtp => fields_of::<RawSmtpCheck>(),
             Kind::Dns => fields_of::<RawDnsCheck>(),
+            Kind::VendorStatus => fields_of::<RawVendorStatusCheck>(),
         }
     }
 
@@ -115,6 +120,7 @@ pub enum RawCheck {
     Tls(RawTlsCheck),
     Smtp(RawSmtpCheck),
     Dns(RawDnsCheck),
+    VendorStatus(RawVendorStatusCheck),
     Unknown(RawUnknownCheck),
 }
 
@@ -127,6 +133,7 @@ impl RawCheck {
             RawCheck::Tls(c) => &c.name,
             RawCheck::Smtp(c) => &c.name,
             RawCheck::Dns(c) => &c.name,
+            RawCheck::VendorStatus(c) => &c.name,
             RawCheck::Unknown(c) => &c.name,
         }
     }
@@ -198,6 +205,9 @@ pub(super) fn parse_service_region(
         Some(Some(Kind::Tls)) => parse_as(text, Kind::Tls, RawCheck::Tls),
         Some(Some(Kind::Smtp)) => parse_as(text, Kind::Smtp, RawCheck::Smtp),
         Some(Some(Kind::Dns)) => parse_as(text, Kind::Dns, RawCheck::Dns),
+        Some(Some(Kind::VendorStatus)) => {
+            parse_as(text, Kind::VendorStatus, RawCheck::VendorStatus)
+        }
         Some(None) => toml::from_str::<RawServiceFile<RawUnknownCheck>>(text)
             .map(|f| f.map_checks(RawCheck::Unknown))
             .map_err(|e| RegionError::new(text, &e, |_, _| None)),
@@ -343,6 +353,25 @@ impl Loader {
             RawCheck::Dns(r) => {
                 let settled = self.settle(source, common!(r), defaults);
                 let kind = self.dns_check(source, r);
+                (settled, kind)
+            }
+            RawCheck::VendorStatus(r) => {
+                let mut settled = self.settle(source, r.common(), defaults);
+                // A vendor's declaration needs no fast confirmation: unless the check says
+                // otherwise it is re-probed at its interval, which respects the vendor's limit.
+                if r.retry_interval.is_none() {
+                    settled.retry_interval = settled.interval;
+                }
+                settled.role = settled.role.map(|_| Role::Vendor);
+                let kind = self
+                    .vendor_status_check(
+                        source,
+                        r,
+                        settled.interval,
+                        settled.retry_interval,
+                        defaults,
+                    )
+                    .map(|k| (k, Vec::new()));
                 (settled, kind)
             }
             RawCheck::Unknown(r) => {
