@@ -198,6 +198,8 @@ pub async fn run_with(
         templates: Arc::new(templates),
         in_use: record::TransportsInUse::of(&config),
         reloads: reload::Reloads::default(),
+        vendors: Default::default(),
+        transports: transports.clone(),
     };
     for s in &core.services {
         core.metrics_for_new_service(s);

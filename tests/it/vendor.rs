@@ -370,3 +370,315 @@ fn switchboard_probe_shows_the_verdict_and_the_vendors_words() {
         "https://stspg.io/abc123xyz"
     );
 }
+
+mod daemon {
+    //! Corroboration through the real daemon, with a real SMTP server (aiosmtpd).
+
+    use crate::support::daemon::{get, stored_transitions, write_main_config, Daemon};
+    use crate::support::feeds::{fixture, Feeds, Reply};
+    use crate::support::smtp::{parse_mail, require_aiosmtpd, ParsedMail, SmtpServer};
+    use std::time::{Duration, Instant};
+
+    fn mails(server: &SmtpServer) -> Vec<ParsedMail> {
+        server.messages().iter().map(|p| parse_mail(p)).collect()
+    }
+
+    fn text(m: &ParsedMail) -> String {
+        m.part("text/plain").unwrap_or_default().to_owned()
+    }
+
+    /// One daemon run: Zendesk declares a major outage while our ticket form passes (one note
+    /// to on-call, nothing to customers, no switch); then the form breaks and is confirmed
+    /// after two failures instead of its configured five, the failover quoting the vendor to
+    /// on-call and (public_vendor_words) to customers; a second vendor feed that answers 429
+    /// with Retry-After is not asked again before it said.
+    #[test]
+    fn a_vendor_outage_notes_on_call_never_switches_alone_and_shortens_confirmation() {
+        require_aiosmtpd();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let server = SmtpServer::start(&dir.path().join("maildir"));
+        let feeds = Feeds::start();
+        let form_ok = |feeds: &Feeds| {
+            feeds.set_reply(
+                "/form",
+                Reply {
+                    status: 200,
+                    headers: vec![("Content-Type".into(), "text/html".into())],
+                    body: b"<form><input name=request_subject></form>".to_vec(),
+                },
+            )
+        };
+        form_ok(&feeds);
+        feeds.set("/backup", 200, "backup form");
+        feeds.set(
+            "/api/incidents/active",
+            200,
+            fixture("zendesk-operational.json"),
+        );
+        feeds.set_reply(
+            "/throttled/api/incidents/active",
+            Reply {
+                status: 429,
+                headers: vec![("Retry-After".into(), "60".into())],
+                body: b"{}".to_vec(),
+            },
+        );
+        let (config, port) = write_main_config(
+            dir.path(),
+            "var/switchboard.db",
+            &format!(
+                "group_window = \"0s\"\ncustomer_delay = \"0s\"\ntransport = \"smtp\"\nsmtp_url = \"{}\"",
+                server.url()
+            ),
+        );
+        std::fs::write(
+            dir.path().join("probes/zendesk.toml"),
+            format!(
+                r#"[service]
+id = "ticket-submission"
+name = "Ticket submission"
+corroborate = ["zendesk-status", "zendesk-throttled"]
+public_vendor_words = true
+
+[[check]]
+name = "ticket-form"
+url = "{form}"
+conditions = ["[STATUS] == 200", "[BODY] == pat(*request_subject*)"]
+failure_threshold = 5
+confirmation = "fixed"
+retry_interval = "300ms"
+
+[[check]]
+name = "backup-form"
+role = "backup"
+url = "{backup}"
+
+[[check]]
+name = "zendesk-status"
+kind = "vendor_status"
+format = "zendesk"
+url = "{zendesk}?subdomain=acme"
+interval = "6s"
+
+[[check]]
+name = "zendesk-throttled"
+kind = "vendor_status"
+format = "zendesk"
+url = "{throttled}?subdomain=acme"
+interval = "6s"
+
+[[route]]
+id = "submit-ticket"
+primary = "{form}"
+backup = "{backup}"
+"#,
+                form = feeds.url("/form"),
+                backup = feeds.url("/backup"),
+                zendesk = feeds.url("/api/incidents/active"),
+                throttled = feeds.url("/throttled/api/incidents/active"),
+            ),
+        )
+        .expect("write service");
+        let log = dir.path().join("daemon.log");
+        let d = Daemon::start_with(&config, port, &[], Some(&log));
+        let wait_until = |what: &str, limit: Duration, cond: &mut dyn FnMut() -> bool| {
+            let end = Instant::now() + limit;
+            while Instant::now() < end {
+                if cond() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            panic!("timed out waiting for: {what}\n--- daemon log ---\n{text}");
+        };
+        let db = dir.path().join("var/switchboard.db");
+
+        // The vendor is heard while operational: nothing happens.
+        wait_until("the vendor polled", Duration::from_secs(15), &mut || {
+            feeds.hits("/api/incidents/active") >= 1
+        });
+        std::thread::sleep(Duration::from_secs(1));
+        assert!(mails(&server).is_empty(), "nothing declared, nothing said");
+
+        // Zendesk declares a major outage while our form passes.
+        feeds.set("/api/incidents/active", 200, fixture("zendesk-major.json"));
+        wait_until("on-call's note", Duration::from_secs(20), &mut || {
+            !mails(&server).is_empty()
+        });
+        let first_throttled = Instant::now();
+        std::thread::sleep(Duration::from_secs(7)); // one more vendor poll: still one note
+        let notes = mails(&server);
+        assert_eq!(notes.len(), 1, "one note per declaration");
+        let note = &notes[0];
+        assert_eq!(note.header("To"), Some("support-oncall@example.com"));
+        assert!(
+            note.header("Subject")
+                .unwrap_or("")
+                .contains("a vendor declares an outage"),
+            "{:?}",
+            note.header("Subject")
+        );
+        let body = text(note);
+        assert!(
+            body.contains("Ticket submission failing on pod 23"),
+            "{body}"
+        );
+        assert!(
+            body.contains(&format!("source {}", feeds.url("/api/incidents/active"))),
+            "{body}"
+        );
+        assert!(
+            d.location("submit-ticket").ends_with("/form"),
+            "a vendor alone never switches"
+        );
+        assert!(stored_transitions(&db).is_empty(), "no transition");
+
+        // Our form breaks: two failures confirm it, not five.
+        let before = feeds.hits("/form");
+        feeds.set("/form", 503, "down");
+        wait_until("failed over", Duration::from_secs(15), &mut || {
+            d.location("submit-ticket").ends_with("/backup")
+        });
+        let failures = feeds.hits("/form") - before;
+        assert!(
+            failures <= 3,
+            "confirmed after {failures} failed probes; failure_threshold 5 without the vendor"
+        );
+        wait_until("failover e-mails", Duration::from_secs(15), &mut || {
+            mails(&server).len() >= 3
+        });
+        let all = mails(&server);
+        let oncall = all
+            .iter()
+            .find(|m| {
+                m.header("To") == Some("support-oncall@example.com")
+                    && m.header("Subject").unwrap_or("").contains("backup")
+            })
+            .expect("on-call's failover e-mail");
+        let body = text(oncall);
+        assert!(
+            body.contains("zendesk-status (vendor) says: zendesk status: major outage: \"Ticket submission failing on pod 23\""),
+            "{body}"
+        );
+        let customers = all
+            .iter()
+            .find(|m| m.header("To") == Some("support-announce@example.com"))
+            .expect("customers' failover e-mail");
+        let body = text(customers);
+        assert!(
+            body.contains(
+                "Our provider's status page reports: \"Ticket submission failing on pod 23\""
+            ),
+            "public_vendor_words: {body}"
+        );
+        assert!(
+            !body.contains("zendesk-status"),
+            "no internals for customers: {body}"
+        );
+
+        // The throttled feed was asked once and not again within its Retry-After.
+        assert!(first_throttled.elapsed() >= Duration::from_secs(7));
+        assert_eq!(feeds.hits("/throttled/api/incidents/active"), 1);
+        let status = get(&d.url("/api/v1/routes")).expect("routes");
+        assert_eq!(status.status, 200);
+    }
+}
+
+mod properties {
+    //! The corroboration rules of the pure core, as properties: `health::corroborated` only
+    //! ever shortens the wait for failures, and a vendor check can never move a service.
+
+    use proptest::prelude::*;
+    use switchboard::clock::Timestamp;
+    use switchboard::config::Config;
+    use switchboard::failover::{self, Action, Event, Policy, State};
+    use switchboard::health::{
+        corroborated, CheckHealth, Health, Thresholds, CORROBORATED_FAILURES,
+    };
+
+    fn thresholds() -> impl Strategy<Value = Thresholds> {
+        (1u32..8, 1u32..4, any::<bool>()).prop_map(|(failure, success, adaptive)| Thresholds {
+            failure,
+            success,
+            adaptive,
+        })
+    }
+
+    /// A service with a primary, a backup and a vendor check, loaded as the daemon loads it.
+    fn policy() -> Policy {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("probes")).expect("mkdir");
+        std::fs::write(dir.path().join("switchboard.toml"), "probes = \"probes\"\n")
+            .expect("write");
+        std::fs::write(
+            dir.path().join("probes/s.toml"),
+            "[service]\nid = \"s\"\ncorroborate = [\"vendor\"]\n[[check]]\nname = \"form\"\nurl = \"http://127.0.0.1:1/\"\n[[check]]\nname = \"backup\"\nrole = \"backup\"\nurl = \"http://127.0.0.1:2/\"\n[[check]]\nname = \"vendor\"\nkind = \"vendor_status\"\nformat = \"statuspage\"\nurl = \"http://127.0.0.1:3/api/v2/summary.json\"\n",
+        )
+        .expect("write");
+        let config = Config::load(&dir.path().join("switchboard.toml")).expect("loads");
+        Policy::from_spec(&config.services[0])
+    }
+
+    proptest! {
+        #![proptest_config(crate::support::proptest_config(500))]
+
+        /// Whatever the history and the thresholds, under corroboration a check is down once
+        /// it has failed `min(failure_threshold, 2)` times in a row, and never while its last
+        /// outcome was a success.
+        #[test]
+        fn corroboration_confirms_within_two_failures_and_never_on_a_success(
+            t in thresholds(),
+            history in proptest::collection::vec(any::<bool>(), 0..300),
+            tail in proptest::collection::vec(any::<bool>(), 1..12),
+        ) {
+            let c = corroborated(t);
+            prop_assert!(c.failure <= CORROBORATED_FAILURES && c.failure <= t.failure.max(1));
+            prop_assert!(!c.adaptive);
+            let mut h = CheckHealth::new(Timestamp(0));
+            let mut at = 0;
+            for ok in history {
+                at += 1;
+                h.observe(t, ok, Timestamp(at));
+            }
+            for ok in tail {
+                at += 1;
+                let before = h.health;
+                h.observe(c, ok, Timestamp(at));
+                if !ok && h.consecutive_failures >= t.failure.clamp(1, CORROBORATED_FAILURES) {
+                    prop_assert_eq!(h.health, Health::Down);
+                }
+                if ok {
+                    prop_assert!(h.health != Health::Down || before == Health::Down,
+                        "a success never makes a check down");
+                }
+                // Never down sooner than without corroboration would be impossible: it is
+                // never *later* either.
+                prop_assert!(h.failure_threshold(c) <= h.failure_threshold(t));
+            }
+        }
+
+        /// A vendor check's health, whatever it does, never records a transition or switches
+        /// a service whose own checks pass: it is not among the policy's checks.
+        #[test]
+        fn a_vendor_check_alone_never_moves_a_service(
+            verdicts in proptest::collection::vec(0u8..4, 1..40),
+        ) {
+            let p = policy();
+            prop_assert_eq!(&p.primary, &vec!["form".to_string()]);
+            prop_assert!(!p.backup.contains(&"vendor".to_string()));
+            let mut svc = failover::Service::new("s", State::Operational, Timestamp(0));
+            let mut now = 0;
+            for (check, health) in [("form", Health::Healthy), ("backup", Health::Healthy)] {
+                failover::step(&mut svc, &p, &Event::Health { check: check.into(), health, detail: String::new() }, Timestamp(now));
+            }
+            for v in verdicts {
+                now += 1000;
+                let health = [Health::Healthy, Health::Suspect, Health::Down, Health::Unknown][v as usize];
+                let actions = failover::step(&mut svc, &p, &Event::Health { check: "vendor".into(), health, detail: "declared".into() }, Timestamp(now));
+                prop_assert!(!actions.iter().any(|a| matches!(a, Action::Record { .. } | Action::SwitchRoutes { .. })), "{actions:?}");
+                prop_assert_eq!(svc.state, State::Operational);
+            }
+        }
+    }
+}
