@@ -289,7 +289,13 @@ impl Core {
     /// to on-call's channels (e-mail, and chat when configured) by a task that retries with
     /// backoff for `[email] give_up_after`. A restart while it retries loses the message, never
     /// its audit record.
-    pub(super) async fn note_vendor(&mut self, si: usize, check: &str, quote: &str, now: Timestamp) {
+    pub(super) async fn note_vendor(
+        &mut self,
+        si: usize,
+        check: &str,
+        quote: &str,
+        now: Timestamp,
+    ) {
         let svc = &self.services[si];
         let state = svc.machine.state;
         let t = Transition {
@@ -330,10 +336,7 @@ impl Core {
                 audience: row.audience,
                 channel: row.channel,
                 kind: row.kind,
-                message_id: format!(
-                    "<vendor.{check}.{id}.{}.{n}@{domain}>",
-                    now.as_millis()
-                ),
+                message_id: format!("<vendor.{check}.{id}.{}.{n}@{domain}>", now.as_millis()),
                 recipients: row.recipients,
                 subject: row.subject,
                 text: row.text,

@@ -35,6 +35,7 @@ mod oncall_deploy;
 mod oncall_prometheus_e2e;
 mod oncall_runbooks;
 mod operator_messages;
+mod packs;
 mod probe_http;
 mod probe_kinds;
 mod probe_net;
