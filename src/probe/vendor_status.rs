@@ -249,7 +249,39 @@ fn judge(v: &VendorStatusCheck, body: &[u8]) -> Result<Verdict, String> {
     verdict
         .incidents
         .sort_by_key(|i| std::cmp::Reverse(i.impact));
+    // The vendor's words travel into logs, e-mails and the audit chain: a hostile or broken
+    // feed must not make them long or multi-line.
+    verdict.incidents.truncate(MAX_ITEMS);
+    verdict.components.truncate(MAX_ITEMS);
+    verdict.indicator = clean(&verdict.indicator);
+    for i in &mut verdict.incidents {
+        i.title = clean(&i.title);
+        i.url = i.url.as_deref().map(clean);
+    }
+    for c in &mut verdict.components {
+        c.name = clean(&c.name);
+        c.status = clean(&c.status);
+    }
     Ok(verdict)
+}
+
+/// Incidents and components kept at most, worst first.
+const MAX_ITEMS: usize = 20;
+/// Characters kept of any one of the vendor's words (a title, a link, a status).
+const MAX_WORDS: usize = 300;
+
+/// One line of at most `MAX_WORDS` characters: control characters (line breaks included)
+/// become spaces.
+fn clean(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_WORDS)
+        .collect();
+    if text.chars().count() > MAX_WORDS {
+        out.push('…');
+    }
+    out.trim().to_string()
 }
 
 fn str_at<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
@@ -771,6 +803,16 @@ mod tests {
     }
 
     const S: fn(u64) -> Duration = Duration::from_secs;
+
+    #[test]
+    fn the_vendors_words_are_one_bounded_line() {
+        assert_eq!(
+            clean("Delays\r\nX-Injected: yes"),
+            "Delays  X-Injected: yes"
+        );
+        let long = "a".repeat(10_000);
+        assert_eq!(clean(&long).chars().count(), MAX_WORDS + 1);
+    }
 
     #[test]
     fn a_good_answer_keeps_the_normal_cadence_and_clears_the_backoff() {
