@@ -458,14 +458,14 @@ name = "zendesk-status"
 kind = "vendor_status"
 format = "zendesk"
 url = "{zendesk}?subdomain=acme"
-interval = "6s"
+interval = "12s"
 
 [[check]]
 name = "zendesk-throttled"
 kind = "vendor_status"
 format = "zendesk"
 url = "{throttled}?subdomain=acme"
-interval = "6s"
+interval = "12s"
 
 [[route]]
 id = "submit-ticket"
@@ -495,7 +495,7 @@ backup = "{backup}"
         let db = dir.path().join("var/switchboard.db");
 
         // The vendor is heard while operational: nothing happens.
-        wait_until("the vendor polled", Duration::from_secs(15), &mut || {
+        wait_until("the vendor polled", Duration::from_secs(20), &mut || {
             feeds.hits("/api/incidents/active") >= 1
         });
         std::thread::sleep(Duration::from_secs(1));
@@ -503,11 +503,11 @@ backup = "{backup}"
 
         // Zendesk declares a major outage while our form passes.
         feeds.set("/api/incidents/active", 200, fixture("zendesk-major.json"));
-        wait_until("on-call's note", Duration::from_secs(20), &mut || {
+        wait_until("on-call's note", Duration::from_secs(30), &mut || {
             !mails(&server).is_empty()
         });
         let first_throttled = Instant::now();
-        std::thread::sleep(Duration::from_secs(7)); // one more vendor poll: still one note
+        std::thread::sleep(Duration::from_secs(13)); // one more vendor poll: still one note
         let notes = mails(&server);
         assert_eq!(notes.len(), 1, "one note per declaration");
         let note = &notes[0];
@@ -578,7 +578,7 @@ backup = "{backup}"
         );
 
         // The throttled feed was asked once and not again within its Retry-After.
-        assert!(first_throttled.elapsed() >= Duration::from_secs(7));
+        assert!(first_throttled.elapsed() >= Duration::from_secs(13));
         assert_eq!(feeds.hits("/throttled/api/incidents/active"), 1);
         let status = get(&d.url("/api/v1/routes")).expect("routes");
         assert_eq!(status.status, 200);

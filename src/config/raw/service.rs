@@ -147,6 +147,7 @@ impl Loader {
             }
         }
         self.check_corroborations(&services);
+        self.check_zendesk_budget();
         Some(services)
     }
 
@@ -255,6 +256,30 @@ impl Loader {
             };
             self.report(&file, line, message);
         }
+    }
+
+    /// Zendesk's status API allows 10 requests a minute from one client: every Zendesk
+    /// check together, each at its fastest (`interval` or `retry_interval`), must stay within
+    /// it. Reported at the first of them.
+    fn check_zendesk_budget(&mut self) {
+        let polls = std::mem::take(&mut self.zendesk_polls);
+        let per_minute: f64 = polls
+            .iter()
+            .map(|(_, _, _, every)| 60.0 / every.as_secs_f64().max(0.001))
+            .sum();
+        if per_minute <= 10.0 + 1e-9 {
+            return;
+        }
+        let names: Vec<String> = polls
+            .iter()
+            .map(|(_, _, n, every)| format!("{n} every {}", humantime::format_duration(*every)))
+            .collect();
+        let (file, line, _, _) = &polls[0];
+        let message = format!(
+            "the zendesk checks together poll Zendesk's status API {per_minute:.1} times a minute ({}); it allows 10: lengthen their interval or retry_interval, or share one check through corroborate",
+            names.join(", ")
+        );
+        self.report(&file.clone(), *line, message);
     }
 
     fn validate_window(

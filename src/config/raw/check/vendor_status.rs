@@ -196,6 +196,15 @@ impl Loader {
         if !ok {
             return None;
         }
+        if format == Some(VendorFormat::Zendesk) {
+            let (file, line) = source.at(&raw.name);
+            self.zendesk_polls.push((
+                file,
+                line,
+                raw.name.get_ref().clone(),
+                interval.min(retry_interval),
+            ));
+        }
         let kind = CheckKind::VendorStatus(VendorStatusCheck {
             format: format?,
             url: url?,
