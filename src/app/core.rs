@@ -323,19 +323,21 @@ impl Core {
             );
         }
         // A corroborating vendor's declared outage shortens our own confirmation (`health`).
-        let t = if corroborated {
-            crate::health::corroborated(spec.thresholds())
-        } else {
-            spec.thresholds()
-        };
         let rt = &mut svc.checks[ci];
-        let threshold_before = rt.health.failure_threshold(t);
+        let threshold_before = rt.health.failure_threshold(rt.thresholds(spec));
+        let was_corroborated = std::mem::replace(&mut rt.corroborated, corroborated);
+        let t = rt.thresholds(spec);
         let changed = rt.health.observe(t, outcome.success, now);
         let threshold = rt.health.failure_threshold(t);
-        if threshold != threshold_before && corroborated {
+        if threshold != threshold_before && corroborated != was_corroborated {
             self.metrics.check_failure_threshold(&spec.name, threshold);
+            let why = if corroborated {
+                "a vendor it corroborates with declares an outage"
+            } else {
+                "no vendor it corroborates with declares an outage any more"
+            };
             info!(
-                "{} ({} check of {}) now needs {threshold} failed probes in a row to be down (was {threshold_before}): a vendor it corroborates with declares an outage",
+                "{} ({} check of {}) now needs {threshold} failed probes in a row to be down (was {threshold_before}): {why}",
                 spec.name,
                 spec.role.as_str(),
                 svc.spec.name

@@ -500,6 +500,14 @@ backup = "{backup}"
         });
         std::thread::sleep(Duration::from_secs(1));
         assert!(mails(&server).is_empty(), "nothing declared, nothing said");
+        assert_eq!(
+            crate::support::daemon::metric(
+                &d,
+                r#"switchboard_check_failure_threshold{check="ticket-form",service="ticket-submission"} "#,
+            ),
+            Some(5.0),
+            "the configured threshold while no vendor declares"
+        );
 
         // Zendesk declares a major outage while our form passes.
         feeds.set("/api/incidents/active", 200, fixture("zendesk-major.json"));
@@ -533,6 +541,18 @@ backup = "{backup}"
             "a vendor alone never switches"
         );
         assert!(stored_transitions(&db).is_empty(), "no transition");
+        // The threshold in force is exported: 5 without the vendor, 2 while it declares.
+        let threshold = |d: &Daemon| {
+            crate::support::daemon::metric(
+                d,
+                r#"switchboard_check_failure_threshold{check="ticket-form",service="ticket-submission"} "#,
+            )
+        };
+        wait_until(
+            "the corroborated threshold exported",
+            Duration::from_secs(5),
+            &mut || threshold(&d) == Some(2.0),
+        );
 
         // Our form breaks: two failures confirm it, not five.
         let before = feeds.hits("/form");
