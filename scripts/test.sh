@@ -78,10 +78,21 @@ if ! compgen -G '/usr/lib/*/faketime/libfaketime.so.1' >/dev/null; then
     apt_install faketime
 fi
 
-# Headless Chromium renders the status page as a person would see it.
+# Headless Chromium renders the status page as a person would see it, and runs the browser checks.
 if ! command -v chromium >/dev/null 2>&1; then
-    log "installing chromium (headless status page test)"
+    log "installing chromium (headless status page and browser check tests)"
     apt_install chromium
+fi
+# pgrep proves that no Chromium outlives a browser check (tests/it/browser.rs).
+if ! command -v pgrep >/dev/null 2>&1; then
+    log "installing procps (pgrep, browser check tests)"
+    apt_install procps
+fi
+
+# A real etcd cluster (three members on loopback) for the cluster tests (tests/it/cluster.rs).
+if [ ! -x /usr/bin/etcd ]; then
+    log "installing etcd-server (cluster tests)"
+    apt_install etcd-server
 fi
 
 log "cargo fmt --check"

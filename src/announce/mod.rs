@@ -132,7 +132,7 @@ pub fn plan_kind(
             Audience::Oncall
         };
         let m = render_with(ch.templates, kind, t, audience, ctx);
-        rows.push(chat::plan(kind, &m));
+        rows.push(chat::plan(kind, t, ctx, &m));
     }
     if let Some(component) = ch.statuspage_component {
         if audiences.contains(&Audience::Customers) {

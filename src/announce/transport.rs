@@ -32,3 +32,22 @@ pub trait Deliver: Send + Sync {
     /// Sends one row; `Ok` carries what the receiver said, `Err` why it did not take it.
     fn deliver(&self, item: &OutboxItem) -> impl Future<Output = Result<String, Failure>> + Send;
 }
+
+/// Hands a row to `inner` only while this node may act. In cluster mode a leader whose term
+/// ended (deposed, paused past its lease, cut off from etcd) sends nothing more, not even
+/// rows it had already read: the new leader sends them, with the same Message-IDs.
+pub struct WhileLeader<D> {
+    pub inner: std::sync::Arc<D>,
+    pub coordinator: std::sync::Arc<dyn crate::cluster::Coordinator>,
+}
+
+impl<D: Deliver> Deliver for WhileLeader<D> {
+    async fn deliver(&self, item: &OutboxItem) -> Result<String, Failure> {
+        if !self.coordinator.is_leader() {
+            return Err(Failure::from(
+                "not sent: this node no longer leads the cluster; the leader sends it".to_string(),
+            ));
+        }
+        self.inner.deliver(item).await
+    }
+}

@@ -43,6 +43,9 @@ pub enum ApiError {
     /// 422: well-formed JSON that does not mean anything valid (missing `reason`, bad duration).
     #[error("{0}")]
     Unprocessable(String),
+    /// 503: this node cannot answer now (a cluster follower with no leader to forward to).
+    #[error("{0}")]
+    Unavailable(String),
     /// 500: our fault. The detail is logged, never sent, so internals do not leak to clients.
     #[error("internal error")]
     Internal(String),
@@ -65,6 +68,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -82,6 +86,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Unprocessable(_) => "unprocessable",
+            ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
     }

@@ -13,6 +13,7 @@ pub mod control;
 pub mod core;
 pub mod error;
 pub mod feeds;
+pub mod forward;
 mod headers;
 pub mod incidents;
 pub mod listener;
@@ -55,6 +56,8 @@ pub struct ApiState {
     docs: Arc<cache::Documents>,
     /// Concurrent scrapes share one render (`ops::SharedRender`).
     metrics_render: Arc<ops::SharedRender>,
+    /// A cluster follower's way to the leader: control requests are forwarded (`forward`).
+    pub(crate) forward: Option<forward::Forward>,
 }
 
 impl ApiState {
@@ -75,6 +78,7 @@ impl ApiState {
             pending_transitions: Arc::default(),
             docs: Arc::default(),
             metrics_render: Arc::default(),
+            forward: None,
         }
     }
 
@@ -98,6 +102,12 @@ impl ApiState {
         pending: Arc<std::sync::atomic::AtomicUsize>,
     ) -> Self {
         self.pending_transitions = pending;
+        self
+    }
+
+    /// Forwards every control request to the cluster's leader (a follower's API).
+    pub fn with_forward(mut self, forward: forward::Forward) -> Self {
+        self.forward = Some(forward);
         self
     }
 
@@ -143,6 +153,11 @@ pub fn router(state: ApiState) -> Router {
         .merge(control::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // A follower forwards control to the leader before any handler sees it.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            forward::forward,
+        ))
         // Every 403 (any handler's `caller.require(..)?`) counts as an auth failure.
         .layer(axum::middleware::map_response_with_state(
             state.clone(),

@@ -544,6 +544,9 @@ impl Core {
                         at,
                     });
                 }
+                // A cluster leader whose write the log refused has stepped down (the
+                // replicator ends its term): it switches nothing, the next leader decides.
+                Action::SwitchRoutes { .. } if !self.coordinator.is_leader() => {}
                 Action::SwitchRoutes { to } => self.switch(si, to),
                 Action::Flapping { on } => {
                     if on {

@@ -38,6 +38,7 @@ use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
+mod cluster;
 mod commands;
 mod core;
 mod drills;
@@ -74,6 +75,8 @@ pub enum AppError {
     Email(String),
     #[error("spilled transitions: {0}")]
     Spill(String),
+    #[error("{0}")]
+    Cluster(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -98,9 +101,12 @@ pub async fn run(
 pub async fn run_with(
     config: Config,
     listener: Option<TcpListener>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     on_ready: impl FnOnce(CoreHandle),
 ) -> Result<(), AppError> {
+    if config.cluster.is_some() {
+        return cluster::run(config, listener, shutdown, on_ready).await;
+    }
     let config = Arc::new(config);
     let store_err = |source| AppError::Store {
         path: config.storage.path.display().to_string(),
@@ -111,11 +117,47 @@ pub async fn run_with(
     // What a previous run could not record goes in first, so services start from it.
     spill::replay_at_start(&config, &store)?;
     let store = Arc::new(store);
-    // Start-up reads and writes the store directly, before any task runs; everything started
-    // from here (the core, its tasks, drill monitors, history, the status page, the outbox,
-    // the Statuspage push, the control API) reaches it only through this handle: one writer
+    // Start-up reads the store directly, before any task runs; everything started from here
+    // (the core, its tasks, drill monitors, history, the status page, the outbox, the
+    // Statuspage push, the control API) reaches it only through this handle: one writer
     // thread and read-only connections.
     let store_handle = StoreHandle::shared(store.clone());
+    let parts = Parts {
+        store,
+        store_handle,
+        coordinator: Arc::new(SingleNode::from_host()),
+        extra_metrics: None,
+    };
+    run_parts(config, listener, shutdown, on_ready, parts).await
+}
+
+/// What `run_parts` runs on: the store (read directly at start), the handle everything
+/// else writes through, who may act, and metrics rendered beside the daemon's own.
+pub(crate) struct Parts {
+    pub store: Arc<Store>,
+    pub store_handle: StoreHandle,
+    pub coordinator: Arc<dyn crate::cluster::Coordinator>,
+    pub extra_metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
+}
+
+/// The daemon over `parts`: a single node's whole life, or a cluster leader's term.
+pub(crate) async fn run_parts(
+    config: Arc<Config>,
+    listener: Option<TcpListener>,
+    mut shutdown: watch::Receiver<bool>,
+    on_ready: impl FnOnce(CoreHandle),
+    parts: Parts,
+) -> Result<(), AppError> {
+    let Parts {
+        store,
+        store_handle,
+        coordinator,
+        extra_metrics,
+    } = parts;
+    let store_err = |source| AppError::Store {
+        path: config.storage.path.display().to_string(),
+        source,
+    };
     let mailer = Mailer::from_config(&config.email).map_err(|e| AppError::Email(e.to_string()))?;
     let templates = match &config.email.templates {
         Some(dir) => Templates::load(dir).map_err(|e| AppError::Email(e.to_string()))?,
@@ -128,7 +170,10 @@ pub async fn run_with(
             .statuspage_push
             .clone()
             .map(|c| StatuspagePush::new(c, store_handle.clone())),
-        chat: config.chat.clone().map(Chat::new),
+        chat: config
+            .chat
+            .clone()
+            .map(|c| Chat::with_store(c, store_handle.clone())),
     });
     let metrics = Arc::new(Metrics::new());
     metrics.config_reload_configured();
@@ -147,10 +192,18 @@ pub async fn run_with(
     };
 
     let now = Timestamp::now();
-    let mut services = Vec::new();
-    for spec in &config.services {
-        services.push(ServiceRuntime::load(spec, &store, now).map_err(store_err)?);
-    }
+    // Through the writer: loading a service stores it when it is new, and in cluster mode
+    // that write must reach the replicated log like any other.
+    let specs = config.services.clone();
+    let services = store_handle
+        .write(move |s| {
+            specs
+                .iter()
+                .map(|spec| ServiceRuntime::load(spec, s, now))
+                .collect::<Result<Vec<_>, StoreError>>()
+        })
+        .await
+        .map_err(store_err)?;
 
     // The status page's probe history, incidents and planned windows.
     let history = History::load(
@@ -181,7 +234,7 @@ pub async fn run_with(
     let permits = Arc::new(Semaphore::new(config.server.max_concurrent_probes as usize));
     let mut core = Core {
         config: config.clone(),
-        coordinator: Arc::new(SingleNode::from_host()),
+        coordinator: coordinator.clone(),
         store: store_handle.clone(),
         metrics: metrics.clone(),
         services,
@@ -226,7 +279,10 @@ pub async fn run_with(
     }
     background.spawn(outbox::run_grouped(
         store_handle.clone(),
-        transports,
+        Arc::new(crate::announce::transport::WhileLeader {
+            inner: transports,
+            coordinator: coordinator.clone(),
+        }),
         outbox_wake.clone(),
         delivery_tx,
         shutdown.clone(),
@@ -284,10 +340,20 @@ pub async fn run_with(
         core: Arc::new(handle.clone()),
         store: store_handle.clone(),
     };
-    let api_state = ApiState::new(snapshot_rx, move || m.render(), ready.clone())
-        .with_control(Arc::new(auth), control)
-        .with_board(board.clone())
-        .with_pending_transitions(pending);
+    let api_state = ApiState::new(
+        snapshot_rx,
+        move || {
+            let mut text = m.render();
+            if let Some(extra) = &extra_metrics {
+                text.push_str(&extra());
+            }
+            text
+        },
+        ready.clone(),
+    )
+    .with_control(Arc::new(auth), control)
+    .with_board(board.clone())
+    .with_pending_transitions(pending);
     drop(msg_tx);
     let addr = listener
         .local_addr()

@@ -77,6 +77,34 @@ impl ServiceRuntime {
                 rec.state.routes_side().as_str()
             );
         }
+        ServiceRuntime::restore(spec, rec, store, now)
+    }
+
+    /// The service as a cluster follower's replica holds it, without writing: a service the
+    /// leader has not stored yet is shown operational.
+    pub(super) fn from_replica(
+        spec: &Arc<ServiceSpec>,
+        store: &Store,
+        now: Timestamp,
+    ) -> Result<ServiceRuntime, StoreError> {
+        let rec = store
+            .service(&spec.id)?
+            .unwrap_or(crate::store::ServiceRecord {
+                id: spec.id.clone(),
+                state: State::Operational,
+                since: now,
+                cause: "startup".into(),
+                created_at: now,
+            });
+        ServiceRuntime::restore(spec, rec, store, now)
+    }
+
+    fn restore(
+        spec: &Arc<ServiceSpec>,
+        rec: crate::store::ServiceRecord,
+        store: &Store,
+        now: Timestamp,
+    ) -> Result<ServiceRuntime, StoreError> {
         let policy = policy_for(spec, store, now)?;
         let mut machine = failover::Service::new(&spec.id, rec.state, rec.since);
         if let Some(json) = store.holds(&spec.id)? {

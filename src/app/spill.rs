@@ -57,6 +57,20 @@ impl Core {
         if self.queue.waiting.is_empty() {
             return;
         }
+        if !self.coordinator.is_leader() {
+            // A cluster leader whose term ended: what it decided and could not record is not
+            // its to record any more (the log refuses it), and must not be replayed later;
+            // the new leader decides from its own probes.
+            for p in &self.queue.waiting {
+                warn!(
+                    "{}: dropping a transition decided in a leader term that ended before it was recorded ({} -> {} at {}); the new leader decides",
+                    p.t.service, p.t.from, p.t.to, p.t.at
+                );
+            }
+            self.queue.waiting.clear();
+            self.pending_changed();
+            return;
+        }
         warn!(
             "{} transition(s) not yet recorded at shutdown; retrying for up to {}s",
             self.queue.waiting.len(),

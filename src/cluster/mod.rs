@@ -1,8 +1,12 @@
 //! The coordinator seam: which node may execute decisions. Single node is always the leader.
 //!
 //! The core decides on every node; only the leader executes (records, switches, announces).
-//! A cluster backend (etcd leases, a later issue) implements `Coordinator` and nothing else in
-//! the decision path changes.
+//! `SingleNode` is the default; with `[cluster]`, `election::EtcdCoordinator` leads while this
+//! node holds the leader key in etcd (`etcd.rs` is the client, `election.rs` the HA loop and
+//! the fenced writes).
+
+pub mod election;
+pub mod etcd;
 
 /// Who may act, and who we are.
 pub trait Coordinator: Send + Sync {

@@ -235,6 +235,9 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
     if new.chat != old.chat {
         restart_needed.push("[chat]".to_string());
     }
+    if new.cluster != old.cluster {
+        restart_needed.push("[cluster]".to_string());
+    }
     if new.statuspage_push != old.statuspage_push {
         restart_needed.push("[statuspage_push]".to_string());
     }

@@ -35,6 +35,8 @@ pub struct Config {
     pub statuspage_push: Option<StatuspagePushConfig>,
     /// `[chat]`, when configured.
     pub chat: Option<ChatConfig>,
+    /// `[cluster]`: several nodes coordinating through etcd; `None` is one node alone.
+    pub cluster: Option<ClusterConfig>,
     pub audiences: Audiences,
     pub status_page: StatusPageConfig,
     pub auth: AuthConfig,
@@ -169,19 +171,71 @@ pub struct StatuspagePushConfig {
     pub api_key_env: String,
 }
 
-/// `[chat]`: a Slack-compatible incoming webhook.
+/// `[cluster]`: this node in a cluster of Switchboards coordinating through etcd.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterConfig {
+    /// This node's unique name (also its vantage name).
+    pub name: String,
+    /// etcd client URLs, without credentials.
+    pub etcd: Vec<String>,
+    /// Key prefix of this cluster, e.g. `/switchboard`.
+    pub prefix: String,
+    /// The leader key's lease.
+    pub lease_ttl: Duration,
+    /// How peers and the CLI reach this node.
+    pub advertise_url: String,
+    /// etcd user, when etcd authenticates.
+    pub user: Option<String>,
+    /// Environment variable holding the etcd password (read at start, never stored here).
+    pub password_env: String,
+    /// File holding the etcd password, instead of the variable.
+    pub password_file: Option<PathBuf>,
+    /// CA bundle for `https://` endpoints.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `[chat]`: Slack (or a Slack-compatible receiver): an incoming webhook, or a bot that keeps
+/// one thread per incident.
 #[derive(Clone, PartialEq)]
 pub struct ChatConfig {
-    /// A secret (anyone holding it can post), so `Debug` does not show it.
-    pub webhook_url: String,
+    /// An incoming webhook: a secret (anyone holding it can post), so `Debug` does not show
+    /// it. `None` when a bot posts instead.
+    pub webhook_url: Option<String>,
+    /// A bot posting with `chat.postMessage`, each incident's messages in one thread.
+    pub bot: Option<SlackBot>,
 }
 
 impl fmt::Debug for ChatConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ChatConfig")
-            .field("webhook_url", &"<redacted>")
+            .field(
+                "webhook_url",
+                &self.webhook_url.as_ref().map(|_| "<redacted>"),
+            )
+            .field("bot", &self.bot)
             .finish()
     }
+}
+
+/// A Slack bot: where it posts and where its token is read from (at send time, so the token
+/// is never held in the config, logged or stored).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SlackBot {
+    /// The channel id, e.g. `C0123456789`.
+    pub channel: String,
+    pub token: TokenSource,
+    /// e.g. `https://slack.com/api`, without a trailing slash.
+    pub api_base: String,
+}
+
+/// Where a secret is read from when it is needed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TokenSource {
+    /// An environment variable's name.
+    Env(String),
+    /// A file (resolved against the directory of the file that names it); surrounding
+    /// whitespace is ignored.
+    File(PathBuf),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -371,6 +425,15 @@ impl CheckSpec {
                 .map_or_else(String::new, |step| step.url.text().to_string()),
             CheckKind::Tcp(t) => format!("{}:{}", host_port(&t.host), t.port),
             CheckKind::Smtp(m) => format!("smtp://{}:{}", host_port(&m.host), m.port),
+            // The first page opened: where the customer's journey starts.
+            CheckKind::Browser(b) => b
+                .steps
+                .iter()
+                .find_map(|s| match &s.action {
+                    BrowserAction::Open(url) => Some(url.to_string()),
+                    _ => None,
+                })
+                .unwrap_or_default(),
             CheckKind::Dns(d) => format!(
                 "dns://{}:{}/{}",
                 host_port(&d.server.to_string()),
@@ -402,6 +465,8 @@ pub enum CheckKind {
     Dns(DnsCheck),
     /// A vendor's public status feed (`kind = "vendor_status"`).
     VendorStatus(VendorStatusCheck),
+    /// `kind = "browser"`: steps in a headless Chromium.
+    Browser(BrowserCheck),
 }
 
 /// A vendor's public status feed, read and judged: the verdict is the worst impact the vendor
@@ -423,6 +488,78 @@ pub struct VendorStatusCheck {
     pub max_body_bytes: usize,
     pub insecure: bool,
     pub net: NetOptions,
+}
+
+/// A browser check: actions a headless Chromium takes on a page, in order. Succeeds when every
+/// step does; the check's timeout bounds the whole run, the browser's start included.
+#[derive(Clone, Debug)]
+pub struct BrowserCheck {
+    pub steps: Vec<BrowserStep>,
+    /// `[browser]` of the main file, shared by every browser check.
+    pub settings: std::sync::Arc<BrowserSettings>,
+}
+
+/// One action of a browser check.
+#[derive(Clone, Debug)]
+pub struct BrowserStep {
+    /// Unique within its check (default `{n}-{action}`).
+    pub name: String,
+    pub action: BrowserAction,
+    /// How long this step may wait; what is left of the check's timeout bounds it regardless.
+    pub timeout: Option<Duration>,
+}
+
+/// What a browser step does.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BrowserAction {
+    /// Load a URL and wait for the page's load event.
+    Open(Url),
+    /// Wait until an element matches the CSS selector.
+    WaitFor(String),
+    /// Focus the element and type `value` into it (replacing what it held).
+    Fill { selector: String, value: String },
+    /// Click the middle of the element, as a mouse does.
+    Click(String),
+    /// Wait until `text` is in the page's visible text (or the element's, with a selector).
+    ExpectText {
+        text: String,
+        selector: Option<String>,
+    },
+}
+
+impl BrowserAction {
+    /// The `action` name, as written in the config.
+    pub fn name(&self) -> &'static str {
+        match self {
+            BrowserAction::Open(_) => "open",
+            BrowserAction::WaitFor(_) => "wait_for",
+            BrowserAction::Fill { .. } => "fill",
+            BrowserAction::Click(_) => "click",
+            BrowserAction::ExpectText { .. } => "expect_text",
+        }
+    }
+}
+
+/// `[browser]`: how browser checks run Chromium.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BrowserSettings {
+    /// The Chromium binary.
+    pub chromium: PathBuf,
+    /// Browsers running at once across all browser checks.
+    pub max_concurrent: u32,
+    /// Where each check's last failure screenshot is kept, as `{check}.png`.
+    pub screenshot_dir: PathBuf,
+}
+
+impl BrowserSettings {
+    /// The defaults, with the screenshot directory under `base` (the main file's directory).
+    pub fn with_base(base: &Path) -> BrowserSettings {
+        BrowserSettings {
+            chromium: PathBuf::from("/usr/bin/chromium"),
+            max_concurrent: 1,
+            screenshot_dir: base.join("var/screenshots"),
+        }
+    }
 }
 
 /// One DNS query to a given server.

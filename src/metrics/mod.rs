@@ -16,6 +16,8 @@ use prometheus::{
 };
 
 mod announce;
+mod cluster;
+pub use cluster::cluster_text;
 mod daemon;
 mod probes;
 mod services;
@@ -54,6 +56,8 @@ pub struct Metrics {
     probe_local_errors_total: IntCounterVec,
     clock_offset_seconds: Gauge,
     build_info: IntGaugeVec,
+    /// Each step of a browser check: few checks, so a registry family is cheap enough.
+    browser_step_duration_seconds: GaugeVec,
 }
 
 impl Default for Metrics {
@@ -93,6 +97,12 @@ impl Metrics {
                 "switchboard_announcements_waiting",
                 "E-mail announcements waiting for their group (group_window) or their customer_delay, by audience.",
                 &["audience"],
+            ),
+            browser_step_duration_seconds: gauge_vec(
+                r,
+                "probe_browser_step_duration_seconds",
+                "Time each step of a browser check took in its last run (only steps that ran; the failing step's time is up to its failure).",
+                &["instance", "service", "check", "step"],
             ),
             announcement_last_success: gauge_vec(
                 r,

@@ -39,6 +39,40 @@ impl Metrics {
             failed_due_to_regex: outcome.failed_due_to_regex || failed_due_to_body(outcome),
         };
         self.checks.probed(service, &check.name, &check.target(), v);
+        if let CheckKind::Browser(browser) = &check.kind {
+            self.browser_steps(service, check, browser, outcome);
+        }
+    }
+
+    /// Each browser step's time in this run; a step that did not run loses its series, so a
+    /// dashboard never shows a time from an older run beside this one's.
+    fn browser_steps(
+        &self,
+        service: &str,
+        check: &CheckSpec,
+        browser: &crate::config::BrowserCheck,
+        outcome: &Outcome,
+    ) {
+        let instance = check.target();
+        for step in &browser.steps {
+            let labels = [
+                instance.as_str(),
+                service,
+                check.name.as_str(),
+                step.name.as_str(),
+            ];
+            match outcome.steps.iter().find(|s| s.name == step.name) {
+                Some(ran) => self
+                    .browser_step_duration_seconds
+                    .with_label_values(&labels)
+                    .set(ran.duration.as_secs_f64()),
+                None => {
+                    let _ = self
+                        .browser_step_duration_seconds
+                        .remove_label_values(&labels);
+                }
+            }
+        }
     }
 
     /// A check is configured: its health series appear (as `unknown`) before its first probe.
@@ -67,8 +101,22 @@ impl Metrics {
 
     /// A check is no longer configured (after a reload): drops all its series so dashboards do
     /// not show a frozen last value forever.
-    pub fn remove_check(&self, _service: &str, check: &CheckSpec) {
+    pub fn remove_check(&self, service: &str, check: &CheckSpec) {
         self.checks.remove(&check.name);
+        if let crate::config::CheckKind::Browser(browser) = &check.kind {
+            let instance = check.target();
+            for step in &browser.steps {
+                let labels = [
+                    instance.as_str(),
+                    service,
+                    check.name.as_str(),
+                    step.name.as_str(),
+                ];
+                let _ = self
+                    .browser_step_duration_seconds
+                    .remove_label_values(&labels);
+            }
+        }
     }
 
     /// A probe failed for lack of local resources; its outcome was set aside.

@@ -6,6 +6,7 @@
 
 /// The condition language lives in `lang` (config parses it, probes evaluate it); the old path stays.
 pub use crate::lang::condition;
+pub mod browser;
 pub mod dns;
 pub mod http;
 pub mod report;
@@ -195,5 +196,6 @@ pub async fn run(check: &CheckSpec) -> Outcome {
         CheckKind::Smtp(smtp) => smtp::probe(check, smtp).await,
         CheckKind::Dns(dns) => dns::probe(check, dns).await,
         CheckKind::VendorStatus(v) => vendor_status::probe(check, v).await,
+        CheckKind::Browser(b) => browser::probe(check, b).await,
     }
 }

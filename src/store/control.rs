@@ -4,7 +4,7 @@ use super::audit_log;
 use super::{Store, StoreError};
 use crate::audit::{AuditRecord, AuditRow, KIND_TRANSITION};
 use crate::clock::Timestamp;
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, OptionalExtension};
 
 /// `kind` of the audit record an operator's review writes.
 pub const KIND_REVIEW: &str = "review";
@@ -189,7 +189,7 @@ impl Store {
     ) -> Result<AuditRecord, ReviewError> {
         self.check_file()?;
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = super::open::begin(&mut conn)?;
         let target: Option<(String, String, Option<String>)> = tx
             .query_row(
                 "SELECT kind, actor, cause FROM audit WHERE id = ?1",

@@ -14,7 +14,7 @@ use super::rows::{self, parse_json_strings, parse_state};
 use super::{NewAnnouncement, Store, StoreError};
 use crate::clock::Timestamp;
 use crate::failover::State;
-use rusqlite::{params, Row, TransactionBehavior};
+use rusqlite::{params, Row};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -97,7 +97,7 @@ impl Store {
     ) -> Result<Composed, StoreError> {
         self.check_file()?;
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = super::open::begin(&mut conn)?;
         let sql = format!("{PART_SELECT} WHERE p.status = 'waiting' ORDER BY p.id");
         let waiting = rows::all(&tx, &sql, [], read_part)?;
         if waiting.is_empty() {
@@ -248,7 +248,7 @@ impl Store {
 
 /// Inserts the parts of transition `transition_id` inside the caller's transaction.
 pub(super) fn insert_parts(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &rusqlite::Connection,
     transition_id: i64,
     at: Timestamp,
     parts: &[NewPart],

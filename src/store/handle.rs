@@ -55,8 +55,18 @@ use super::{CommittedTransition, NewAnnouncement};
 /// The most idle read-only connections kept for reuse.
 const MAX_IDLE: usize = 4;
 
-/// One unit of work for the writer thread.
-type Job = Box<dyn FnOnce(&Store) + Send>;
+/// One unit of work for the writer thread, and what the writer wraps it in.
+type Job = Box<dyn FnOnce(&Store, Option<&dyn Around>) + Send>;
+
+/// What the writer does around each job in cluster mode (`replica::Replicator`): opens an
+/// outer transaction before, and after, hands the rows the job changed to the replicated log
+/// and commits (or rolls back and fails the job when the log refuses them).
+pub trait Around: Send + Sync {
+    fn before(&self, store: &Store) -> Result<(), StoreError>;
+    fn after(&self, store: &Store) -> Result<(), StoreError>;
+    /// The job panicked: roll back.
+    fn abort(&self, store: &Store);
+}
 
 /// A cheap, cloneable way into the store for async code. The writer thread stops when the
 /// last clone is dropped (after the jobs already queued), closing the write connection.
@@ -99,7 +109,7 @@ impl StoreHandle {
             .spawn(move || match Store::open(&owned) {
                 Ok(store) => {
                     let _ = tx.send(Ok(()));
-                    writer_loop(Arc::new(store), queue);
+                    writer_loop(Arc::new(store), queue, None);
                 }
                 Err(e) => {
                     let _ = tx.send(Err(e));
@@ -120,11 +130,17 @@ impl StoreHandle {
     /// while its call sites move to the handle, and for tests: writes from both sides are
     /// still serialised, by the store's own connection lock.
     pub fn shared(store: Arc<Store>) -> StoreHandle {
+        StoreHandle::around(store, None)
+    }
+
+    /// `shared`, with every write job wrapped in `around` (cluster mode: replicated through
+    /// etcd before it commits). Jobs queued with `write_local` are not wrapped.
+    pub fn around(store: Arc<Store>, around: Option<Arc<dyn Around>>) -> StoreHandle {
         let path = store.path().map(Path::to_path_buf);
         let (jobs, queue) = mpsc::channel::<Job>();
         let spawned = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(store, queue));
+            .spawn(move || writer_loop(store, queue, around));
         if let Err(e) = spawned {
             // The queue's receiver went with the closure: every call answers `WriterGone`.
             error!("cannot start the store's writer thread: {e}");
@@ -154,7 +170,7 @@ impl StoreHandle {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        let answer = self.queue(f);
+        let answer = self.queue(f, true);
         async move {
             match answer {
                 Some(rx) => rx
@@ -174,7 +190,7 @@ impl StoreHandle {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        match self.queue(f) {
+        match self.queue(f, true) {
             Some(rx) => rx
                 .blocking_recv()
                 .unwrap_or_else(|_| Err(StoreError::WriterGone.into())),
@@ -182,17 +198,57 @@ impl StoreHandle {
         }
     }
 
-    /// Queues `f` for the writer; `None` when the writer is gone.
-    fn queue<T, E, F>(&self, f: F) -> Option<tokio::sync::oneshot::Receiver<Result<T, E>>>
+    /// [`StoreHandle::write`] of rows only this node keeps (probe history, the replicated
+    /// log's own applying): never wrapped in the cluster's replication.
+    pub fn write_local<T, E, F>(&self, f: F) -> impl Future<Output = Result<T, E>> + Send + 'static
     where
         F: FnOnce(&Store) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
-        E: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let answer = self.queue(f, false);
+        async move {
+            match answer {
+                Some(rx) => rx
+                    .await
+                    .unwrap_or_else(|_| Err(StoreError::WriterGone.into())),
+                None => Err(StoreError::WriterGone.into()),
+            }
+        }
+    }
+
+    /// Queues `f` for the writer (`wrapped`: inside the cluster's `Around`, if any); `None`
+    /// when the writer is gone.
+    fn queue<T, E, F>(
+        &self,
+        f: F,
+        wrapped: bool,
+    ) -> Option<tokio::sync::oneshot::Receiver<Result<T, E>>>
+    where
+        F: FnOnce(&Store) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |s: &Store| {
+        let job: Job = Box::new(move |s: &Store, around: Option<&dyn Around>| {
+            let result = match around.filter(|_| wrapped) {
+                None => f(s),
+                Some(a) => match a.before(s) {
+                    Err(e) => Err(e.into()),
+                    Ok(()) => {
+                        let done = f(s);
+                        // What the job wrote goes to the log even when it then failed, as it
+                        // would have stayed written on a single node.
+                        match (a.after(s), done) {
+                            (Ok(()), done) => done,
+                            (Err(e), Ok(_)) => Err(e.into()),
+                            (Err(_), Err(e)) => Err(e),
+                        }
+                    }
+                },
+            };
             // The caller may have stopped waiting; the write is done either way.
-            let _ = tx.send(f(s));
+            let _ = tx.send(result);
         });
         self.inner.jobs.send(job).ok().map(|()| rx)
     }
@@ -307,13 +363,19 @@ impl From<Arc<Store>> for StoreHandle {
 }
 
 /// The writer thread: runs jobs in the order they were queued until every handle is gone.
-fn writer_loop(store: Arc<Store>, queue: mpsc::Receiver<Job>) {
+fn writer_loop(store: Arc<Store>, queue: mpsc::Receiver<Job>, around: Option<Arc<dyn Around>>) {
     for job in queue {
         // A panicking job must not take the writer down with it: its caller gets
         // `WriterGone` (its reply channel is dropped) and later jobs still run. A panic cannot
-        // leave a transaction half-written: a dropped `Transaction` rolls back.
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&store)));
+        // leave a transaction half-written: a dropped `Transaction` rolls back, and so does
+        // the cluster's outer one.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            job(&store, around.as_deref())
+        }));
         if ran.is_err() {
+            if let Some(a) = &around {
+                a.abort(&store);
+            }
             error!("a store write panicked; the writer carries on with the next one");
         }
     }

@@ -7,7 +7,7 @@
 
 use super::{Store, StoreError};
 use crate::clock::Timestamp;
-use rusqlite::{params, TransactionBehavior};
+use rusqlite::params;
 
 /// Bucket width of the fine history (the response-time sparkline), in seconds.
 pub const FIVE_MINUTES_S: u32 = 300;
@@ -48,7 +48,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.check_file()?;
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = super::open::begin(&mut conn)?;
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO probe_history

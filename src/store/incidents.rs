@@ -8,7 +8,7 @@ use super::{Store, StoreError};
 use crate::clock::Timestamp;
 use crate::failover::Transition;
 use crate::incident::{self, Change, Impact, IncidentStatus, OpenIncident, ServiceWords};
-use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::collections::HashMap;
 
 /// One incident with its updates, newest update first (as Statuspage lists them).
@@ -363,7 +363,7 @@ impl Store {
         self.check_file()?;
         {
             let mut conn = self.conn();
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = super::open::begin(&mut conn)?;
             let found: Option<(i64, String)> = tx
                 .query_row(
                     "SELECT i.id, COALESCE(

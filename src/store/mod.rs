@@ -17,6 +17,8 @@
 //! it. Async code should never call `Store` directly, nor wrap it in `block_in_place`.
 
 mod audit_log;
+mod chat;
+pub mod cluster_log;
 mod control;
 mod facts;
 mod groups;
@@ -25,6 +27,7 @@ mod history;
 mod incidents;
 mod open;
 mod outbox;
+pub mod replica;
 mod rows;
 mod services;
 pub mod spill;
@@ -37,7 +40,7 @@ pub use control::{
 };
 pub use facts::{DeliveryCount, FinishedDrill, MetricFacts, TransitionCount};
 pub use groups::{Composed, GroupDecision, NewPart, WaitingPart, KIND_GROUPED};
-pub use handle::StoreHandle;
+pub use handle::{Around, StoreHandle};
 pub use history::{HistoryRow, DAY_S, FIVE_MINUTES_S};
 pub use incidents::{IncidentRecord, IncidentUpdateRecord, NewIncidentUpdate};
 pub use open::Store;
@@ -155,6 +158,10 @@ pub struct OutboxItem {
 /// A store failure. Every database or disk error surfaces as one of these: none is swallowed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// Cluster mode: the replicated log refused or could not take a write, or an entry
+    /// from it could not be applied.
+    #[error("replication: {0}")]
+    Replica(String),
     #[error("cannot create the directory {path}: {source}")]
     CreateDir {
         path: std::path::PathBuf,

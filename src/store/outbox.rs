@@ -4,7 +4,7 @@ use super::groups::{self, NewPart};
 use super::rows::{self, parse_json_strings, u32_from};
 use super::{MessageIds, NewAnnouncement, OutboxItem, OutboxStatus, Store, StoreError};
 use crate::clock::Timestamp;
-use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 
 impl Store {
     /// Pending outbox rows whose next attempt is due at `now`, oldest due first.
@@ -115,7 +115,7 @@ impl Store {
     ) -> Result<Vec<i64>, StoreError> {
         self.check_file()?;
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = super::open::begin(&mut conn)?;
         let latest: Option<i64> = tx.query_row(
             "SELECT MAX(id) FROM transitions WHERE service = ?1",
             [service],

@@ -52,7 +52,7 @@ impl Store {
         let mut conn = self.conn();
         // IMMEDIATE takes the write lock up front, so the state check below cannot race
         // another writer between the read and the update.
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = super::open::begin(&mut conn)?;
 
         let stored: Option<String> = tx
             .query_row(
@@ -153,7 +153,7 @@ impl Store {
     pub fn append_audit(&self, r: &NewAuditRecord) -> Result<AuditRecord, StoreError> {
         self.check_file()?;
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = super::open::begin(&mut conn)?;
         let rec = audit_log::append(
             &tx,
             &AuditRecord {

@@ -361,6 +361,7 @@ conditions = ["[STATUS] == any(201, 302)"]
                 "dns"
             }
             CheckKind::VendorStatus(_) => "vendor_status",
+            CheckKind::Browser(_) => "browser",
         })
         .collect();
     assert_eq!(kinds, ["smtp", "tcp", "tls", "dns", "steps"]);

@@ -9,12 +9,11 @@
 use crate::support::oncall;
 use crate::support::{self, daemon, tls};
 
-use daemon::{free_port, get, wait_until, write_config, Daemon, Target, FILE_MAIL};
-use oncall::{metric_names, panel_queries, promtool, repo, PanelQuery};
+use crate::support::prometheus::Prometheus;
+use daemon::{get, wait_until, write_config, Daemon, Target, FILE_MAIL};
+use oncall::{metric_names, panel_queries, promtool, PanelQuery};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpListener;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -56,117 +55,6 @@ fn https_server() -> u16 {
         }
     });
     port
-}
-
-/// Real Prometheus with its storage in a temp dir; killed on drop.
-struct Prometheus {
-    child: Child,
-    base: String,
-    log: PathBuf,
-}
-
-impl Prometheus {
-    fn start(dir: &Path, switchboard_port: u16) -> Prometheus {
-        // The shipped rules with every `for:` shortened to 2s.
-        let shipped = std::fs::read_to_string(repo("alerts/switchboard.rules.yml"))
-            .expect("alerts/switchboard.rules.yml");
-        let for_re = regex::Regex::new(r"(?m)^(\s+)for: \S+$").expect("regex");
-        assert!(for_re.is_match(&shipped), "the shipped rules use `for:`");
-        let rules = for_re.replace_all(&shipped, "${1}for: 2s");
-        std::fs::write(dir.join("rules.yml"), rules.as_bytes()).expect("write rules");
-        std::fs::write(
-            dir.join("prometheus.yml"),
-            format!(
-                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-                 rule_files:\n  - rules.yml\n\
-                 scrape_configs:\n  - job_name: switchboard\n    honor_labels: true\n    \
-                 static_configs:\n      - targets: [\"127.0.0.1:{switchboard_port}\"]\n"
-            ),
-        )
-        .expect("write prometheus.yml");
-        let port = free_port();
-        let log = dir.join("prometheus.log");
-        let child = Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(&log).expect("prometheus log"),
-            ))
-            .spawn()
-            .expect("prometheus is required: run ./scripts/test.sh (Debian's prometheus package)");
-        let p = Prometheus {
-            child,
-            base: format!("127.0.0.1:{port}"),
-            log,
-        };
-        wait_until("prometheus ready", Duration::from_secs(60), || {
-            p.get("/-/ready").map(|(s, _)| s == 200).unwrap_or(false)
-        });
-        p
-    }
-
-    /// HTTP/1.0 GET (no chunked encoding to undo); returns (status, body).
-    fn get(&self, path: &str) -> std::io::Result<(u16, String)> {
-        let mut s = TcpStream::connect(&self.base)?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        write!(s, "GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", self.base)?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw)?;
-        let text = String::from_utf8_lossy(&raw).to_string();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        Ok((status, body.to_string()))
-    }
-
-    /// A Prometheus HTTP API call; panics with the error Prometheus gave.
-    fn api(&self, path: &str, params: &[(&str, &str)]) -> serde_json::Value {
-        let query: Vec<String> = params
-            .iter()
-            .map(|(k, v)| format!("{k}={}", encode(v)))
-            .collect();
-        let url = format!("{path}?{}", query.join("&"));
-        let (status, body) = self.get(&url).expect("prometheus API");
-        let v: serde_json::Value = serde_json::from_str(&body)
-            .unwrap_or_else(|e| panic!("{url}: {status} not JSON ({e}): {body}"));
-        assert_eq!(v["status"], "success", "{url}: {body}");
-        v
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Percent-encodes a query parameter value.
-fn encode(v: &str) -> String {
-    let mut out = String::new();
-    for b in v.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 fn now() -> f64 {
@@ -277,7 +165,7 @@ backup = "{backup}"
     let prom_dir = dir.path().join("prometheus");
     std::fs::create_dir_all(&prom_dir).expect("mkdir");
     let started = Instant::now();
-    let prom = Prometheus::start(&prom_dir, port);
+    let prom = Prometheus::start(&prom_dir, &[port]);
 
     wait_until(
         "prometheus scrapes switchboard",

@@ -682,3 +682,75 @@ fn a_service_without_routes_still_gets_a_subject_and_status_link() {
         .text
         .contains("Current status: http://127.0.0.1:9898/status"));
 }
+
+/// The Slack message (Block Kit) of every kind that reaches chat, compared exactly with
+/// `testdata/snapshots/messages/{kind}.chat.json` (`UPDATE_SNAPSHOTS=1` rewrites them): the
+/// words are on-call's (or the drill audience's), as `plan_kind` chooses.
+#[test]
+fn chat_messages_match_their_snapshots() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/snapshots/messages");
+    let update = std::env::var_os("UPDATE_SNAPSHOTS").is_some();
+    let mut mismatched = Vec::new();
+    for kind in Kind::ALL {
+        let audiences = kind.audiences();
+        if audiences.is_empty() {
+            continue;
+        }
+        let audience = if audiences.contains(&Audience::Drill) {
+            Audience::Drill
+        } else {
+            Audience::Oncall
+        };
+        let (t, side) = example(kind);
+        let c = MessageContext {
+            runbook: Some("https://runbooks.example.com/ticket-submission".into()),
+            ..ctx(side)
+        };
+        let m = render_with(&Templates::embedded(), kind, &t, audience, &c);
+        let payload = crate::announce::chat::payload(&t, &c, &m);
+        let got = serde_json::to_string_pretty(&payload).unwrap() + "\n";
+        let path = dir.join(format!("{}.chat.json", kind.as_str()));
+        if update {
+            std::fs::write(&path, &got).unwrap();
+            continue;
+        }
+        let want = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_SNAPSHOTS=1)", path.display()));
+        if got != want {
+            mismatched.push(format!(
+                "{}:\n--- want\n{want}\n--- got\n{got}",
+                path.display()
+            ));
+        }
+    }
+    assert!(mismatched.is_empty(), "{}", mismatched.join("\n"));
+}
+
+/// Slack reads `<`, `>` and `&` as markup: a hostile value cannot make a link or a mention,
+/// and only http(s) targets are ever linked.
+#[test]
+fn chat_escapes_values_and_links_only_http_targets() {
+    let (mut t, side) = example(Kind::Failover);
+    t.reason = "<!channel> look & see <https://evil.example|click>".into();
+    t.evidence = vec!["portal-form: down (<script>)".into()];
+    let mut c = ctx(side);
+    c.routes[0].backup = "javascript:alert(1)".into();
+    let m = render_with(
+        &Templates::embedded(),
+        Kind::Failover,
+        &t,
+        Audience::Oncall,
+        &c,
+    );
+    let text = crate::announce::chat::payload(&t, &c, &m).to_string();
+    assert!(!text.contains("<!channel>"), "{text}");
+    assert!(
+        text.contains("&lt;!channel&gt; look &amp; see &lt;https://evil.example|click&gt;"),
+        "{text}"
+    );
+    assert!(
+        text.contains("portal-form: down (&lt;script&gt;)"),
+        "{text}"
+    );
+    assert!(!text.contains("<javascript:"), "{text}");
+}

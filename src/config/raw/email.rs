@@ -1,7 +1,9 @@
 //! `[email]`, `[statuspage_push]` and `[chat]` of the main file: the announcement channels' settings as written and their validation.
 
 use super::{Loader, Source, DEFAULT_FROM};
-use crate::config::{ChatConfig, EmailConfig, EmailTransport, StatuspagePushConfig};
+use crate::config::{
+    ChatConfig, EmailConfig, EmailTransport, SlackBot, StatuspagePushConfig, TokenSource,
+};
 use serde::Deserialize;
 use std::path::Path;
 use std::time::Duration;
@@ -18,11 +20,21 @@ pub struct RawStatuspagePush {
     pub api_key_env: Option<Spanned<String>>,
 }
 
-/// `[chat]`: a Slack-compatible incoming webhook that hears what on-call hears.
+/// `[chat]`: Slack hears what on-call hears, through an incoming webhook (`webhook_url`) or,
+/// with one thread per incident, a bot (`channel` and its token).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawChat {
+    /// An incoming webhook URL (a secret: whoever has it can post).
     pub webhook_url: Option<Spanned<String>>,
+    /// The channel a bot posts to (`C0123456789`); set instead of `webhook_url`.
+    pub channel: Option<Spanned<String>>,
+    /// Environment variable holding the bot token (`xoxb-...`). Default `SLACK_BOT_TOKEN`.
+    pub bot_token_env: Option<Spanned<String>>,
+    /// File holding the bot token instead, relative to this file.
+    pub bot_token_file: Option<Spanned<String>>,
+    /// The Web API's base. Default `https://slack.com/api`.
+    pub api_base: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -370,36 +382,124 @@ impl Loader {
     pub(super) fn validate_chat(
         &mut self,
         source: &Source<'_>,
+        base: &Path,
         raw: Option<Spanned<RawChat>>,
     ) -> Option<Option<ChatConfig>> {
         let Some(raw) = raw else {
             return Some(None);
         };
         let line = source.line(raw.span());
-        match raw.into_inner().webhook_url {
-            None => {
-                self.report(source.path, line, "chat.webhook_url is required");
-                None
-            }
+        let raw = raw.into_inner();
+        let webhook_url = match &raw.webhook_url {
+            None => None,
             Some(u) => match Url::parse(u.get_ref()) {
                 Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {
-                    Some(Some(ChatConfig {
-                        webhook_url: u.into_inner(),
-                    }))
+                    Some(Some(u.get_ref().clone()))
                 }
                 // The URL is a secret (whoever has it can post): not echoed.
                 _ => {
-                    self.report_at(
-                        source,
-                        &u,
-                        "chat.webhook_url is not an absolute http(s) URL",
+                    self.report_at(source, u, "chat.webhook_url is not an absolute http(s) URL");
+                    Some(None)
+                }
+            },
+        };
+        let bot_fields = [&raw.bot_token_env, &raw.bot_token_file, &raw.api_base];
+        let Some(channel) = &raw.channel else {
+            if let Some(field) = bot_fields.iter().find_map(|f| f.as_ref()) {
+                self.report_at(
+                    source,
+                    field,
+                    "chat: bot_token_env, bot_token_file and api_base belong to a bot: set channel too",
+                );
+                return None;
+            }
+            return match webhook_url {
+                None => {
+                    self.report(
+                        source.path,
+                        line,
+                        "chat: set webhook_url (an incoming webhook) or channel (a bot with its token)",
                     );
                     None
                 }
-            },
+                Some(url) => Some(Some(ChatConfig {
+                    webhook_url: Some(url?),
+                    bot: None,
+                })),
+            };
+        };
+        let mut ok = true;
+        if let Some(u) = &raw.webhook_url {
+            self.report_at(
+                source,
+                u,
+                "chat: set either webhook_url (an incoming webhook) or channel (a bot), not both",
+            );
+            ok = false;
         }
+        if channel.get_ref().trim().is_empty() || channel.get_ref().contains(char::is_whitespace) {
+            self.report_at(
+                source,
+                channel,
+                "chat.channel must be a channel id such as C0123456789",
+            );
+            ok = false;
+        }
+        let token = match (&raw.bot_token_env, &raw.bot_token_file) {
+            (Some(e), Some(_)) => {
+                self.report_at(
+                    source,
+                    e,
+                    "chat: set bot_token_env or bot_token_file, not both",
+                );
+                None
+            }
+            (None, Some(f)) => Some(TokenSource::File(base.join(f.get_ref()))),
+            (Some(e), None) if !is_env_name(e.get_ref()) => {
+                let message = format!(
+                    "chat.bot_token_env: \"{}\" is not an environment variable name",
+                    e.get_ref()
+                );
+                self.report_at(source, e, message);
+                None
+            }
+            (Some(e), None) => Some(TokenSource::Env(e.get_ref().clone())),
+            (None, None) => Some(TokenSource::Env(DEFAULT_SLACK_TOKEN_ENV.to_string())),
+        };
+        let api_base = match &raw.api_base {
+            None => Some(DEFAULT_SLACK_API.to_string()),
+            Some(u) => match Url::parse(u.get_ref()) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {
+                    Some(u.get_ref().trim_end_matches('/').to_string())
+                }
+                _ => {
+                    let message = format!(
+                        "chat.api_base: \"{}\" is not an absolute http(s) URL",
+                        redact_url(u.get_ref())
+                    );
+                    self.report_at(source, u, message);
+                    None
+                }
+            },
+        };
+        if !ok {
+            return None;
+        }
+        Some(Some(ChatConfig {
+            webhook_url: None,
+            bot: Some(SlackBot {
+                channel: channel.get_ref().clone(),
+                token: token?,
+                api_base: api_base?,
+            }),
+        }))
     }
 }
+
+/// The default `[chat] bot_token_env`.
+pub const DEFAULT_SLACK_TOKEN_ENV: &str = "SLACK_BOT_TOKEN";
+/// The default `[chat] api_base`.
+pub const DEFAULT_SLACK_API: &str = "https://slack.com/api";
 
 /// The default `[statuspage_push] api_base`.
 pub const DEFAULT_STATUSPAGE_API: &str = "https://api.statuspage.io/v1";

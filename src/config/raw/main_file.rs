@@ -2,13 +2,15 @@
 //! `[storage]`, `[audiences]`, `[status_page]`, `[auth]`, `[defaults]`; `[email]` and the
 //! pushes are in `email.rs`).
 
+use super::check::RawBrowser;
+use super::cluster::RawCluster;
 use super::email::{RawChat, RawEmail, RawStatuspagePush};
 use super::regions::parse_plain;
 use super::{
     timeout_message, LineIndex, Loader, Source, DEFAULT_LISTEN, DEFAULT_MAX_CONCURRENT_PROBES,
 };
 use crate::config::{
-    Audiences, AuthConfig, ChatConfig, Config, Defaults, EmailConfig, ServerConfig,
+    Audiences, AuthConfig, ChatConfig, ClusterConfig, Config, Defaults, EmailConfig, ServerConfig,
     StatusPageConfig, StatuspagePushConfig, StorageConfig,
 };
 use serde::Deserialize;
@@ -33,6 +35,9 @@ pub struct RawMain {
     pub defaults: Option<RawDefaults>,
     pub statuspage_push: Option<Spanned<RawStatuspagePush>>,
     pub chat: Option<Spanned<RawChat>>,
+    pub cluster: Option<Spanned<RawCluster>>,
+    /// How browser checks run Chromium.
+    pub browser: Option<RawBrowser>,
 }
 
 /// `[statuspage_push]`: keep an Atlassian Statuspage page in step with failovers.
@@ -127,6 +132,7 @@ impl Loader {
             email: main.email?,
             statuspage_push: main.statuspage_push?,
             chat: main.chat?,
+            cluster: main.cluster?,
             audiences: main.audiences,
             status_page: main.status_page,
             auth: main.auth,
@@ -251,7 +257,9 @@ impl Loader {
         let email = self.validate_email(&at.email, base, raw.email);
         let statuspage_push =
             self.validate_statuspage_push(&at.statuspage_push, raw.statuspage_push);
-        let chat = self.validate_chat(&at.chat, raw.chat);
+        let chat = self.validate_chat(&at.chat, base, raw.chat);
+        let listen_url = server.as_ref().map(|s| format!("http://{}", s.listen));
+        let cluster = self.validate_cluster(&at.cluster, raw.cluster, base, listen_url.as_deref());
 
         let audiences = raw.audiences.unwrap_or_default();
         let mut addresses = |name: &str, list: Vec<Spanned<String>>| -> Vec<String> {
@@ -289,6 +297,7 @@ impl Loader {
             tokens_file: raw.auth.and_then(|a| a.tokens_file).map(|f| base.join(f)),
         };
         let defaults = self.validate_defaults(&at.defaults, raw.defaults.unwrap_or_default());
+        self.validate_browser(&at.browser, base, raw.browser);
 
         Main {
             probes_dir,
@@ -298,6 +307,7 @@ impl Loader {
             email,
             statuspage_push,
             chat,
+            cluster,
             audiences,
             status_page,
             auth,
@@ -345,6 +355,7 @@ struct Main {
     email: Option<EmailConfig>,
     statuspage_push: Option<Option<StatuspagePushConfig>>,
     chat: Option<Option<ChatConfig>>,
+    cluster: Option<Option<ClusterConfig>>,
     audiences: Audiences,
     status_page: StatusPageConfig,
     auth: AuthConfig,
@@ -360,8 +371,10 @@ struct MainSources<'a> {
     email: Source<'a>,
     statuspage_push: Source<'a>,
     chat: Source<'a>,
+    cluster: Source<'a>,
     audiences: Source<'a>,
     defaults: Source<'a>,
+    browser: Source<'a>,
 }
 
 /// The main file's regions as one `RawMain` (each table appears in exactly one region: the
@@ -384,8 +397,10 @@ fn merge_main<'a>(
         email: whole,
         statuspage_push: whole,
         chat: whole,
+        cluster: whole,
         audiences: whole,
         defaults: whole,
+        browser: whole,
     };
     for (src, b) in parts {
         take(&mut raw.probes, b.probes, &mut at.probes, src);
@@ -398,9 +413,11 @@ fn merge_main<'a>(
             src,
         );
         take(&mut raw.chat, b.chat, &mut at.chat, src);
+        take(&mut raw.cluster, b.cluster, &mut at.cluster, src);
         take(&mut raw.audiences, b.audiences, &mut at.audiences, src);
         take(&mut raw.defaults, b.defaults, &mut at.defaults, src);
         take(&mut raw.storage, b.storage, &mut at.storage, src);
+        take(&mut raw.browser, b.browser, &mut at.browser, src);
         raw.status_page = raw.status_page.or(b.status_page);
         raw.auth = raw.auth.or(b.auth);
     }

@@ -13,6 +13,7 @@
 //! what they share: the loader, its diagnostics, line numbers and the common value checks.
 
 mod check;
+mod cluster;
 mod email;
 mod main_file;
 mod regions;
@@ -23,8 +24,8 @@ mod tests;
 mod webhook;
 
 pub use check::{
-    Kind, RawCheck, RawDnsCheck, RawHttpCheck, RawSmtpCheck, RawStep, RawStepsCheck, RawTcpCheck,
-    RawTlsCheck, RawUnknownCheck,
+    Kind, RawBrowser, RawBrowserCheck, RawBrowserStep, RawCheck, RawDnsCheck, RawHttpCheck,
+    RawSmtpCheck, RawStep, RawStepsCheck, RawTcpCheck, RawTlsCheck, RawUnknownCheck,
 };
 pub use email::{RawChat, RawEmail, RawStatuspagePush, DEFAULT_STATUSPAGE_API};
 pub use main_file::{
@@ -164,6 +165,8 @@ struct Loader {
     /// Bytes handed to the TOML parser so far: a test proves with it that loading costs
     /// a small multiple of the files' size, not their size times their number of tables.
     parsed_bytes: usize,
+    /// `[browser]`, validated with the main file, shared by every browser check.
+    browser: Option<std::sync::Arc<super::BrowserSettings>>,
 }
 
 impl Loader {

@@ -148,7 +148,7 @@ fn a_kind_that_names_no_kind_is_reported_at_the_kind() {
     assert_eq!(
         got,
         [
-            r#"s.toml:5: kind "ftp" is not one of "http", "steps", "tcp", "tls", "smtp", "dns", "vendor_status""#
+            r#"s.toml:5: kind "ftp" is not one of "http", "steps", "tcp", "tls", "smtp", "dns", "vendor_status", "browser""#
         ]
     );
 }

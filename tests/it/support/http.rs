@@ -142,3 +142,53 @@ impl Receiver {
         self.seen.lock().expect("lock").clone()
     }
 }
+
+/// Slack's Web API on 127.0.0.1 as far as a bot uses it: `POST /api/chat.postMessage`
+/// answered like Slack (`200 {"ok": true, "ts": ...}` with a new `ts` each time, or
+/// `{"ok": false, "error": "invalid_auth"}` when the bearer token is not `token`), every
+/// request recorded. `base` is the API base (`http://127.0.0.1:PORT/api`).
+pub struct SlackApi {
+    pub base: String,
+    seen: Arc<Mutex<Vec<Request>>>,
+}
+
+impl SlackApi {
+    pub fn start(token: &str) -> SlackApi {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let base = format!("http://{}/api", listener.local_addr().expect("addr"));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let bearer = format!("Bearer {token}");
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { continue };
+                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                let Some(request) = read(&mut s) else {
+                    continue;
+                };
+                let authorised = request.header("authorization") == Some(bearer.as_str());
+                let n = {
+                    let mut seen = log.lock().expect("lock");
+                    seen.push(request);
+                    seen.len()
+                };
+                let body = if authorised {
+                    format!(r#"{{"ok":true,"channel":"C0SUPPORT","ts":"1700000000.{n:06}"}}"#)
+                } else {
+                    r#"{"ok":false,"error":"invalid_auth"}"#.to_string()
+                };
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        SlackApi { base, seen }
+    }
+
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<Request> {
+        self.seen.lock().expect("lock").clone()
+    }
+}

@@ -13,9 +13,11 @@
 pub mod check;
 pub mod control;
 pub mod daemon;
+pub mod etcd;
 pub mod feeds;
 pub mod http;
 pub mod oncall;
+pub mod prometheus;
 pub mod smtp;
 pub mod tls;
 

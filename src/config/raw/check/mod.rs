@@ -6,6 +6,7 @@
 //! another kind is an unknown field of this one; its message says which kinds have it. The
 //! field lists come from the structs themselves (`fields_of`), so no list is kept by hand.
 
+mod browser;
 mod dns;
 mod http;
 mod net;
@@ -15,6 +16,7 @@ mod tcp;
 mod tls;
 mod vendor_status;
 
+pub use browser::{RawBrowser, RawBrowserCheck, RawBrowserStep};
 pub use dns::RawDnsCheck;
 pub use http::RawHttpCheck;
 pub use smtp::RawSmtpCheck;
@@ -47,6 +49,7 @@ pub enum Kind {
     Dns,
     #[strum(serialize = "vendor_status")]
     VendorStatus,
+    Browser,
 }
 
 impl Kind {
@@ -80,6 +83,7 @@ impl Kind {
             Kind::Smtp => fields_of::<RawSmtpCheck>(),
             Kind::Dns => fields_of::<RawDnsCheck>(),
             Kind::VendorStatus => fields_of::<RawVendorStatusCheck>(),
+            Kind::Browser => fields_of::<RawBrowserCheck>(),
         }
     }
 
@@ -121,6 +125,7 @@ pub enum RawCheck {
     Smtp(RawSmtpCheck),
     Dns(RawDnsCheck),
     VendorStatus(RawVendorStatusCheck),
+    Browser(RawBrowserCheck),
     Unknown(RawUnknownCheck),
 }
 
@@ -134,6 +139,7 @@ impl RawCheck {
             RawCheck::Smtp(c) => &c.name,
             RawCheck::Dns(c) => &c.name,
             RawCheck::VendorStatus(c) => &c.name,
+            RawCheck::Browser(c) => &c.name,
             RawCheck::Unknown(c) => &c.name,
         }
     }
@@ -208,6 +214,7 @@ pub(super) fn parse_service_region(
         Some(Some(Kind::VendorStatus)) => {
             parse_as(text, Kind::VendorStatus, RawCheck::VendorStatus)
         }
+        Some(Some(Kind::Browser)) => parse_as(text, Kind::Browser, RawCheck::Browser),
         Some(None) => toml::from_str::<RawServiceFile<RawUnknownCheck>>(text)
             .map(|f| f.map_checks(RawCheck::Unknown))
             .map_err(|e| RegionError::new(text, &e, |_, _| None)),
@@ -372,6 +379,11 @@ impl Loader {
                         defaults,
                     )
                     .map(|k| (k, Vec::new()));
+                (settled, kind)
+            }
+            RawCheck::Browser(r) => {
+                let settled = self.settle(source, common!(r), defaults);
+                let kind = self.browser_check(source, r, settled.timeout);
                 (settled, kind)
             }
             RawCheck::Unknown(r) => {

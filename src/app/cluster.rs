@@ -1,0 +1,395 @@
+//! Cluster mode's composition: the election, the replicated store, and a node's life as follower and leader terms on one listening socket.
+//!
+//! A node starts as a follower: it applies the replicated log to its own file and serves the
+//! public side (`/go`, the status page, the Statuspage JSON and feeds, `/metrics`,
+//! `/healthz`, `/readyz`) from that replica, and forwards control requests to the leader
+//! (`api::forward`).
+//! When the election makes it leader, it first applies the whole log, then runs the daemon
+//! (`run_parts`) over the same file with the replicating writer and the election's
+//! coordinator, until its term ends (it stepped down, was fenced, or the daemon stops); then
+//! it is a follower again.
+//!
+//! One listening socket serves the node's whole life: each phase serves a duplicate of it,
+//! so while one phase hands over to the next, clients wait in the kernel's backlog instead
+//! of being refused.
+
+use super::service::ServiceRuntime;
+use super::{run_parts, AppError, CoreHandle, Parts};
+use crate::api::{self, ApiState};
+use crate::clock::Timestamp;
+use crate::cluster::election::{Election, ElectionConfig, Role, Shared};
+use crate::cluster::etcd::{Compare, Etcd, Op};
+use crate::config::{ClusterConfig, Config};
+use crate::history::History;
+use crate::store::cluster_log::{Applier, ClusterLog, Replicator};
+use crate::store::{Store, StoreError, StoreHandle};
+use crate::view::{Board, Snapshot};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+/// Runs a cluster node until `shutdown` turns true.
+pub(super) async fn run(
+    config: Config,
+    listener: Option<TcpListener>,
+    mut shutdown: watch::Receiver<bool>,
+    on_ready: impl FnOnce(CoreHandle),
+) -> Result<(), AppError> {
+    let cluster = config
+        .cluster
+        .clone()
+        .expect("cluster::run without [cluster]");
+    let config = Arc::new(config);
+    let store_err = |source| AppError::Store {
+        path: config.storage.path.display().to_string(),
+        source,
+    };
+    let etcd = Arc::new(client(&cluster)?);
+    let store = Store::open(&config.storage.path).map_err(store_err)?;
+    store.set_message_id_domain(&config.email.message_id_domain());
+    store.enable_capture().map_err(store_err)?;
+    // Every node names messages with the cluster's id, so a message a new leader resends
+    // carries the Message-ID the old leader gave it.
+    let instance = loop {
+        match shared_instance(&etcd, &cluster.prefix, &store.instance_id()).await {
+            Ok(id) => break id,
+            Err(e) => {
+                warn!("cluster: cannot reach etcd to read the cluster's id ({e}); retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.changed() => return Ok(()),
+                }
+            }
+        }
+    };
+    store.set_instance_id(&instance).map_err(store_err)?;
+    let store = Arc::new(store);
+
+    let election = Election::new(
+        etcd.clone(),
+        ElectionConfig {
+            name: cluster.name.clone(),
+            url: cluster.advertise_url.clone(),
+            prefix: cluster.prefix.clone(),
+            lease_ttl: cluster.lease_ttl,
+        },
+    );
+    let shared = election.shared();
+    let coordinator = election.coordinator();
+    let fence = election.fence();
+    let election_task = tokio::spawn(election.run(shutdown.clone()));
+
+    let timeout = etcd_timeout(&cluster);
+    let log = ClusterLog::new(etcd.clone(), &cluster.prefix);
+    let replicator = Replicator::new(
+        log.clone(),
+        fence,
+        cluster.name.clone(),
+        tokio::runtime::Handle::current(),
+        timeout * 2,
+    );
+    let handle = StoreHandle::around(store.clone(), Some(Arc::new(replicator)));
+    let applier = Arc::new(Applier::new(log, handle.clone()));
+    tokio::spawn(applier.clone().run(shutdown.clone()));
+
+    let listener = match listener {
+        Some(l) => l,
+        None => TcpListener::bind(config.server.listen)
+            .await
+            .map_err(|source| AppError::Listen {
+                addr: config.server.listen.to_string(),
+                source,
+            })?,
+    };
+    let socket = listener.into_std().map_err(|source| AppError::Listen {
+        addr: config.server.listen.to_string(),
+        source,
+    })?;
+    let dup = || -> Result<TcpListener, AppError> {
+        socket
+            .try_clone()
+            .and_then(TcpListener::from_std)
+            .map_err(|source| AppError::Listen {
+                addr: config.server.listen.to_string(),
+                source,
+            })
+    };
+    let metrics_text: Arc<dyn Fn() -> String + Send + Sync> = {
+        let (shared, applied, name) = (shared.clone(), applier.applied(), cluster.name.clone());
+        Arc::new(move || crate::metrics::cluster_text(&name, &shared, *applied.borrow()))
+    };
+    info!(
+        "cluster node {} (etcd {}), prefix {}, lease {:?}",
+        cluster.name,
+        cluster.etcd.join(","),
+        cluster.prefix,
+        cluster.lease_ttl
+    );
+
+    let mut on_ready = Some(on_ready);
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let me = Follower {
+            config: &config,
+            shared: &shared,
+            applier: &applier,
+            handle: handle.clone(),
+            metrics_text: metrics_text.clone(),
+            node: &cluster.name,
+        };
+        follow(&me, dup()?, shutdown.clone()).await;
+        if *shutdown.borrow() {
+            break;
+        }
+        // Leading: everything in the log first, then act.
+        if let Err(e) = applier.catch_up().await {
+            warn!("cluster: elected, but cannot apply the log first ({e}); not acting yet");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        let term = term_ends(shared.clone(), shutdown.clone());
+        let ready = on_ready.take();
+        info!("cluster: {} leads; starting the daemon", cluster.name);
+        let parts = Parts {
+            store: store.clone(),
+            store_handle: handle.clone(),
+            coordinator: coordinator.clone(),
+            extra_metrics: Some(metrics_text.clone()),
+        };
+        run_parts(
+            config.clone(),
+            Some(dup()?),
+            term,
+            move |h| {
+                if let Some(f) = ready {
+                    f(h)
+                }
+            },
+            parts,
+        )
+        .await?;
+        if !*shutdown.borrow() {
+            info!("cluster: {} no longer leads; following", cluster.name);
+        }
+    }
+    let _ = election_task.await;
+    Ok(())
+}
+
+/// A shutdown signal for one leader term: true once this node stops leading (or the
+/// daemon stops).
+fn term_ends(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut role = shared.subscribe();
+        loop {
+            // The renew deadline passes without a role change; check it often.
+            if *shutdown.borrow() || shared.acting_term().is_none() {
+                break;
+            }
+            tokio::select! {
+                _ = role.changed() => {}
+                _ = shutdown.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+/// What a follower phase serves from.
+struct Follower<'a> {
+    config: &'a Arc<Config>,
+    shared: &'a Arc<Shared>,
+    applier: &'a Arc<Applier>,
+    handle: StoreHandle,
+    metrics_text: Arc<dyn Fn() -> String + Send + Sync>,
+    node: &'a str,
+}
+
+/// The follower phase: serves the public side from the replica until this node leads or
+/// the daemon stops.
+async fn follow(me: &Follower<'_>, listener: TcpListener, shutdown: watch::Receiver<bool>) {
+    let (config, shared, applier) = (
+        Arc::clone(me.config),
+        Arc::clone(me.shared),
+        Arc::clone(me.applier),
+    );
+    let (handle, metrics_text, node) = (me.handle.clone(), me.metrics_text.clone(), me.node);
+    let history = Arc::new(History::new(
+        config.services.iter().map(|s| s.id.clone()).collect(),
+    ));
+    let board = Arc::new(Board::new(handle.clone(), history, Vec::new()));
+    super::configure_windows(&board, &config);
+    let first = replica_snapshot(&config, &handle).await;
+    let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(first));
+    let ready = Arc::new(AtomicBool::new(shared.etcd_reachable()));
+
+    // The view follows the log: rebuilt after every applied entry (and every few seconds,
+    // for the status page's "since").
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let refresher = {
+        let (config, handle, board, ready, shared) = (
+            config.clone(),
+            handle.clone(),
+            board.clone(),
+            ready.clone(),
+            shared.clone(),
+        );
+        let mut applied = applier.applied();
+        tokio::spawn(async move {
+            loop {
+                ready.store(shared.etcd_reachable(), Ordering::Relaxed);
+                snapshot_tx.send_replace(Arc::new(replica_snapshot(&config, &handle).await));
+                if let Err(e) = board.reload_incidents().await {
+                    warn!("cluster: cannot read incidents for the status page: {e}");
+                }
+                tokio::select! {
+                    _ = applied.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    _ = stop_rx.changed() => break,
+                }
+            }
+        })
+    };
+
+    let forward = {
+        let shared = shared.clone();
+        crate::api::forward::Forward {
+            leader: Arc::new(move || match shared.role() {
+                Role::Follower(Some(l)) => Some((l.name, l.url)),
+                _ => None,
+            }),
+            node: node.to_string(),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .build()
+                .unwrap_or_default(),
+        }
+    };
+    let state = ApiState::new(snapshot_rx, move || metrics_text(), ready)
+        .with_board(board)
+        .with_forward(forward);
+    let nofile = api::listener::raise_nofile();
+    let reserved = u64::from(config.server.max_concurrent_probes) * 2 + 256;
+    let limits = api::listener::Limits::for_descriptors(nofile, reserved);
+    let stop = {
+        let shared = shared.clone();
+        let mut shutdown = shutdown.clone();
+        async move {
+            let mut role = shared.subscribe();
+            loop {
+                if *shutdown.borrow() || matches!(*role.borrow(), Role::Leader { .. }) {
+                    break;
+                }
+                tokio::select! {
+                    _ = role.changed() => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+    };
+    if let Err(e) = api::serve_isolated(listener, state, limits, stop).await {
+        error!("cluster: the follower's HTTP server failed: {e}");
+    }
+    let _ = stop_tx.send(true);
+    let _ = refresher.await;
+}
+
+/// The services as the replica holds them.
+async fn replica_snapshot(config: &Arc<Config>, handle: &StoreHandle) -> Snapshot {
+    let specs = config.services.clone();
+    let now = Timestamp::now();
+    let views = handle
+        .read(move |s| {
+            specs
+                .iter()
+                .map(|spec| ServiceRuntime::from_replica(spec, s, now).map(|rt| rt.view()))
+                .collect::<Result<Vec<_>, StoreError>>()
+        })
+        .await;
+    let services = views.unwrap_or_else(|e| {
+        warn!("cluster: cannot read the replica: {e}");
+        Vec::new()
+    });
+    Snapshot {
+        services,
+        ..super::empty_snapshot(config)
+    }
+}
+
+/// The cluster's instance id: this node's proposal if it is the first to ask, else the one
+/// stored.
+async fn shared_instance(etcd: &Etcd, prefix: &str, mine: &str) -> Result<String, String> {
+    let key = format!("{prefix}/instance").into_bytes();
+    let r = etcd
+        .txn(
+            &[Compare::CreateRevision(key.clone(), 0)],
+            &[Op::Put {
+                key: key.clone(),
+                value: mine.as_bytes().to_vec(),
+                lease: 0,
+            }],
+            &[Op::Get { key }],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    if r.succeeded {
+        return Ok(mine.to_string());
+    }
+    r.gets
+        .first()
+        .and_then(|kvs| kvs.first())
+        .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+        .ok_or_else(|| "the cluster's id vanished while read".to_string())
+}
+
+/// How long one etcd request may take: a fifth of the lease (between 0.5 and 2 s), so a
+/// hung member costs a renewal round at most.
+fn etcd_timeout(cluster: &ClusterConfig) -> Duration {
+    (cluster.lease_ttl / 5).clamp(Duration::from_millis(500), Duration::from_secs(2))
+}
+
+/// The etcd client, with the password from the environment or its file (never logged).
+fn client(cluster: &ClusterConfig) -> Result<Etcd, AppError> {
+    let credentials = match &cluster.user {
+        None => None,
+        Some(user) => {
+            let password = match &cluster.password_file {
+                Some(f) => std::fs::read_to_string(f)
+                    .map(|p| p.trim_end_matches(['\n', '\r']).to_string())
+                    .map_err(|e| {
+                        AppError::Cluster(format!("cluster.password_file {}: {e}", f.display()))
+                    })?,
+                None => std::env::var(&cluster.password_env).map_err(|_| {
+                    AppError::Cluster(format!(
+                        "cluster.user is set but {} is not (the etcd password)",
+                        cluster.password_env
+                    ))
+                })?,
+            };
+            Some((user.clone(), password))
+        }
+    };
+    let ca = match &cluster.ca_file {
+        Some(f) => Some(
+            std::fs::read(f)
+                .map_err(|e| AppError::Cluster(format!("cluster.ca_file {}: {e}", f.display())))?,
+        ),
+        None => None,
+    };
+    Etcd::new(
+        cluster.etcd.clone(),
+        credentials,
+        ca.as_deref(),
+        etcd_timeout(cluster),
+    )
+    .map_err(|e| AppError::Cluster(e.to_string()))
+}
