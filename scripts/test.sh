@@ -72,6 +72,13 @@ if ! command -v dnsmasq >/dev/null 2>&1 && [ ! -x /usr/sbin/dnsmasq ]; then
     apt_install dnsmasq-base
 fi
 
+# A real IMAP server for the mail round trip tests (tests/it/mail_roundtrip.rs): Dovecot, started
+# by the tests themselves with a throwaway configuration (no system service is used).
+if [ ! -x /usr/sbin/dovecot ]; then
+    log "installing dovecot-imapd (mail round trip tests)"
+    apt_install dovecot-imapd
+fi
+
 # libfaketime steps the daemon's wall clock while it runs (tests/it/clock.rs).
 if ! compgen -G '/usr/lib/*/faketime/libfaketime.so.1' >/dev/null; then
     log "installing faketime (libfaketime, stepped-clock tests)"

@@ -299,6 +299,44 @@ fn format_thresholds(s: &serde_json::Value) -> String {
 
 /// `GET /api/v1/audit`'s JSON lines as a table for `switchboard audit list`: one line per
 /// record, a `*` marking an automatic transition still pending review.
+/// `GET /api/v1/cluster` as `switchboard status` prints it: the leader, this node's lease,
+/// and one line per node with its role, applied log entry and sync state.
+pub fn format_cluster(v: &serde_json::Value) -> String {
+    let mut out = String::from("\ncluster");
+    let leader = v["leader"].as_str().unwrap_or("none");
+    out.push_str(&format!(
+        " (seen from {}): leader {leader}; etcd {}; lease renewed {} ago\n",
+        v["node"].as_str().unwrap_or("?"),
+        if v["etcd_up"].as_bool() == Some(true) {
+            "reachable"
+        } else {
+            "UNREACHABLE"
+        },
+        v["lease_age_seconds"]
+            .as_f64()
+            .map_or_else(|| "never".to_string(), |s| format!("{s:.1}s")),
+    ));
+    out.push_str(&format!(
+        "  {:<16} {:<9} {:>8}  {:<8} {}\n",
+        "NODE", "ROLE", "APPLIED", "SYNC", "URL"
+    ));
+    for n in v["nodes"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "  {:<16} {:<9} {:>8}  {:<8} {}\n",
+            n["name"].as_str().unwrap_or("?"),
+            n["role"].as_str().unwrap_or("?"),
+            n["applied"].as_u64().unwrap_or(0),
+            if n["in_sync"].as_bool() == Some(true) {
+                "in sync"
+            } else {
+                "behind"
+            },
+            n["url"].as_str().unwrap_or(""),
+        ));
+    }
+    out
+}
+
 pub fn format_audit(jsonl: &str) -> String {
     let mut out = format!(
         "{:<6} {:<26} {:<16} {:<24} {:<28} {:<16} {}\n",

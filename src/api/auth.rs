@@ -406,6 +406,28 @@ impl Auth {
         Err(ApiError::Unauthorized)
     }
 
+    /// The verdict on a token checked elsewhere (a heartbeat check's own token) from client
+    /// `ip`, under the same backoff as the API tokens: a valid token is accepted even while
+    /// `ip` is in backoff; a wrong or missing one is a failure, answered 429 during a backoff.
+    pub fn judge_other(&self, ip: IpAddr, valid: bool) -> Result<(), ApiError> {
+        let now = Instant::now();
+        if valid {
+            if self.blocked(ip, now).is_none() {
+                self.succeeded(ip);
+            }
+            return Ok(());
+        }
+        if let Some(wait) = self.blocked(ip, now) {
+            (self.on_failure)("throttled");
+            return Err(ApiError::TooManyRequests {
+                retry_after_secs: whole_seconds_up(wait),
+            });
+        }
+        (self.on_failure)("invalid");
+        self.failed(ip, now);
+        Err(ApiError::Unauthorized)
+    }
+
     /// The caller a token belongs to, compared with every stored hash in constant time.
     fn verify(&self, token: &str) -> Option<Caller> {
         self.refresh();

@@ -28,9 +28,10 @@ pub struct Forward {
 }
 
 /// Whether `path` is a control endpoint (everything under `/api/v1/` but the public route
-/// list, and the reload).
+/// list and the cluster view, which every node answers itself, and the reload).
 fn is_control(path: &str) -> bool {
-    (path.starts_with("/api/v1/") && path != "/api/v1/routes") || path == "/-/reload"
+    (path.starts_with("/api/v1/") && path != "/api/v1/routes" && path != "/api/v1/cluster")
+        || path == "/-/reload"
 }
 
 /// The middleware: forwards control requests when this state forwards, else passes through.
@@ -116,6 +117,7 @@ mod tests {
         assert!(is_control("/api/v1/drills"));
         assert!(is_control("/-/reload"));
         assert!(!is_control("/api/v1/routes"));
+        assert!(!is_control("/api/v1/cluster"));
         assert!(!is_control("/go/submit-ticket"));
         assert!(!is_control("/api/v2/summary.json"));
     }

@@ -58,7 +58,14 @@ pub struct ApiState {
     metrics_render: Arc<ops::SharedRender>,
     /// A cluster follower's way to the leader: control requests are forwarded (`forward`).
     pub(crate) forward: Option<forward::Forward>,
+    /// The cluster as this node sees it (`GET /api/v1/cluster`); `None` on a single node.
+    pub(crate) cluster: Option<ClusterView>,
 }
+
+/// Reads the cluster's nodes, leader and sync state, as JSON.
+pub type ClusterView = Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = serde_json::Value> + Send>> + Send + Sync,
+>;
 
 impl ApiState {
     /// `snapshot`: the shell keeps the `Sender` and publishes a new snapshot on every change.
@@ -79,6 +86,7 @@ impl ApiState {
             docs: Arc::default(),
             metrics_render: Arc::default(),
             forward: None,
+            cluster: None,
         }
     }
 
@@ -102,6 +110,19 @@ impl ApiState {
         pending: Arc<std::sync::atomic::AtomicUsize>,
     ) -> Self {
         self.pending_transitions = pending;
+        self
+    }
+
+    /// Answers `GET /api/v1/cluster` from `view` (cluster mode).
+    pub fn with_cluster(mut self, view: ClusterView) -> Self {
+        self.cluster = Some(view);
+        self
+    }
+
+    /// Authenticates callers with `auth` without a control API (a cluster follower, which
+    /// answers `GET /api/v1/cluster` itself and forwards the rest).
+    pub fn with_auth(mut self, auth: Arc<auth::Auth>) -> Self {
+        self.auth = auth;
         self
     }
 

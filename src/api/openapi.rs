@@ -93,6 +93,20 @@ fn request(e: &Endpoint) -> Option<(Value, bool)> {
                 false,
             ))
         }
+        ("post", "/api/v1/heartbeats/{check}") => {
+            return Some((
+                json!({
+                    "type": "object", "additionalProperties": false,
+                    "properties": {
+                        "status": { "type": "string", "enum": ["up", "down"],
+                            "description": "How the job's run went (default up); down fails the check." },
+                        "message": { "type": "string",
+                            "maxLength": crate::probe::heartbeat::MESSAGE_LIMIT,
+                            "description": "The job's words, shown with the check's outcome." } }
+                }),
+                false,
+            ))
+        }
         ("post", "/api/v1/audit/{id}/review") => json!({
             "type": "object", "additionalProperties": false, "required": ["note"],
             "properties": { "note": text("What the reviewer found.") }
@@ -123,6 +137,24 @@ fn success(e: &Endpoint) -> (&'static str, Value) {
             })),
         ),
         ("get", "/api/v1/services/{id}") => ("200", json_of(reference("Service"))),
+        ("get", "/api/v1/cluster") => (
+            "200",
+            json_of(json!({
+                "type": "object", "required": ["node", "leader", "nodes"],
+                "properties": {
+                    "node": { "type": "string", "description": "The node that answered" },
+                    "leader": { "type": ["string", "null"] },
+                    "etcd_up": { "type": "boolean" },
+                    "lease_age_seconds": { "type": ["number", "null"] },
+                    "nodes": { "type": "array", "items": { "type": "object",
+                        "required": ["name", "url", "role", "applied", "in_sync"],
+                        "properties": {
+                            "name": { "type": "string" }, "url": { "type": "string" },
+                            "role": { "type": "string" }, "applied": { "type": "integer" },
+                            "in_sync": { "type": "boolean" } } } }
+                }
+            })),
+        ),
         ("post", "/api/v1/services/{id}/maintenance") => (
             "200",
             json!({ "application/json": { "schema": { "oneOf": [
@@ -144,6 +176,15 @@ fn success(e: &Endpoint) -> (&'static str, Value) {
         ),
         ("post", "/api/v1/audit/{id}/review") => ("201", json_of(reference("AuditRecord"))),
         ("post", "/-/reload") => ("200", json_of(reference("ReloadResult"))),
+        ("post", "/api/v1/heartbeats/{check}") => (
+            "200",
+            json_of(json!({
+                "type": "object", "required": ["check", "status", "received_at"],
+                "properties": { "check": { "type": "string" },
+                    "status": { "type": "string", "enum": ["up", "down"] },
+                    "received_at": { "type": "string", "description": "RFC 3339, UTC" } }
+            })),
+        ),
         ("post", "/api/v1/incidents/{id}/updates") => (
             "201",
             json_of(json!({
@@ -183,6 +224,10 @@ fn operation(e: &Endpoint) -> Value {
             json!({ "type": "string" })
         };
         params.push(json!({ "name": "id", "in": "path", "required": true, "schema": schema }));
+    }
+    if e.path.contains("{check}") {
+        params.push(json!({ "name": "check", "in": "path", "required": true,
+            "schema": { "type": "string" }, "description": "A check of kind heartbeat." }));
     }
     match (e.method, e.path) {
         ("get", "/api/v1/audit") => {
@@ -230,6 +275,37 @@ fn operation(e: &Endpoint) -> Value {
         );
     }
     match e.role {
+        // Authenticated by the check's own heartbeat token, not by a role.
+        None if e.path.contains("{check}") => {
+            op.insert(
+                "description".into(),
+                json!("Needs the check's heartbeat token (token_env, token_file or token_sha256 of the check) as a bearer token."),
+            );
+            responses.insert(
+                "401".into(),
+                error_response("No bearer token, or not this check's token"),
+            );
+            responses.insert(
+                "429".into(),
+                error_response("Too many wrong or missing tokens from this client"),
+            );
+            responses.insert("400".into(), error_response("Malformed JSON or path"));
+            responses.insert("404".into(), error_response("No such check"));
+            responses.insert("405".into(), error_response("Wrong method"));
+            responses.insert(
+                "409".into(),
+                error_response("The check is not a heartbeat check"),
+            );
+            responses.insert(
+                "413".into(),
+                error_response(&format!("Body larger than {BODY_LIMIT} bytes")),
+            );
+            responses.insert("415".into(), error_response("Body is not application/json"));
+            responses.insert(
+                "422".into(),
+                error_response("Unknown fields or invalid values (the message names the field)"),
+            );
+        }
         None => {
             op.insert("security".into(), json!([]));
         }
@@ -503,7 +579,12 @@ mod tests {
                 )
                 .await
                 .unwrap();
-            let expect = if e.role.is_some() { 401 } else { 200 };
+            // A heartbeat needs its check's token: without one it is 401 too.
+            let expect = if e.role.is_some() || e.path.contains("{check}") {
+                401
+            } else {
+                200
+            };
             assert_eq!(res.status().as_u16(), expect, "{} {path}", e.method);
         }
         // And a method the table does not list is 405.

@@ -121,6 +121,14 @@ pub(super) async fn run(
         let (shared, applied, name) = (shared.clone(), applier.applied(), cluster.name.clone());
         Arc::new(move || crate::metrics::cluster_text(&name, &shared, *applied.borrow()))
     };
+    tokio::spawn(register(
+        etcd.clone(),
+        cluster.clone(),
+        shared.clone(),
+        applier.applied(),
+        shutdown.clone(),
+    ));
+    let view = cluster_view(etcd.clone(), cluster.clone(), shared.clone());
     info!(
         "cluster node {} (etcd {}), prefix {}, lease {:?}",
         cluster.name,
@@ -141,6 +149,7 @@ pub(super) async fn run(
             handle: handle.clone(),
             metrics_text: metrics_text.clone(),
             node: &cluster.name,
+            view: view.clone(),
         };
         follow(&me, dup()?, shutdown.clone()).await;
         if *shutdown.borrow() {
@@ -160,6 +169,7 @@ pub(super) async fn run(
             store_handle: handle.clone(),
             coordinator: coordinator.clone(),
             extra_metrics: Some(metrics_text.clone()),
+            cluster_view: Some(view.clone()),
         };
         run_parts(
             config.clone(),
@@ -211,6 +221,7 @@ struct Follower<'a> {
     handle: StoreHandle,
     metrics_text: Arc<dyn Fn() -> String + Send + Sync>,
     node: &'a str,
+    view: crate::api::ClusterView,
 }
 
 /// The follower phase: serves the public side from the replica until this node leads or
@@ -274,9 +285,16 @@ async fn follow(me: &Follower<'_>, listener: TcpListener, shutdown: watch::Recei
                 .unwrap_or_default(),
         }
     };
+    let auth = crate::api::auth::Auth::new(config.auth.tokens_file.clone(), Box::new(|_| {}))
+        .behind_proxies(
+            config.server.trusted_proxies.clone(),
+            config.server.client_ip_header.clone(),
+        );
     let state = ApiState::new(snapshot_rx, move || metrics_text(), ready)
         .with_board(board)
-        .with_forward(forward);
+        .with_forward(forward)
+        .with_auth(Arc::new(auth))
+        .with_cluster(me.view.clone());
     let nofile = api::listener::raise_nofile();
     let reserved = u64::from(config.server.max_concurrent_probes) * 2 + 256;
     let limits = api::listener::Limits::for_descriptors(nofile, reserved);
@@ -301,6 +319,105 @@ async fn follow(me: &Follower<'_>, listener: TcpListener, shutdown: watch::Recei
     }
     let _ = stop_tx.send(true);
     let _ = refresher.await;
+}
+
+/// What a node says about itself under `{prefix}/nodes/{name}`, attached to its lease so it
+/// vanishes with the node.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+struct NodeRecord {
+    name: String,
+    url: String,
+    role: String,
+    applied: u64,
+}
+
+/// Keeps this node's record current: written when its lease, role or applied entry changes
+/// (at most once a second), never on a timer, so etcd's write rate follows state changes.
+async fn register(
+    etcd: Arc<Etcd>,
+    cluster: ClusterConfig,
+    shared: Arc<Shared>,
+    mut applied: watch::Receiver<u64>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let key = format!("{}/nodes/{}", cluster.prefix, cluster.name).into_bytes();
+    let mut role = shared.subscribe();
+    let mut written: Option<(i64, NodeRecord)> = None;
+    loop {
+        let lease = shared.lease_id();
+        let record = NodeRecord {
+            name: cluster.name.clone(),
+            url: cluster.advertise_url.clone(),
+            role: match shared.role() {
+                Role::Leader { .. } => "leader",
+                Role::Follower(_) => "follower",
+                Role::Unknown => "unknown",
+            }
+            .into(),
+            applied: *applied.borrow(),
+        };
+        if lease != 0 && written.as_ref() != Some(&(lease, record.clone())) {
+            let value = serde_json::to_vec(&record).unwrap_or_default();
+            if etcd.put(&key, &value, lease).await.is_ok() {
+                written = Some((lease, record));
+            }
+        }
+        tokio::select! {
+            _ = role.changed() => {}
+            _ = applied.changed() => {}
+            _ = shutdown.changed() => return,
+            // The lease may change without a role change (a new one after expiry).
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The cluster as this node sees it: its own lease and etcd contact, the leader, and every
+/// registered node with whether it has applied as much of the log as the leader.
+fn cluster_view(
+    etcd: Arc<Etcd>,
+    cluster: ClusterConfig,
+    shared: Arc<Shared>,
+) -> crate::api::ClusterView {
+    Arc::new(move || {
+        let (etcd, cluster, shared) = (etcd.clone(), cluster.clone(), shared.clone());
+        Box::pin(async move {
+            let prefix = format!("{}/nodes/", cluster.prefix);
+            let nodes: Vec<NodeRecord> = match etcd.get(prefix.as_bytes(), true).await {
+                Ok((kvs, _)) => kvs
+                    .iter()
+                    .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            let leader = match shared.role() {
+                Role::Leader { .. } => Some(cluster.name.clone()),
+                Role::Follower(Some(l)) => Some(l.name),
+                _ => None,
+            };
+            let head = nodes
+                .iter()
+                .find(|n| Some(&n.name) == leader.as_ref())
+                .map(|n| n.applied);
+            let nodes: Vec<serde_json::Value> = nodes
+                .iter()
+                .map(|n| {
+                    serde_json::json!({
+                        "name": n.name, "url": n.url, "role": n.role, "applied": n.applied,
+                        "in_sync": head.is_some_and(|h| n.applied >= h),
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "node": cluster.name,
+                "leader": leader,
+                "etcd_up": shared.etcd_reachable(),
+                "lease_age_seconds": shared.lease_age().map(|a| a.as_secs_f64()),
+                "nodes": nodes,
+            })
+        })
+    })
 }
 
 /// The services as the replica holds them.

@@ -68,6 +68,8 @@ pub(super) struct Core {
     /// The announcement transports, for on-call's vendor notes (`note_vendor`), which are
     /// not outbox rows.
     pub(super) transports: Arc<crate::announce::outbox::Transports>,
+    /// What jobs reported to heartbeat checks; shared with the control API, kept by reloads.
+    pub(super) heartbeats: Arc<crate::probe::heartbeat::Heartbeats>,
 }
 
 /// The last verdict of one vendor check, as corroboration reads it.
@@ -249,6 +251,8 @@ impl Core {
         self.probes_stop.send_replace(true);
         self.generation += 1;
         self.probes_stop = watch::Sender::new(false);
+        // Before the loops start, so every heartbeat check is watched from now on.
+        self.heartbeats.configure(&self.config);
         for (si, s) in self.config.services.iter().enumerate() {
             for ci in 0..s.checks.len() {
                 tokio::spawn(supervised_probe_loop(
@@ -260,6 +264,7 @@ impl Core {
                         tx: self.msg_tx.clone(),
                         metrics: self.metrics.clone(),
                         permits: self.permits.clone(),
+                        heartbeats: self.heartbeats.clone(),
                     },
                     self.shutdown.clone(),
                     self.probes_stop.subscribe(),

@@ -127,6 +127,7 @@ pub async fn run_with(
         store_handle,
         coordinator: Arc::new(SingleNode::from_host()),
         extra_metrics: None,
+        cluster_view: None,
     };
     run_parts(config, listener, shutdown, on_ready, parts).await
 }
@@ -138,6 +139,8 @@ pub(crate) struct Parts {
     pub store_handle: StoreHandle,
     pub coordinator: Arc<dyn crate::cluster::Coordinator>,
     pub extra_metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
+    /// `GET /api/v1/cluster` (cluster mode).
+    pub cluster_view: Option<crate::api::ClusterView>,
 }
 
 /// The daemon over `parts`: a single node's whole life, or a cluster leader's term.
@@ -153,6 +156,7 @@ pub(crate) async fn run_parts(
         store_handle,
         coordinator,
         extra_metrics,
+        cluster_view,
     } = parts;
     let store_err = |source| AppError::Store {
         path: config.storage.path.display().to_string(),
@@ -253,6 +257,8 @@ pub(crate) async fn run_parts(
         reloads: reload::Reloads::default(),
         vendors: Default::default(),
         transports: transports.clone(),
+        // Heartbeats live for the daemon's life: a reload keeps them (`start_probes`).
+        heartbeats: Arc::new(crate::probe::heartbeat::Heartbeats::new()),
     };
     for s in &core.services {
         core.metrics_for_new_service(s);
@@ -339,6 +345,7 @@ pub(crate) async fn run_parts(
     let control = crate::api::control::Control {
         core: Arc::new(handle.clone()),
         store: store_handle.clone(),
+        heartbeats: core.heartbeats.clone(),
     };
     let api_state = ApiState::new(
         snapshot_rx,
@@ -354,6 +361,10 @@ pub(crate) async fn run_parts(
     .with_control(Arc::new(auth), control)
     .with_board(board.clone())
     .with_pending_transitions(pending);
+    let api_state = match cluster_view {
+        Some(view) => api_state.with_cluster(view),
+        None => api_state,
+    };
     drop(msg_tx);
     let addr = listener
         .local_addr()

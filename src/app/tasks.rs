@@ -31,6 +31,8 @@ pub(super) struct ProbeLoop {
     pub(super) tx: mpsc::Sender<Msg>,
     pub(super) metrics: Arc<Metrics>,
     pub(super) permits: Arc<Semaphore>,
+    /// Judged instead of probed for a heartbeat check.
+    pub(super) heartbeats: Arc<crate::probe::heartbeat::Heartbeats>,
 }
 
 /// Runs `probe_loop`, starting it again (after a second, counted and logged) if it panics,
@@ -87,6 +89,7 @@ async fn probe_loop(
         tx,
         metrics,
         permits,
+        heartbeats,
     } = p;
     // Shared, not cloned: ten thousand checks would otherwise hold ten thousand copies.
     let check = &config.services[si].checks[ci];
@@ -110,10 +113,15 @@ async fn probe_loop(
         // Boxed: the probe's state (connections, TLS, cookie jar) is allocated only while it
         // runs. Inline, every sleeping loop's task would keep room for the largest probe kind
         // all the time, which at 10,000 checks is tens of MiB of resident memory.
-        let outcome = tokio::select! {
-            o = Box::pin(probe::run(check)) => o,
-            _ = shutdown.wait_for(|s| *s) => return,
-            _ = stop.wait_for(|s| *s) => return,
+        let outcome = if let crate::config::CheckKind::Heartbeat(hb) = &check.kind {
+            // Nothing to fetch: the heartbeats jobs sent are judged against the deadline.
+            heartbeats.judge(check, hb)
+        } else {
+            tokio::select! {
+                o = Box::pin(probe::run(check)) => o,
+                _ = shutdown.wait_for(|s| *s) => return,
+                _ = stop.wait_for(|s| *s) => return,
+            }
         };
         drop(permit);
         let vendor = outcome.vendor.clone();

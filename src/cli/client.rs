@@ -191,7 +191,7 @@ pub(super) fn path_segment(s: &str) -> String {
 
 /// `switchboard status`: the services table, or the API's JSON with `--json`.
 pub fn status(api: &ApiArgs, json: bool) -> ExitCode {
-    call(
+    let code = call(
         api,
         Request::get("/api/v1/services".into()),
         200,
@@ -199,7 +199,18 @@ pub fn status(api: &ApiArgs, json: bool) -> ExitCode {
             (true, _) | (false, None) => println!("{}", a.body.trim()),
             (false, Some(v)) => print!("{}", format_services(&v)),
         },
-    )
+    );
+    // In cluster mode, the cluster below the services (a single node answers 404: nothing).
+    if code == ExitCode::SUCCESS && !json {
+        if let Ok((client, rt)) = connect(api) {
+            if let Ok(a) = rt.block_on(client.send("GET", "/api/v1/cluster", None)) {
+                if let (200, Some(v)) = (a.status, a.json()) {
+                    print!("{}", switchboard::client::format_cluster(&v));
+                }
+            }
+        }
+    }
+    code
 }
 
 /// One operator command on a service (`POST /api/v1/services/{id}/{what}`), its result printed.
@@ -290,6 +301,50 @@ pub fn review(api: &ApiArgs, audit_id: i64, note: &str) -> ExitCode {
             println!("audit record {audit_id} reviewed");
         },
     )
+}
+
+/// The daemon and the check's own token for `switchboard heartbeat` (not a token of the token
+/// file: a heartbeat check has its own, so a job's credential can do nothing else).
+#[derive(clap::Args, Clone)]
+pub struct HeartbeatArgs {
+    /// The daemon's base URL.
+    #[arg(long, env = "SWITCHBOARD_URL", default_value = switchboard::client::DEFAULT_URL)]
+    url: String,
+    /// The heartbeat check's token (prefer the environment variable: the command line is
+    /// visible to other users of the machine).
+    #[arg(long, env = "SWITCHBOARD_HEARTBEAT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// PEM CA certificates to verify an `https://` daemon with, instead of the public roots.
+    #[arg(long, env = "SWITCHBOARD_CA_FILE")]
+    ca_file: Option<PathBuf>,
+}
+
+/// `switchboard heartbeat CHECK [--down] [--message ...]`: one heartbeat, for cron jobs and
+/// pipelines that would otherwise need curl. Exit 0 when it was recorded.
+pub fn heartbeat(
+    args: &HeartbeatArgs,
+    check: &str,
+    down: bool,
+    message: Option<String>,
+) -> ExitCode {
+    if args.token.is_none() {
+        eprintln!("switchboard: set SWITCHBOARD_HEARTBEAT_TOKEN to the check's heartbeat token");
+        return ExitCode::from(exit::USAGE);
+    }
+    let api = ApiArgs {
+        url: args.url.clone(),
+        token: args.token.clone(),
+        ca_file: args.ca_file.clone(),
+    };
+    let body = json!({ "status": if down { "down" } else { "up" }, "message": message });
+    let path = format!("/api/v1/heartbeats/{}", path_segment(check));
+    call(&api, Request::post(path, Some(body)), 200, |a| {
+        let at = a
+            .json()
+            .and_then(|v| v["received_at"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        println!("heartbeat for {check} recorded at {at}");
+    })
 }
 
 /// `switchboard audit list`: the daemon's audit records, one line each.

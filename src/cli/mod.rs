@@ -140,6 +140,20 @@ pub enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Report that a job ran, to its heartbeat check (client of the HTTP API; the token is
+    /// the check's own, from SWITCHBOARD_HEARTBEAT_TOKEN).
+    Heartbeat {
+        /// The heartbeat check's name.
+        check: String,
+        /// The job ran and failed: the check fails with `--message`.
+        #[arg(long)]
+        down: bool,
+        /// What the job says (at most 500 characters), shown with the check's outcome.
+        #[arg(long)]
+        message: Option<String>,
+        #[command(flatten)]
+        api: client::HeartbeatArgs,
+    },
     /// E-mail tools.
     Email {
         #[command(subcommand)]
@@ -186,6 +200,12 @@ impl Command {
                 note,
                 api,
             } => client::review(&api, audit_id, &note),
+            Command::Heartbeat {
+                check,
+                down,
+                message,
+                api,
+            } => client::heartbeat(&api, &check, down, message),
             Command::Email { command } => email::run(command),
         }
     }

@@ -85,6 +85,8 @@ pub struct Shared {
     pub leader_changes: AtomicU64,
     pub fenced_writes: AtomicU64,
     pub demotions: AtomicU64,
+    /// This node's current lease (0: none), for keys that must vanish with the node.
+    lease: std::sync::atomic::AtomicI64,
 }
 
 impl Shared {
@@ -97,6 +99,7 @@ impl Shared {
             leader_changes: AtomicU64::new(0),
             fenced_writes: AtomicU64::new(0),
             demotions: AtomicU64::new(0),
+            lease: std::sync::atomic::AtomicI64::new(0),
         }
     }
 
@@ -125,6 +128,11 @@ impl Shared {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .map(|r| r.elapsed())
+    }
+
+    /// This node's lease id, 0 while it has none.
+    pub fn lease_id(&self) -> i64 {
+        self.lease.load(Ordering::Relaxed)
     }
 
     /// Whether etcd answered the HA loop's last call.
@@ -242,6 +250,7 @@ impl Election {
                 let renewed = match lease {
                     None => self.etcd.grant(ttl).await.map(|id| {
                         lease = Some(id);
+                        self.shared.lease.store(id, Ordering::Relaxed);
                         true
                     }),
                     Some(id) => self.etcd.keep_alive(id).await.map(|ttl| ttl.is_some()),
@@ -262,6 +271,7 @@ impl Election {
                     Ok(false) => {
                         self.shared.reachable.store(true, Ordering::Relaxed);
                         lease = None;
+                        self.shared.lease.store(0, Ordering::Relaxed);
                         self.step_down("the lease expired before it was renewed");
                         continue;
                     }

@@ -441,6 +441,10 @@ impl CheckSpec {
                 d.name
             ),
             CheckKind::VendorStatus(v) => v.url.to_string(),
+            // The intake address: what the round trip proves reachable.
+            CheckKind::MailRoundtrip(m) => format!("mailto:{}", m.to),
+            // Nothing is fetched; the URL jobs report to is what the check watches.
+            CheckKind::Heartbeat(_) => format!("/api/v1/heartbeats/{}", self.name),
         }
     }
 }
@@ -467,6 +471,117 @@ pub enum CheckKind {
     VendorStatus(VendorStatusCheck),
     /// `kind = "browser"`: steps in a headless Chromium.
     Browser(BrowserCheck),
+    /// A canary e-mail sent to the intake and confirmed arrived (`kind = "mail_roundtrip"`).
+    MailRoundtrip(MailRoundtripCheck),
+    /// Reported to by jobs (`kind = "heartbeat"`).
+    Heartbeat(HeartbeatCheck),
+}
+
+/// A canary e-mail with a unique token, sent over SMTP and looked for until the timeout.
+#[derive(Clone, Debug)]
+pub struct MailRoundtripCheck {
+    pub from: String,
+    pub to: String,
+    /// Every canary's subject starts with it (`[Switchboard canary]` by default).
+    pub subject_prefix: String,
+    /// How often arrival is looked for.
+    pub poll_interval: Duration,
+    pub smtp: MailServer,
+    pub confirm: MailConfirm,
+}
+
+/// How a mail server connection is secured, as `[email] smtp_url` says it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MailTls {
+    /// Plain text: loopback and test servers only (credentials travel in clear).
+    None,
+    /// Upgrade with STARTTLS or fail.
+    StartTls,
+    /// TLS from the first byte (SMTPS 465, IMAPS 993).
+    Implicit,
+}
+
+/// An SMTP or IMAP server with its credentials' source.
+#[derive(Clone, Debug)]
+pub struct MailServer {
+    pub host: String,
+    pub port: u16,
+    pub tls: MailTls,
+    pub user: Option<String>,
+    /// Where the password is read at probe time; never the password itself.
+    pub password: Option<Secret>,
+    pub insecure: bool,
+    pub net: NetOptions,
+}
+
+/// Where a secret is read from when it is needed. `Debug` shows the variable or path only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Secret {
+    Env(String),
+    File(PathBuf),
+}
+
+impl Secret {
+    /// The secret's value now: the variable's value, or the file's first line.
+    pub fn read(&self) -> Result<String, String> {
+        match self {
+            Secret::Env(name) => {
+                std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
+            }
+            Secret::File(path) => match std::fs::read_to_string(path) {
+                Ok(text) => Ok(text.lines().next().unwrap_or("").trim_end().to_string()),
+                Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+            },
+        }
+    }
+}
+
+/// How arrival of the canary is confirmed.
+#[derive(Clone, Debug)]
+pub enum MailConfirm {
+    Imap(ImapConfirm),
+    Search(SearchConfirm),
+}
+
+#[derive(Clone, Debug)]
+pub struct ImapConfirm {
+    pub server: MailServer,
+    pub mailbox: String,
+    pub on_arrival: OnArrival,
+}
+
+/// What happens to a canary once it is seen in the mailbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnArrival {
+    /// Flagged `\Deleted` and expunged by UID (`UID EXPUNGE`, so nothing else is expunged).
+    Delete,
+    /// Flagged `\Seen`.
+    Seen,
+    Keep,
+}
+
+/// An HTTP search for the token (a helpdesk's search API).
+#[derive(Clone, Debug)]
+pub struct SearchConfirm {
+    /// With `${token}`.
+    pub url: crate::lang::template::Template,
+    pub headers: Vec<(String, crate::lang::template::Template)>,
+    /// Environment variable sent as the `Authorization` header, read at probe time.
+    pub authorization_env: Option<String>,
+    /// What "found" means; all must hold.
+    pub conditions: Vec<Condition>,
+    pub max_body_bytes: usize,
+    pub insecure: bool,
+    pub net: NetOptions,
+}
+
+/// A check jobs report to: failed when no heartbeat came within `deadline + grace`.
+#[derive(Clone, Debug)]
+pub struct HeartbeatCheck {
+    pub deadline: Duration,
+    pub grace: Duration,
+    /// Lowercase hex SHA-256 of the job's token; the token itself is never kept.
+    pub token_sha256: String,
 }
 
 /// A vendor's public status feed, read and judged: the verdict is the worst impact the vendor

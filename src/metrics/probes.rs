@@ -22,6 +22,7 @@ impl Metrics {
                 let d = outcome.dns.unwrap_or_default();
                 [d.answer_rrs, d.authority_rrs, d.additional_rrs].map(f64::from)
             }),
+            mail: matches!(check.kind, CheckKind::MailRoundtrip(_)).then(|| mail_phases(outcome)),
             success: outcome.success,
             duration: outcome.duration.as_secs_f64(),
             dns_lookup: ph.resolve.as_secs_f64(),
@@ -137,6 +138,17 @@ impl Metrics {
     pub fn schedule_lag(&self, secs: f64) {
         self.schedule_lag_seconds.observe(secs.max(0.0));
     }
+}
+
+/// The mail round trip's phases from its steps, each 0 unless it finished.
+fn mail_phases(outcome: &Outcome) -> [f64; 2] {
+    ["accepted", "arrived"].map(|name| {
+        outcome
+            .steps
+            .iter()
+            .find(|s| s.name == name && s.success)
+            .map_or(0.0, |s| s.duration.as_secs_f64())
+    })
 }
 
 /// Best effort blackbox parity: a failed condition about `[BODY]` is the closest thing to

@@ -64,6 +64,8 @@ pub struct ProbeValues {
     pub regex: bool,
     /// A DNS check: answer, authority and additional record counts (0 without a reply).
     pub dns: Option<[f64; 3]>,
+    /// A mail round trip: the `accepted` and `arrived` phases (0 for one that did not finish).
+    pub mail: Option<[f64; 2]>,
     pub success: bool,
     pub duration: f64,
     pub dns_lookup: f64,
@@ -360,6 +362,22 @@ impl CheckTable {
             for (phase, v) in phases {
                 let labels = [r.check_instance.as_str(), phase, &r.service];
                 sample(out, "probe_dns_duration_seconds", &labels, v);
+            }
+        }
+        header(
+            out,
+            "probe_mail_roundtrip_duration_seconds",
+            "Duration of a mail round trip by phase: accepted (SMTP connect to the 250 after DATA), arrived (from then to the canary seen); 0 for a phase that did not finish.",
+            "gauge",
+        );
+        for (r, p) in probes() {
+            let Some(mail) = p.mail else { continue };
+            for (phase, v) in ["phase=\"accepted\"", "phase=\"arrived\""]
+                .into_iter()
+                .zip(mail)
+            {
+                let labels = [r.check_instance.as_str(), phase, &r.service];
+                sample(out, "probe_mail_roundtrip_duration_seconds", &labels, v);
             }
         }
         header(

@@ -8,7 +8,10 @@
 pub use crate::lang::condition;
 pub mod browser;
 pub mod dns;
+pub mod heartbeat;
 pub mod http;
+pub(crate) mod imap;
+pub mod mail_roundtrip;
 pub mod report;
 pub mod smtp;
 pub mod steps;
@@ -197,5 +200,8 @@ pub async fn run(check: &CheckSpec) -> Outcome {
         CheckKind::Dns(dns) => dns::probe(check, dns).await,
         CheckKind::VendorStatus(v) => vendor_status::probe(check, v).await,
         CheckKind::Browser(b) => browser::probe(check, b).await,
+        CheckKind::MailRoundtrip(m) => mail_roundtrip::probe(check, m).await,
+        // Judged by the daemon from the heartbeats jobs send (`heartbeat::Heartbeats`).
+        CheckKind::Heartbeat(_) => heartbeat::outside_daemon(check),
     }
 }

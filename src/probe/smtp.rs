@@ -26,7 +26,7 @@ fn protocol(message: String) -> ProbeError {
 /// Strict where a lenient reader would be fooled: a line must end within `MAX_LINE` bytes and
 /// start with three digits followed by a space, a hyphen or the end, and every line of one
 /// reply must carry the same code (RFC 5321 4.2.1).
-async fn reply<S: AsyncRead + Unpin>(
+pub(super) async fn reply<S: AsyncRead + Unpin>(
     r: &mut BufReader<S>,
 ) -> Result<(u16, Vec<String>), ProbeError> {
     let mut lines = Vec::new();
@@ -75,11 +75,11 @@ async fn reply<S: AsyncRead + Unpin>(
     }
 }
 
-fn shorten(s: &str) -> String {
+pub(super) fn shorten(s: &str) -> String {
     s.chars().take(80).collect()
 }
 
-async fn command<S: AsyncRead + AsyncWrite + Unpin>(
+pub(super) async fn command<S: AsyncRead + AsyncWrite + Unpin>(
     r: &mut BufReader<S>,
     line: &str,
 ) -> Result<(u16, Vec<String>), ProbeError> {

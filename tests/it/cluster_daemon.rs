@@ -267,6 +267,26 @@ fn commands_on_a_follower_run_on_the_leader_a_drill_outlives_its_leader_and_a_pa
             .iter()
             .all(|n| n.go().as_deref() == Some(primary.as_str()))
     });
+    // `switchboard status` on a follower shows the cluster: the leader and every node in sync.
+    wait_until(
+        "every node registered and in sync",
+        Duration::from_secs(10),
+        || {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+                .arg("status")
+                .env(
+                    "SWITCHBOARD_URL",
+                    format!("http://127.0.0.1:{}", nodes[follower].port),
+                )
+                .env("SWITCHBOARD_TOKEN", &tokens.viewer)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            out.status.success()
+                && text.contains(&format!("leader {}", nodes[leader].name))
+                && text.matches("in sync").count() == 3
+        },
+    );
     // A wrong token is refused by the leader, through the follower.
     let (status, _, _) = control(
         &nodes[follower],

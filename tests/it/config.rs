@@ -362,6 +362,8 @@ conditions = ["[STATUS] == any(201, 302)"]
             }
             CheckKind::VendorStatus(_) => "vendor_status",
             CheckKind::Browser(_) => "browser",
+            // Kinds this file does not configure.
+            _ => "other",
         })
         .collect();
     assert_eq!(kinds, ["smtp", "tcp", "tls", "dns", "steps"]);

@@ -16,6 +16,12 @@ pub struct Endpoint {
 pub const ENDPOINTS: &[Endpoint] = &[
     Endpoint {
         method: "get",
+        path: "/api/v1/cluster",
+        role: Some(Role::Viewer),
+        summary: "The cluster as this node sees it: leader, nodes, each node's sync state (404 on a single node)",
+    },
+    Endpoint {
+        method: "get",
         path: "/api/v1/services",
         role: Some(Role::Viewer),
         summary: "Every service: state, since, cause, side, checks with health, holds",
@@ -97,6 +103,13 @@ pub const ENDPOINTS: &[Endpoint] = &[
         path: "/api/v1/incidents/{id}/updates",
         role: Some(Role::Operator),
         summary: "Add an update (status and words for customers) to an incident",
+    },
+    Endpoint {
+        method: "post",
+        path: "/api/v1/heartbeats/{check}",
+        // Not a role: the check's own heartbeat token (see `heartbeats.rs`).
+        role: None,
+        summary: "A job reports that it ran (heartbeat check), with the check's own token",
     },
     Endpoint {
         method: "post",

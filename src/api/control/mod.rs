@@ -15,6 +15,7 @@ mod audit;
 mod body;
 mod drills;
 mod endpoints;
+mod heartbeats;
 mod incidents;
 mod maintenance;
 mod reload;
@@ -33,6 +34,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use drills::{drill, drill_abort, drill_start, drills};
+use heartbeats::heartbeat;
 use incidents::incident_update;
 use maintenance::maintenance;
 use reload::reload;
@@ -45,11 +47,14 @@ use std::sync::Arc;
 pub struct Control {
     pub core: Arc<dyn Core>,
     pub store: StoreHandle,
+    /// The heartbeats jobs report (`heartbeats.rs`), which the probe loops judge.
+    pub heartbeats: Arc<crate::probe::heartbeat::Heartbeats>,
 }
 
 /// The control routes, each path and method from `ENDPOINTS` (a unit test keeps them equal).
 pub fn router() -> Router<ApiState> {
     Router::new()
+        .route("/api/v1/cluster", get(cluster))
         .route("/api/v1/services", get(services))
         .route("/api/v1/services/{id}", get(service))
         .route("/api/v1/services/{id}/failover", post(failover))
@@ -63,9 +68,23 @@ pub fn router() -> Router<ApiState> {
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/audit/{id}/review", post(review))
         .route("/api/v1/incidents/{id}/updates", post(incident_update))
+        .route("/api/v1/heartbeats/{check}", post(heartbeat))
         .route("/-/reload", post(reload))
         .route("/api/v1/openapi.json", get(super::openapi::handler))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+}
+
+/// `GET /api/v1/cluster`: answered by this node itself, leader or follower.
+async fn cluster(
+    axum::extract::State(state): axum::extract::State<ApiState>,
+    caller: Caller,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    require(&state, &caller, Role::Viewer)?;
+    let view = state
+        .cluster
+        .clone()
+        .ok_or_else(|| ApiError::not_found("not in cluster mode: this daemon runs alone"))?;
+    Ok(axum::Json(view().await))
 }
 
 /// The control state, or 404 when the control API is not enabled.

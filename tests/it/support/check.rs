@@ -8,7 +8,8 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 use switchboard::config::{
-    CheckKind, CheckSpec, Config, DnsCheck, HttpCheck, Impact, Role, SmtpCheck, TcpCheck,
+    CheckKind, CheckSpec, Config, DnsCheck, HttpCheck, ImapConfirm, Impact, MailConfirm,
+    MailRoundtripCheck, MailServer, MailTls, OnArrival, Role, Secret, SmtpCheck, TcpCheck,
     VendorFormat, VendorStatusCheck,
 };
 use switchboard::probe::condition::Condition;
@@ -118,6 +119,38 @@ pub fn vendor_status(format: VendorFormat, url: &str) -> Check {
     check
 }
 
+/// `kind = "mail_roundtrip"`: a canary from `canary@example.com` to `support@example.com`
+/// through plain SMTP on 127.0.0.1:`smtp_port`, looked for every 100 ms over plain IMAP on
+/// 127.0.0.1:`imap_port` as `user`, whose password is the first line of `password_file`;
+/// deleted once seen.
+pub fn mail_roundtrip(smtp_port: u16, imap_port: u16, user: &str, password_file: &Path) -> Check {
+    let server = |port, user: Option<&str>, password: Option<Secret>| MailServer {
+        host: "127.0.0.1".into(),
+        port,
+        tls: MailTls::None,
+        user: user.map(str::to_string),
+        password,
+        insecure: false,
+        net: Default::default(),
+    };
+    with_kind(CheckKind::MailRoundtrip(MailRoundtripCheck {
+        from: "canary@example.com".into(),
+        to: "support@example.com".into(),
+        subject_prefix: "[Switchboard canary]".into(),
+        poll_interval: Duration::from_millis(100),
+        smtp: server(smtp_port, None, None),
+        confirm: MailConfirm::Imap(ImapConfirm {
+            server: server(
+                imap_port,
+                Some(user),
+                Some(Secret::File(password_file.to_path_buf())),
+            ),
+            mailbox: "INBOX".into(),
+            on_arrival: OnArrival::Delete,
+        }),
+    }))
+}
+
 impl Check {
     /// The spec, ready for `probe::run`.
     pub fn spec(self) -> CheckSpec {
@@ -182,6 +215,14 @@ impl Check {
     }
 
     /// Skips certificate verification (http, tcp/tls, smtp).
+    pub fn with_mail(mut self, edit: impl FnOnce(&mut MailRoundtripCheck)) -> Check {
+        match &mut self.0.kind {
+            CheckKind::MailRoundtrip(m) => edit(m),
+            other => panic!("with_mail on a {other:?} check"),
+        }
+        self
+    }
+
     pub fn insecure(self, insecure: bool) -> Check {
         match self.0.kind {
             CheckKind::Http(_) => self.with_http(|h| h.insecure = insecure),

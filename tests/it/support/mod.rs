@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod etcd;
 pub mod feeds;
 pub mod http;
+pub mod imap;
 pub mod oncall;
 pub mod prometheus;
 pub mod smtp;

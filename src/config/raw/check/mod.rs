@@ -8,7 +8,9 @@
 
 mod browser;
 mod dns;
+mod heartbeat;
 mod http;
+mod mail_roundtrip;
 mod net;
 mod smtp;
 mod steps;
@@ -18,7 +20,9 @@ mod vendor_status;
 
 pub use browser::{RawBrowser, RawBrowserCheck, RawBrowserStep};
 pub use dns::RawDnsCheck;
+pub use heartbeat::RawHeartbeatCheck;
 pub use http::RawHttpCheck;
+pub use mail_roundtrip::RawMailRoundtripCheck;
 pub use smtp::RawSmtpCheck;
 pub use steps::{RawStep, RawStepsCheck};
 pub use tcp::RawTcpCheck;
@@ -50,6 +54,9 @@ pub enum Kind {
     #[strum(serialize = "vendor_status")]
     VendorStatus,
     Browser,
+    #[strum(serialize = "mail_roundtrip")]
+    MailRoundtrip,
+    Heartbeat,
 }
 
 impl Kind {
@@ -84,6 +91,8 @@ impl Kind {
             Kind::Dns => fields_of::<RawDnsCheck>(),
             Kind::VendorStatus => fields_of::<RawVendorStatusCheck>(),
             Kind::Browser => fields_of::<RawBrowserCheck>(),
+            Kind::MailRoundtrip => fields_of::<RawMailRoundtripCheck>(),
+            Kind::Heartbeat => fields_of::<RawHeartbeatCheck>(),
         }
     }
 
@@ -126,6 +135,9 @@ pub enum RawCheck {
     Dns(RawDnsCheck),
     VendorStatus(RawVendorStatusCheck),
     Browser(RawBrowserCheck),
+    /// Boxed: its server tables make it several times larger than the other kinds.
+    MailRoundtrip(Box<RawMailRoundtripCheck>),
+    Heartbeat(RawHeartbeatCheck),
     Unknown(RawUnknownCheck),
 }
 
@@ -140,6 +152,8 @@ impl RawCheck {
             RawCheck::Dns(c) => &c.name,
             RawCheck::VendorStatus(c) => &c.name,
             RawCheck::Browser(c) => &c.name,
+            RawCheck::MailRoundtrip(c) => &c.name,
+            RawCheck::Heartbeat(c) => &c.name,
             RawCheck::Unknown(c) => &c.name,
         }
     }
@@ -215,6 +229,10 @@ pub(super) fn parse_service_region(
             parse_as(text, Kind::VendorStatus, RawCheck::VendorStatus)
         }
         Some(Some(Kind::Browser)) => parse_as(text, Kind::Browser, RawCheck::Browser),
+        Some(Some(Kind::MailRoundtrip)) => parse_as(text, Kind::MailRoundtrip, |c| {
+            RawCheck::MailRoundtrip(Box::new(c))
+        }),
+        Some(Some(Kind::Heartbeat)) => parse_as(text, Kind::Heartbeat, RawCheck::Heartbeat),
         Some(None) => toml::from_str::<RawServiceFile<RawUnknownCheck>>(text)
             .map(|f| f.map_checks(RawCheck::Unknown))
             .map_err(|e| RegionError::new(text, &e, |_, _| None)),
@@ -291,6 +309,8 @@ pub(super) struct Common<'r> {
     pub(super) failure_threshold: Option<&'r Spanned<i64>>,
     pub(super) success_threshold: Option<&'r Spanned<i64>>,
     pub(super) confirmation: Option<&'r Spanned<String>>,
+    /// False for a kind judged without I/O (heartbeat): its timeout is its interval's.
+    pub(super) has_timeout: bool,
 }
 
 /// `Common` of any kind's struct: they all name these fields alike.
@@ -305,6 +325,24 @@ macro_rules! common {
             failure_threshold: $raw.failure_threshold.as_ref(),
             success_threshold: $raw.success_threshold.as_ref(),
             confirmation: $raw.confirmation.as_ref(),
+            has_timeout: true,
+        }
+    };
+}
+
+/// `Common` of a kind's struct that has no `timeout` (a heartbeat is judged, not fetched).
+macro_rules! common_but_timeout {
+    ($raw:expr) => {
+        $crate::config::raw::check::Common {
+            name: &$raw.name,
+            role: $raw.role.as_ref(),
+            interval: $raw.interval.as_ref(),
+            timeout: None,
+            retry_interval: $raw.retry_interval.as_ref(),
+            failure_threshold: $raw.failure_threshold.as_ref(),
+            success_threshold: $raw.success_threshold.as_ref(),
+            confirmation: $raw.confirmation.as_ref(),
+            has_timeout: false,
         }
     };
 }
@@ -386,6 +424,17 @@ impl Loader {
                 let kind = self.browser_check(source, r, settled.timeout);
                 (settled, kind)
             }
+            RawCheck::MailRoundtrip(r) => {
+                let settled = self.settle(source, common!(r), defaults);
+                let kind = self.mail_roundtrip_check(source, *r);
+                (settled, kind)
+            }
+            RawCheck::Heartbeat(r) => {
+                // A heartbeat is judged, not fetched: it has no timeout of its own.
+                let settled = self.settle(source, common_but_timeout!(r), defaults);
+                let kind = self.heartbeat_check(source, r);
+                (settled, kind)
+            }
             RawCheck::Unknown(r) => {
                 self.identifier(source, "check name", &r.name);
                 self.unique(source, Unique::Check, &r.name);
@@ -449,7 +498,10 @@ impl Loader {
         let confirmation = self.confirmation(source, raw.confirmation);
         ok &= raw.confirmation.is_none() || confirmation.is_some();
         let interval = interval.unwrap_or(defaults.interval);
-        let timeout = timeout.unwrap_or(defaults.timeout);
+        let timeout = match raw.has_timeout {
+            true => timeout.unwrap_or(defaults.timeout),
+            false => defaults.timeout.min(interval),
+        };
         if timeout > interval {
             // When both come from [defaults] the problem was reported there, once.
             if let Some(at) = raw.timeout.or(raw.interval) {

@@ -65,6 +65,7 @@ impl RawVendorStatusCheck {
             failure_threshold: self.failure_threshold.as_ref(),
             success_threshold: self.success_threshold.as_ref(),
             confirmation: self.confirmation.as_ref(),
+            has_timeout: true,
         }
     }
 }
