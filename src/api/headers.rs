@@ -30,7 +30,12 @@ static CSP: LazyLock<HeaderValue> = LazyLock::new(|| {
 
 /// Adds the security headers to `response`, keeping any a handler set itself.
 pub async fn add(mut response: Response) -> Response {
-    let h = response.headers_mut();
+    apply(response.headers_mut());
+    response
+}
+
+/// What `add` does, for a response built outside the router (`public::go_direct`).
+pub fn apply(h: &mut axum::http::HeaderMap) {
     h.entry(CONTENT_SECURITY_POLICY)
         .or_insert_with(|| CSP.clone());
     h.entry(X_CONTENT_TYPE_OPTIONS)
@@ -39,7 +44,6 @@ pub async fn add(mut response: Response) -> Response {
         .or_insert(HeaderValue::from_static("DENY"));
     h.entry(REFERRER_POLICY)
         .or_insert(HeaderValue::from_static("no-referrer"));
-    response
 }
 
 #[cfg(test)]

@@ -92,11 +92,19 @@ pub fn raise_nofile() -> u64 {
     lim.rlim_cur
 }
 
+/// A request answered before the router when it returns a response (`public::go_direct`);
+/// `None` sends the request through the router.
+pub type Direct = Arc<
+    dyn Fn(&axum::http::Method, &axum::http::Uri) -> Option<axum::response::Response> + Send + Sync,
+>;
+
 /// Serves `router` on `listener` within `limits` until `shutdown` completes, then lets
-/// requests in flight finish (for at most ten seconds) before returning.
+/// requests in flight finish (for at most ten seconds) before returning. Each request is
+/// offered to `direct` first.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    direct: Option<Direct>,
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -135,13 +143,20 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let app = router.clone();
+        let (app, direct) = (router.clone(), direct.clone());
         let service = TowerToHyperService::new(tower::service_fn(
             move |mut req: axum::http::Request<Incoming>| {
-                // What `into_make_service_with_connect_info` would add: the control API keys
-                // its wrong-token backoff on the peer.
-                req.extensions_mut().insert(ConnectInfo(peer));
-                app.clone().oneshot(req)
+                let answered = direct.as_ref().and_then(|d| d(req.method(), req.uri()));
+                let app = app.clone();
+                async move {
+                    if let Some(response) = answered {
+                        return Ok(response);
+                    }
+                    // What `into_make_service_with_connect_info` would add: the control API
+                    // keys its wrong-token backoff on the peer.
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    app.oneshot(req).await
+                }
             },
         ));
         // Under pressure (three quarters of the slots taken) a new client gets one second for

@@ -225,7 +225,9 @@ pub async fn serve_with(
     limits: listener::Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    listener::serve(listener, router(state), limits, shutdown).await
+    let direct = state.clone();
+    let direct: listener::Direct = Arc::new(move |m, u| public::go_direct(&direct, m, u));
+    listener::serve(listener, router(state), Some(direct), limits, shutdown).await
 }
 
 /// Threads the HTTP runtime may use for blocking work (metrics rendering, store reads).

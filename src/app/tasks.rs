@@ -76,11 +76,7 @@ where
 /// Probes one check until shutdown or until its generation is stopped by a reload: at its
 /// interval, or at `retry_interval` while the core wants confirmation. Each probe is bounded
 /// by the check's timeout inside `probe::run`.
-async fn probe_loop(
-    p: ProbeLoop,
-    mut shutdown: watch::Receiver<bool>,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn probe_loop(p: ProbeLoop, shutdown: watch::Receiver<bool>, stop: watch::Receiver<bool>) {
     let ProbeLoop {
         generation,
         si,
@@ -96,31 +92,39 @@ async fn probe_loop(
     let mut due = tokio::time::Instant::now() + first_delay(check);
     // A vendor feed that answered 429 or 5xx is polled less often until it answers again.
     let mut backoff: Option<Duration> = None;
+    // One wait for the end of the loop, for its whole life: every `select!` below polls the
+    // same future, which stays registered with both notifiers. A fresh `wait_for` per select
+    // registered (and unregistered) two waiters three times per probe.
+    let ended = ended(shutdown, stop);
+    tokio::pin!(ended);
+    // One timer entry, reset for each probe rather than made anew.
+    let sleep = tokio::time::sleep_until(due);
+    tokio::pin!(sleep);
     loop {
         tokio::select! {
-            _ = tokio::time::sleep_until(due) => {}
-            _ = shutdown.wait_for(|s| *s) => return,
-            _ = stop.wait_for(|s| *s) => return,
+            biased;
+            _ = &mut ended => return,
+            _ = &mut sleep => {}
         }
         // Waiting for a permit counts as schedule lag: that is what the limit costs.
         let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => p,
-            _ = shutdown.wait_for(|s| *s) => return,
-            _ = stop.wait_for(|s| *s) => return,
+            biased;
+            _ = &mut ended => return,
+            p = permits.acquire() => p,
         };
         let started = tokio::time::Instant::now();
         metrics.schedule_lag(started.saturating_duration_since(due).as_secs_f64());
-        // Boxed: the probe's state (connections, TLS, cookie jar) is allocated only while it
-        // runs. Inline, every sleeping loop's task would keep room for the largest probe kind
-        // all the time, which at 10,000 checks is tens of MiB of resident memory.
+        // `probe::run` boxes the probe's state (connections, TLS, cookie jar), so it is
+        // allocated only while it runs. Inline, every sleeping loop's task would keep room for
+        // the largest probe kind all the time: tens of MiB of resident memory at 10,000 checks.
         let outcome = if let crate::config::CheckKind::Heartbeat(hb) = &check.kind {
             // Nothing to fetch: the heartbeats jobs sent are judged against the deadline.
             heartbeats.judge(check, hb)
         } else {
             tokio::select! {
-                o = Box::pin(probe::run(check)) => o,
-                _ = shutdown.wait_for(|s| *s) => return,
-                _ = stop.wait_for(|s| *s) => return,
+                biased;
+                _ = &mut ended => return,
+                o = probe::run(check) => o,
             }
         };
         drop(permit);
@@ -160,6 +164,16 @@ async fn probe_loop(
         }
         backoff = kept;
         due = (started + wait).max(now);
+        sleep.as_mut().reset(due);
+    }
+}
+
+/// Finishes when the daemon shuts down or the loop's generation is stopped (or either sender
+/// is gone, which means the same).
+async fn ended(mut shutdown: watch::Receiver<bool>, mut stop: watch::Receiver<bool>) {
+    tokio::select! {
+        _ = shutdown.wait_for(|s| *s) => {}
+        _ = stop.wait_for(|s| *s) => {}
     }
 }
 

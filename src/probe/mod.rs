@@ -18,6 +18,7 @@ pub mod steps;
 pub mod tcp;
 pub mod tls;
 pub mod vendor_status;
+pub mod wake;
 
 use crate::clock::Timestamp;
 use crate::config::{CheckKind, CheckSpec};
@@ -191,7 +192,14 @@ impl Outcome {
 }
 
 /// Runs `check` once. Never takes longer than the check's timeout (plus scheduling slack).
-pub async fn run(check: &CheckSpec) -> Outcome {
+///
+/// The probe's state lives in a box allocated for this run only (a sleeping probe loop keeps
+/// no room for it), and the wakes it causes itself are absorbed (`wake::SelfWakes`).
+pub fn run(check: &CheckSpec) -> wake::SelfWakes<impl std::future::Future<Output = Outcome> + '_> {
+    wake::SelfWakes::new(run_kind(check))
+}
+
+async fn run_kind(check: &CheckSpec) -> Outcome {
     match &check.kind {
         CheckKind::Http(http) => http::probe(check, http).await,
         CheckKind::Steps(steps) => steps::probe(check, steps).await,

@@ -8,14 +8,14 @@
 use super::TlsInfo;
 use crate::config::CaBundle;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::Resumption;
+use rustls::client::{Resumption, WebPkiServerVerifier};
 use rustls::crypto::{ring, CryptoProvider};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
     ClientConfig, DigitallySignedStruct, ProtocolVersion, RootCertStore, SignatureScheme,
 };
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
@@ -78,11 +78,44 @@ static BY_CA: OnceLock<Mutex<HashMap<[u8; 32], Arc<ClientConfig>>>> = OnceLock::
 /// Bundles kept at most; past that the cache starts over (a reload storm must not grow it).
 const MAX_CA_CONFIGS: usize = 256;
 
+/// The same configs by the bundle's allocation (`CaBundle::certs`, shared by every clone of
+/// a loaded config), so that a probe finds its config without hashing the certificates: the
+/// first probe of a check hashes, later ones look up a pointer. The `Weak` keeps the
+/// allocation's address from being reused while the entry exists, so a hit is always the
+/// same bundle; an entry whose bundle is gone (a reload dropped it) is simply stale.
+type ByBundle = HashMap<usize, (Weak<Vec<Vec<u8>>>, Arc<ClientConfig>)>;
+static BY_BUNDLE: OnceLock<Mutex<ByBundle>> = OnceLock::new();
+
 /// The client config for `settings`: the shared ones, or one that trusts the check's CA bundle.
 pub fn config_for(settings: &Settings<'_>) -> Result<Arc<ClientConfig>, TlsError> {
     let Some(ca) = settings.ca.filter(|_| !settings.insecure) else {
         return client_config(settings.insecure);
     };
+    let by_bundle = BY_BUNDLE.get_or_init(Mutex::default);
+    let ptr = Arc::as_ptr(&ca.certs) as usize;
+    if let Some((weak, config)) = by_bundle
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&ptr)
+    {
+        if weak.strong_count() > 0 {
+            return Ok(config.clone());
+        }
+    }
+    let config = config_by_hash(ca)?;
+    let mut map = by_bundle.lock().unwrap_or_else(|e| e.into_inner());
+    if map.len() >= MAX_CA_CONFIGS {
+        map.retain(|_, (weak, _)| weak.strong_count() > 0);
+        if map.len() >= MAX_CA_CONFIGS {
+            map.clear();
+        }
+    }
+    map.insert(ptr, (Arc::downgrade(&ca.certs), config.clone()));
+    Ok(config)
+}
+
+/// The config for `ca` by the SHA-256 of its certificates, built on first use.
+fn config_by_hash(ca: &CaBundle) -> Result<Arc<ClientConfig>, TlsError> {
     let key: [u8; 32] = {
         use sha2::Digest;
         let mut h = sha2::Sha256::new();
@@ -155,7 +188,13 @@ fn build_config_with(insecure: bool, roots: Option<RootCertStore>) -> Result<Cli
         let roots = roots.unwrap_or_else(|| RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         });
-        builder.with_root_certificates(roots).with_no_client_auth()
+        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|e| e.to_string())?;
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(RememberedChains::new(webpki)))
+            .with_no_client_auth()
     };
     config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()];
     config.resumption = Resumption::disabled();
@@ -224,6 +263,153 @@ pub fn earliest_expiry(chain: &[CertificateDer<'_>]) -> Option<i64> {
         .filter_map(|der| x509_parser::parse_x509_certificate(der).ok())
         .map(|(_, cert)| cert.validity().not_after.timestamp())
         .min()
+}
+
+/// Chains verified at most this long ago are taken as verified without checking their
+/// signatures again (if still within every certificate's validity).
+const REMEMBER_CHAIN: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Chains remembered at most; past that the memory starts over.
+const MAX_REMEMBERED_CHAINS: usize = 4096;
+
+/// A chain that verified: until when that verdict may be reused.
+#[derive(Debug)]
+struct Verified {
+    /// The latest `notBefore` and earliest `notAfter` of the certificates presented (Unix
+    /// seconds): outside that window the chain is verified again (and fails as expired).
+    valid_from: u64,
+    valid_until: u64,
+    /// When it was verified, on the monotonic clock.
+    at: std::time::Instant,
+}
+
+/// rustls's webpki verifier, remembering the chains it accepted. Verifying a chain (path
+/// building and a signature check per certificate: for a private CA one ECDSA verification,
+/// for a public chain two or three) gives the same answer every time for the same bytes, the
+/// same trust anchors (fixed per config) and the same server name, except as time passes a
+/// certificate's `notBefore` or `notAfter`; no revocation lists are configured. So a probe
+/// that meets exactly the chain a previous probe verified, within every presented
+/// certificate's validity and at most `REMEMBER_CHAIN` later, skips the signature checks.
+/// The handshake signature (that the server holds the certificate's key) is checked on every
+/// probe, and a chain that failed is never remembered: it is verified again each time.
+#[derive(Debug)]
+struct RememberedChains {
+    inner: Arc<WebPkiServerVerifier>,
+    verified: Mutex<HashMap<[u8; 32], Verified>>,
+}
+
+impl RememberedChains {
+    fn new(inner: Arc<WebPkiServerVerifier>) -> RememberedChains {
+        RememberedChains {
+            inner,
+            verified: Mutex::default(),
+        }
+    }
+
+    /// SHA-256 of the server name and every certificate, each length-prefixed.
+    fn key(
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+    ) -> [u8; 32] {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        let name = server_name.to_str();
+        h.update((name.len() as u64).to_be_bytes());
+        h.update(name.as_bytes());
+        for der in std::iter::once(end_entity).chain(intermediates) {
+            h.update((der.len() as u64).to_be_bytes());
+            h.update(der.as_ref());
+        }
+        h.finalize().into()
+    }
+}
+
+/// The validity window every one of `chain`'s certificates shares, in Unix seconds; `None`
+/// when one does not parse (such a chain is never remembered).
+fn shared_validity(chain: &[&CertificateDer<'_>]) -> Option<(u64, u64)> {
+    let mut window = (0u64, u64::MAX);
+    for der in chain {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        let v = cert.validity();
+        let from = u64::try_from(v.not_before.timestamp()).unwrap_or(0);
+        let until = u64::try_from(v.not_after.timestamp()).ok()?;
+        window = (window.0.max(from), window.1.min(until));
+    }
+    Some(window)
+}
+
+impl ServerCertVerifier for RememberedChains {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let key = Self::key(end_entity, intermediates, server_name);
+        let secs = now.as_secs();
+        {
+            let verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(v) = verified.get(&key) {
+                if (v.valid_from..=v.valid_until).contains(&secs) && v.at.elapsed() < REMEMBER_CHAIN
+                {
+                    return Ok(ServerCertVerified::assertion());
+                }
+            }
+        }
+        let ok = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        let chain: Vec<&CertificateDer<'_>> =
+            std::iter::once(end_entity).chain(intermediates).collect();
+        if let Some((valid_from, valid_until)) = shared_validity(&chain) {
+            let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+            if verified.len() >= MAX_REMEMBERED_CHAINS {
+                verified.clear();
+            }
+            verified.insert(
+                key,
+                Verified {
+                    valid_from,
+                    valid_until,
+                    at: std::time::Instant::now(),
+                },
+            );
+        }
+        Ok(ok)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+
+    fn root_hint_subjects(&self) -> Option<&[rustls::DistinguishedName]> {
+        self.inner.root_hint_subjects()
+    }
 }
 
 /// Accepts any certificate chain: the explicit `insecure = true` opt-in.
@@ -309,6 +495,73 @@ mod tests {
                 vec![b"h2".to_vec(), b"http/1.1".to_vec()]
             );
         }
+    }
+
+    /// A private CA and a leaf for 127.0.0.1 it signed, valid through the 2020s.
+    fn chain() -> (RootCertStore, CertificateDer<'static>) {
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_key = rcgen::KeyPair::generate().expect("key");
+        let ca_cert = ca.self_signed(&ca_key).expect("ca");
+        let mut leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".into()]).expect("params");
+        leaf.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        leaf.not_after = rcgen::date_time_ymd(2030, 1, 1);
+        let leaf_key = rcgen::KeyPair::generate().expect("key");
+        let leaf = leaf.signed_by(&leaf_key, &ca_cert, &ca_key).expect("leaf");
+        let mut roots = RootCertStore::empty();
+        roots.add(ca_cert.der().clone()).expect("root");
+        (roots, leaf.der().clone())
+    }
+
+    fn remembering(roots: RootCertStore) -> RememberedChains {
+        let webpki = WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(probe_provider()),
+        )
+        .build()
+        .expect("verifier");
+        RememberedChains::new(webpki)
+    }
+
+    /// January 2027, within the leaf's validity.
+    const NOW: u64 = 1_800_000_000;
+    /// January 2031, after it.
+    const LATER: u64 = 1_925_000_000;
+
+    #[test]
+    fn a_verified_chain_is_remembered_only_within_its_validity_and_for_its_name() {
+        let (roots, leaf) = chain();
+        let v = remembering(roots);
+        let ip = ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+        let at = |s| UnixTime::since_unix_epoch(std::time::Duration::from_secs(s));
+        v.verify_server_cert(&leaf, &[], &ip, &[], at(NOW))
+            .expect("verifies");
+        assert_eq!(v.verified.lock().unwrap().len(), 1, "remembered");
+        v.verify_server_cert(&leaf, &[], &ip, &[], at(NOW + 60))
+            .expect("still good");
+        // Past its notAfter the memory does not apply: verified again, and it fails.
+        let err = v
+            .verify_server_cert(&leaf, &[], &ip, &[], at(LATER))
+            .expect_err("expired");
+        assert!(err.to_string().contains("expired"), "{err}");
+        // Another name is another question: not answered from memory.
+        let other = ServerName::try_from("example.org").expect("name");
+        v.verify_server_cert(&leaf, &[], &other, &[], at(NOW))
+            .expect_err("wrong name");
+    }
+
+    #[test]
+    fn a_chain_that_failed_is_not_remembered() {
+        let (_, leaf) = chain();
+        let (other_roots, _) = chain();
+        let v = remembering(other_roots);
+        let ip = ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+        let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs(NOW));
+        for _ in 0..2 {
+            v.verify_server_cert(&leaf, &[], &ip, &[], at)
+                .expect_err("signed by another CA");
+        }
+        assert!(v.verified.lock().unwrap().is_empty());
     }
 
     #[test]
