@@ -47,6 +47,13 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 pub const KIND_TRANSITION: &str = "transition";
 /// `kind` of a record written for an operator action that is not itself a transition.
 pub const KIND_OPERATOR_ACTION: &str = "operator_action";
+/// `kind` of a record proving an announcement was taken by its receiver (issue 16): the
+/// SMTP server's reply and the Message-ID, the HTTP status, the Statuspage incident id.
+/// Written in the transaction that marks the outbox row delivered.
+pub const KIND_ANNOUNCEMENT_DELIVERED: &str = "announcement_delivered";
+/// `kind` of a record saying an announcement was given up, with its last error. Written in
+/// the transaction that marks the outbox row given up.
+pub const KIND_ANNOUNCEMENT_GIVEN_UP: &str = "announcement_given_up";
 
 /// What the shell knows about a transition that the pure core does not: passed to
 /// `Store::commit_transition` and written into the audit record.
@@ -60,6 +67,12 @@ pub struct AuditContext {
     pub routes_before: BTreeMap<String, String>,
     /// Route id -> the target customers are sent to after it.
     pub routes_after: BTreeMap<String, String>,
+    /// What the decision rests on (`failover::Action::Record`'s grounds): the checks'
+    /// verdicts with outcome, vantage, time and streak, the window or hold that ended. Written
+    /// as the record's `detail.grounds`; absent when empty, so records without it read and
+    /// hash as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grounds: Vec<crate::failover::Ground>,
 }
 
 /// Only the config version is known (callers that predate the audit log, and store tests):

@@ -93,6 +93,50 @@ impl Timestamp {
     }
 }
 
+/// Serde for a `Timestamp` written as RFC 3339 text (`2026-11-28T17:38:41.123Z`) rather than
+/// milliseconds, for records people read (the grounds of a decision in the audit chain).
+/// `#[serde(with = "crate::clock::rfc3339_text")]`; an `Option` takes `rfc3339_text::option`.
+pub mod rfc3339_text {
+    use super::Timestamp;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.rfc3339())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
+        parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+
+    fn parse(s: &str) -> Result<Timestamp, String> {
+        let t = humantime::parse_rfc3339(s).map_err(|e| e.to_string())?;
+        let ms = t
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| e.to_string())?
+            .as_millis();
+        i64::try_from(ms).map(Timestamp).map_err(|e| e.to_string())
+    }
+
+    /// The same for an `Option<Timestamp>` (`null` when absent).
+    pub mod option {
+        use super::Timestamp;
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+            match t {
+                Some(t) => s.serialize_str(&t.rfc3339()),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
+            Option::<String>::deserialize(d)?
+                .map(|s| super::parse(&s).map_err(serde::de::Error::custom))
+                .transpose()
+        }
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.rfc3339())

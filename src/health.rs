@@ -172,6 +172,22 @@ impl CheckHealth {
         }
     }
 
+    /// The streak behind a verdict just reached from `prev`, and the streak it needed: the
+    /// evidence an automatic transition cites. Failures in a row against `failure_threshold`
+    /// (the threshold the outcome was judged by) for suspect and down; successes in a row
+    /// against `success_threshold` for healthy after down, against 1 otherwise (one success
+    /// clears a suspicion).
+    pub fn streak(&self, prev: Health, t: Thresholds, failure_threshold: u32) -> (u32, u32) {
+        match self.health {
+            Health::Healthy if prev == Health::Down => {
+                (self.consecutive_successes, t.success.max(1))
+            }
+            Health::Healthy => (self.consecutive_successes, 1),
+            Health::Suspect | Health::Down => (self.consecutive_failures, failure_threshold),
+            Health::Unknown => (0, 0),
+        }
+    }
+
     /// Whether the scheduler should re-probe at `retry_interval` rather than the interval:
     /// the check is suspect, or down and on its way back up.
     pub fn wants_confirmation(&self) -> bool {
@@ -238,6 +254,33 @@ mod tests {
     }
 
     use Health::*;
+
+    #[test]
+    fn the_streak_behind_a_verdict_is_the_one_that_crossed_its_threshold() {
+        let mut h = CheckHealth::new(Timestamp(0));
+        h.observe(T, true, Timestamp(0));
+        h.observe(T, false, Timestamp(1));
+        h.observe(T, false, Timestamp(2));
+        let threshold = h.failure_threshold(T);
+        let prev = h.observe(T, false, Timestamp(3));
+        assert_eq!(prev, Some(Suspect));
+        assert_eq!(h.streak(Suspect, T, threshold), (3, 3));
+        h.observe(T, true, Timestamp(4));
+        let prev = h.observe(T, true, Timestamp(5));
+        assert_eq!(prev, Some(Down));
+        assert_eq!(
+            h.streak(Down, T, threshold),
+            (2, 2),
+            "success_threshold after down"
+        );
+        h.observe(T, false, Timestamp(6));
+        h.observe(T, true, Timestamp(7));
+        assert_eq!(
+            h.streak(Suspect, T, threshold),
+            (1, 1),
+            "one success clears a suspicion"
+        );
+    }
 
     #[test]
     fn first_success_is_healthy_at_once() {

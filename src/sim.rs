@@ -317,6 +317,7 @@ fn run_switchboard(m: &Model, w: &World) -> Tally {
                 check: check.name.clone(),
                 health: health[c].health,
                 detail: String::new(),
+                seen: Default::default(),
             })
         };
         if let Some(e) = event {

@@ -17,7 +17,7 @@
 
 use super::http;
 use super::render::{Kind, Message, MessageContext};
-use super::transport::Failure;
+use super::transport::{Failure, Receipt};
 use crate::clock::Timestamp;
 use crate::config::{ChatConfig, SlackBot, TokenSource};
 use crate::failover::Transition;
@@ -212,7 +212,7 @@ impl Chat {
         }
     }
 
-    pub async fn send(&self, item: &OutboxItem) -> Result<String, Failure> {
+    pub async fn send(&self, item: &OutboxItem) -> Result<Receipt, Failure> {
         match (&self.cfg.bot, &self.cfg.webhook_url) {
             (Some(bot), _) => self.post_as_bot(bot, item).await,
             (None, Some(url)) => webhook(url, item).await,
@@ -222,7 +222,7 @@ impl Chat {
         }
     }
 
-    async fn post_as_bot(&self, bot: &SlackBot, item: &OutboxItem) -> Result<String, Failure> {
+    async fn post_as_bot(&self, bot: &SlackBot, item: &OutboxItem) -> Result<Receipt, Failure> {
         let token = read_token(&bot.token)?;
         let mut body: Value = serde_json::from_str(&item.text)
             .map_err(|e| Failure::from(format!("unreadable chat row: {e}")))?;
@@ -297,10 +297,11 @@ impl Chat {
                 tracing::error!("chat: could not record the incident's thread");
             }
         }
-        Ok(match thread {
+        let reply = match thread {
             Some(parent) => format!("posted ts {ts} in thread {parent}"),
             None => format!("posted ts {ts}"),
-        })
+        };
+        Ok(Receipt::http(r.status, reply))
     }
 }
 
@@ -331,12 +332,15 @@ fn read_token(source: &TokenSource) -> Result<String, Failure> {
 }
 
 /// A row through the incoming webhook, as it is.
-async fn webhook(url: &str, item: &OutboxItem) -> Result<String, Failure> {
+async fn webhook(url: &str, item: &OutboxItem) -> Result<Receipt, Failure> {
     let r = http::request(Method::POST, url, &[], Some(item.text.clone()), TIMEOUT)
         .await
         .map_err(|e| Failure::from(format!("chat webhook: {e}")))?;
     match r.status {
-        200..=299 => Ok(format!("{} from the chat webhook", r.status)),
+        200..=299 => Ok(Receipt::http(
+            r.status,
+            format!("{} from the chat webhook", r.status),
+        )),
         429 => Err(Failure {
             message: "chat webhook: 429 rate limited".to_owned(),
             retry_after: r.retry_after,

@@ -13,7 +13,7 @@ use super::chat::Chat;
 use super::group;
 use super::render::Templates;
 use super::statuspage_push::StatuspagePush;
-pub use super::transport::{Deliver, Failure};
+pub use super::transport::{Deliver, Failure, Receipt};
 use super::webhook::Webhooks;
 use super::Mailer;
 use crate::clock::Timestamp;
@@ -45,11 +45,17 @@ pub struct Delivery {
     /// This failure was the last: the row is older than the give-up age and is no longer
     /// retried.
     pub given_up: bool,
+    /// The kind of the audit record this attempt appended (its final result, delivered or
+    /// given up, is proof in the chain), for `switchboard_audit_records_total`.
+    pub audited: Option<&'static str>,
 }
 
 impl Deliver for Mailer {
-    async fn deliver(&self, item: &OutboxItem) -> Result<String, Failure> {
-        self.send(item).await.map_err(|e| e.to_string().into())
+    async fn deliver(&self, item: &OutboxItem) -> Result<Receipt, Failure> {
+        self.send(item)
+            .await
+            .map(Receipt::from)
+            .map_err(|e| e.to_string().into())
     }
 }
 
@@ -64,11 +70,11 @@ pub struct Transports {
 }
 
 impl Deliver for Transports {
-    async fn deliver(&self, item: &OutboxItem) -> Result<String, Failure> {
+    async fn deliver(&self, item: &OutboxItem) -> Result<Receipt, Failure> {
         match item.channel.as_str() {
             "webhook" => self
                 .webhooks
-                .send(item)
+                .deliver(item)
                 .await
                 .map_err(|e| e.to_string().into()),
             "statuspage" => match &self.statuspage {
@@ -81,11 +87,7 @@ impl Deliver for Transports {
                 Some(c) => c.send(item).await,
                 None => Err("[chat] is no longer configured".to_string().into()),
             },
-            _ => self
-                .mailer
-                .send(item)
-                .await
-                .map_err(|e| e.to_string().into()),
+            _ => self.mailer.deliver(item).await,
         }
     }
 }
@@ -292,13 +294,21 @@ async fn deliver_one<D: Deliver>(
     let at = Timestamp::now();
     let id = item.id;
     let mut given_up = false;
+    let mut audited = None;
     let result = match sent {
-        Ok(detail) => {
-            let d = detail.clone();
-            if let Err(e) = store.write(move |s| s.mark_delivered(id, at, &d)).await {
+        Ok(receipt) => {
+            let detail = receipt.reply.clone();
+            match store
+                .write(move |s| s.mark_delivered(id, at, receipt))
+                .await
+            {
+                Ok(true) => audited = Some(crate::audit::KIND_ANNOUNCEMENT_DELIVERED),
+                Ok(false) => {}
                 // Sent but not recorded: the row stays pending and will be sent once more
                 // with the same Message-ID. Loud, because it is a store problem.
-                tracing::error!(outbox_id = id, error = %e, "outbox: sent but could not mark delivered");
+                Err(e) => {
+                    tracing::error!(outbox_id = id, error = %e, "outbox: sent but could not mark delivered")
+                }
             }
             Ok(detail)
         }
@@ -319,9 +329,14 @@ async fn deliver_one<D: Deliver>(
                 store
                     .write(move |s| s.mark_failed(id, at, &msg, next))
                     .await
+                    .map(|()| false)
             };
-            if let Err(se) = recorded {
-                tracing::error!(outbox_id = id, error = %se, "outbox: could not record a failed attempt");
+            match recorded {
+                Ok(true) => audited = Some(crate::audit::KIND_ANNOUNCEMENT_GIVEN_UP),
+                Ok(false) => {}
+                Err(se) => {
+                    tracing::error!(outbox_id = id, error = %se, "outbox: could not record a failed attempt")
+                }
             }
             Err(failure.message)
         }
@@ -331,6 +346,7 @@ async fn deliver_one<D: Deliver>(
         result,
         at,
         given_up,
+        audited,
     }
 }
 

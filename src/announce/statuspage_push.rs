@@ -18,7 +18,7 @@
 
 use super::http;
 use super::render::Kind;
-use super::transport::Failure;
+use super::transport::{Failure, Receipt};
 use crate::clock::Timestamp;
 use crate::config::StatuspagePushConfig;
 use crate::failover::{State, Transition};
@@ -152,7 +152,7 @@ impl StatuspagePush {
     }
 
     /// Sends one row's plan: one API request.
-    pub async fn send(&self, item: &OutboxItem) -> Result<String, Failure> {
+    pub async fn send(&self, item: &OutboxItem) -> Result<Receipt, Failure> {
         let plan: Plan = serde_json::from_str(&item.text)
             .map_err(|e| Failure::from(format!("unreadable statuspage row: {e}")))?;
         let key = std::env::var(&self.cfg.api_key_env).map_err(|_| {
@@ -267,6 +267,12 @@ impl StatuspagePush {
                     (Plan::ResolveIncident { .. }, _) => Some(None),
                     _ => None,
                 };
+                // The incident this request opened, updated or resolved: part of the proof.
+                let incident_id = match &update {
+                    Some(Some(created)) => Some(created.clone()),
+                    _ if matches!(plan, Plan::Component { .. }) => None,
+                    _ => incident.clone(),
+                };
                 if let Some(update) = update {
                     let res = self
                         .store
@@ -278,7 +284,13 @@ impl StatuspagePush {
                         tracing::error!("statuspage: could not record the incident id");
                     }
                 }
-                Ok(format!("{} {method} {path}", response.status))
+                Ok(Receipt {
+                    incident_id,
+                    ..Receipt::http(
+                        response.status,
+                        format!("{} {method} {path}", response.status),
+                    )
+                })
             }
             420 | 429 => Err(Failure {
                 message: format!(

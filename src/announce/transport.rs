@@ -6,6 +6,8 @@
 //! transports know only this small contract, never the loop.
 
 use crate::store::OutboxItem;
+/// What a receiver said when it took a row (defined by the store, which keeps it as proof).
+pub use crate::store::Receipt;
 use std::future::Future;
 use std::time::Duration;
 
@@ -29,8 +31,9 @@ impl From<String> for Failure {
 
 /// A transport the outbox can hand a row to: e-mail, webhooks, or all of them by channel.
 pub trait Deliver: Send + Sync {
-    /// Sends one row; `Ok` carries what the receiver said, `Err` why it did not take it.
-    fn deliver(&self, item: &OutboxItem) -> impl Future<Output = Result<String, Failure>> + Send;
+    /// Sends one row; `Ok` carries what the receiver said (the proof the audit chain keeps),
+    /// `Err` why it did not take it.
+    fn deliver(&self, item: &OutboxItem) -> impl Future<Output = Result<Receipt, Failure>> + Send;
 }
 
 /// Hands a row to `inner` only while this node may act. In cluster mode a leader whose term
@@ -42,7 +45,7 @@ pub struct WhileLeader<D> {
 }
 
 impl<D: Deliver> Deliver for WhileLeader<D> {
-    async fn deliver(&self, item: &OutboxItem) -> Result<String, Failure> {
+    async fn deliver(&self, item: &OutboxItem) -> Result<Receipt, Failure> {
         if !self.coordinator.is_leader() {
             return Err(Failure::from(
                 "not sent: this node no longer leads the cluster; the leader sends it".to_string(),

@@ -8,7 +8,7 @@
 use super::http;
 use crate::config::WebhookSpec;
 use crate::failover::Transition;
-use crate::store::{NewAnnouncement, OutboxItem};
+use crate::store::{NewAnnouncement, OutboxItem, Receipt};
 use crate::template::webhook::{self as template, BodyValues};
 use crate::view::RouteView;
 use reqwest::Method;
@@ -107,6 +107,11 @@ impl Webhooks {
 
     /// Sends one webhook row; 2xx is delivered, anything else is retried by the outbox.
     pub async fn send(&self, item: &OutboxItem) -> Result<String, WebhookError> {
+        self.deliver(item).await.map(|r| r.reply)
+    }
+
+    /// [`Webhooks::send`], answering the receiver's HTTP status beside its reply.
+    pub async fn deliver(&self, item: &OutboxItem) -> Result<Receipt, WebhookError> {
         let id = item.recipients.first().cloned().unwrap_or_default();
         let hook = self
             .hooks
@@ -144,7 +149,10 @@ impl Webhooks {
         .await
         .map_err(|e| failed(e.to_string()))?;
         match r.status {
-            200..=299 => Ok(format!("{} from {}", r.status, hook.url)),
+            200..=299 => Ok(Receipt::http(
+                r.status,
+                format!("{} from {}", r.status, hook.url),
+            )),
             status => Err(failed(format!("answered {status}, not 2xx"))),
         }
     }

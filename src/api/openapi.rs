@@ -381,6 +381,8 @@ pub fn document() -> Value {
             "at": nullable_string(),
             "duration_seconds": { "type": "number", "nullable": true },
             "target_seconds": { "type": "number", "nullable": true },
+            "target": { "type": "string", "enum": ["drill_targets.switch", "drill_targets.notify"] },
+            "within_target": { "type": "boolean" },
             "detail": { "type": "string" } }
     });
     let schema_error = json!({

@@ -394,12 +394,21 @@ impl Core {
                 ),
                 _ => {}
             }
+            // The evidence a transition this causes will cite: where the outcome was seen
+            // and the streak that crossed the threshold it was judged by.
+            let (streak, threshold) = rt.health.streak(prev, t, threshold_before);
+            let seen = failover::Seen {
+                vantage: self.coordinator.node().to_owned(),
+                streak,
+                threshold,
+            };
             self.on_event(
                 si,
                 Event::Health {
                     check: name,
                     health,
                     detail: summary,
+                    seen,
                 },
                 now,
             )
@@ -531,6 +540,7 @@ impl Core {
                     transition,
                     announce,
                     detected_in,
+                    grounds,
                 } => {
                     let (from, to, cause, at) = (
                         transition.from,
@@ -539,7 +549,7 @@ impl Core {
                         transition.at.rfc3339(),
                     );
                     let transition_id = self
-                        .record(si, transition, announce, detected_in, side_after)
+                        .record(si, transition, grounds, announce, detected_in, side_after)
                         .await;
                     stepped.transitions.push(AppliedTransition {
                         transition_id,

@@ -61,6 +61,7 @@ impl Core {
         &mut self,
         si: usize,
         t: Transition,
+        grounds: Vec<failover::Ground>,
         announce: bool,
         detected_in: Option<Duration>,
         side_after: Side,
@@ -106,6 +107,7 @@ impl Core {
             node: self.coordinator.node().to_owned(),
             routes_before: routes_on(svc.side),
             routes_after: routes_on(side_after),
+            grounds,
         };
         // While earlier transitions wait for a retry, this one queues behind them: the store
         // must see every service's transitions in order.
@@ -376,8 +378,8 @@ async fn send_note(
         match transports.deliver(&item).await {
             Ok(said) => {
                 info!(
-                    "{service}: vendor note to {} ({}) delivered: {said}",
-                    item.audience, item.channel
+                    "{service}: vendor note to {} ({}) delivered: {}",
+                    item.audience, item.channel, said.reply
                 );
                 return;
             }

@@ -306,6 +306,11 @@ pub(super) async fn report_deliveries(
                 warn!("{what} not delivered yet: {e}; will retry");
             }
         }
+        // Its final result went into the audit chain with the row (counted as a restart
+        // counts it: one record per delivered or given-up row).
+        if let Some(kind) = d.audited {
+            metrics.audit_recorded(kind);
+        }
         let backlog: Result<_, StoreError> = store.read(|s| s.outbox_backlog()).await;
         if let Ok((backlog, oldest)) = backlog {
             let age = oldest

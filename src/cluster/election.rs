@@ -1,7 +1,7 @@
 //! Leader election on etcd, Patroni style: a leader key attached to a lease, taken with a create-if-absent transaction, renewed or given up.
 //!
 //! The HA loop (`Election::run`) runs on every node. Each node holds a lease of `lease_ttl`
-//! and renews it every third of the lease. A node without a leader tries to create
+//! and renews it every fifth of the lease. A node without a leader tries to create
 //! `{prefix}/leader` attached to its lease, in a transaction that succeeds only when the key
 //! does not exist; whoever succeeds leads, and the key's create revision is its **term**.
 //!
@@ -237,14 +237,18 @@ impl Election {
     /// deleting its key and revoking its lease.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let ttl = self.config.lease_ttl;
-        let renew_every = ttl / 3;
+        // Renewals every fifth of the lease (Kubernetes: a 15 s lease renewed every 2 s): two
+        // thirds of the lease is the renew deadline, so a leader survives several slow or
+        // lost renewals before it must stop acting, and a stall on a busy machine does not
+        // end a term.
+        let renew_every = (ttl / 5).max(Duration::from_millis(300));
         let mut lease: Option<i64> = None;
         let mut last_renew = Instant::now() - ttl;
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            // 1. The lease: granted once, renewed every third of it.
+            // 1. The lease: granted once, renewed every fifth of it.
             if lease.is_none() || last_renew.elapsed() >= renew_every {
                 let sent = Instant::now();
                 let renewed = match lease {

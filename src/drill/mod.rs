@@ -35,7 +35,7 @@ mod steps;
 mod tests;
 
 pub use monitor::{monitor, resume};
-pub use report::{DrillStatus, Report, Started, Step, StepStatus, TargetsDoc, STEPS};
+pub use report::{target_of, DrillStatus, Report, Started, Step, StepStatus, TargetsDoc, STEPS};
 
 /// How often the outbox is looked at while waiting for a delivery result.
 const POLL: Duration = Duration::from_millis(100);

@@ -107,15 +107,6 @@ async fn finish(ctx: &Context, shared: &Shared, end: End) {
     let r = shared.lock().unwrap_or_else(|p| p.into_inner()).clone();
     ctx.metrics
         .drill(&r.service, r.status.as_str(), now.as_secs_f64());
-    let summary: Vec<serde_json::Value> = r
-        .steps
-        .iter()
-        .map(|s| {
-            serde_json::json!({
-                "step": s.name, "status": s.status, "duration_seconds": s.duration_seconds,
-            })
-        })
-        .collect();
     let rec = NewAuditRecord {
         kind: crate::audit::KIND_OPERATOR_ACTION.to_string(),
         at: now,
@@ -124,15 +115,7 @@ async fn finish(ctx: &Context, shared: &Shared, end: End) {
         reason: r.reason.clone(),
         config_version: ctx.config_version.clone(),
         node: ctx.node.clone(),
-        detail: serde_json::json!({
-            "command": "drill_report",
-            "drill": r.id,
-            "mode": r.mode,
-            "ticket": r.ticket,
-            "result": r.status,
-            "interruption": r.interruption,
-            "steps": summary,
-        }),
+        detail: r.audit_detail(),
     };
     match ctx.store.append_audit(rec).await {
         Ok(_) => ctx

@@ -28,8 +28,26 @@ pub struct Step {
     pub at: Option<String>,
     /// From the drill's start (or, for `reverted`, from the deadline or abort) to `at`.
     pub duration_seconds: Option<f64>,
+    /// The target the step is judged against (from the start, whether or not it is reached).
     pub target_seconds: Option<f64>,
+    /// Which of the service's `drill_targets` that is: `drill_targets.switch` or
+    /// `drill_targets.notify`. Absent in reports stored before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Whether the measured time was within the target; absent while nothing was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within_target: Option<bool>,
     pub detail: String,
+}
+
+/// The `drill_targets` key a step is judged against: the switch target for the decision,
+/// the switch itself, the backup's verification and the revert; the notify target for
+/// what people and systems are told.
+pub fn target_of(step: &str) -> &'static str {
+    match step {
+        "email_accepted" | "status_page_updated" | "webhooks_acknowledged" => "notify",
+        _ => "switch",
+    }
 }
 
 /// The drill's result so far.
@@ -123,6 +141,9 @@ pub const STEPS: [&str; 7] = [
 impl Report {
     pub fn started(s: Started<'_>) -> Report {
         let switch = s.targets.switch.as_secs_f64();
+        let notify = s.targets.notify.as_secs_f64();
+        // Every step carries its target from the start, so the stored report, its audit
+        // record and the export say what each was judged against even when it never ran.
         let mut steps: Vec<Step> = STEPS
             .iter()
             .map(|n| Step {
@@ -130,7 +151,13 @@ impl Report {
                 status: StepStatus::Pending,
                 at: None,
                 duration_seconds: None,
-                target_seconds: None,
+                target_seconds: Some(if target_of(n) == "notify" {
+                    notify
+                } else {
+                    switch
+                }),
+                target: Some(format!("drill_targets.{}", target_of(n))),
+                within_target: None,
                 detail: String::new(),
             })
             .collect();
@@ -144,6 +171,7 @@ impl Report {
             at: Some(s.decided.rfc3339()),
             duration_seconds: Some(took),
             target_seconds: Some(switch),
+            within_target: Some(took <= switch),
             detail: "drill accepted by the failover machine and recorded".into(),
             ..steps[0].clone()
         };
@@ -158,6 +186,7 @@ impl Report {
                 at: Some(s.switched.rfc3339()),
                 duration_seconds: Some(took),
                 target_seconds: Some(switch),
+                within_target: Some(took <= switch),
                 detail: if s.on_backup {
                     "routes point at the backup targets".into()
                 } else {
@@ -251,9 +280,51 @@ impl Report {
             s.status = status;
             s.at = at.map(Timestamp::rfc3339);
             s.duration_seconds = duration.map(|d| d.as_secs_f64());
-            s.target_seconds = target.map(|d| d.as_secs_f64());
+            // The target stays the one set at the start when the caller names none.
+            if let Some(t) = target {
+                s.target_seconds = Some(t.as_secs_f64());
+            }
+            s.within_target = match (s.duration_seconds, s.target_seconds) {
+                (Some(d), Some(t)) => Some(d <= t),
+                _ => None,
+            };
             s.detail = detail;
         }
+    }
+
+    /// The report as its audit record keeps it (`detail` of the `drill_report` record): the
+    /// drill, its `drill_targets`, each step with its target, the measured time, whether it
+    /// was within the target and its verdict, and the drill's overall result.
+    pub fn audit_detail(&self) -> serde_json::Value {
+        let steps: Vec<serde_json::Value> = self
+            .steps
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "step": s.name,
+                    "status": s.status,
+                    "at": s.at,
+                    "duration_seconds": s.duration_seconds,
+                    "target": s.target,
+                    "target_seconds": s.target_seconds,
+                    "within_target": s.within_target,
+                    "detail": s.detail,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "command": "drill_report",
+            "drill": self.id,
+            "mode": self.mode,
+            "ticket": self.ticket,
+            "started_at": self.started_at,
+            "deadline": self.deadline,
+            "ended_at": self.ended_at,
+            "targets": self.targets,
+            "result": self.status,
+            "interruption": self.interruption,
+            "steps": steps,
+        })
     }
 
     /// Marks every pending step failed with `why` and ends the drill as failed (a restart

@@ -78,3 +78,54 @@ fn ids_are_unique_and_readable() {
     assert!(a.starts_with("drill-2026"), "{a}");
     assert_ne!(a, b);
 }
+
+#[test]
+fn every_step_carries_its_target_from_the_start_into_the_audit_record() {
+    let mut r = started(true, true);
+    let targets: Vec<(&str, Option<f64>, Option<&str>)> = r
+        .steps
+        .iter()
+        .map(|s| (s.name.as_str(), s.target_seconds, s.target.as_deref()))
+        .collect();
+    let (switch, notify) = (
+        DrillTargets::default().switch.as_secs_f64(),
+        DrillTargets::default().notify.as_secs_f64(),
+    );
+    let sw = Some("drill_targets.switch");
+    let no = Some("drill_targets.notify");
+    assert_eq!(
+        targets,
+        [
+            ("decision", Some(switch), sw),
+            ("routes_switched", Some(switch), sw),
+            ("backup_verified", Some(switch), sw),
+            ("email_accepted", Some(notify), no),
+            ("status_page_updated", Some(notify), no),
+            ("webhooks_acknowledged", Some(notify), no),
+            ("reverted", Some(switch), sw),
+        ]
+    );
+    assert_eq!(r.steps[0].within_target, Some(true));
+    // Measured later than its target: the time, the target and the verdict are all kept.
+    let late = std::time::Duration::from_secs_f64(notify + 1.5);
+    r.set(
+        "email_accepted",
+        StepStatus::Fail,
+        Some(Timestamp(2_000)),
+        Some(late),
+        None,
+        "accepted late".into(),
+    );
+    r.finish(DrillStatus::Fail, Timestamp(70_000));
+    let d = r.audit_detail();
+    assert_eq!(d["result"], "fail");
+    assert_eq!(d["targets"]["notify_seconds"], notify);
+    let email = &d["steps"][3];
+    assert_eq!(email["step"], "email_accepted");
+    assert_eq!(email["status"], "fail");
+    assert_eq!(email["duration_seconds"], notify + 1.5);
+    assert_eq!(email["target_seconds"], notify);
+    assert_eq!(email["within_target"], false);
+    assert_eq!(d["steps"][6]["target"], "drill_targets.switch");
+    assert_eq!(d["steps"][6]["within_target"], serde_json::Value::Null);
+}

@@ -2,8 +2,9 @@
 //! its deadline, or at once when a real outage beats it).
 
 use super::commands::reject;
+use super::evidence::Ground;
 use super::machine::{Action, Backup, Policy, Service};
-use super::rules::{settle, transition};
+use super::rules::{cite, settle, transition};
 use super::{Cause, Side, State};
 use crate::clock::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -109,6 +110,7 @@ pub(super) fn apply_rules(svc: &mut Service, p: &Policy, now: Timestamp, out: &m
         svc.drill = None;
         let first = out.len();
         settle(svc, p, cause, sys, &reason, now, out);
+        // The interruption is a line of evidence; its grounds are the checks that went down.
         if let Some(Action::Record { transition, .. }) = out
             .get_mut(first..)
             .and_then(|new| new.iter_mut().find(|a| matches!(a, Action::Record { .. })))
@@ -127,7 +129,15 @@ pub(super) fn apply_rules(svc: &mut Service, p: &Policy, now: Timestamp, out: &m
         Some(_) => (false, Cause::DrillDeadline, String::new()),
     };
     if ended {
-        svc.drill = None;
+        let ground = svc.drill.take().map(|d| Ground::HoldEnded {
+            hold: "drill".to_owned(),
+            id: Some(d.id),
+            until: d.until,
+        });
+        let first = out.len();
         settle(svc, p, cause, sys, &reason, now, out);
+        if let Some(g) = ground {
+            cite(out, first, g);
+        }
     }
 }

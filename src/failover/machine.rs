@@ -18,6 +18,7 @@
 //! (`holds_in_force`, `deadlines`), `reconfigure.rs` what a reload changes.
 
 use super::drills::DrillRun;
+use super::evidence::{Ground, Seen, Sighting};
 use super::holds::Pin;
 use super::window::Window;
 use super::{commands, rules, Side, State, Transition};
@@ -65,11 +66,14 @@ impl Policy {
 /// Something that happened to a service.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
-    /// A check's health changed (from `health`). `detail` is the last outcome's summary.
+    /// A check's health changed (from `health`). `detail` is the last outcome's summary;
+    /// `seen` where it was observed and the streak behind the verdict (the evidence an
+    /// automatic transition cites).
     Health {
         check: String,
         health: Health,
         detail: String,
+        seen: Seen,
     },
     /// Time passed; the shell sends this at the instants asked for by `Action::WakeAt`.
     Tick,
@@ -138,6 +142,10 @@ pub enum Action {
         announce: bool,
         /// From the first failing probe of the checks that caused it to this decision.
         detected_in: Option<Duration>,
+        /// What it rests on: the checks' verdicts (with outcome, vantage, time and streak),
+        /// the window that began or ended, the hold that ended. `transition.evidence` holds
+        /// the same as lines; the shell writes these into the audit record.
+        grounds: Vec<Ground>,
     },
     SwitchRoutes {
         to: Side,
@@ -164,8 +172,8 @@ pub struct Service {
     pub side: Side,
     /// Last known health per check; checks never reported are `Unknown`.
     pub health: BTreeMap<String, Health>,
-    /// Last outcome summary per check, for evidence.
-    pub detail: BTreeMap<String, String>,
+    /// Each check's latest verdict as heard (outcome, vantage, time, streak), for evidence.
+    pub observed: BTreeMap<String, Sighting>,
     /// When each currently failing check first failed (its streak's start).
     pub failing_since: BTreeMap<String, Timestamp>,
     /// Since when every primary check has been healthy, while recovering.
@@ -204,7 +212,7 @@ impl Service {
             since,
             side: state.routes_side(),
             health: BTreeMap::new(),
-            detail: BTreeMap::new(),
+            observed: BTreeMap::new(),
             failing_since: BTreeMap::new(),
             primary_healthy_since: None,
             auto_failovers: Vec::new(),
@@ -263,21 +271,6 @@ impl Service {
         } else {
             Backup::Unknown
         }
-    }
-
-    /// Evidence lines: every check that is not healthy, with its last outcome.
-    pub(super) fn evidence(&self, p: &Policy) -> Vec<String> {
-        p.primary
-            .iter()
-            .chain(p.backup.iter())
-            .filter_map(|c| {
-                let h = self.health_of(c);
-                (h != Health::Healthy).then(|| match self.detail.get(c) {
-                    Some(d) => format!("{c}: {} ({d})", h.as_str()),
-                    None => format!("{c}: {}", h.as_str()),
-                })
-            })
-            .collect()
     }
 
     /// How long ago the earliest of the given checks started failing.
@@ -342,9 +335,10 @@ pub fn step(svc: &mut Service, p: &Policy, event: &Event, now: Timestamp) -> Vec
             check,
             health,
             detail,
+            seen,
         } => {
             svc.health.insert(check.clone(), *health);
-            svc.detail.insert(check.clone(), detail.clone());
+            svc.observe(check, *health, detail, seen, now);
             match health {
                 Health::Suspect | Health::Down => {
                     svc.failing_since.entry(check.clone()).or_insert(now);

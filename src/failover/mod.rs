@@ -7,6 +7,7 @@
 
 mod commands;
 mod drills;
+mod evidence;
 mod holds;
 mod machine;
 mod reconfigure;
@@ -19,6 +20,7 @@ pub use crate::lang::window;
 /// `Side` is configuration vocabulary (`maintenance_route`), so it is defined there.
 pub use crate::config::Side;
 pub use drills::DrillRun;
+pub use evidence::{Ground, Observation, Seen, Sighting};
 pub use holds::{HoldInForce, HoldKind, Holds, Pin};
 pub use machine::{step, Action, Command, Event, Policy, Service};
 

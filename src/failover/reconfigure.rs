@@ -22,7 +22,7 @@ impl Service {
     pub fn forget_check(&mut self, check: &str) {
         self.health.remove(check);
         self.failing_since.remove(check);
-        self.detail.remove(check);
+        self.observed.remove(check);
     }
 }
 
@@ -53,6 +53,7 @@ mod tests {
             check: check.into(),
             health: Health::Down,
             detail: "HTTP 500".into(),
+            seen: Default::default(),
         }
     }
 
@@ -67,7 +68,7 @@ mod tests {
         s.next_window_wake = Some(t0);
         s.reconfigure(["page"]);
         assert_eq!(s.health_of("page"), Health::Unknown, "forgotten");
-        assert!(!s.failing_since.contains_key("page") && !s.detail.contains_key("page"));
+        assert!(!s.failing_since.contains_key("page") && !s.observed.contains_key("page"));
         assert_eq!(s.health_of("api"), Health::Down, "kept");
         assert!(s.failing_since.contains_key("api"));
         assert_eq!(

@@ -2,6 +2,7 @@
 //! damping, holds that end with time, planned windows, and the one way a state changes
 //! (`transition`).
 
+use super::evidence::{self, Ground};
 use super::machine::{Action, Backup, Policy, Service};
 use super::{drills, Cause, Side, State, Transition};
 use crate::clock::Timestamp;
@@ -63,8 +64,21 @@ fn apply_rules(svc: &mut Service, p: &Policy, now: Timestamp, out: &mut Vec<Acti
         .and_then(|x| x.until)
         .is_some_and(|t| now >= t)
     {
-        svc.pin = None;
+        let until = svc.pin.take().and_then(|pin| pin.until);
+        let first = out.len();
         settle(svc, p, Cause::Operator, sys, "pin expired", now, out);
+        if let Some(until) = until {
+            let hold = "pin".to_owned();
+            cite(
+                out,
+                first,
+                Ground::HoldEnded {
+                    hold,
+                    id: None,
+                    until,
+                },
+            );
+        }
     }
     match svc.state {
         State::Drill => {
@@ -72,10 +86,12 @@ fn apply_rules(svc: &mut Service, p: &Policy, now: Timestamp, out: &mut Vec<Acti
             return;
         }
         State::Maintenance => {
-            if svc.maintenance_until.is_some_and(|t| now >= t) {
+            if let Some(end) = svc.maintenance_until.filter(|t| now >= *t) {
                 svc.maintenance_until = None;
                 let reason = "maintenance window ended";
+                let first = out.len();
                 settle(svc, p, Cause::MaintenanceEnded, sys, reason, now, out);
+                cite(out, first, ended_window(p, end));
             }
             return;
         }
@@ -91,7 +107,9 @@ fn apply_rules(svc: &mut Service, p: &Policy, now: Timestamp, out: &mut Vec<Acti
             svc.maintenance_until = Some(end);
             let reason = reason.to_string();
             let c = Cause::MaintenanceScheduled;
+            let first = out.len();
             transition(svc, p, State::Maintenance, c, sys, &reason, now, out);
+            cite(out, first, window_ground(p, end, &reason, "began"));
             out.push(Action::WakeAt(end));
             return;
         }
@@ -283,6 +301,7 @@ pub(super) fn transition(
         Cause::BackupDown => svc.detection(&p.backup, now),
         _ => None,
     };
+    let grounds = evidence::grounds(svc, p, to);
     let involves = |s: State| from == s || to == s;
     let announce = side_before != side_after
         || involves(State::Outage)
@@ -297,11 +316,12 @@ pub(super) fn transition(
             at: now,
             actor: actor.to_string(),
             reason: reason.to_string(),
-            evidence: svc.evidence(p),
+            evidence: evidence::lines(&grounds),
             public_message: None,
         },
         announce,
         detected_in,
+        grounds,
     });
     if side_before != side_after {
         out.push(Action::SwitchRoutes { to: side_after });
@@ -312,4 +332,54 @@ pub(super) fn transition(
     svc.state = to;
     svc.since = now;
     svc.side = side_after;
+}
+
+/// Puts `ground` first among the grounds (and evidence lines) of the first transition
+/// recorded in `out` from index `first` on: the window or hold that ended is what the
+/// transition rests on before the checks' verdicts that chose its state.
+pub(super) fn cite(out: &mut [Action], first: usize, ground: Ground) {
+    let record = out
+        .get_mut(first..)
+        .and_then(|new| new.iter_mut().find(|a| matches!(a, Action::Record { .. })));
+    if let Some(Action::Record {
+        transition,
+        grounds,
+        ..
+    }) = record
+    {
+        transition.evidence.insert(0, ground.line());
+        grounds.insert(0, ground);
+    }
+}
+
+/// The planned window occurrence that ends at `end`, as a ground.
+fn window_ground(p: &Policy, end: Timestamp, reason: &str, event: &str) -> Ground {
+    let duration = p
+        .windows
+        .iter()
+        .find(|w| w.reason == reason && w.active_until(Timestamp(end.0 - 1)) == Some(end))
+        .map_or(0, |w| w.duration.as_millis() as i64);
+    Ground::Window {
+        reason: reason.to_owned(),
+        start: Timestamp(end.0 - duration),
+        end,
+        event: event.to_owned(),
+    }
+}
+
+/// What ended a maintenance at `end`: the planned window whose occurrence ended then, else
+/// the end an operator gave.
+fn ended_window(p: &Policy, end: Timestamp) -> Ground {
+    match p
+        .windows
+        .iter()
+        .find(|w| w.active_until(Timestamp(end.0 - 1)) == Some(end))
+    {
+        Some(w) => window_ground(p, end, &w.reason, "ended"),
+        None => Ground::HoldEnded {
+            hold: "maintenance".to_owned(),
+            id: None,
+            until: end,
+        },
+    }
 }

@@ -44,6 +44,7 @@ pub use handle::{Around, StoreHandle};
 pub use history::{HistoryRow, DAY_S, FIVE_MINUTES_S};
 pub use incidents::{IncidentRecord, IncidentUpdateRecord, NewIncidentUpdate};
 pub use open::Store;
+pub use outbox::Receipt;
 
 use crate::clock::Timestamp;
 use crate::failover::{State, Transition};

@@ -1,8 +1,10 @@
 //! The announcement outbox: rows written with their transition (or as a notice after it), delivery results, and the Statuspage incident ids.
 
+use super::audit_log;
 use super::groups::{self, NewPart};
 use super::rows::{self, parse_json_strings, u32_from};
 use super::{MessageIds, NewAnnouncement, OutboxItem, OutboxStatus, Store, StoreError};
+use crate::audit::{AuditRecord, KIND_ANNOUNCEMENT_DELIVERED, KIND_ANNOUNCEMENT_GIVEN_UP};
 use crate::clock::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -35,15 +37,27 @@ impl Store {
         )
     }
 
-    /// Records a successful delivery. Idempotent: marking a delivered row again changes nothing.
-    pub fn mark_delivered(&self, id: i64, at: Timestamp, detail: &str) -> Result<(), StoreError> {
-        self.update_pending(
+    /// Records a successful delivery with what the receiver said (`receipt`: a reply text is
+    /// enough; e-mail's Message-ID is the row's own), and appends its proof to the audit
+    /// chain (`announcement_delivered`) in the same transaction. Idempotent: marking a
+    /// delivered row again changes nothing and audits nothing. Returns whether it was marked
+    /// (and audited) now.
+    pub fn mark_delivered(
+        &self,
+        id: i64,
+        at: Timestamp,
+        receipt: impl Into<Receipt>,
+    ) -> Result<bool, StoreError> {
+        let receipt = receipt.into();
+        self.finish_row(
             id,
+            at,
             "UPDATE outbox
              SET status = 'delivered', attempts = attempts + 1, delivered_at_ms = ?2,
                  last_attempt_at_ms = ?2, detail = ?3
              WHERE id = ?1 AND status = 'pending'",
-            params![id, at.as_millis(), detail],
+            &receipt.reply,
+            Final::Delivered(&receipt),
         )
     }
 
@@ -60,6 +74,29 @@ impl Store {
             ensure_outbox_row(&conn, id)?;
         }
         Ok(())
+    }
+
+    /// Moves pending row `id` to its final state with `sql` (`?1` the id, `?2` the time, `?3`
+    /// `text`) and appends the delivery's audit record, in one IMMEDIATE transaction: the
+    /// proof is in the chain exactly when the row says it was delivered or given up.
+    fn finish_row(
+        &self,
+        id: i64,
+        at: Timestamp,
+        sql: &str,
+        text: &str,
+        outcome: Final<'_>,
+    ) -> Result<bool, StoreError> {
+        self.check_file()?;
+        let mut conn = self.conn();
+        let tx = super::open::begin(&mut conn)?;
+        if tx.execute(sql, params![id, at.as_millis(), text])? == 0 {
+            ensure_outbox_row(&tx, id)?;
+            return Ok(false);
+        }
+        audit_delivery(&tx, id, at, outcome)?;
+        tx.commit()?;
+        Ok(true)
     }
 
     /// Records a failed attempt: `attempts` goes up by one and the row waits until
@@ -82,15 +119,19 @@ impl Store {
     }
 
     /// Records a last failed attempt and stops retrying the row: it is older than the
-    /// give-up age. The row is kept, with its error, for the record.
-    pub fn mark_given_up(&self, id: i64, at: Timestamp, error: &str) -> Result<(), StoreError> {
-        self.update_pending(
+    /// give-up age. The row is kept, with its error, for the record, and the give-up is
+    /// appended to the audit chain (`announcement_given_up`, with the last error) in the same
+    /// transaction. Returns whether it was given up (and audited) now.
+    pub fn mark_given_up(&self, id: i64, at: Timestamp, error: &str) -> Result<bool, StoreError> {
+        self.finish_row(
             id,
+            at,
             "UPDATE outbox
              SET status = 'given_up', attempts = attempts + 1, last_attempt_at_ms = ?2,
                  last_error = ?3, given_up_at_ms = ?2
              WHERE id = ?1 AND status = 'pending'",
-            params![id, at.as_millis(), error],
+            error,
+            Final::GivenUp(error),
         )
     }
 
@@ -331,4 +372,164 @@ fn read_outbox(r: &Row<'_>) -> Result<OutboxItem, StoreError> {
         kind: r.get(18)?,
         given_up_at: r.get::<_, Option<i64>>(19)?.map(Timestamp::from_millis),
     })
+}
+
+/// What a receiver said when it took a row: the proof of delivery the audit chain keeps.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Receipt {
+    /// The receiver's reply in one line: the SMTP server's (`250 2.0.0 Ok: queued as 4F2`),
+    /// or the HTTP status and request (`201 POST /pages/p1/incidents`).
+    pub reply: String,
+    /// The HTTP status, for the HTTP channels (webhook, chat, Statuspage).
+    pub http_status: Option<u16>,
+    /// The Statuspage incident the request opened, updated or resolved.
+    pub incident_id: Option<String>,
+}
+
+impl Receipt {
+    /// An HTTP receiver's answer.
+    pub fn http(status: u16, reply: String) -> Receipt {
+        Receipt {
+            reply,
+            http_status: Some(status),
+            incident_id: None,
+        }
+    }
+}
+
+impl From<String> for Receipt {
+    fn from(reply: String) -> Receipt {
+        Receipt {
+            reply,
+            ..Receipt::default()
+        }
+    }
+}
+
+impl From<&str> for Receipt {
+    fn from(reply: &str) -> Receipt {
+        Receipt::from(reply.to_owned())
+    }
+}
+
+/// How a row ended, for its audit record.
+enum Final<'a> {
+    Delivered(&'a Receipt),
+    GivenUp(&'a str),
+}
+
+/// Appends the audit record of outbox row `id`'s final result, inside the caller's
+/// transaction (after the row was updated). It links the delivery to its transition: the
+/// `transitions` row (`detail.transition_id`), that transition's own audit record
+/// (`detail.transition_record`), and for a grouped e-mail every transition it carried
+/// (`detail.transitions`). Node and configuration version are the transition's, the
+/// decision the message is about. The `transition_id` column stays empty: it is the
+/// transition records' link, which `audit verify` cross-checks one to one.
+fn audit_delivery(
+    tx: &Connection,
+    id: i64,
+    at: Timestamp,
+    outcome: Final<'_>,
+) -> Result<(), StoreError> {
+    let row = rows::one(
+        tx,
+        &format!("{OUTBOX_SELECT} WHERE o.id = ?1"),
+        [id],
+        read_outbox,
+    )?
+    .ok_or(StoreError::NoSuchOutboxItem(id))?;
+    let (record_id, node, config_version): (Option<i64>, Option<String>, String) = tx.query_row(
+        "SELECT (SELECT a.id FROM audit a WHERE a.transition_id = t.id ORDER BY a.id LIMIT 1),
+                (SELECT a.node FROM audit a WHERE a.transition_id = t.id ORDER BY a.id LIMIT 1),
+                t.config_version
+         FROM transitions t WHERE t.id = ?1",
+        [row.transition_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let mut stmt = tx.prepare(
+        "SELECT DISTINCT transition_id FROM announcement_parts WHERE outbox_id = ?1
+         ORDER BY transition_id",
+    )?;
+    let mut carried: Vec<i64> = stmt
+        .query_map([id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    drop(stmt);
+    if !carried.contains(&row.transition_id) {
+        carried.insert(0, row.transition_id);
+    }
+    let what = match row.channel.as_str() {
+        "email" => format!("e-mail to {}", row.audience),
+        "statuspage" => "Statuspage request".to_owned(),
+        "webhook" => format!(
+            "webhook {}",
+            row.recipients.first().map_or("", String::as_str)
+        ),
+        other => format!("{other} message"),
+    };
+    let mut detail = serde_json::json!({
+        "outbox_id": row.id,
+        "transition_id": row.transition_id,
+        "transition_record": record_id,
+        "transitions": carried,
+        "audience": row.audience,
+        "channel": row.channel,
+        "message_kind": row.kind,
+        "message_id": row.message_id,
+        "recipients": row.recipients,
+        "subject": row.subject,
+        "created_at": row.created_at.rfc3339(),
+        "attempts": row.attempts,
+    });
+    let (kind, reason) = match outcome {
+        Final::Delivered(r) => {
+            detail["reply"] = serde_json::json!(r.reply);
+            if let Some(s) = r.http_status {
+                detail["http_status"] = serde_json::json!(s);
+            }
+            if let Some(i) = &r.incident_id {
+                detail["incident_id"] = serde_json::json!(i);
+            }
+            let verb = if row.channel == "email" {
+                "accepted"
+            } else {
+                "delivered"
+            };
+            (
+                KIND_ANNOUNCEMENT_DELIVERED,
+                format!("{what} {verb}: {}", r.reply),
+            )
+        }
+        Final::GivenUp(error) => {
+            detail["last_error"] = serde_json::json!(error);
+            let n = row.attempts;
+            (
+                KIND_ANNOUNCEMENT_GIVEN_UP,
+                format!("{what} given up after {n} attempt(s): {error}"),
+            )
+        }
+    };
+    audit_log::append(
+        tx,
+        &AuditRecord {
+            id: 0,
+            kind: kind.to_owned(),
+            at,
+            node: node.unwrap_or_default(),
+            actor: "system".to_owned(),
+            service: Some(row.service.clone()),
+            from: None,
+            to: None,
+            cause: None,
+            reason,
+            evidence: Vec::new(),
+            routes_before: Default::default(),
+            routes_after: Default::default(),
+            config_version,
+            transition_id: None,
+            detail,
+            prev_hash: String::new(),
+            hash: String::new(),
+        },
+    )?;
+    Ok(())
 }

@@ -495,7 +495,8 @@ mod tests {
             .any(|l| l.starts_with("audit ")));
         let verdict = b.verify_audit().unwrap();
         assert!(
-            matches!(verdict, crate::audit::Verdict::Intact { records: 3, .. }),
+            // Two transitions, the delivery's proof (issue 16) and the operator action.
+            matches!(verdict, crate::audit::Verdict::Intact { records: 4, .. }),
             "the follower's chain verifies: {verdict}"
         );
         assert_eq!(b.applied_seq().unwrap(), (5, 7));

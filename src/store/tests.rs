@@ -559,6 +559,7 @@ fn audit_ctx() -> AuditContext {
         node: "node-a".into(),
         routes_before: [("submit-ticket".to_owned(), "https://p".to_owned())].into(),
         routes_after: [("submit-ticket".to_owned(), "https://b".to_owned())].into(),
+        grounds: Vec::new(),
     }
 }
 
@@ -745,4 +746,117 @@ fn a_removed_database_file_fails_the_commit_instead_of_writing_into_the_void() {
 fn store_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Store>();
+}
+
+#[test]
+fn a_delivery_and_a_give_up_are_chained_with_their_proof_and_linked_to_their_transition() {
+    let store = Store::open_in_memory().unwrap();
+    store.ensure_service("ticket-submission", T0).unwrap();
+    let t = transition(
+        "ticket-submission",
+        State::Operational,
+        State::FailedOver,
+        T0,
+    );
+    let mut hook = announcement("customers");
+    hook.channel = "webhook".into();
+    hook.recipients = vec!["banner".into()];
+    let c = store
+        .commit_transition(&t, audit_ctx(), &[announcement("oncall"), hook])
+        .unwrap();
+    let at = Timestamp(T0.0 + 700);
+    let row = store.outbox_item(c.outbox_ids[0]).unwrap().unwrap();
+    assert!(store
+        .mark_delivered(c.outbox_ids[0], at, "250 2.0.0 Ok: queued as 4F2")
+        .unwrap());
+    // Marking it again changes nothing and proves nothing twice.
+    assert!(!store.mark_delivered(c.outbox_ids[0], at, "again").unwrap());
+    store
+        .mark_failed(c.outbox_ids[1], at, "answered 503, not 2xx", at)
+        .unwrap();
+    assert!(store
+        .mark_given_up(
+            c.outbox_ids[1],
+            Timestamp(at.0 + 1),
+            "answered 503, not 2xx"
+        )
+        .unwrap());
+    assert!(!store
+        .mark_given_up(c.outbox_ids[1], Timestamp(at.0 + 2), "x")
+        .unwrap());
+
+    let recs = records(&store);
+    let kinds: Vec<&str> = recs.iter().map(|r| r.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "transition",
+            audit::KIND_ANNOUNCEMENT_DELIVERED,
+            audit::KIND_ANNOUNCEMENT_GIVEN_UP
+        ]
+    );
+    let (tr, delivered, given_up) = (&recs[0], &recs[1], &recs[2]);
+    for r in [delivered, given_up] {
+        // Linked to the transition and its record, not through the transition column
+        // (which `verify` cross-checks one to one with the transitions table).
+        assert_eq!(r.transition_id, None);
+        assert_eq!(r.detail["transition_id"], c.transition_id);
+        assert_eq!(r.detail["transition_record"], tr.id);
+        assert_eq!(
+            r.detail["transitions"],
+            serde_json::json!([c.transition_id])
+        );
+        assert_eq!(r.service.as_deref(), Some("ticket-submission"));
+        assert_eq!(
+            (r.node.as_str(), r.config_version.as_str()),
+            ("node-a", "cfg-v2")
+        );
+    }
+    assert_eq!(delivered.at, at);
+    assert_eq!(delivered.detail["message_id"], row.message_id.as_str());
+    assert_eq!(delivered.detail["reply"], "250 2.0.0 Ok: queued as 4F2");
+    assert_eq!(
+        delivered.detail["recipients"],
+        serde_json::json!(["oncall@example.com"])
+    );
+    assert_eq!(delivered.detail["attempts"], 1);
+    assert_eq!(
+        delivered.reason,
+        "e-mail to oncall accepted: 250 2.0.0 Ok: queued as 4F2"
+    );
+    assert_eq!(given_up.detail["last_error"], "answered 503, not 2xx");
+    assert_eq!(given_up.detail["attempts"], 2);
+    assert_eq!(given_up.detail["channel"], "webhook");
+    assert!(matches!(
+        store.verify_audit().unwrap(),
+        Verdict::Intact { .. }
+    ));
+    // A restart counts them as the live metric did: one record per final result.
+    let facts = store.metric_facts().unwrap();
+    let count = |kind: &str| {
+        facts
+            .audit_records
+            .iter()
+            .find(|(k, _)| k == kind)
+            .map(|(_, n)| *n)
+    };
+    assert_eq!(count(audit::KIND_ANNOUNCEMENT_DELIVERED), Some(1));
+    assert_eq!(count(audit::KIND_ANNOUNCEMENT_GIVEN_UP), Some(1));
+    assert_eq!(count(audit::KIND_TRANSITION), Some(1));
+}
+
+#[test]
+fn a_statuspage_receipt_keeps_the_incident_id_and_the_http_status() {
+    let store = Store::open_in_memory().unwrap();
+    let c = failover(&store, T0);
+    let receipt = Receipt {
+        incident_id: Some("inc42".into()),
+        ..Receipt::http(201, "201 POST /pages/p1/incidents".into())
+    };
+    store.mark_delivered(c.outbox_ids[0], T0, receipt).unwrap();
+    let recs = records(&store);
+    let r = recs.last().unwrap();
+    assert_eq!(r.kind, audit::KIND_ANNOUNCEMENT_DELIVERED);
+    assert_eq!(r.detail["http_status"], 201);
+    assert_eq!(r.detail["incident_id"], "inc42");
 }

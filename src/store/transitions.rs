@@ -126,12 +126,7 @@ impl Store {
                 routes_after: audit.routes_after.clone(),
                 config_version: config_version.to_owned(),
                 transition_id: Some(transition_id),
-                // The public text is audited beside the reason; an empty detail (as every
-                // record before it had) when there is none.
-                detail: match &t.public_message {
-                    Some(m) => serde_json::json!({ "public_message": m }),
-                    None => serde_json::json!({}),
-                },
+                detail: transition_detail(t, &audit)?,
                 prev_hash: String::new(),
                 hash: String::new(),
             },
@@ -238,6 +233,27 @@ fn read_transition(r: &Row<'_>) -> Result<TransitionRecord, StoreError> {
         },
         config_version: r.get(9)?,
     })
+}
+
+/// The `detail` of a transition's audit record: the public text beside the reason, and the
+/// grounds of the decision (`AuditContext::grounds`). Each key is absent when there is
+/// nothing to say, so a record without them is `{}`, as every record before them was.
+fn transition_detail(
+    t: &Transition,
+    audit: &AuditContext,
+) -> Result<serde_json::Value, StoreError> {
+    let mut detail = serde_json::Map::new();
+    if let Some(m) = &t.public_message {
+        detail.insert("public_message".to_owned(), serde_json::json!(m));
+    }
+    if !audit.grounds.is_empty() {
+        let grounds = serde_json::to_value(&audit.grounds).map_err(|source| StoreError::Json {
+            what: "transition grounds",
+            source,
+        })?;
+        detail.insert("grounds".to_owned(), grounds);
+    }
+    Ok(serde_json::Value::Object(detail))
 }
 
 fn parse_cause(s: &str) -> Result<Cause, StoreError> {

@@ -118,6 +118,7 @@ fn write_known_records(db: &Path) -> Vec<switchboard::audit::AuditRecord> {
         node: "vantage-eu-1".into(),
         routes_before: routes(before),
         routes_after: routes(after),
+        grounds: Vec::new(),
     };
     let ann = NewAnnouncement {
         audience: "oncall".into(),
@@ -520,4 +521,300 @@ fn since_filters_by_time_in_both_forms() {
     let (code, _, err) = f.audit(&["export", "--format", "jsonl", "--since", "last tuesday"]);
     assert_eq!(code, 2);
     assert!(err.contains("--since \"last tuesday\""), "{err}");
+}
+
+// Issue 16 point 2: delivery proof is chained. The real outbox delivers to a real SMTP server
+// (aiosmtpd), and the real binary's export shows each final result as its own record, linked
+// to the transition it announces.
+
+/// The exported records of `f`, parsed, with `audit verify` passing first.
+fn exported(f: &Fixture) -> Vec<serde_json::Value> {
+    let (code, out, err) = f.audit(&["verify"]);
+    assert_eq!(code, 0, "verify: {out}{err}");
+    let (code, out, err) = f.audit(&["export", "--format", "jsonl"]);
+    assert_eq!(code, 0, "{err}");
+    out.lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+/// Commits a failover of `ticket-submission` with an e-mail to on-call and customers.
+fn commit_failover_with_mail(store: &Store) -> i64 {
+    let now = Timestamp::now();
+    store
+        .ensure_service("ticket-submission", now)
+        .expect("ensure");
+    let t = Transition {
+        at: now,
+        ..transition(
+            State::Operational,
+            State::FailedOver,
+            Cause::PrimaryDown,
+            0,
+            "primary down; backup healthy",
+        )
+    };
+    let mail = |audience: &str, to: &str| NewAnnouncement {
+        audience: audience.into(),
+        channel: "email".into(),
+        kind: "failover".into(),
+        recipients: vec![to.into()],
+        subject: format!("switched ({audience})"),
+        text: "use the backup".into(),
+        html: None,
+    };
+    store
+        .commit_transition(
+            &t,
+            "cfg-0123456789ab",
+            &[
+                mail("oncall", "support-oncall@example.com"),
+                mail("customers", "support-announce@example.com"),
+            ],
+        )
+        .expect("commit")
+        .transition_id
+}
+
+fn mailer(url: &str) -> switchboard::announce::Mailer {
+    let cfg = switchboard::config::EmailConfig::new(
+        "Support Status <status@example.com>",
+        switchboard::config::EmailTransport::Smtp { url: url.into() },
+    );
+    switchboard::announce::Mailer::with_password(&cfg, None).expect("mailer")
+}
+
+#[tokio::test]
+async fn each_accepted_email_is_chained_with_its_message_id_and_the_servers_reply() {
+    use crate::support::smtp;
+    let f = Fixture::new();
+    let maildir = f.dir.path().join("maildir");
+    let server = smtp::SmtpServer::start(&maildir);
+    let store = std::sync::Arc::new(Store::open(&f.db()).expect("store"));
+    let tid = commit_failover_with_mail(&store);
+    let handle = switchboard::store::StoreHandle::shared(store.clone());
+    let done = switchboard::announce::outbox::deliver_due(
+        &handle,
+        &mailer(&server.url()),
+        Timestamp(i64::MAX),
+        10,
+    )
+    .await
+    .expect("deliver");
+    assert_eq!(done.len(), 2);
+    assert!(
+        done.iter()
+            .all(|d| d.result.is_ok() && d.audited == Some("announcement_delivered")),
+        "{done:?}"
+    );
+    drop(handle);
+    drop(store);
+
+    let arrived: Vec<String> = server
+        .messages()
+        .iter()
+        .map(|m| {
+            smtp::parse_mail(m)
+                .header("Message-ID")
+                .expect("Message-ID")
+                .to_owned()
+        })
+        .collect();
+    let recs = exported(&f);
+    let transition_record = recs
+        .iter()
+        .find(|r| r["kind"] == "transition")
+        .expect("the transition's record");
+    let proofs: Vec<&serde_json::Value> = recs
+        .iter()
+        .filter(|r| r["kind"] == "announcement_delivered")
+        .collect();
+    assert_eq!(proofs.len(), 2, "{recs:#?}");
+    for p in &proofs {
+        let d = &p["detail"];
+        let id = d["message_id"].as_str().expect("message_id");
+        assert!(
+            arrived.iter().any(|a| a == id),
+            "{id} not among {arrived:?}"
+        );
+        // What aiosmtpd answered to the message's DATA.
+        assert!(
+            d["reply"].as_str().is_some_and(|r| r.starts_with("250")),
+            "{d}"
+        );
+        assert_eq!(d["transition_id"], tid);
+        assert_eq!(d["transition_record"], transition_record["id"]);
+        assert_eq!(p["service"], "ticket-submission");
+        assert!(p["id"].as_i64() > transition_record["id"].as_i64());
+    }
+    let audiences: std::collections::BTreeSet<&str> = proofs
+        .iter()
+        .filter_map(|p| p["detail"]["audience"].as_str())
+        .collect();
+    assert_eq!(audiences, ["customers", "oncall"].into());
+}
+
+#[tokio::test]
+async fn an_email_given_up_is_chained_with_its_last_error() {
+    use crate::support::smtp;
+    let f = Fixture::new();
+    let refusing = smtp::RefusingServer::start(f.dir.path(), "rcpt");
+    let store = std::sync::Arc::new(Store::open(&f.db()).expect("store"));
+    let tid = commit_failover_with_mail(&store);
+    let handle = switchboard::store::StoreHandle::shared(store.clone());
+    // A give-up age of zero: the first refusal is the last attempt.
+    let done = switchboard::announce::outbox::deliver_due_with(
+        &handle,
+        &mailer(&format!("smtp://127.0.0.1:{}", refusing.port)),
+        Timestamp(i64::MAX),
+        10,
+        std::time::Duration::ZERO,
+    )
+    .await
+    .expect("deliver");
+    assert_eq!(done.len(), 2);
+    assert!(
+        done.iter()
+            .all(|d| d.given_up && d.audited == Some("announcement_given_up")),
+        "{done:?}"
+    );
+    drop(handle);
+    drop(store);
+    let recs = exported(&f);
+    let gone: Vec<&serde_json::Value> = recs
+        .iter()
+        .filter(|r| r["kind"] == "announcement_given_up")
+        .collect();
+    assert_eq!(gone.len(), 2, "{recs:#?}");
+    for g in gone {
+        assert_eq!(g["detail"]["transition_id"], tid);
+        let err = g["detail"]["last_error"].as_str().unwrap_or_default();
+        assert!(err.contains("554"), "the server's refusal: {err}");
+        assert!(
+            g["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("given up after 1 attempt")),
+            "{g}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_statuspage_push_is_chained_with_its_http_status_and_incident_id() {
+    use switchboard::announce::outbox::{deliver_due, Transports};
+    use switchboard::announce::statuspage_push::{self, StatuspagePush};
+    use switchboard::announce::webhook::Webhooks;
+    use switchboard::announce::{Kind, Mailer};
+    use switchboard::config::StatuspagePushConfig;
+    use tokio::io::AsyncWriteExt;
+
+    // A Statuspage API on loopback: the incident is created (201 with its id), then resolved.
+    let api = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", api.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok((mut s, _)) = api.accept().await {
+            if crate::support::http::read_async(&mut s).await.is_none() {
+                continue;
+            }
+            n += 1;
+            let (status, body) = if n == 1 {
+                (201, r#"{"id":"inc-audit-1"}"#)
+            } else {
+                (200, r#"{"id":"inc-audit-1","status":"resolved"}"#)
+            };
+            let reply = format!(
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(reply.as_bytes()).await;
+            let _ = s.shutdown().await;
+        }
+    });
+
+    let f = Fixture::new();
+    let store = std::sync::Arc::new(Store::open(&f.db()).expect("store"));
+    let now = Timestamp::now();
+    store
+        .ensure_service("ticket-submission", now)
+        .expect("ensure");
+    let mut ids = Vec::new();
+    for (i, (from, to, cause)) in [
+        (State::Operational, State::FailedOver, Cause::PrimaryDown),
+        (
+            State::FailedOver,
+            State::Operational,
+            Cause::RecoveryHoldElapsed,
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let t = Transition {
+            at: now.plus(std::time::Duration::from_millis(i as u64)),
+            ..transition(from, to, cause, 0, "r")
+        };
+        let row = statuspage_push::plan(Kind::of(&t), &t, "cmp-1", "Ticket submission", "words")
+            .expect("a statuspage row");
+        ids.push(
+            store
+                .commit_transition(&t, "cfg-0123456789ab", &[row])
+                .expect("commit")
+                .transition_id,
+        );
+    }
+    let handle = switchboard::store::StoreHandle::shared(store.clone());
+    let file = switchboard::config::EmailConfig::new(
+        "status@example.com",
+        switchboard::config::EmailTransport::File {
+            dir: f.dir.path().join("mail"),
+        },
+    );
+    let transports = Transports {
+        mailer: Mailer::with_password(&file, None).expect("mailer"),
+        webhooks: Webhooks::default(),
+        statuspage: Some(StatuspagePush::new(
+            StatuspagePushConfig {
+                page_id: "pg1".into(),
+                api_base: format!("{base}/v1"),
+                // Set for the whole test process by `support::TEST_ENV`.
+                api_key_env: "SWITCHBOARD_TEST_STATUSPAGE_KEY_A".into(),
+            },
+            handle.clone(),
+        )),
+        chat: None,
+    };
+    // The resolve waits for the opening (one stream), so two passes send both.
+    for _ in 0..2 {
+        let done = deliver_due(&handle, &transports, Timestamp(i64::MAX), 10)
+            .await
+            .expect("deliver");
+        assert!(done.iter().all(|d| d.result.is_ok()), "{done:?}");
+    }
+    drop(transports);
+    drop(handle);
+    drop(store);
+
+    let recs = exported(&f);
+    let pushes: Vec<&serde_json::Value> = recs
+        .iter()
+        .filter(|r| r["kind"] == "announcement_delivered" && r["detail"]["channel"] == "statuspage")
+        .collect();
+    assert_eq!(pushes.len(), 2, "{recs:#?}");
+    let seen: Vec<(i64, u64, &str)> = pushes
+        .iter()
+        .map(|p| {
+            (
+                p["detail"]["transition_id"].as_i64().unwrap_or(0),
+                p["detail"]["http_status"].as_u64().unwrap_or(0),
+                p["detail"]["incident_id"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [(ids[0], 201, "inc-audit-1"), (ids[1], 200, "inc-audit-1")]
+    );
 }

@@ -4,12 +4,14 @@
 use proptest::prelude::*;
 use std::time::Duration;
 use switchboard::announce::{Audience, Kind};
+use switchboard::audit::AuditContext;
 use switchboard::clock::Timestamp;
 use switchboard::config::{Failback, FailoverWhen};
 use switchboard::failover::{
-    step, Action, Cause, Command, Event, HoldKind, Policy, Service, Side, State,
+    step, Action, Cause, Command, Event, Ground, HoldKind, Policy, Seen, Service, Side, State,
 };
 use switchboard::health::Health;
+use switchboard::store::Store;
 
 const PRIMARY: [&str; 2] = ["p1", "p2"];
 const BACKUP: [&str; 1] = ["b1"];
@@ -46,7 +48,7 @@ fn input() -> impl Strategy<Value = Input> {
     let check = prop::sample::select(vec!["p1", "p2", "b1"]);
     let op = || ("op".to_string(), "r".to_string());
     prop_oneof![
-        12 => (check, health()).prop_map(|(c, h)| Input::Event(Event::Health { check: c.into(), health: h, detail: String::new() })),
+        12 => (check, health()).prop_map(|(c, h)| Input::Event(Event::Health { check: c.into(), health: h, detail: String::new(), seen: Default::default() })),
         4 => Just(Input::Event(Event::Tick)),
         1 => any::<bool>().prop_map(move |force| { let (actor, reason) = op(); Input::Event(Event::Command(Command::Failover { actor, reason, force })) }),
         1 => Just(Input::Event(Event::Command(Command::Failback { actor: "op".into(), reason: "r".into() }))),
@@ -427,6 +429,115 @@ proptest! {
                 prop_assert!(after.state != State::Maintenance || after.maintenance_until.is_none(), "maintenance still on after {:?}", last);
                 let flap_hold = in_force.iter().any(|h| h.kind == HoldKind::Flapping);
                 prop_assert!(!(flap_hold && after.flapping), "still flapping after {:?}", last);
+            }
+        }
+    }
+}
+
+/// `policy()` with, half the time, a planned window every ten minutes (five minutes long),
+/// so maintenance begins and ends by itself within a script.
+fn policy_with_windows() -> impl Strategy<Value = Policy> {
+    use switchboard::failover::window::{Cron, Schedule, Window};
+    (policy(), any::<bool>()).prop_map(|(p, windows)| Policy {
+        windows: if windows {
+            vec![Window {
+                schedule: Schedule::Cron(Cron::parse("*/10 * * * *").expect("cron")),
+                duration: Duration::from_secs(300),
+                reason: "database upgrade".into(),
+            }]
+        } else {
+            Vec::new()
+        },
+        ..p
+    })
+}
+
+/// What the shell would say with each health event: where and on what streak.
+fn seen(script: Vec<(u64, Input)>) -> Vec<(u64, Input)> {
+    script
+        .into_iter()
+        .map(|(dt, input)| match input {
+            Input::Event(Event::Health {
+                check,
+                health,
+                detail,
+                ..
+            }) => {
+                let streak = if health == Health::Unknown { 0 } else { 3 };
+                let seen = Seen {
+                    vantage: "node-a".into(),
+                    streak,
+                    threshold: streak,
+                };
+                let detail = format!("{detail}{check} outcome");
+                (
+                    dt,
+                    Input::Event(Event::Health {
+                        check,
+                        health,
+                        detail,
+                        seen,
+                    }),
+                )
+            }
+            other => (dt, other),
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(crate::support::proptest_config(256))]
+
+    /// Issue 16 point 1: every automatic transition carries its evidence. Its audit record, as
+    /// the store writes it in the transition's transaction, has evidence lines and grounds
+    /// naming a check of the service (with the verdict the machine held then, where and when
+    /// it was seen and its streak) or the planned window; a failover cites a primary check
+    /// that is down, a failback or recovery every primary check, an outage of the backup a
+    /// backup check that is down.
+    #[test]
+    fn every_automatic_transition_carries_the_evidence_it_rests_on(p in policy_with_windows(), s in script()) {
+        let store = Store::open_in_memory().expect("store");
+        let checks: Vec<&str> = PRIMARY.iter().chain(BACKUP.iter()).copied().collect();
+        for st in run(&p, &seen(s)) {
+            for a in &st.actions {
+                let Action::Record { transition: t, grounds, .. } = a else { continue };
+                let ctx = AuditContext { config_version: "v".into(), node: "node-a".into(), grounds: grounds.clone(), ..AuditContext::default() };
+                let committed = store.commit_transition(t, ctx, &[]).expect("commit");
+                if t.actor != "system" {
+                    continue;
+                }
+                let named: Vec<&str> = grounds.iter().filter_map(|g| g.check()).map(|o| o.check.as_str()).collect();
+                let window = grounds.iter().any(|g| matches!(g, Ground::Window { .. }));
+                prop_assert!(!t.evidence.is_empty(), "no evidence: {:?}", t);
+                prop_assert!(window || named.iter().any(|c| checks.contains(c)), "no check nor window: {:?} {:?}", t, grounds);
+                for o in grounds.iter().filter_map(|g| g.check()) {
+                    // The verdict cited is the one the machine held when it decided.
+                    prop_assert_eq!(o.health, st.svc.health.get(&o.check).copied().unwrap_or(Health::Unknown));
+                    if o.health != Health::Unknown {
+                        prop_assert_eq!(&o.vantage, "node-a");
+                        prop_assert!(o.at.is_some_and(|at| at <= t.at) && o.streak == 3, "{:?}", o);
+                        prop_assert!(o.outcome.ends_with("outcome"), "{:?}", o);
+                    }
+                }
+                let cites = |check: &str, health: Option<Health>| grounds.iter().filter_map(|g| g.check())
+                    .any(|o| o.check == check && health.is_none_or(|h| o.health == h));
+                match t.cause {
+                    Cause::PrimaryDown => prop_assert!(PRIMARY.iter().any(|c| cites(c, Some(Health::Down))), "{:?}", grounds),
+                    Cause::BackupDown => prop_assert!(BACKUP.iter().any(|c| cites(c, Some(Health::Down))), "{:?}", grounds),
+                    Cause::PrimaryRecovered | Cause::RecoveryHoldElapsed if matches!(t.to, State::Operational | State::Recovering) =>
+                        prop_assert!(PRIMARY.iter().all(|c| cites(c, None)), "{:?}", grounds),
+                    Cause::MaintenanceScheduled | Cause::MaintenanceEnded => prop_assert!(
+                        matches!(&grounds[0], Ground::Window { reason, .. } if reason == "database upgrade")
+                            || matches!(&grounds[0], Ground::HoldEnded { hold, .. } if hold == "maintenance"),
+                        "{:?}", grounds),
+                    _ => {}
+                }
+                // The audit record holds the same, as lines and as the record's grounds.
+                let rec = store.audit_rows(None).expect("audit").into_iter().filter_map(Result::ok)
+                    .find(|r| r.transition_id == Some(committed.transition_id)).expect("audit record");
+                prop_assert_eq!(&rec.evidence, &t.evidence);
+                let stored = rec.detail["grounds"].as_array().map_or(0, Vec::len);
+                prop_assert_eq!(stored, grounds.len(), "{}", rec.detail);
             }
         }
     }

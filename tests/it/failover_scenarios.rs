@@ -9,7 +9,7 @@ use switchboard::announce::Kind;
 use switchboard::clock::Timestamp;
 use switchboard::config::{Failback, FailoverWhen};
 use switchboard::failover::{
-    step, Action, Cause, Command, Event, HoldKind, Policy, Service, Side, State,
+    step, Action, Cause, Command, Event, Ground, HoldKind, Policy, Seen, Service, Side, State,
 };
 use switchboard::health::Health;
 
@@ -114,6 +114,7 @@ fn run(svc: &mut Service, p: &Policy, script: &str) -> Vec<String> {
                     other => panic!("bad health {other}"),
                 },
                 detail: format!("{check} probe"),
+                seen: Default::default(),
             },
         };
         for a in step(svc, p, &event, now) {
@@ -122,6 +123,7 @@ fn run(svc: &mut Service, p: &Policy, script: &str) -> Vec<String> {
                     transition: t,
                     announce,
                     detected_in,
+                    ..
                 } => {
                     let mut s = format!("{secs}s {} -> {} {}", t.from, t.to, t.cause.as_str());
                     if announce {
@@ -376,26 +378,135 @@ fn operator_failover_refuses_a_down_backup_unless_forced() {
 fn transitions_carry_actor_reason_and_evidence() {
     let p = any();
     let mut svc = Service::new("svc", State::Operational, Timestamp(0));
-    let h = |check: &str, health| Event::Health {
+    let h = |check: &str, health, detail: &str, streak| Event::Health {
         check: check.into(),
         health,
-        detail: "failed (connect): connection refused".into(),
+        detail: detail.into(),
+        seen: Seen {
+            vantage: "node-a".into(),
+            streak,
+            threshold: streak,
+        },
     };
-    step(&mut svc, &p, &h("backup", Health::Healthy), Timestamp(0));
-    let actions = step(&mut svc, &p, &h("form", Health::Down), Timestamp(5_000));
-    let Some(Action::Record { transition, .. }) = actions.first() else {
+    let up = h("backup", Health::Healthy, "ok 200 in 0.012s", 1);
+    step(&mut svc, &p, &up, Timestamp(0));
+    let refused = "failed (connect): connection refused";
+    let down = h("form", Health::Down, refused, 3);
+    let actions = step(&mut svc, &p, &down, Timestamp(5_000));
+    let Some(Action::Record {
+        transition,
+        grounds,
+        ..
+    }) = actions.first()
+    else {
         panic!("expected a record first, got {actions:?}");
     };
     assert_eq!(transition.actor, "system");
     assert_eq!(transition.service, "svc");
     assert_eq!(transition.at, Timestamp(5_000));
     assert_eq!(transition.reason, "primary down; backup healthy");
+    // The failing primary check, and the backup verified before customers go to it.
     assert_eq!(
         transition.evidence,
-        vec!["form: down (failed (connect): connection refused)".to_string()]
+        [
+            "form: down (failed (connect): connection refused)",
+            "backup: healthy (ok 200 in 0.012s)"
+        ]
+    );
+    let seen: Vec<_> = grounds.iter().filter_map(|g| g.check()).collect();
+    assert_eq!(seen.len(), 2, "{grounds:?}");
+    assert_eq!(
+        (seen[0].role.as_str(), seen[0].at, seen[0].streak),
+        ("primary", Some(Timestamp(5_000)), 3)
+    );
+    assert_eq!(
+        (seen[1].role.as_str(), seen[1].at, seen[1].vantage.as_str()),
+        ("backup", Some(Timestamp(0)), "node-a")
     );
     assert_eq!(svc.state, State::FailedOver);
     assert_eq!(svc.since, Timestamp(5_000));
+}
+
+#[test]
+fn an_automatic_failback_cites_every_primary_check_healthy_and_its_streak() {
+    let p = any();
+    let mut svc = Service::new("svc", State::Operational, Timestamp(0));
+    run(
+        &mut svc,
+        &p,
+        "0 backup healthy
+         0 form healthy
+         5 form down
+         40 form healthy",
+    );
+    let actions = step(&mut svc, &p, &Event::Tick, Timestamp(40_000 + 300_000));
+    let Some(Action::Record {
+        transition: t,
+        grounds,
+        ..
+    }) = actions.first()
+    else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(t.cause, Cause::RecoveryHoldElapsed);
+    assert_eq!(t.evidence, ["form: healthy (form probe)"]);
+    let o = grounds[0].check().expect("a check");
+    assert_eq!((o.check.as_str(), o.health), ("form", Health::Healthy));
+    assert_eq!(
+        o.at,
+        Some(Timestamp(40_000)),
+        "when the primary was seen healthy"
+    );
+}
+
+#[test]
+fn a_planned_window_is_the_evidence_of_the_maintenance_it_begins_and_ends() {
+    use switchboard::failover::window::{Schedule, Window};
+    let start = Timestamp(60_000);
+    let p = Policy {
+        windows: vec![Window {
+            schedule: Schedule::Once(start),
+            duration: Duration::from_secs(120),
+            reason: "database upgrade".into(),
+        }],
+        ..any()
+    };
+    let mut svc = Service::new("svc", State::Operational, Timestamp(0));
+    run(&mut svc, &p, "0 backup healthy\n0 form healthy");
+    let began = step(&mut svc, &p, &Event::Tick, start);
+    let ended = step(&mut svc, &p, &Event::Tick, Timestamp(180_000));
+    let first = |actions: &[Action]| match actions.first() {
+        Some(Action::Record {
+            transition,
+            grounds,
+            ..
+        }) => (transition.clone(), grounds.clone()),
+        other => panic!("{other:?}"),
+    };
+    let (t, g) = first(&began);
+    assert_eq!(t.cause, Cause::MaintenanceScheduled);
+    assert_eq!(
+        g[0],
+        Ground::Window {
+            reason: "database upgrade".into(),
+            start,
+            end: Timestamp(180_000),
+            event: "began".into()
+        }
+    );
+    let (t, g) = first(&ended);
+    assert_eq!(t.cause, Cause::MaintenanceEnded);
+    assert!(
+        matches!(&g[0], Ground::Window { event, start: s, .. } if event == "ended" && *s == start),
+        "{g:?}"
+    );
+    assert_eq!(
+        t.evidence[..2],
+        [
+            "maintenance window \"database upgrade\" ended (ends 1970-01-01T00:03:00.000Z)",
+            "form: healthy (form probe)"
+        ]
+    );
 }
 
 #[test]
@@ -733,6 +844,7 @@ fn a_real_outage_interrupts_a_dry_run_drill_and_customers_go_to_the_backup_at_on
         check: "form".into(),
         health: Health::Down,
         detail: "HTTP 503".into(),
+        seen: Default::default(),
     };
     let actions = step(&mut svc, &p, &e, Timestamp(21_000));
     let Some(Action::Record { transition: t, .. }) = actions.first() else {
@@ -745,7 +857,8 @@ fn a_real_outage_interrupts_a_dry_run_drill_and_customers_go_to_the_backup_at_on
         t.evidence,
         [
             "drill d1 interrupted: a real outage beats a drill",
-            "form: down (HTTP 503)"
+            "form: down (HTTP 503)",
+            "backup: healthy (backup probe)"
         ]
     );
     assert!(t.interrupts_drill());

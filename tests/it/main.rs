@@ -11,6 +11,7 @@ mod announce_properties;
 mod announce_smtp;
 mod api;
 mod audit;
+mod audit_checklist;
 mod browser;
 mod cli;
 mod clock;

@@ -690,12 +690,12 @@ mod properties {
             let mut svc = failover::Service::new("s", State::Operational, Timestamp(0));
             let mut now = 0;
             for (check, health) in [("form", Health::Healthy), ("backup", Health::Healthy)] {
-                failover::step(&mut svc, &p, &Event::Health { check: check.into(), health, detail: String::new() }, Timestamp(now));
+                failover::step(&mut svc, &p, &Event::Health { check: check.into(), health, detail: String::new(), seen: Default::default() }, Timestamp(now));
             }
             for v in verdicts {
                 now += 1000;
                 let health = [Health::Healthy, Health::Suspect, Health::Down, Health::Unknown][v as usize];
-                let actions = failover::step(&mut svc, &p, &Event::Health { check: "vendor".into(), health, detail: "declared".into() }, Timestamp(now));
+                let actions = failover::step(&mut svc, &p, &Event::Health { check: "vendor".into(), health, detail: "declared".into(), seen: Default::default() }, Timestamp(now));
                 prop_assert!(!actions.iter().any(|a| matches!(a, Action::Record { .. } | Action::SwitchRoutes { .. })), "{actions:?}");
                 prop_assert_eq!(svc.state, State::Operational);
             }
