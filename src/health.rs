@@ -16,6 +16,15 @@
 //! `failure_threshold` is exact whatever the noise. Either way the threshold in force is
 //! `CheckHealth::failure_threshold`, which the shell shows (status, API, metric) and logs
 //! whenever it changes.
+//!
+//! Corroboration: while a vendor the service names in `corroborate` declares an outage (its
+//! `vendor_status` check's verdict reaches its `impact`), our own failing checks are confirmed
+//! with `corroborated(thresholds)`: no adaptive extra, and at most `CORROBORATED_FAILURES`
+//! failures in a row (the first failure and one confirmation re-probe, which rules out a lone
+//! lost packet on our side). Two independent sources agreeing is the "second opinion" Pingdom
+//! and updown.io wait for; the vendor's declaration is that opinion. It only ever shortens the
+//! wait for failures: a passing check stays healthy whatever the vendor says, so a vendor can
+//! never fail a service over by itself.
 
 use crate::clock::Timestamp;
 /// The thresholds are configuration, so they are defined there; this path stays for callers.
@@ -44,6 +53,20 @@ impl Health {
     /// Counts as up for failover decisions: healthy, or suspect (not yet confirmed down).
     pub fn is_up(self) -> bool {
         matches!(self, Health::Healthy | Health::Suspect)
+    }
+}
+
+/// Failures in a row that confirm a check while a corroborating vendor declares an outage.
+pub const CORROBORATED_FAILURES: u32 = 2;
+
+/// The thresholds in force while a corroborating vendor declares an outage: the configured
+/// failure threshold capped at `CORROBORATED_FAILURES`, without the adaptive extra. The
+/// success threshold is unchanged: recovering is not what the vendor speaks to.
+pub fn corroborated(t: Thresholds) -> Thresholds {
+    Thresholds {
+        failure: t.failure.clamp(1, CORROBORATED_FAILURES),
+        adaptive: false,
+        ..t
     }
 }
 
@@ -397,6 +420,26 @@ mod tests {
         let thresholds = thresholds_with(T, &script);
         assert_eq!(thresholds[39], 6);
         assert_eq!(*thresholds.last().expect("outcomes"), 3);
+    }
+
+    #[test]
+    fn a_corroborated_check_is_down_after_two_failures_even_when_noisy() {
+        let c = corroborated(T);
+        assert_eq!((c.failure, c.adaptive, c.success), (2, false, 2));
+        assert_eq!(trace_with(c, "+--"), vec![Healthy, Suspect, Down]);
+        // The noisy target that needed six failures needs two under corroboration.
+        let script = noisy_warm_up() + "--";
+        assert_eq!(trace_with(T, &script)[41], Suspect);
+        let mut h = CheckHealth::new(Timestamp(0));
+        for (i, ch) in noisy_warm_up().chars().enumerate() {
+            h.observe(T, ch == '+', Timestamp(i as i64));
+        }
+        h.observe(c, false, Timestamp(100));
+        h.observe(c, false, Timestamp(101));
+        assert_eq!(h.health, Down);
+        // A threshold of 1 stays 1; successes never make a check down.
+        assert_eq!(corroborated(Thresholds::new(1, 1)).failure, 1);
+        assert!(trace_with(c, "+++++").iter().all(|h| *h == Healthy));
     }
 
     #[test]

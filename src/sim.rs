@@ -236,9 +236,11 @@ impl Model {
         policy.windows.clear();
         policy.failback = Failback::Auto;
         Model {
+            // Vendor checks corroborate and never decide: the simulation leaves them out.
             checks: spec
                 .checks
                 .iter()
+                .filter(|c| c.role != crate::config::Role::Vendor)
                 .map(|c| SimCheck {
                     name: c.name.clone(),
                     primary: c.role == crate::config::Role::Primary,

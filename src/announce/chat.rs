@@ -280,8 +280,11 @@ impl Chat {
         let keep = match (&thread, ends) {
             // The incident is over: its thread gets no more replies.
             (Some(_), true) => Some(None),
-            // The first message about an incident opens its thread.
-            (None, false) if !ts.is_empty() => Some(Some(ts.clone())),
+            // The first message about an incident opens its thread. A vendor's note is about
+            // no incident of ours (our checks pass), so it opens none.
+            (None, false) if !ts.is_empty() && item.kind != "vendor_notice" => {
+                Some(Some(ts.clone()))
+            }
             _ => None,
         };
         if let (Some(keep), Some(store)) = (keep, &self.store) {

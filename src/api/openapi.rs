@@ -407,7 +407,7 @@ pub fn document() -> Value {
             "checks": { "type": "array", "items": {
                 "type": "object", "required": ["name", "role", "target", "health"],
                 "properties": { "name": { "type": "string" },
-                    "role": { "type": "string", "enum": ["primary", "backup"] },
+                    "role": { "type": "string", "enum": ["primary", "backup", "vendor"] },
                     "target": { "type": "string" },
                     "health": { "type": "string", "enum": ["unknown", "healthy", "suspect", "down"] },
                     "last_outcome": nullable_string(), "last_probe_at": nullable_string(),

@@ -24,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::probe::Outcome;
 use crate::store::{StoreError, StoreHandle};
 use crate::view::{Board, Snapshot};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
@@ -61,8 +62,26 @@ pub(super) struct Core {
     pub(super) in_use: TransportsInUse,
     /// The reload being prepared off the core and those waiting for it (`reload`).
     pub(super) reloads: reload::Reloads,
+    /// What each vendor check (by name) said last: whether it declares an outage, and its
+    /// words. Services that name it in `corroborate` read it (`corroboration`).
+    pub(super) vendors: HashMap<String, VendorHeard>,
+    /// The announcement transports, for on-call's vendor notes (`note_vendor`), which are
+    /// not outbox rows.
+    pub(super) transports: Arc<crate::announce::outbox::Transports>,
     /// What jobs reported to heartbeat checks; shared with the control API, kept by reloads.
     pub(super) heartbeats: Arc<crate::probe::heartbeat::Heartbeats>,
+}
+
+/// The last verdict of one vendor check, as corroboration reads it.
+#[derive(Clone, Debug, Default)]
+pub(super) struct VendorHeard {
+    /// The vendor declares an outage at or above the check's `impact`.
+    pub(super) declared: bool,
+    /// The vendor's words with their source, for on-call (`VendorReport::quote`); `None`
+    /// while the vendor declares nothing or its feed could not be judged.
+    pub(super) quote: Option<String>,
+    /// The words customers may read (`public_vendor_words`): the incident's title and link.
+    pub(super) public: Option<String>,
 }
 
 /// What one step of a service's machine did.
@@ -262,8 +281,24 @@ impl Core {
         }
     }
 
+    /// The vendor checks `service` corroborates with that declare an outage now, with what
+    /// they said.
+    pub(super) fn corroboration(&self, si: usize) -> Vec<(&str, &VendorHeard)> {
+        self.services[si]
+            .spec
+            .corroborate
+            .iter()
+            .filter_map(|name| {
+                let heard = self.vendors.get(name)?;
+                heard.declared.then_some((name.as_str(), heard))
+            })
+            .collect()
+    }
+
     pub(super) async fn on_outcome(&mut self, si: usize, ci: usize, outcome: Outcome) -> bool {
         let now = Timestamp::now();
+        let is_vendor = self.services[si].spec.checks[ci].role == crate::config::Role::Vendor;
+        let corroborated = !is_vendor && !self.corroboration(si).is_empty();
         let svc = &mut self.services[si];
         let spec = &svc.spec.checks[ci];
         if outcome
@@ -292,12 +327,27 @@ impl Core {
                 outcome.started_at,
             );
         }
-        let t = spec.thresholds();
+        // A corroborating vendor's declared outage shortens our own confirmation (`health`).
         let rt = &mut svc.checks[ci];
-        let threshold_before = rt.health.failure_threshold(t);
+        let threshold_before = rt.health.failure_threshold(rt.thresholds(spec));
+        let was_corroborated = std::mem::replace(&mut rt.corroborated, corroborated);
+        let t = rt.thresholds(spec);
         let changed = rt.health.observe(t, outcome.success, now);
         let threshold = rt.health.failure_threshold(t);
-        if threshold != threshold_before {
+        if threshold != threshold_before && corroborated != was_corroborated {
+            self.metrics.check_failure_threshold(&spec.name, threshold);
+            let why = if corroborated {
+                "a vendor it corroborates with declares an outage"
+            } else {
+                "no vendor it corroborates with declares an outage any more"
+            };
+            info!(
+                "{} ({} check of {}) now needs {threshold} failed probes in a row to be down (was {threshold_before}): {why}",
+                spec.name,
+                spec.role.as_str(),
+                svc.spec.name
+            );
+        } else if threshold != threshold_before {
             self.metrics.check_failure_threshold(&spec.name, threshold);
             let noise = rt.health.noise().unwrap_or(0.0) * 100.0;
             info!(
@@ -313,6 +363,16 @@ impl Core {
         let health = rt.health.health;
         let summary = outcome.summary();
         rt.last = Some((summary.clone(), outcome.started_at));
+        if is_vendor {
+            // A vendor check never reaches the machine: it corroborates, it does not decide.
+            if changed.is_some() {
+                self.metrics
+                    .check_health(&svc.spec.id, &spec.name, health.as_str());
+            }
+            let name = spec.name.clone();
+            self.on_vendor(&name, &outcome, now).await;
+            return confirm;
+        }
         if let Some(prev) = changed {
             self.metrics
                 .check_health(&svc.spec.id, &spec.name, health.as_str());
@@ -357,6 +417,57 @@ impl Core {
         confirm
     }
 
+    /// A vendor check's verdict: kept for the services that corroborate with it, logged when
+    /// the declaration starts or ends, and noted to on-call (`failover::vendor::notes_oncall`)
+    /// for each such service whose own checks pass.
+    async fn on_vendor(&mut self, name: &str, outcome: &Outcome, now: Timestamp) {
+        let report = outcome.vendor.as_deref();
+        let heard = VendorHeard {
+            declared: report.is_some_and(|r| r.declared),
+            quote: report
+                .filter(|r| r.impact.is_some_and(|i| i > crate::config::Impact::None))
+                .and_then(|r| r.quote()),
+            public: report
+                .filter(|r| r.declared)
+                .map(|r| match r.incidents.first() {
+                    Some(i) => format!(
+                        "Our provider's status page reports: \"{}\"{}.",
+                        i.title,
+                        i.url
+                            .as_ref()
+                            .map(|u| format!(" ({u})"))
+                            .unwrap_or_default()
+                    ),
+                    None => format!(
+                        "Our provider's status page reports {}.",
+                        r.impact.map_or("an outage", |i| i.words())
+                    ),
+                }),
+        };
+        let was = self
+            .vendors
+            .insert(name.to_owned(), heard.clone())
+            .is_some_and(|h| h.declared);
+        match (was, heard.declared) {
+            (false, true) => warn!(
+                "{name}: the vendor declares an outage: {}",
+                heard.quote.as_deref().unwrap_or("(no words)")
+            ),
+            (true, false) => info!("{name}: the vendor no longer declares an outage"),
+            _ => {}
+        }
+        for si in 0..self.services.len() {
+            let svc = &self.services[si];
+            if !svc.spec.corroborate.iter().any(|c| c == name) {
+                continue;
+            }
+            if crate::failover::vendor::notes_oncall(svc.machine.state, was, heard.declared) {
+                self.note_vendor(si, name, heard.quote.as_deref().unwrap_or(""), now)
+                    .await;
+            }
+        }
+    }
+
     pub(super) async fn on_event(&mut self, si: usize, event: Event, now: Timestamp) -> Stepped {
         self.on_event_with(si, event, now, None).await
     }
@@ -380,6 +491,8 @@ impl Core {
                 }
             }
         }
+        self.quote_vendors(si, &mut actions);
+        let svc = &mut self.services[si];
         self.metrics
             .holds(&svc.spec.id, &svc.machine.holds_in_force(&svc.policy, now));
         let holds = svc.machine.holds();
@@ -478,6 +591,41 @@ impl Core {
         }
         self.publish();
         stepped
+    }
+
+    /// The words of the vendors this service corroborates with, with their source, on every
+    /// transition it records: as evidence for on-call, and (`public_vendor_words`) for
+    /// customers too while the vendor declares an outage.
+    fn quote_vendors(&self, si: usize, actions: &mut [Action]) {
+        let spec = &self.services[si].spec;
+        let quotes: Vec<String> = spec
+            .corroborate
+            .iter()
+            .filter_map(|name| {
+                let q = self.vendors.get(name)?.quote.as_deref()?;
+                Some(format!("{name} (vendor) says: {q}"))
+            })
+            .collect();
+        let public: Vec<&str> = if spec.public_vendor_words {
+            self.corroboration(si)
+                .into_iter()
+                .filter_map(|(_, h)| h.public.as_deref())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for a in actions {
+            if let Action::Record { transition, .. } = a {
+                transition.evidence.extend(quotes.iter().cloned());
+                if !public.is_empty() {
+                    let words = public.join(" ");
+                    transition.public_message = Some(match transition.public_message.take() {
+                        Some(m) => format!("{m}\n\n{words}"),
+                        None => words,
+                    });
+                }
+            }
+        }
     }
 
     /// The only place routes change.

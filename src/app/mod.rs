@@ -262,6 +262,8 @@ pub(crate) async fn run_parts(
         templates: Arc::new(templates),
         in_use: record::TransportsInUse::of(&config),
         reloads: reload::Reloads::default(),
+        vendors: Default::default(),
+        transports: transports.clone(),
         // Heartbeats live for the daemon's life: a reload keeps them (`start_probes`).
         heartbeats: Arc::new(crate::probe::heartbeat::Heartbeats::new()),
     };

@@ -16,7 +16,7 @@ use crate::clock::Timestamp;
 use crate::config::{Config, ServiceSpec, WebhookSpec};
 use crate::failover::{self, Side, Transition};
 use crate::health::Health;
-use crate::store::StoreError;
+use crate::store::{OutboxItem, OutboxStatus, StoreError};
 use crate::view::RouteView;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -278,6 +278,128 @@ impl Core {
             Err(e) => {
                 self.metrics.store_error("enqueue_notice");
                 error!("{}: could not queue the flapping alert: {e}", svc.spec.name);
+            }
+        }
+    }
+}
+
+impl Core {
+    /// On-call's note that a vendor `check` declares an outage while the service's own checks
+    /// pass. Nothing changed for customers, so it is no transition and has no place in the
+    /// outbox (whose rows hang off transitions): it is written to the audit chain first (kind
+    /// `operator_action`, actor `vendor:{check}`, the vendor's words as its reason), then sent
+    /// to on-call's channels (e-mail, and chat when configured) by a task that retries with
+    /// backoff for `[email] give_up_after`. A restart while it retries loses the message, never
+    /// its audit record.
+    pub(super) async fn note_vendor(
+        &mut self,
+        si: usize,
+        check: &str,
+        quote: &str,
+        now: Timestamp,
+    ) {
+        let svc = &self.services[si];
+        let state = svc.machine.state;
+        let t = Transition {
+            service: svc.spec.id.clone(),
+            from: state,
+            to: state,
+            cause: serde_json::from_value(serde_json::Value::String(svc.cause.clone()))
+                .unwrap_or(failover::Cause::PrimaryDown),
+            at: now,
+            actor: "system".to_owned(),
+            reason: format!(
+                "{check} declares an outage of a vendor {} depends on while its own checks pass; nothing switched",
+                svc.spec.name
+            ),
+            evidence: vec![format!("{check} (vendor) says: {quote}")],
+            public_message: None,
+        };
+        let mut ctx = message_context(&self.config, &svc.spec, route_views(&svc.spec, svc.side));
+        ctx.holds = svc.hold_lines(now);
+        let channels = channels(&self.config, &self.in_use, &svc.spec, &self.templates);
+        let rows = announce::plan_kind(Kind::VendorNotice, &t, &ctx, &channels);
+        let (name, id) = (svc.spec.name.clone(), svc.spec.id.clone());
+        let detail = serde_json::json!({
+            "service": id,
+            "vendor_check": check,
+            "vendor_words": quote,
+            "notified": rows.iter().map(|r| r.channel.clone()).collect::<Vec<_>>(),
+        });
+        self.audit_other(&format!("vendor:{check}"), &t.reason, detail)
+            .await;
+        let domain = self.config.email.message_id_domain();
+        let give_up = self.config.email.give_up_after;
+        for (n, row) in rows.into_iter().enumerate() {
+            let item = OutboxItem {
+                id: 0,
+                transition_id: 0,
+                service: id.clone(),
+                audience: row.audience,
+                channel: row.channel,
+                kind: row.kind,
+                message_id: format!("<vendor.{check}.{id}.{}.{n}@{domain}>", now.as_millis()),
+                recipients: row.recipients,
+                subject: row.subject,
+                text: row.text,
+                html: row.html,
+                status: OutboxStatus::Pending,
+                attempts: 0,
+                created_at: now,
+                next_attempt_at: now,
+                last_attempt_at: None,
+                last_error: None,
+                delivered_at: None,
+                detail: None,
+                given_up_at: None,
+            };
+            tokio::spawn(send_note(
+                self.transports.clone(),
+                item,
+                name.clone(),
+                give_up,
+            ));
+        }
+    }
+}
+
+/// Sends one vendor note, retrying (1 s doubling to 60 s) until it is taken or `give_up`
+/// has passed.
+async fn send_note(
+    transports: std::sync::Arc<crate::announce::outbox::Transports>,
+    item: OutboxItem,
+    service: String,
+    give_up: Duration,
+) {
+    use crate::announce::transport::Deliver;
+    let start = Instant::now();
+    let mut delay = RETRY_MIN;
+    loop {
+        match transports.deliver(&item).await {
+            Ok(said) => {
+                info!(
+                    "{service}: vendor note to {} ({}) delivered: {}",
+                    item.audience, item.channel, said.reply
+                );
+                return;
+            }
+            Err(e) if start.elapsed() + delay > give_up => {
+                error!(
+                    "{service}: vendor note to {} ({}) given up: {}",
+                    item.audience, item.channel, e.message
+                );
+                return;
+            }
+            Err(e) => {
+                warn!(
+                    "{service}: vendor note to {} ({}) not taken, retrying in {}s: {}",
+                    item.audience,
+                    item.channel,
+                    delay.as_secs(),
+                    e.message
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(60));
             }
         }
     }

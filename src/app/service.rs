@@ -24,13 +24,26 @@ pub(super) struct CheckRuntime {
     /// The last outcome's one-line summary and start, for the status page; the outcome itself
     /// is not kept (at 10,000 checks it would be the daemon's largest memory cost).
     pub(super) last: Option<(String, Timestamp)>,
+    /// The last outcome was judged with `health::corroborated` thresholds (a vendor the
+    /// service corroborates with declared an outage).
+    pub(super) corroborated: bool,
 }
 
 impl CheckRuntime {
+    /// The thresholds in force for this check: its own, or corroborated ones.
+    pub(super) fn thresholds(&self, spec: &crate::config::CheckSpec) -> crate::health::Thresholds {
+        if self.corroborated {
+            crate::health::corroborated(spec.thresholds())
+        } else {
+            spec.thresholds()
+        }
+    }
+
     pub(super) fn new(now: Timestamp) -> Self {
         CheckRuntime {
             health: CheckHealth::new(now),
             last: None,
+            corroborated: false,
         }
     }
 }
@@ -184,7 +197,7 @@ impl ServiceRuntime {
                 .zip(&self.checks)
                 .map(|(c, rt)| CheckExtras {
                     failure_threshold: c.failure_threshold,
-                    effective_failure_threshold: rt.health.failure_threshold(c.thresholds()),
+                    effective_failure_threshold: rt.health.failure_threshold(rt.thresholds(c)),
                     confirmation: c.confirmation,
                 })
                 .collect(),

@@ -90,6 +90,8 @@ async fn probe_loop(p: ProbeLoop, shutdown: watch::Receiver<bool>, stop: watch::
     // Shared, not cloned: ten thousand checks would otherwise hold ten thousand copies.
     let check = &config.services[si].checks[ci];
     let mut due = tokio::time::Instant::now() + first_delay(check);
+    // A vendor feed that answered 429 or 5xx is polled less often until it answers again.
+    let mut backoff: Option<Duration> = None;
     // One wait for the end of the loop, for its whole life: every `select!` below polls the
     // same future, which stays registered with both notifiers. A fresh `wait_for` per select
     // registered (and unregistered) two waiters three times per probe.
@@ -126,6 +128,7 @@ async fn probe_loop(p: ProbeLoop, shutdown: watch::Receiver<bool>, stop: watch::
             }
         };
         drop(permit);
+        let vendor = outcome.vendor.clone();
         let (reply, confirm) = oneshot::channel();
         let msg = Msg::Outcome {
             generation,
@@ -141,11 +144,26 @@ async fn probe_loop(p: ProbeLoop, shutdown: watch::Receiver<bool>, stop: watch::
         // Confirmation re-probes follow at `retry_interval`; otherwise keep the cadence from the
         // planned start so checks stay spread, but never schedule in the past.
         let now = tokio::time::Instant::now();
-        due = if confirm {
+        let normal = if confirm {
             (started + check.retry_interval).max(now)
         } else {
             (due + check.interval).max(now)
         };
+        let (wait, kept) = probe::vendor_status::next_delay(
+            normal.saturating_duration_since(started),
+            check.interval,
+            backoff,
+            vendor.as_deref(),
+        );
+        if kept.is_some() {
+            warn!(
+                check = check.name.as_str(),
+                "vendor feed throttled or failing; next poll in {}",
+                humantime::format_duration(wait)
+            );
+        }
+        backoff = kept;
+        due = (started + wait).max(now);
         sleep.as_mut().reset(due);
     }
 }

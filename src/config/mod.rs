@@ -10,11 +10,13 @@ mod files;
 mod net;
 mod policy;
 pub mod raw;
+mod vendor;
 
 pub use audit::{AuditConfig, AuditKey};
 pub use files::{ConfigFiles, FileRead};
 pub use net::IpRange;
 pub use policy::{Confirmation, Side, Thresholds, NOISE_MAX_EXTRA};
+pub use vendor::{Impact, VendorFormat};
 
 use crate::lang::condition::Condition;
 use std::fmt;
@@ -322,6 +324,12 @@ pub struct ServiceSpec {
     pub drill_targets: DrillTargets,
     /// This service's own `customer_delay`; `None`: `[email] customer_delay`.
     pub customer_delay: Option<Duration>,
+    /// `corroborate`: the `vendor_status` checks (of any service) whose declared outage
+    /// shortens the confirmation of this service's own failing checks.
+    pub corroborate: Vec<String>,
+    /// `public_vendor_words`: quote the corroborating vendor's words in the public incident
+    /// (customers' messages and the status page) as well as in on-call's. Default false.
+    pub public_vendor_words: bool,
     /// The service file it came from.
     pub source: PathBuf,
 }
@@ -373,6 +381,9 @@ pub enum Failback {
 pub enum Role {
     Primary,
     Backup,
+    /// A `vendor_status` check: it corroborates the services that name it and never counts
+    /// as a primary or backup check, so it can never cause a failover by itself.
+    Vendor,
 }
 
 impl Role {
@@ -380,6 +391,7 @@ impl Role {
         match self {
             Role::Primary => "primary",
             Role::Backup => "backup",
+            Role::Vendor => "vendor",
         }
     }
 }
@@ -436,6 +448,7 @@ impl CheckSpec {
                 d.port,
                 d.name
             ),
+            CheckKind::VendorStatus(v) => v.url.to_string(),
             // The intake address: what the round trip proves reachable.
             CheckKind::MailRoundtrip(m) => format!("mailto:{}", m.to),
             // Nothing is fetched; the URL jobs report to is what the check watches.
@@ -462,6 +475,8 @@ pub enum CheckKind {
     Tcp(TcpCheck),
     Smtp(SmtpCheck),
     Dns(DnsCheck),
+    /// A vendor's public status feed (`kind = "vendor_status"`).
+    VendorStatus(VendorStatusCheck),
     /// `kind = "browser"`: steps in a headless Chromium.
     Browser(BrowserCheck),
     /// A canary e-mail sent to the intake and confirmed arrived (`kind = "mail_roundtrip"`).
@@ -575,6 +590,27 @@ pub struct HeartbeatCheck {
     pub grace: Duration,
     /// Lowercase hex SHA-256 of the job's token; the token itself is never kept.
     pub token_sha256: String,
+}
+
+/// A vendor's public status feed, read and judged: the verdict is the worst impact the vendor
+/// declares for the selected components, and the check fails when it reaches `impact`.
+#[derive(Clone, Debug)]
+pub struct VendorStatusCheck {
+    pub format: VendorFormat,
+    pub url: Url,
+    /// Component, service or container names or ids to judge (case-insensitive names);
+    /// empty: the whole page.
+    pub components: Vec<String>,
+    /// The check fails when the vendor declares at least this. Default `major`.
+    pub impact: Impact,
+    /// `gitlab_jobs`: fail when at least this many jobs are pending.
+    pub max_pending: Option<u32>,
+    /// `gitlab_jobs`: fail when a job has been running at least this long.
+    pub max_running: Option<Duration>,
+    /// Bytes of feed read at most; a longer feed is a failed outcome, not a truncated verdict.
+    pub max_body_bytes: usize,
+    pub insecure: bool,
+    pub net: NetOptions,
 }
 
 /// A browser check: actions a headless Chromium takes on a page, in order. Succeeds when every

@@ -12,6 +12,7 @@ mod holds;
 mod machine;
 mod reconfigure;
 mod rules;
+pub mod vendor;
 
 /// Planned windows are configuration's language (`lang::window`); the old path stays.
 pub use crate::lang::window;

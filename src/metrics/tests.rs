@@ -64,6 +64,7 @@ fn outcome(tls: bool) -> Outcome {
         failed_due_to_regex: false,
         dns: None,
         steps: Vec::new(),
+        vendor: None,
     }
 }
 

@@ -102,6 +102,7 @@ pub async fn probe(check: &CheckSpec, browser: &BrowserCheck) -> Outcome {
         failed_due_to_regex: false,
         dns: None,
         steps: seen.steps,
+        vendor: None,
     }
 }
 

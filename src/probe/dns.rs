@@ -395,6 +395,7 @@ pub async fn probe(check: &CheckSpec, dns: &DnsCheck) -> Outcome {
         failed_due_to_regex: false,
         dns: counts,
         steps: Vec::new(),
+        vendor: None,
     }
 }
 

@@ -299,6 +299,7 @@ fn finish(
         failed_due_to_regex: false,
         dns: None,
         steps: Vec::new(),
+        vendor: None,
     }
 }
 

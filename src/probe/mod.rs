@@ -17,6 +17,7 @@ pub mod smtp;
 pub mod steps;
 pub mod tcp;
 pub mod tls;
+pub mod vendor_status;
 pub mod wake;
 
 use crate::clock::Timestamp;
@@ -138,6 +139,10 @@ pub struct Outcome {
     /// Each executed step of a multi-step check, in order (empty for other checks).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepResult>,
+    /// What a vendor's status feed said (vendor_status checks only): the verdict and the
+    /// vendor's own words. Boxed: the other kinds pay one pointer for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vendor: Option<Box<vendor_status::VendorReport>>,
 }
 
 /// Record counts of a DNS reply, as blackbox exports them.
@@ -169,9 +174,16 @@ impl Outcome {
     pub fn summary(&self) -> String {
         match (&self.error, self.success) {
             (_, true) => format!(
-                "ok{} in {:.3}s",
+                "ok{} in {:.3}s{}",
                 self.status.map(|s| format!(" {s}")).unwrap_or_default(),
-                self.duration.as_secs_f64()
+                self.duration.as_secs_f64(),
+                // A vendor's words below the check's threshold are still worth reading.
+                self.vendor
+                    .as_ref()
+                    .filter(|v| v.impact.is_some_and(|i| i > crate::config::Impact::None))
+                    .and_then(|v| v.quote())
+                    .map(|q| format!("; {q}"))
+                    .unwrap_or_default()
             ),
             (Some(e), false) => format!("failed ({}): {}", e.class.as_str(), e.message),
             (None, false) => "failed".to_string(),
@@ -194,6 +206,7 @@ async fn run_kind(check: &CheckSpec) -> Outcome {
         CheckKind::Tcp(tcp) => tcp::probe(check, tcp).await,
         CheckKind::Smtp(smtp) => smtp::probe(check, smtp).await,
         CheckKind::Dns(dns) => dns::probe(check, dns).await,
+        CheckKind::VendorStatus(v) => vendor_status::probe(check, v).await,
         CheckKind::Browser(b) => browser::probe(check, b).await,
         CheckKind::MailRoundtrip(m) => mail_roundtrip::probe(check, m).await,
         // Judged by the daemon from the heartbeats jobs send (`heartbeat::Heartbeats`).

@@ -95,10 +95,60 @@ pub fn human(outcome: &Outcome) -> String {
             relative(expiry, outcome.started_at)
         );
     }
+    if let Some(v) = &outcome.vendor {
+        vendor_lines(&mut out, v);
+    }
     if let Some(e) = &outcome.error {
         let _ = writeln!(out, "  error   {}: {}", e.class.as_str(), e.message);
     }
     out
+}
+
+/// A vendor check's verdict and the vendor's own words, with their source:
+///
+/// ```text
+///   vendor  statuspage: partial outage (declared) — "Partially Degraded Service"
+///           component Ticket form: partial_outage
+///           incident "Ticket form errors" <https://status.example.com/incidents/x> (major)
+///   source  https://status.example.com/api/v2/summary.json
+/// ```
+fn vendor_lines(out: &mut String, v: &super::vendor_status::VendorReport) {
+    match v.impact {
+        Some(impact) => {
+            let declared = if v.declared { " (declared)" } else { "" };
+            let said = if v.indicator.is_empty() {
+                String::new()
+            } else {
+                format!(" — \"{}\"", v.indicator)
+            };
+            let _ = writeln!(
+                out,
+                "  vendor  {}: {}{declared}{said}",
+                v.format.as_str(),
+                impact.words()
+            );
+        }
+        None => {
+            let _ = writeln!(out, "  vendor  {}: not judged", v.format.as_str());
+        }
+    }
+    for c in &v.components {
+        let _ = writeln!(out, "          component {}: {}", c.name, c.status);
+    }
+    for i in &v.incidents {
+        let url = i
+            .url
+            .as_ref()
+            .map(|u| format!(" <{u}>"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "          incident \"{}\"{url} ({})",
+            i.title,
+            i.impact.as_str()
+        );
+    }
+    let _ = writeln!(out, "  source  {}", v.source);
 }
 
 fn phases_line(out: &mut String, indent: &str, p: &Phases) {
@@ -161,6 +211,7 @@ mod tests {
             failed_due_to_regex: false,
             dns: None,
             steps: Vec::new(),
+            vendor: None,
         }
     }
 

@@ -203,6 +203,7 @@ pub async fn probe(check: &CheckSpec, steps: &StepsCheck) -> Outcome {
         failed_due_to_regex: false,
         dns: None,
         steps: results,
+        vendor: None,
     }
 }
 

@@ -404,6 +404,7 @@ pub(crate) fn finish(
         failed_due_to_regex: seen.failed_due_to_regex,
         dns: None,
         steps: Vec::new(),
+        vendor: None,
     }
 }
 

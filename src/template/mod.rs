@@ -66,6 +66,7 @@ pub const EMBEDDED: &[(&str, &str, &str)] = embedded!(
     "drill_start",
     "drill_end",
     "flapping",
+    "vendor_notice",
     "update",
     "group"
 );

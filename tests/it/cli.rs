@@ -90,7 +90,7 @@ fn check_accepts_the_shipped_configuration_with_a_summary() {
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert_eq!(stdout.lines().count(), 1, "one-line summary: {stdout}");
-    assert!(stdout.contains("ok: 4 services"), "{stdout}");
+    assert!(stdout.contains("ok: 6 services"), "{stdout}");
 }
 
 #[test]

@@ -80,7 +80,9 @@ fn shipped_config_loads() {
     assert_eq!(
         ids,
         [
+            "gitlab-issue-intake",
             "scheduling",
+            "slack-community",
             "support-email-intake",
             "support-portal",
             "ticket-submission"
@@ -132,7 +134,7 @@ fn shipped_config_loads() {
     assert_eq!(
         config.summary(),
         format!(
-            "{}: ok: 4 services, 13 checks, 4 routes",
+            "{}: ok: 6 services, 24 checks, 6 routes",
             repo().join("switchboard.toml").display()
         )
     );
@@ -358,6 +360,7 @@ conditions = ["[STATUS] == any(201, 302)"]
                 assert_eq!((d.qtype, d.name.as_str()), (15, "example.com"));
                 "dns"
             }
+            CheckKind::VendorStatus(_) => "vendor_status",
             CheckKind::Browser(_) => "browser",
             // Kinds this file does not configure.
             _ => "other",

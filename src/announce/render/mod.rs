@@ -69,12 +69,15 @@ pub enum Kind {
     /// Too many failovers within the flap window: the backup is held. Not a transition of
     /// its own; the shell raises it from the core's `Flapping` action.
     Flapping,
+    /// A vendor the service corroborates with declares an outage while our own checks pass:
+    /// on-call's note, not a transition (the shell raises it, `failover::vendor`).
+    VendorNotice,
     /// Any other change (e.g. operational <-> degraded): recorded, not announced.
     Update,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Failover,
         Kind::Failback,
         Kind::Outage,
@@ -85,6 +88,7 @@ impl Kind {
         Kind::DrillStart,
         Kind::DrillEnd,
         Kind::Flapping,
+        Kind::VendorNotice,
         Kind::Update,
     ];
 
@@ -138,6 +142,7 @@ impl Kind {
             Kind::DrillStart => "drill_start",
             Kind::DrillEnd => "drill_end",
             Kind::Flapping => "flapping",
+            Kind::VendorNotice => "vendor_notice",
             Kind::Update => "update",
         }
     }
@@ -152,7 +157,7 @@ impl Kind {
             | Kind::OutageResolved
             | Kind::MaintenanceStart
             | Kind::MaintenanceEnd => &[Audience::Oncall, Audience::Customers],
-            Kind::Recovering | Kind::Flapping => &[Audience::Oncall],
+            Kind::Recovering | Kind::Flapping | Kind::VendorNotice => &[Audience::Oncall],
             Kind::DrillStart | Kind::DrillEnd => &[Audience::Drill],
             Kind::Update => &[],
         }

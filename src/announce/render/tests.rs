@@ -143,6 +143,17 @@ fn example(kind: Kind) -> (Transition, Side) {
             ],
             Side::Backup,
         ),
+        Kind::VendorNotice => (
+            State::Operational,
+            State::Operational,
+            Cause::PrimaryDown,
+            "system",
+            "zendesk-status declares an outage while our checks pass; no failover",
+            vec![
+                "zendesk-status (vendor) says: zendesk status: major outage: \"Ticket submission failing on pod 23\" <https://status.zendesk.com/incidents/51240> — source https://status.zendesk.com/api/incidents/active?subdomain=acme",
+            ],
+            Side::Primary,
+        ),
         Kind::Update => (
             State::Operational,
             State::Degraded,

@@ -177,6 +177,11 @@ struct Loader {
     files: super::ConfigFiles,
     /// The main file's directory: stored paths are shown relative to it.
     base: PathBuf,
+    /// Every `corroborate` name with where it is written, resolved once all files are read.
+    corroborations: Vec<(PathBuf, usize, String)>,
+    /// Every valid Zendesk-format vendor check with where it is written and its fastest
+    /// polling interval: together they must stay within Zendesk's 10 requests a minute.
+    zendesk_polls: Vec<(PathBuf, usize, String, std::time::Duration)>,
     /// Bytes handed to the TOML parser so far: a test proves with it that loading costs
     /// a small multiple of the files' size, not their size times their number of tables.
     parsed_bytes: usize,

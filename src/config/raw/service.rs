@@ -90,6 +90,12 @@ pub struct RawService {
     pub drill_targets: Option<RawDrillTargets>,
     /// Overrides `[email] customer_delay` for this service.
     pub customer_delay: Option<Spanned<String>>,
+    /// Names of `vendor_status` checks (in any service file) whose declared outage shortens
+    /// the confirmation of this service's own failing checks. They never fail it over alone.
+    #[serde(default)]
+    pub corroborate: Vec<Spanned<String>>,
+    /// Quote the corroborating vendor's words in the public incident too. Default `false`.
+    pub public_vendor_words: Option<bool>,
 }
 
 /// `drill_targets = { switch = "5s", notify = "60s" }`: both optional.
@@ -140,6 +146,8 @@ impl Loader {
                 services.push(service);
             }
         }
+        self.check_corroborations(&services);
+        self.check_zendesk_budget();
         Some(services)
     }
 
@@ -226,6 +234,52 @@ impl Loader {
         spec.maintenance = windows;
         spec.on_switch = hooks;
         Some(spec)
+    }
+
+    /// Every name in a `corroborate` list must be a `vendor_status` check of some service:
+    /// checked once all files are read, since the check may live in another file.
+    fn check_corroborations(&mut self, services: &[ServiceSpec]) {
+        for (file, line, name) in std::mem::take(&mut self.corroborations) {
+            let found = services
+                .iter()
+                .flat_map(|s| s.checks.iter())
+                .find(|c| c.name == name);
+            let message = match found {
+                Some(c) if c.role == Role::Vendor => continue,
+                Some(c) => format!(
+                    "corroborate: \"{name}\" (a check of service \"{}\") is not a vendor_status check; only vendor_status checks corroborate",
+                    c.service
+                ),
+                // A check that failed validation was reported where it is written.
+                None if self.check_names.contains_key(&name) => continue,
+                None => format!("corroborate: no check is named \"{name}\""),
+            };
+            self.report(&file, line, message);
+        }
+    }
+
+    /// Zendesk's status API allows 10 requests a minute from one client: every Zendesk
+    /// check together, each at its fastest (`interval` or `retry_interval`), must stay within
+    /// it. Reported at the first of them.
+    fn check_zendesk_budget(&mut self) {
+        let polls = std::mem::take(&mut self.zendesk_polls);
+        let per_minute: f64 = polls
+            .iter()
+            .map(|(_, _, _, every)| 60.0 / every.as_secs_f64().max(0.001))
+            .sum();
+        if per_minute <= 10.0 + 1e-9 {
+            return;
+        }
+        let names: Vec<String> = polls
+            .iter()
+            .map(|(_, _, n, every)| format!("{n} every {}", humantime::format_duration(*every)))
+            .collect();
+        let (file, line, _, _) = &polls[0];
+        let message = format!(
+            "the zendesk checks together poll Zendesk's status API {per_minute:.1} times a minute ({}); it allows 10: lengthen their interval or retry_interval, or share one check through corroborate",
+            names.join(", ")
+        );
+        self.report(&file.clone(), *line, message);
     }
 
     fn validate_window(
@@ -367,10 +421,21 @@ impl Loader {
                 .duration(source, "customer_delay", Some(r), true)
                 .map(Some),
         };
+        for name in &raw.corroborate {
+            let at = source.at(name);
+            self.corroborations
+                .push((at.0, at.1, name.get_ref().clone()));
+        }
         if !ok {
             return None;
         }
         Some(ServiceSpec {
+            corroborate: raw
+                .corroborate
+                .into_iter()
+                .map(Spanned::into_inner)
+                .collect(),
+            public_vendor_words: raw.public_vendor_words.unwrap_or(false),
             customer_delay: customer_delay?,
             drill_targets: crate::config::DrillTargets {
                 switch: drill_switch?,

@@ -8,8 +8,9 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 use switchboard::config::{
-    CheckKind, CheckSpec, Config, DnsCheck, HttpCheck, ImapConfirm, MailConfirm,
+    CheckKind, CheckSpec, Config, DnsCheck, HttpCheck, ImapConfirm, Impact, MailConfirm,
     MailRoundtripCheck, MailServer, MailTls, OnArrival, Role, Secret, SmtpCheck, TcpCheck,
+    VendorFormat, VendorStatusCheck,
 };
 use switchboard::probe::condition::Condition;
 use switchboard::probe::{self, ErrorClass, Outcome};
@@ -100,6 +101,24 @@ pub fn dns(port: u16, name: &str) -> Check {
     }))
 }
 
+/// `kind = "vendor_status"` reading `url` as `format`: the whole page judged, failing at a
+/// `major` impact, reading up to 1 MiB.
+pub fn vendor_status(format: VendorFormat, url: &str) -> Check {
+    let mut check = with_kind(CheckKind::VendorStatus(VendorStatusCheck {
+        format,
+        url: url.parse().expect("test URL"),
+        components: Vec::new(),
+        impact: Impact::Major,
+        max_pending: None,
+        max_running: None,
+        max_body_bytes: 1 << 20,
+        insecure: false,
+        net: Default::default(),
+    }));
+    check.0.role = Role::Vendor;
+    check
+}
+
 /// `kind = "mail_roundtrip"`: a canary from `canary@example.com` to `support@example.com`
 /// through plain SMTP on 127.0.0.1:`smtp_port`, looked for every 100 ms over plain IMAP on
 /// 127.0.0.1:`imap_port` as `user`, whose password is the first line of `password_file`;
@@ -174,6 +193,15 @@ impl Check {
             panic!("not an smtp check: {:?}", self.0.kind)
         };
         edit(s);
+        self
+    }
+
+    /// Edits the fields of a vendor_status check.
+    pub fn with_vendor(mut self, edit: impl FnOnce(&mut VendorStatusCheck)) -> Check {
+        let CheckKind::VendorStatus(v) = &mut self.0.kind else {
+            panic!("not a vendor_status check: {:?}", self.0.kind)
+        };
+        edit(v);
         self
     }
 

@@ -14,6 +14,7 @@ pub mod check;
 pub mod control;
 pub mod daemon;
 pub mod etcd;
+pub mod feeds;
 pub mod http;
 pub mod imap;
 pub mod oncall;

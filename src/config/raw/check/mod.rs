@@ -16,6 +16,7 @@ mod smtp;
 mod steps;
 mod tcp;
 mod tls;
+mod vendor_status;
 
 pub use browser::{RawBrowser, RawBrowserCheck, RawBrowserStep};
 pub use dns::RawDnsCheck;
@@ -26,6 +27,7 @@ pub use smtp::RawSmtpCheck;
 pub use steps::{RawStep, RawStepsCheck};
 pub use tcp::RawTcpCheck;
 pub use tls::RawTlsCheck;
+pub use vendor_status::RawVendorStatusCheck;
 
 use super::regions::RegionError;
 use super::service::RawServiceFile;
@@ -49,6 +51,8 @@ pub enum Kind {
     Tls,
     Smtp,
     Dns,
+    #[strum(serialize = "vendor_status")]
+    VendorStatus,
     Browser,
     #[strum(serialize = "mail_roundtrip")]
     MailRoundtrip,
@@ -85,6 +89,7 @@ impl Kind {
             Kind::Tls => fields_of::<RawTlsCheck>(),
             Kind::Smtp => fields_of::<RawSmtpCheck>(),
             Kind::Dns => fields_of::<RawDnsCheck>(),
+            Kind::VendorStatus => fields_of::<RawVendorStatusCheck>(),
             Kind::Browser => fields_of::<RawBrowserCheck>(),
             Kind::MailRoundtrip => fields_of::<RawMailRoundtripCheck>(),
             Kind::Heartbeat => fields_of::<RawHeartbeatCheck>(),
@@ -128,6 +133,7 @@ pub enum RawCheck {
     Tls(RawTlsCheck),
     Smtp(RawSmtpCheck),
     Dns(RawDnsCheck),
+    VendorStatus(RawVendorStatusCheck),
     Browser(RawBrowserCheck),
     /// Boxed: its server tables make it several times larger than the other kinds.
     MailRoundtrip(Box<RawMailRoundtripCheck>),
@@ -144,6 +150,7 @@ impl RawCheck {
             RawCheck::Tls(c) => &c.name,
             RawCheck::Smtp(c) => &c.name,
             RawCheck::Dns(c) => &c.name,
+            RawCheck::VendorStatus(c) => &c.name,
             RawCheck::Browser(c) => &c.name,
             RawCheck::MailRoundtrip(c) => &c.name,
             RawCheck::Heartbeat(c) => &c.name,
@@ -218,6 +225,9 @@ pub(super) fn parse_service_region(
         Some(Some(Kind::Tls)) => parse_as(text, Kind::Tls, RawCheck::Tls),
         Some(Some(Kind::Smtp)) => parse_as(text, Kind::Smtp, RawCheck::Smtp),
         Some(Some(Kind::Dns)) => parse_as(text, Kind::Dns, RawCheck::Dns),
+        Some(Some(Kind::VendorStatus)) => {
+            parse_as(text, Kind::VendorStatus, RawCheck::VendorStatus)
+        }
         Some(Some(Kind::Browser)) => parse_as(text, Kind::Browser, RawCheck::Browser),
         Some(Some(Kind::MailRoundtrip)) => parse_as(text, Kind::MailRoundtrip, |c| {
             RawCheck::MailRoundtrip(Box::new(c))
@@ -388,6 +398,25 @@ impl Loader {
             RawCheck::Dns(r) => {
                 let settled = self.settle(source, common!(r), defaults);
                 let kind = self.dns_check(source, r);
+                (settled, kind)
+            }
+            RawCheck::VendorStatus(r) => {
+                let mut settled = self.settle(source, r.common(), defaults);
+                // A vendor's declaration needs no fast confirmation: unless the check says
+                // otherwise it is re-probed at its interval, which respects the vendor's limit.
+                if r.retry_interval.is_none() {
+                    settled.retry_interval = settled.interval;
+                }
+                settled.role = settled.role.map(|_| Role::Vendor);
+                let kind = self
+                    .vendor_status_check(
+                        source,
+                        r,
+                        settled.interval,
+                        settled.retry_interval,
+                        defaults,
+                    )
+                    .map(|k| (k, Vec::new()));
                 (settled, kind)
             }
             RawCheck::Browser(r) => {
