@@ -81,6 +81,17 @@ fn an_auditor_gets_every_answer_from_the_export() {
         hooks.url
     ));
     std::fs::write(&svc, text).expect("write service");
+    // The chain is keyed (`[audit] key_file`), as an auditor expects of tamper evidence.
+    let key = dir.path().join("audit.key");
+    let made = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["audit", "keygen"])
+        .arg(&key)
+        .output()
+        .expect("audit keygen");
+    assert!(made.status.success(), "{made:?}");
+    let mut main_text = std::fs::read_to_string(&main).expect("main config");
+    main_text.push_str("\n[audit]\nkey_file = \"audit.key\"\n");
+    std::fs::write(&main, main_text).expect("write main config");
     let d = Daemon::start_with(&main, port, &[], Some(&dir.path().join("daemon.log")));
     let (primary, backup) = (target.url("/form"), target.url("/backup"));
     wait_until("checks healthy", LIMIT, || {
@@ -398,15 +409,66 @@ fn an_auditor_gets_every_answer_from_the_export() {
         .find(|r| r["kind"] == "operator_action" && r["detail"]["command"] == "reload")
         .expect("the reload's record");
     assert_eq!(reload["actor"], "adam");
-    // TODO(merge with audit2, #16 points 3-5, 7; landed on branch audit2, not on this one):
-    // - config in force: `switchboard audit config <config_version>` prints the files of the
-    //   version every record above names, and the refused reload above is a `config_rejected`
-    //   record carrying the loader's `probes/broken.toml:3:` diagnostic;
-    // - tamper evidence: with `[audit] key_file` configured, `audit verify --key-file` passes
-    //   here and fails once the chain is rewritten and recomputed without the key;
-    // - standard format: every exported line validates against docs/audit-record.schema.json.
+    // Configuration in force: the version every record names is stored whole and printed by
+    // `audit config`; the refused reload is a `config_rejected` record with the diagnostics.
+    let versions: BTreeSet<&str> = recs
+        .iter()
+        .filter_map(|r| r["config_version"].as_str())
+        .collect();
+    for v in &versions {
+        let (code, out, err) = audit_cli(&main, &["config", v]);
+        assert_eq!(code, 0, "audit config {v}: {err}");
+        assert!(out.contains("ticket-submission"), "audit config {v}: {out}");
+    }
+    let rejected = recs
+        .iter()
+        .find(|r| r["kind"] == "config_rejected")
+        .expect("the refused reload's record");
+    assert!(
+        rejected.to_string().contains("broken.toml:3"),
+        "the diagnostics: {rejected}"
+    );
 
-    // Tamper evidence as this branch has it: the chain the daemon wrote verifies.
+    // Tamper evidence: every record is sealed with the key, and the chain verifies with it.
+    assert!(
+        recs.iter().all(|r| r["mac"].is_string()),
+        "every record keyed"
+    );
+    let db = dir.path().join("var/switchboard.db");
+    let verify_db = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["audit", "verify", "--db"])
+            .arg(&db)
+            .args(extra)
+            .output()
+            .expect("audit verify");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let key_arg = key.to_str().expect("utf-8 path");
+    let (code, out) = verify_db(&["--key-file", key_arg]);
+    assert_eq!(code, 0, "audit verify --key-file: {out}");
+
+    // Standard format: every exported line validates against the published JSON Schema.
+    let jsonl = dir.path().join("export.jsonl");
+    let (code, out, err) = audit_cli(&main, &["export", "--format", "jsonl"]);
+    assert_eq!(code, 0, "{err}");
+    std::fs::write(&jsonl, out).expect("write export");
+    let schema = crate::support::repo("docs/audit-record.schema.json");
+    let checked = crate::audit_keyed::python(
+        crate::audit_keyed::SCHEMA_PY,
+        &[schema.to_str().unwrap(), jsonl.to_str().unwrap()],
+    );
+    assert_eq!(
+        checked.trim(),
+        recs.len().to_string(),
+        "every line validated"
+    );
+
+    // The chain the daemon wrote verifies.
     let (code, out, err) = audit_cli(&main, &["verify"]);
     assert_eq!(code, 0, "audit verify: {out}{err}");
     // Standard formats: JSON Lines parsed above; CSV with its header and one row per record.
@@ -417,4 +479,13 @@ fn an_auditor_gets_every_answer_from_the_export() {
         "{csv}"
     );
     assert!(csv.contains("announcement_delivered"), "{csv}");
+
+    // A wholesale rewrite with every hash recomputed (without the key) is caught by the key.
+    drop(d);
+    crate::audit_keyed::python(
+        crate::audit_keyed::RECOMPUTE_PY,
+        &[db.to_str().unwrap(), "keep"],
+    );
+    let (code, out) = verify_db(&["--key-file", key_arg]);
+    assert_eq!(code, 1, "a recomputed chain must fail with the key: {out}");
 }

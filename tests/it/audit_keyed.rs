@@ -41,7 +41,7 @@ fn s(p: &Path) -> &str {
 }
 
 /// Runs a Python script with `args`, asserting it succeeds; its stdout.
-fn python(script: &str, args: &[&str]) -> String {
+pub(crate) fn python(script: &str, args: &[&str]) -> String {
     let out = Command::new("python3")
         .arg("-c")
         .arg(script)
@@ -153,7 +153,7 @@ fn keyed_database(dir: &Path) -> (PathBuf, PathBuf) {
 /// Rewrites every audit row (record 5's reason changed) and recomputes every hash and link
 /// from the documented recipe, as someone with the database file but without the key would.
 /// `strip` also removes the MACs.
-const RECOMPUTE_PY: &str = r#"
+pub(crate) const RECOMPUTE_PY: &str = r#"
 import datetime, hashlib, json, sqlite3, sys
 db, strip = sys.argv[1], sys.argv[2] == "strip"
 c = sqlite3.connect(db)
@@ -402,7 +402,7 @@ fn an_anchor_file_catches_a_cut_off_tail() {
 }
 
 /// Checks every line of `jsonl` against the shipped schema with Python's `jsonschema`.
-const SCHEMA_PY: &str = r#"
+pub(crate) const SCHEMA_PY: &str = r#"
 import json, sys, jsonschema
 schema = json.load(open(sys.argv[1], encoding="utf-8"))
 jsonschema.Draft202012Validator.check_schema(schema)
