@@ -199,31 +199,6 @@ impl Election {
         })
     }
 
-    pub fn etcd(&self) -> &Arc<Etcd> {
-        &self.etcd
-    }
-
-    /// Runs `ops` in one transaction only while this node's term holds (plus `compare`).
-    /// A refusal because the term is over is counted and makes this node step down; a
-    /// refusal because one of `compare` failed is returned as `Ok` with `succeeded: false`
-    /// and the `Get`s of `failure`.
-    pub async fn fenced(
-        &self,
-        compare: &[Compare],
-        ops: &[Op],
-        failure: &[Op],
-    ) -> Result<TxnResult, FenceError> {
-        fenced(
-            &self.etcd,
-            &self.shared,
-            &self.leader_key,
-            compare,
-            ops,
-            failure,
-        )
-        .await
-    }
-
     /// A handle that can make fenced writes from elsewhere (the replicated log).
     pub fn fence(&self) -> Fence {
         Fence {
@@ -422,7 +397,7 @@ fn step_down(shared: &Shared, why: &str) {
     }
 }
 
-/// Fenced writes for code other than the HA loop (the replicated log's writer).
+/// The one way to write to etcd as the leader (the replicated log's writer, tests).
 #[derive(Clone)]
 pub struct Fence {
     etcd: Arc<Etcd>,
@@ -431,21 +406,41 @@ pub struct Fence {
 }
 
 impl Fence {
+    /// Runs `ops` in one transaction only while this node's term holds (plus `compare`).
+    /// A refusal because the term is over is counted and makes this node step down; a
+    /// refusal because one of `compare` failed is returned as `Ok` with `succeeded: false`
+    /// and the `Get`s of `failure`.
     pub async fn txn(
         &self,
         compare: &[Compare],
         ops: &[Op],
         failure: &[Op],
     ) -> Result<TxnResult, FenceError> {
-        fenced(
-            &self.etcd,
-            &self.shared,
-            &self.leader_key,
-            compare,
-            ops,
-            failure,
-        )
-        .await
+        let (etcd, shared, leader_key) = (&self.etcd, &self.shared, &self.leader_key);
+        let term = shared.acting_term().ok_or(FenceError::NotLeader)?;
+        let mut all = vec![Compare::CreateRevision(leader_key.clone(), term)];
+        all.extend_from_slice(compare);
+        // The failure branch reads the leader key first, to tell "fenced" from "a compare of
+        // the caller's failed".
+        let mut on_failure = vec![Op::Get {
+            key: leader_key.clone(),
+        }];
+        on_failure.extend_from_slice(failure);
+        let mut r = etcd.txn(&all, ops, &on_failure).await?;
+        if !r.succeeded {
+            let still_ours = r
+                .gets
+                .first()
+                .and_then(|kvs| kvs.first())
+                .is_some_and(|kv| kv.create_revision == term);
+            if !still_ours {
+                shared.fenced_writes.fetch_add(1, Ordering::Relaxed);
+                step_down(shared, "a write was fenced: another node leads now");
+                return Err(FenceError::Fenced { term });
+            }
+            r.gets.remove(0);
+        }
+        Ok(r)
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -458,38 +453,4 @@ impl Fence {
     pub fn resign(&self, why: &str) {
         step_down(&self.shared, why);
     }
-}
-
-async fn fenced(
-    etcd: &Etcd,
-    shared: &Shared,
-    leader_key: &[u8],
-    compare: &[Compare],
-    ops: &[Op],
-    failure: &[Op],
-) -> Result<TxnResult, FenceError> {
-    let term = shared.acting_term().ok_or(FenceError::NotLeader)?;
-    let mut all = vec![Compare::CreateRevision(leader_key.to_vec(), term)];
-    all.extend_from_slice(compare);
-    // The failure branch reads the leader key first, to tell "fenced" from "a compare of
-    // the caller's failed".
-    let mut on_failure = vec![Op::Get {
-        key: leader_key.to_vec(),
-    }];
-    on_failure.extend_from_slice(failure);
-    let mut r = etcd.txn(&all, ops, &on_failure).await?;
-    if !r.succeeded {
-        let still_ours = r
-            .gets
-            .first()
-            .and_then(|kvs| kvs.first())
-            .is_some_and(|kv| kv.create_revision == term);
-        if !still_ours {
-            shared.fenced_writes.fetch_add(1, Ordering::Relaxed);
-            step_down(shared, "a write was fenced: another node leads now");
-            return Err(FenceError::Fenced { term });
-        }
-        r.gets.remove(0);
-    }
-    Ok(r)
 }
