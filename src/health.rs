@@ -133,6 +133,20 @@ impl CheckHealth {
 
     /// Feeds one outcome. Returns the previous health if it changed.
     pub fn observe(&mut self, t: Thresholds, success: bool, at: Timestamp) -> Option<Health> {
+        self.observe_guarded(t, success, at, true)
+    }
+
+    /// `observe`, where a failure that would confirm the check `Down` leaves it `Suspect`
+    /// unless `may_confirm`: the suspect-vantage guard (`crate::vantage`) has not yet heard
+    /// from enough other hosts to tell the target's failure from our own network's. The
+    /// failures are still counted, so the first failure after the guard allows it confirms.
+    pub fn observe_guarded(
+        &mut self,
+        t: Thresholds,
+        success: bool,
+        at: Timestamp,
+        may_confirm: bool,
+    ) -> Option<Health> {
         // Only probes taken at the normal interval while healthy measure the noise: the
         // confirmation re-probes of a suspect check and an outage's failures would not.
         if self.health == Health::Healthy {
@@ -154,7 +168,9 @@ impl CheckHealth {
             }
             (Health::Down, true) => Health::Down,
             (Health::Down, false) => Health::Down,
-            (_, false) if self.consecutive_failures >= failure_threshold => Health::Down,
+            (_, false) if self.consecutive_failures >= failure_threshold && may_confirm => {
+                Health::Down
+            }
             (_, false) => Health::Suspect,
         };
         if next == Health::Down && self.health != Health::Down {
@@ -224,6 +240,24 @@ mod tests {
                 h.health
             })
             .collect()
+    }
+
+    /// A failure held by the vantage guard ('h': failed, may not confirm) stays suspect and
+    /// keeps counting; the next failure the guard allows confirms at once.
+    #[test]
+    fn a_held_failure_stays_suspect_and_the_next_allowed_one_confirms() {
+        use Health::*;
+        let mut h = CheckHealth::new(Timestamp(0));
+        let got: Vec<Health> = "+hhhh-"
+            .chars()
+            .enumerate()
+            .map(|(i, c)| {
+                h.observe_guarded(T, c == '+', Timestamp(i as i64 * 1000), c != 'h');
+                h.health
+            })
+            .collect();
+        assert_eq!(got, [Healthy, Suspect, Suspect, Suspect, Suspect, Down]);
+        assert_eq!(h.consecutive_failures, 5);
     }
 
     /// The effective failure threshold after each outcome of a script.

@@ -359,6 +359,11 @@ impl Guard {
         self.failing_hosts().0
     }
 
+    /// The checks watched on `host`, sorted.
+    pub fn checks_of(&self, host: &str) -> &[String] {
+        self.hosts.get(host).map_or(&[], Vec::as_slice)
+    }
+
     /// Every watched host, sorted.
     pub fn host_names(&self) -> BTreeSet<&str> {
         self.hosts.keys().map(String::as_str).collect()

@@ -281,8 +281,15 @@ impl Chat {
             // The incident is over: its thread gets no more replies.
             (Some(_), true) => Some(None),
             // The first message about an incident opens its thread. A vendor's note is about
-            // no incident of ours (our checks pass), so it opens none.
-            (None, false) if !ts.is_empty() && item.kind != "vendor_notice" => {
+            // no incident of ours (our checks pass), nor is a vantage's about itself, so they
+            // open none.
+            (None, false)
+                if !ts.is_empty()
+                    && !matches!(
+                        item.kind.as_str(),
+                        "vendor_notice" | "vantage_suspect" | "vantage_clear"
+                    ) =>
+            {
                 Some(Some(ts.clone()))
             }
             _ => None,

@@ -70,6 +70,12 @@ pub(super) struct Core {
     pub(super) transports: Arc<crate::announce::outbox::Transports>,
     /// What jobs reported to heartbeat checks; shared with the control API, kept by reloads.
     pub(super) heartbeats: Arc<crate::probe::heartbeat::Heartbeats>,
+    /// The suspect-vantage guard: whether this vantage sees most of its targets' hosts fail
+    /// at once (`crate::vantage`). Fed every outcome; `vantage_suspect` reads it.
+    pub(super) vantage: crate::vantage::Guard,
+    /// Each check's (by name) wake-up for a probe out of schedule, and where it is
+    /// (service, check index), for the current generation of probe loops.
+    pub(super) probe_now: HashMap<String, (Arc<Notify>, usize, usize)>,
 }
 
 /// The last verdict of one vendor check, as corroboration reads it.
@@ -253,8 +259,13 @@ impl Core {
         self.probes_stop = watch::Sender::new(false);
         // Before the loops start, so every heartbeat check is watched from now on.
         self.heartbeats.configure(&self.config);
+        self.watch_vantage();
+        self.probe_now.clear();
         for (si, s) in self.config.services.iter().enumerate() {
             for ci in 0..s.checks.len() {
+                let probe_now = Arc::new(Notify::new());
+                self.probe_now
+                    .insert(s.checks[ci].name.clone(), (probe_now.clone(), si, ci));
                 tokio::spawn(supervised_probe_loop(
                     ProbeLoop {
                         generation: self.generation,
@@ -265,6 +276,7 @@ impl Core {
                         metrics: self.metrics.clone(),
                         permits: self.permits.clone(),
                         heartbeats: self.heartbeats.clone(),
+                        probe_now,
                     },
                     self.shutdown.clone(),
                     self.probes_stop.subscribe(),
@@ -319,6 +331,18 @@ impl Core {
             return svc.checks[ci].health.wants_confirmation();
         }
         self.metrics.probe_finished(&svc.spec.id, spec, &outcome);
+        let name = spec.name.clone();
+        svc.checks[ci].last = Some((outcome.summary(), outcome.started_at));
+        self.guard_vantage(&name, &outcome, now).await;
+        // A vendor's verdict is what the vendor says, not whether we reach it: it goes on.
+        if self.vantage_suspect() && !is_vendor {
+            // This vantage suspects its own network: what it sees says nothing of the
+            // targets, so the outcome counts as unknown, like a local shortage above.
+            return self.services[si].checks[ci].health.wants_confirmation();
+        }
+        let may_confirm = self.vantage.may_confirm(&name, now);
+        let svc = &mut self.services[si];
+        let spec = &svc.spec.checks[ci];
         if spec.role == crate::config::Role::Primary {
             self.history.record(
                 &svc.spec.id,
@@ -332,8 +356,29 @@ impl Core {
         let threshold_before = rt.health.failure_threshold(rt.thresholds(spec));
         let was_corroborated = std::mem::replace(&mut rt.corroborated, corroborated);
         let t = rt.thresholds(spec);
-        let changed = rt.health.observe(t, outcome.success, now);
+        let was = rt.health.health;
+        let changed = rt.health.observe_guarded(t, outcome.success, now, may_confirm.allowed());
         let threshold = rt.health.failure_threshold(t);
+        let held = !outcome.success
+            && was != Health::Down
+            && rt.health.consecutive_failures >= rt.health.failure_threshold(t);
+        match may_confirm {
+            crate::vantage::Confirm::Hold { fresh, needed } if held => info!(
+                "{} ({} check of {}) failed {} times in a row, but is not confirmed down until other hosts are heard from since its first failure ({fresh} of {needed} so far): one target failing, or this vantage's own network?",
+                spec.name,
+                spec.role.as_str(),
+                svc.spec.name,
+                rt.health.consecutive_failures
+            ),
+            crate::vantage::Confirm::WaitedOut if held && changed.is_some() => warn!(
+                "{} ({} check of {}) confirmed down without news of other hosts within [vantage] evidence_wait ({})",
+                spec.name,
+                spec.role.as_str(),
+                svc.spec.name,
+                humantime::format_duration(self.config.vantage.evidence_wait)
+            ),
+            _ => {}
+        }
         if threshold != threshold_before && corroborated != was_corroborated {
             self.metrics.check_failure_threshold(&spec.name, threshold);
             let why = if corroborated {
@@ -362,7 +407,6 @@ impl Core {
         let confirm = rt.health.wants_confirmation();
         let health = rt.health.health;
         let summary = outcome.summary();
-        rt.last = Some((summary.clone(), outcome.started_at));
         if is_vendor {
             // A vendor check never reaches the machine: it corroborates, it does not decide.
             if changed.is_some() {
@@ -415,6 +459,110 @@ impl Core {
             .await;
         }
         confirm
+    }
+
+    /// Whether this vantage suspects its own network now (most of its targets' hosts
+    /// failing at once): its outcomes count for nothing and, in a cluster, its votes should
+    /// be set aside until it sees healthy targets again.
+    pub(super) fn vantage_suspect(&self) -> bool {
+        self.vantage.is_suspect()
+    }
+
+    /// Tells the guard which checks the current configuration probes, and on which hosts:
+    /// every check that probes a host over the network, except vendor feeds (judged by what
+    /// the vendor says, not by whether we reach it); browser checks are never probed out of
+    /// schedule (slow, and few at a time).
+    fn watch_vantage(&mut self) {
+        let watched: Vec<crate::vantage::Watched> = self
+            .config
+            .checks()
+            .filter(|c| c.role != crate::config::Role::Vendor)
+            .filter_map(|c| {
+                Some(crate::vantage::Watched {
+                    check: c.name.clone(),
+                    host: c.kind.host()?,
+                    on_demand: !matches!(c.kind, crate::config::CheckKind::Browser(_)),
+                })
+            })
+            .collect();
+        self.vantage
+            .reconfigure(self.config.vantage.clone(), watched);
+        let node = self.coordinator.node();
+        self.metrics.vantage_up(node, true);
+        self.metrics.vantage_suspect(node, self.vantage.is_suspect());
+        self.metrics.vantage_hosts(
+            node,
+            self.vantage.hosts(),
+            self.vantage.failing_now().len(),
+        );
+        if self.config.vantage.guard && !self.vantage.active() {
+            info!(
+                "the suspect-vantage guard is idle: the checks probe {} distinct host(s), it needs [vantage] min_hosts = {}",
+                self.vantage.hosts(),
+                self.config.vantage.min_hosts
+            );
+        }
+    }
+
+    /// Feeds an outcome to the suspect-vantage guard: asks for the probes it wants now, and
+    /// acts on a change (log, metrics, audit, on-call's note).
+    async fn guard_vantage(&mut self, check: &str, outcome: &Outcome, now: Timestamp) {
+        let observed = self
+            .vantage
+            .observe(check, outcome.success, outcome.started_at, now);
+        for c in &observed.probe_now {
+            if let Some((wake, _, _)) = self.probe_now.get(c) {
+                wake.notify_one();
+            }
+        }
+        let node = self.coordinator.node().to_owned();
+        self.metrics
+            .vantage_hosts(&node, self.vantage.hosts(), self.vantage.failing_now().len());
+        if let Some(change) = observed.change {
+            let evidence = self.vantage_evidence();
+            match &change {
+                crate::vantage::Change::Suspect(e) => error!(
+                    "vantage {node} is suspect: {} of {} hosts fail at once ({}); its own network may be cut off, so no check is judged from here until targets pass again: {}",
+                    e.failing.len(),
+                    e.hosts,
+                    e.failing.join(", "),
+                    evidence.join("; ")
+                ),
+                crate::vantage::Change::Cleared { failing, hosts, .. } => info!(
+                    "vantage {node} sees healthy targets again ({} of {hosts} hosts failing): checks are judged again",
+                    failing.len()
+                ),
+            }
+            self.metrics.vantage_suspect(&node, self.vantage.is_suspect());
+            if self.coordinator.is_leader() {
+                self.note_vantage(&change, evidence, now).await;
+            }
+        }
+    }
+
+    /// One line per failing host: its checks' latest outcomes, as evidence for on-call.
+    fn vantage_evidence(&self) -> Vec<String> {
+        self.vantage
+            .failing_now()
+            .iter()
+            .map(|host| {
+                let checks: Vec<String> = self
+                    .vantage
+                    .checks_of(host)
+                    .iter()
+                    .map(|c| {
+                        let last = self
+                            .probe_now
+                            .get(c)
+                            .and_then(|(_, si, ci)| self.services.get(*si)?.checks.get(*ci))
+                            .and_then(|rt| rt.last.as_ref())
+                            .map_or("not probed yet", |(s, _)| s.as_str());
+                        format!("{c}: {last}")
+                    })
+                    .collect();
+                format!("{host}: {}", checks.join("; "))
+            })
+            .collect()
     }
 
     /// A vendor check's verdict: kept for the services that corroborate with it, logged when

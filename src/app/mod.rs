@@ -266,6 +266,9 @@ pub(crate) async fn run_parts(
         transports: transports.clone(),
         // Heartbeats live for the daemon's life: a reload keeps them (`start_probes`).
         heartbeats: Arc::new(crate::probe::heartbeat::Heartbeats::new()),
+        // Watching the checks `start_probes` starts.
+        vantage: crate::vantage::Guard::new(config.vantage.clone(), []),
+        probe_now: Default::default(),
     };
     for s in &core.services {
         core.metrics_for_new_service(s);

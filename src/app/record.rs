@@ -331,31 +331,16 @@ impl Core {
         let domain = self.config.email.message_id_domain();
         let give_up = self.config.email.give_up_after;
         for (n, row) in rows.into_iter().enumerate() {
-            let item = OutboxItem {
-                id: 0,
-                transition_id: 0,
-                service: id.clone(),
-                audience: row.audience,
-                channel: row.channel,
-                kind: row.kind,
-                message_id: format!("<vendor.{check}.{id}.{}.{n}@{domain}>", now.as_millis()),
-                recipients: row.recipients,
-                subject: row.subject,
-                text: row.text,
-                html: row.html,
-                status: OutboxStatus::Pending,
-                attempts: 0,
-                created_at: now,
-                next_attempt_at: now,
-                last_attempt_at: None,
-                last_error: None,
-                delivered_at: None,
-                detail: None,
-                given_up_at: None,
-            };
+            let item = note_item(
+                &id,
+                row,
+                format!("<vendor.{check}.{id}.{}.{n}@{domain}>", now.as_millis()),
+                now,
+            );
             tokio::spawn(send_note(
                 self.transports.clone(),
                 item,
+                "vendor note".to_owned(),
                 name.clone(),
                 give_up,
             ));
@@ -363,11 +348,158 @@ impl Core {
     }
 }
 
-/// Sends one vendor note, retrying (1 s doubling to 60 s) until it is taken or `give_up`
-/// has passed.
+impl Core {
+    /// On-call's note that this vantage suspects its own network (`Change::Suspect`), or sees
+    /// healthy targets again (`Change::Cleared`): one of each per episode. Like a vendor's
+    /// note it is no transition and changes nothing for customers, so it is audited first
+    /// (kind `operator_action`, actor `vantage:{node}`) and then sent to on-call's channels
+    /// only, by the same retrying task (`send_note`).
+    pub(super) async fn note_vantage(
+        &mut self,
+        change: &crate::vantage::Change,
+        evidence: Vec<String>,
+        now: Timestamp,
+    ) {
+        use crate::vantage::Change;
+        let node = self.coordinator.node().to_owned();
+        let (kind, reason, detail) = match change {
+            Change::Suspect(e) => (
+                Kind::VantageSuspect,
+                format!(
+                    "{} of {} hosts failing at once: this vantage's own network is suspect; outcomes count for nothing until it sees healthy targets again",
+                    e.failing.len(),
+                    e.hosts
+                ),
+                serde_json::json!({
+                    "vantage": node,
+                    "suspect": true,
+                    "since": e.since.rfc3339(),
+                    "failing_hosts": e.failing,
+                    "hosts": e.hosts,
+                    "evidence": evidence,
+                }),
+            ),
+            Change::Cleared {
+                episode,
+                at,
+                failing,
+                hosts,
+            } => (
+                Kind::VantageClear,
+                format!(
+                    "healthy targets again after {}: {} of {hosts} hosts failing; outcomes count again",
+                    humantime::format_duration(Duration::from_secs(
+                        at.since(episode.since).as_secs()
+                    )),
+                    failing.len()
+                ),
+                serde_json::json!({
+                    "vantage": node,
+                    "suspect": false,
+                    "since": episode.since.rfc3339(),
+                    "until": at.rfc3339(),
+                    "failing_hosts": failing,
+                    "hosts": hosts,
+                    "evidence": evidence,
+                }),
+            ),
+        };
+        let t = Transition {
+            service: "switchboard".to_owned(),
+            from: failover::State::Operational,
+            to: failover::State::Operational,
+            cause: failover::Cause::PrimaryDown,
+            at: now,
+            actor: format!("vantage:{node}"),
+            reason,
+            evidence,
+            public_message: None,
+        };
+        let ctx = MessageContext {
+            service_name: format!("Switchboard ({node})"),
+            routes: Vec::new(),
+            status_url: format!("{}/status", self.config.server.public_url),
+            go_base_url: format!("{}/go/", self.config.server.public_url),
+            runbook: Some(
+                self.config
+                    .email
+                    .runbook_url(VANTAGE_RUNBOOK)
+                    .unwrap_or_else(|| VANTAGE_RUNBOOK.to_owned()),
+            ),
+            // Links to a service's API and audit lines would name no service.
+            api_url: String::new(),
+            holds: Vec::new(),
+        };
+        let channels = Channels {
+            audiences: &self.config.audiences,
+            templates: &self.templates,
+            statuspage_component: None,
+            chat: self.in_use.chat,
+        };
+        let rows = announce::plan_kind(kind, &t, &ctx, &channels);
+        let mut detail = detail;
+        detail["notified"] = rows.iter().map(|r| r.channel.clone()).collect();
+        self.audit_other(&t.actor, &t.reason, detail).await;
+        let domain = self.config.email.message_id_domain();
+        let give_up = self.config.email.give_up_after;
+        for (n, row) in rows.into_iter().enumerate() {
+            let item = note_item(
+                "switchboard",
+                row,
+                format!("<{}.{node}.{}.{n}@{domain}>", kind.as_str(), now.as_millis()),
+                now,
+            );
+            tokio::spawn(send_note(
+                self.transports.clone(),
+                item,
+                format!("{} note", kind.as_str().replace('_', " ")),
+                format!("vantage {node}"),
+                give_up,
+            ));
+        }
+    }
+}
+
+/// The runbook of a suspect vantage, as on-call's note links it.
+const VANTAGE_RUNBOOK: &str = "runbooks/vantage-suspect.md";
+
+/// A note's delivery, shaped as an outbox row (never stored: notes are not transitions).
+fn note_item(
+    service: &str,
+    row: crate::store::NewAnnouncement,
+    message_id: String,
+    now: Timestamp,
+) -> OutboxItem {
+    OutboxItem {
+        id: 0,
+        transition_id: 0,
+        service: service.to_owned(),
+        audience: row.audience,
+        channel: row.channel,
+        kind: row.kind,
+        message_id,
+        recipients: row.recipients,
+        subject: row.subject,
+        text: row.text,
+        html: row.html,
+        status: OutboxStatus::Pending,
+        attempts: 0,
+        created_at: now,
+        next_attempt_at: now,
+        last_attempt_at: None,
+        last_error: None,
+        delivered_at: None,
+        detail: None,
+        given_up_at: None,
+    }
+}
+
+/// Sends one note (`what`: "vendor note", ...), retrying (1 s doubling to 60 s) until it is
+/// taken or `give_up` has passed.
 async fn send_note(
     transports: std::sync::Arc<crate::announce::outbox::Transports>,
     item: OutboxItem,
+    what: String,
     service: String,
     give_up: Duration,
 ) {
@@ -378,21 +510,21 @@ async fn send_note(
         match transports.deliver(&item).await {
             Ok(said) => {
                 info!(
-                    "{service}: vendor note to {} ({}) delivered: {}",
+                    "{service}: {what} to {} ({}) delivered: {}",
                     item.audience, item.channel, said.reply
                 );
                 return;
             }
             Err(e) if start.elapsed() + delay > give_up => {
                 error!(
-                    "{service}: vendor note to {} ({}) given up: {}",
+                    "{service}: {what} to {} ({}) given up: {}",
                     item.audience, item.channel, e.message
                 );
                 return;
             }
             Err(e) => {
                 warn!(
-                    "{service}: vendor note to {} ({}) not taken, retrying in {}s: {}",
+                    "{service}: {what} to {} ({}) not taken, retrying in {}s: {}",
                     item.audience,
                     item.channel,
                     delay.as_secs(),

@@ -33,6 +33,8 @@ pub(super) struct ProbeLoop {
     pub(super) permits: Arc<Semaphore>,
     /// Judged instead of probed for a heartbeat check.
     pub(super) heartbeats: Arc<crate::probe::heartbeat::Heartbeats>,
+    /// Notified when the suspect-vantage guard wants this check probed now, out of schedule.
+    pub(super) probe_now: Arc<tokio::sync::Notify>,
 }
 
 /// Runs `probe_loop`, starting it again (after a second, counted and logged) if it panics,
@@ -86,6 +88,7 @@ async fn probe_loop(p: ProbeLoop, shutdown: watch::Receiver<bool>, stop: watch::
         metrics,
         permits,
         heartbeats,
+        probe_now,
     } = p;
     // Shared, not cloned: ten thousand checks would otherwise hold ten thousand copies.
     let check = &config.services[si].checks[ci];
@@ -105,6 +108,9 @@ async fn probe_loop(p: ProbeLoop, shutdown: watch::Receiver<bool>, stop: watch::
             biased;
             _ = &mut ended => return,
             _ = &mut sleep => {}
+            // The vantage guard wants news of this host now (`crate::vantage`): probe early,
+            // and keep the cadence from the planned time after.
+            _ = probe_now.notified() => {}
         }
         // Waiting for a permit counts as schedule lag: that is what the limit costs.
         let permit = tokio::select! {

@@ -18,6 +18,7 @@ use prometheus::{
 mod announce;
 mod cluster;
 pub use cluster::cluster_text;
+mod vantage;
 mod daemon;
 mod probes;
 mod services;
@@ -58,6 +59,8 @@ pub struct Metrics {
     probe_local_errors_total: IntCounterVec,
     clock_offset_seconds: Gauge,
     build_info: IntGaugeVec,
+    /// The suspect-vantage guard's series (`vantage.rs`).
+    vantage: vantage::VantageSeries,
     /// Each step of a browser check: few checks, so a registry family is cheap enough.
     browser_step_duration_seconds: GaugeVec,
 }
@@ -224,6 +227,7 @@ impl Metrics {
                 "Always 1; labelled with the running version.",
                 &["version"],
             ),
+            vantage: vantage::VantageSeries::new(r),
             registry,
         };
         metrics

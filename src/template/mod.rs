@@ -67,6 +67,8 @@ pub const EMBEDDED: &[(&str, &str, &str)] = embedded!(
     "drill_end",
     "flapping",
     "vendor_notice",
+    "vantage_suspect",
+    "vantage_clear",
     "update",
     "group"
 );

@@ -72,12 +72,17 @@ pub enum Kind {
     /// A vendor the service corroborates with declares an outage while our own checks pass:
     /// on-call's note, not a transition (the shell raises it, `failover::vendor`).
     VendorNotice,
+    /// This vantage sees most of its targets' hosts fail at once and suspects its own
+    /// network: on-call's note, not a transition (`crate::vantage`); customers hear nothing.
+    VantageSuspect,
+    /// The vantage sees healthy targets again: the end of that episode, to on-call.
+    VantageClear,
     /// Any other change (e.g. operational <-> degraded): recorded, not announced.
     Update,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 14] = [
         Kind::Failover,
         Kind::Failback,
         Kind::Outage,
@@ -89,6 +94,8 @@ impl Kind {
         Kind::DrillEnd,
         Kind::Flapping,
         Kind::VendorNotice,
+        Kind::VantageSuspect,
+        Kind::VantageClear,
         Kind::Update,
     ];
 
@@ -143,6 +150,8 @@ impl Kind {
             Kind::DrillEnd => "drill_end",
             Kind::Flapping => "flapping",
             Kind::VendorNotice => "vendor_notice",
+            Kind::VantageSuspect => "vantage_suspect",
+            Kind::VantageClear => "vantage_clear",
             Kind::Update => "update",
         }
     }
@@ -157,7 +166,11 @@ impl Kind {
             | Kind::OutageResolved
             | Kind::MaintenanceStart
             | Kind::MaintenanceEnd => &[Audience::Oncall, Audience::Customers],
-            Kind::Recovering | Kind::Flapping | Kind::VendorNotice => &[Audience::Oncall],
+            Kind::Recovering
+            | Kind::Flapping
+            | Kind::VendorNotice
+            | Kind::VantageSuspect
+            | Kind::VantageClear => &[Audience::Oncall],
             Kind::DrillStart | Kind::DrillEnd => &[Audience::Drill],
             Kind::Update => &[],
         }

@@ -154,6 +154,27 @@ fn example(kind: Kind) -> (Transition, Side) {
             ],
             Side::Primary,
         ),
+        Kind::VantageSuspect => (
+            State::Operational,
+            State::Operational,
+            Cause::PrimaryDown,
+            "vantage:eu-west",
+            "3 of 4 hosts failing at once: this vantage's own network is suspect; outcomes count for nothing until it sees healthy targets again",
+            vec![
+                "failing: 127.0.0.2, 127.0.0.3, 127.0.0.4",
+                "portal-form (127.0.0.2): failed (connect): connection refused",
+            ],
+            Side::Primary,
+        ),
+        Kind::VantageClear => (
+            State::Operational,
+            State::Operational,
+            Cause::PrimaryDown,
+            "vantage:eu-west",
+            "healthy targets again after 2m 14s: 0 of 4 hosts failing; outcomes count again",
+            vec!["suspect since 2026-11-28T03:00:07Z"],
+            Side::Primary,
+        ),
         Kind::Update => (
             State::Operational,
             State::Degraded,

@@ -111,7 +111,7 @@ fn an_unknown_field_lists_only_the_fields_of_the_checks_kind() {
     let got = diagnostics("[[check]]\nname = \"n\"\nkind = \"dns\"\ntarget = \"127.0.0.1:53\"\nquery_name = \"x\"\nquery_nmae = \"y\"\n");
     assert_eq!(
         got,
-        ["s.toml:8: unknown field `query_nmae`, expected one of `name`, `role`, `kind`, `target`, `query_name`, `query_type`, `expect_rcode`, `expect_answers`, `interval`, `timeout`, `retry_interval`, `failure_threshold`, `success_threshold`, `confirmation`, `conditions`"]
+        ["s.toml:8: unknown field `query_nmae`, expected one of `name`, `role`, `kind`, `target`, `query_name`, `query_type`, `expect_rcode`, `expect_answers`, `source_address`, `interval`, `timeout`, `retry_interval`, `failure_threshold`, `success_threshold`, `confirmation`, `conditions`"]
     );
 }
 
