@@ -406,3 +406,204 @@ conditions = ["[STATUS] == 200", "[BODY] == private"]
         assert_eq!(o.tls.as_ref().map(|t| t.version.as_str()), Some(expect));
     }
 }
+
+/// What a loopback peer that serves only one source address speaks to the peers it serves.
+#[derive(Clone, Copy)]
+enum Speaks {
+    /// Reads a request head, answers 200 `ok`.
+    Http,
+    /// Says one line at once.
+    Line,
+    /// A mail intake: banner, then 250 to EHLO and 221 to QUIT.
+    Smtp,
+}
+
+/// A server on 127.0.0.1 that looks at the peer address of every accepted connection: a peer
+/// from `allowed` is served as `speaks` says; any other is closed at once, unanswered, as a
+/// firewall rule on the source would. Returns its port and the sources it saw, in order.
+async fn serving_only(
+    allowed: std::net::IpAddr,
+    speaks: Speaks,
+) -> (u16, Arc<std::sync::Mutex<Vec<std::net::IpAddr>>>) {
+    let l = TcpListener::bind("0.0.0.0:0").await.expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((s, peer)) = l.accept().await {
+            log.lock().expect("log").push(peer.ip());
+            if peer.ip() != allowed {
+                drop(s);
+                continue;
+            }
+            tokio::spawn(async move {
+                let mut r = tokio::io::BufReader::new(s);
+                let mut line = String::new();
+                match speaks {
+                    Speaks::Http => {
+                        use tokio::io::AsyncBufReadExt;
+                        while r.read_line(&mut line).await.unwrap_or(0) > 2 {
+                            line.clear();
+                        }
+                        let _ = r
+                            .get_mut()
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                            .await;
+                    }
+                    Speaks::Line => {
+                        let _ = r.get_mut().write_all(b"hello from the only source\n").await;
+                    }
+                    Speaks::Smtp => {
+                        use tokio::io::AsyncBufReadExt;
+                        let _ = r.get_mut().write_all(b"220 mx.support.test ESMTP\r\n").await;
+                        while r.read_line(&mut line).await.unwrap_or(0) > 0 {
+                            let answer: &[u8] = if line.to_ascii_uppercase().starts_with("QUIT") {
+                                b"221 bye\r\n"
+                            } else {
+                                b"250 mx.support.test\r\n"
+                            };
+                            let _ = r.get_mut().write_all(answer).await;
+                            line.clear();
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+/// Acceptance 1 of issue 15 needs each node to probe from its own address: a target that
+/// serves only 127.0.0.3 is reached with `source_address = "127.0.0.3"` and refused with
+/// `"127.0.0.2"`, for http, tcp and smtp checks; the server saw exactly those sources.
+#[tokio::test]
+async fn source_address_is_the_address_the_target_sees() {
+    let only: std::net::IpAddr = "127.0.0.3".parse().expect("ip");
+    let (http, http_seen) = serving_only(only, Speaks::Http).await;
+    let (tcp, tcp_seen) = serving_only(only, Speaks::Line).await;
+    let (smtp, smtp_seen) = serving_only(only, Speaks::Smtp).await;
+    let checks = |from: &str| {
+        format!(
+            r#"[[check]]
+name = "http-from-{from}"
+url = "http://127.0.0.1:{http}/"
+source_address = "{from}"
+conditions = ["[STATUS] == 200"]
+timeout = "3s"
+
+[[check]]
+name = "smtp-from-{from}"
+kind = "smtp"
+target = "127.0.0.1:{smtp}"
+starttls = false
+source_address = "{from}"
+timeout = "3s"
+
+[[check]]
+name = "tcp-from-{from}"
+kind = "tcp"
+target = "127.0.0.1:{tcp}"
+expect = "only source"
+source_address = "{from}"
+timeout = "3s"
+"#
+        )
+    };
+    let (_dir, allowed) = load(&checks("127.0.0.3"), &[]);
+    let (_dir2, refused) = load(&checks("127.0.0.2"), &[]);
+    for c in &allowed {
+        let o = run(c).await;
+        assert!(o.success, "{} from 127.0.0.3: {o:?}", c.name);
+    }
+    for c in &refused {
+        let o = run(c).await;
+        assert!(!o.success, "{} from 127.0.0.2 must fail: {o:?}", c.name);
+        assert_ne!(
+            o.error.as_ref().map(|e| e.class),
+            Some(ErrorClass::Local),
+            "the target refused, not this machine: {o:?}"
+        );
+    }
+    for (kind, seen) in [("http", http_seen), ("tcp", tcp_seen), ("smtp", smtp_seen)] {
+        let seen = seen.lock().expect("seen").clone();
+        let want: Vec<std::net::IpAddr> = vec![only, "127.0.0.2".parse().expect("ip")];
+        assert_eq!(seen, want, "{kind}: the sources the server saw");
+    }
+}
+
+/// A source address this host does not have is this machine's problem (`local`, which the
+/// daemon counts as no outcome), named in the message; never a failure of the target.
+#[tokio::test]
+async fn a_source_address_not_on_this_host_is_a_local_error() {
+    let (port, seen) = serving_only("127.0.0.1".parse().expect("ip"), Speaks::Line).await;
+    let (_dir, checks) = load(
+        &format!(
+            r#"[[check]]
+name = "http-from-elsewhere"
+url = "http://127.0.0.1:{port}/"
+source_address = "192.0.2.77"
+timeout = "3s"
+
+[[check]]
+name = "tcp-from-elsewhere"
+kind = "tcp"
+target = "127.0.0.1:{port}"
+source_address = "192.0.2.77"
+timeout = "3s"
+"#
+        ),
+        &[],
+    );
+    for c in &checks {
+        let o = run(c).await;
+        assert!(!o.success, "{o:?}");
+        assert_eq!(o.error.as_ref().map(|e| e.class), Some(ErrorClass::Local), "{o:?}");
+        assert!(message(&o).contains("192.0.2.77"), "{}", message(&o));
+    }
+    assert!(seen.lock().expect("seen").is_empty(), "nothing left this host");
+}
+
+/// A DNS query leaves from `source_address` too: a server answering only 127.0.0.3 answers
+/// the check that asks from there, and the other times out.
+#[tokio::test]
+async fn dns_queries_leave_from_source_address() {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let port = sock.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 512];
+        while let Ok((n, peer)) = sock.recv_from(&mut buf).await {
+            if peer.ip() != std::net::IpAddr::from([127, 0, 0, 3]) || n < 12 {
+                continue;
+            }
+            // The question echoed back as an answerless NOERROR reply.
+            let mut reply = buf[..n].to_vec();
+            reply[2] |= 0x80;
+            let _ = sock.send_to(&reply, peer).await;
+        }
+    });
+    let (_dir, checks) = load(
+        &format!(
+            r#"[[check]]
+name = "a-dns-from-3"
+kind = "dns"
+target = "127.0.0.1:{port}"
+query_name = "support.test"
+source_address = "127.0.0.3"
+timeout = "2s"
+
+[[check]]
+name = "b-dns-from-2"
+kind = "dns"
+target = "127.0.0.1:{port}"
+query_name = "support.test"
+source_address = "127.0.0.2"
+timeout = "1s"
+"#
+        ),
+        &[],
+    );
+    let o = run(&checks[0]).await;
+    assert!(o.success, "{o:?}");
+    let o = run(&checks[1]).await;
+    assert!(!o.success, "{o:?}");
+}
