@@ -56,5 +56,6 @@ mod simulation;
 mod slack;
 mod spill;
 mod status_page_browser;
+mod vantage;
 mod vendor;
 mod webhook;

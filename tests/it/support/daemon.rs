@@ -509,3 +509,81 @@ pub fn lag_p99(before: &[(f64, f64)], after: &[(f64, f64)]) -> (f64, f64) {
         .map_or(f64::INFINITY, |(le, _)| *le);
     (p99, total)
 }
+
+/// An HTTP server on one loopback address (127.0.0.2, 127.0.0.3, …: each a distinct host to
+/// the daemon) answering 200 with a form on every path, that can be stopped (its port then
+/// refuses connections, as a host that is gone does) and started again on the same port.
+pub struct Host {
+    pub ip: std::net::IpAddr,
+    pub port: u16,
+    running: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Host {
+    /// Starts serving on a free port of `ip`.
+    pub fn start(ip: &str) -> Host {
+        let ip: std::net::IpAddr = ip.parse().expect("loopback address");
+        let port = TcpListener::bind((ip, 0))
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let mut host = Host {
+            ip,
+            port,
+            running: Arc::new(AtomicBool::new(false)),
+            thread: None,
+        };
+        host.resume();
+        host
+    }
+
+    /// `http://ip:port{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}:{}{path}", self.ip, self.port)
+    }
+
+    /// Stops listening: connections are refused until `resume`.
+    pub fn stop(&mut self) {
+        self.running.store(false, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Listens again on the same port.
+    pub fn resume(&mut self) {
+        if self.thread.is_some() {
+            return;
+        }
+        let listener = TcpListener::bind((self.ip, self.port)).expect("bind host");
+        listener.set_nonblocking(true).expect("nonblocking");
+        self.running.store(true, Ordering::SeqCst);
+        let running = self.running.clone();
+        self.thread = Some(thread::spawn(move || {
+            while running.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((mut s, _)) => {
+                        let _ = s.set_nonblocking(false);
+                        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                        let mut buf = [0u8; 4096];
+                        let _ = s.read(&mut buf);
+                        let body = "<form><input name=request_subject></form>";
+                        let _ = write!(
+                            s,
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        }));
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
