@@ -357,7 +357,9 @@ impl Core {
         let was_corroborated = std::mem::replace(&mut rt.corroborated, corroborated);
         let t = rt.thresholds(spec);
         let was = rt.health.health;
-        let changed = rt.health.observe_guarded(t, outcome.success, now, may_confirm.allowed());
+        let changed = rt
+            .health
+            .observe_guarded(t, outcome.success, now, may_confirm.allowed());
         let threshold = rt.health.failure_threshold(t);
         let held = !outcome.success
             && was != Health::Down
@@ -489,12 +491,10 @@ impl Core {
             .reconfigure(self.config.vantage.clone(), watched);
         let node = self.coordinator.node();
         self.metrics.vantage_up(node, true);
-        self.metrics.vantage_suspect(node, self.vantage.is_suspect());
-        self.metrics.vantage_hosts(
-            node,
-            self.vantage.hosts(),
-            self.vantage.failing_now().len(),
-        );
+        self.metrics
+            .vantage_suspect(node, self.vantage.is_suspect());
+        self.metrics
+            .vantage_hosts(node, self.vantage.hosts(), self.vantage.failing_now().len());
         if self.config.vantage.guard && !self.vantage.active() {
             info!(
                 "the suspect-vantage guard is idle: the checks probe {} distinct host(s), it needs [vantage] min_hosts = {}",
@@ -516,8 +516,11 @@ impl Core {
             }
         }
         let node = self.coordinator.node().to_owned();
-        self.metrics
-            .vantage_hosts(&node, self.vantage.hosts(), self.vantage.failing_now().len());
+        self.metrics.vantage_hosts(
+            &node,
+            self.vantage.hosts(),
+            self.vantage.failing_now().len(),
+        );
         if let Some(change) = observed.change {
             let evidence = self.vantage_evidence();
             match &change {
@@ -533,7 +536,8 @@ impl Core {
                     failing.len()
                 ),
             }
-            self.metrics.vantage_suspect(&node, self.vantage.is_suspect());
+            self.metrics
+                .vantage_suspect(&node, self.vantage.is_suspect());
             if self.coordinator.is_leader() {
                 self.note_vantage(&change, evidence, now).await;
             }

@@ -446,7 +446,11 @@ impl Core {
             let item = note_item(
                 "switchboard",
                 row,
-                format!("<{}.{node}.{}.{n}@{domain}>", kind.as_str(), now.as_millis()),
+                format!(
+                    "<{}.{node}.{}.{n}@{domain}>",
+                    kind.as_str(),
+                    now.as_millis()
+                ),
                 now,
             );
             tokio::spawn(send_note(

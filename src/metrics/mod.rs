@@ -18,11 +18,11 @@ use prometheus::{
 mod announce;
 mod cluster;
 pub use cluster::cluster_text;
-mod vantage;
 mod daemon;
 mod probes;
 mod services;
 mod table;
+mod vantage;
 
 use table::{CheckTable, ServiceTable};
 

@@ -455,7 +455,10 @@ async fn serving_only(
                     }
                     Speaks::Smtp => {
                         use tokio::io::AsyncBufReadExt;
-                        let _ = r.get_mut().write_all(b"220 mx.support.test ESMTP\r\n").await;
+                        let _ = r
+                            .get_mut()
+                            .write_all(b"220 mx.support.test ESMTP\r\n")
+                            .await;
                         while r.read_line(&mut line).await.unwrap_or(0) > 0 {
                             let answer: &[u8] = if line.to_ascii_uppercase().starts_with("QUIT") {
                                 b"221 bye\r\n"
@@ -557,17 +560,26 @@ timeout = "3s"
     for c in &checks {
         let o = run(c).await;
         assert!(!o.success, "{o:?}");
-        assert_eq!(o.error.as_ref().map(|e| e.class), Some(ErrorClass::Local), "{o:?}");
+        assert_eq!(
+            o.error.as_ref().map(|e| e.class),
+            Some(ErrorClass::Local),
+            "{o:?}"
+        );
         assert!(message(&o).contains("192.0.2.77"), "{}", message(&o));
     }
-    assert!(seen.lock().expect("seen").is_empty(), "nothing left this host");
+    assert!(
+        seen.lock().expect("seen").is_empty(),
+        "nothing left this host"
+    );
 }
 
 /// A DNS query leaves from `source_address` too: a server answering only 127.0.0.3 answers
 /// the check that asks from there, and the other times out.
 #[tokio::test]
 async fn dns_queries_leave_from_source_address() {
-    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let port = sock.local_addr().expect("addr").port();
     tokio::spawn(async move {
         let mut buf = [0u8; 512];

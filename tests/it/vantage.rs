@@ -29,7 +29,9 @@ impl Site {
     }
 
     fn hosts(&mut self) -> impl Iterator<Item = &mut Host> {
-        self.primaries.iter_mut().chain(std::iter::once(&mut self.backup))
+        self.primaries
+            .iter_mut()
+            .chain(std::iter::once(&mut self.backup))
     }
 
     /// The service files, and `[vantage]` appended to the main file when given.
@@ -119,14 +121,16 @@ fn start(dir: &Path, vantage: &str) -> (Site, SmtpServer, Daemon, u16, std::path
     let d = Daemon::start_with(&config, port, &[], Some(&log));
     wait(&log, "every check healthy", Duration::from_secs(20), || {
         let m = d.metrics();
-        ["form-a", "form-b", "form-c", "backup-a", "backup-b", "backup-c"]
-                .iter()
-            .all(|c| {
-                    crate::support::daemon::series(
-                        &m,
-                        &format!("switchboard_check_health{{check=\"{c}\",health=\"healthy\""),
-                    ) == Some(1.0)
-                })
+        [
+            "form-a", "form-b", "form-c", "backup-a", "backup-b", "backup-c",
+        ]
+        .iter()
+        .all(|c| {
+            crate::support::daemon::series(
+                &m,
+                &format!("switchboard_check_health{{check=\"{c}\",health=\"healthy\""),
+            ) == Some(1.0)
+        })
     });
     (site, server, d, port, log)
 }
@@ -160,7 +164,8 @@ fn every_host_failing_at_once_is_suspect_not_an_outage_and_one_failing_alone_fai
     );
     for id in ["a", "b", "c"] {
         assert!(
-            d.location(&format!("route-{id}")).contains(&format!("/form-{id}")),
+            d.location(&format!("route-{id}"))
+                .contains(&format!("/form-{id}")),
             "customers stay where they were"
         );
     }
@@ -179,9 +184,22 @@ fn every_host_failing_at_once_is_suspect_not_an_outage_and_one_failing_alone_fai
         !mails(&server).is_empty()
     });
     let m = mails(&server);
-    assert_eq!(m.len(), 1, "exactly one message: {:?}", m.iter().map(subject).collect::<Vec<_>>());
-    assert!(to(&m[0]).contains("support-oncall@"), "to on-call: {}", to(&m[0]));
-    assert!(subject(&m[0]).contains("may be cut off"), "{}", subject(&m[0]));
+    assert_eq!(
+        m.len(),
+        1,
+        "exactly one message: {:?}",
+        m.iter().map(subject).collect::<Vec<_>>()
+    );
+    assert!(
+        to(&m[0]).contains("support-oncall@"),
+        "to on-call: {}",
+        to(&m[0])
+    );
+    assert!(
+        subject(&m[0]).contains("may be cut off"),
+        "{}",
+        subject(&m[0])
+    );
     let body = m[0].part("text/plain").unwrap_or_default().to_owned();
     // The evidence: the hosts failing when the guard judged (more than half of the four).
     let named = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
@@ -198,26 +216,39 @@ fn every_host_failing_at_once_is_suspect_not_an_outage_and_one_failing_alone_fai
     let to_clear = wait(&log, "the vantage cleared", Duration::from_secs(10), || {
         suspect(&d) == Some(0.0)
     });
-    wait(&log, "on-call's second note", Duration::from_secs(10), || {
-        mails(&server).len() >= 2
-    });
+    wait(
+        &log,
+        "on-call's second note",
+        Duration::from_secs(10),
+        || mails(&server).len() >= 2,
+    );
     std::thread::sleep(Duration::from_secs(2));
     let m = mails(&server);
-    assert_eq!(m.len(), 2, "{:?}", m.iter().map(subject).collect::<Vec<_>>());
-    assert!(subject(&m[1]).contains("healthy targets again"), "{}", subject(&m[1]));
-    assert!(m.iter().all(|m| !to(m).contains("support-announce@")), "customers heard nothing");
+    assert_eq!(
+        m.len(),
+        2,
+        "{:?}",
+        m.iter().map(subject).collect::<Vec<_>>()
+    );
+    assert!(
+        subject(&m[1]).contains("healthy targets again"),
+        "{}",
+        subject(&m[1])
+    );
+    assert!(
+        m.iter().all(|m| !to(m).contains("support-announce@")),
+        "customers heard nothing"
+    );
     assert!(stored_transitions(&db).is_empty(), "still no transition");
-    let audit = rusqlite::Connection::open_with_flags(
-        &db,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("db")
-    .query_row(
-        "SELECT count(*) FROM audit WHERE actor LIKE 'vantage:%'",
-        [],
-        |r| r.get::<_, i64>(0),
-    )
-    .expect("audit query");
+    let audit =
+        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("db")
+            .query_row(
+                "SELECT count(*) FROM audit WHERE actor LIKE 'vantage:%'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .expect("audit query");
     assert_eq!(audit, 2, "the episode's start and end are audited");
 
     // One real target fails alone: it fails over as it always did.
@@ -229,14 +260,25 @@ fn every_host_failing_at_once_is_suspect_not_an_outage_and_one_failing_alone_fai
     let to_failover = stopped.elapsed();
     let detection = metric(&d, "switchboard_detection_seconds_sum{service=\"svc-a\"}")
         .expect("a detection time");
-    assert_eq!(suspect(&d), Some(0.0), "one host of four failing is not the vantage");
+    assert_eq!(
+        suspect(&d),
+        Some(0.0),
+        "one host of four failing is not the vantage"
+    );
     assert_eq!(
         stored_transitions(&db),
         vec![("operational".to_string(), "failed_over".to_string())]
     );
-    wait(&log, "the customers' failover e-mail", Duration::from_secs(10), || {
-        mails(&server).iter().any(|m| to(m).contains("support-announce@"))
-    });
+    wait(
+        &log,
+        "the customers' failover e-mail",
+        Duration::from_secs(10),
+        || {
+            mails(&server)
+                .iter()
+                .any(|m| to(m).contains("support-announce@"))
+        },
+    );
     // Confirmation alone: the first failure and one re-probe 200 ms later (threshold 2).
     assert!(detection < 1.0, "detection {detection:.3} s");
     println!(
@@ -258,15 +300,18 @@ fn one_target_failing_alone_is_detected_as_fast_with_the_guard_as_without() {
     require_aiosmtpd();
     let _heavy = crate::support::heavy();
     let mut figures = Vec::new();
-    for (label, vantage) in [("guard on", ""), ("guard off", "[vantage]\nguard = false\n")] {
+    for (label, vantage) in [
+        ("guard on", ""),
+        ("guard off", "[vantage]\nguard = false\n"),
+    ] {
         let dir = tempfile::tempdir().expect("tempdir");
         let (mut site, _server, d, _port, log) = start(dir.path(), vantage);
         site.primaries[0].stop();
         wait(&log, "svc-a failed over", Duration::from_secs(10), || {
             d.location("route-a").contains("/backup-a")
         });
-        let detection = metric(&d, "switchboard_detection_seconds_sum{service=\"svc-a\"}")
-            .expect("detection");
+        let detection =
+            metric(&d, "switchboard_detection_seconds_sum{service=\"svc-a\"}").expect("detection");
         assert_eq!(suspect(&d), Some(0.0), "{label}: never suspect");
         figures.push((label, detection));
     }

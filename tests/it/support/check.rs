@@ -134,7 +134,7 @@ pub fn mail_roundtrip(smtp_port: u16, imap_port: u16, user: &str, password_file:
         insecure: false,
         net: Default::default(),
     };
-    with_kind(CheckKind::MailRoundtrip(MailRoundtripCheck {
+    with_kind(CheckKind::MailRoundtrip(Box::new(MailRoundtripCheck {
         from: "canary@example.com".into(),
         to: "support@example.com".into(),
         subject_prefix: "[Switchboard canary]".into(),
@@ -149,7 +149,7 @@ pub fn mail_roundtrip(smtp_port: u16, imap_port: u16, user: &str, password_file:
             mailbox: "INBOX".into(),
             on_arrival: OnArrival::Delete,
         }),
-    }))
+    })))
 }
 
 impl Check {

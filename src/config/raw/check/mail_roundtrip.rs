@@ -235,14 +235,14 @@ impl Loader {
         if !ok {
             return None;
         }
-        let kind = CheckKind::MailRoundtrip(MailRoundtripCheck {
+        let kind = CheckKind::MailRoundtrip(Box::new(MailRoundtripCheck {
             from: from?,
             to: to?,
             subject_prefix,
             poll_interval: poll_interval?,
             smtp: smtp?,
             confirm: confirm?,
-        });
+        }));
         Some((kind, Vec::new()))
     }
 
