@@ -435,3 +435,78 @@ fn spill_settings_have_defaults_and_resolve_against_the_main_file() {
         "file:line: {err}"
     );
 }
+
+/// `[defaults] source_address` reaches every connection of every kind that opens one (a
+/// mail round trip's servers included) unless the check names its own; `[vantage]` has its
+/// defaults, and the host each check probes is what the guard groups by.
+#[test]
+fn source_address_is_inherited_and_overridden_and_vantage_has_defaults() {
+    use switchboard::config::{CheckKind, MailConfirm, VantageConfig};
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("probes")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("switchboard.toml"),
+        "[defaults]\nsource_address = \"127.0.0.2\"\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("probes/a.toml"),
+        r#"[service]
+id = "a"
+
+[[check]]
+name = "web"
+url = "http://Support.Example.COM:8080/form"
+
+[[check]]
+name = "own"
+kind = "tcp"
+target = "[::1]:25"
+source_address = "::1"
+
+[[check]]
+name = "resolver"
+kind = "dns"
+target = "127.0.0.1:53"
+query_name = "support.example.com"
+
+[[check]]
+name = "canary"
+kind = "mail_roundtrip"
+from = "canary@example.com"
+to = "support@example.com"
+smtp = { host = "127.0.0.1", port = 2525, tls = "none" }
+[check.search]
+url = "http://127.0.0.1:8025/search?query=${token}"
+conditions = ["[BODY].count > 0"]
+"#,
+    )
+    .expect("write");
+    let config =
+        Config::load(&dir.path().join("switchboard.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.vantage, VantageConfig::default());
+    let from = |name: &str| -> Vec<Option<std::net::IpAddr>> {
+        match &config.check(name).expect(name).kind {
+            CheckKind::Http(h) => vec![h.net.source_address],
+            CheckKind::Tcp(t) => vec![t.net.source_address],
+            CheckKind::Dns(d) => vec![d.source_address],
+            CheckKind::MailRoundtrip(m) => match &m.confirm {
+                MailConfirm::Imap(i) => {
+                    vec![m.smtp.net.source_address, i.server.net.source_address]
+                }
+                MailConfirm::Search(s) => vec![m.smtp.net.source_address, s.net.source_address],
+            },
+            other => panic!("{other:?}"),
+        }
+    };
+    let two = Some("127.0.0.2".parse().expect("ip"));
+    assert_eq!(from("web"), vec![two]);
+    assert_eq!(from("own"), vec![Some("::1".parse().expect("ip"))]);
+    assert_eq!(from("resolver"), vec![two]);
+    assert_eq!(from("canary"), vec![two, two]);
+    let host = |name: &str| config.check(name).expect(name).kind.host();
+    assert_eq!(host("web").as_deref(), Some("support.example.com"));
+    assert_eq!(host("own").as_deref(), Some("::1"));
+    assert_eq!(host("resolver").as_deref(), Some("127.0.0.1"));
+    assert_eq!(host("canary").as_deref(), Some("127.0.0.1"));
+}
