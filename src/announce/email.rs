@@ -238,16 +238,10 @@ impl Mailer {
     /// Sends a test message to `to` (`switchboard email test`); returns what the server said.
     pub async fn send_test(&self, to: &str) -> Result<String, EmailError> {
         let now = crate::clock::Timestamp::now();
-        let item = OutboxItem {
-            id: 0,
-            transition_id: 0,
-            service: "test".into(),
+        let row = crate::store::NewAnnouncement {
             audience: "test".into(),
             channel: "email".into(),
             kind: "test".into(),
-            // Not stored, so the time alone makes it unique; the sender's domain, as every
-            // other Message-ID.
-            message_id: format!("<test.{}@{}>", now.as_millis(), self.from.email.domain()),
             recipients: vec![to.to_owned()],
             subject: "[Switchboard] Test message".into(),
             text: format!(
@@ -256,16 +250,11 @@ impl Mailer {
                 self.describe()
             ),
             html: None,
-            status: crate::store::OutboxStatus::Pending,
-            attempts: 0,
-            created_at: now,
-            next_attempt_at: now,
-            last_attempt_at: None,
-            last_error: None,
-            delivered_at: None,
-            detail: None,
-            given_up_at: None,
         };
+        // Not stored, so the time alone makes it unique; the sender's domain, as every
+        // other Message-ID.
+        let message_id = format!("<test.{}@{}>", now.as_millis(), self.from.email.domain());
+        let item = OutboxItem::unstored("test", row, message_id, now);
         self.send(&item).await
     }
 

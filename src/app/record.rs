@@ -16,7 +16,7 @@ use crate::clock::Timestamp;
 use crate::config::{Config, ServiceSpec, WebhookSpec};
 use crate::failover::{self, Side, Transition};
 use crate::health::Health;
-use crate::store::{OutboxItem, OutboxStatus, StoreError};
+use crate::store::{OutboxItem, StoreError};
 use crate::view::RouteView;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -331,7 +331,7 @@ impl Core {
         let domain = self.config.email.message_id_domain();
         let give_up = self.config.email.give_up_after;
         for (n, row) in rows.into_iter().enumerate() {
-            let item = note_item(
+            let item = OutboxItem::unstored(
                 &id,
                 row,
                 format!("<vendor.{check}.{id}.{}.{n}@{domain}>", now.as_millis()),
@@ -443,7 +443,7 @@ impl Core {
         let domain = self.config.email.message_id_domain();
         let give_up = self.config.email.give_up_after;
         for (n, row) in rows.into_iter().enumerate() {
-            let item = note_item(
+            let item = OutboxItem::unstored(
                 "switchboard",
                 row,
                 format!(
@@ -466,37 +466,6 @@ impl Core {
 
 /// The runbook of a suspect vantage, as on-call's note links it.
 const VANTAGE_RUNBOOK: &str = "runbooks/vantage-suspect.md";
-
-/// A note's delivery, shaped as an outbox row (never stored: notes are not transitions).
-fn note_item(
-    service: &str,
-    row: crate::store::NewAnnouncement,
-    message_id: String,
-    now: Timestamp,
-) -> OutboxItem {
-    OutboxItem {
-        id: 0,
-        transition_id: 0,
-        service: service.to_owned(),
-        audience: row.audience,
-        channel: row.channel,
-        kind: row.kind,
-        message_id,
-        recipients: row.recipients,
-        subject: row.subject,
-        text: row.text,
-        html: row.html,
-        status: OutboxStatus::Pending,
-        attempts: 0,
-        created_at: now,
-        next_attempt_at: now,
-        last_attempt_at: None,
-        last_error: None,
-        delivered_at: None,
-        detail: None,
-        given_up_at: None,
-    }
-}
 
 /// Sends one note (`what`: "vendor note", ...), retrying (1 s doubling to 60 s) until it is
 /// taken or `give_up` has passed.

@@ -160,6 +160,40 @@ pub struct OutboxItem {
     pub given_up_at: Option<Timestamp>,
 }
 
+impl OutboxItem {
+    /// A message sent at once and never stored (a test message, a vendor's or a vantage's
+    /// note to on-call), in the shape the transports deliver.
+    pub fn unstored(
+        service: &str,
+        row: NewAnnouncement,
+        message_id: String,
+        now: Timestamp,
+    ) -> OutboxItem {
+        OutboxItem {
+            id: 0,
+            transition_id: 0,
+            service: service.to_owned(),
+            audience: row.audience,
+            channel: row.channel,
+            kind: row.kind,
+            message_id,
+            recipients: row.recipients,
+            subject: row.subject,
+            text: row.text,
+            html: row.html,
+            status: OutboxStatus::Pending,
+            attempts: 0,
+            created_at: now,
+            next_attempt_at: now,
+            last_attempt_at: None,
+            last_error: None,
+            delivered_at: None,
+            detail: None,
+            given_up_at: None,
+        }
+    }
+}
+
 /// A store failure. Every database or disk error surfaces as one of these: none is swallowed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

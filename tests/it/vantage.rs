@@ -4,7 +4,9 @@
 //! again clears it (one more note), and one target stopped alone still fails over. The figures
 //! (time to suspect, to clear, detection with and without the guard) are printed.
 
-use crate::support::daemon::{metric, stored_transitions, write_main_config, Daemon, Host};
+use crate::support::daemon::{
+    metric, stored_transitions, write_main_config, Daemon, Host, ServiceFile,
+};
 use crate::support::prometheus::Prometheus;
 use crate::support::smtp::{parse_mail, require_aiosmtpd, ParsedMail, SmtpServer};
 use std::path::Path;
@@ -41,35 +43,19 @@ impl Site {
         std::fs::write(main, text).expect("write main config");
         for (i, host) in self.primaries.iter().enumerate() {
             let id = ["a", "b", "c"][i];
-            std::fs::write(
-                dir.join(format!("probes/svc-{id}.toml")),
-                format!(
-                    r#"[service]
-id = "svc-{id}"
-name = "Channel {id}"
-failover_when = "any"
-
-[[check]]
-name = "form-{id}"
-url = "{form}"
-conditions = ["[STATUS] == 200"]
-
-[[check]]
-name = "backup-{id}"
-role = "backup"
-url = "{backup}"
-conditions = ["[STATUS] == 200"]
-
-[[route]]
-id = "route-{id}"
-primary = "{form}"
-backup = "{backup}"
-"#,
-                    form = host.url(&format!("/form-{id}")),
-                    backup = self.backup.url(&format!("/backup-{id}")),
-                ),
-            )
-            .expect("write service");
+            ServiceFile {
+                id: &format!("svc-{id}"),
+                name: &format!("Channel {id}"),
+                recovery_hold: "5m",
+                primary: &format!("form-{id}"),
+                backup: &format!("backup-{id}"),
+                route: &format!("route-{id}"),
+            }
+            .write_urls(
+                dir,
+                &host.url(&format!("/form-{id}")),
+                &self.backup.url(&format!("/backup-{id}")),
+            );
         }
     }
 }

@@ -431,6 +431,11 @@ pub struct ServiceFile<'a> {
 impl ServiceFile<'_> {
     /// Writes it as `probes/{id}.toml` under `dir`.
     pub fn write(&self, dir: &Path, target: &Target) {
+        self.write_urls(dir, &target.url("/form"), &target.url("/backup"));
+    }
+
+    /// Writes it with its primary check and route on `form`, its backup on `backup_url`.
+    pub fn write_urls(&self, dir: &Path, form: &str, backup_url: &str) {
         let ServiceFile {
             id,
             name,
@@ -465,8 +470,6 @@ id = "{route}"
 primary = "{form}"
 backup = "{backup_url}"
 "#,
-                form = target.url("/form"),
-                backup_url = target.url("/backup"),
             ),
         )
         .expect("write service file");
