@@ -683,7 +683,9 @@ fn three_vantages_outvote_one_broken_path_fail_over_on_two_and_stop_deciding_bel
             "[defaults]\n",
             &format!("[defaults]\nsource_address = \"{source}\"\n"),
         );
-        text.push_str("\n[auth]\ntokens_file = \"tokens.toml\"\n");
+        if i > 0 {
+            text.push_str("\n[auth]\ntokens_file = \"tokens.toml\"\n");
+        }
         std::fs::write(&n.config, text).unwrap();
         if i > 0 {
             std::fs::copy(
@@ -708,11 +710,11 @@ fn three_vantages_outvote_one_broken_path_fail_over_on_two_and_stop_deciding_bel
     let leader = nodes.iter().position(Node::leads).unwrap();
     let (f1, f2) = ((leader + 1) % 3, (leader + 2) % 3);
     let source = |i: usize| format!("127.0.0.{}", i + 2);
-    let lead = nodes[leader].daemon.as_ref().unwrap();
+    let lead_port = nodes[leader].port;
     wait_until(
         "three vantages vote healthy",
         Duration::from_secs(20),
-        || votes(&lead.metrics(), "healthy") == Some(3.0),
+        || votes(&crate::support::daemon::scrape(lead_port), "healthy") == Some(3.0),
     );
     let (primary, backup) = (target.url("/form"), target.url("/backup"));
 
@@ -721,7 +723,7 @@ fn three_vantages_outvote_one_broken_path_fail_over_on_two_and_stop_deciding_bel
     wait_until(
         "the broken vantage votes down",
         Duration::from_secs(15),
-        || votes(&lead.metrics(), "down") == Some(1.0),
+        || votes(&crate::support::daemon::scrape(lead_port), "down") == Some(1.0),
     );
     // Ten more probe intervals: still no failover anywhere, and the disagreement is visible.
     std::thread::sleep(Duration::from_secs(10));
@@ -733,7 +735,7 @@ fn three_vantages_outvote_one_broken_path_fail_over_on_two_and_stop_deciding_bel
         vec![],
         "one vantage out of three moved nothing"
     );
-    let m = lead.metrics();
+    let m = crate::support::daemon::scrape(lead_port);
     println!(
         "one source refused: votes healthy={:?} down={:?}",
         votes(&m, "healthy"),
@@ -765,7 +767,7 @@ fn three_vantages_outvote_one_broken_path_fail_over_on_two_and_stop_deciding_bel
     );
     // The evidence names every vantage's vote.
     let export = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["audit", "export", "--db"])
+        .args(["audit", "export", "--format", "jsonl", "--db"])
         .arg(nodes[leader].db())
         .output()
         .unwrap();
@@ -773,7 +775,7 @@ fn three_vantages_outvote_one_broken_path_fail_over_on_two_and_stop_deciding_bel
     let failover = export
         .lines()
         .find(|l| l.contains("\"to\":\"failed_over\""))
-        .expect("the failover in the audit export");
+        .unwrap_or_else(|| panic!("the failover in the audit export: {export}"));
     for n in names {
         assert!(
             failover.contains(&format!("\"vantage\":\"{n}\"")),
@@ -796,7 +798,7 @@ fn three_vantages_outvote_one_broken_path_fail_over_on_two_and_stop_deciding_bel
         "the killed vantage's votes vanish",
         LEASE + Duration::from_secs(5),
         || {
-            let m = lead.metrics();
+            let m = crate::support::daemon::scrape(lead_port);
             !m.contains(&format!("switchboard_vantage_up{{vantage=\"{}\"}}", names[f2]))
                 && m.contains(
                     "switchboard_check_quorum_blocked{service=\"ticket-submission\",check=\"ticket-form\"} 1",
