@@ -34,6 +34,7 @@
 
 use crate::clock::Timestamp;
 pub use crate::config::VantageConfig;
+use crate::config::{CheckKind, Config, Role};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// One check the guard watches.
@@ -46,6 +47,23 @@ pub struct Watched {
     /// Whether the shell may probe it out of schedule when the guard asks (not a browser
     /// check, which is slow and scarce).
     pub on_demand: bool,
+}
+
+/// The checks of `config` the guard watches: every check that probes a host over the
+/// network, except vendor feeds (judged by what the vendor says, not by whether we reach
+/// it); browser checks are never probed out of schedule (slow, and few at a time).
+pub fn watched(config: &Config) -> Vec<Watched> {
+    config
+        .checks()
+        .filter(|c| c.role != Role::Vendor)
+        .filter_map(|c| {
+            Some(Watched {
+                check: c.name.clone(),
+                host: c.kind.host()?,
+                on_demand: !matches!(c.kind, CheckKind::Browser(_)),
+            })
+        })
+        .collect()
 }
 
 /// What a check's latest probe said.

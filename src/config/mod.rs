@@ -357,6 +357,9 @@ pub struct ServiceSpec {
     pub drill_targets: DrillTargets,
     /// This service's own `customer_delay`; `None`: `[email] customer_delay`.
     pub customer_delay: Option<Duration>,
+    /// `quorum` and `min_vantages`: how the live vantages' verdicts on each check make the
+    /// one verdict the failover machine hears (cluster mode; one vantage decides alone).
+    pub vote: crate::cluster::votes::Rule,
     /// `corroborate`: the `vendor_status` checks (of any service) whose declared outage
     /// shortens the confirmation of this service's own failing checks.
     pub corroborate: Vec<String>,

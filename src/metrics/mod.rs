@@ -17,12 +17,13 @@ use prometheus::{
 
 mod announce;
 mod cluster;
-pub use cluster::cluster_text;
+pub use cluster::{cluster_text, votes_text};
 mod daemon;
 mod probes;
 mod services;
 mod table;
 mod vantage;
+pub use vantage::vantage_text;
 
 use table::{CheckTable, ServiceTable};
 

@@ -1,11 +1,40 @@
-//! The suspect-vantage guard's series (`switchboard_vantage_*`), labelled with the vantage (the node's name).
+//! The vantages' series (`switchboard_vantage_*`), labelled with the vantage (the node's name): up and suspect rendered from the vote board, the guard's host counts from the registry.
 
 use super::{int_gauge_vec, Metrics};
+use crate::cluster::vantage::VoteBoard;
+use crate::metrics::table::escape;
 use prometheus::{IntGaugeVec, Registry};
+use std::fmt::Write;
+
+/// `switchboard_vantage_up` and `switchboard_vantage_suspect` of every vantage whose report
+/// `board` holds (this node's own, and in cluster mode the live peers'), rendered at scrape
+/// time from the board, the one place that knows them.
+pub fn vantage_text(board: &VoteBoard) -> String {
+    let reports = board.reports();
+    let mut out = String::with_capacity(256 + 80 * reports.len());
+    let _ = writeln!(out, "# HELP switchboard_vantage_up 1 for each vantage whose votes this node holds (this node, and the peers whose lease is alive).");
+    let _ = writeln!(out, "# TYPE switchboard_vantage_up gauge");
+    for r in &reports {
+        let _ = writeln!(
+            out,
+            "switchboard_vantage_up{{vantage=\"{}\"}} 1",
+            escape(&r.node)
+        );
+    }
+    let _ = writeln!(out, "# HELP switchboard_vantage_suspect 1 while a vantage distrusts its own network (most of its targets' hosts failing at once): its outcomes count for nothing and its votes are not counted.");
+    let _ = writeln!(out, "# TYPE switchboard_vantage_suspect gauge");
+    for r in &reports {
+        let _ = writeln!(
+            out,
+            "switchboard_vantage_suspect{{vantage=\"{}\"}} {}",
+            escape(&r.node),
+            u8::from(r.suspect)
+        );
+    }
+    out
+}
 
 pub(super) struct VantageSeries {
-    up: IntGaugeVec,
-    suspect: IntGaugeVec,
     hosts: IntGaugeVec,
     failing_hosts: IntGaugeVec,
 }
@@ -13,18 +42,6 @@ pub(super) struct VantageSeries {
 impl VantageSeries {
     pub(super) fn new(r: &Registry) -> VantageSeries {
         VantageSeries {
-            up: int_gauge_vec(
-                r,
-                "switchboard_vantage_up",
-                "1 while the vantage probes (this node's own series is 1 while it runs).",
-                &["vantage"],
-            ),
-            suspect: int_gauge_vec(
-                r,
-                "switchboard_vantage_suspect",
-                "1 while the vantage sees most of its targets' hosts fail at once and suspects its own network: its outcomes count for nothing (single node) and its votes are set aside (cluster).",
-                &["vantage"],
-            ),
             hosts: int_gauge_vec(
                 r,
                 "switchboard_vantage_hosts",
@@ -42,22 +59,6 @@ impl VantageSeries {
 }
 
 impl Metrics {
-    /// The vantage probes (`up`) or has stopped.
-    pub fn vantage_up(&self, vantage: &str, up: bool) {
-        self.vantage
-            .up
-            .with_label_values(&[vantage])
-            .set(i64::from(up));
-    }
-
-    /// The vantage suspects its own network, or no longer does.
-    pub fn vantage_suspect(&self, vantage: &str, suspect: bool) {
-        self.vantage
-            .suspect
-            .with_label_values(&[vantage])
-            .set(i64::from(suspect));
-    }
-
     /// The hosts the vantage watches, and how many of them fail now.
     pub fn vantage_hosts(&self, vantage: &str, hosts: usize, failing: usize) {
         let v = &self.vantage;
