@@ -135,6 +135,9 @@ fn every_host_failing_at_once_is_suspect_not_an_outage_and_one_failing_alone_fai
 
     // Every host stops at once: the vantage's own network, as far as it can tell.
     for h in site.hosts() {
+        h.halt();
+    }
+    for h in site.hosts() {
         h.stop();
     }
     let to_suspect = wait(&log, "the vantage suspect", Duration::from_secs(10), || {
@@ -146,7 +149,8 @@ fn every_host_failing_at_once_is_suspect_not_an_outage_and_one_failing_alone_fai
     assert_eq!(
         stored_transitions(&db),
         Vec::<(String, String)>::new(),
-        "no failover, no outage"
+        "no failover, no outage\n--- daemon log ---\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
     );
     for id in ["a", "b", "c"] {
         assert!(

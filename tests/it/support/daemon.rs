@@ -563,9 +563,17 @@ impl Host {
         format!("http://{}:{}{path}", self.ip, self.port)
     }
 
+    /// Stops serving at once: from now on no request is answered (a connection the listener
+    /// takes before it closes is dropped unanswered). `stop` also waits for the port to close.
+    /// Several hosts halted one after the other fail within microseconds of each other, as
+    /// a network cut makes them.
+    pub fn halt(&self) {
+        self.running.store(false, Ordering::SeqCst);
+    }
+
     /// Stops listening: connections are refused until `resume`.
     pub fn stop(&mut self) {
-        self.running.store(false, Ordering::SeqCst);
+        self.halt();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -588,6 +596,10 @@ impl Host {
                         let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
                         let mut buf = [0u8; 4096];
                         let _ = s.read(&mut buf);
+                        if !running.load(Ordering::SeqCst) {
+                            // Halted meanwhile: no answer, as from a host that is gone.
+                            continue;
+                        }
                         let body = "<form><input name=request_subject></form>";
                         let _ = write!(
                             s,
