@@ -268,7 +268,9 @@ impl Node {
     }
 
     fn metrics(&self) -> String {
-        get(&self.url("/metrics")).map(|r| r.body).unwrap_or_default()
+        get(&self.url("/metrics"))
+            .map(|r| r.body)
+            .unwrap_or_default()
     }
 
     fn leads(&self) -> bool {
@@ -529,8 +531,15 @@ fn etcd_revision(rt: &tokio::runtime::Runtime, etcd: &Etcd) -> Result<i64> {
     Ok(revision)
 }
 
+/// etcd's raft proposals committed, from a member's `/metrics`. Asked over HTTP/1.0: etcd
+/// answers HTTP/1.1 with chunked encoding, which the tests' small client does not decode.
 fn etcd_proposals(port: u16) -> Result<f64> {
-    let text = get(&format!("http://127.0.0.1:{port}/metrics"))?.body;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
     series(&text, "etcd_server_proposals_committed_total ")
         .context("no etcd_server_proposals_committed_total on etcd's /metrics")
 }
@@ -708,7 +717,7 @@ fn phase(opts: &Options, interval: Duration, tick: Duration) -> Result<Phase> {
         .count() as u64;
     for (&seq, c) in commits.range(start_entry + 1..) {
         commit.push(Duration::from_millis(
-            (c.seen_wall_ms - c.leader_ms).max(0) as u64,
+            (c.seen_wall_ms - c.leader_ms).max(0) as u64
         ));
         for f in 0..followers.len() {
             let at = applied
@@ -716,9 +725,8 @@ fn phase(opts: &Options, interval: Duration, tick: Duration) -> Result<Phase> {
                 .with_context(|| format!("follower {f} never applied entry {seq}"))?;
             let after = at.saturating_duration_since(c.seen);
             lag_watch.push(after);
-            lag_stamp.push(
-                after + Duration::from_millis((c.seen_wall_ms - c.leader_ms).max(0) as u64),
-            );
+            lag_stamp
+                .push(after + Duration::from_millis((c.seen_wall_ms - c.leader_ms).max(0) as u64));
         }
     }
     for v in [&mut lag_watch, &mut lag_stamp, &mut commit] {
@@ -858,12 +866,11 @@ fn print_table(phases: &[Phase]) {
         format!("{:.2}", p.proposals / p.window.as_secs_f64())
     });
     row("  in the quiet part (/s)", &|p| {
-        format!(
-            "{:.2}",
-            p.proposals_quiet / p.quiet.as_secs_f64()
-        )
+        format!("{:.2}", p.proposals_quiet / p.quiet.as_secs_f64())
     });
-    row("leader CPU (% of one core)", &|p| pct(p.leader_cpu, p.window));
+    row("leader CPU (% of one core)", &|p| {
+        pct(p.leader_cpu, p.window)
+    });
     row("follower CPU (% of one core, each)", &|p| {
         p.follower_cpu
             .iter()

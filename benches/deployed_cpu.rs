@@ -248,9 +248,15 @@ fn window(
 ) -> Result<(f64, Vec<Duration>)> {
     std::thread::sleep(warmup);
     let p0 = probes()?;
-    let c0: Vec<u64> = pids.iter().map(|&p| cpu_ticks(&stat_path(p))).collect::<Result<_>>()?;
+    let c0: Vec<u64> = pids
+        .iter()
+        .map(|&p| cpu_ticks(&stat_path(p)))
+        .collect::<Result<_>>()?;
     std::thread::sleep(window);
-    let c1: Vec<u64> = pids.iter().map(|&p| cpu_ticks(&stat_path(p))).collect::<Result<_>>()?;
+    let c1: Vec<u64> = pids
+        .iter()
+        .map(|&p| cpu_ticks(&stat_path(p)))
+        .collect::<Result<_>>()?;
     let p1 = probes()?;
     let cpu = c0
         .iter()
