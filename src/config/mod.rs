@@ -11,6 +11,7 @@ mod net;
 mod policy;
 pub mod raw;
 mod vendor;
+pub mod vote;
 
 pub use audit::{AuditConfig, AuditKey};
 pub use files::{ConfigFiles, FileRead};
@@ -316,6 +317,8 @@ pub struct Defaults {
     /// The local address probes connect from (`source_address`); `None` lets the system
     /// choose.
     pub source_address: Option<std::net::IpAddr>,
+    /// `quorum` and `min_vantages` for services that do not set their own.
+    pub vote: crate::config::vote::Rule,
 }
 
 impl Default for Defaults {
@@ -328,6 +331,7 @@ impl Default for Defaults {
             success_threshold: 2,
             confirmation: Confirmation::Adaptive,
             source_address: None,
+            vote: crate::config::vote::Rule::default(),
         }
     }
 }
@@ -359,7 +363,7 @@ pub struct ServiceSpec {
     pub customer_delay: Option<Duration>,
     /// `quorum` and `min_vantages`: how the live vantages' verdicts on each check make the
     /// one verdict the failover machine hears (cluster mode; one vantage decides alone).
-    pub vote: crate::cluster::votes::Rule,
+    pub vote: crate::config::vote::Rule,
     /// `corroborate`: the `vendor_status` checks (of any service) whose declared outage
     /// shortens the confirmation of this service's own failing checks.
     pub corroborate: Vec<String>,
@@ -557,7 +561,11 @@ impl CheckKind {
     pub fn host(&self) -> Option<String> {
         fn of_url(url: &str) -> Option<String> {
             let url = Url::parse(url).ok()?;
-            Some(url.host_str()?.trim_matches(['[', ']']).to_ascii_lowercase())
+            Some(
+                url.host_str()?
+                    .trim_matches(['[', ']'])
+                    .to_ascii_lowercase(),
+            )
         }
         match self {
             CheckKind::Http(h) => of_url(h.url.as_str()),

@@ -233,7 +233,14 @@ impl Loader {
             .filter_map(|(n, (src, h))| self.validate_webhook(&src, h, &service_id, n + 1))
             .collect();
         let (src, service) = service?;
-        let mut spec = self.validate_service(&src, service, checks, routes, checks_complete)?;
+        let mut spec = self.validate_service(
+            &src,
+            service,
+            checks,
+            routes,
+            checks_complete,
+            defaults.vote,
+        )?;
         if windows.len() != window_count || hooks.len() != hook_count {
             return None;
         }
@@ -345,6 +352,7 @@ impl Loader {
         checks: Vec<CheckSpec>,
         routes: Vec<RouteSpec>,
         checks_complete: bool,
+        default_vote: crate::config::vote::Rule,
     ) -> Option<ServiceSpec> {
         let table_line = source.line(raw.span());
         let raw = raw.into_inner();
@@ -427,31 +435,12 @@ impl Loader {
                 .duration(source, "customer_delay", Some(r), true)
                 .map(Some),
         };
-        let quorum = match &raw.quorum {
-            None => Some(crate::cluster::votes::Quorum::Majority),
-            Some(q) => match crate::cluster::votes::Quorum::parse(q.get_ref()) {
-                Ok(q) => Some(q),
-                Err(message) => {
-                    self.report_at(source, q, message);
-                    None
-                }
-            },
-        };
-        let min_vantages = match &raw.min_vantages {
-            None => Some(1),
-            Some(m) => match u32::try_from(*m.get_ref()) {
-                Ok(n) if n >= 1 => Some(n),
-                _ => {
-                    let v = *m.get_ref();
-                    self.report_at(
-                        source,
-                        m,
-                        format!("min_vantages must be 1 or more, not {v}"),
-                    );
-                    None
-                }
-            },
-        };
+        let vote = self.vote_rule(
+            source,
+            raw.quorum.as_ref(),
+            raw.min_vantages.as_ref(),
+            default_vote,
+        );
         for name in &raw.corroborate {
             let at = source.at(name);
             self.corroborations
@@ -461,10 +450,7 @@ impl Loader {
             return None;
         }
         Some(ServiceSpec {
-            vote: crate::cluster::votes::Rule {
-                quorum: quorum?,
-                min_vantages: min_vantages?,
-            },
+            vote: vote?,
             corroborate: raw
                 .corroborate
                 .into_iter()
@@ -491,6 +477,46 @@ impl Loader {
             checks,
             routes,
             source: source.path.to_path_buf(),
+        })
+    }
+
+    /// `quorum` and `min_vantages` as written (in `[defaults]` or a `[service]`), each
+    /// falling back to `default`; `None` after reporting what is wrong.
+    pub(super) fn vote_rule(
+        &mut self,
+        source: &Source<'_>,
+        quorum: Option<&Spanned<String>>,
+        min_vantages: Option<&Spanned<i64>>,
+        default: crate::config::vote::Rule,
+    ) -> Option<crate::config::vote::Rule> {
+        let quorum = match quorum {
+            None => Some(default.quorum),
+            Some(q) => match crate::config::vote::Quorum::parse(q.get_ref()) {
+                Ok(q) => Some(q),
+                Err(message) => {
+                    self.report_at(source, q, message);
+                    None
+                }
+            },
+        };
+        let min_vantages = match min_vantages {
+            None => Some(default.min_vantages),
+            Some(m) => match u32::try_from(*m.get_ref()) {
+                Ok(n) if n >= 1 => Some(n),
+                _ => {
+                    let v = *m.get_ref();
+                    self.report_at(
+                        source,
+                        m,
+                        format!("min_vantages must be 1 or more, not {v}"),
+                    );
+                    None
+                }
+            },
+        };
+        Some(crate::config::vote::Rule {
+            quorum: quorum?,
+            min_vantages: min_vantages?,
         })
     }
 
