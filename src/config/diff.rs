@@ -257,6 +257,15 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
     if hooks(new) != hooks(old) {
         restart_needed.push("[[on_switch]] webhooks".to_string());
     }
+    let articles = |c: &Config| -> Vec<Fingerprint> {
+        c.services
+            .iter()
+            .flat_map(|s| s.zendesk_articles.iter().map(Fingerprint::of))
+            .collect()
+    };
+    if articles(new) != articles(old) {
+        restart_needed.push("[[on_switch]] zendesk_article entries".to_string());
+    }
     restart_needed
 }
 
