@@ -528,6 +528,12 @@ impl ZendeskArticles {
     }
 }
 
+impl super::transport::Deliver for ZendeskArticles {
+    async fn deliver(&self, item: &OutboxItem) -> Result<Receipt, Failure> {
+        self.send(item).await
+    }
+}
+
 /// `POST /oauth/tokens`'s answer.
 #[derive(Deserialize)]
 struct Granted {

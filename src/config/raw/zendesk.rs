@@ -167,7 +167,7 @@ impl Loader {
         env: Option<&Spanned<String>>,
         file: Option<&Spanned<String>>,
     ) -> Option<crate::config::Secret> {
-        match self.secret(source, "on_switch", field, env, file)? {
+        match self.secret(source, "on_switch:", field, env, file)? {
             Some(secret) => Some(secret),
             None => {
                 let message =
