@@ -339,8 +339,7 @@ impl ZendeskArticles {
         body: &str,
     ) -> Result<u16, Failure> {
         let json = serde_json::json!({"translation": {"title": title, "body": body}});
-        let path = translation_path(spec);
-        Ok(self.call(spec, Method::PUT, &path, Some(json)).await?.0)
+        self.put(spec, &translation_path(spec), json).await
     }
 
     async fn write_promoted(
@@ -349,8 +348,17 @@ impl ZendeskArticles {
         promoted: bool,
     ) -> Result<u16, Failure> {
         let json = serde_json::json!({"article": {"promoted": promoted}});
-        let path = article_path(spec);
-        Ok(self.call(spec, Method::PUT, &path, Some(json)).await?.0)
+        self.put(spec, &article_path(spec), json).await
+    }
+
+    /// A `PUT` answered 2xx: its status.
+    async fn put(
+        &self,
+        spec: &ZendeskArticleSpec,
+        path: &str,
+        json: serde_json::Value,
+    ) -> Result<u16, Failure> {
+        Ok(self.call(spec, Method::PUT, path, Some(json)).await?.0)
     }
 
     async fn save(&self, saved: &SavedArticle) -> Result<(), Failure> {

@@ -336,7 +336,8 @@ impl Loader {
     /// `{field}_env` or `{field}_file` (at most one), for a secret read where it lives each
     /// time it is needed: `Some(None)` when neither is given, `None` after reporting. The
     /// variable must be set now and the file readable now, so a missing secret shows in
-    /// `switchboard check`; neither value is kept. `what` opens each message (`[check.imap]`).
+    /// `switchboard check`; neither value is kept. An auditor's load (`Config::load_for_audit`)
+    /// needs no secret, so neither is looked at then. `what` opens each message (`[check.imap]`).
     fn secret(
         &mut self,
         source: &Source<'_>,
@@ -353,7 +354,7 @@ impl Loader {
                 None
             }
             (Some(e), None) => {
-                if std::env::var_os(e.get_ref()).is_none() {
+                if !self.auditor && std::env::var_os(e.get_ref()).is_none() {
                     let message = format!(
                         "{what} {field}_env: environment variable {} is not set",
                         e.get_ref()
@@ -367,6 +368,7 @@ impl Loader {
                 let base = source.path.parent().unwrap_or(Path::new(""));
                 let path = base.join(f.get_ref());
                 let problem = match std::fs::metadata(&path) {
+                    _ if self.auditor => return Some(Some(Secret::File(path))),
                     Ok(m) if m.is_file() => return Some(Some(Secret::File(path))),
                     Ok(_) => "is not a file".to_string(),
                     Err(e) => format!("cannot be read: {e}"),

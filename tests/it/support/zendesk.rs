@@ -222,16 +222,13 @@ fn done(inner: &mut Inner, r: Response) -> Response {
     r
 }
 
-/// A bearer token that works now, or the 401 Zendesk answers.
-fn authorised(inner: &Inner, headers: &HeaderMap) -> Result<(), Response> {
+/// Whether the request carries a bearer token that works now.
+fn authorised(inner: &Inner, headers: &HeaderMap) -> bool {
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    match token {
-        Some(t) if inner.live.iter().any(|l| l == t) => Ok(()),
-        _ => Err(answer(401, json!({"error": "invalid_token"}))),
-    }
+    token.is_some_and(|t| inner.live.iter().any(|l| l == t))
 }
 
 async fn token(
@@ -276,6 +273,30 @@ async fn token(
     done(&mut inner, r)
 }
 
+/// An API request: recorded; a scripted failure or a 401 if due, else `handle`'s answer to
+/// the method and the JSON body.
+fn api(
+    inner: &Mutex<Inner>,
+    request: (Method, Uri, HeaderMap, Bytes),
+    handle: impl FnOnce(&mut Inner, &Method, &Value) -> Response,
+) -> Response {
+    let (method, uri, headers, body) = request;
+    let mut inner = inner.lock().expect("lock");
+    let r = match record(&mut inner, &method, &uri, &headers, &body) {
+        Some(scripted) => scripted,
+        None if !authorised(&inner, &headers) => answer(401, json!({"error": "invalid_token"})),
+        None => {
+            let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            handle(&mut inner, &method, &json)
+        }
+    };
+    done(&mut inner, r)
+}
+
+fn fields(v: &Value) -> usize {
+    v.as_object().map_or(0, |o| o.len())
+}
+
 async fn translation(
     State(inner): Shared,
     Path((id, locale)): Path<(u64, String)>,
@@ -284,45 +305,35 @@ async fn translation(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let mut inner = inner.lock().expect("lock");
-    if let Some(r) = record(&mut inner, &method, &uri, &headers, &body) {
-        return done(&mut inner, r);
-    }
-    if let Err(r) = authorised(&inner, &headers) {
-        return done(&mut inner, r);
-    }
-    if id != ARTICLE || locale != LOCALE {
-        return done(&mut inner, answer(404, json!({"error": "RecordNotFound"})));
-    }
-    if method == Method::PUT {
-        let b: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let t = &b["translation"];
-        let (Some(title), Some(text)) = (t["title"].as_str(), t["body"].as_str()) else {
-            return done(&mut inner, answer(400, json!({"error": "RecordInvalid"})));
-        };
-        if b.as_object().map_or(0, |o| o.len()) != 1 || t.as_object().map_or(0, |o| o.len()) != 2 {
-            return done(
-                &mut inner,
-                answer(400, json!({"error": "unexpected fields"})),
-            );
+    api(&inner, (method, uri, headers, body), |inner, method, b| {
+        if id != ARTICLE || locale != LOCALE {
+            return answer(404, json!({"error": "RecordNotFound"}));
         }
-        inner.title = title.to_owned();
-        inner.body = text.to_owned();
-    }
-    let r = answer(
-        200,
-        json!({"translation": {
-            "id": 1_500_001,
-            "source_id": ARTICLE,
-            "source_type": "Article",
-            "locale": LOCALE,
-            "title": inner.title,
-            "body": inner.body,
-            "draft": false,
-            "outdated": false,
-        }}),
-    );
-    done(&mut inner, r)
+        if method == Method::PUT {
+            let t = &b["translation"];
+            let (Some(title), Some(text)) = (t["title"].as_str(), t["body"].as_str()) else {
+                return answer(400, json!({"error": "RecordInvalid"}));
+            };
+            if fields(b) != 1 || fields(t) != 2 {
+                return answer(400, json!({"error": "unexpected fields"}));
+            }
+            inner.title = title.to_owned();
+            inner.body = text.to_owned();
+        }
+        answer(
+            200,
+            json!({"translation": {
+                "id": 1_500_001,
+                "source_id": ARTICLE,
+                "source_type": "Article",
+                "locale": LOCALE,
+                "title": inner.title,
+                "body": inner.body,
+                "draft": false,
+                "outdated": false,
+            }}),
+        )
+    })
 }
 
 async fn article(
@@ -333,35 +344,28 @@ async fn article(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let mut inner = inner.lock().expect("lock");
-    if let Some(r) = record(&mut inner, &method, &uri, &headers, &body) {
-        return done(&mut inner, r);
-    }
-    if let Err(r) = authorised(&inner, &headers) {
-        return done(&mut inner, r);
-    }
-    if id != ARTICLE {
-        return done(&mut inner, answer(404, json!({"error": "RecordNotFound"})));
-    }
-    if method == Method::PUT {
-        let b: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let fields = b["article"].as_object().map_or(0, |o| o.len());
-        let Some(promoted) = b["article"]["promoted"].as_bool().filter(|_| fields == 1) else {
-            return done(&mut inner, answer(400, json!({"error": "RecordInvalid"})));
-        };
-        inner.promoted = promoted;
-    }
-    let r = answer(
-        200,
-        json!({"article": {
-            "id": ARTICLE,
-            "title": inner.title,
-            "locale": LOCALE,
-            "promoted": inner.promoted,
-            "draft": false,
-        }}),
-    );
-    done(&mut inner, r)
+    api(&inner, (method, uri, headers, body), |inner, method, b| {
+        if id != ARTICLE {
+            return answer(404, json!({"error": "RecordNotFound"}));
+        }
+        if method == Method::PUT {
+            let promoted = b["article"]["promoted"].as_bool();
+            let Some(promoted) = promoted.filter(|_| fields(&b["article"]) == 1) else {
+                return answer(400, json!({"error": "RecordInvalid"}));
+            };
+            inner.promoted = promoted;
+        }
+        answer(
+            200,
+            json!({"article": {
+                "id": ARTICLE,
+                "title": inner.title,
+                "locale": LOCALE,
+                "promoted": inner.promoted,
+                "draft": false,
+            }}),
+        )
+    })
 }
 
 async fn not_found(
