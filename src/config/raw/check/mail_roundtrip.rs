@@ -74,6 +74,9 @@ pub struct RawMailServer {
     pub ca_file: Option<Spanned<String>>,
     pub server_name: Option<Spanned<String>>,
     pub ip_version: Option<Spanned<String>>,
+    /// The local address to connect from (an IPv4 or IPv6 address of this host); default
+    /// `[defaults] source_address`, else the system's choice.
+    pub source_address: Option<Spanned<String>>,
 }
 
 /// `[check.imap]`: the mailbox the intake delivers into.
@@ -97,6 +100,9 @@ pub struct RawImap {
     pub ca_file: Option<Spanned<String>>,
     pub server_name: Option<Spanned<String>>,
     pub ip_version: Option<Spanned<String>>,
+    /// The local address to connect from (an IPv4 or IPv6 address of this host); default
+    /// `[defaults] source_address`, else the system's choice.
+    pub source_address: Option<Spanned<String>>,
 }
 
 /// `[check.search]`: an HTTP search for the token, e.g. a helpdesk search API.
@@ -117,6 +123,9 @@ pub struct RawSearch {
     pub ca_file: Option<Spanned<String>>,
     pub server_name: Option<Spanned<String>>,
     pub ip_version: Option<Spanned<String>>,
+    /// The local address to connect from (an IPv4 or IPv6 address of this host); default
+    /// `[defaults] source_address`, else the system's choice.
+    pub source_address: Option<Spanned<String>>,
 }
 
 /// The server fields `[check.smtp]` and `[check.imap]` share, borrowed.
