@@ -3,7 +3,7 @@
 
 use super::check::RawCheck;
 use super::route::RawRoute;
-use super::webhook::RawWebhook;
+use super::webhook::{OnSwitch, RawWebhook};
 use super::{
     LineIndex, Loader, Source, Unique, DEFAULT_FLAP_WINDOW, DEFAULT_MAX_FAILOVERS,
     DEFAULT_RECOVERY_HOLD,
@@ -227,11 +227,15 @@ impl Loader {
             .filter_map(|(src, w)| self.validate_window(&src, w))
             .collect();
         let hook_count = raw_hooks.len();
-        let hooks: Vec<WebhookSpec> = raw_hooks
-            .into_iter()
-            .enumerate()
-            .filter_map(|(n, (src, h))| self.validate_webhook(&src, h, &service_id, n + 1))
-            .collect();
+        let mut hooks: Vec<WebhookSpec> = Vec::new();
+        let mut articles = Vec::new();
+        for (n, (src, h)) in raw_hooks.into_iter().enumerate() {
+            match self.validate_webhook(&src, h, &service_id, n + 1) {
+                Some(OnSwitch::Webhook(w)) => hooks.push(w),
+                Some(OnSwitch::ZendeskArticle(a)) => articles.push(a),
+                None => {}
+            }
+        }
         let (src, service) = service?;
         let mut spec = self.validate_service(
             &src,
@@ -241,11 +245,12 @@ impl Loader {
             checks_complete,
             defaults.vote,
         )?;
-        if windows.len() != window_count || hooks.len() != hook_count {
+        if windows.len() != window_count || hooks.len() + articles.len() != hook_count {
             return None;
         }
         spec.maintenance = windows;
         spec.on_switch = hooks;
+        spec.zendesk_articles = articles;
         Some(spec)
     }
 
@@ -467,6 +472,7 @@ impl Loader {
             maintenance_side: maintenance_side?,
             maintenance: Vec::new(),
             on_switch: Vec::new(),
+            zendesk_articles: Vec::new(),
             name: raw.name.unwrap_or_else(|| id.clone()),
             id,
             runbook: raw.runbook,
