@@ -21,6 +21,7 @@ use crate::announce::group;
 use crate::announce::outbox::{self, Grouping, Transports};
 use crate::announce::statuspage_push::StatuspagePush;
 use crate::announce::webhook::Webhooks;
+use crate::announce::zendesk::ZendeskArticles;
 use crate::announce::{Audience, Kind, Templates};
 use crate::api::{self, ApiState};
 use crate::clock::Timestamp;
@@ -49,6 +50,7 @@ mod reload;
 mod service;
 mod spill;
 mod tasks;
+mod vantage;
 
 pub use self::handle::CoreHandle;
 pub use self::service::SCHEDULED_MAINTENANCE_TEXT;
@@ -135,6 +137,7 @@ pub async fn run_with(
         coordinator: Arc::new(SingleNode::from_host()),
         extra_metrics: None,
         cluster_view: None,
+        votes: None,
     };
     run_parts(config, listener, shutdown, on_ready, parts).await
 }
@@ -148,6 +151,9 @@ pub(crate) struct Parts {
     pub extra_metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
     /// `GET /api/v1/cluster` (cluster mode).
     pub cluster_view: Option<crate::api::ClusterView>,
+    /// The vantages' votes (cluster mode: published and followed through etcd); `None`: a
+    /// board of this node alone.
+    pub votes: Option<Arc<crate::cluster::vantage::VoteBoard>>,
 }
 
 /// The daemon over `parts`: a single node's whole life, or a cluster leader's term.
@@ -164,7 +170,10 @@ pub(crate) async fn run_parts(
         coordinator,
         extra_metrics,
         cluster_view,
+        votes,
     } = parts;
+    let votes =
+        votes.unwrap_or_else(|| crate::cluster::vantage::VoteBoard::new(coordinator.node()));
     let store_err = |source| AppError::Store {
         path: config.storage.path.display().to_string(),
         source,
@@ -185,6 +194,19 @@ pub(crate) async fn run_parts(
             .chat
             .clone()
             .map(|c| Chat::with_store(c, store_handle.clone())),
+        zendesk: config
+            .services
+            .iter()
+            .any(|s| !s.zendesk_articles.is_empty())
+            .then(|| {
+                ZendeskArticles::new(
+                    config
+                        .services
+                        .iter()
+                        .flat_map(|s| s.zendesk_articles.iter()),
+                    store_handle.clone(),
+                )
+            }),
     });
     let metrics = Arc::new(Metrics::new());
     metrics.config_reload_configured();
@@ -266,6 +288,7 @@ pub(crate) async fn run_parts(
         transports: transports.clone(),
         // Heartbeats live for the daemon's life: a reload keeps them (`start_probes`).
         heartbeats: Arc::new(crate::probe::heartbeat::Heartbeats::new()),
+        votes,
     };
     for s in &core.services {
         core.metrics_for_new_service(s);
@@ -459,6 +482,13 @@ fn export_announcement_series(config: &Config, metrics: &Metrics) {
     }
     if config.services.iter().any(|s| !s.on_switch.is_empty()) {
         metrics.announcement_channel("webhook", &[]);
+    }
+    if config
+        .services
+        .iter()
+        .any(|s| !s.zendesk_articles.is_empty())
+    {
+        metrics.announcement_channel("zendesk", &[]);
     }
 }
 

@@ -11,6 +11,7 @@ mod net;
 mod policy;
 pub mod raw;
 mod vendor;
+pub mod vote;
 
 pub use audit::{AuditConfig, AuditKey};
 pub use files::{ConfigFiles, FileRead};
@@ -45,6 +46,8 @@ pub struct Config {
     pub status_page: StatusPageConfig,
     pub auth: AuthConfig,
     pub defaults: Defaults,
+    /// `[vantage]`: the suspect-vantage guard (`crate::vantage`).
+    pub vantage: VantageConfig,
     /// Shared, so the daemon's per-service state can point at its spec without a copy.
     pub services: Vec<std::sync::Arc<ServiceSpec>>,
     /// `[audit]`: the chain's key and anchors.
@@ -275,6 +278,33 @@ pub struct AuthConfig {
     pub tokens_file: Option<PathBuf>,
 }
 
+/// `[vantage]`: when this vantage suspects its own network (`crate::vantage::Guard`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct VantageConfig {
+    /// `guard = true` (default): judge at all. It only ever judges with at least `min_hosts`
+    /// distinct hosts watched.
+    pub guard: bool,
+    /// Distinct hosts probed before the guard judges. Default 3.
+    pub min_hosts: usize,
+    /// More than this share of the probed hosts failing at their latest probe makes the
+    /// vantage suspect. Default 0.5 (most of them).
+    pub failing_share: f64,
+    /// How long a failing check waits at most for news of other hosts before it may be
+    /// confirmed down anyway. Default 30s.
+    pub evidence_wait: Duration,
+}
+
+impl Default for VantageConfig {
+    fn default() -> Self {
+        VantageConfig {
+            guard: true,
+            min_hosts: 3,
+            failing_share: 0.5,
+            evidence_wait: Duration::from_secs(30),
+        }
+    }
+}
+
 /// Values every check inherits unless it sets its own.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Defaults {
@@ -284,6 +314,11 @@ pub struct Defaults {
     pub failure_threshold: u32,
     pub success_threshold: u32,
     pub confirmation: Confirmation,
+    /// The local address probes connect from (`source_address`); `None` lets the system
+    /// choose.
+    pub source_address: Option<std::net::IpAddr>,
+    /// `quorum` and `min_vantages` for services that do not set their own.
+    pub vote: crate::config::vote::Rule,
 }
 
 impl Default for Defaults {
@@ -295,6 +330,8 @@ impl Default for Defaults {
             failure_threshold: 3,
             success_threshold: 2,
             confirmation: Confirmation::Adaptive,
+            source_address: None,
+            vote: crate::config::vote::Rule::default(),
         }
     }
 }
@@ -318,12 +355,18 @@ pub struct ServiceSpec {
     pub maintenance: Vec<crate::lang::window::Window>,
     /// Webhooks called when the service's routes switch (`[[on_switch]]`).
     pub on_switch: Vec<WebhookSpec>,
+    /// Help Center articles that carry a notice while the service is on its backup
+    /// (`[[on_switch]] kind = "zendesk_article"`).
+    pub zendesk_articles: Vec<ZendeskArticleSpec>,
     pub checks: Vec<CheckSpec>,
     pub routes: Vec<RouteSpec>,
     /// What drills of this service are timed against (`drill_targets`).
     pub drill_targets: DrillTargets,
     /// This service's own `customer_delay`; `None`: `[email] customer_delay`.
     pub customer_delay: Option<Duration>,
+    /// `quorum` and `min_vantages`: how the live vantages' verdicts on each check make the
+    /// one verdict the failover machine hears (cluster mode; one vantage decides alone).
+    pub vote: crate::config::vote::Rule,
     /// `corroborate`: the `vendor_status` checks (of any service) whose declared outage
     /// shortens the confirmation of this service's own failing checks.
     pub corroborate: Vec<String>,
@@ -483,6 +526,65 @@ pub enum CheckKind {
     MailRoundtrip(MailRoundtripCheck),
     /// Reported to by jobs (`kind = "heartbeat"`).
     Heartbeat(HeartbeatCheck),
+}
+
+impl CheckKind {
+    /// `[defaults] source_address` for every connection of a check that names none of its
+    /// own. A browser check has none to set (Chromium cannot bind its connections to a
+    /// source address), nor has a heartbeat (it opens no connection).
+    pub fn default_source_address(&mut self, from: std::net::IpAddr) {
+        let nets: Vec<&mut NetOptions> = match self {
+            CheckKind::Http(h) => vec![&mut h.net],
+            CheckKind::Steps(s) => vec![&mut s.net],
+            CheckKind::Tcp(t) => vec![&mut t.net],
+            CheckKind::Smtp(m) => vec![&mut m.net],
+            CheckKind::VendorStatus(v) => vec![&mut v.net],
+            CheckKind::MailRoundtrip(m) => {
+                let mut nets = vec![&mut m.smtp.net];
+                match &mut m.confirm {
+                    MailConfirm::Imap(i) => nets.push(&mut i.server.net),
+                    MailConfirm::Search(s) => nets.push(&mut s.net),
+                }
+                nets
+            }
+            CheckKind::Dns(d) => {
+                d.source_address.get_or_insert(from);
+                vec![]
+            }
+            CheckKind::Browser(_) | CheckKind::Heartbeat(_) => vec![],
+        };
+        for net in nets {
+            net.source_address.get_or_insert(from);
+        }
+    }
+
+    /// The host this check probes, as its target names it: the URL's host, the `host` of
+    /// tcp/tls/smtp, the DNS server's address, the mail intake's host, the first page of a
+    /// browser check. `None` for a heartbeat, which probes nothing.
+    pub fn host(&self) -> Option<String> {
+        fn of_url(url: &str) -> Option<String> {
+            let url = Url::parse(url).ok()?;
+            Some(
+                url.host_str()?
+                    .trim_matches(['[', ']'])
+                    .to_ascii_lowercase(),
+            )
+        }
+        match self {
+            CheckKind::Http(h) => of_url(h.url.as_str()),
+            CheckKind::Steps(s) => s.steps.first().and_then(|step| of_url(step.url.text())),
+            CheckKind::Tcp(t) => Some(t.host.to_ascii_lowercase()),
+            CheckKind::Smtp(m) => Some(m.host.to_ascii_lowercase()),
+            CheckKind::Dns(d) => Some(d.server.to_string()),
+            CheckKind::VendorStatus(v) => of_url(v.url.as_str()),
+            CheckKind::MailRoundtrip(m) => Some(m.smtp.host.to_ascii_lowercase()),
+            CheckKind::Browser(b) => b.steps.iter().find_map(|s| match &s.action {
+                BrowserAction::Open(url) => of_url(url.as_str()),
+                _ => None,
+            }),
+            CheckKind::Heartbeat(_) => None,
+        }
+    }
 }
 
 /// A canary e-mail with a unique token, sent over SMTP and looked for until the timeout.
@@ -697,6 +799,8 @@ pub struct DnsCheck {
     pub expect_rcode: String,
     /// Each must be among the answers.
     pub expect_answers: Vec<String>,
+    /// The local address to query from (`source_address`); `None` lets the system choose.
+    pub source_address: Option<std::net::IpAddr>,
 }
 
 /// Connect (and optionally TLS, send, expect) to `host:port`.
@@ -752,6 +856,9 @@ pub struct NetOptions {
     pub server_name: Option<String>,
     /// Trust exactly these CAs (`ca_file`) instead of the webpki roots.
     pub ca: Option<CaBundle>,
+    /// The local address to connect from (`source_address`, or `[defaults]`'s); `None` lets
+    /// the system choose.
+    pub source_address: Option<std::net::IpAddr>,
 }
 
 /// CA certificates read from a PEM `ca_file` at load time.
@@ -834,6 +941,43 @@ pub struct WebhookSpec {
     /// A JSON template with `{{placeholders}}`; `None` sends every field.
     pub body: Option<String>,
     pub timeout: Duration,
+}
+
+/// A Help Center notice's title when `title` is not given.
+pub const ZENDESK_DEFAULT_TITLE: &str = "{{ service_name }}: please use our backup";
+/// A Help Center notice's body when `body` is not given (HTML; values are escaped).
+pub const ZENDESK_DEFAULT_BODY: &str = "<p>{{ service_name }} is not working as it should. Until it is fixed, please use <a href=\"{{ target }}\">{{ target }}</a>.</p>{% if public_message %}\n<p>{{ public_message }}</p>{% endif %}";
+
+/// A prepared Zendesk Help Center article that shows a notice while the service's routes are
+/// on the backup and is restored when they are back on the primary (`[[on_switch]] kind =
+/// "zendesk_article"`). Its secrets are read where they live when a request needs them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ZendeskArticleSpec {
+    /// Unique across the configuration, with the webhooks' ids.
+    pub id: String,
+    /// `https://{subdomain}.zendesk.com`, or `base_url` (without a trailing `/`).
+    pub base_url: String,
+    pub article_id: u64,
+    /// The translation that carries the notice, e.g. `en-us`.
+    pub locale: String,
+    /// Templates of the notice (`template::webhook::ARTICLE_PLACEHOLDERS`); the body is HTML
+    /// and its values are HTML-escaped, the title is plain text.
+    pub title: String,
+    pub body: String,
+    /// Promote the article while it carries the notice. Default true.
+    pub promote: bool,
+    pub oauth: ZendeskOAuth,
+    pub timeout: Duration,
+}
+
+/// The OAuth client whose refresh token gets access tokens (`POST /oauth/tokens`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ZendeskOAuth {
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// The refresh token as first granted. Zendesk replaces it at every refresh; the
+    /// replacement is kept in the store (see `announce::zendesk`).
+    pub refresh_token: Secret,
 }
 
 #[derive(Clone, Debug)]

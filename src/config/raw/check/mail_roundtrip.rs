@@ -4,13 +4,12 @@
 use super::{Loader, Source};
 use crate::config::{
     CheckKind, ImapConfirm, MailConfirm, MailRoundtripCheck, MailServer, MailTls, OnArrival,
-    SearchConfirm, Secret,
+    SearchConfirm,
 };
 use crate::lang::condition::Condition;
 use crate::lang::template::Template;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 use toml::Spanned;
 
@@ -75,6 +74,9 @@ pub struct RawMailServer {
     pub ca_file: Option<Spanned<String>>,
     pub server_name: Option<Spanned<String>>,
     pub ip_version: Option<Spanned<String>>,
+    /// The local address to connect from (an IPv4 or IPv6 address of this host); default
+    /// `[defaults] source_address`, else the system's choice.
+    pub source_address: Option<Spanned<String>>,
 }
 
 /// `[check.imap]`: the mailbox the intake delivers into.
@@ -98,6 +100,9 @@ pub struct RawImap {
     pub ca_file: Option<Spanned<String>>,
     pub server_name: Option<Spanned<String>>,
     pub ip_version: Option<Spanned<String>>,
+    /// The local address to connect from (an IPv4 or IPv6 address of this host); default
+    /// `[defaults] source_address`, else the system's choice.
+    pub source_address: Option<Spanned<String>>,
 }
 
 /// `[check.search]`: an HTTP search for the token, e.g. a helpdesk search API.
@@ -118,6 +123,9 @@ pub struct RawSearch {
     pub ca_file: Option<Spanned<String>>,
     pub server_name: Option<Spanned<String>>,
     pub ip_version: Option<Spanned<String>>,
+    /// The local address to connect from (an IPv4 or IPv6 address of this host); default
+    /// `[defaults] source_address`, else the system's choice.
+    pub source_address: Option<Spanned<String>>,
 }
 
 /// The server fields `[check.smtp]` and `[check.imap]` share, borrowed.
@@ -287,7 +295,13 @@ impl Loader {
                 }
             },
         };
-        let password = self.secret(source, raw.table, raw.password_env, raw.password_file);
+        let password = self.secret(
+            source,
+            &format!("[check.{}]", raw.table),
+            "password",
+            raw.password_env,
+            raw.password_file,
+        );
         ok &= password.is_some();
         let password = password.flatten();
         if raw.user.is_some() && password.is_none() && ok {
@@ -311,61 +325,6 @@ impl Loader {
             insecure: raw.insecure.unwrap_or(false),
             net: net?,
         })
-    }
-
-    /// `password_env` or `password_file` (at most one): `Some(None)` when neither is given,
-    /// `None` after reporting. The environment variable must be set now, and the file must be
-    /// readable now, so a missing secret shows in `switchboard check`; neither value is kept.
-    fn secret(
-        &mut self,
-        source: &Source<'_>,
-        table: &str,
-        env: Option<&Spanned<String>>,
-        file: Option<&Spanned<String>>,
-    ) -> Option<Option<Secret>> {
-        match (env, file) {
-            (None, None) => Some(None),
-            (Some(_), Some(f)) => {
-                let message =
-                    format!("[check.{table}] give password_env or password_file, not both");
-                self.report_at(source, f, message);
-                None
-            }
-            (Some(e), None) => {
-                if std::env::var_os(e.get_ref()).is_none() {
-                    let message = format!(
-                        "[check.{table}] password_env: environment variable {} is not set",
-                        e.get_ref()
-                    );
-                    self.report_at(source, e, message);
-                    return None;
-                }
-                Some(Some(Secret::Env(e.get_ref().clone())))
-            }
-            (None, Some(f)) => {
-                let base = source.path.parent().unwrap_or(Path::new(""));
-                let path = base.join(f.get_ref());
-                match std::fs::metadata(&path) {
-                    Ok(m) if m.is_file() => Some(Some(Secret::File(path))),
-                    Ok(_) => {
-                        let message = format!(
-                            "[check.{table}] password_file: \"{}\" is not a file",
-                            f.get_ref()
-                        );
-                        self.report_at(source, f, message);
-                        None
-                    }
-                    Err(e) => {
-                        let message = format!(
-                            "[check.{table}] password_file: \"{}\" cannot be read: {e}",
-                            f.get_ref()
-                        );
-                        self.report_at(source, f, message);
-                        None
-                    }
-                }
-            }
-        }
     }
 
     fn imap_confirm(&mut self, source: &Source<'_>, raw: &Spanned<RawImap>) -> Option<ImapConfirm> {
