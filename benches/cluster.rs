@@ -316,6 +316,8 @@ fn write_node(
     // Confirmation re-probes every 2 s (a fifth of the 10 s interval at most); e-mail neither
     // grouped nor delayed, so every state change's writes fall inside the window.
     let retry = (interval / 5).max(Duration::from_millis(200));
+    // A probe's timeout is shorter than its interval (the smoke run probes every second).
+    let timeout = (interval / 2).min(Duration::from_secs(2));
     std::fs::write(
         dir.path().join("switchboard.toml"),
         format!(
@@ -337,7 +339,7 @@ customers = ["support-announce@example.com"]
 title = "Cluster bench"
 [defaults]
 interval = "{interval}ms"
-timeout = "2s"
+timeout = "{timeout}ms"
 retry_interval = "{retry}ms"
 failure_threshold = 2
 success_threshold = 2
@@ -350,6 +352,7 @@ advertise_url = "http://127.0.0.1:{port}"
 "#,
             interval = interval.as_millis(),
             retry = retry.as_millis(),
+            timeout = timeout.as_millis(),
         ),
     )?;
     for s in 0..opts.services() {

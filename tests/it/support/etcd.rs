@@ -67,7 +67,8 @@ impl EtcdCluster {
             .collect()
     }
 
-    /// The running members' process ids (for CPU accounting).
+    /// The running members' process ids (for CPU accounting; `benches/cluster.rs`).
+    #[allow(dead_code)]
     pub fn pids(&self) -> Vec<u32> {
         self.members
             .iter()
