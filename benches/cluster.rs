@@ -85,11 +85,7 @@ const POLL: Duration = Duration::from_millis(2);
 const MAX_WRITE_RATIO: f64 = 1.25;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Err(e) = Options::parse(&args).and_then(run) {
-        eprintln!("cluster: error: {e:#}");
-        std::process::exit(1);
-    }
+    support::main("cluster", |args| Options::parse(args).and_then(run));
 }
 
 struct Options {

@@ -61,11 +61,7 @@ const GOAL_HTTP_US: f64 = 250.0;
 const GOAL_HTTPS_RATIO: f64 = 0.25;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Err(e) = Options::parse(&args).and_then(run) {
-        eprintln!("deployed_cpu: error: {e:#}");
-        std::process::exit(1);
-    }
+    support::main("deployed_cpu", |args| Options::parse(args).and_then(run));
 }
 
 struct Options {

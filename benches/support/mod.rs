@@ -1,4 +1,4 @@
-//! Shared by the benchmarks: CPU accounting from `/proc/<pid>/stat` and the revision a run measured.
+//! Shared by the benchmarks: their `main`, CPU accounting from `/proc/<pid>/stat` and the revision a run measured.
 //!
 //! Each bench includes it with `mod support;`; not every bench uses every item.
 
@@ -8,6 +8,16 @@ use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
+
+/// Runs a bench's `run` on its arguments; on an error, prints it under the bench's `name` and
+/// exits with 1.
+pub fn main(name: &str, run: impl FnOnce(&[String]) -> Result<()>) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Err(e) = run(&args) {
+        eprintln!("{name}: error: {e:#}");
+        std::process::exit(1);
+    }
+}
 
 /// Clock ticks per second for `/proc/*/stat` times. Linux has reported USER_HZ = 100 to user
 /// space on every architecture for decades; `getconf CLK_TCK` confirms it when available.
