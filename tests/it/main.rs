@@ -59,3 +59,4 @@ mod status_page_browser;
 mod vantage;
 mod vendor;
 mod webhook;
+mod zendesk;

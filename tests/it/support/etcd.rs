@@ -67,6 +67,15 @@ impl EtcdCluster {
             .collect()
     }
 
+    /// The running members' process ids (for CPU accounting; `benches/cluster.rs`).
+    #[allow(dead_code)]
+    pub fn pids(&self) -> Vec<u32> {
+        self.members
+            .iter()
+            .filter_map(|m| m.child.as_ref().map(Child::id))
+            .collect()
+    }
+
     /// Starts member `i` (again, after `stop_member`), with its data kept.
     pub fn start_member(&mut self, i: usize) {
         let data = self.dir.path().join(&self.members[i].name);
