@@ -89,9 +89,12 @@ fn world(out: &mut String, p: &Params, services: &str) {
     if let Some(vote) = p.vote() {
         let _ = writeln!(
             out,
-            "each vantage: its own uplink down {} times a week (1 to 20 min, every probe from it failing), its own random failures;\n\
+            "each vantage: its own uplink down {} (1 to 20 min, every probe from it failing), its own random failures;\n\
              {} vantages cut off at once: {}",
-            p.uplink_outages,
+            match p.uplink_outages {
+                1 => "once a week".to_string(),
+                n => format!("{n} times a week"),
+            },
             vote.quorum,
             match World::new(p, 0).cut_off_together(vote.quorum as usize) {
                 0 => "never".to_string(),

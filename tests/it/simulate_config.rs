@@ -93,7 +93,7 @@ fn simulate_vantages_sets_three_voting_vantages_beside_one_fooled_by_its_uplink(
     );
     for must in [
         "4 services x 91 days, seed 3",
-        "each vantage: its own uplink down 1 times a week (1 to 20 min",
+        "each vantage: its own uplink down once a week (1 to 20 min",
         "2 vantages cut off at once: never",
         "3 vantages, each probing every check every 30s, 10s apart",
         "down when 2 vantages say down, up when 2 say up, else unchanged",
