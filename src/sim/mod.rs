@@ -113,6 +113,11 @@ impl Params {
         )
     }
 
+    /// The plain policy's name with `Params`' timings.
+    fn plain(&self) -> String {
+        plain_name(self.failure_threshold, self.interval)
+    }
+
     fn builtin(&self, adaptive: bool) -> Model {
         let thresholds = Thresholds {
             failure: self.failure_threshold,
@@ -126,6 +131,14 @@ impl Params {
             self.recovery_hold,
         )
     }
+}
+
+/// `3 consecutive failures at 30s`.
+fn plain_name(threshold: u32, interval: Duration) -> String {
+    format!(
+        "{threshold} consecutive failures at {}",
+        humantime::format_duration(interval)
+    )
 }
 
 /// One row of the report.
@@ -171,14 +184,9 @@ pub fn simulate(p: &Params) -> Vec<Row> {
             ),
             &|w| run_switchboard(&fixed, w, single),
         ),
-        (
-            format!(
-                "{} consecutive failures at {} (Gatus / Route 53 style)",
-                p.failure_threshold,
-                humantime::format_duration(p.interval)
-            ),
-            &|w| run_consecutive(p.interval, p.failure_threshold, w),
-        ),
+        (format!("{} (Gatus / Route 53 style)", p.plain()), &|w| {
+            run_consecutive(p.interval, p.failure_threshold, w)
+        }),
     ];
     rows(&worlds, &policies)
 }
@@ -203,14 +211,9 @@ fn simulate_vantages(p: &Params, vote: Vote) -> Vec<Row> {
         (format!("{voters}, {confirmation} each"), &|w| {
             run_switchboard(&fast, w, vote)
         }),
-        (
-            format!(
-                "{} consecutive failures at {}, 1 vantage",
-                p.failure_threshold,
-                humantime::format_duration(p.interval)
-            ),
-            &|w| run_consecutive(p.interval, p.failure_threshold, w),
-        ),
+        (format!("{}, 1 vantage", p.plain()), &|w| {
+            run_consecutive(p.interval, p.failure_threshold, w)
+        }),
     ];
     rows(&worlds, &policies)
 }
@@ -245,10 +248,7 @@ pub fn simulate_config(p: &Params, config: &Config) -> Vec<ServiceRun> {
             let (interval, threshold) = first.map_or((p.interval, p.failure_threshold), |c| {
                 (c.interval, c.failure_threshold)
             });
-            let plain = format!(
-                "{threshold} consecutive failures at {}",
-                humantime::format_duration(interval)
-            );
+            let plain = plain_name(threshold, interval);
             let single = Vote::SINGLE;
             let rows = match p.vote() {
                 None => {
