@@ -557,7 +557,11 @@ impl CheckKind {
     pub fn host(&self) -> Option<String> {
         fn of_url(url: &str) -> Option<String> {
             let url = Url::parse(url).ok()?;
-            Some(url.host_str()?.trim_matches(['[', ']']).to_ascii_lowercase())
+            Some(
+                url.host_str()?
+                    .trim_matches(['[', ']'])
+                    .to_ascii_lowercase(),
+            )
         }
         match self {
             CheckKind::Http(h) => of_url(h.url.as_str()),

@@ -16,7 +16,8 @@
 //!
 //! With `vantages` (`--vantages N`), every run is from N vantages as the cluster probes
 //! (issue 15): each probes every check, offset so their probes are spread evenly, keeps its
-//! own health per check, and a check's cluster verdict is the quorum of theirs. The table
+//! own health per check, and a check's cluster verdict is the quorum of theirs
+//! (`cluster::votes::decide`, as the cluster's leader decides it). The table
 //! then sets one vantage (which its own uplink outages fool) beside N voting.
 
 mod report;

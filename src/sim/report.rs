@@ -32,7 +32,7 @@ pub fn report(p: &Params, rows: &[Row]) -> String {
         let _ = writeln!(
             out,
             "{} vantages, each probing every check every {}, {} apart; each vantage's own health per check; a check's verdict is\n\
-             down when {} vantages say down, up when {} say up, else unchanged",
+             down when {} vantages say down, healthy when {} say healthy, else unchanged",
             vote.vantages,
             humantime::format_duration(p.interval),
             duration(p.interval / vote.vantages.max(1)),
@@ -59,7 +59,7 @@ pub fn report_config(p: &Params, source: &str, runs: &[ServiceRun]) -> String {
         let _ = writeln!(
             out,
             "{} vantages, each probing every check at its interval, spread evenly over it; a check's verdict is down when\n\
-             {} vantages say down, up when {} say up, else unchanged",
+             {} vantages say down, healthy when {} say healthy, else unchanged",
             vote.vantages, vote.quorum, vote.quorum
         );
     }

@@ -4,6 +4,7 @@
 
 use super::world::{Timeline, World};
 use crate::clock::Timestamp;
+use crate::cluster::votes::{decide, Quorum, Report, Rule, Verdict};
 use crate::config::{Failback, FailoverWhen, ServiceSpec};
 use crate::failover::{self, Action, Event, Policy, Side, State};
 use crate::health::{CheckHealth, Health, Thresholds};
@@ -169,7 +170,7 @@ impl Model {
 pub(super) struct Vote {
     pub(super) vantages: u32,
     /// Verdicts that must agree: a check is down when at least this many vantages say down,
-    /// up when at least this many say up (healthy or suspect), else unchanged.
+    /// healthy when at least this many say healthy, else unchanged (`cluster::votes::decide`).
     pub(super) quorum: u32,
 }
 
@@ -188,36 +189,47 @@ impl Vote {
         }
     }
 
-    /// The cluster's verdict on one check from its vantages' verdicts; `previous` when
-    /// neither side has a quorum. Healthy needs a quorum of healthy verdicts; a quorum that
-    /// is up only with suspect ones is suspect (up, but not proof of health).
-    fn verdict(self, votes: impl Iterator<Item = Health>, previous: Health) -> Health {
-        let (mut down, mut healthy, mut suspect) = (0, 0, 0);
-        for h in votes {
-            match h {
-                Health::Down => down += 1,
-                Health::Healthy => healthy += 1,
-                Health::Suspect => suspect += 1,
-                Health::Unknown => {}
-            }
-        }
-        let k = self.quorum.clamp(1, self.vantages.max(1));
-        if down >= k {
-            Health::Down
-        } else if healthy >= k {
-            Health::Healthy
-        } else if healthy + suspect >= k {
-            Health::Suspect
-        } else {
-            previous
+    /// The cluster's rule. Every vantage is live and none is suspect in the simulation, so
+    /// a majority of the live ones is `quorum` of `vantages`.
+    fn rule(self) -> Rule {
+        Rule {
+            quorum: Quorum::AtLeast {
+                k: self.quorum.clamp(1, self.vantages.max(1)),
+                n: self.vantages.max(1),
+            },
+            min_vantages: 1,
         }
     }
+}
+
+/// Every vantage's report, as the cluster's leader holds them: one verdict per check.
+fn reports(m: &Model, n: usize) -> Vec<Report> {
+    let verdict = Verdict {
+        health: Health::Unknown,
+        outcome: String::new(),
+        at: Timestamp(0),
+        streak: 0,
+        threshold: 0,
+    };
+    (0..n)
+        .map(|v| Report {
+            node: format!("vantage-{}", v + 1),
+            suspect: false,
+            checks: m
+                .checks
+                .iter()
+                .map(|c| (c.name.clone(), verdict.clone()))
+                .collect(),
+        })
+        .collect()
 }
 
 /// Switchboard's core from `vote.vantages` vantages. Each vantage probes every check at its
 /// interval, offset so that the vantages' probes of one check are spread evenly over it, and
 /// keeps its own `health` per check (with its confirmation re-probes); each check's votes
-/// make the cluster's verdict, which the `failover` machine receives as a single node's.
+/// make the cluster's verdict (`cluster::votes::decide`: down when `quorum` say down,
+/// healthy when `quorum` say healthy, else unchanged), which the `failover` machine receives
+/// as a single node's.
 ///
 /// One vantage is today's daemon and schedules as its probe loop does: the next probe an
 /// interval after the last one. Several keep their slots (the offset is what spreads them):
@@ -233,6 +245,7 @@ pub(super) fn run_switchboard(m: &Model, w: &World, vote: Vote) -> Tally {
     // Probe slot `i` is vantage `i / per` probing check `i % per`.
     let mut health = vec![CheckHealth::new(Timestamp(0)); n * per];
     let mut verdict = vec![Health::Unknown; per];
+    let (mut reports, rule) = (reports(m, n), vote.rule());
     // Checks spread over their interval as the scheduler spreads them; the vantages of one
     // check an n-th of its interval apart.
     let phase: Vec<i64> = (0..n * per)
@@ -287,9 +300,13 @@ pub(super) fn run_switchboard(m: &Model, w: &World, vote: Vote) -> Tally {
                 phase[next] + slots * check.interval_ms
             }
             .max(now + 1);
+            // A vantage publishes a verdict when it changes; the leader decides the check
+            // from every vantage's (the real `cluster::votes::decide`).
             changed.and_then(|_| {
-                let votes = (0..n).map(|v| health[v * per + c].health);
-                let h = vote.verdict(votes, verdict[c]);
+                if let Some(mine) = reports[v].checks.get_mut(&check.name) {
+                    (mine.health, mine.at) = (health[next].health, Timestamp(now));
+                }
+                let h = decide(&reports, &check.name, rule).health?;
                 (h != verdict[c]).then(|| {
                     verdict[c] = h;
                     Event::Health {
@@ -356,30 +373,41 @@ pub(super) fn run_consecutive(interval: Duration, threshold: u32, w: &World) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use Health::{Down as D, Healthy as H, Suspect as S, Unknown as U};
 
     #[test]
-    fn majority_decides_and_a_split_keeps_the_previous_verdict() {
-        let three = Vote::majority(3);
-        let cases = [
-            // votes, previous, verdict
-            ([D, D, H], H, D),
-            ([D, H, H], D, H),
-            ([D, S, H], D, S),
-            ([D, U, H], H, H),
-            ([D, U, H], D, D),
-            ([U, U, U], U, U),
-            ([S, S, D], H, S),
-        ];
-        for (votes, previous, want) in cases {
-            let got = three.verdict(votes.into_iter(), previous);
-            assert_eq!(got, want, "{votes:?} after {previous:?}");
-        }
+    fn the_rule_is_quorum_of_vantages_and_one_vantage_is_a_single_node() {
         assert_eq!(Vote::majority(2).quorum, 2);
+        assert_eq!(Vote::majority(3).quorum, 2);
         assert_eq!(Vote::majority(5).quorum, 3);
-        // One vantage: its own verdict, as today.
-        for h in [D, H, S] {
-            assert_eq!(Vote::SINGLE.verdict([h].into_iter(), U), h);
-        }
+        let rule = Vote::majority(3).rule();
+        assert_eq!(rule.quorum, Quorum::AtLeast { k: 2, n: 3 });
+        // Every vantage live and counted: the same as a majority of the live ones.
+        assert_eq!(Quorum::Majority.needed(3), 2);
+        let m = Model::builtin(
+            Duration::from_secs(30),
+            Duration::from_secs(5),
+            Thresholds {
+                failure: 3,
+                success: 2,
+                adaptive: true,
+            },
+            Duration::from_secs(300),
+        );
+        let mut r = reports(&m, 3);
+        let set = |r: &mut Vec<Report>, v: usize, h| {
+            r[v].checks.get_mut("primary").expect("checked").health = h;
+        };
+        set(&mut r, 0, Health::Down);
+        set(&mut r, 1, Health::Healthy);
+        assert_eq!(
+            decide(&r, "primary", rule).health,
+            None,
+            "1 down, 1 up: keep"
+        );
+        set(&mut r, 2, Health::Down);
+        assert_eq!(decide(&r, "primary", rule).health, Some(Health::Down));
+        let one = reports(&m, 1);
+        let single = Vote::SINGLE.rule();
+        assert_eq!(decide(&one, "backup", single).health, Some(Health::Unknown));
     }
 }

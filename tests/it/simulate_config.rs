@@ -96,7 +96,7 @@ fn simulate_vantages_sets_three_voting_vantages_beside_one_fooled_by_its_uplink(
         "each vantage: its own uplink down once a week (1 to 20 min",
         "2 vantages cut off at once: never",
         "3 vantages, each probing every check every 30s, 10s apart",
-        "down when 2 vantages say down, up when 2 say up, else unchanged",
+        "down when 2 vantages say down, healthy when 2 say healthy, else unchanged",
     ] {
         assert!(out.contains(must), "missing {must:?}");
     }

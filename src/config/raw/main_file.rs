@@ -10,9 +10,9 @@ use super::regions::parse_plain;
 use super::{
     timeout_message, LineIndex, Loader, Source, DEFAULT_LISTEN, DEFAULT_MAX_CONCURRENT_PROBES,
 };
-use crate::config::{VantageConfig, 
+use crate::config::{
     Audiences, AuthConfig, ChatConfig, ClusterConfig, Config, Defaults, EmailConfig, ServerConfig,
-    StatusPageConfig, StatuspagePushConfig, StorageConfig,
+    StatusPageConfig, StatuspagePushConfig, StorageConfig, VantageConfig,
 };
 use serde::Deserialize;
 use sha2::Digest;
