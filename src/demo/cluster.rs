@@ -251,17 +251,14 @@ impl Cluster {
             self.start,
             "The ticket form now answers 503: customers cannot submit requests.",
         );
-        self.wait_all_go("every node sending customers to the backup form", BACKUP)
+        let leader = self
+            .switched(
+                BACKUP,
+                broke,
+                "failed over",
+                "every node sends customers to the backup form",
+            )
             .await?;
-        let leader = self.wait_leader(STEP).await?;
-        say_at(
-            self.start,
-            &format!(
-                "Leader {} failed over {} later: every node sends customers to the backup form.",
-                self.nodes[leader].name,
-                secs(broke.elapsed())
-            ),
-        );
 
         let killed_name = self.nodes[leader].name;
         let killed_pid = self.nodes[leader].pid;
@@ -288,17 +285,13 @@ impl Cluster {
         self.site.ticket_form_down.store(false, Ordering::SeqCst);
         let fixed = Instant::now();
         say_at(self.start, &format!("The ticket form is fixed. Leader {} switches back once it has been healthy for the 10 s recovery hold.", self.nodes[new].name));
-        self.wait_all_go("every node sending customers to the ticket form", PRIMARY)
-            .await?;
-        let now = self.wait_leader(STEP).await?;
-        say_at(
-            self.start,
-            &format!(
-                "Leader {} failed back {} later: every live node sends customers to the ticket form again.",
-                self.nodes[now].name,
-                secs(fixed.elapsed())
-            ),
-        );
+        self.switched(
+            PRIMARY,
+            fixed,
+            "failed back",
+            "every live node sends customers to the ticket form again",
+        )
+        .await?;
 
         let back = leader;
         self.spawn_node(back)?;
@@ -461,6 +454,29 @@ impl Cluster {
             }
         })
         .await
+    }
+
+    /// Waits until every live node's `/go` sends customers to `path`, then says that the
+    /// leader `did` it, how long after `since`, and `what` follows; the leader's index.
+    async fn switched(
+        &mut self,
+        path: &'static str,
+        since: Instant,
+        did: &str,
+        what: &str,
+    ) -> Result<usize, DemoError> {
+        self.wait_all_go(&format!("{did}: {what}"), path).await?;
+        let took = since.elapsed();
+        let leader = self.wait_leader(STEP).await?;
+        say_at(
+            self.start,
+            &format!(
+                "Leader {} {did} {} later: {what}.",
+                self.nodes[leader].name,
+                secs(took)
+            ),
+        );
+        Ok(leader)
     }
 
     /// Waits until every live node's `/go` sends customers to `path`.

@@ -60,9 +60,9 @@ pub fn free_port() -> std::io::Result<u16> {
 /// The etcd server binary: `etcd` on the `PATH`, else Debian's `/usr/bin/etcd`; `None` when
 /// neither exists (`apt-get install etcd-server`).
 pub fn etcd_binary() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH")
+    let on_path: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).map(|d| d.join("etcd")).collect())
-        .unwrap_or_else(Vec::new);
+        .unwrap_or_default();
     on_path
         .into_iter()
         .chain(std::iter::once(PathBuf::from("/usr/bin/etcd")))
