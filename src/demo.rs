@@ -39,7 +39,7 @@ pub enum DemoError {
         status: String,
         log_tail: String,
     },
-    #[error("{what} did not happen within {within:?}; the demo stops")]
+    #[error("gave up waiting for {what} after {within:?}; the demo stops")]
     Timeout { what: String, within: Duration },
     #[error("demo HTTP client: {0}")]
     Http(#[from] crate::announce::http::HttpError),

@@ -105,9 +105,10 @@ pub async fn run(options: Options, shutdown: watch::Receiver<bool>) -> Result<()
         })?,
     };
     let start = Instant::now();
+    let http = client(&Roots::Webpki)?;
+    let (site, site_url) = start_site(shutdown.clone()).await?;
     let dir = std::env::temp_dir().join(format!("switchboard-demo-cluster-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let (site, site_url) = start_site(shutdown.clone()).await?;
     say_at(start, &format!("A simulated support site runs at {site_url} (portal, ticket form, backup form, booking page)."));
     say_at(
         start,
@@ -124,20 +125,26 @@ pub async fn run(options: Options, shutdown: watch::Receiver<bool>) -> Result<()
         etcd: None,
         nodes: Vec::new(),
         tally: Arc::new(Tally::default()),
-        http: client(&Roots::Webpki)?,
+        http,
         start,
     };
     let (poll_stop, poll_stopped) = watch::channel(false);
     let outcome = {
         let mut stop = shutdown.clone();
-        let mut hangup =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        // A closed terminal must not leave the children running.
+        let hangup = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                Ok(mut h) => {
+                    h.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
+        };
         let script = cluster.script(&binary, &site_url, &options, poll_stopped);
         tokio::select! {
             r = script => r,
             _ = stop.wait_for(|s| *s) => Ok(()),
-            // A closed terminal must not leave the children running.
-            Some(_) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => Ok(()),
+            _ = hangup => Ok(()),
         }
     };
     let _ = poll_stop.send(true);
@@ -203,8 +210,7 @@ impl Cluster {
 
         let started = Instant::now();
         let leader = self.wait_leader(STEP).await?;
-        self.wait_all_go("every node answering /go", PRIMARY)
-            .await?;
+        self.wait_all_go(PRIMARY).await?;
         for n in &self.nodes {
             n.watched.live.store(true, Ordering::SeqCst);
         }
@@ -269,8 +275,7 @@ impl Cluster {
             .wait_leader(LEASE * 3 + Duration::from_secs(10))
             .await?;
         let took = killed.elapsed();
-        self.wait_all_go("the new leader's nodes to keep the backup form", BACKUP)
-            .await?;
+        self.wait_all_go(BACKUP).await?;
         say_at(
             self.start,
             &format!(
@@ -465,7 +470,7 @@ impl Cluster {
         did: &str,
         what: &str,
     ) -> Result<usize, DemoError> {
-        self.wait_all_go(&format!("{did}: {what}"), path).await?;
+        self.wait_all_go(path).await?;
         let took = since.elapsed();
         let leader = self.wait_leader(STEP).await?;
         say_at(
@@ -480,8 +485,9 @@ impl Cluster {
     }
 
     /// Waits until every live node's `/go` sends customers to `path`.
-    async fn wait_all_go(&mut self, what: &str, path: &'static str) -> Result<(), DemoError> {
-        self.wait(what, STEP, |c| {
+    async fn wait_all_go(&mut self, path: &'static str) -> Result<(), DemoError> {
+        let what = format!("every live node's {GO} to send customers to {path}");
+        self.wait(&what, STEP, |c| {
             let urls = c
                 .nodes
                 .iter()
@@ -504,7 +510,7 @@ impl Cluster {
     /// Waits `d`, still watching the children.
     async fn pause(&mut self, d: Duration) -> Result<(), DemoError> {
         let until = Instant::now() + d;
-        self.wait("a pause", d + STEP, |_| {
+        self.wait("the end of a pause", d + STEP, |_| {
             let over = Instant::now() >= until;
             async move { over.then_some(()) }
         })
