@@ -334,6 +334,54 @@ pub fn format_cluster(v: &serde_json::Value) -> String {
             n["url"].as_str().unwrap_or(""),
         ));
     }
+    let vantages: Vec<String> = v["vantages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|x| {
+            let name = x["name"].as_str().unwrap_or("?");
+            if x["suspect"].as_bool() == Some(true) {
+                format!("{name} (SUSPECT: own network; not counted)")
+            } else {
+                name.to_string()
+            }
+        })
+        .collect();
+    if !vantages.is_empty() {
+        out.push_str(&format!("vantages: {}\n", vantages.join(", ")));
+    }
+    for d in v["disagreements"].as_array().into_iter().flatten() {
+        let votes: Vec<String> = d["votes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|x| {
+                format!(
+                    "{} {}{}",
+                    x["vantage"].as_str().unwrap_or("?"),
+                    x["health"].as_str().unwrap_or("?"),
+                    if x["counted"].as_bool() == Some(false) {
+                        " (not counted)"
+                    } else {
+                        ""
+                    }
+                )
+            })
+            .collect();
+        out.push_str(&format!(
+            "  vantages disagree on {}/{}: {}; decided {} ({} needed of {} counted){}\n",
+            d["service"].as_str().unwrap_or("?"),
+            d["check"].as_str().unwrap_or("?"),
+            votes.join(", "),
+            d["decided"].as_str().unwrap_or("nothing"),
+            d["needed"],
+            d["counted"],
+            d["blocked"]
+                .as_str()
+                .map(|b| format!(": {b}"))
+                .unwrap_or_default(),
+        ));
+    }
     out
 }
 

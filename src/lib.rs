@@ -24,4 +24,5 @@ pub mod probe; // run one check once -> Outcome (http, conditions)
 pub mod sim; // `switchboard simulate`: the core over a simulated month, against a plain policy
 pub mod store; // SQLite: service state, transitions, outbox
 pub mod template; // message and webhook-body templates (minijinja): load, validate, render
+pub mod vantage; // pure: does this vantage suspect its own network (most hosts failing at once)
 pub mod view; // read-only snapshot the HTTP side serves

@@ -19,6 +19,7 @@ use crate::api::{self, ApiState};
 use crate::clock::Timestamp;
 use crate::cluster::election::{Election, ElectionConfig, Role, Shared};
 use crate::cluster::etcd::{Compare, Etcd, Op};
+use crate::cluster::vantage::{self, VoteBoard};
 use crate::config::{ClusterConfig, Config};
 use crate::history::History;
 use crate::store::cluster_log::{Applier, ClusterLog, Replicator};
@@ -117,9 +118,30 @@ pub(super) async fn run(
                 source,
             })
     };
+    // This node as a vantage: its verdicts published, the others' followed, for the node's
+    // whole life (follower phases and leader terms alike).
+    let votes = VoteBoard::new(&cluster.name);
+    tokio::spawn(vantage::publish(
+        etcd.clone(),
+        votes.clone(),
+        shared.clone(),
+        cluster.prefix.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(vantage::follow(
+        etcd.clone(),
+        votes.clone(),
+        cluster.prefix.clone(),
+        shutdown.clone(),
+    ));
     let metrics_text: Arc<dyn Fn() -> String + Send + Sync> = {
         let (shared, applied, name) = (shared.clone(), applier.applied(), cluster.name.clone());
-        Arc::new(move || crate::metrics::cluster_text(&name, &shared, *applied.borrow()))
+        let (votes, config) = (votes.clone(), config.clone());
+        Arc::new(move || {
+            let mut text = crate::metrics::cluster_text(&name, &shared, *applied.borrow());
+            text.push_str(&crate::metrics::votes_text(&votes, &config));
+            text
+        })
     };
     tokio::spawn(register(
         etcd.clone(),
@@ -128,7 +150,13 @@ pub(super) async fn run(
         applier.applied(),
         shutdown.clone(),
     ));
-    let view = cluster_view(etcd.clone(), cluster.clone(), shared.clone());
+    let view = cluster_view(
+        etcd.clone(),
+        cluster.clone(),
+        shared.clone(),
+        votes.clone(),
+        config.clone(),
+    );
     info!(
         "cluster node {} (etcd {}), prefix {}, lease {:?}",
         cluster.name,
@@ -142,7 +170,9 @@ pub(super) async fn run(
         if *shutdown.borrow() {
             break;
         }
+        place(&etcd, &cluster, &votes).await;
         let me = Follower {
+            votes: votes.clone(),
             config: &config,
             shared: &shared,
             applier: &applier,
@@ -184,6 +214,7 @@ pub(super) async fn run(
                 continue;
             }
         }
+        place(&etcd, &cluster, &votes).await;
         let term = term_ends(shared.clone(), shutdown.clone());
         let ready = on_ready.take();
         info!("cluster: {} leads; starting the daemon", cluster.name);
@@ -193,6 +224,7 @@ pub(super) async fn run(
             coordinator: coordinator.clone(),
             extra_metrics: Some(metrics_text.clone()),
             cluster_view: Some(view.clone()),
+            votes: Some(votes.clone()),
         };
         run_parts(
             config.clone(),
@@ -236,8 +268,29 @@ fn term_ends(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) -> watch:
     rx
 }
 
+/// This node's place among the registered nodes (by name), which offsets its probes so the
+/// vantages' probes of one check spread evenly over its interval.
+async fn place(etcd: &Etcd, cluster: &ClusterConfig, votes: &VoteBoard) {
+    let prefix = format!("{}/nodes/", cluster.prefix);
+    let mut names: Vec<String> = match etcd.get(prefix.as_bytes(), true).await {
+        Ok((kvs, _)) => kvs
+            .iter()
+            .filter_map(|kv| serde_json::from_slice::<NodeRecord>(&kv.value).ok())
+            .map(|n| n.name)
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    if !names.contains(&cluster.name) {
+        names.push(cluster.name.clone());
+    }
+    names.sort();
+    let index = names.iter().position(|n| *n == cluster.name).unwrap_or(0);
+    votes.set_slot(index as u32, names.len() as u32);
+}
+
 /// What a follower phase serves from.
 struct Follower<'a> {
+    votes: Arc<VoteBoard>,
     config: &'a Arc<Config>,
     shared: &'a Arc<Shared>,
     applier: &'a Arc<Applier>,
@@ -293,6 +346,13 @@ async fn follow(me: &Follower<'_>, listener: TcpListener, shutdown: watch::Recei
         })
     };
 
+    // A follower is a vantage too: it probes every check and publishes its verdicts.
+    let prober = tokio::spawn(super::vantage::probe(
+        config.clone(),
+        me.votes.clone(),
+        shutdown.clone(),
+        stop_tx.subscribe(),
+    ));
     let forward = {
         let shared = shared.clone();
         crate::api::forward::Forward {
@@ -342,6 +402,7 @@ async fn follow(me: &Follower<'_>, listener: TcpListener, shutdown: watch::Recei
     }
     let _ = stop_tx.send(true);
     let _ = refresher.await;
+    let _ = prober.await;
 }
 
 /// What a node says about itself under `{prefix}/nodes/{name}`, attached to its lease so it
@@ -402,9 +463,12 @@ fn cluster_view(
     etcd: Arc<Etcd>,
     cluster: ClusterConfig,
     shared: Arc<Shared>,
+    votes: Arc<VoteBoard>,
+    config: Arc<Config>,
 ) -> crate::api::ClusterView {
     Arc::new(move || {
         let (etcd, cluster, shared) = (etcd.clone(), cluster.clone(), shared.clone());
+        let vantages = vantages_view(&votes, &config);
         Box::pin(async move {
             let prefix = format!("{}/nodes/", cluster.prefix);
             let nodes: Vec<NodeRecord> = match etcd.get(prefix.as_bytes(), true).await {
@@ -438,9 +502,40 @@ fn cluster_view(
                 "etcd_up": shared.etcd_reachable(),
                 "lease_age_seconds": shared.lease_age().map(|a| a.as_secs_f64()),
                 "nodes": nodes,
+                "vantages": vantages["vantages"],
+                "disagreements": vantages["disagreements"],
             })
         })
     })
+}
+
+/// The vantages this node hears (each with whether it is suspect) and every check on which
+/// the counted vantages disagree, with each vote and what the quorum decides.
+fn vantages_view(votes: &VoteBoard, config: &Config) -> serde_json::Value {
+    use crate::cluster::votes::{check_key, decide};
+    let reports = votes.reports();
+    let vantages: Vec<serde_json::Value> = reports
+        .iter()
+        .map(|r| serde_json::json!({ "name": r.node, "suspect": r.suspect }))
+        .collect();
+    let mut disagreements = Vec::new();
+    for s in &config.services {
+        for c in &s.checks {
+            let d = decide(reports.iter(), &check_key(&s.id, &c.name), s.vote);
+            if d.disagrees() || d.blocked.is_some() {
+                disagreements.push(serde_json::json!({
+                    "service": s.id,
+                    "check": c.name,
+                    "decided": d.health.map(|h| h.as_str()),
+                    "needed": d.needed,
+                    "counted": d.counted,
+                    "blocked": d.blocked,
+                    "votes": d.votes,
+                }));
+            }
+        }
+    }
+    serde_json::json!({ "vantages": vantages, "disagreements": disagreements })
 }
 
 /// The services as the replica holds them.

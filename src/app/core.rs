@@ -70,6 +70,9 @@ pub(super) struct Core {
     pub(super) transports: Arc<crate::announce::outbox::Transports>,
     /// What jobs reported to heartbeat checks; shared with the control API, kept by reloads.
     pub(super) heartbeats: Arc<crate::probe::heartbeat::Heartbeats>,
+    /// The vantages' verdicts: this node's own (published in cluster mode) and the live
+    /// peers', from which each check's verdict is decided (`decide_check`).
+    pub(super) votes: Arc<crate::cluster::vantage::VoteBoard>,
 }
 
 /// The last verdict of one vendor check, as corroboration reads it.
@@ -111,8 +114,17 @@ impl Core {
             self.on_event(si, Event::Tick, now).await;
             self.wake_for_holds(si, now);
         }
+        let mut remote_votes = self.votes.subscribe_remote();
+        // A new leader decides at once from the verdicts the other vantages already published.
+        if !self.votes.remote().is_empty() {
+            self.decide_all(now).await;
+        }
         loop {
             tokio::select! {
+                _ = remote_votes.changed() => {
+                    self.decide_all(Timestamp::now()).await;
+                    dirty = true;
+                }
                 msg = rx.recv() => match msg {
                     Some(Msg::Outcome { generation, service, check, outcome, reply }) => {
                         let confirm = generation == self.generation
@@ -253,6 +265,18 @@ impl Core {
         self.probes_stop = watch::Sender::new(false);
         // Before the loops start, so every heartbeat check is watched from now on.
         self.heartbeats.configure(&self.config);
+        // Verdicts on checks no longer configured are not this vantage's votes any more.
+        let keys: std::collections::HashSet<String> = self
+            .config
+            .services
+            .iter()
+            .flat_map(|s| {
+                s.checks
+                    .iter()
+                    .map(|c| crate::cluster::votes::check_key(&s.id, &c.name))
+            })
+            .collect();
+        self.votes.retain_own(|k| keys.contains(k));
         for (si, s) in self.config.services.iter().enumerate() {
             for ci in 0..s.checks.len() {
                 tokio::spawn(supervised_probe_loop(
@@ -265,6 +289,7 @@ impl Core {
                         metrics: self.metrics.clone(),
                         permits: self.permits.clone(),
                         heartbeats: self.heartbeats.clone(),
+                        slot: self.votes.slot(),
                     },
                     self.shutdown.clone(),
                     self.probes_stop.subscribe(),
@@ -397,24 +422,141 @@ impl Core {
             // The evidence a transition this causes will cite: where the outcome was seen
             // and the streak that crossed the threshold it was judged by.
             let (streak, threshold) = rt.health.streak(prev, t, threshold_before);
-            let seen = failover::Seen {
-                vantage: self.coordinator.node().to_owned(),
-                streak,
-                threshold,
-            };
-            self.on_event(
-                si,
-                Event::Health {
-                    check: name,
+            let key = crate::cluster::votes::check_key(&svc.spec.id, &name);
+            self.votes.set_own(
+                &key,
+                crate::cluster::votes::Verdict {
                     health,
-                    detail: summary,
-                    seen,
+                    outcome: summary,
+                    at: now,
+                    streak,
+                    threshold,
                 },
-                now,
-            )
-            .await;
+            );
+            let reports = self.votes.slice(&key);
+            self.decide_check(si, ci, now, &reports).await;
         }
         confirm
+    }
+
+    /// Decides every (non-vendor) check again from the vantages' votes: a peer's report
+    /// changed, or a vantage came or went.
+    async fn decide_all(&mut self, now: Timestamp) {
+        let reports = self.votes.reports();
+        for si in 0..self.services.len() {
+            for ci in 0..self.services[si].spec.checks.len() {
+                self.decide_check(si, ci, now, &reports).await;
+            }
+        }
+    }
+
+    /// The verdict the failover machine hears for a check: this node's own when it is the
+    /// only vantage, else the quorum of the live vantages (`cluster::votes::decide`). Only a
+    /// change of that verdict becomes an `Event::Health`, with the votes as its evidence.
+    async fn decide_check(
+        &mut self,
+        si: usize,
+        ci: usize,
+        now: Timestamp,
+        reports: &[crate::cluster::votes::Report],
+    ) {
+        use crate::cluster::votes::{check_key, decide};
+        let svc = &self.services[si];
+        let spec = &svc.spec.checks[ci];
+        if spec.role == crate::config::Role::Vendor {
+            return;
+        }
+        let name = spec.name.clone();
+        let key = check_key(&svc.spec.id, &name);
+        let decision = decide(reports.iter(), &key, svc.spec.vote);
+        let me = self.coordinator.node().to_owned();
+        let own = decision.votes.iter().find(|v| v.vantage == me).cloned();
+        let rt = &mut self.services[si].checks[ci];
+        let Some(health) = decision.health else {
+            if let Some(why) = &decision.blocked {
+                if rt.decided.is_some() && decision.counted > 0 {
+                    warn!(
+                        "{name} ({} check of {}): no automatic decision: {why}",
+                        spec_role(&self.services[si], ci),
+                        self.services[si].spec.name
+                    );
+                }
+            }
+            return;
+        };
+        if rt.decided == Some(health) {
+            if let Some(o) = own.filter(|o| o.health != health && decision.votes.len() > 1) {
+                info!(
+                    "{name} ({} check of {}): this vantage says {}, the vantages decide {} ({} of {} counted agree, {} needed)",
+                    spec_role(&self.services[si], ci),
+                    self.services[si].spec.name,
+                    o.health.as_str(),
+                    health.as_str(),
+                    decision.votes.iter().filter(|v| v.counted && v.health == health).count(),
+                    decision.counted,
+                    decision.needed
+                );
+            }
+            return;
+        }
+        rt.decided = Some(health);
+        // The evidence: this node's own verdict when it agrees, else the first vantage's
+        // that does; with every vote when more than one vantage voted.
+        let agreeing = decision
+            .votes
+            .iter()
+            .filter(|v| v.counted && v.health == health)
+            .map(|v| v.vantage.clone())
+            .collect::<Vec<_>>();
+        let lead = if agreeing.contains(&me) {
+            me.clone()
+        } else {
+            agreeing.first().cloned().unwrap_or_else(|| me.clone())
+        };
+        let verdict = reports
+            .iter()
+            .find(|r| r.node == lead)
+            .and_then(|r| r.checks.get(&key));
+        let (streak, threshold) = verdict.map_or((0, 0), |v| (v.streak, v.threshold));
+        let mut detail = verdict.map(|v| v.outcome.clone()).unwrap_or_default();
+        let several = decision.votes.len() > 1;
+        if several && lead != me {
+            detail = format!("{detail} (seen from {lead})");
+        }
+        if several {
+            info!(
+                "{name} ({} check of {}) is {} by the vantages' vote: {} ({} of {} counted, {} needed)",
+                spec_role(&self.services[si], ci),
+                self.services[si].spec.name,
+                health.as_str(),
+                decision
+                    .votes
+                    .iter()
+                    .map(|v| format!("{}={}{}", v.vantage, v.health.as_str(), if v.counted { "" } else { " (suspect, not counted)" }))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                agreeing.len(),
+                decision.counted,
+                decision.needed
+            );
+        }
+        let seen = failover::Seen {
+            vantage: if several { agreeing.join(",") } else { me },
+            streak,
+            threshold,
+            votes: if several { decision.votes } else { Vec::new() },
+        };
+        self.on_event(
+            si,
+            Event::Health {
+                check: name,
+                health,
+                detail,
+                seen,
+            },
+            now,
+        )
+        .await;
     }
 
     /// A vendor check's verdict: kept for the services that corroborate with it, logged when
@@ -655,4 +797,9 @@ impl Core {
         };
         self.snapshot_tx.send_replace(Arc::new(snap));
     }
+}
+
+/// `primary` or `backup`: a check's role as log lines name it.
+fn spec_role(svc: &ServiceRuntime, ci: usize) -> &'static str {
+    svc.spec.checks[ci].role.as_str()
 }

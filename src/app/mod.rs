@@ -49,6 +49,7 @@ mod reload;
 mod service;
 mod spill;
 mod tasks;
+mod vantage;
 
 pub use self::handle::CoreHandle;
 pub use self::service::SCHEDULED_MAINTENANCE_TEXT;
@@ -135,6 +136,7 @@ pub async fn run_with(
         coordinator: Arc::new(SingleNode::from_host()),
         extra_metrics: None,
         cluster_view: None,
+        votes: None,
     };
     run_parts(config, listener, shutdown, on_ready, parts).await
 }
@@ -148,6 +150,9 @@ pub(crate) struct Parts {
     pub extra_metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
     /// `GET /api/v1/cluster` (cluster mode).
     pub cluster_view: Option<crate::api::ClusterView>,
+    /// The vantages' votes (cluster mode: published and followed through etcd); `None`: a
+    /// board of this node alone.
+    pub votes: Option<Arc<crate::cluster::vantage::VoteBoard>>,
 }
 
 /// The daemon over `parts`: a single node's whole life, or a cluster leader's term.
@@ -164,7 +169,10 @@ pub(crate) async fn run_parts(
         coordinator,
         extra_metrics,
         cluster_view,
+        votes,
     } = parts;
+    let votes =
+        votes.unwrap_or_else(|| crate::cluster::vantage::VoteBoard::new(coordinator.node()));
     let store_err = |source| AppError::Store {
         path: config.storage.path.display().to_string(),
         source,
@@ -266,6 +274,7 @@ pub(crate) async fn run_parts(
         transports: transports.clone(),
         // Heartbeats live for the daemon's life: a reload keeps them (`start_probes`).
         heartbeats: Arc::new(crate::probe::heartbeat::Heartbeats::new()),
+        votes,
     };
     for s in &core.services {
         core.metrics_for_new_service(s);

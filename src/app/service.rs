@@ -27,6 +27,9 @@ pub(super) struct CheckRuntime {
     /// The last outcome was judged with `health::corroborated` thresholds (a vendor the
     /// service corroborates with declared an outage).
     pub(super) corroborated: bool,
+    /// The verdict the failover machine last heard for this check: this node's own on a
+    /// single node, the vantages' quorum in a cluster (`cluster::votes`).
+    pub(super) decided: Option<crate::health::Health>,
 }
 
 impl CheckRuntime {
@@ -44,6 +47,7 @@ impl CheckRuntime {
             health: CheckHealth::new(now),
             last: None,
             corroborated: false,
+            decided: None,
         }
     }
 }

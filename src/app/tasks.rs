@@ -13,12 +13,15 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tracing::{error, info, warn};
 
-/// Spreads checks over their interval so that many checks do not fire together.
-fn first_delay(check: &CheckSpec) -> Duration {
+/// Spreads checks over their interval so that many checks do not fire together, and the
+/// vantages of a cluster over each check's interval: vantage `i` of `n` probes `i/n` of an
+/// interval after the first (3 vantages at 30 s: one probe of the check every 10 s).
+fn first_delay(check: &CheckSpec, (index, count): (u32, u32)) -> Duration {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     check.name.hash(&mut h);
     let ms = check.interval.as_millis().max(1) as u64;
-    Duration::from_millis(h.finish() % ms)
+    let offset = ms * u64::from(index) / u64::from(count.max(1));
+    Duration::from_millis((h.finish() % ms + offset) % ms)
 }
 
 /// What a probe loop needs: which check (by position in `config`, valid for its generation).
@@ -33,6 +36,8 @@ pub(super) struct ProbeLoop {
     pub(super) permits: Arc<Semaphore>,
     /// Judged instead of probed for a heartbeat check.
     pub(super) heartbeats: Arc<crate::probe::heartbeat::Heartbeats>,
+    /// This node's place among the cluster's vantages (index, count); `(0, 1)` alone.
+    pub(super) slot: (u32, u32),
 }
 
 /// Runs `probe_loop`, starting it again (after a second, counted and logged) if it panics,
@@ -86,10 +91,11 @@ async fn probe_loop(p: ProbeLoop, shutdown: watch::Receiver<bool>, stop: watch::
         metrics,
         permits,
         heartbeats,
+        slot,
     } = p;
     // Shared, not cloned: ten thousand checks would otherwise hold ten thousand copies.
     let check = &config.services[si].checks[ci];
-    let mut due = tokio::time::Instant::now() + first_delay(check);
+    let mut due = tokio::time::Instant::now() + first_delay(check, slot);
     // A vendor feed that answered 429 or 5xx is polled less often until it answers again.
     let mut backoff: Option<Duration> = None;
     // One wait for the end of the loop, for its whole life: every `select!` below polls the

@@ -190,6 +190,13 @@ impl Etcd {
         Ok(int(&v["header"]["revision"]).unwrap_or(0))
     }
 
+    /// Deletes a key (nothing happens if it is absent).
+    pub async fn delete(&self, key: &[u8]) -> Result<(), EtcdError> {
+        self.call("/v3/kv/deleterange", json!({ "key": B64.encode(key) }))
+            .await
+            .map(|_| ())
+    }
+
     /// If every compare holds, runs `success`, else `failure`, atomically.
     pub async fn txn(
         &self,

@@ -7,6 +7,8 @@
 
 pub mod election;
 pub mod etcd;
+pub mod vantage;
+pub mod votes;
 
 /// Who may act, and who we are.
 pub trait Coordinator: Send + Sync {

@@ -45,6 +45,8 @@ pub struct Config {
     pub status_page: StatusPageConfig,
     pub auth: AuthConfig,
     pub defaults: Defaults,
+    /// `[vantage]`: the suspect-vantage guard (`crate::vantage`).
+    pub vantage: VantageConfig,
     /// Shared, so the daemon's per-service state can point at its spec without a copy.
     pub services: Vec<std::sync::Arc<ServiceSpec>>,
     /// `[audit]`: the chain's key and anchors.
@@ -275,6 +277,33 @@ pub struct AuthConfig {
     pub tokens_file: Option<PathBuf>,
 }
 
+/// `[vantage]`: when this vantage suspects its own network (`crate::vantage::Guard`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct VantageConfig {
+    /// `guard = true` (default): judge at all. It only ever judges with at least `min_hosts`
+    /// distinct hosts watched.
+    pub guard: bool,
+    /// Distinct hosts probed before the guard judges. Default 3.
+    pub min_hosts: usize,
+    /// More than this share of the probed hosts failing at their latest probe makes the
+    /// vantage suspect. Default 0.5 (most of them).
+    pub failing_share: f64,
+    /// How long a failing check waits at most for news of other hosts before it may be
+    /// confirmed down anyway. Default 30s.
+    pub evidence_wait: Duration,
+}
+
+impl Default for VantageConfig {
+    fn default() -> Self {
+        VantageConfig {
+            guard: true,
+            min_hosts: 3,
+            failing_share: 0.5,
+            evidence_wait: Duration::from_secs(30),
+        }
+    }
+}
+
 /// Values every check inherits unless it sets its own.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Defaults {
@@ -284,6 +313,9 @@ pub struct Defaults {
     pub failure_threshold: u32,
     pub success_threshold: u32,
     pub confirmation: Confirmation,
+    /// The local address probes connect from (`source_address`); `None` lets the system
+    /// choose.
+    pub source_address: Option<std::net::IpAddr>,
 }
 
 impl Default for Defaults {
@@ -295,6 +327,7 @@ impl Default for Defaults {
             failure_threshold: 3,
             success_threshold: 2,
             confirmation: Confirmation::Adaptive,
+            source_address: None,
         }
     }
 }
@@ -324,6 +357,9 @@ pub struct ServiceSpec {
     pub drill_targets: DrillTargets,
     /// This service's own `customer_delay`; `None`: `[email] customer_delay`.
     pub customer_delay: Option<Duration>,
+    /// `quorum` and `min_vantages`: how the live vantages' verdicts on each check make the
+    /// one verdict the failover machine hears (cluster mode; one vantage decides alone).
+    pub vote: crate::cluster::votes::Rule,
     /// `corroborate`: the `vendor_status` checks (of any service) whose declared outage
     /// shortens the confirmation of this service's own failing checks.
     pub corroborate: Vec<String>,
@@ -483,6 +519,61 @@ pub enum CheckKind {
     MailRoundtrip(MailRoundtripCheck),
     /// Reported to by jobs (`kind = "heartbeat"`).
     Heartbeat(HeartbeatCheck),
+}
+
+impl CheckKind {
+    /// `[defaults] source_address` for every connection of a check that names none of its
+    /// own. A browser check has none to set (Chromium cannot bind its connections to a
+    /// source address), nor has a heartbeat (it opens no connection).
+    pub fn default_source_address(&mut self, from: std::net::IpAddr) {
+        let nets: Vec<&mut NetOptions> = match self {
+            CheckKind::Http(h) => vec![&mut h.net],
+            CheckKind::Steps(s) => vec![&mut s.net],
+            CheckKind::Tcp(t) => vec![&mut t.net],
+            CheckKind::Smtp(m) => vec![&mut m.net],
+            CheckKind::VendorStatus(v) => vec![&mut v.net],
+            CheckKind::MailRoundtrip(m) => {
+                let mut nets = vec![&mut m.smtp.net];
+                match &mut m.confirm {
+                    MailConfirm::Imap(i) => nets.push(&mut i.server.net),
+                    MailConfirm::Search(s) => nets.push(&mut s.net),
+                }
+                nets
+            }
+            CheckKind::Dns(d) => {
+                d.source_address.get_or_insert(from);
+                vec![]
+            }
+            CheckKind::Browser(_) | CheckKind::Heartbeat(_) => vec![],
+        };
+        for net in nets {
+            net.source_address.get_or_insert(from);
+        }
+    }
+
+    /// The host this check probes, as its target names it: the URL's host, the `host` of
+    /// tcp/tls/smtp, the DNS server's address, the mail intake's host, the first page of a
+    /// browser check. `None` for a heartbeat, which probes nothing.
+    pub fn host(&self) -> Option<String> {
+        fn of_url(url: &str) -> Option<String> {
+            let url = Url::parse(url).ok()?;
+            Some(url.host_str()?.trim_matches(['[', ']']).to_ascii_lowercase())
+        }
+        match self {
+            CheckKind::Http(h) => of_url(h.url.as_str()),
+            CheckKind::Steps(s) => s.steps.first().and_then(|step| of_url(step.url.text())),
+            CheckKind::Tcp(t) => Some(t.host.to_ascii_lowercase()),
+            CheckKind::Smtp(m) => Some(m.host.to_ascii_lowercase()),
+            CheckKind::Dns(d) => Some(d.server.to_string()),
+            CheckKind::VendorStatus(v) => of_url(v.url.as_str()),
+            CheckKind::MailRoundtrip(m) => Some(m.smtp.host.to_ascii_lowercase()),
+            CheckKind::Browser(b) => b.steps.iter().find_map(|s| match &s.action {
+                BrowserAction::Open(url) => of_url(url.as_str()),
+                _ => None,
+            }),
+            CheckKind::Heartbeat(_) => None,
+        }
+    }
 }
 
 /// A canary e-mail with a unique token, sent over SMTP and looked for until the timeout.
@@ -697,6 +788,8 @@ pub struct DnsCheck {
     pub expect_rcode: String,
     /// Each must be among the answers.
     pub expect_answers: Vec<String>,
+    /// The local address to query from (`source_address`); `None` lets the system choose.
+    pub source_address: Option<std::net::IpAddr>,
 }
 
 /// Connect (and optionally TLS, send, expect) to `host:port`.
@@ -752,6 +845,9 @@ pub struct NetOptions {
     pub server_name: Option<String>,
     /// Trust exactly these CAs (`ca_file`) instead of the webpki roots.
     pub ca: Option<CaBundle>,
+    /// The local address to connect from (`source_address`, or `[defaults]`'s); `None` lets
+    /// the system choose.
+    pub source_address: Option<std::net::IpAddr>,
 }
 
 /// CA certificates read from a PEM `ca_file` at load time.

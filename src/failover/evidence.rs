@@ -29,6 +29,9 @@ pub struct Seen {
     /// suspect check is on its way to), `success_threshold` for healthy after down, 1 for
     /// healthy otherwise.
     pub threshold: u32,
+    /// Every vantage's vote when several voted (cluster mode): which said what, with its
+    /// last outcome, and whether it was counted. Empty on a single node.
+    pub votes: Vec<crate::cluster::votes::Vote>,
 }
 
 /// A check's latest verdict as the machine heard it.
@@ -48,6 +51,9 @@ pub struct Observation {
     pub at: Option<Timestamp>,
     pub streak: u32,
     pub threshold: u32,
+    /// The vantages' votes behind a cluster verdict; absent on a single node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub votes: Vec<crate::cluster::votes::Vote>,
 }
 
 /// One fact a transition rests on.
@@ -85,11 +91,32 @@ impl Ground {
     pub fn line(&self) -> String {
         match self {
             Ground::Check(o) => {
-                if o.outcome.is_empty() {
+                let mut line = if o.outcome.is_empty() {
                     format!("{}: {}", o.check, o.health.as_str())
                 } else {
                     format!("{}: {} ({})", o.check, o.health.as_str(), o.outcome)
+                };
+                if !o.votes.is_empty() {
+                    let votes: Vec<String> = o
+                        .votes
+                        .iter()
+                        .map(|v| {
+                            let counted = if v.counted {
+                                ""
+                            } else {
+                                ", suspect: not counted"
+                            };
+                            format!(
+                                "{} {} ({}{counted})",
+                                v.vantage,
+                                v.health.as_str(),
+                                v.outcome
+                            )
+                        })
+                        .collect();
+                    line.push_str(&format!("; vantages: {}", votes.join("; ")));
                 }
+                line
             }
             Ground::Window {
                 reason, end, event, ..
@@ -129,6 +156,7 @@ impl Service {
                 at: now,
                 streak: seen.streak,
                 threshold: seen.threshold,
+                votes: seen.votes.clone(),
             },
         );
     }
@@ -150,6 +178,7 @@ impl Service {
                 at: Some(s.at),
                 streak: s.streak,
                 threshold: s.threshold,
+                votes: s.votes.clone(),
             },
             None => Observation {
                 check: check.to_owned(),
@@ -160,6 +189,7 @@ impl Service {
                 at: None,
                 streak: 0,
                 threshold: 0,
+                votes: Vec::new(),
             },
         }
     }
@@ -174,6 +204,7 @@ pub struct Sighting {
     pub at: Timestamp,
     pub streak: u32,
     pub threshold: u32,
+    pub votes: Vec<crate::cluster::votes::Vote>,
 }
 
 /// The checks a move to `to` rests on, in configuration order (primary checks first): every
@@ -217,6 +248,13 @@ mod tests {
                 at: Some(Timestamp(1_700_000_000_000)),
                 streak: 3,
                 threshold: 3,
+                votes: vec![crate::cluster::votes::Vote {
+                    vantage: "node-b".into(),
+                    health: Health::Down,
+                    outcome: "failed (connect): connection refused".into(),
+                    at: Some(Timestamp(1_700_000_000_000)),
+                    counted: true,
+                }],
             }),
             Ground::Window {
                 reason: "database upgrade".into(),

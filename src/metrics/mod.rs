@@ -17,7 +17,7 @@ use prometheus::{
 
 mod announce;
 mod cluster;
-pub use cluster::cluster_text;
+pub use cluster::{cluster_text, votes_text};
 mod daemon;
 mod probes;
 mod services;

@@ -451,6 +451,7 @@ fn dns_exports_no_http_and_no_tls_series() {
         qtype: 1,
         expect_rcode: "NOERROR".to_string(),
         expect_answers: Vec::new(),
+        source_address: None,
     }));
     let mut o = outcome(false);
     o.status = None;

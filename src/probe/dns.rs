@@ -15,7 +15,7 @@ pub use crate::lang::dns::{type_number, RCODES, TYPES};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::UdpSocket;
 
 /// UDP receive buffer. Without EDNS a server answers in at most 512 bytes over UDP; the
 /// larger buffer tolerates servers that ignore that, and anything longer is cut by the kernel.
@@ -245,29 +245,35 @@ async fn query(
         qtype: dns.qtype,
     };
     let msg = encode(q.id, &dns.name, dns.qtype).map_err(protocol)?;
-    let reply = query_udp(server, &msg, &q, seen).await?;
+    let reply = query_udp(server, dns.source_address, &msg, &q, seen).await?;
     if !reply.truncated {
         return Ok(reply);
     }
     *transport = "TCP";
-    query_tcp(server, &msg, &q, seen).await
+    query_tcp(server, dns.source_address, &msg, &q, seen).await
 }
 
 async fn query_udp(
     server: SocketAddr,
+    source: Option<IpAddr>,
     msg: &[u8],
     q: &Query<'_>,
     seen: &mut Seen,
 ) -> Result<Reply, ProbeError> {
     seen.begin(Phase::Connect);
-    let bind = if server.is_ipv4() {
-        SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
-    } else {
-        SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0))
+    let bind = match source {
+        Some(from) => SocketAddr::new(from, 0),
+        None if server.is_ipv4() => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+        None => SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)),
     };
-    let sock = UdpSocket::bind(bind)
-        .await
-        .map_err(|e| protocol(format!("bind: {e}")))?;
+    let sock = UdpSocket::bind(bind).await.map_err(|e| match source {
+        // A source address this host does not have is our problem, not the server's.
+        Some(from) if crate::probe::is_local_resource(&e) => ProbeError {
+            class: ErrorClass::Local,
+            message: format!("cannot query from source_address {from}: {e}"),
+        },
+        _ => protocol(format!("bind: {e}")),
+    })?;
     // A connected socket only receives datagrams from the server's address and port.
     sock.connect(server)
         .await
@@ -297,16 +303,25 @@ async fn query_udp(
 /// reply is at most 65535 bytes and memory stays bounded whatever the server sends.
 async fn query_tcp(
     server: SocketAddr,
+    source: Option<IpAddr>,
     msg: &[u8],
     q: &Query<'_>,
     seen: &mut Seen,
 ) -> Result<Reply, ProbeError> {
     seen.begin(Phase::Connect);
-    let mut stream = TcpStream::connect(server).await.map_err(|e| {
-        connect_error(format!(
-            "reply truncated over UDP, and TCP to {server} failed: {e}"
-        ))
-    })?;
+    let mut stream = crate::probe::tcp::open(server, source)
+        .await
+        .map_err(|e| {
+            let message = format!("reply truncated over UDP, and TCP to {server} failed: {e}");
+            if crate::probe::is_local_resource(&e) {
+                ProbeError {
+                    class: ErrorClass::Local,
+                    message,
+                }
+            } else {
+                connect_error(message)
+            }
+        })?;
     seen.begin(Phase::Processing);
     let len = u16::try_from(msg.len()).map_err(|_| protocol("query too long".into()))?;
     let mut framed = Vec::with_capacity(msg.len() + 2);

@@ -59,6 +59,9 @@ enum HttpError {
         #[source]
         source: std::io::Error,
     },
+    /// `source_address` cannot reach any of the target's addresses (another family).
+    #[error("{0}")]
+    Source(String),
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error("invalid request: {0}")]
@@ -80,7 +83,7 @@ impl HttpError {
             HttpError::Connect { source, .. } if super::is_local_resource(source) => {
                 ErrorClass::Local
             }
-            HttpError::Connect { .. } => ErrorClass::Connect,
+            HttpError::Connect { .. } | HttpError::Source(_) => ErrorClass::Connect,
             HttpError::Tls(_) => ErrorClass::Tls,
             HttpError::TooManyRedirects(_) => ErrorClass::TooManyRedirects,
             HttpError::BadUrl(_)

@@ -143,7 +143,7 @@ impl Session {
         seen: &mut Seen,
     ) -> Result<Session, ProbeError> {
         let addrs = tcp::resolve(&server.host, server.port, server.net.ip_version, seen).await?;
-        let stream = tcp::connect(&addrs, seen).await?;
+        let stream = tcp::connect(&addrs, server.net.source_address, seen).await?;
         let io: Box<dyn Io> = match server.tls {
             MailTls::Implicit => Box::new(
                 tcp::handshake(stream, &server.host, server.insecure, &server.net, seen).await?,

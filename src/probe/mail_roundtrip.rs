@@ -366,7 +366,7 @@ async fn send(
         .rsplit_once('@')
         .map_or("switchboard.invalid", |(_, d)| d);
     let addrs = tcp::resolve(&s.host, s.port, s.net.ip_version, seen).await?;
-    let stream = tcp::connect(&addrs, seen).await?;
+    let stream = tcp::connect(&addrs, s.net.source_address, seen).await?;
     match s.tls {
         MailTls::Implicit => {
             let tls = tcp::handshake(stream, &s.host, s.insecure, &s.net, seen).await?;

@@ -57,12 +57,13 @@ impl ErrorClass {
 }
 
 /// Whether an I/O error is this machine's own shortage (too many open files in the process
-/// or the system, no buffer space, no memory) rather than anything the target did.
+/// or the system, no buffer space, no memory, no such local address: a `source_address` this
+/// host does not have, or no free local port) rather than anything the target did.
 pub fn is_local_resource(e: &std::io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
+    ) || e.kind() == std::io::ErrorKind::AddrNotAvailable
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

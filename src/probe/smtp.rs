@@ -120,7 +120,7 @@ async fn quit<S: AsyncRead + AsyncWrite + Unpin>(r: &mut BufReader<S>) {
 
 async fn run(smtp: &SmtpCheck, seen: &mut Seen) -> Result<(), ProbeError> {
     let addrs = tcp::resolve(&smtp.host, smtp.port, smtp.net.ip_version, seen).await?;
-    let stream = tcp::connect(&addrs, seen).await?;
+    let stream = tcp::connect(&addrs, smtp.net.source_address, seen).await?;
     if smtp.tls {
         let stream = tcp::handshake(stream, &smtp.host, smtp.insecure, &smtp.net, seen).await?;
         let mut r = BufReader::new(stream);

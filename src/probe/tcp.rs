@@ -6,10 +6,10 @@ use super::tls;
 use super::{ErrorClass, Outcome, Phases, ProbeError, TlsInfo};
 use crate::clock::Timestamp;
 use crate::config::{CheckSpec, IpVersion, NetOptions, TcpCheck};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 /// Bytes of reply read at most while looking for `expect`.
 const MAX_REPLY: usize = 64 * 1024;
@@ -142,15 +142,17 @@ pub(crate) async fn resolve(
     Ok(addrs)
 }
 
-/// Connects to the first address that answers, timing it into `seen.phases.connect`.
+/// Connects to the first address that answers, timing it into `seen.phases.connect`; from
+/// `source` (the check's `source_address`) when given, to its address family only.
 pub(crate) async fn connect(
     addrs: &[SocketAddr],
+    source: Option<IpAddr>,
     seen: &mut Seen,
 ) -> Result<TcpStream, ProbeError> {
     seen.begin(Phase::Connect);
     let mut last = None;
-    for addr in addrs {
-        match TcpStream::connect(addr).await {
+    for addr in of_source(addrs, source)? {
+        match open(addr, source).await {
             Ok(s) => {
                 seen.end();
                 seen.connected = true;
@@ -173,6 +175,55 @@ pub(crate) async fn connect(
         class: ErrorClass::Connect,
         message: last.unwrap_or_else(|| "no address to connect to".into()),
     })
+}
+
+/// The addresses a connection from `source` can reach: those of its family, in order. An
+/// error naming both when none is.
+pub(crate) fn of_source(
+    addrs: &[SocketAddr],
+    source: Option<IpAddr>,
+) -> Result<Vec<SocketAddr>, ProbeError> {
+    let Some(from) = source else {
+        return Ok(addrs.to_vec());
+    };
+    let fit: Vec<SocketAddr> = addrs
+        .iter()
+        .copied()
+        .filter(|a| a.is_ipv4() == from.is_ipv4())
+        .collect();
+    if fit.is_empty() {
+        let shown: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
+        return Err(ProbeError {
+            class: ErrorClass::Connect,
+            message: format!(
+                "source_address {from} cannot reach {}: no IPv{} address among them",
+                shown.join(", "),
+                if from.is_ipv4() { 4 } else { 6 }
+            ),
+        });
+    }
+    Ok(fit)
+}
+
+/// One TCP connection to `addr`, from `source` when given (bound to it, any port). A source
+/// that is not an address of this host fails with `AddrNotAvailable`, which counts as this
+/// machine's problem (`is_local_resource`), never the target's.
+pub(crate) async fn open(addr: SocketAddr, source: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(from) = source else {
+        return TcpStream::connect(addr).await;
+    };
+    let socket = if from.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(from, 0)).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot connect from source_address {from}: {e}"),
+        )
+    })?;
+    socket.connect(addr).await
 }
 
 /// The TLS handshake over `stream`, timed into `seen.phases.tls`.
@@ -326,7 +377,7 @@ fn shorten(reply: &[u8]) -> String {
 
 async fn run(tcp: &TcpCheck, seen: &mut Seen) -> Result<(), ProbeError> {
     let addrs = resolve(&tcp.host, tcp.port, tcp.net.ip_version, seen).await?;
-    let stream = connect(&addrs, seen).await?;
+    let stream = connect(&addrs, tcp.net.source_address, seen).await?;
     if tcp.tls {
         let stream = handshake(stream, &tcp.host, tcp.insecure, &tcp.net, seen).await?;
         exchange(stream, tcp, seen).await

@@ -641,3 +641,188 @@ fn twenty_cycles_with_the_leader_killed_at_random_points_lose_no_announcement() 
         assert!(ok, "audit verify on {}: {out}", n.name);
     }
 }
+
+/// The count of counted vantages voting `verdict` on the ticket form, in `metrics`.
+fn votes(metrics: &str, verdict: &str) -> Option<f64> {
+    crate::support::daemon::series(
+        metrics,
+        &format!(
+            "switchboard_check_votes{{service=\"ticket-submission\",check=\"ticket-form\",verdict=\"{verdict}\"}}"
+        ),
+    )
+}
+
+/// `switchboard status` against a node, as the viewer.
+fn status_text(n: &Node, token: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("status")
+        .env("SWITCHBOARD_URL", format!("http://127.0.0.1:{}", n.port))
+        .env("SWITCHBOARD_TOKEN", token)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn three_vantages_outvote_one_broken_path_fail_over_on_two_and_stop_deciding_below_min_vantages() {
+    let _turn = crate::support::heavy();
+    let etcd = EtcdCluster::start(3);
+    let target = Target::start();
+    let names = ["a", "b", "c"];
+    let mut nodes: Vec<Node> = names
+        .iter()
+        .map(|n| node(n, &etcd, &target, "/sb-votes"))
+        .collect();
+    let tokens = crate::support::control::add_tokens(&nodes[0].config);
+    // Each node probes from its own source address; the service needs three vantages to
+    // decide anything.
+    for (i, n) in nodes.iter().enumerate() {
+        let source = format!("127.0.0.{}", i + 2);
+        let mut text = std::fs::read_to_string(&n.config).unwrap();
+        text = text.replace(
+            "[defaults]\n",
+            &format!("[defaults]\nsource_address = \"{source}\"\n"),
+        );
+        if i > 0 {
+            text.push_str("\n[auth]\ntokens_file = \"tokens.toml\"\n");
+        }
+        std::fs::write(&n.config, text).unwrap();
+        if i > 0 {
+            std::fs::copy(
+                nodes[0].dir.path().join("tokens.toml"),
+                n.dir.path().join("tokens.toml"),
+            )
+            .unwrap();
+        }
+        let service = n.dir.path().join("probes/ticket-submission.toml");
+        let text = std::fs::read_to_string(&service).unwrap().replace(
+            "failover_when = \"any\"\n",
+            "failover_when = \"any\"\nquorum = \"majority\"\nmin_vantages = 3\n",
+        );
+        std::fs::write(&service, text).unwrap();
+    }
+    for n in &mut nodes {
+        n.start();
+    }
+    wait_until("one leader", Duration::from_secs(20), || {
+        nodes.iter().filter(|n| n.leads()).count() == 1
+    });
+    let leader = nodes.iter().position(Node::leads).unwrap();
+    let (f1, f2) = ((leader + 1) % 3, (leader + 2) % 3);
+    let source = |i: usize| format!("127.0.0.{}", i + 2);
+    let lead_port = nodes[leader].port;
+    wait_until(
+        "three vantages vote healthy",
+        Duration::from_secs(20),
+        || votes(&crate::support::daemon::scrape(lead_port), "healthy") == Some(3.0),
+    );
+    let (primary, backup) = (target.url("/form"), target.url("/backup"));
+
+    // One vantage's path to the form is broken: it says down, the others outvote it.
+    target.refuse_form_from(&[&source(f1)]);
+    wait_until(
+        "the broken vantage votes down",
+        Duration::from_secs(15),
+        || votes(&crate::support::daemon::scrape(lead_port), "down") == Some(1.0),
+    );
+    // Ten more probe intervals: still no failover anywhere, and the disagreement is visible.
+    std::thread::sleep(Duration::from_secs(10));
+    for n in &nodes {
+        assert_eq!(n.go().as_deref(), Some(primary.as_str()), "{}", n.name);
+    }
+    assert_eq!(
+        crate::support::daemon::stored_transitions(&nodes[leader].db()),
+        vec![],
+        "one vantage out of three moved nothing"
+    );
+    let m = crate::support::daemon::scrape(lead_port);
+    println!(
+        "one source refused: votes healthy={:?} down={:?}",
+        votes(&m, "healthy"),
+        votes(&m, "down")
+    );
+    assert_eq!(votes(&m, "healthy"), Some(2.0));
+    let status = status_text(&nodes[f2], &tokens.viewer);
+    println!("{status}");
+    assert!(
+        status.contains(&format!(
+            "vantages disagree on ticket-submission/ticket-form: {}",
+            ""
+        )) && status.contains(&format!("{} down", names[f1]))
+            && status.contains("decided healthy"),
+        "{status}"
+    );
+
+    // Two of three: the form is down as customers' networks see it. Failover.
+    let refused_two = Instant::now();
+    target.refuse_form_from(&[&source(f1), &source(f2)]);
+    wait_until("failover on two votes", Duration::from_secs(20), || {
+        nodes
+            .iter()
+            .all(|n| n.go().as_deref() == Some(backup.as_str()))
+    });
+    println!(
+        "two sources refused to the route switched on every node: {:?}",
+        refused_two.elapsed()
+    );
+    // The evidence names every vantage's vote.
+    let export = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["audit", "export", "--format", "jsonl", "--db"])
+        .arg(nodes[leader].db())
+        .output()
+        .unwrap();
+    let export = String::from_utf8_lossy(&export.stdout).into_owned();
+    let failover = export
+        .lines()
+        .find(|l| l.contains("\"to\":\"failed_over\""))
+        .unwrap_or_else(|| panic!("the failover in the audit export: {export}"));
+    for n in names {
+        assert!(
+            failover.contains(&format!("\"vantage\":\"{n}\"")),
+            "vote of {n} in {failover}"
+        );
+    }
+    // The on-call e-mail shows the votes too.
+    wait_until("the on-call e-mail", Duration::from_secs(10), || {
+        nodes[leader]
+            .mail()
+            .iter()
+            .any(|m| m.contains("support-oncall@example.com") && m.contains("vantages:"))
+    });
+
+    // A vantage killed mid-outage: the leader hears it gone within a lease and, with two
+    // vantages left and min_vantages = 3, decides nothing more.
+    let killed = Instant::now();
+    nodes[f2].daemon.as_mut().unwrap().kill9();
+    wait_until(
+        "the killed vantage's votes vanish",
+        LEASE + Duration::from_secs(5),
+        || {
+            let m = crate::support::daemon::scrape(lead_port);
+            !m.contains(&format!("switchboard_vantage_up{{vantage=\"{}\"}}", names[f2]))
+                && m.contains(
+                    "switchboard_check_quorum_blocked{service=\"ticket-submission\",check=\"ticket-form\"} 1",
+                )
+        },
+    );
+    let gone = killed.elapsed();
+    println!(
+        "kill -9 of a vantage to its votes gone and the quorum blocked: {gone:?} (lease {LEASE:?})"
+    );
+    assert!(gone <= LEASE + Duration::from_secs(3), "{gone:?}");
+    // The primary is healthy again from every live vantage, but no automatic failback
+    // happens while too few vantages can vote.
+    target.refuse_form_from(&[]);
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(
+        nodes[leader].go().as_deref(),
+        Some(backup.as_str()),
+        "no automatic decision below min_vantages"
+    );
+    assert_eq!(
+        crate::support::daemon::stored_transitions(&nodes[leader].db()),
+        vec![("operational".to_string(), "failed_over".to_string())]
+    );
+    let status = status_text(&nodes[leader], &tokens.viewer);
+    assert!(status.contains("min_vantages = 3"), "{status}");
+}

@@ -468,6 +468,7 @@ fn seen(script: Vec<(u64, Input)>) -> Vec<(u64, Input)> {
                     vantage: "node-a".into(),
                     streak,
                     threshold: streak,
+                    ..Seen::default()
                 };
                 let detail = format!("{detail}{check} outcome");
                 (

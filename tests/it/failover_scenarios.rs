@@ -386,6 +386,7 @@ fn transitions_carry_actor_reason_and_evidence() {
             vantage: "node-a".into(),
             streak,
             threshold: streak,
+            ..Seen::default()
         },
     };
     let up = h("backup", Health::Healthy, "ok 200 in 0.012s", 1);

@@ -10,7 +10,7 @@ use super::regions::parse_plain;
 use super::{
     timeout_message, LineIndex, Loader, Source, DEFAULT_LISTEN, DEFAULT_MAX_CONCURRENT_PROBES,
 };
-use crate::config::{
+use crate::config::{VantageConfig, 
     Audiences, AuthConfig, ChatConfig, ClusterConfig, Config, Defaults, EmailConfig, ServerConfig,
     StatusPageConfig, StatuspagePushConfig, StorageConfig,
 };
@@ -40,6 +40,8 @@ pub struct RawMain {
     pub cluster: Option<Spanned<RawCluster>>,
     /// How browser checks run Chromium.
     pub browser: Option<RawBrowser>,
+    /// The suspect-vantage guard.
+    pub vantage: Option<RawVantage>,
 }
 
 /// `[statuspage_push]`: keep an Atlassian Statuspage page in step with failovers.
@@ -107,6 +109,24 @@ pub struct RawDefaults {
     pub success_threshold: Option<Spanned<i64>>,
     /// `"adaptive"` (default): noisy targets need up to three more failures; `"fixed"`.
     pub confirmation: Option<Spanned<String>>,
+    /// The local address every probe connects from (an IPv4 or IPv6 address of this host),
+    /// unless the check names its own. Default: the system's choice. Browser checks ignore it.
+    pub source_address: Option<Spanned<String>>,
+}
+
+/// `[vantage]`: when this vantage suspects its own network rather than its targets.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVantage {
+    /// Judge at all. Default `true`; it only judges with at least `min_hosts` distinct hosts.
+    pub guard: Option<bool>,
+    /// Distinct hosts probed before the guard judges. Default 3.
+    pub min_hosts: Option<Spanned<i64>>,
+    /// More than this share of the probed hosts failing at once makes the vantage suspect.
+    /// Default 0.5.
+    pub failing_share: Option<Spanned<f64>>,
+    /// How long a failing check waits at most for news of other hosts. Default `30s`.
+    pub evidence_wait: Option<Spanned<String>>,
 }
 
 impl Loader {
@@ -140,6 +160,7 @@ impl Loader {
             status_page: main.status_page,
             auth: main.auth,
             defaults: main.defaults,
+            vantage: main.vantage,
             audit: main.audit,
             services: services.into_iter().map(std::sync::Arc::new).collect(),
             version: hex::encode(std::mem::take(&mut self.hasher).finalize()),
@@ -304,6 +325,7 @@ impl Loader {
         let defaults = self.validate_defaults(&at.defaults, raw.defaults.unwrap_or_default());
         let audit = self.validate_audit(&at.audit, base, raw.audit);
         self.validate_browser(&at.browser, base, raw.browser);
+        let vantage = self.validate_vantage(&at.vantage, raw.vantage.unwrap_or_default());
 
         Main {
             probes_dir,
@@ -318,6 +340,7 @@ impl Loader {
             status_page,
             auth,
             defaults,
+            vantage,
             audit,
         }
     }
@@ -341,6 +364,10 @@ impl Loader {
             confirmation: self
                 .confirmation(source, raw.confirmation.as_ref())
                 .unwrap_or(builtin.confirmation),
+            source_address: raw
+                .source_address
+                .as_ref()
+                .and_then(|a| self.source_address(source, a)),
         };
         if defaults.timeout > defaults.interval {
             // Point at whichever of the two was written; timeout first, as it is the one to change.
@@ -350,6 +377,50 @@ impl Loader {
             }
         }
         defaults
+    }
+}
+
+impl Loader {
+    /// `[vantage]`, each invalid value reported and replaced by its default.
+    fn validate_vantage(&mut self, source: &Source<'_>, raw: RawVantage) -> VantageConfig {
+        let builtin = VantageConfig::default();
+        let min_hosts = match &raw.min_hosts {
+            None => builtin.min_hosts,
+            Some(n) if *n.get_ref() >= 2 && *n.get_ref() <= 1_000_000 => *n.get_ref() as usize,
+            Some(n) => {
+                let message = format!(
+                    "vantage.min_hosts must be at least 2 (one host failing alone is the case the guard must tell apart), not {}",
+                    n.get_ref()
+                );
+                self.report_at(source, n, message);
+                builtin.min_hosts
+            }
+        };
+        let failing_share = match &raw.failing_share {
+            None => builtin.failing_share,
+            Some(f) if (0.0..1.0).contains(f.get_ref()) => *f.get_ref(),
+            Some(f) => {
+                let message = format!(
+                    "vantage.failing_share must be at least 0 and below 1 (more than this share of the hosts failing makes the vantage suspect), not {}",
+                    f.get_ref()
+                );
+                self.report_at(source, f, message);
+                builtin.failing_share
+            }
+        };
+        VantageConfig {
+            guard: raw.guard.unwrap_or(builtin.guard),
+            min_hosts,
+            failing_share,
+            evidence_wait: self
+                .duration(
+                    source,
+                    "vantage.evidence_wait",
+                    raw.evidence_wait.as_ref(),
+                    false,
+                )
+                .unwrap_or(builtin.evidence_wait),
+        }
     }
 }
 
@@ -367,6 +438,7 @@ struct Main {
     status_page: StatusPageConfig,
     auth: AuthConfig,
     defaults: Defaults,
+    vantage: VantageConfig,
     audit: crate::config::AuditConfig,
 }
 
@@ -384,6 +456,7 @@ struct MainSources<'a> {
     defaults: Source<'a>,
     audit: Source<'a>,
     browser: Source<'a>,
+    vantage: Source<'a>,
 }
 
 /// The main file's regions as one `RawMain` (each table appears in exactly one region: the
@@ -411,6 +484,7 @@ fn merge_main<'a>(
         defaults: whole,
         audit: whole,
         browser: whole,
+        vantage: whole,
     };
     for (src, b) in parts {
         take(&mut raw.probes, b.probes, &mut at.probes, src);
@@ -429,6 +503,7 @@ fn merge_main<'a>(
         take(&mut raw.storage, b.storage, &mut at.storage, src);
         take(&mut raw.audit, b.audit, &mut at.audit, src);
         take(&mut raw.browser, b.browser, &mut at.browser, src);
+        take(&mut raw.vantage, b.vantage, &mut at.vantage, src);
         raw.status_page = raw.status_page.or(b.status_page);
         raw.auth = raw.auth.or(b.auth);
     }

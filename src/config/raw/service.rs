@@ -96,6 +96,12 @@ pub struct RawService {
     pub corroborate: Vec<Spanned<String>>,
     /// Quote the corroborating vendor's words in the public incident too. Default `false`.
     pub public_vendor_words: Option<bool>,
+    /// Cluster mode: how many vantages must agree on a check's verdict, `"majority"`
+    /// (default) or `"k of n"`.
+    pub quorum: Option<Spanned<String>>,
+    /// Cluster mode: fewer vantages able to vote than this and no automatic decision is
+    /// made. Default 1.
+    pub min_vantages: Option<Spanned<i64>>,
 }
 
 /// `drill_targets = { switch = "5s", notify = "60s" }`: both optional.
@@ -421,6 +427,31 @@ impl Loader {
                 .duration(source, "customer_delay", Some(r), true)
                 .map(Some),
         };
+        let quorum = match &raw.quorum {
+            None => Some(crate::cluster::votes::Quorum::Majority),
+            Some(q) => match crate::cluster::votes::Quorum::parse(q.get_ref()) {
+                Ok(q) => Some(q),
+                Err(message) => {
+                    self.report_at(source, q, message);
+                    None
+                }
+            },
+        };
+        let min_vantages = match &raw.min_vantages {
+            None => Some(1),
+            Some(m) => match u32::try_from(*m.get_ref()) {
+                Ok(n) if n >= 1 => Some(n),
+                _ => {
+                    let v = *m.get_ref();
+                    self.report_at(
+                        source,
+                        m,
+                        format!("min_vantages must be 1 or more, not {v}"),
+                    );
+                    None
+                }
+            },
+        };
         for name in &raw.corroborate {
             let at = source.at(name);
             self.corroborations
@@ -430,6 +461,10 @@ impl Loader {
             return None;
         }
         Some(ServiceSpec {
+            vote: crate::cluster::votes::Rule {
+                quorum: quorum?,
+                min_vantages: min_vantages?,
+            },
             corroborate: raw
                 .corroborate
                 .into_iter()

@@ -60,7 +60,7 @@ pub(super) async fn exchange_once(
     progress.begin(Phase::Connect);
     // The address comes back from `connect`: asking the socket (getpeername) would cost a
     // system call per probe for what we already know.
-    let (stream, addr) = connect(&addrs).await?;
+    let (stream, addr) = connect(&addrs, http.net.source_address).await?;
     progress.connected = true;
     progress.ip = Some(addr.ip().to_string());
     // Requests are small and written once; waiting for Nagle would only add latency to measure.
@@ -137,11 +137,17 @@ async fn resolve(
 }
 
 /// Connects to the first address that accepts, in resolver order (which honours the system's
-/// address preference, e.g. gai.conf); the last error is reported when none does.
-async fn connect(addrs: &[SocketAddr]) -> Result<(TcpStream, SocketAddr), HttpError> {
+/// address preference, e.g. gai.conf), from `source` when the check names one; the last error
+/// is reported when none does.
+async fn connect(
+    addrs: &[SocketAddr],
+    source: Option<std::net::IpAddr>,
+) -> Result<(TcpStream, SocketAddr), HttpError> {
     let mut last = None;
-    for &addr in addrs {
-        match TcpStream::connect(addr).await {
+    let addrs = crate::probe::tcp::of_source(addrs, source)
+        .map_err(|e| HttpError::Source(e.message))?;
+    for addr in addrs {
+        match crate::probe::tcp::open(addr, source).await {
             Ok(stream) => return Ok((stream, addr)),
             Err(source) => last = Some(HttpError::Connect { addr, source }),
         }

@@ -98,6 +98,7 @@ pub fn dns(port: u16, name: &str) -> Check {
         qtype: 1,
         expect_rcode: "NOERROR".into(),
         expect_answers: Vec::new(),
+        source_address: None,
     }))
 }
 

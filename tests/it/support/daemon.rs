@@ -26,6 +26,9 @@ pub struct Target {
     pub form_fail_every: Arc<AtomicU64>,
     /// Breaks the backup form too (`set_backup_down`).
     pub backup_down: Arc<AtomicBool>,
+    /// Source addresses whose requests to `/form` fail (`refuse_form_from`): the form as one
+    /// vantage's network sees it.
+    pub form_refused: Arc<std::sync::Mutex<Vec<std::net::IpAddr>>>,
 }
 
 impl Target {
@@ -39,9 +42,13 @@ impl Target {
         let form_requests = Arc::new(AtomicU64::new(0));
         let backup_down = Arc::new(AtomicBool::new(false));
         let b_down = backup_down.clone();
+        let form_refused = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let refused = form_refused.clone();
         thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut s) = stream else { continue };
+                let peer = s.peer_addr().map(|a| a.ip()).ok();
+                let refused_here = peer.is_some_and(|ip| refused.lock().unwrap().contains(&ip));
                 let down = down.clone();
                 let (every, form_requests) = (every.clone(), form_requests.clone());
                 let b_down = b_down.clone();
@@ -58,6 +65,7 @@ impl Target {
                         "/form" if down.load(Ordering::SeqCst) => {
                             ("503 Service Unavailable", "down")
                         }
+                        "/form" if refused_here => ("503 Service Unavailable", "refused"),
                         "/form" if noise() => ("503 Service Unavailable", "noise"),
                         "/form" => ("200 OK", "<form><input name=request_subject></form>"),
                         "/backup" if b_down.load(Ordering::SeqCst) => {
@@ -79,7 +87,16 @@ impl Target {
             form_down,
             form_fail_every,
             backup_down,
+            form_refused,
         }
+    }
+
+    /// Makes `/form` fail for requests from these source addresses (and only them).
+    pub fn refuse_form_from(&self, sources: &[&str]) {
+        *self.form_refused.lock().unwrap() = sources
+            .iter()
+            .map(|s| s.parse().expect("an IP address"))
+            .collect();
     }
 
     /// Makes every `n`-th request to `/form` fail (0: none), as a noisy target does.

@@ -26,6 +26,9 @@ pub struct RawDnsCheck {
     pub expect_rcode: Option<Spanned<String>>,
     /// Answers that must all be present.
     pub expect_answers: Option<Vec<String>>,
+    /// The local address to query from (an IPv4 or IPv6 address of this host); default
+    /// `[defaults] source_address`, else the system's choice.
+    pub source_address: Option<Spanned<String>>,
     pub interval: Option<Spanned<String>>,
     pub timeout: Option<Spanned<String>>,
     /// Confirmation re-probes while the check is suspect.
@@ -99,6 +102,20 @@ impl Loader {
             self.report_at(source, &raw.name, message);
             ok = false;
         }
+        let source_address = match &raw.source_address {
+            None => Some(None),
+            Some(a) => match (self.source_address(source, a), server) {
+                (Some(from), Some(to)) if from.is_ipv4() != to.is_ipv4() => {
+                    let message = format!(
+                        "source_address {from} cannot reach the DNS server {to}: one is IPv4, the other IPv6"
+                    );
+                    self.report_at(source, a, message);
+                    None
+                }
+                (Some(from), _) => Some(Some(from)),
+                (None, _) => None,
+            },
+        };
         let conditions = self.conditions(source, "", &raw.conditions);
         if !ok {
             return None;
@@ -111,6 +128,7 @@ impl Loader {
             qtype: qtype?,
             expect_rcode: expect_rcode?,
             expect_answers: raw.expect_answers.unwrap_or_default(),
+            source_address: source_address?,
         });
         Some((kind, conditions?))
     }

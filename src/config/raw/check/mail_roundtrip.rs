@@ -75,6 +75,9 @@ pub struct RawMailServer {
     pub ca_file: Option<Spanned<String>>,
     pub server_name: Option<Spanned<String>>,
     pub ip_version: Option<Spanned<String>>,
+    /// The local address to connect from (an IPv4 or IPv6 address of this host); default
+    /// `[defaults] source_address`, else the system's choice.
+    pub source_address: Option<Spanned<String>>,
 }
 
 /// `[check.imap]`: the mailbox the intake delivers into.
@@ -98,6 +101,9 @@ pub struct RawImap {
     pub ca_file: Option<Spanned<String>>,
     pub server_name: Option<Spanned<String>>,
     pub ip_version: Option<Spanned<String>>,
+    /// The local address to connect from (an IPv4 or IPv6 address of this host); default
+    /// `[defaults] source_address`, else the system's choice.
+    pub source_address: Option<Spanned<String>>,
 }
 
 /// `[check.search]`: an HTTP search for the token, e.g. a helpdesk search API.
@@ -118,6 +124,9 @@ pub struct RawSearch {
     pub ca_file: Option<Spanned<String>>,
     pub server_name: Option<Spanned<String>>,
     pub ip_version: Option<Spanned<String>>,
+    /// The local address to connect from (an IPv4 or IPv6 address of this host); default
+    /// `[defaults] source_address`, else the system's choice.
+    pub source_address: Option<Spanned<String>>,
 }
 
 /// The server fields `[check.smtp]` and `[check.imap]` share, borrowed.

@@ -451,9 +451,12 @@ impl Loader {
                 return None;
             }
         };
-        let (kind, conditions) = kind?;
+        let (mut kind, conditions) = kind?;
         if !settled.ok {
             return None;
+        }
+        if let Some(from) = defaults.source_address {
+            kind.default_source_address(from);
         }
         Some(CheckSpec {
             name,

@@ -1,9 +1,11 @@
 //! The connection settings of the kinds that connect to a host (all but dns): `ip_version`,
-//! `server_name` and `ca_file` (with `insecure`, which contradicts a `ca_file`).
+//! `server_name`, `ca_file` (with `insecure`, which contradicts a `ca_file`) and
+//! `source_address` (dns has that one too).
 
 use super::{Loader, Source};
 use crate::config::{CaBundle, IpVersion, NetOptions};
 use sha2::Digest;
+use std::net::IpAddr;
 use std::path::Path;
 use toml::Spanned;
 
@@ -13,6 +15,7 @@ pub(super) struct NetFields<'r> {
     pub(super) server_name: Option<&'r Spanned<String>>,
     pub(super) ca_file: Option<&'r Spanned<String>>,
     pub(super) insecure: Option<bool>,
+    pub(super) source_address: Option<&'r Spanned<String>>,
 }
 
 /// `NetFields` of any kind's struct that has them: they all name these fields alike.
@@ -23,6 +26,7 @@ macro_rules! net_fields {
             server_name: $raw.server_name.as_ref(),
             ca_file: $raw.ca_file.as_ref(),
             insecure: $raw.insecure,
+            source_address: $raw.source_address.as_ref(),
         }
     };
 }
@@ -96,11 +100,53 @@ impl Loader {
                 }
             }
         };
+        let source_address = match raw.source_address {
+            None => None,
+            Some(a) => match self.source_address(source, a) {
+                Some(ip) if !fits(ip_version, ip) => {
+                    let message = format!(
+                        "source_address {ip} is an IPv{} address, but ip_version = \"{}\" connects over IPv{} only",
+                        if ip.is_ipv4() { 4 } else { 6 },
+                        ip_version.as_str(),
+                        if ip.is_ipv4() { 6 } else { 4 },
+                    );
+                    self.report_at(source, a, message);
+                    ok = false;
+                    None
+                }
+                Some(ip) => Some(ip),
+                None => {
+                    ok = false;
+                    None
+                }
+            },
+        };
         ok.then_some(NetOptions {
             ip_version,
             server_name,
             ca,
+            source_address,
         })
+    }
+
+    /// A `source_address`: one IPv4 or IPv6 address, not a name, a range or a broadcast or
+    /// multicast address. `None` after reporting.
+    pub(in crate::config::raw) fn source_address(
+        &mut self,
+        source: &Source<'_>,
+        raw: &Spanned<String>,
+    ) -> Option<IpAddr> {
+        let text = raw.get_ref().trim();
+        let problem = match text.parse::<IpAddr>() {
+            Err(_) => "is not an IPv4 or IPv6 address",
+            Ok(ip) if ip.is_multicast() => "is a multicast address",
+            Ok(IpAddr::V4(v4)) if v4.is_broadcast() => "is the broadcast address",
+            Ok(ip) => return Some(ip),
+        };
+        let message =
+            format!("source_address: \"{text}\" {problem}; give one address of this host, such as \"192.0.2.10\" or \"2001:db8::10\"");
+        self.report_at(source, raw, message);
+        None
     }
 
     /// The DER certificates of a PEM file, each checked to be usable as a trust anchor.
@@ -121,4 +167,13 @@ impl Loader {
         }
         Ok(certs)
     }
+}
+
+/// Whether a connection from `source` can honour `version`: an IPv4 source reaches IPv4
+/// targets only, an IPv6 one IPv6 targets.
+fn fits(version: IpVersion, source: IpAddr) -> bool {
+    !matches!(
+        (version, source),
+        (IpVersion::V6, IpAddr::V4(_)) | (IpVersion::V4, IpAddr::V6(_))
+    )
 }

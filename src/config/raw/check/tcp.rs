@@ -34,6 +34,9 @@ pub struct RawTcpCheck {
     pub server_name: Option<Spanned<String>>,
     /// `"any"` (default), `"4"`, `"6"`, `"prefer4"` or `"prefer6"`.
     pub ip_version: Option<Spanned<String>>,
+    /// The local address to connect from (an IPv4 or IPv6 address of this host); default
+    /// `[defaults] source_address`, else the system's choice.
+    pub source_address: Option<Spanned<String>>,
     pub interval: Option<Spanned<String>>,
     pub timeout: Option<Spanned<String>>,
     /// Confirmation re-probes while the check is suspect.
