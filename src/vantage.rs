@@ -164,10 +164,7 @@ impl Guard {
                     failing_since: None,
                 },
             };
-            self.hosts
-                .entry(w.host)
-                .or_default()
-                .push(w.check.clone());
+            self.hosts.entry(w.host).or_default().push(w.check.clone());
             self.checks.insert(w.check, state);
         }
         for checks in self.hosts.values_mut() {
@@ -288,11 +285,9 @@ impl Guard {
             .iter()
             .filter(|(h, _)| **h != state.host)
             .filter(|(_, checks)| {
-                checks.iter().any(|c| {
-                    self.checks[c]
-                        .latest
-                        .is_some_and(|l| l.started >= since)
-                })
+                checks
+                    .iter()
+                    .any(|c| self.checks[c].latest.is_some_and(|l| l.started >= since))
             })
             .count();
         if fresh >= needed {
@@ -336,11 +331,9 @@ impl Guard {
             .iter()
             .filter(|(h, _)| h.as_str() != host)
             .filter(|(_, checks)| {
-                !checks.iter().any(|c| {
-                    self.checks[c]
-                        .latest
-                        .is_some_and(|l| l.started >= since)
-                })
+                !checks
+                    .iter()
+                    .any(|c| self.checks[c].latest.is_some_and(|l| l.started >= since))
             })
             .filter_map(|(h, _)| self.on_demand_check(h))
             .collect()
@@ -402,7 +395,10 @@ mod tests {
             feed(&mut g, h, true, 0);
         }
         assert!(feed(&mut g, "a", false, 30).change.is_none());
-        assert!(feed(&mut g, "b", false, 31).change.is_none(), "2 of 4 is not most");
+        assert!(
+            feed(&mut g, "b", false, 31).change.is_none(),
+            "2 of 4 is not most"
+        );
         let o = feed(&mut g, "c", false, 32);
         assert_eq!(
             o.change,
@@ -419,7 +415,10 @@ mod tests {
         assert!(o.change.is_none(), "3 of 4 still failing");
         assert_eq!(o.probe_now, vec!["b-check", "c-check", "d-check"]);
         assert!(
-            matches!(feed(&mut g, "b", true, 61).change, Some(Change::Cleared { .. })),
+            matches!(
+                feed(&mut g, "b", true, 61).change,
+                Some(Change::Cleared { .. })
+            ),
             "2 of 4 failing is not most"
         );
     }
@@ -431,7 +430,10 @@ mod tests {
             feed(&mut g, h, true, 0);
         }
         feed(&mut g, "a", false, 30);
-        assert!(matches!(feed(&mut g, "b", false, 31).change, Some(Change::Suspect(_))));
+        assert!(matches!(
+            feed(&mut g, "b", false, 31).change,
+            Some(Change::Suspect(_))
+        ));
         match feed(&mut g, "b", true, 50).change {
             Some(Change::Cleared { failing, hosts, .. }) => {
                 assert_eq!(failing, vec!["a".to_string()]);
@@ -502,13 +504,19 @@ mod tests {
     fn checks_of_one_host_count_once_and_a_host_passes_when_one_of_its_checks_does() {
         let mut g = Guard::new(
             settings(),
-            [("x1", "x"), ("x2", "x"), ("x3", "x"), ("y", "y"), ("z", "z")]
-                .into_iter()
-                .map(|(c, h)| Watched {
-                    check: c.into(),
-                    host: h.into(),
-                    on_demand: true,
-                }),
+            [
+                ("x1", "x"),
+                ("x2", "x"),
+                ("x3", "x"),
+                ("y", "y"),
+                ("z", "z"),
+            ]
+            .into_iter()
+            .map(|(c, h)| Watched {
+                check: c.into(),
+                host: h.into(),
+                on_demand: true,
+            }),
         );
         assert_eq!(g.hosts(), 3);
         for c in ["x1", "x2", "x3", "y", "z"] {

@@ -23,6 +23,7 @@ pub mod render;
 pub mod statuspage_push;
 pub mod transport;
 pub mod webhook;
+pub mod zendesk;
 
 pub use email::{EmailError, Mailer};
 pub use outbox::Delivery;

@@ -15,6 +15,7 @@ use super::render::Templates;
 use super::statuspage_push::StatuspagePush;
 pub use super::transport::{Deliver, Failure, Receipt};
 use super::webhook::Webhooks;
+use super::zendesk::ZendeskArticles;
 use super::Mailer;
 use crate::clock::Timestamp;
 use crate::store::{Composed, OutboxItem, StoreError, StoreHandle};
@@ -67,6 +68,8 @@ pub struct Transports {
     pub statuspage: Option<StatuspagePush>,
     /// `[chat]`, when configured.
     pub chat: Option<Chat>,
+    /// The Help Center articles of `[[on_switch]] kind = "zendesk_article"`, when any.
+    pub zendesk: Option<ZendeskArticles>,
 }
 
 impl Deliver for Transports {
@@ -80,6 +83,12 @@ impl Deliver for Transports {
             "statuspage" => match &self.statuspage {
                 Some(p) => p.send(item).await,
                 None => Err("[statuspage_push] is no longer configured"
+                    .to_string()
+                    .into()),
+            },
+            "zendesk" => match &self.zendesk {
+                Some(z) => z.send(item).await,
+                None => Err("no zendesk_article is configured any more"
                     .to_string()
                     .into()),
             },

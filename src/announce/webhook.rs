@@ -21,6 +21,16 @@ pub use crate::template::webhook::{env_refs, unknown_placeholders, DEFAULT_BODY,
 /// target now in use). A template that fails at send time (it passed validation) is logged
 /// and the default body is sent, so the receiver still hears of the switch.
 pub fn render(template: &str, t: &Transition, service_name: &str, routes: &[RouteView]) -> String {
+    let values = values(t, service_name, routes);
+    template::render(template, &values).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, service = %t.service, "webhook body template failed; sending the default body");
+        template::render(DEFAULT_BODY, &values).unwrap_or_default()
+    })
+}
+
+/// The placeholders' values for `t`: those of webhook bodies, and `target` (the first
+/// route's target in use) for Help Center notices (`announce::zendesk`).
+pub(super) fn values(t: &Transition, service_name: &str, routes: &[RouteView]) -> BodyValues {
     let side = routes.first().map_or(t.to.routes_side(), |r| r.active);
     let mut values = BodyValues::new();
     values
@@ -40,11 +50,12 @@ pub fn render(template: &str, t: &Transition, service_name: &str, routes: &[Rout
         )
         // For a hook that shows text to customers (a help-centre banner): the operator's
         // public words, empty when there are none; `reason` is internal.
-        .string("public_message", t.public_message.as_deref().unwrap_or(""));
-    template::render(template, &values).unwrap_or_else(|e| {
-        tracing::warn!(error = %e, service = %t.service, "webhook body template failed; sending the default body");
-        template::render(DEFAULT_BODY, &values).unwrap_or_default()
-    })
+        .string("public_message", t.public_message.as_deref().unwrap_or(""))
+        .string(
+            "target",
+            routes.first().map_or("", |r| r.active_target()).to_owned(),
+        );
+    values
 }
 
 /// The outbox rows for a route switch: one per webhook of the service.

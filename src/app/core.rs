@@ -444,7 +444,13 @@ impl Core {
     async fn decide_all(&mut self, now: Timestamp) {
         let reports = self.votes.reports();
         for si in 0..self.services.len() {
-            for ci in 0..self.services[si].spec.checks.len() {
+            // Backup checks first: a primary decided down while the backup's verdict is not
+            // yet heard would be a `degraded` step on the way to `failed_over`.
+            let mut order: Vec<usize> = (0..self.services[si].spec.checks.len()).collect();
+            order.sort_by_key(|&ci| {
+                self.services[si].spec.checks[ci].role == crate::config::Role::Primary
+            });
+            for ci in order {
                 self.decide_check(si, ci, now, &reports).await;
             }
         }
@@ -484,6 +490,11 @@ impl Core {
             }
             return;
         };
+        // A check the vantages found down stays down until they find it healthy: a quorum
+        // of "failing" votes (a new leader's own probes starting over, say) is not a recovery.
+        if rt.decided == Some(Health::Down) && health == Health::Suspect {
+            return;
+        }
         if rt.decided == Some(health) {
             if let Some(o) = own.filter(|o| o.health != health && decision.votes.len() > 1) {
                 info!(

@@ -21,6 +21,7 @@ use crate::announce::group;
 use crate::announce::outbox::{self, Grouping, Transports};
 use crate::announce::statuspage_push::StatuspagePush;
 use crate::announce::webhook::Webhooks;
+use crate::announce::zendesk::ZendeskArticles;
 use crate::announce::{Audience, Kind, Templates};
 use crate::api::{self, ApiState};
 use crate::clock::Timestamp;
@@ -193,6 +194,19 @@ pub(crate) async fn run_parts(
             .chat
             .clone()
             .map(|c| Chat::with_store(c, store_handle.clone())),
+        zendesk: config
+            .services
+            .iter()
+            .any(|s| !s.zendesk_articles.is_empty())
+            .then(|| {
+                ZendeskArticles::new(
+                    config
+                        .services
+                        .iter()
+                        .flat_map(|s| s.zendesk_articles.iter()),
+                    store_handle.clone(),
+                )
+            }),
     });
     let metrics = Arc::new(Metrics::new());
     metrics.config_reload_configured();
@@ -468,6 +482,13 @@ fn export_announcement_series(config: &Config, metrics: &Metrics) {
     }
     if config.services.iter().any(|s| !s.on_switch.is_empty()) {
         metrics.announcement_channel("webhook", &[]);
+    }
+    if config
+        .services
+        .iter()
+        .any(|s| !s.zendesk_articles.is_empty())
+    {
+        metrics.announcement_channel("zendesk", &[]);
     }
 }
 

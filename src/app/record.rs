@@ -10,10 +10,10 @@ use super::core::Core;
 use super::service::{route_views, side_target};
 use super::spill::{self, PendingCount};
 use crate::announce::group::{self, Hold};
-use crate::announce::webhook;
 use crate::announce::{self, Channels, Kind, MessageContext, Templates};
+use crate::announce::{webhook, zendesk};
 use crate::clock::Timestamp;
-use crate::config::{Config, ServiceSpec, WebhookSpec};
+use crate::config::{Config, ServiceSpec, WebhookSpec, ZendeskArticleSpec};
 use crate::failover::{self, Side, Transition};
 use crate::health::Health;
 use crate::store::{OutboxItem, OutboxStatus, StoreError};
@@ -92,6 +92,8 @@ impl Core {
             let name = &svc.spec.name;
             let hooks = self.in_use.hooks(&svc.spec.id);
             announcements.extend(webhook::plan(hooks, &t, name, &routes_after));
+            let articles = self.in_use.articles(&svc.spec.id);
+            announcements.extend(zendesk::plan(articles, &t, name, &routes_after));
         }
         let store = self.store.clone();
         // The audit record also says where customers were sent before and after, and who decided.
@@ -463,6 +465,8 @@ pub(super) struct TransportsInUse {
     statuspage: bool,
     /// Each service's `on_switch` webhooks, by service id.
     hooks: HashMap<String, Vec<WebhookSpec>>,
+    /// Each service's Help Center articles (`kind = "zendesk_article"`), by service id.
+    articles: HashMap<String, Vec<ZendeskArticleSpec>>,
 }
 
 impl TransportsInUse {
@@ -477,11 +481,22 @@ impl TransportsInUse {
                 .filter(|s| !s.on_switch.is_empty())
                 .map(|s| (s.id.clone(), s.on_switch.clone()))
                 .collect(),
+            articles: config
+                .services
+                .iter()
+                .filter(|s| !s.zendesk_articles.is_empty())
+                .map(|s| (s.id.clone(), s.zendesk_articles.clone()))
+                .collect(),
         }
     }
 
     /// The webhooks that follow `service`'s switches.
     fn hooks(&self, service: &str) -> &[WebhookSpec] {
         self.hooks.get(service).map_or(&[], Vec::as_slice)
+    }
+
+    /// The Help Center articles that follow `service`'s switches.
+    fn articles(&self, service: &str) -> &[ZendeskArticleSpec] {
+        self.articles.get(service).map_or(&[], Vec::as_slice)
     }
 }

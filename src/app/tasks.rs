@@ -279,6 +279,11 @@ pub(super) async fn report_deliveries(
                 d.item.subject
             ),
             "statuspage" => format!("Statuspage push ({})", d.item.subject),
+            "zendesk" => format!(
+                "Help Center {} ({})",
+                d.item.subject,
+                d.item.recipients.join(", ")
+            ),
             "chat" => format!("chat message \"{}\"", d.item.subject),
             _ => format!(
                 "e-mail to {} ({}) \"{}\"",

@@ -216,7 +216,7 @@ fn service_plan(o: usize, old: &ServiceSpec, new: &ServiceSpec) -> ServicePlan {
 
 /// Settings a running daemon does not change: they are reported, and the old ones stay.
 /// The announcement transports (`[email]`, `[chat]`, `[statuspage_push]`, the `on_switch`
-/// webhooks) are built once at start; the shell keeps announcing through those until a
+/// webhooks and Help Center articles) are built once at start; the shell keeps announcing through those until a
 /// restart, so a row is never planned for a transport that is not there.
 fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
     let mut restart_needed = Vec::new();
@@ -256,6 +256,15 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
     };
     if hooks(new) != hooks(old) {
         restart_needed.push("[[on_switch]] webhooks".to_string());
+    }
+    let articles = |c: &Config| -> Vec<Fingerprint> {
+        c.services
+            .iter()
+            .flat_map(|s| s.zendesk_articles.iter().map(Fingerprint::of))
+            .collect()
+    };
+    if articles(new) != articles(old) {
+        restart_needed.push("[[on_switch]] zendesk_article entries".to_string());
     }
     restart_needed
 }

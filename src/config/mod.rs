@@ -11,6 +11,7 @@ mod net;
 mod policy;
 pub mod raw;
 mod vendor;
+pub mod vote;
 
 pub use audit::{AuditConfig, AuditKey};
 pub use files::{ConfigFiles, FileRead};
@@ -316,6 +317,8 @@ pub struct Defaults {
     /// The local address probes connect from (`source_address`); `None` lets the system
     /// choose.
     pub source_address: Option<std::net::IpAddr>,
+    /// `quorum` and `min_vantages` for services that do not set their own.
+    pub vote: crate::config::vote::Rule,
 }
 
 impl Default for Defaults {
@@ -328,6 +331,7 @@ impl Default for Defaults {
             success_threshold: 2,
             confirmation: Confirmation::Adaptive,
             source_address: None,
+            vote: crate::config::vote::Rule::default(),
         }
     }
 }
@@ -351,6 +355,9 @@ pub struct ServiceSpec {
     pub maintenance: Vec<crate::lang::window::Window>,
     /// Webhooks called when the service's routes switch (`[[on_switch]]`).
     pub on_switch: Vec<WebhookSpec>,
+    /// Help Center articles that carry a notice while the service is on its backup
+    /// (`[[on_switch]] kind = "zendesk_article"`).
+    pub zendesk_articles: Vec<ZendeskArticleSpec>,
     pub checks: Vec<CheckSpec>,
     pub routes: Vec<RouteSpec>,
     /// What drills of this service are timed against (`drill_targets`).
@@ -359,7 +366,7 @@ pub struct ServiceSpec {
     pub customer_delay: Option<Duration>,
     /// `quorum` and `min_vantages`: how the live vantages' verdicts on each check make the
     /// one verdict the failover machine hears (cluster mode; one vantage decides alone).
-    pub vote: crate::cluster::votes::Rule,
+    pub vote: crate::config::vote::Rule,
     /// `corroborate`: the `vendor_status` checks (of any service) whose declared outage
     /// shortens the confirmation of this service's own failing checks.
     pub corroborate: Vec<String>,
@@ -557,7 +564,11 @@ impl CheckKind {
     pub fn host(&self) -> Option<String> {
         fn of_url(url: &str) -> Option<String> {
             let url = Url::parse(url).ok()?;
-            Some(url.host_str()?.trim_matches(['[', ']']).to_ascii_lowercase())
+            Some(
+                url.host_str()?
+                    .trim_matches(['[', ']'])
+                    .to_ascii_lowercase(),
+            )
         }
         match self {
             CheckKind::Http(h) => of_url(h.url.as_str()),
@@ -930,6 +941,43 @@ pub struct WebhookSpec {
     /// A JSON template with `{{placeholders}}`; `None` sends every field.
     pub body: Option<String>,
     pub timeout: Duration,
+}
+
+/// A Help Center notice's title when `title` is not given.
+pub const ZENDESK_DEFAULT_TITLE: &str = "{{ service_name }}: please use our backup";
+/// A Help Center notice's body when `body` is not given (HTML; values are escaped).
+pub const ZENDESK_DEFAULT_BODY: &str = "<p>{{ service_name }} is not working as it should. Until it is fixed, please use <a href=\"{{ target }}\">{{ target }}</a>.</p>{% if public_message %}\n<p>{{ public_message }}</p>{% endif %}";
+
+/// A prepared Zendesk Help Center article that shows a notice while the service's routes are
+/// on the backup and is restored when they are back on the primary (`[[on_switch]] kind =
+/// "zendesk_article"`). Its secrets are read where they live when a request needs them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ZendeskArticleSpec {
+    /// Unique across the configuration, with the webhooks' ids.
+    pub id: String,
+    /// `https://{subdomain}.zendesk.com`, or `base_url` (without a trailing `/`).
+    pub base_url: String,
+    pub article_id: u64,
+    /// The translation that carries the notice, e.g. `en-us`.
+    pub locale: String,
+    /// Templates of the notice (`template::webhook::ARTICLE_PLACEHOLDERS`); the body is HTML
+    /// and its values are HTML-escaped, the title is plain text.
+    pub title: String,
+    pub body: String,
+    /// Promote the article while it carries the notice. Default true.
+    pub promote: bool,
+    pub oauth: ZendeskOAuth,
+    pub timeout: Duration,
+}
+
+/// The OAuth client whose refresh token gets access tokens (`POST /oauth/tokens`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ZendeskOAuth {
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// The refresh token as first granted. Zendesk replaces it at every refresh; the
+    /// replacement is kept in the store (see `announce::zendesk`).
+    pub refresh_token: Secret,
 }
 
 #[derive(Clone, Debug)]

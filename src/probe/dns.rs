@@ -309,19 +309,17 @@ async fn query_tcp(
     seen: &mut Seen,
 ) -> Result<Reply, ProbeError> {
     seen.begin(Phase::Connect);
-    let mut stream = crate::probe::tcp::open(server, source)
-        .await
-        .map_err(|e| {
-            let message = format!("reply truncated over UDP, and TCP to {server} failed: {e}");
-            if crate::probe::is_local_resource(&e) {
-                ProbeError {
-                    class: ErrorClass::Local,
-                    message,
-                }
-            } else {
-                connect_error(message)
+    let mut stream = crate::probe::tcp::open(server, source).await.map_err(|e| {
+        let message = format!("reply truncated over UDP, and TCP to {server} failed: {e}");
+        if crate::probe::is_local_resource(&e) {
+            ProbeError {
+                class: ErrorClass::Local,
+                message,
             }
-        })?;
+        } else {
+            connect_error(message)
+        }
+    })?;
     seen.begin(Phase::Processing);
     let len = u16::try_from(msg.len()).map_err(|_| protocol("query too long".into()))?;
     let mut framed = Vec::with_capacity(msg.len() + 2);

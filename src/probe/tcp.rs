@@ -502,7 +502,7 @@ mod tests {
         let ordered = of_version(both, IpVersion::Prefer4);
         assert!(ordered[0].is_ipv4());
         let mut seen = Seen::default();
-        let stream = connect(&ordered, &mut seen)
+        let stream = connect(&ordered, None, &mut seen)
             .await
             .expect("falls back to ::1");
         assert_eq!(stream.peer_addr().unwrap().ip().to_string(), "::1");

@@ -35,6 +35,7 @@ pub mod spill;
 #[cfg(test)]
 mod tests;
 mod transitions;
+mod zendesk;
 
 pub use config_versions::{
     ConfigLoad, ConfigLookupError, LoadResult, StoredConfig, StoredFile, StoredLoad,
@@ -49,6 +50,7 @@ pub use history::{HistoryRow, DAY_S, FIVE_MINUTES_S};
 pub use incidents::{IncidentRecord, IncidentUpdateRecord, NewIncidentUpdate};
 pub use open::Store;
 pub use outbox::Receipt;
+pub use zendesk::{ArticlePhase, SavedArticle};
 
 use crate::clock::Timestamp;
 use crate::failover::{State, Transition};

@@ -32,6 +32,7 @@ pub(super) const MIGRATIONS: &[(u32, &str)] = &[
         include_str!("migrations/0011_audit_keys_config_history.sql"),
     ),
     (12, include_str!("migrations/0012_chat_threads.sql")),
+    (13, include_str!("migrations/0013_zendesk_articles.sql")),
 ];
 
 /// The first schema version with the audit log; `audit verify` refuses older files.

@@ -462,6 +462,10 @@ fn audit_delivery(
     let what = match row.channel.as_str() {
         "email" => format!("e-mail to {}", row.audience),
         "statuspage" => "Statuspage request".to_owned(),
+        "zendesk" => format!(
+            "Help Center article {}",
+            row.recipients.first().map_or("", String::as_str)
+        ),
         "webhook" => format!(
             "webhook {}",
             row.recipients.first().map_or("", String::as_str)

@@ -27,6 +27,31 @@ pub const PLACEHOLDERS: [&str; 10] = [
     "public_message",
 ];
 
+/// The placeholders of a Help Center notice (`kind = "zendesk_article"`): what customers may
+/// read. `target` is the contact route in use now (the backup's address during a failover);
+/// the operator's `reason` is internal and is not one of them.
+pub const ARTICLE_PLACEHOLDERS: [&str; 10] = [
+    "service",
+    "service_name",
+    "from",
+    "to",
+    "side",
+    "cause",
+    "at",
+    "routes",
+    "target",
+    "public_message",
+];
+
+/// How a template's values are escaped: for the inside of a JSON string (webhook bodies),
+/// for HTML (an article's body), or not at all (an article's title, plain text).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Escape {
+    Json,
+    Html,
+    Plain,
+}
+
 /// The body sent when a webhook has no template: every placeholder, as JSON.
 pub const DEFAULT_BODY: &str = r#"{"service":"{{service}}","service_name":"{{service_name}}","from":"{{from}}","to":"{{to}}","side":"{{side}}","cause":"{{cause}}","reason":"{{reason}}","at":"{{at}}","routes":{{routes}}}"#;
 
@@ -38,7 +63,7 @@ fn is_json(mode: &AutoEscape) -> bool {
 }
 
 /// The environment bodies are compiled in.
-fn environment() -> Environment<'static> {
+fn environment(escape: Escape) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_syntax(
         minijinja::syntax::SyntaxConfig::builder()
@@ -47,7 +72,11 @@ fn environment() -> Environment<'static> {
             // Invariant: the default delimiters are a valid syntax.
             .expect("default syntax"),
     );
-    env.set_auto_escape_callback(|_| AutoEscape::Custom(JSON.into()));
+    env.set_auto_escape_callback(move |_| match escape {
+        Escape::Json => AutoEscape::Custom(JSON.into()),
+        Escape::Html => AutoEscape::Html,
+        Escape::Plain => AutoEscape::None,
+    });
     env.set_formatter(|out, state, value| {
         if !is_json(state.auto_escape()) || value.is_safe() {
             return minijinja::escape_formatter(out, state, value);
@@ -101,7 +130,12 @@ fn to_json(value: &Value) -> serde_json::Value {
 /// What is wrong with `template`, for load-time validation: the unknown placeholders it
 /// uses, or its one syntax error with its line.
 pub fn unknown_placeholders(template: &str) -> Vec<String> {
-    let env = environment();
+    unknown_placeholders_of(template, &PLACEHOLDERS)
+}
+
+/// [`unknown_placeholders`] against the placeholders `known` (e.g. [`ARTICLE_PLACEHOLDERS`]).
+pub fn unknown_placeholders_of(template: &str, known: &[&str]) -> Vec<String> {
+    let env = environment(Escape::Json);
     let compiled = match env.template_from_str(template) {
         Ok(t) => t,
         Err(e) => return vec![syntax(&e)],
@@ -109,17 +143,14 @@ pub fn unknown_placeholders(template: &str) -> Vec<String> {
     let mut unknown: Vec<String> = compiled
         .undeclared_variables(false)
         .into_iter()
-        .filter(|n| !PLACEHOLDERS.contains(&n.as_str()))
+        .filter(|n| !known.contains(&n.as_str()))
         .filter(|n| env.globals().all(|(g, _)| g != n))
         .collect();
     unknown.sort();
     if unknown.is_empty() {
         // What only shows when the template runs (an unknown filter) is found by a trial
         // render with every placeholder set.
-        let sample: BTreeMap<&str, Value> = PLACEHOLDERS
-            .iter()
-            .map(|&p| (p, Value::from("x")))
-            .collect();
+        let sample: BTreeMap<&str, Value> = known.iter().map(|&p| (p, Value::from("x"))).collect();
         if let Err(e) = compiled.render(Value::from(sample)) {
             return vec![syntax(&e)];
         }
@@ -184,7 +215,12 @@ impl BodyValues {
 /// Renders `template` with `values`. An error here means the template passed validation
 /// and still failed (a value it did not expect): the caller decides what to send instead.
 pub fn render(template: &str, values: &BodyValues) -> Result<String, String> {
-    environment()
+    render_as(template, values, Escape::Json)
+}
+
+/// [`render`] with the values escaped as `escape` says.
+pub fn render_as(template: &str, values: &BodyValues, escape: Escape) -> Result<String, String> {
+    environment(escape)
         .render_str(template, Value::from(values.values.clone()))
         .map_err(|e| syntax(&e))
 }
@@ -254,6 +290,23 @@ mod tests {
         let err = unknown_placeholders("{{ service|no_such_filter }}");
         assert_eq!(err.len(), 1);
         assert!(err[0].contains("no_such_filter"), "{err:?}");
+    }
+
+    #[test]
+    fn an_article_body_escapes_for_html_and_its_title_not_at_all() {
+        let t = "<p>{{ service_name }} uses {{ routes['a'] }}</p>";
+        assert_eq!(
+            render_as(t, &values(), Escape::Html).unwrap(),
+            "<p>Ticket &quot;submission&quot; &lt;&amp;&gt;\n uses https:&#x2f;&#x2f;a.example&#x2f;</p>"
+        );
+        assert_eq!(
+            render_as("{{ service_name }} is down", &values(), Escape::Plain).unwrap(),
+            "Ticket \"submission\" <&>\n is down"
+        );
+        assert_eq!(
+            unknown_placeholders_of("{{ target }} {{ reason }}", &ARTICLE_PLACEHOLDERS),
+            ["reason"]
+        );
     }
 
     #[test]

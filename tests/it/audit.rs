@@ -785,6 +785,7 @@ async fn a_statuspage_push_is_chained_with_its_http_status_and_incident_id() {
             handle.clone(),
         )),
         chat: None,
+        zendesk: None,
     };
     // The resolve waits for the opening (one stream), so two passes send both.
     for _ in 0..2 {

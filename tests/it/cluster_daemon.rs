@@ -158,9 +158,12 @@ fn a_new_leader_fails_over_after_the_leader_is_killed_during_an_outage() {
         "the followers applied the failover",
         Duration::from_secs(5),
         || {
-            nodes
+            let t: Vec<_> = nodes
                 .iter()
-                .all(|n| crate::support::daemon::stored_transitions(&n.db()).len() == 1)
+                .map(|n| crate::support::daemon::stored_transitions(&n.db()))
+                .collect();
+            eprintln!("transitions: {t:?}");
+            t.iter().all(|t| t.len() == 1)
         },
     );
     for n in &nodes {

@@ -58,3 +58,4 @@ mod spill;
 mod status_page_browser;
 mod vendor;
 mod webhook;
+mod zendesk;

@@ -225,6 +225,7 @@ fn transports(
                 bot: None,
             })
         }),
+        zendesk: None,
     }
 }
 

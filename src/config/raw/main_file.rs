@@ -10,9 +10,9 @@ use super::regions::parse_plain;
 use super::{
     timeout_message, LineIndex, Loader, Source, DEFAULT_LISTEN, DEFAULT_MAX_CONCURRENT_PROBES,
 };
-use crate::config::{VantageConfig, 
+use crate::config::{
     Audiences, AuthConfig, ChatConfig, ClusterConfig, Config, Defaults, EmailConfig, ServerConfig,
-    StatusPageConfig, StatuspagePushConfig, StorageConfig,
+    StatusPageConfig, StatuspagePushConfig, StorageConfig, VantageConfig,
 };
 use serde::Deserialize;
 use sha2::Digest;
@@ -112,6 +112,11 @@ pub struct RawDefaults {
     /// The local address every probe connects from (an IPv4 or IPv6 address of this host),
     /// unless the check names its own. Default: the system's choice. Browser checks ignore it.
     pub source_address: Option<Spanned<String>>,
+    /// Cluster mode: how many vantages must agree on a check, `"majority"` (default) or
+    /// `"k of n"`; a `[service]` may set its own.
+    pub quorum: Option<Spanned<String>>,
+    /// Cluster mode: fewer vantages able to vote and no automatic decision. Default 1.
+    pub min_vantages: Option<Spanned<i64>>,
 }
 
 /// `[vantage]`: when this vantage suspects its own network rather than its targets.
@@ -368,6 +373,14 @@ impl Loader {
                 .source_address
                 .as_ref()
                 .and_then(|a| self.source_address(source, a)),
+            vote: self
+                .vote_rule(
+                    source,
+                    raw.quorum.as_ref(),
+                    raw.min_vantages.as_ref(),
+                    builtin.vote,
+                )
+                .unwrap_or(builtin.vote),
         };
         if defaults.timeout > defaults.interval {
             // Point at whichever of the two was written; timeout first, as it is the one to change.

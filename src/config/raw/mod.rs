@@ -9,7 +9,8 @@
 //!
 //! One file per concern: `regions.rs` splits and parses files, `main_file.rs` and `email.rs`
 //! the main file's tables, `service.rs` a service file, `check/` its checks (one file per
-//! kind), `route.rs` and `webhook.rs` its routes and `on_switch` webhooks. This file holds
+//! kind), `route.rs` and `webhook.rs` its routes and `on_switch` entries (`zendesk.rs` the Help
+//! Center article kind). This file holds
 //! what they share: the loader, its diagnostics, line numbers and the common value checks.
 
 mod audit;
@@ -23,6 +24,7 @@ mod service;
 #[cfg(test)]
 mod tests;
 mod webhook;
+mod zendesk;
 
 pub use audit::RawAudit;
 pub use check::{
@@ -37,7 +39,7 @@ pub use route::RawRoute;
 pub use service::{RawDrillTargets, RawMaintenance, RawService, RawServiceFile};
 pub use webhook::RawWebhook;
 
-use super::{Config, ConfigError, Confirmation, Diagnostic};
+use super::{Config, ConfigError, Confirmation, Diagnostic, Secret};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fmt;
@@ -329,6 +331,53 @@ impl Loader {
             );
         }
         plain
+    }
+
+    /// `{field}_env` or `{field}_file` (at most one), for a secret read where it lives each
+    /// time it is needed: `Some(None)` when neither is given, `None` after reporting. The
+    /// variable must be set now and the file readable now, so a missing secret shows in
+    /// `switchboard check`; neither value is kept. An auditor's load (`Config::load_for_audit`)
+    /// needs no secret, so neither is looked at then. `what` opens each message (`[check.imap]`).
+    fn secret(
+        &mut self,
+        source: &Source<'_>,
+        what: &str,
+        field: &str,
+        env: Option<&Spanned<String>>,
+        file: Option<&Spanned<String>>,
+    ) -> Option<Option<Secret>> {
+        match (env, file) {
+            (None, None) => Some(None),
+            (Some(_), Some(f)) => {
+                let message = format!("{what} give {field}_env or {field}_file, not both");
+                self.report_at(source, f, message);
+                None
+            }
+            (Some(e), None) => {
+                if !self.auditor && std::env::var_os(e.get_ref()).is_none() {
+                    let message = format!(
+                        "{what} {field}_env: environment variable {} is not set",
+                        e.get_ref()
+                    );
+                    self.report_at(source, e, message);
+                    return None;
+                }
+                Some(Some(Secret::Env(e.get_ref().clone())))
+            }
+            (None, Some(f)) => {
+                let base = source.path.parent().unwrap_or(Path::new(""));
+                let path = base.join(f.get_ref());
+                let problem = match std::fs::metadata(&path) {
+                    _ if self.auditor => return Some(Some(Secret::File(path))),
+                    Ok(m) if m.is_file() => return Some(Some(Secret::File(path))),
+                    Ok(_) => "is not a file".to_string(),
+                    Err(e) => format!("cannot be read: {e}"),
+                };
+                let message = format!("{what} {field}_file: \"{}\" {problem}", f.get_ref());
+                self.report_at(source, f, message);
+                None
+            }
+        }
     }
 
     /// Records the first place each id is defined and reports later ones against it.

@@ -3,7 +3,7 @@
 
 use super::check::RawCheck;
 use super::route::RawRoute;
-use super::webhook::RawWebhook;
+use super::webhook::{OnSwitch, RawWebhook};
 use super::{
     LineIndex, Loader, Source, Unique, DEFAULT_FLAP_WINDOW, DEFAULT_MAX_FAILOVERS,
     DEFAULT_RECOVERY_HOLD,
@@ -227,18 +227,30 @@ impl Loader {
             .filter_map(|(src, w)| self.validate_window(&src, w))
             .collect();
         let hook_count = raw_hooks.len();
-        let hooks: Vec<WebhookSpec> = raw_hooks
-            .into_iter()
-            .enumerate()
-            .filter_map(|(n, (src, h))| self.validate_webhook(&src, h, &service_id, n + 1))
-            .collect();
+        let mut hooks: Vec<WebhookSpec> = Vec::new();
+        let mut articles = Vec::new();
+        for (n, (src, h)) in raw_hooks.into_iter().enumerate() {
+            match self.validate_webhook(&src, h, &service_id, n + 1) {
+                Some(OnSwitch::Webhook(w)) => hooks.push(w),
+                Some(OnSwitch::ZendeskArticle(a)) => articles.push(a),
+                None => {}
+            }
+        }
         let (src, service) = service?;
-        let mut spec = self.validate_service(&src, service, checks, routes, checks_complete)?;
-        if windows.len() != window_count || hooks.len() != hook_count {
+        let mut spec = self.validate_service(
+            &src,
+            service,
+            checks,
+            routes,
+            checks_complete,
+            defaults.vote,
+        )?;
+        if windows.len() != window_count || hooks.len() + articles.len() != hook_count {
             return None;
         }
         spec.maintenance = windows;
         spec.on_switch = hooks;
+        spec.zendesk_articles = articles;
         Some(spec)
     }
 
@@ -345,6 +357,7 @@ impl Loader {
         checks: Vec<CheckSpec>,
         routes: Vec<RouteSpec>,
         checks_complete: bool,
+        default_vote: crate::config::vote::Rule,
     ) -> Option<ServiceSpec> {
         let table_line = source.line(raw.span());
         let raw = raw.into_inner();
@@ -427,31 +440,12 @@ impl Loader {
                 .duration(source, "customer_delay", Some(r), true)
                 .map(Some),
         };
-        let quorum = match &raw.quorum {
-            None => Some(crate::cluster::votes::Quorum::Majority),
-            Some(q) => match crate::cluster::votes::Quorum::parse(q.get_ref()) {
-                Ok(q) => Some(q),
-                Err(message) => {
-                    self.report_at(source, q, message);
-                    None
-                }
-            },
-        };
-        let min_vantages = match &raw.min_vantages {
-            None => Some(1),
-            Some(m) => match u32::try_from(*m.get_ref()) {
-                Ok(n) if n >= 1 => Some(n),
-                _ => {
-                    let v = *m.get_ref();
-                    self.report_at(
-                        source,
-                        m,
-                        format!("min_vantages must be 1 or more, not {v}"),
-                    );
-                    None
-                }
-            },
-        };
+        let vote = self.vote_rule(
+            source,
+            raw.quorum.as_ref(),
+            raw.min_vantages.as_ref(),
+            default_vote,
+        );
         for name in &raw.corroborate {
             let at = source.at(name);
             self.corroborations
@@ -461,10 +455,7 @@ impl Loader {
             return None;
         }
         Some(ServiceSpec {
-            vote: crate::cluster::votes::Rule {
-                quorum: quorum?,
-                min_vantages: min_vantages?,
-            },
+            vote: vote?,
             corroborate: raw
                 .corroborate
                 .into_iter()
@@ -481,6 +472,7 @@ impl Loader {
             maintenance_side: maintenance_side?,
             maintenance: Vec::new(),
             on_switch: Vec::new(),
+            zendesk_articles: Vec::new(),
             name: raw.name.unwrap_or_else(|| id.clone()),
             id,
             runbook: raw.runbook,
@@ -491,6 +483,46 @@ impl Loader {
             checks,
             routes,
             source: source.path.to_path_buf(),
+        })
+    }
+
+    /// `quorum` and `min_vantages` as written (in `[defaults]` or a `[service]`), each
+    /// falling back to `default`; `None` after reporting what is wrong.
+    pub(super) fn vote_rule(
+        &mut self,
+        source: &Source<'_>,
+        quorum: Option<&Spanned<String>>,
+        min_vantages: Option<&Spanned<i64>>,
+        default: crate::config::vote::Rule,
+    ) -> Option<crate::config::vote::Rule> {
+        let quorum = match quorum {
+            None => Some(default.quorum),
+            Some(q) => match crate::config::vote::Quorum::parse(q.get_ref()) {
+                Ok(q) => Some(q),
+                Err(message) => {
+                    self.report_at(source, q, message);
+                    None
+                }
+            },
+        };
+        let min_vantages = match min_vantages {
+            None => Some(default.min_vantages),
+            Some(m) => match u32::try_from(*m.get_ref()) {
+                Ok(n) if n >= 1 => Some(n),
+                _ => {
+                    let v = *m.get_ref();
+                    self.report_at(
+                        source,
+                        m,
+                        format!("min_vantages must be 1 or more, not {v}"),
+                    );
+                    None
+                }
+            },
+        };
+        Some(crate::config::vote::Rule {
+            quorum: quorum?,
+            min_vantages: min_vantages?,
         })
     }
 

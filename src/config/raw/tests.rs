@@ -203,3 +203,62 @@ fn an_inline_array_of_checks_is_read_with_one_kind() {
         ["1: checks of different kinds in one array: write each as its own [[check]] table"]
     );
 }
+
+/// A Help Center article entry: the subdomain becomes Zendesk's https origin, the defaults
+/// fill the title, body, promotion and timeout, the secrets stay where they are, and the
+/// service's webhooks are not mixed with it.
+#[test]
+fn a_zendesk_article_entry_loads_with_its_defaults_beside_a_webhook() {
+    use crate::config::{Secret, ZENDESK_DEFAULT_BODY, ZENDESK_DEFAULT_TITLE};
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("probes")).expect("mkdir");
+    std::fs::write(dir.path().join("switchboard.toml"), "probes = \"probes\"\n").expect("write");
+    std::fs::write(dir.path().join("probes/client.secret"), "cs\n").expect("write");
+    std::fs::write(dir.path().join("probes/refresh.token"), "rt\n").expect("write");
+    let body = r#"[service]
+id = "help-center"
+[[check]]
+name = "home"
+url = "http://127.0.0.1/hc"
+[[on_switch]]
+url = "https://hooks.example.com/banner"
+[[on_switch]]
+kind = "zendesk_article"
+subdomain = "acme"
+article_id = 360001
+locale = "en-US"
+client_id = "switchboard"
+client_secret_file = "client.secret"
+refresh_token_file = "refresh.token"
+"#;
+    std::fs::write(dir.path().join("probes/s.toml"), body).expect("write");
+    let config = super::load(&dir.path().join("switchboard.toml")).expect("loads");
+    let s = &config.services[0];
+    assert_eq!(s.on_switch.len(), 1);
+    assert_eq!(s.on_switch[0].id, "help-center-1");
+    let a = &s.zendesk_articles[0];
+    assert_eq!(a.id, "help-center-2");
+    assert_eq!(a.base_url, "https://acme.zendesk.com");
+    assert_eq!((a.article_id, a.locale.as_str()), (360_001, "en-us"));
+    assert_eq!(
+        (a.title.as_str(), a.body.as_str()),
+        (ZENDESK_DEFAULT_TITLE, ZENDESK_DEFAULT_BODY)
+    );
+    assert!(a.promote);
+    assert_eq!(a.timeout, std::time::Duration::from_secs(10));
+    let probes = dir.path().join("probes");
+    assert_eq!(
+        a.oauth.client_secret,
+        Secret::File(probes.join("client.secret"))
+    );
+    assert_eq!(
+        a.oauth.refresh_token,
+        Secret::File(probes.join("refresh.token"))
+    );
+    // Its Debug (configuration fingerprints) names where secrets live, never their values.
+    let debug = format!("{a:?}");
+    assert!(
+        !debug.contains("\"cs\"") && !debug.contains("\"rt\""),
+        "{debug}"
+    );
+}

@@ -144,8 +144,8 @@ async fn connect(
     source: Option<std::net::IpAddr>,
 ) -> Result<(TcpStream, SocketAddr), HttpError> {
     let mut last = None;
-    let addrs = crate::probe::tcp::of_source(addrs, source)
-        .map_err(|e| HttpError::Source(e.message))?;
+    let addrs =
+        crate::probe::tcp::of_source(addrs, source).map_err(|e| HttpError::Source(e.message))?;
     for addr in addrs {
         match crate::probe::tcp::open(addr, source).await {
             Ok(stream) => return Ok((stream, addr)),

@@ -21,6 +21,7 @@ pub mod oncall;
 pub mod prometheus;
 pub mod smtp;
 pub mod tls;
+pub mod zendesk;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};

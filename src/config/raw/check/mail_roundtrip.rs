@@ -4,13 +4,12 @@
 use super::{Loader, Source};
 use crate::config::{
     CheckKind, ImapConfirm, MailConfirm, MailRoundtripCheck, MailServer, MailTls, OnArrival,
-    SearchConfirm, Secret,
+    SearchConfirm,
 };
 use crate::lang::condition::Condition;
 use crate::lang::template::Template;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 use toml::Spanned;
 
@@ -296,7 +295,13 @@ impl Loader {
                 }
             },
         };
-        let password = self.secret(source, raw.table, raw.password_env, raw.password_file);
+        let password = self.secret(
+            source,
+            &format!("[check.{}]", raw.table),
+            "password",
+            raw.password_env,
+            raw.password_file,
+        );
         ok &= password.is_some();
         let password = password.flatten();
         if raw.user.is_some() && password.is_none() && ok {
@@ -320,61 +325,6 @@ impl Loader {
             insecure: raw.insecure.unwrap_or(false),
             net: net?,
         })
-    }
-
-    /// `password_env` or `password_file` (at most one): `Some(None)` when neither is given,
-    /// `None` after reporting. The environment variable must be set now, and the file must be
-    /// readable now, so a missing secret shows in `switchboard check`; neither value is kept.
-    fn secret(
-        &mut self,
-        source: &Source<'_>,
-        table: &str,
-        env: Option<&Spanned<String>>,
-        file: Option<&Spanned<String>>,
-    ) -> Option<Option<Secret>> {
-        match (env, file) {
-            (None, None) => Some(None),
-            (Some(_), Some(f)) => {
-                let message =
-                    format!("[check.{table}] give password_env or password_file, not both");
-                self.report_at(source, f, message);
-                None
-            }
-            (Some(e), None) => {
-                if std::env::var_os(e.get_ref()).is_none() {
-                    let message = format!(
-                        "[check.{table}] password_env: environment variable {} is not set",
-                        e.get_ref()
-                    );
-                    self.report_at(source, e, message);
-                    return None;
-                }
-                Some(Some(Secret::Env(e.get_ref().clone())))
-            }
-            (None, Some(f)) => {
-                let base = source.path.parent().unwrap_or(Path::new(""));
-                let path = base.join(f.get_ref());
-                match std::fs::metadata(&path) {
-                    Ok(m) if m.is_file() => Some(Some(Secret::File(path))),
-                    Ok(_) => {
-                        let message = format!(
-                            "[check.{table}] password_file: \"{}\" is not a file",
-                            f.get_ref()
-                        );
-                        self.report_at(source, f, message);
-                        None
-                    }
-                    Err(e) => {
-                        let message = format!(
-                            "[check.{table}] password_file: \"{}\" cannot be read: {e}",
-                            f.get_ref()
-                        );
-                        self.report_at(source, f, message);
-                        None
-                    }
-                }
-            }
-        }
     }
 
     fn imap_confirm(&mut self, source: &Source<'_>, raw: &Spanned<RawImap>) -> Option<ImapConfirm> {
