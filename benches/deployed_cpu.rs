@@ -50,17 +50,18 @@ mod daemon;
 
 use daemon::{free_port, get, series_sum, write_main_config, Daemon};
 
+// CPU accounting and the revision, shared by the benches.
+mod support;
+
+use support::{cpu_ticks, git_rev, stat_path};
+
 /// Goal of issue 13 point 10: CPU per plain HTTP probe of the deployed daemon, in µs.
 const GOAL_HTTP_US: f64 = 250.0;
 /// Goal of issue 13 point 10: CPU per verified HTTPS probe relative to blackbox_exporter's.
 const GOAL_HTTPS_RATIO: f64 = 0.25;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Err(e) = Options::parse(&args).and_then(run) {
-        eprintln!("deployed_cpu: error: {e:#}");
-        std::process::exit(1);
-    }
+    support::main("deployed_cpu", |args| Options::parse(args).and_then(run));
 }
 
 struct Options {
@@ -111,33 +112,6 @@ impl Options {
         }
         Ok(opts)
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// CPU accounting
-
-/// Clock ticks per second for `/proc/*/stat` times (USER_HZ, 100 on Linux in practice).
-fn clock_ticks() -> u64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100)
-}
-
-/// utime + stime of a whole process (all its threads), in clock ticks.
-fn cpu_ticks(pid: u32) -> Result<u64> {
-    let path = format!("/proc/{pid}/stat");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    // The command name (field 2) is in parentheses and may hold spaces: split after the last ')'.
-    let rest = &text[text.rfind(')').context("malformed stat")? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After the name: state is field 3, so utime (14) and stime (15) are at 11 and 12 here.
-    let utime: u64 = fields.get(11).context("no utime")?.parse()?;
-    let stime: u64 = fields.get(12).context("no stime")?.parse()?;
-    Ok(utime + stime)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -270,9 +244,15 @@ fn window(
 ) -> Result<(f64, Vec<Duration>)> {
     std::thread::sleep(warmup);
     let p0 = probes()?;
-    let c0: Vec<u64> = pids.iter().map(|&p| cpu_ticks(p)).collect::<Result<_>>()?;
+    let c0: Vec<u64> = pids
+        .iter()
+        .map(|&p| cpu_ticks(&stat_path(p)))
+        .collect::<Result<_>>()?;
     std::thread::sleep(window);
-    let c1: Vec<u64> = pids.iter().map(|&p| cpu_ticks(p)).collect::<Result<_>>()?;
+    let c1: Vec<u64> = pids
+        .iter()
+        .map(|&p| cpu_ticks(&stat_path(p)))
+        .collect::<Result<_>>()?;
     let p1 = probes()?;
     let cpu = c0
         .iter()
@@ -665,17 +645,6 @@ fn measure_blackbox(
 // ---------------------------------------------------------------------------------------------
 // The run
 
-fn git_rev() -> String {
-    Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into())
-}
-
 fn run(opts: Options) -> Result<()> {
     let tools = if opts.switchboard_only {
         None
@@ -688,7 +657,7 @@ fn run(opts: Options) -> Result<()> {
             find_binary("PROMETHEUS", &["prometheus"])?,
         ))
     };
-    let tick = Duration::from_nanos(1_000_000_000 / clock_ticks());
+    let tick = support::tick();
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
         "deployed_cpu: CPU per probe as deployed, {} checks at 1 s, loopback target (~2 KiB page)",

@@ -37,6 +37,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard::config::{CheckKind, CheckSpec, HttpCheck, Role};
+
+// CPU accounting and the revision, shared by the benches.
+mod support;
+
+use support::{clock_ticks, cpu_ticks};
 use switchboard::metrics::Metrics;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -139,31 +144,6 @@ fn parse_list(text: &str) -> Result<Vec<usize>> {
 
 // ---------------------------------------------------------------------------------------------
 // CPU accounting
-
-/// Clock ticks per second for `/proc/*/stat` times. Linux has reported USER_HZ = 100 to user
-/// space on every architecture for decades; `getconf CLK_TCK` confirms it when available.
-fn clock_ticks() -> u64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100)
-}
-
-/// utime + stime of a whole process (all its threads), in clock ticks.
-fn cpu_ticks(stat_path: &Path) -> Result<u64> {
-    let text = std::fs::read_to_string(stat_path)
-        .with_context(|| format!("reading {}", stat_path.display()))?;
-    // The command name (field 2) is in parentheses and may hold spaces: split after the last ')'.
-    let rest = &text[text.rfind(')').context("malformed stat")? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After the name: state is field 3, so utime (14) and stime (15) are at 11 and 12 here.
-    let utime: u64 = fields.get(11).context("no utime")?.parse()?;
-    let stime: u64 = fields.get(12).context("no stime")?.parse()?;
-    Ok(utime + stime)
-}
 
 /// One measured run of one side at one concurrency level.
 struct Measurement {
@@ -657,15 +637,11 @@ fn measure_blackbox(
 // The run
 
 fn switchboard_version() -> String {
-    let rev = Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into());
-    format!("switchboard {} (git {rev})", env!("CARGO_PKG_VERSION"))
+    format!(
+        "switchboard {} (git {})",
+        env!("CARGO_PKG_VERSION"),
+        support::git_rev()
+    )
 }
 
 fn machine() -> String {

@@ -14,6 +14,17 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 
+# Cluster mode: three nodes on Debian's etcd (benches/cluster.rs); needs nothing else below.
+if [ "${1:-}" = "cluster" ]; then
+    shift
+    if [ ! -x /usr/bin/etcd ]; then
+        log "installing etcd-server (Debian)"
+        apt_install etcd-server
+    fi
+    log "cargo bench --bench cluster (release build)"
+    exec cargo bench --locked --bench cluster -- "$@"
+fi
+
 # The real exporter, from Debian. Installing it may enable its systemd unit; the bench starts
 # its own instance on a free loopback port with its own config, so a running service does not
 # matter (its idle CPU is not counted: the bench reads its own child's /proc/<pid>/stat).
