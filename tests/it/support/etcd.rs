@@ -27,10 +27,19 @@ impl EtcdCluster {
     /// The running members' process ids (for CPU accounting; `benches/cluster.rs`).
     #[allow(dead_code)]
     pub fn pids(&self) -> Vec<u32> {
-        self.members
-            .iter()
-            .filter_map(|m| m.child.as_ref().map(Child::id))
-            .collect()
+        self.etcd.members.iter().filter_map(|m| m.pid()).collect()
+    }
+
+    /// Member `i`'s client port (for reading its `/metrics`; `benches/cluster.rs`).
+    #[allow(dead_code)]
+    pub fn client_port(&self, i: usize) -> u16 {
+        self.etcd.members[i].client_port
+    }
+
+    /// Debian's etcd binary (for the bench's version line); `/usr/bin/etcd` when not found.
+    #[allow(dead_code)]
+    pub fn binary() -> std::path::PathBuf {
+        etcd_binary().unwrap_or_else(|| std::path::PathBuf::from("/usr/bin/etcd"))
     }
 
     /// Starts member `i` (again, after `stop_member`), with its data kept.
