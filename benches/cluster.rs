@@ -639,7 +639,7 @@ fn phase(opts: &Options, interval: Duration, tick: Duration) -> Result<Phase> {
     let leader_metrics = nodes[leader].metrics();
     let probes0 = series_sum(&leader_metrics, "switchboard_probes_total{");
     let transitions0 = series_sum(&leader_metrics, "switchboard_transitions_total{");
-    let proposals0 = etcd_proposals(cluster.members[0].client_port)?;
+    let proposals0 = etcd_proposals(cluster.client_port(0))?;
     let rev0 = etcd_revision(&rt, &client)?;
     let t0 = Instant::now();
     let node_cpu0: Vec<u64> = nodes.iter().map(|n| cpu(n.pid())).collect::<Result<_>>()?;
@@ -647,7 +647,7 @@ fn phase(opts: &Options, interval: Duration, tick: Duration) -> Result<Phase> {
 
     std::thread::sleep(opts.quiet);
     let rev_quiet = etcd_revision(&rt, &client)?;
-    let proposals_quiet = etcd_proposals(cluster.members[0].client_port)?;
+    let proposals_quiet = etcd_proposals(cluster.client_port(0))?;
     let flipped = opts.flipped();
     targets.set_down(&flipped, true);
     eprintln!("{} primaries down", flipped.len());
@@ -660,7 +660,7 @@ fn phase(opts: &Options, interval: Duration, tick: Duration) -> Result<Phase> {
     let etcd_cpu1: Vec<u64> = etcd_pids.iter().map(|&p| cpu(p)).collect::<Result<_>>()?;
     let window = t0.elapsed();
     let rev1 = etcd_revision(&rt, &client)?;
-    let proposals1 = etcd_proposals(cluster.members[0].client_port)?;
+    let proposals1 = etcd_proposals(cluster.client_port(0))?;
     let leader_metrics = nodes[leader].metrics();
     let probes1 = series_sum(&leader_metrics, "switchboard_probes_total{");
     let transitions1 = series_sum(&leader_metrics, "switchboard_transitions_total{");
@@ -773,7 +773,7 @@ fn phase(opts: &Options, interval: Duration, tick: Duration) -> Result<Phase> {
 // The run
 
 fn etcd_version() -> String {
-    std::process::Command::new(etcd::etcd_binary())
+    std::process::Command::new(etcd::EtcdCluster::binary())
         .arg("--version")
         .output()
         .ok()
@@ -787,10 +787,10 @@ fn etcd_version() -> String {
 }
 
 fn run(opts: Options) -> Result<()> {
-    if !etcd::etcd_binary().exists() {
+    if !etcd::EtcdCluster::binary().exists() {
         bail!(
             "{} not found: scripts/bench.sh cluster installs Debian's etcd-server",
-            etcd::etcd_binary().display()
+            etcd::EtcdCluster::binary().display()
         );
     }
     let tick = support::tick();

@@ -1,5 +1,11 @@
 //! `switchboard demo`: the real daemon against a simulated support site on loopback, with a
 //! scripted outage that repeats until Ctrl-C. Needs no network and no set-up.
+//!
+//! `cluster.rs` is `switchboard demo --cluster`: three nodes on a local etcd (`etcd.rs`)
+//! against the same site and configuration, the leader killed during the outage.
+
+pub mod cluster;
+pub mod etcd;
 
 use crate::app;
 use crate::config::Config;
@@ -23,13 +29,27 @@ pub enum DemoError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     App(#[from] app::AppError),
+    #[error("{0}; `apt-get install etcd-server` installs it (Debian), or name the binary with --etcd PATH")]
+    EtcdMissing(String),
+    #[error(transparent)]
+    Etcd(#[from] etcd::LocalEtcdError),
+    #[error("{what} exited unexpectedly ({status}); the demo stops. The last lines of its log:\n{log_tail}")]
+    ChildDied {
+        what: String,
+        status: String,
+        log_tail: String,
+    },
+    #[error("gave up waiting for {what} after {within:?}; the demo stops")]
+    Timeout { what: String, within: Duration },
+    #[error("demo HTTP client: {0}")]
+    Http(#[from] crate::announce::http::HttpError),
 }
 
 /// The simulated support site's one switch: is the ticket form answering? It also keeps the
 /// CSRF token of each form session, so the canary check's submit step is really verified.
 #[derive(Default)]
-struct Site {
-    ticket_form_down: AtomicBool,
+pub(crate) struct Site {
+    pub(crate) ticket_form_down: AtomicBool,
     sessions: std::sync::Mutex<std::collections::HashMap<String, String>>,
     next_session: std::sync::atomic::AtomicU64,
 }
@@ -152,7 +172,7 @@ fn write(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 /// Writes the demo's configuration: three services on the simulated site, fast timings.
-fn write_config(dir: &Path, site: &str, listen: &str) -> std::io::Result<PathBuf> {
+pub(crate) fn write_config(dir: &Path, site: &str, listen: &str) -> std::io::Result<PathBuf> {
     let main = dir.join("switchboard.toml");
     write(
         &main,
@@ -293,8 +313,29 @@ backup = "{site}/book-backup"
     Ok(main)
 }
 
-fn say(text: &str) {
+pub(crate) fn say(text: &str) {
     println!("\x1b[1;36m[demo]\x1b[0m {text}");
+}
+
+/// Serves the simulated support site on a free loopback port until `shutdown` turns true:
+/// its switch and its URL.
+pub(crate) async fn start_site(
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<(Arc<Site>, String)> {
+    let site = Arc::new(Site::default());
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let router = site_router(site.clone());
+    let mut stop = shutdown;
+    tokio::spawn(async move {
+        let stop = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(stop)
+            .await;
+    });
+    Ok((site, url))
 }
 
 /// Runs the demo until `shutdown` turns true.
@@ -302,19 +343,7 @@ pub async fn run(shutdown: watch::Receiver<bool>) -> Result<(), DemoError> {
     let dir = std::env::temp_dir().join(format!("switchboard-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
 
-    let site = Arc::new(Site::default());
-    let site_listener = TcpListener::bind("127.0.0.1:0").await?;
-    let site_url = format!("http://{}", site_listener.local_addr()?);
-    let router = site_router(site.clone());
-    let mut site_stop = shutdown.clone();
-    tokio::spawn(async move {
-        let stop = async move {
-            let _ = site_stop.wait_for(|s| *s).await;
-        };
-        let _ = axum::serve(site_listener, router)
-            .with_graceful_shutdown(stop)
-            .await;
-    });
+    let (site, site_url) = start_site(shutdown.clone()).await?;
 
     // Port 9898 as in the docs when free; any free port otherwise.
     let listener = match TcpListener::bind("127.0.0.1:9898").await {

@@ -21,7 +21,7 @@ pub mod lang; // layer 0 languages: conditions, step templates, DNS vocabulary, 
 pub mod metrics; // Prometheus registry and named telemetry events
 pub mod pem; // PEM certificates (CA bundles) read with rustls-pki-types
 pub mod probe; // run one check once -> Outcome (http, conditions)
-pub mod sim; // `switchboard simulate`: the core over a simulated month, against a plain policy
+pub mod sim; // `switchboard simulate`: the core over simulated months (from one or N voting vantages), against a plain policy
 pub mod store; // SQLite: service state, transitions, outbox
 pub mod template; // message and webhook-body templates (minijinja): load, validate, render
 pub mod vantage; // pure: does this vantage suspect its own network (most hosts failing at once)

@@ -42,7 +42,18 @@ pub enum Command {
         config: PathBuf,
     },
     /// Run the daemon against a simulated support site with a scripted outage (offline).
-    Demo,
+    Demo {
+        /// Three nodes on a local three-member etcd (Debian's etcd-server): the leader is
+        /// killed during the outage and a follower takes over.
+        #[arg(long)]
+        cluster: bool,
+        /// With --cluster: stop after this many cycles (default: repeat until Ctrl-C).
+        #[arg(long, requires = "cluster", value_parser = clap::value_parser!(u32).range(1..))]
+        cycles: Option<u32>,
+        /// With --cluster: the etcd server binary (default: etcd on the PATH, else /usr/bin/etcd).
+        #[arg(long, requires = "cluster")]
+        etcd: Option<PathBuf>,
+    },
     /// Validate the configuration: exit 0 when valid, 1 with `file:line: message` lines when not.
     Check {
         #[arg(long, default_value = "switchboard.toml")]
@@ -167,7 +178,11 @@ impl Command {
     pub fn run(self) -> ExitCode {
         match self {
             Command::Run { config } => run::run(&config),
-            Command::Demo => demo::run(),
+            Command::Demo {
+                cluster,
+                cycles,
+                etcd,
+            } => demo::run(cluster.then_some(switchboard::demo::cluster::Options { cycles, etcd })),
             Command::Check { config } => run::check(&config),
             Command::Simulate(options) => simulate::run(options),
             Command::Probe {
