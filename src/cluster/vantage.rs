@@ -17,6 +17,11 @@ use tracing::{info, warn};
 /// The votes this node knows: its own and those of the other live vantages.
 pub struct VoteBoard {
     own: Mutex<Report>,
+    /// What this node publishes: per check its last verdict that was not merely `suspect`
+    /// (one failed probe, not confirmed). A failure confirmed or cleared is news to the other
+    /// vantages; a single failed probe that the next one contradicts is not, and publishing
+    /// it would make etcd's write rate follow the probe rate on a noisy network.
+    published: Mutex<BTreeMap<String, Verdict>>,
     own_changed: watch::Sender<u64>,
     remote: Mutex<BTreeMap<String, Report>>,
     remote_changed: watch::Sender<u64>,
@@ -33,6 +38,7 @@ impl VoteBoard {
                 ..Report::default()
             }),
             own_changed: watch::Sender::new(0),
+            published: Mutex::new(BTreeMap::new()),
             remote: Mutex::new(BTreeMap::new()),
             remote_changed: watch::Sender::new(0),
             slot: Mutex::new((0, 1)),
@@ -51,14 +57,36 @@ impl VoteBoard {
         self.own_lock().node.clone()
     }
 
-    /// Records this node's verdict on a check; published only if its health changed.
+    fn published_lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Verdict>> {
+        self.published.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records this node's verdict on a check. It is published only when the health it
+    /// publishes changes: `suspect` (failing, not confirmed) is kept for this node's own
+    /// decisions and not published at all.
     pub fn set_own(&self, key: &str, verdict: Verdict) {
-        let mut own = self.own_lock();
-        let changed = own.checks.get(key).map(|v| v.health) != Some(verdict.health);
-        own.checks.insert(key.to_string(), verdict);
-        drop(own);
-        if changed {
+        let health = verdict.health;
+        self.own_lock()
+            .checks
+            .insert(key.to_string(), verdict.clone());
+        if health == crate::health::Health::Suspect {
+            return;
+        }
+        let mut published = self.published_lock();
+        if published.get(key).map(|v| v.health) != Some(health) {
+            published.insert(key.to_string(), verdict);
+            drop(published);
             self.own_changed.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// This node's report as the other vantages read it (`set_own`).
+    pub fn published(&self) -> Report {
+        let own = self.own_lock();
+        Report {
+            node: own.node.clone(),
+            suspect: own.suspect,
+            checks: self.published_lock().clone(),
         }
     }
 
@@ -75,10 +103,13 @@ impl VoteBoard {
     /// Forgets this node's verdicts on checks no longer configured.
     pub fn retain_own(&self, keep: impl Fn(&str) -> bool) {
         let mut own = self.own_lock();
-        let before = own.checks.len();
         own.checks.retain(|k, _| keep(k));
-        let changed = own.checks.len() != before;
         drop(own);
+        let mut published = self.published_lock();
+        let before = published.len();
+        published.retain(|k, _| keep(k));
+        let changed = published.len() != before;
+        drop(published);
         if changed {
             self.own_changed.send_modify(|n| *n += 1);
         }
@@ -203,7 +234,7 @@ pub async fn publish(
         let lease = shared.lease_id();
         let mut failed = lease == 0;
         if lease != 0 {
-            let docs = by_service(&board.own());
+            let docs = by_service(&board.published());
             for (service, doc) in &docs {
                 if written.get(service) == Some(&(lease, doc.clone())) {
                     continue;
@@ -387,6 +418,18 @@ mod tests {
         rx.mark_unchanged();
         b.set_own("s/c", verdict(Health::Healthy, "200 in 4 ms"));
         assert!(!rx.has_changed().unwrap(), "same verdict, new outcome");
+        rx.mark_unchanged();
+        // One failed probe (suspect) is not published; confirmed down is.
+        b.set_own("s/c", verdict(Health::Suspect, "503"));
+        assert!(!rx.has_changed().unwrap(), "suspect is not news");
+        assert_eq!(b.published().checks["s/c"].health, Health::Healthy);
+        assert_eq!(b.own().checks["s/c"].health, Health::Suspect);
+        b.set_own("s/c", verdict(Health::Healthy, "200 in 5 ms"));
+        assert!(
+            !rx.has_changed().unwrap(),
+            "a failure the next probe contradicts"
+        );
+        assert_eq!(b.published().checks["s/c"].outcome, "200 in 3 ms");
         b.set_own("s/c", verdict(Health::Down, "refused"));
         assert!(rx.has_changed().unwrap());
         b.set_suspect(true);
