@@ -613,6 +613,23 @@ fn phase(opts: &Options, interval: Duration, tick: Duration) -> Result<Phase> {
             head.is_some() && followers.iter().all(|&f| nodes[f].applied() == head)
         },
     )?;
+    // And every vantage's verdicts published: the leader holds three healthy votes on every
+    // check (the start-up burst of publishing is warm-up, not steady state).
+    wait_for(
+        "every vantage's votes published",
+        Duration::from_secs(60),
+        || {
+            let m = nodes[leader].metrics();
+            let healthy: f64 = m
+                .lines()
+                .filter(|l| {
+                    l.starts_with("switchboard_check_votes{") && l.contains("verdict=\"healthy\"")
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum();
+            healthy >= 3.0 * checks
+        },
+    )?;
     std::thread::sleep(Duration::from_secs(2));
 
     // The watch and the pollers, from here on.

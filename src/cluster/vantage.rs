@@ -6,7 +6,7 @@
 //! with it once the lease expires, and the leader's quorum is recomputed from the live ones.
 
 use super::election::Shared;
-use super::etcd::{Etcd, Event, WatchItem};
+use super::etcd::{Etcd, Event, Op, WatchItem};
 use super::votes::{decide, Decision, Report, Rule, Verdict};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -235,23 +235,33 @@ pub async fn publish(
         let mut failed = lease == 0;
         if lease != 0 {
             let docs = by_service(&board.published());
-            for (service, doc) in &docs {
-                if written.get(service) == Some(&(lease, doc.clone())) {
-                    continue;
-                }
-                let value = serde_json::to_vec(doc).unwrap_or_default();
-                match etcd
-                    .put(key(&prefix, &node, service).as_bytes(), &value, lease)
-                    .await
-                {
+            // The changed documents, written together: one transaction (one revision) per
+            // batch, so a change touching many services costs a few writes, not one each.
+            let changed: Vec<(&String, &Report)> = docs
+                .iter()
+                .filter(|(service, doc)| written.get(*service) != Some(&(lease, (*doc).clone())))
+                .collect();
+            for batch in changed.chunks(64) {
+                let ops: Vec<Op> = batch
+                    .iter()
+                    .map(|(service, doc)| Op::Put {
+                        key: key(&prefix, &node, service).into_bytes(),
+                        value: serde_json::to_vec(doc).unwrap_or_default(),
+                        lease,
+                    })
+                    .collect();
+                match etcd.txn(&[], &ops, &[]).await {
                     Ok(_) => {
-                        written.insert(service.clone(), (lease, doc.clone()));
+                        for (service, doc) in batch {
+                            written.insert((*service).clone(), (lease, (*doc).clone()));
+                        }
                     }
                     Err(e) => {
                         if !failed {
                             warn!("cluster: cannot publish this vantage's votes ({e}); retrying");
                         }
                         failed = true;
+                        break;
                     }
                 }
             }
