@@ -360,10 +360,12 @@ fn commands_on_a_follower_run_on_the_leader_a_drill_outlives_its_leader_and_a_pa
     signal(&nodes[paused], "-CONT");
     std::thread::sleep(LEASE);
     assert!(!nodes[paused].leads(), "the resumed node does not lead");
+    let mail_after = nodes[paused].mail();
     assert_eq!(
-        nodes[paused].mail().len(),
+        mail_after.len(),
         mail_before,
-        "the resumed node sent nothing"
+        "the resumed node sent nothing; its last message:\n{}",
+        mail_after.last().map(String::as_str).unwrap_or("")
     );
     let metrics = nodes[paused].daemon.as_ref().unwrap().metrics();
     let demotions = crate::support::daemon::series(&metrics, "switchboard_cluster_demotions_total")
