@@ -271,15 +271,11 @@ fn term_ends(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) -> watch:
 /// This node's place among the registered nodes (by name), which offsets its probes so the
 /// vantages' probes of one check spread evenly over its interval.
 async fn place(etcd: &Etcd, cluster: &ClusterConfig, votes: &VoteBoard) {
-    let prefix = format!("{}/nodes/", cluster.prefix);
-    let mut names: Vec<String> = match etcd.get(prefix.as_bytes(), true).await {
-        Ok((kvs, _)) => kvs
-            .iter()
-            .filter_map(|kv| serde_json::from_slice::<NodeRecord>(&kv.value).ok())
-            .map(|n| n.name)
-            .collect(),
-        Err(_) => Vec::new(),
-    };
+    let mut names: Vec<String> = registered(etcd, &cluster.prefix)
+        .await
+        .into_iter()
+        .map(|n| n.name)
+        .collect();
     if !names.contains(&cluster.name) {
         names.push(cluster.name.clone());
     }
@@ -405,6 +401,17 @@ async fn follow(me: &Follower<'_>, listener: TcpListener, shutdown: watch::Recei
     let _ = prober.await;
 }
 
+/// The nodes registered under `{prefix}/nodes/` (none when etcd does not answer).
+async fn registered(etcd: &Etcd, prefix: &str) -> Vec<NodeRecord> {
+    match etcd.get(format!("{prefix}/nodes/").as_bytes(), true).await {
+        Ok((kvs, _)) => kvs
+            .iter()
+            .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
 /// What a node says about itself under `{prefix}/nodes/{name}`, attached to its lease so it
 /// vanishes with the node.
 #[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
@@ -470,14 +477,7 @@ fn cluster_view(
         let (etcd, cluster, shared) = (etcd.clone(), cluster.clone(), shared.clone());
         let vantages = vantages_view(&votes, &config);
         Box::pin(async move {
-            let prefix = format!("{}/nodes/", cluster.prefix);
-            let nodes: Vec<NodeRecord> = match etcd.get(prefix.as_bytes(), true).await {
-                Ok((kvs, _)) => kvs
-                    .iter()
-                    .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
-                    .collect(),
-                Err(_) => Vec::new(),
-            };
+            let nodes = registered(&etcd, &cluster.prefix).await;
             let leader = match shared.role() {
                 Role::Leader { .. } => Some(cluster.name.clone()),
                 Role::Follower(Some(l)) => Some(l.name),
